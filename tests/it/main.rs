@@ -1,1 +1,6 @@
-//! placeholder
+//! Jalin's integration tests: one binary, a module per capability.
+
+mod architecture;
+mod formats;
+mod roundtrip;
+mod support;

@@ -52,8 +52,8 @@ pub enum RecordError {
         /// Bytes there were.
         have: usize,
     },
-    /// No record terminator within the largest possible record.
-    #[error("no record terminator (0x1D) within {RECORD_LEN_MAX} bytes")]
+    /// No record terminator within the largest record the reader accepts.
+    #[error("no record terminator (0x1D) within {OVERSIZE_RECORD_LEN_MAX} bytes")]
     NoTerminator,
     /// The leader's base address of data (leader/12-16) is unusable.
     #[error("base address of data {found:?} in the leader is not usable for a {record_len}-byte record")]
@@ -129,6 +129,11 @@ pub struct Reader<R> {
 
 const CHUNK_LEN: usize = 64 * 1024;
 
+/// The most the reader looks ahead for a record terminator. Some systems (HathiTrust,
+/// serials with thousands of holdings) write records past ISO 2709's 99,999 bytes with a
+/// length of `99999`; they are read up to this size, which also bounds memory.
+pub const OVERSIZE_RECORD_LEN_MAX: usize = 4 * 1024 * 1024;
+
 impl<R: Read> Reader<R> {
     /// A reader with default options.
     pub fn new(inner: R) -> Self {
@@ -191,22 +196,45 @@ impl<R: Read> Reader<R> {
         self.offset += n as u64;
     }
 
-    /// Index (in the unread data) of the first record terminator at or after `from`,
-    /// looking no further than the largest record.
-    fn find_terminator(&mut self, from: usize) -> Option<usize> {
-        self.fill(RECORD_LEN_MAX);
-        let available = self.available();
-        let end = available.len().min(RECORD_LEN_MAX);
-        available.get(from..end)?.iter().position(|&b| b == RECORD_TERMINATOR).map(|i| i + from)
+    /// Index (in the unread data) of the first record terminator, looking no further
+    /// than [`OVERSIZE_RECORD_LEN_MAX`] bytes.
+    fn find_terminator(&mut self) -> Option<usize> {
+        let mut searched = 0;
+        loop {
+            let available = self.available();
+            let end = available.len().min(OVERSIZE_RECORD_LEN_MAX);
+            if let Some(i) = available[searched..end].iter().position(|&b| b == RECORD_TERMINATOR) {
+                return Some(searched + i);
+            }
+            searched = end;
+            if end >= OVERSIZE_RECORD_LEN_MAX || self.eof {
+                return None;
+            }
+            self.fill((end + CHUNK_LEN).min(OVERSIZE_RECORD_LEN_MAX));
+            if self.available().len() == end {
+                return None;
+            }
+        }
     }
 
-    /// Skips damaged data up to and including the next record terminator.
+    /// Skips damaged data up to and including the next record terminator, however far
+    /// it is, holding at most one read buffer at a time.
     fn skip_damaged(&mut self, position: Position, error: RecordError) -> ReadError {
-        match self.find_terminator(0) {
-            Some(end) => self.consume(end + 1),
-            None => {
-                let len = self.available().len().min(RECORD_LEN_MAX);
-                self.consume(len);
+        loop {
+            self.fill(CHUNK_LEN);
+            let available = self.available();
+            if available.is_empty() {
+                break;
+            }
+            match available.iter().position(|&b| b == RECORD_TERMINATOR) {
+                Some(end) => {
+                    self.consume(end + 1);
+                    break;
+                }
+                None => {
+                    let len = available.len();
+                    self.consume(len);
+                }
             }
         }
         ReadError { position, error }
@@ -241,7 +269,7 @@ impl<R: Read> Reader<R> {
             declared
         } else {
             // The length in the leader is wrong: trust the record terminator instead.
-            match self.find_terminator(0) {
+            match self.find_terminator() {
                 Some(end) => {
                     warnings.push(Warning {
                         tag: None,
@@ -280,6 +308,12 @@ impl<R: Read> Iterator for Reader<R> {
     }
 }
 
+/// A tag ISO 2709 can carry: three printable ASCII characters. Tags are normally digits or
+/// letters; some systems wrote others (pymarc reads them too), so they are kept.
+pub fn valid_tag(tag: &str) -> bool {
+    tag.len() == 3 && tag.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+}
+
 fn digits(bytes: &[u8]) -> Option<usize> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
@@ -295,12 +329,28 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
     if changed {
         warnings.push(Warning { tag: None, message: "leader had characters that are not ASCII; replaced by spaces".into() });
     }
-    let base_address = digits(&bytes[12..17])
-        .filter(|&b| b > LEADER_LEN && b <= bytes.len())
-        .ok_or_else(|| RecordError::BadBaseAddress {
-            found: String::from_utf8_lossy(&bytes[12..17]).into_owned(),
-            record_len: bytes.len(),
-        })?;
+    let declared_base = digits(&bytes[12..17]).filter(|&b| b > LEADER_LEN && b <= bytes.len());
+    let base_address = match declared_base {
+        Some(base) if bytes[base - 1] == FIELD_TERMINATOR => base,
+        _ => {
+            // The directory ends at the first field terminator; an oversized record's
+            // leader cannot say where that is, and some systems wrote it wrong.
+            let end = bytes[LEADER_LEN..].iter().position(|&b| b == FIELD_TERMINATOR).map(|i| i + LEADER_LEN);
+            match end {
+                Some(end) if (end - LEADER_LEN) % 12 == 0 && end > LEADER_LEN => {
+                    warnings.push(Warning {
+                        tag: None,
+                        message: format!("base address {:?} in the leader is wrong; the directory ends at byte {end}", String::from_utf8_lossy(&bytes[12..17])),
+                    });
+                    end + 1
+                }
+                _ => declared_base.ok_or_else(|| RecordError::BadBaseAddress {
+                    found: String::from_utf8_lossy(&bytes[12..17]).into_owned(),
+                    record_len: bytes.len(),
+                })?,
+            }
+        }
+    };
     // The directory runs from the leader to the field terminator before the base address.
     let mut directory = &bytes[LEADER_LEN..base_address];
     if directory.last() == Some(&FIELD_TERMINATOR) {
@@ -311,16 +361,15 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
     }
     let data_end = bytes.len() - 1; // before the record terminator
     let mut raw_fields: Vec<(String, &[u8])> = Vec::with_capacity(directory.len() / 12);
+    let mut aligned = true;
     for (index, entry) in directory.chunks_exact(12).enumerate() {
         let bad_entry = || RecordError::BadDirectoryEntry { index, entry: String::from_utf8_lossy(entry).into_owned() };
-        let tag = std::str::from_utf8(&entry[..3])
-            .ok()
-            .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .ok_or_else(bad_entry)?;
+        let tag = std::str::from_utf8(&entry[..3]).ok().filter(|t| valid_tag(t)).ok_or_else(bad_entry)?;
         let len = digits(&entry[3..7]).ok_or_else(bad_entry)?;
         let start = digits(&entry[7..12]).ok_or_else(bad_entry)?;
         let from = (base_address + start).min(data_end);
         let to = (from + len).min(data_end);
+        aligned &= len > 0 && bytes.get(base_address + start + len - 1) == Some(&FIELD_TERMINATOR);
         let mut data = &bytes[from..to];
         if data.last() == Some(&FIELD_TERMINATOR) {
             data = &data[..data.len() - 1];
@@ -333,6 +382,22 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
     }
     if raw_fields.is_empty() {
         return Err(RecordError::NoFields);
+    }
+    if !aligned {
+        // Lengths and offsets do not land on field terminators (an oversized record, or
+        // a system that counted characters instead of bytes). If the data splits at its
+        // field terminators into as many fields as the directory names, trust that.
+        let data = &bytes[base_address..data_end];
+        let pieces: Vec<&[u8]> = data.strip_suffix(&[FIELD_TERMINATOR]).unwrap_or(data).split(|&b| b == FIELD_TERMINATOR).collect();
+        if pieces.len() == raw_fields.len() {
+            for (field, piece) in raw_fields.iter_mut().zip(pieces) {
+                field.1 = piece;
+            }
+            warnings.push(Warning {
+                tag: None,
+                message: "directory lengths or offsets do not match the data; fields taken at their terminators".into(),
+            });
+        }
     }
 
     let charset = match options.charset {
@@ -358,21 +423,36 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         Ok(decoded.text)
     };
 
+    // Leader/10 says how many indicators a field has: 2 in MARC21, others elsewhere.
+    // Jalin keeps two; any more are dropped with a warning.
+    let indicator_count = match bytes[10] {
+        digit @ b'1'..=b'9' => usize::from(digit - b'0'),
+        _ => 2,
+    };
     let mut fields = Vec::with_capacity(raw_fields.len());
     for (tag, data) in raw_fields {
-        if is_control_tag(&tag) {
+        // Some systems (UNIMARC, DanMARC) put indicators and subfields in 00X fields: two
+        // indicator characters then a delimiter. Read those as data fields, as YAZ does.
+        let has_subfields = data.get(indicator_count) == Some(&SUBFIELD_DELIMITER);
+        if is_control_tag(&tag) && !has_subfields {
             let value = decode(&tag, data)?;
             fields.push(Field::Control(ControlField { tag, value }));
             continue;
         }
         let mut parts = data.split(|&b| b == SUBFIELD_DELIMITER);
-        let indicators = parts.next().unwrap_or_default();
-        let indicator = |i: usize| indicators.get(i).map_or(' ', |&b| if b.is_ascii() && b >= 0x20 { b as char } else { ' ' });
+        // Indicators are characters, not bytes: a UTF-8 record can carry "á" (as YAZ reads it).
+        let indicators: Vec<char> = match charset {
+            Charset::Utf8 => String::from_utf8_lossy(parts.next().unwrap_or_default()).chars().collect(),
+            _ => parts.next().unwrap_or_default().iter().map(|&b| b as char).collect(),
+        };
+        let indicator = |i: usize| indicators.get(i).copied().filter(|c| !c.is_control()).unwrap_or(' ');
         if indicators.len() != 2 {
-            warnings.push(Warning {
-                tag: Some(tag.clone()),
-                message: format!("{} indicator bytes instead of 2", indicators.len()),
-            });
+            let message = if indicators.len() == indicator_count {
+                format!("{indicator_count} indicators, as the leader says; the first 2 are kept")
+            } else {
+                format!("{} indicators instead of {indicator_count}", indicators.len())
+            };
+            warnings.push(Warning { tag: Some(tag.clone()), message });
         }
         let (ind1, ind2) = (indicator(0), indicator(1));
         let mut subfields = Vec::new();
@@ -390,8 +470,9 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
             message: format!("{unmapped} character(s) had no mapping in {charset}; replaced by U+FFFD"),
         });
     }
-    // The record now holds Unicode: say so, as every UTF-8 writer will.
-    leader.set(9, 'a');
+    // The record now holds Unicode with two indicators and one-character codes: say so,
+    // as every writer will.
+    leader.normalize_structure();
     Ok((MarcRecord { leader, fields }, charset, warnings))
 }
 
@@ -412,12 +493,21 @@ pub enum WriteError {
         /// Its length.
         len: usize,
     },
-    /// A tag that is not three ASCII letters or digits.
-    #[error("tag {tag:?} is not three ASCII letters or digits")]
+    /// A tag that is not three printable ASCII characters.
+    #[error("tag {tag:?} is not three printable ASCII characters")]
     BadTag {
         /// The tag.
         tag: String,
     },
+}
+
+/// The fields in the order MARC21 wants them written: control fields first, then data
+/// fields, each kind in its own order. (Some systems wrote an 00X field after data fields;
+/// MARC21slim does not allow that, so both writers put them first.)
+pub fn ordered_fields(record: &MarcRecord) -> impl Iterator<Item = &Field> {
+    let control = record.fields.iter().filter(|f| matches!(f, Field::Control(_)));
+    let data = record.fields.iter().filter(|f| matches!(f, Field::Data(_)));
+    control.chain(data)
 }
 
 /// Writes a record as UTF-8 ISO 2709 (leader/09 set to `a`, lengths and base address
@@ -425,9 +515,9 @@ pub enum WriteError {
 pub fn write_record(record: &MarcRecord) -> Result<Vec<u8>, WriteError> {
     let mut directory = Vec::with_capacity(record.fields.len() * 12 + 1);
     let mut data = Vec::new();
-    for field in &record.fields {
+    for field in ordered_fields(record) {
         let tag = field.tag();
-        if tag.len() != 3 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !valid_tag(tag) {
             return Err(WriteError::BadTag { tag: tag.to_string() });
         }
         let start = data.len();
@@ -461,7 +551,7 @@ pub fn write_record(record: &MarcRecord) -> Result<Vec<u8>, WriteError> {
         return Err(WriteError::TooLong { len: total });
     }
     let mut leader = record.leader.clone();
-    leader.set(9, 'a');
+    leader.normalize_structure();
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(format!("{total:05}").as_bytes());
     out.extend_from_slice(&leader.as_str().as_bytes()[5..12]);

@@ -69,7 +69,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             unmapped += 1;
             continue;
         }
-        let multibyte = g0 == EACC && byte >= 0x21 && byte != 0x7F && byte < 0x80;
+        let multibyte = g0 == EACC && (0x21..=0x7F).contains(&byte);
         let (code, charset, width) = if multibyte {
             if pos + 3 > bytes.len() {
                 unmapped += 1;

@@ -36,8 +36,8 @@ pub enum XmlRecordError {
         /// The field's tag.
         tag: String,
     },
-    /// A tag that is not three ASCII letters or digits.
-    #[error("tag {tag:?} is not three ASCII letters or digits")]
+    /// A tag that is not three printable ASCII characters.
+    #[error("tag {tag:?} is not three printable ASCII characters")]
     BadTag {
         /// The tag.
         tag: String,
@@ -247,7 +247,7 @@ impl RecordState {
         if let Some(error) = self.error {
             return fail(error);
         }
-        if let Some(bad) = self.fields.iter().find(|f| f.tag().len() != 3 || !f.tag().bytes().all(|b| b.is_ascii_alphanumeric())) {
+        if let Some(bad) = self.fields.iter().find(|f| !super::iso2709::valid_tag(f.tag())) {
             return fail(XmlRecordError::BadTag { tag: bad.tag().to_string() });
         }
         if self.fields.is_empty() {
@@ -306,9 +306,11 @@ pub fn record_to_xml(record: &MarcRecord, namespaced: bool) -> String {
         out.push_str("<record>\n");
     }
     out.push_str("  <leader>");
-    escape_text(&mut out, record.leader.as_str());
+    let mut leader = record.leader.clone();
+    leader.normalize_structure();
+    escape_text(&mut out, leader.as_str());
     out.push_str("</leader>\n");
-    for field in &record.fields {
+    for field in super::iso2709::ordered_fields(record) {
         match field {
             Field::Control(control) => {
                 out.push_str("  <controlfield tag=\"");

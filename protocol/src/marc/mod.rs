@@ -81,6 +81,17 @@ impl Leader {
         }
     }
 
+    /// Sets what the structure of a record Jalin writes fixes: UTF-8 (09), two indicators
+    /// and one-character subfield codes (10-11), and the entry map `4500` (20-23).
+    pub fn normalize_structure(&mut self) {
+        self.set(9, 'a');
+        self.set(10, '2');
+        self.set(11, '2');
+        for (i, c) in "4500".chars().enumerate() {
+            self.set(20 + i, c);
+        }
+    }
+
     /// Record status (leader/05): `n` new, `c` corrected, `d` deleted, ...
     pub fn status(&self) -> char {
         self.get(5)
