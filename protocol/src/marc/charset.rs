@@ -84,6 +84,8 @@ pub fn decode(bytes: &[u8], charset: Charset) -> Result<DecodedText, DecodeError
 
 /// DanMARC2: Latin-1, where `@` escapes: `@` and four hex digits is that Unicode code
 /// point; `@` and any other character is that character (`@@` is `@`, `@*` is `*`).
+/// Not yet decoded: `@U` and two hex digits (an ISO 5426 character by code), kept as
+/// written and counted as unmapped.
 fn decode_danmarc(bytes: &[u8]) -> DecodedText {
     let mut text = String::with_capacity(bytes.len());
     let mut unmapped = 0;
@@ -105,6 +107,12 @@ fn decode_danmarc(bytes: &[u8]) -> DecodedText {
                 }
             }
             pos += 5;
+        } else if bytes.get(pos + 1) == Some(&b'U') {
+            // "@U" and two hex digits names an ISO 5426 character by its code; Jalin has
+            // no ISO 5426 table yet, so the escape is kept as written and counted.
+            text.push('@');
+            unmapped += 1;
+            pos += 1;
         } else if let Some(&next) = bytes.get(pos + 1) {
             text.push(next as char);
             pos += 2;

@@ -314,6 +314,10 @@ pub fn valid_tag(tag: &str) -> bool {
     tag.len() == 3 && tag.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
+fn orphan_free(warnings: &[Warning], tag: &str) -> bool {
+    !warnings.iter().any(|w| w.tag.as_deref() == Some(tag) && w.message.starts_with("text after the indicators"))
+}
+
 fn digits(bytes: &[u8]) -> Option<usize> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
@@ -441,12 +445,26 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         }
         let mut parts = data.split(|&b| b == SUBFIELD_DELIMITER);
         // Indicators are characters, not bytes: a UTF-8 record can carry "á" (as YAZ reads it).
-        let indicators: Vec<char> = match charset {
-            Charset::Utf8 => String::from_utf8_lossy(parts.next().unwrap_or_default()).chars().collect(),
-            _ => parts.next().unwrap_or_default().iter().map(|&b| b as char).collect(),
+        let head = parts.next().unwrap_or_default();
+        let mut indicators: Vec<char> = match charset {
+            Charset::Utf8 => String::from_utf8_lossy(head).chars().collect(),
+            _ => head.iter().map(|&b| b as char).collect(),
         };
+        // Text after the indicators with no delimiter before it: take the character after
+        // the indicators as the lost delimiter, as YAZ does, so the text is kept.
+        let mut orphan = None;
+        if indicators.len() > indicator_count {
+            let rest: String = indicators.split_off(indicator_count).into_iter().skip(1).collect();
+            if !rest.is_empty() {
+                orphan = Some(rest);
+            }
+            warnings.push(Warning {
+                tag: Some(tag.clone()),
+                message: "text after the indicators without a subfield delimiter; the next character taken as the delimiter".into(),
+            });
+        }
         let indicator = |i: usize| indicators.get(i).copied().filter(|c| !c.is_control()).unwrap_or(' ');
-        if indicators.len() != 2 {
+        if indicators.len() != 2 && orphan_free(&warnings, &tag) {
             let message = if indicators.len() == indicator_count {
                 format!("{indicator_count} indicators, as the leader says; the first 2 are kept")
             } else {
@@ -456,6 +474,11 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         }
         let (ind1, ind2) = (indicator(0), indicator(1));
         let mut subfields = Vec::new();
+        if let Some(text) = orphan {
+            let mut chars = text.chars();
+            let code = chars.next().unwrap_or(' ');
+            subfields.push(Subfield { code, value: chars.as_str().to_string() });
+        }
         for part in parts.filter(|p| !p.is_empty()) {
             let text = decode(&tag, part)?;
             let mut chars = text.chars();
