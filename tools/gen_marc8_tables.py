@@ -11,15 +11,18 @@ print("// tables, as transcribed in pymarc 5.4.0 (marc8_mapping.py, BSD-2-Clause
 print("//! MARC-8 code tables: for each character set, (code, Unicode scalar, combining) sorted")
 print("//! by code.")
 print()
+print("/// One code table: (code, Unicode scalar, combining), sorted by code.")
+print("pub(super) type CodeTable = &'static [(u32, u32, bool)];")
+print()
 print("#[rustfmt::skip]")
-print("pub(super) static CHARSETS: &[(u8, &[(u32, u32, bool)])] = &[")
+print("pub(super) static CHARSETS: &[(u8, CodeTable)] = &[")
 for final, table in sorted(m.CODESETS.items()):
     print(f"    (0x{final:02X}, CHARSET_{final:02X}),")
 print("];")
 for final, table in sorted(m.CODESETS.items()):
     print()
     print("#[rustfmt::skip]")
-    print(f"static CHARSET_{final:02X}: &[(u32, u32, bool)] = &[")
+    print(f"static CHARSET_{final:02X}: CodeTable = &[")
     for code, (uni, comb) in sorted(table.items()):
         print(f"    (0x{code:X}, 0x{uni:X}, {'true' if comb else 'false'}),")
     print("];")

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "jalin", version, about = "Jalin: a peer-to-peer union catalog for library partnerships")]
+#[command(
+    name = "jalin",
+    version,
+    about = "Jalin: a peer-to-peer union catalog for library partnerships"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,9 @@ fn parse_format(name: &str) -> Result<Format, String> {
 }
 
 fn parse_charset(name: &str) -> Result<Charset, String> {
-    Charset::from_name(name).ok_or_else(|| format!("unknown charset {name:?}; one of: utf-8, marc-8, iso-8859-1, danmarc"))
+    Charset::from_name(name).ok_or_else(|| {
+        format!("unknown charset {name:?}; one of: utf-8, marc-8, iso-8859-1, danmarc")
+    })
 }
 
 fn limited<T>(items: &[T], limit: usize) -> &[T] {
@@ -80,18 +86,30 @@ fn limited<T>(items: &[T], limit: usize) -> &[T] {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Inspect { files: paths, format, charset, json, limit } => {
+        Command::Inspect {
+            files: paths,
+            format,
+            charset,
+            json,
+            limit,
+        } => {
             let mut damaged = false;
             for path in paths {
                 let format = files::detect_format(&path, format)?;
-                let reader = files::open_records(&path, format, charset)?;
-                let report = files::inspect(&path, format, reader);
+                let report = files::inspect(&path, format, charset)?;
                 damaged |= !report.errors.is_empty();
                 if json {
-                    println!("{}", serde_json::to_string(&report).context("writing JSON")?);
+                    println!(
+                        "{}",
+                        serde_json::to_string(&report).context("writing JSON")?
+                    );
                     continue;
                 }
-                let charsets: Vec<String> = report.charsets.iter().map(|(c, n)| format!("{c} ({n})")).collect();
+                let charsets: Vec<String> = report
+                    .charsets
+                    .iter()
+                    .map(|(c, n)| format!("{c} ({n})"))
+                    .collect();
                 println!("{}", report.path.display());
                 println!("  format:    {}", report.format);
                 println!("  records:   {}", report.records);
@@ -99,27 +117,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  charsets:  {}", charsets.join(", "));
                 }
                 println!("  damaged:   {}", report.errors.len());
-                println!("  repaired:  {} record(s) with warnings", report.records_with_warnings);
+                println!(
+                    "  repaired:  {} record(s) with warnings",
+                    report.records_with_warnings
+                );
                 for error in limited(&report.errors, limit) {
                     println!("  error:   {error}");
                 }
                 for warning in limited(&report.warnings, limit) {
                     println!("  warning: {warning}");
                 }
-                let hidden = report.errors.len().saturating_sub(limited(&report.errors, limit).len())
-                    + report.warnings.len().saturating_sub(limited(&report.warnings, limit).len());
+                let hidden = report
+                    .errors
+                    .len()
+                    .saturating_sub(limited(&report.errors, limit).len())
+                    + report
+                        .warnings
+                        .len()
+                        .saturating_sub(limited(&report.warnings, limit).len());
                 if hidden > 0 {
                     println!("  ... and {hidden} more (use --limit 0 to see all)");
                 }
             }
-            Ok(if damaged { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if damaged {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Convert { input, output, to, from, charset, strict } => {
+        Command::Convert {
+            input,
+            output,
+            to,
+            from,
+            charset,
+            strict,
+        } => {
             let input_format = files::detect_format(&input, from)?;
-            let Some(output_format) = to.or_else(|| Format::from_extension(&output.to_string_lossy())) else {
-                bail!("cannot tell the output format from {}; name it with --to", output.display());
+            let Some(output_format) =
+                to.or_else(|| Format::from_extension(&output.to_string_lossy()))
+            else {
+                bail!(
+                    "cannot tell the output format from {}; name it with --to",
+                    output.display()
+                );
             };
-            let conversion = files::convert(&input, input_format, charset, &output, output_format, strict)?;
+            let conversion = files::convert(
+                &input,
+                input_format,
+                charset,
+                &output,
+                output_format,
+                strict,
+            )?;
             eprintln!(
                 "{} -> {}: {} record(s) written as {output_format}, {} rejected, {} not writable",
                 input.display(),
@@ -141,7 +191,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {

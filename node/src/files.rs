@@ -1,10 +1,13 @@
 //! Catalog files on disk: opening one in the right format, inspecting it, converting it.
 
-use jalin_protocol::format::{Format, ParseError, Parsed, RecordReader, RecordWriter, WriteError};
+use jalin_protocol::format::{
+    Format, Location, ParseError, Parsed, RecordReader, RecordWriter, WriteError,
+};
+use jalin_protocol::marc::iso2709;
 use jalin_protocol::marc::Charset;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read};
+use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 /// Why a file could not be opened, read or written.
@@ -37,7 +40,10 @@ pub enum FileError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
-    move |source| FileError::Io { path: path.to_path_buf(), source }
+    move |source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The format of a file: `explicit` if given, else its extension, else its first bytes.
@@ -67,9 +73,17 @@ pub fn detect_format(path: &Path, explicit: Option<Format>) -> Result<Format, Fi
 }
 
 /// Opens a file for reading records.
-pub fn open_records(path: &Path, format: Format, charset: Option<Charset>) -> Result<RecordReader<BufReader<File>>, FileError> {
+pub fn open_records(
+    path: &Path,
+    format: Format,
+    charset: Option<Charset>,
+) -> Result<RecordReader<BufReader<File>>, FileError> {
     let file = File::open(path).map_err(io_error(path))?;
-    Ok(RecordReader::new(BufReader::with_capacity(256 * 1024, file), format, charset))
+    Ok(RecordReader::new(
+        BufReader::with_capacity(256 * 1024, file),
+        format,
+        charset,
+    ))
 }
 
 /// What `jalin inspect` reports about one file.
@@ -92,8 +106,13 @@ pub struct Inspection {
 }
 
 /// Reads a whole file and reports what is in it. Memory stays bounded by one record plus
-/// the error and warning lists.
-pub fn inspect<R: BufRead>(path: &Path, format: Format, reader: RecordReader<R>) -> Inspection {
+/// the error and warning lists. Inspection reads and decodes every record but does not
+/// derive descriptions from them: it reports on the file, it does not catalogue it.
+pub fn inspect(
+    path: &Path,
+    format: Format,
+    charset: Option<Charset>,
+) -> Result<Inspection, FileError> {
     let mut inspection = Inspection {
         path: path.to_path_buf(),
         format,
@@ -103,24 +122,59 @@ pub fn inspect<R: BufRead>(path: &Path, format: Format, reader: RecordReader<R>)
         warnings: Vec::new(),
         errors: Vec::new(),
     };
-    for item in reader {
-        match item {
-            Ok(parsed) => {
-                inspection.records += 1;
-                if let Some(charset) = parsed.charset {
-                    *inspection.charsets.entry(charset.to_string()).or_default() += 1;
-                }
-                if !parsed.warnings.is_empty() {
-                    inspection.records_with_warnings += 1;
-                    for warning in &parsed.warnings {
-                        inspection.warnings.push(format!("{} ({}): {warning}", parsed.location, parsed.record.id()));
-                    }
+    let mut note_warnings =
+        |location: &dyn std::fmt::Display, id: &str, warnings: &[jalin_protocol::marc::Warning]| {
+            if !warnings.is_empty() {
+                inspection.records_with_warnings += 1;
+                for warning in warnings {
+                    inspection
+                        .warnings
+                        .push(format!("{location} ({id}): {warning}"));
                 }
             }
-            Err(error) => inspection.errors.push(error),
+        };
+    let mut records = 0;
+    let mut charsets: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors = Vec::new();
+    if format == Format::Marc {
+        let file = File::open(path).map_err(io_error(path))?;
+        let reader = iso2709::Reader::with_options(
+            BufReader::with_capacity(256 * 1024, file),
+            iso2709::ReadOptions { charset },
+        );
+        for item in reader {
+            match item {
+                Ok(read) => {
+                    records += 1;
+                    *charsets.entry(read.charset.to_string()).or_default() += 1;
+                    let id = read.record.control("001").map_or("no 001", str::trim);
+                    note_warnings(&read.position, id, &read.warnings);
+                }
+                Err(error) => errors.push(ParseError {
+                    location: Location {
+                        number: error.position.record,
+                        offset: error.position.offset,
+                        is_line: false,
+                    },
+                    kind: error.error.into(),
+                }),
+            }
+        }
+    } else {
+        for item in open_records(path, format, charset)? {
+            match item {
+                Ok(parsed) => {
+                    records += 1;
+                    note_warnings(&parsed.location, parsed.record.id(), &parsed.warnings);
+                }
+                Err(error) => errors.push(error),
+            }
         }
     }
-    inspection
+    inspection.records = records;
+    inspection.charsets = charsets;
+    inspection.errors = errors;
+    Ok(inspection)
 }
 
 /// What a conversion did.
@@ -136,17 +190,32 @@ pub struct Conversion {
 
 /// Converts `input` to `output`. Lenient: bad records are reported and skipped. Strict:
 /// the first bad record stops the conversion and the output file is removed.
-pub fn convert(input: &Path, input_format: Format, charset: Option<Charset>, output: &Path, output_format: Format, strict: bool) -> Result<Conversion, FileError> {
+pub fn convert(
+    input: &Path,
+    input_format: Format,
+    charset: Option<Charset>,
+    output: &Path,
+    output_format: Format,
+    strict: bool,
+) -> Result<Conversion, FileError> {
     let reader = open_records(input, input_format, charset)?;
     let file = File::create(output).map_err(io_error(output))?;
-    let write_error = |source| FileError::Write { path: output.to_path_buf(), source };
+    let write_error = |source| FileError::Write {
+        path: output.to_path_buf(),
+        source,
+    };
     let mut writer = RecordWriter::new(BufWriter::new(file), output_format).map_err(write_error)?;
     let mut conversion = Conversion::default();
     let result = (|| {
         for item in reader {
             let parsed: Parsed = match item {
                 Ok(parsed) => parsed,
-                Err(error) if strict => return Err(FileError::Strict { path: input.to_path_buf(), source: error }),
+                Err(error) if strict => {
+                    return Err(FileError::Strict {
+                        path: input.to_path_buf(),
+                        source: error,
+                    })
+                }
                 Err(error) => {
                     conversion.rejected.push(error);
                     continue;
@@ -155,7 +224,9 @@ pub fn convert(input: &Path, input_format: Format, charset: Option<Charset>, out
             match writer.write(&parsed.record) {
                 Ok(()) => conversion.written += 1,
                 Err(WriteError::Marc { record_id, source }) if !strict => {
-                    conversion.unwritable.push(format!("{} ({record_id}): {source}", parsed.location));
+                    conversion
+                        .unwritable
+                        .push(format!("{} ({record_id}): {source}", parsed.location));
                 }
                 Err(error) => return Err(write_error(error)),
             }

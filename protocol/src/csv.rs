@@ -111,9 +111,17 @@ pub struct CsvRecord {
 pub fn split_slims_multi(text: &str) -> Vec<String> {
     let text = text.trim();
     if !text.starts_with('<') {
-        return if text.is_empty() { Vec::new() } else { vec![text.to_string()] };
+        return if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![text.to_string()]
+        };
     }
-    text.split(['<', '>']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    text.split(['<', '>'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn join_slims_multi<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
@@ -124,7 +132,11 @@ fn split_generic_multi(text: &str) -> Vec<String> {
     if text.trim_start().starts_with('<') {
         return split_slims_multi(text);
     }
-    text.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    text.split('|')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Language names as SLiMS lists them, and their MARC codes.
@@ -158,13 +170,18 @@ fn language_code(name: &str) -> Option<String> {
         .map(|(_, code)| (*code).to_string())
         .or_else(|| match lower {
             "inggris" => Some("eng".into()),
-            code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_lowercase()) => Some(code.to_string()),
+            code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_lowercase()) => {
+                Some(code.to_string())
+            }
             _ => None,
         })
 }
 
 fn language_name(code: &str) -> String {
-    LANGUAGES.iter().find(|(_, c)| *c == code).map_or_else(|| code.to_string(), |(n, _)| (*n).to_string())
+    LANGUAGES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or_else(|| code.to_string(), |(n, _)| (*n).to_string())
 }
 
 fn add_identifier(description: &mut Description, text: &str) {
@@ -173,7 +190,9 @@ fn add_identifier(description: &mut Description, text: &str) {
         return;
     }
     match parse_isbn(text) {
-        Some(Isbn::Valid(isbn)) if !description.isbns.contains(&isbn) => description.isbns.push(isbn),
+        Some(Isbn::Valid(isbn)) if !description.isbns.contains(&isbn) => {
+            description.isbns.push(isbn)
+        }
         Some(Isbn::Invalid(isbn)) => description.invalid_isbns.push(isbn),
         _ => {}
     }
@@ -223,12 +242,26 @@ fn slims_row(row: &csv::StringRecord) -> Result<Description, RowError> {
         d.notes.push(note);
     }
     for (i, author) in split_slims_multi(col(15)).into_iter().enumerate() {
-        d.names.push(Name { name: author, main: i == 0, ..Default::default() });
+        d.names.push(Name {
+            name: author,
+            main: i == 0,
+            ..Default::default()
+        });
     }
-    d.subjects = split_slims_multi(col(16)).into_iter().map(|heading| Subject { heading, vocabulary: None }).collect();
+    d.subjects = split_slims_multi(col(16))
+        .into_iter()
+        .map(|heading| Subject {
+            heading,
+            vocabulary: None,
+        })
+        .collect();
     d.holdings = split_slims_multi(col(17))
         .into_iter()
-        .map(|item| Holding { item_id: Some(item), call_number: d.call_number.clone(), ..Default::default() })
+        .map(|item| Holding {
+            item_id: Some(item),
+            call_number: d.call_number.clone(),
+            ..Default::default()
+        })
         .collect();
     Ok(d)
 }
@@ -260,7 +293,10 @@ fn generic_column(header: &str) -> Option<&'static str> {
     })
 }
 
-fn generic_row(columns: &[Option<&'static str>], row: &csv::StringRecord) -> Result<Description, RowError> {
+fn generic_row(
+    columns: &[Option<&'static str>],
+    row: &csv::StringRecord,
+) -> Result<Description, RowError> {
     let mut d = Description::default();
     let mut year_text = None;
     for (name, value) in columns.iter().zip(row.iter()) {
@@ -275,7 +311,11 @@ fn generic_row(columns: &[Option<&'static str>], row: &csv::StringRecord) -> Res
             "responsibility" => d.responsibility = opt(value),
             "authors" => {
                 for (i, name) in split_generic_multi(value).into_iter().enumerate() {
-                    d.names.push(Name { name, main: i == 0, ..Default::default() });
+                    d.names.push(Name {
+                        name,
+                        main: i == 0,
+                        ..Default::default()
+                    });
                 }
             }
             "edition" => d.edition = opt(value),
@@ -289,9 +329,20 @@ fn generic_row(columns: &[Option<&'static str>], row: &csv::StringRecord) -> Res
             }
             "physical_description" => d.physical_description = opt(value),
             "series" => d.series = split_generic_multi(value),
-            "languages" => d.languages = split_generic_multi(value).iter().filter_map(|l| language_code(l)).collect(),
+            "languages" => {
+                d.languages = split_generic_multi(value)
+                    .iter()
+                    .filter_map(|l| language_code(l))
+                    .collect()
+            }
             "subjects" => {
-                d.subjects = split_generic_multi(value).into_iter().map(|heading| Subject { heading, vocabulary: None }).collect()
+                d.subjects = split_generic_multi(value)
+                    .into_iter()
+                    .map(|heading| Subject {
+                        heading,
+                        vocabulary: None,
+                    })
+                    .collect()
             }
             "ddc" => d.classification.ddc = split_generic_multi(value),
             "call_number" => d.call_number = opt(value),
@@ -299,7 +350,10 @@ fn generic_row(columns: &[Option<&'static str>], row: &csv::StringRecord) -> Res
             "items" => {
                 d.holdings = split_generic_multi(value)
                     .into_iter()
-                    .map(|item| Holding { item_id: Some(item), ..Default::default() })
+                    .map(|item| Holding {
+                        item_id: Some(item),
+                        ..Default::default()
+                    })
                     .collect()
             }
             _ => {}
@@ -339,12 +393,25 @@ pub struct Reader<R> {
 impl<R: Read> Reader<R> {
     /// A reader for the given layout. Comma-separated, `"` quoted, as SLiMS writes.
     pub fn new(inner: R, layout: Layout) -> Self {
-        let csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(inner);
-        Reader { csv, layout, columns: Vec::new(), started: false, failed: false }
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(inner);
+        Reader {
+            csv,
+            layout,
+            columns: Vec::new(),
+            started: false,
+            failed: false,
+        }
     }
 
     fn position(row: &csv::StringRecord) -> RowPosition {
-        row.position().map_or(RowPosition { line: 0, offset: 0 }, |p| RowPosition { line: p.line(), offset: p.byte() })
+        row.position()
+            .map_or(RowPosition { line: 0, offset: 0 }, |p| RowPosition {
+                line: p.line(),
+                offset: p.byte(),
+            })
     }
 
     fn next_row(&mut self) -> Option<Result<CsvRecord, CsvReadError>> {
@@ -357,12 +424,23 @@ impl<R: Read> Reader<R> {
                 Ok(false) => return None,
                 Ok(true) => {}
                 Err(error) => {
-                    let position = error.position().map_or(RowPosition { line: 0, offset: 0 }, |p| RowPosition { line: p.line(), offset: p.byte() });
+                    let position =
+                        error
+                            .position()
+                            .map_or(RowPosition { line: 0, offset: 0 }, |p| RowPosition {
+                                line: p.line(),
+                                offset: p.byte(),
+                            });
                     // A UTF-8 error spoils one row; broken quoting spoils the rest.
                     if !matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) {
                         self.failed = true;
                     }
-                    return Some(Err(CsvReadError { position, error: RowError::Syntax { reason: error.to_string() } }));
+                    return Some(Err(CsvReadError {
+                        position,
+                        error: RowError::Syntax {
+                            reason: error.to_string(),
+                        },
+                    }));
                 }
             }
             if row.iter().all(|v| v.trim().is_empty()) {
@@ -373,7 +451,9 @@ impl<R: Read> Reader<R> {
             if first_row {
                 match self.layout {
                     Layout::Slims => {
-                        if row.get(0).map(str::trim) == Some("title") && row.get(1).map(str::trim) == Some("gmd_name") {
+                        if row.get(0).map(str::trim) == Some("title")
+                            && row.get(1).map(str::trim) == Some("gmd_name")
+                        {
                             continue;
                         }
                     }
@@ -381,7 +461,10 @@ impl<R: Read> Reader<R> {
                         self.columns = row.iter().map(generic_column).collect();
                         if !self.columns.contains(&Some("title")) {
                             self.failed = true;
-                            return Some(Err(CsvReadError { position: Self::position(&row), error: RowError::UnknownHeader }));
+                            return Some(Err(CsvReadError {
+                                position: Self::position(&row),
+                                error: RowError::UnknownHeader,
+                            }));
                         }
                         continue;
                     }
@@ -396,7 +479,10 @@ impl<R: Read> Reader<R> {
         };
         Some(
             description
-                .map(|d| CsvRecord { record: Record::from_description(&d), position })
+                .map(|d| CsvRecord {
+                    record: Record::from_description(&d),
+                    position,
+                })
                 .map_err(|error| CsvReadError { position, error }),
         )
     }
@@ -412,8 +498,16 @@ impl<R: Read> Iterator for Reader<R> {
 
 /// Whether a header row is SLiMS's.
 pub fn is_slims_header(first_line: &str) -> bool {
-    let names: Vec<String> = first_line.split([',', ';', '\t']).map(|c| c.trim().trim_matches('"').to_string()).collect();
-    names.len() >= 17 && names.iter().take(3).map(String::as_str).eq(SLIMS_COLUMNS.iter().take(3).copied())
+    let names: Vec<String> = first_line
+        .split([',', ';', '\t'])
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .collect();
+    names.len() >= 17
+        && names
+            .iter()
+            .take(3)
+            .map(String::as_str)
+            .eq(SLIMS_COLUMNS.iter().take(3).copied())
 }
 
 /// Writes records as CSV.
@@ -438,10 +532,19 @@ impl<W: Write> Writer<W> {
         let d = &record.description;
         let authors: Vec<&str> = d.names.iter().map(|n| n.name.as_str()).collect();
         let subjects: Vec<&str> = d.subjects.iter().map(|s| s.heading.as_str()).collect();
-        let items: Vec<&str> = d.holdings.iter().filter_map(|h| h.item_id.as_deref()).collect();
+        let items: Vec<&str> = d
+            .holdings
+            .iter()
+            .filter_map(|h| h.item_id.as_deref())
+            .collect();
         let ids: Vec<&str> = d.isbns.iter().chain(&d.issns).map(String::as_str).collect();
         let or_empty = |v: &Option<String>| v.clone().unwrap_or_default();
-        let date = d.publication.date.clone().or_else(|| d.year.map(|y| y.to_string())).unwrap_or_default();
+        let date = d
+            .publication
+            .date
+            .clone()
+            .or_else(|| d.year.map(|y| y.to_string()))
+            .unwrap_or_default();
         match self.layout {
             Layout::Slims => self.csv.write_record([
                 d.title.clone(),
@@ -453,7 +556,10 @@ impl<W: Write> Writer<W> {
                 or_empty(&d.physical_description),
                 d.series.first().cloned().unwrap_or_default(),
                 or_empty(&d.call_number),
-                d.languages.first().map(|l| language_name(l)).unwrap_or_default(),
+                d.languages
+                    .first()
+                    .map(|l| language_name(l))
+                    .unwrap_or_default(),
                 or_empty(&d.publication.place),
                 d.classification.ddc.first().cloned().unwrap_or_default(),
                 d.notes.join(" "),
@@ -499,7 +605,10 @@ mod tests {
 
     #[test]
     fn slims_multi_values() {
-        assert_eq!(split_slims_multi("<Pramoedya Ananta Toer><Koesalah Soebagyo Toer>"), vec!["Pramoedya Ananta Toer", "Koesalah Soebagyo Toer"]);
+        assert_eq!(
+            split_slims_multi("<Pramoedya Ananta Toer><Koesalah Soebagyo Toer>"),
+            vec!["Pramoedya Ananta Toer", "Koesalah Soebagyo Toer"]
+        );
         assert_eq!(split_slims_multi("Sejarah"), vec!["Sejarah"]);
         assert!(split_slims_multi("  ").is_empty());
     }

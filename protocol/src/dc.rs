@@ -44,7 +44,15 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
             out.push(Element { name, value });
         }
     };
-    let data = || record.fields.iter().filter_map(|f| if let Field::Data(d) = f { Some(d) } else { None });
+    let data = || {
+        record.fields.iter().filter_map(|f| {
+            if let Field::Data(d) = f {
+                Some(d)
+            } else {
+                None
+            }
+        })
+    };
     for field in data() {
         match field.tag.as_str() {
             "245" => push("title", joined(field, "abfgknps")),
@@ -53,7 +61,10 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
         }
     }
     for field in data() {
-        if matches!(field.tag.as_str(), "100" | "110" | "111" | "700" | "710" | "711" | "720") {
+        if matches!(
+            field.tag.as_str(),
+            "100" | "110" | "111" | "700" | "710" | "711" | "720"
+        ) {
             push("creator", joined(field, "abcdq"));
         }
     }
@@ -65,7 +76,11 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
                     let part = clean(&subfield.value);
                     match subfield.code {
                         'v' | 'x' | 'y' | 'z' if !heading.is_empty() => heading.push_str("--"),
-                        'a' | 'b' | 'c' | 'd' | 'q' | 't' | 'v' | 'x' | 'y' | 'z' if !heading.is_empty() => heading.push(' '),
+                        'a' | 'b' | 'c' | 'd' | 'q' | 't' | 'v' | 'x' | 'y' | 'z'
+                            if !heading.is_empty() =>
+                        {
+                            heading.push(' ')
+                        }
                         'a' | 'b' | 'c' | 'd' | 'q' | 't' | 'v' | 'x' | 'y' | 'z' => {}
                         _ => continue,
                     }
@@ -110,7 +125,10 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
         match field.tag.as_str() {
             "020" => {
                 if let Some(v) = field.first('a') {
-                    push("identifier", format!("URN:ISBN:{}", v.split_whitespace().next().unwrap_or("")));
+                    push(
+                        "identifier",
+                        format!("URN:ISBN:{}", v.split_whitespace().next().unwrap_or("")),
+                    );
                 }
             }
             "022" => {
@@ -119,18 +137,29 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
                 }
             }
             "024" | "010" => push("identifier", joined(field, "a")),
-            "856" => push("identifier", field.first('u').unwrap_or("").trim().to_string()),
+            "856" => push(
+                "identifier",
+                field.first('u').unwrap_or("").trim().to_string(),
+            ),
             "786" => push("source", joined(field, "ot")),
             _ => {}
         }
     }
-    if let Some(lang) = record.control("008").and_then(|f| f.get(35..38)).filter(|l| l.trim().len() == 3) {
+    if let Some(lang) = record
+        .control("008")
+        .and_then(|f| f.get(35..38))
+        .filter(|l| l.trim().len() == 3)
+    {
         push("language", lang.to_string());
     }
     for field in data() {
         match field.tag.as_str() {
             "041" => {
-                for subfield in field.subfields.iter().filter(|s| "abdefghj".contains(s.code)) {
+                for subfield in field
+                    .subfields
+                    .iter()
+                    .filter(|s| "abdefghj".contains(s.code))
+                {
                     push("language", subfield.value.trim().to_string());
                 }
             }
@@ -141,7 +170,10 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
     for field in data() {
         let tag = field.tag.as_str();
         if tag == "530" || ("760".."788").contains(&tag) {
-            push("relation", joined(field, if tag == "530" { "a" } else { "ot" }));
+            push(
+                "relation",
+                joined(field, if tag == "530" { "a" } else { "ot" }),
+            );
         }
     }
     for field in data() {

@@ -24,7 +24,13 @@ pub enum Format {
 
 impl Format {
     /// All formats, for help texts.
-    pub const ALL: [Format; 5] = [Format::Marc, Format::Marcxml, Format::Csv, Format::SlimsCsv, Format::Dc];
+    pub const ALL: [Format; 5] = [
+        Format::Marc,
+        Format::Marcxml,
+        Format::Csv,
+        Format::SlimsCsv,
+        Format::Dc,
+    ];
 
     /// The name used on the command line and in the API.
     pub fn name(self) -> &'static str {
@@ -67,7 +73,10 @@ impl Format {
     pub fn sniff(head: &[u8]) -> Self {
         let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
         let trimmed: &[u8] = {
-            let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
+            let start = head
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(head.len());
             &head[start..]
         };
         if trimmed.first() == Some(&b'<') {
@@ -76,7 +85,9 @@ impl Format {
         if head.len() >= 5 && head[..5].iter().all(u8::is_ascii_digit) {
             return Format::Marc;
         }
-        let first_line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default()).into_owned();
+        let first_line =
+            String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default())
+                .into_owned();
         if jcsv::is_slims_header(&first_line) {
             Format::SlimsCsv
         } else {
@@ -165,7 +176,10 @@ impl<R: BufRead> RecordReader<R> {
     /// A reader of `format` over `input`; `charset` overrides ISO 2709's leader.
     pub fn new(input: R, format: Format, charset: Option<Charset>) -> Self {
         match format {
-            Format::Marc => RecordReader::Marc(iso2709::Reader::with_options(input, iso2709::ReadOptions { charset })),
+            Format::Marc => RecordReader::Marc(iso2709::Reader::with_options(
+                input,
+                iso2709::ReadOptions { charset },
+            )),
             Format::Marcxml => RecordReader::Marcxml(marcxml::Reader::new(input)),
             Format::Csv => RecordReader::Csv(jcsv::Reader::new(input, Layout::Generic)),
             Format::SlimsCsv => RecordReader::Csv(jcsv::Reader::new(input, Layout::Slims)),
@@ -178,7 +192,11 @@ impl<R: BufRead> Iterator for RecordReader<R> {
     type Item = Result<Parsed, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let record_location = |p: iso2709::Position| Location { number: p.record, offset: p.offset, is_line: false };
+        let record_location = |p: iso2709::Position| Location {
+            number: p.record,
+            offset: p.offset,
+            is_line: false,
+        };
         Some(match self {
             RecordReader::Marc(reader) => match reader.next()? {
                 Ok(read) => Ok(Parsed {
@@ -187,7 +205,10 @@ impl<R: BufRead> Iterator for RecordReader<R> {
                     warnings: read.warnings,
                     record: Record::from_marc(read.record),
                 }),
-                Err(e) => Err(ParseError { location: record_location(e.position), kind: e.error.into() }),
+                Err(e) => Err(ParseError {
+                    location: record_location(e.position),
+                    kind: e.error.into(),
+                }),
             },
             RecordReader::Marcxml(reader) => match reader.next()? {
                 Ok(read) => Ok(Parsed {
@@ -196,13 +217,28 @@ impl<R: BufRead> Iterator for RecordReader<R> {
                     warnings: read.warnings,
                     record: Record::from_marc(read.record),
                 }),
-                Err(e) => Err(ParseError { location: record_location(e.position), kind: e.error.into() }),
+                Err(e) => Err(ParseError {
+                    location: record_location(e.position),
+                    kind: e.error.into(),
+                }),
             },
             RecordReader::Csv(reader) => {
-                let line_location = |p: jcsv::RowPosition| Location { number: p.line, offset: p.offset, is_line: true };
+                let line_location = |p: jcsv::RowPosition| Location {
+                    number: p.line,
+                    offset: p.offset,
+                    is_line: true,
+                };
                 match reader.next()? {
-                    Ok(read) => Ok(Parsed { location: line_location(read.position), charset: None, warnings: Vec::new(), record: read.record }),
-                    Err(e) => Err(ParseError { location: line_location(e.position), kind: e.error.into() }),
+                    Ok(read) => Ok(Parsed {
+                        location: line_location(read.position),
+                        charset: None,
+                        warnings: Vec::new(),
+                        record: read.record,
+                    }),
+                    Err(e) => Err(ParseError {
+                        location: line_location(e.position),
+                        kind: e.error.into(),
+                    }),
                 }
             }
             RecordReader::WriteOnly(done) => {
@@ -210,7 +246,14 @@ impl<R: BufRead> Iterator for RecordReader<R> {
                     return None;
                 }
                 *done = true;
-                Err(ParseError { location: Location { number: 0, offset: 0, is_line: false }, kind: ParseErrorKind::WriteOnly })
+                Err(ParseError {
+                    location: Location {
+                        number: 0,
+                        offset: 0,
+                        is_line: false,
+                    },
+                    kind: ParseErrorKind::WriteOnly,
+                })
             }
         })
     }
@@ -236,6 +279,7 @@ pub enum WriteError {
 }
 
 /// Writes records in one format, one at a time.
+#[allow(clippy::large_enum_variant)] // one writer per output file: its size does not matter
 pub enum RecordWriter<W: Write> {
     /// ISO 2709.
     Marc(W),
@@ -269,13 +313,20 @@ impl<W: Write> RecordWriter<W> {
     pub fn write(&mut self, record: &Record) -> Result<(), WriteError> {
         match self {
             RecordWriter::Marc(out) => {
-                let bytes = iso2709::write_record(&record.marc)
-                    .map_err(|source| WriteError::Marc { record_id: record.id().to_string(), source })?;
+                let bytes =
+                    iso2709::write_record(&record.marc).map_err(|source| WriteError::Marc {
+                        record_id: record.id().to_string(),
+                        source,
+                    })?;
                 out.write_all(&bytes)?;
             }
-            RecordWriter::Marcxml(out) => out.write_all(marcxml::record_to_xml(&record.marc, false).as_bytes())?,
+            RecordWriter::Marcxml(out) => {
+                out.write_all(marcxml::record_to_xml(&record.marc, false).as_bytes())?
+            }
             RecordWriter::Csv(writer) => writer.write(record)?,
-            RecordWriter::Dc(out) => out.write_all(crate::dc::to_oai_dc(&record.marc).as_bytes())?,
+            RecordWriter::Dc(out) => {
+                out.write_all(crate::dc::to_oai_dc(&record.marc).as_bytes())?
+            }
         }
         Ok(())
     }

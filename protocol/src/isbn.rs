@@ -53,7 +53,11 @@ fn isbn10_valid(isbn: &str) -> bool {
         .chars()
         .enumerate()
         .map(|(i, c)| {
-            let value = if c == 'X' && i == 9 { 10 } else { c.to_digit(10).unwrap_or(99) };
+            let value = if c == 'X' && i == 9 {
+                10
+            } else {
+                c.to_digit(10).unwrap_or(99)
+            };
             value * (10 - i as u32)
         })
         .sum();
@@ -61,7 +65,11 @@ fn isbn10_valid(isbn: &str) -> bool {
 }
 
 fn isbn13_check(first12: &str) -> u32 {
-    let sum: u32 = first12.chars().enumerate().map(|(i, c)| digit(c) * if i % 2 == 0 { 1 } else { 3 }).sum();
+    let sum: u32 = first12
+        .chars()
+        .enumerate()
+        .map(|(i, c)| digit(c) * if i % 2 == 0 { 1 } else { 3 })
+        .sum();
     (10 - sum % 10) % 10
 }
 
@@ -82,22 +90,41 @@ pub fn isbn10_to_13(isbn10: &str) -> String {
 /// Converts an ISBN-13 with prefix 978 to ISBN-10; `None` for 979 ISBNs (they have none).
 pub fn isbn13_to_10(isbn13: &str) -> Option<String> {
     let body = isbn13.strip_prefix("978")?.get(..9)?;
-    let sum: u32 = body.chars().enumerate().map(|(i, c)| digit(c) * (10 - i as u32)).sum();
+    let sum: u32 = body
+        .chars()
+        .enumerate()
+        .map(|(i, c)| digit(c) * (10 - i as u32))
+        .sum();
     let check = (11 - sum % 11) % 11;
-    let check = if check == 10 { 'X' } else { char::from_digit(check, 10)? };
+    let check = if check == 10 {
+        'X'
+    } else {
+        char::from_digit(check, 10)?
+    };
     Some(format!("{body}{check}"))
 }
 
 /// Normalises an ISSN (`"0028-0836"`, `"0028 0836"`) to `NNNN-NNNC`, or `None` when its
 /// check digit is wrong.
 pub fn normalize_issn(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().filter(|c| c.is_ascii_digit() || *c == 'x' || *c == 'X').collect();
+    let chars: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'x' || *c == 'X')
+        .collect();
     if chars.len() != 8 || !chars[..7].iter().all(char::is_ascii_digit) {
         return None;
     }
-    let sum: u32 = chars[..7].iter().enumerate().map(|(i, &c)| digit(c) * (8 - i as u32)).sum();
+    let sum: u32 = chars[..7]
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| digit(c) * (8 - i as u32))
+        .sum();
     let check = (11 - sum % 11) % 11;
-    let expected = if check == 10 { 'X' } else { char::from_digit(check, 10)? };
+    let expected = if check == 10 {
+        'X'
+    } else {
+        char::from_digit(check, 10)?
+    };
     if chars[7].to_ascii_uppercase() != expected {
         return None;
     }
@@ -111,21 +138,36 @@ mod tests {
 
     #[test]
     fn isbn10_and_13_forms_agree() {
-        assert_eq!(parse_isbn("0-19-853453-1 (pbk.)"), Some(Isbn::Valid("9780198534532".into())));
-        assert_eq!(parse_isbn("978-0-19-853453-2"), Some(Isbn::Valid("9780198534532".into())));
+        assert_eq!(
+            parse_isbn("0-19-853453-1 (pbk.)"),
+            Some(Isbn::Valid("9780198534532".into()))
+        );
+        assert_eq!(
+            parse_isbn("978-0-19-853453-2"),
+            Some(Isbn::Valid("9780198534532".into()))
+        );
         assert_eq!(isbn13_to_10("9780198534532").as_deref(), Some("0198534531"));
-        assert_eq!(parse_isbn("979-10-90636-07-1"), Some(Isbn::Valid("9791090636071".into())));
+        assert_eq!(
+            parse_isbn("979-10-90636-07-1"),
+            Some(Isbn::Valid("9791090636071".into()))
+        );
     }
 
     #[test]
     fn x_check_digit() {
-        assert_eq!(parse_isbn("080442957X"), Some(Isbn::Valid("9780804429573".into())));
+        assert_eq!(
+            parse_isbn("080442957X"),
+            Some(Isbn::Valid("9780804429573".into()))
+        );
         assert_eq!(isbn13_to_10("9780804429573").as_deref(), Some("080442957X"));
     }
 
     #[test]
     fn bad_checksum_is_kept_apart() {
-        assert_eq!(parse_isbn("0-19-853453-2"), Some(Isbn::Invalid("0198534532".into())));
+        assert_eq!(
+            parse_isbn("0-19-853453-2"),
+            Some(Isbn::Invalid("0198534532".into()))
+        );
         assert_eq!(parse_isbn("12345"), Some(Isbn::Invalid("12345".into())));
         assert_eq!(parse_isbn("(pbk.)"), None);
     }

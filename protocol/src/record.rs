@@ -154,7 +154,10 @@ pub struct Record {
 impl Record {
     /// A record from MARC: the description is derived by the crosswalk.
     pub fn from_marc(marc: MarcRecord) -> Self {
-        Record { description: Description::from_marc(&marc), marc }
+        Record {
+            description: Description::from_marc(&marc),
+            marc,
+        }
     }
 
     /// A record from a description (a spreadsheet row): MARC is made for it, and the
@@ -176,11 +179,17 @@ pub fn clean(text: &str) -> String {
     let mut s = text.trim();
     loop {
         let before = s;
-        s = s.trim_end_matches([' ', '/', ':', ';', '=', ',']).trim_end();
+        s = s
+            .trim_end_matches([' ', '/', ':', ';', '=', ','])
+            .trim_end();
         if let Some(stripped) = s.strip_suffix('.') {
             let last_word = stripped.rsplit([' ', '.']).next().unwrap_or("");
-            let initial = last_word.chars().count() == 1 && last_word.chars().all(char::is_uppercase);
-            let abbreviation = matches!(last_word, "ed" | "p" | "cm" | "ill" | "v" | "etc" | "Co" | "Inc" | "Jr" | "Sr" | "St");
+            let initial =
+                last_word.chars().count() == 1 && last_word.chars().all(char::is_uppercase);
+            let abbreviation = matches!(
+                last_word,
+                "ed" | "p" | "cm" | "ill" | "v" | "etc" | "Co" | "Inc" | "Jr" | "Sr" | "St"
+            );
             if !initial && !abbreviation {
                 s = stripped.trim_end();
             }
@@ -207,7 +216,11 @@ fn first_year(text: &str) -> Option<i32> {
         let before_ok = i == 0 || !bytes[i - 1].is_ascii_digit();
         let after_ok = bytes.get(i + 4).is_none_or(|b| !b.is_ascii_digit());
         if before_ok && after_ok && window.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(window).ok()?.parse().ok().filter(|y| (1000..=2999).contains(y))
+            std::str::from_utf8(window)
+                .ok()?
+                .parse()
+                .ok()
+                .filter(|y| (1000..=2999).contains(y))
         } else {
             None
         }
@@ -222,21 +235,30 @@ fn vocabulary(field: &DataField) -> Option<String> {
         '3' => Some("nal".into()),
         '5' => Some("cash".into()),
         '6' => Some("rvm".into()),
-        '7' => field.first('2').map(|v| clean(v)),
+        '7' => field.first('2').map(clean),
         _ => None,
     }
 }
 
 /// Content-derived id for a record with no 001: stable across imports of the same row.
 fn derived_id(description: &Description) -> String {
-    let author = description.names.first().map(|n| n.name.as_str()).unwrap_or("");
+    let author = description
+        .names
+        .first()
+        .map(|n| n.name.as_str())
+        .unwrap_or("");
     let key = format!(
         "{}|{}|{}|{}|{}",
         description.title.to_lowercase(),
         author.to_lowercase(),
         description.year.map(|y| y.to_string()).unwrap_or_default(),
         description.isbns.first().map(String::as_str).unwrap_or(""),
-        description.publication.publisher.as_deref().unwrap_or("").to_lowercase(),
+        description
+            .publication
+            .publisher
+            .as_deref()
+            .unwrap_or("")
+            .to_lowercase(),
     );
     // FNV-1a, 64 bits: a stable, dependency-free fingerprint (not a security boundary).
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -251,8 +273,14 @@ impl Description {
     /// Derives the description from MARC (the crosswalk).
     pub fn from_marc(marc: &MarcRecord) -> Self {
         let mut d = Description {
-            control_number: marc.control("001").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
-            control_number_source: marc.control("003").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
+            control_number: marc
+                .control("001")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+            control_number_source: marc
+                .control("003")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             deleted: marc.leader.status() == 'd',
             ..Default::default()
         };
@@ -276,7 +304,11 @@ impl Description {
             d.year = d.publication.date.as_deref().and_then(first_year);
         }
         if d.call_number.is_none() {
-            d.call_number = d.holdings.iter().find_map(|h| h.call_number.clone()).or_else(|| d.classification.lcc.first().cloned());
+            d.call_number = d
+                .holdings
+                .iter()
+                .find_map(|h| h.call_number.clone())
+                .or_else(|| d.classification.lcc.first().cloned());
         }
         d.record_id = match (&d.control_number, &d.control_number_source) {
             (Some(number), _) => number.clone(),
@@ -296,11 +328,14 @@ impl Description {
             "020" => {
                 for (code, value) in field.subfields.iter().map(|s| (s.code, s.value.as_str())) {
                     match (code, parse_isbn(value)) {
-                        ('a', Some(Isbn::Valid(isbn))) if !self.isbns.contains(&isbn) => self.isbns.push(isbn),
-                        ('a' | 'z', Some(Isbn::Invalid(isbn) | Isbn::Valid(isbn))) if code == 'z' || !self.isbns.contains(&isbn) => {
-                            if !self.invalid_isbns.contains(&isbn) {
-                                self.invalid_isbns.push(isbn);
-                            }
+                        ('a', Some(Isbn::Valid(isbn))) if !self.isbns.contains(&isbn) => {
+                            self.isbns.push(isbn)
+                        }
+                        ('a' | 'z', Some(Isbn::Invalid(isbn) | Isbn::Valid(isbn)))
+                            if (code == 'z' || !self.isbns.contains(&isbn))
+                                && !self.invalid_isbns.contains(&isbn) =>
+                        {
+                            self.invalid_isbns.push(isbn);
                         }
                         _ => {}
                     }
@@ -316,7 +351,10 @@ impl Description {
             "035" => {
                 for value in field.all('a') {
                     let value = value.trim();
-                    let (scheme, id) = match value.strip_prefix('(').and_then(|rest| rest.split_once(')')) {
+                    let (scheme, id) = match value
+                        .strip_prefix('(')
+                        .and_then(|rest| rest.split_once(')'))
+                    {
                         Some((scheme, id)) => (scheme.trim().to_string(), id.trim().to_string()),
                         None => (String::new(), value.to_string()),
                     };
@@ -331,7 +369,10 @@ impl Description {
                     for chunk in value.trim().as_bytes().chunks(3) {
                         if let Ok(code) = std::str::from_utf8(chunk) {
                             let code = code.to_ascii_lowercase();
-                            if code.len() == 3 && code.bytes().all(|b| b.is_ascii_lowercase()) && !self.languages.contains(&code) {
+                            if code.len() == 3
+                                && code.bytes().all(|b| b.is_ascii_lowercase())
+                                && !self.languages.contains(&code)
+                            {
                                 self.languages.push(code);
                             }
                         }
@@ -348,10 +389,8 @@ impl Description {
                     self.classification.ddc.push(value.trim().to_string());
                 }
             }
-            "090" | "099" | "092" => {
-                if self.call_number.is_none() {
-                    self.call_number = non_empty(field.joined("ab"));
-                }
+            "090" | "099" | "092" if self.call_number.is_none() => {
+                self.call_number = non_empty(field.joined("ab"));
             }
             "100" | "110" | "111" | "700" | "710" | "711" => {
                 let kind = match &tag[1..] {
@@ -359,18 +398,36 @@ impl Description {
                     "10" => NameKind::Corporate,
                     _ => NameKind::Meeting,
                 };
-                let name_codes = if kind == NameKind::Personal { "abcq" } else { "abcn" };
+                let name_codes = if kind == NameKind::Personal {
+                    "abcq"
+                } else {
+                    "abcn"
+                };
                 let name = clean(&field.joined(name_codes));
                 if name.is_empty() {
                     return;
                 }
-                let role = field.first('e').or_else(|| field.first('4')).map(clean).and_then(non_empty);
+                let role = field
+                    .first('e')
+                    .or_else(|| field.first('4'))
+                    .map(clean)
+                    .and_then(non_empty);
                 let dates = field.first('d').map(clean).and_then(non_empty);
-                self.names.push(Name { name, dates, role, kind, main: tag.starts_with('1') });
+                self.names.push(Name {
+                    name,
+                    dates,
+                    role,
+                    kind,
+                    main: tag.starts_with('1'),
+                });
             }
             "245" => {
                 let mut title = String::new();
-                for subfield in field.subfields.iter().filter(|s| matches!(s.code, 'a' | 'n' | 'p')) {
+                for subfield in field
+                    .subfields
+                    .iter()
+                    .filter(|s| matches!(s.code, 'a' | 'n' | 'p'))
+                {
                     let part = clean(&subfield.value);
                     if !title.is_empty() && !part.is_empty() {
                         title.push_str(". ");
@@ -430,16 +487,25 @@ impl Description {
                     heading.push_str(&part);
                 }
                 if !heading.is_empty() {
-                    self.subjects.push(Subject { heading, vocabulary: vocabulary(field) });
+                    self.subjects.push(Subject {
+                        heading,
+                        vocabulary: vocabulary(field),
+                    });
                 }
             }
             "852" => {
                 let call_number = non_empty(field.joined("hi"));
                 self.holdings.push(Holding {
-                    item_id: field.first('p').map(|v| v.trim().to_string()).and_then(non_empty),
+                    item_id: field
+                        .first('p')
+                        .map(|v| v.trim().to_string())
+                        .and_then(non_empty),
                     location: non_empty(field.joined("ab")),
                     call_number,
-                    status: field.first('z').map(|v| v.trim().to_string()).and_then(non_empty),
+                    status: field
+                        .first('z')
+                        .map(|v| v.trim().to_string())
+                        .and_then(non_empty),
                 });
             }
             "952" => {
@@ -455,9 +521,15 @@ impl Description {
                     "available"
                 };
                 self.holdings.push(Holding {
-                    item_id: field.first('p').map(|v| v.trim().to_string()).and_then(non_empty),
+                    item_id: field
+                        .first('p')
+                        .map(|v| v.trim().to_string())
+                        .and_then(non_empty),
                     location: non_empty(field.joined("ac")),
-                    call_number: field.first('o').map(|v| v.trim().to_string()).and_then(non_empty),
+                    call_number: field
+                        .first('o')
+                        .map(|v| v.trim().to_string())
+                        .and_then(non_empty),
                     status: Some(status.to_string()),
                 });
             }
@@ -473,18 +545,35 @@ impl Description {
             leader.set(5, 'd');
         }
         let mut marc = MarcRecord::new(leader);
-        let id = self.control_number.clone().unwrap_or_else(|| self.record_id.clone());
+        let id = self
+            .control_number
+            .clone()
+            .unwrap_or_else(|| self.record_id.clone());
         if !id.is_empty() {
             marc.push_control("001", &id);
         }
         if let Some(source) = &self.control_number_source {
             marc.push_control("003", source);
         }
-        let year = self.year.filter(|y| (0..=9999).contains(y)).map(|y| format!("{y:04}")).unwrap_or_else(|| "    ".into());
+        let year = self
+            .year
+            .filter(|y| (0..=9999).contains(y))
+            .map(|y| format!("{y:04}"))
+            .unwrap_or_else(|| "    ".into());
         let language = self.languages.first().map(String::as_str).unwrap_or("   ");
-        marc.push_control("008", &format!("      {}{year}    xx            000 0 {language} d", if self.year.is_some() { 's' } else { 'n' }));
+        marc.push_control(
+            "008",
+            &format!(
+                "      {}{year}    xx            000 0 {language} d",
+                if self.year.is_some() { 's' } else { 'n' }
+            ),
+        );
         let mut push = |tag: &str, ind1: char, ind2: char, subfields: Vec<(char, String)>| {
-            let subfields: Vec<(char, &str)> = subfields.iter().filter(|(_, v)| !v.is_empty()).map(|(c, v)| (*c, v.as_str())).collect();
+            let subfields: Vec<(char, &str)> = subfields
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(c, v)| (*c, v.as_str()))
+                .collect();
             if !subfields.is_empty() {
                 marc.push_data(DataField::new(tag, ind1, ind2, &subfields));
             }
@@ -502,11 +591,20 @@ impl Description {
             push("022", ' ', ' ', vec![('a', issn.clone())]);
         }
         for id in &self.other_ids {
-            let value = if id.scheme.is_empty() { id.value.clone() } else { format!("({}){}", id.scheme, id.value) };
+            let value = if id.scheme.is_empty() {
+                id.value.clone()
+            } else {
+                format!("({}){}", id.scheme, id.value)
+            };
             push("035", ' ', ' ', vec![('a', value)]);
         }
         if self.languages.len() > 1 {
-            push("041", '0', ' ', self.languages.iter().map(|l| ('a', l.clone())).collect());
+            push(
+                "041",
+                '0',
+                ' ',
+                self.languages.iter().map(|l| ('a', l.clone())).collect(),
+            );
         }
         for lcc in &self.classification.lcc {
             push("050", ' ', '4', vec![('a', lcc.clone())]);
@@ -515,7 +613,11 @@ impl Description {
             push("082", '0', '4', vec![('a', ddc.clone())]);
         }
         // 090 only when the call number is not what from_marc would derive anyway.
-        let derived_call_number = self.holdings.iter().find_map(|h| h.call_number.as_ref()).or(self.classification.lcc.first());
+        let derived_call_number = self
+            .holdings
+            .iter()
+            .find_map(|h| h.call_number.as_ref())
+            .or(self.classification.lcc.first());
         if let Some(call_number) = &self.call_number {
             if Some(call_number) != derived_call_number {
                 push("090", ' ', ' ', vec![('a', call_number.clone())]);
@@ -530,7 +632,11 @@ impl Description {
                 (false, NameKind::Corporate) => "710",
                 (false, NameKind::Meeting) => "711",
             };
-            let ind1 = if name.kind == NameKind::Personal && name.name.contains(',') { '1' } else { '0' };
+            let ind1 = if name.kind == NameKind::Personal && name.name.contains(',') {
+                '1'
+            } else {
+                '0'
+            };
             let mut subfields = vec![('a', name.name.clone())];
             if let Some(dates) = &name.dates {
                 subfields.push(('d', dates.clone()));
@@ -552,7 +658,12 @@ impl Description {
         if let Some(responsibility) = &self.responsibility {
             title_subfields.push(('c', responsibility.clone()));
         }
-        push("245", if mains.is_empty() { '0' } else { '1' }, '0', title_subfields);
+        push(
+            "245",
+            if mains.is_empty() { '0' } else { '1' },
+            '0',
+            title_subfields,
+        );
         if let Some(edition) = &self.edition {
             push("250", ' ', ' ', vec![('a', edition.clone())]);
         }
@@ -622,7 +733,10 @@ mod tests {
 
     #[test]
     fn clean_strips_isbd_punctuation_but_keeps_initials() {
-        assert_eq!(clean("Sejarah Indonesia modern /"), "Sejarah Indonesia modern");
+        assert_eq!(
+            clean("Sejarah Indonesia modern /"),
+            "Sejarah Indonesia modern"
+        );
         assert_eq!(clean("Jakarta :"), "Jakarta");
         assert_eq!(clean("Tolkien, J. R. R."), "Tolkien, J. R. R.");
         assert_eq!(clean("Balai Pustaka,"), "Balai Pustaka");

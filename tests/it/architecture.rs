@@ -8,23 +8,42 @@ use std::process::Command;
 fn protocol_pulls_in_no_io_crates() {
     // Only this machine's platform: the graph is the same, and nothing for other
     // platforms needs downloading.
-    let rustc = Command::new("rustc").arg("-vV").output().expect("rustc runs");
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
     let host = String::from_utf8_lossy(&rustc.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
         .expect("rustc -vV names the host");
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--filter-platform", &host])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &host,
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    assert!(
+        output.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
     let packages: HashMap<&str, &str> = metadata["packages"]
         .as_array()
         .expect("packages")
         .iter()
-        .map(|p| (p["id"].as_str().expect("id"), p["name"].as_str().expect("name")))
+        .map(|p| {
+            (
+                p["id"].as_str().expect("id"),
+                p["name"].as_str().expect("name"),
+            )
+        })
         .collect();
     let nodes: HashMap<&str, Vec<&str>> = metadata["resolve"]["nodes"]
         .as_array()
@@ -35,13 +54,21 @@ fn protocol_pulls_in_no_io_crates() {
                 .as_array()
                 .expect("deps")
                 .iter()
-                .filter(|dep| dep["dep_kinds"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null())))
+                .filter(|dep| {
+                    dep["dep_kinds"]
+                        .as_array()
+                        .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()))
+                })
                 .map(|dep| dep["pkg"].as_str().expect("pkg"))
                 .collect();
             (node["id"].as_str().expect("id"), normal_deps)
         })
         .collect();
-    let root = packages.iter().find(|(_, name)| **name == "jalin-protocol").map(|(id, _)| *id).expect("jalin-protocol is in the workspace");
+    let root = packages
+        .iter()
+        .find(|(_, name)| **name == "jalin-protocol")
+        .map(|(id, _)| *id)
+        .expect("jalin-protocol is in the workspace");
     let mut seen = BTreeSet::new();
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {
@@ -49,8 +76,20 @@ fn protocol_pulls_in_no_io_crates() {
             stack.extend(nodes.get(id).into_iter().flatten());
         }
     }
-    for forbidden in ["tokio", "libp2p", "sled", "tantivy", "axum", "automerge", "hyper", "mio"] {
+    for forbidden in [
+        "tokio",
+        "libp2p",
+        "sled",
+        "tantivy",
+        "axum",
+        "automerge",
+        "hyper",
+        "mio",
+    ] {
         assert!(!seen.contains(forbidden), "jalin-protocol depends on {forbidden} (it must stay free of I/O); it pulls in {seen:?}");
     }
-    assert!(seen.contains("quick-xml"), "the walk found the protocol's real dependencies: {seen:?}");
+    assert!(
+        seen.contains("quick-xml"),
+        "the walk found the protocol's real dependencies: {seen:?}"
+    );
 }

@@ -1,11 +1,16 @@
 //! Property tests: encodings are identities on what they can carry.
 
-use jalin_protocol::marc::{iso2709, marcxml, ControlField, DataField, Field, Leader, MarcRecord, Subfield};
-use jalin_protocol::record::{Classification, Description, Holding, Identifier, Name, NameKind, Publication, Record, Subject};
+use jalin_protocol::marc::{
+    iso2709, marcxml, ControlField, DataField, Field, Leader, MarcRecord, Subfield,
+};
+use jalin_protocol::record::{
+    Classification, Description, Holding, Identifier, Name, NameKind, Publication, Record, Subject,
+};
 use proptest::prelude::*;
 
 fn leader() -> impl Strategy<Value = Leader> {
-    "[0-9a-z ]{5}[acdnp][a-z][a-z ][ a]a22[0-9]{5}[ 1-8][ a-z][ a-z]4500".prop_map(|text| Leader::from_text(&text).0)
+    "[0-9a-z ]{5}[acdnp][a-z][a-z ][ a]a22[0-9]{5}[ 1-8][ a-z][ a-z]4500"
+        .prop_map(|text| Leader::from_text(&text).0)
 }
 
 /// Any text a MARC value can hold: no C0 controls (the delimiters among them).
@@ -28,7 +33,10 @@ fn field() -> impl Strategy<Value = Field> {
                 ind2: ind2.chars().next().unwrap_or(' '),
                 subfields: subfields
                     .into_iter()
-                    .map(|(code, value)| Subfield { code: code.chars().next().unwrap_or('a'), value })
+                    .map(|(code, value)| Subfield {
+                        code: code.chars().next().unwrap_or('a'),
+                        value
+                    })
                     .collect(),
             })),
     ]
@@ -45,7 +53,13 @@ fn marc_record() -> impl Strategy<Value = MarcRecord> {
 /// ISO 2709 computes the record length (0-4), the base address (12-16) and sets UTF-8
 /// (09): the rest of the leader and every field must come back as they were.
 fn without_computed_leader_positions(record: &MarcRecord) -> (String, &[Field]) {
-    let leader: String = record.leader.as_str().char_indices().filter(|(i, _)| !matches!(i, 0..=4 | 9..=16 | 20..=23)).map(|(_, c)| c).collect();
+    let leader: String = record
+        .leader
+        .as_str()
+        .char_indices()
+        .filter(|(i, _)| !matches!(i, 0..=4 | 9..=16 | 20..=23))
+        .map(|(_, c)| c)
+        .collect();
     (leader, &record.fields)
 }
 
@@ -55,16 +69,28 @@ fn clean_text() -> impl Strategy<Value = String> {
 
 fn isbn13() -> impl Strategy<Value = String> {
     "97[89][0-9]{9}".prop_map(|first12| {
-        let sum: u32 = first12.chars().enumerate().map(|(i, c)| c.to_digit(10).unwrap_or(0) * if i % 2 == 0 { 1 } else { 3 }).sum();
+        let sum: u32 = first12
+            .chars()
+            .enumerate()
+            .map(|(i, c)| c.to_digit(10).unwrap_or(0) * if i % 2 == 0 { 1 } else { 3 })
+            .sum();
         format!("{first12}{}", (10 - sum % 10) % 10)
     })
 }
 
 fn issn() -> impl Strategy<Value = String> {
     "[0-9]{7}".prop_map(|first7| {
-        let sum: u32 = first7.chars().enumerate().map(|(i, c)| c.to_digit(10).unwrap_or(0) * (8 - i as u32)).sum();
+        let sum: u32 = first7
+            .chars()
+            .enumerate()
+            .map(|(i, c)| c.to_digit(10).unwrap_or(0) * (8 - i as u32))
+            .sum();
         let check = (11 - sum % 11) % 11;
-        let check = if check == 10 { 'X' } else { char::from_digit(check, 10).unwrap_or('0') };
+        let check = if check == 10 {
+            'X'
+        } else {
+            char::from_digit(check, 10).unwrap_or('0')
+        };
         format!("{}-{}{check}", &first7[..4], &first7[4..])
     })
 }

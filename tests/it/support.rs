@@ -5,7 +5,10 @@ use std::process::Command;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits inside the workspace")
+        .to_path_buf()
 }
 
 /// `$JALIN_SHARED_DATA`, else `../shared/data` beside the checkout. `None` (with one line
@@ -17,8 +20,15 @@ pub fn shared_data() -> Option<PathBuf> {
     if dir.join("marc").is_dir() {
         Some(dir)
     } else {
-        assert!(std::env::var_os("CI").is_none(), "CI must have the shared data at {}", dir.display());
-        eprintln!("skipped: no shared test data at {} (set JALIN_SHARED_DATA)", dir.display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the shared data at {}",
+            dir.display()
+        );
+        eprintln!(
+            "skipped: no shared test data at {} (set JALIN_SHARED_DATA)",
+            dir.display()
+        );
         None
     }
 }
@@ -41,7 +51,9 @@ pub fn jalin_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let root = workspace_root();
-            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
             let status = Command::new(env!("CARGO"))
                 .args(["build", "--quiet", "-p", "jalin-cli", "--bin", "jalin"])
                 .current_dir(&root)
@@ -56,10 +68,20 @@ pub fn jalin_binary() -> PathBuf {
 /// Whether a command can be run (for tools `.ci/run` installs: xmllint, python3 with
 /// pymarc). Missing on CI is a failure; elsewhere the test says so and is skipped.
 pub fn have_tool(program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program).args(args).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "CI must have `{program}` (see .ci/run)");
-        eprintln!("skipped: `{program} {}` is not available here", args.join(" "));
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have `{program}` (see .ci/run)"
+        );
+        eprintln!(
+            "skipped: `{program} {}` is not available here",
+            args.join(" ")
+        );
     }
     ok
 }

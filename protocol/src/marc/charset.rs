@@ -70,14 +70,25 @@ pub struct DecodedText {
 pub fn decode(bytes: &[u8], charset: Charset) -> Result<DecodedText, DecodeError> {
     match charset {
         Charset::Utf8 => match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(DecodedText { text: text.to_string(), unmapped: 0 }),
-            Err(error) => Err(DecodeError::InvalidUtf8 { offset: error.valid_up_to() }),
+            Ok(text) => Ok(DecodedText {
+                text: text.to_string(),
+                unmapped: 0,
+            }),
+            Err(error) => Err(DecodeError::InvalidUtf8 {
+                offset: error.valid_up_to(),
+            }),
         },
         Charset::Marc8 => {
             let decoded = super::marc8::decode(bytes);
-            Ok(DecodedText { text: decoded.text, unmapped: decoded.unmapped })
+            Ok(DecodedText {
+                text: decoded.text,
+                unmapped: decoded.unmapped,
+            })
         }
-        Charset::Latin1 => Ok(DecodedText { text: bytes.iter().map(|&b| b as char).collect(), unmapped: 0 }),
+        Charset::Latin1 => Ok(DecodedText {
+            text: bytes.iter().map(|&b| b as char).collect(),
+            unmapped: 0,
+        }),
         Charset::Danmarc => Ok(decode_danmarc(bytes)),
     }
 }
@@ -97,7 +108,9 @@ fn decode_danmarc(bytes: &[u8]) -> DecodedText {
             pos += 1;
             continue;
         }
-        let hex = bytes.get(pos + 1..pos + 5).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(pos + 1..pos + 5)
+            .and_then(|h| std::str::from_utf8(h).ok());
         if let Some(code) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
             match char::from_u32(code) {
                 Some(c) => text.push(c),

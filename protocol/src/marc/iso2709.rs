@@ -7,8 +7,8 @@
 
 use super::charset::{self, looks_like_utf8, Charset};
 use super::{
-    is_control_tag, ControlField, DataField, Field, Leader, MarcRecord, Subfield, Warning, FIELD_TERMINATOR,
-    LEADER_LEN, RECORD_LEN_MAX, RECORD_TERMINATOR, SUBFIELD_DELIMITER,
+    is_control_tag, ControlField, DataField, Field, Leader, MarcRecord, Subfield, Warning,
+    FIELD_TERMINATOR, LEADER_LEN, RECORD_LEN_MAX, RECORD_TERMINATOR, SUBFIELD_DELIMITER,
 };
 use std::io::Read;
 
@@ -56,7 +56,9 @@ pub enum RecordError {
     #[error("no record terminator (0x1D) within {OVERSIZE_RECORD_LEN_MAX} bytes")]
     NoTerminator,
     /// The leader's base address of data (leader/12-16) is unusable.
-    #[error("base address of data {found:?} in the leader is not usable for a {record_len}-byte record")]
+    #[error(
+        "base address of data {found:?} in the leader is not usable for a {record_len}-byte record"
+    )]
     BadBaseAddress {
         /// What stood there.
         found: String,
@@ -181,7 +183,9 @@ impl<R: Read> Reader<R> {
                     self.eof = true;
                 }
                 Ok(read) => self.buffer.truncate(old_len + read),
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => self.buffer.truncate(old_len),
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {
+                    self.buffer.truncate(old_len)
+                }
                 Err(error) => {
                     self.buffer.truncate(old_len);
                     self.io_error = Some(error);
@@ -203,7 +207,10 @@ impl<R: Read> Reader<R> {
         loop {
             let available = self.available();
             let end = available.len().min(OVERSIZE_RECORD_LEN_MAX);
-            if let Some(i) = available[searched..end].iter().position(|&b| b == RECORD_TERMINATOR) {
+            if let Some(i) = available[searched..end]
+                .iter()
+                .position(|&b| b == RECORD_TERMINATOR)
+            {
                 return Some(searched + i);
             }
             searched = end;
@@ -251,13 +258,20 @@ impl<R: Read> Reader<R> {
             }
         }
         self.record_number += 1;
-        let position = Position { record: self.record_number, offset: self.offset };
+        let position = Position {
+            record: self.record_number,
+            offset: self.offset,
+        };
         self.fill(5);
         let head = &self.available()[..self.available().len().min(5)];
-        let declared = std::str::from_utf8(head).ok().filter(|s| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit()));
+        let declared = std::str::from_utf8(head)
+            .ok()
+            .filter(|s| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit()));
         let Some(declared) = declared.and_then(|s| s.parse::<usize>().ok()) else {
             let found = String::from_utf8_lossy(head).into_owned();
-            return Some(Err(self.skip_damaged(position, RecordError::BadLength { found })));
+            return Some(Err(
+                self.skip_damaged(position, RecordError::BadLength { found })
+            ));
         };
         let mut warnings = Vec::new();
         self.fill(declared.max(LEADER_LEN));
@@ -273,7 +287,10 @@ impl<R: Read> Reader<R> {
                 Some(end) => {
                     warnings.push(Warning {
                         tag: None,
-                        message: format!("leader says {declared} bytes; the record ends after {} bytes", end + 1),
+                        message: format!(
+                            "leader says {declared} bytes; the record ends after {} bytes",
+                            end + 1
+                        ),
                     });
                     end + 1
                 }
@@ -281,7 +298,10 @@ impl<R: Read> Reader<R> {
                     self.consume(available);
                     return Some(Err(ReadError {
                         position,
-                        error: RecordError::Truncated { expected: declared, have: available },
+                        error: RecordError::Truncated {
+                            expected: declared,
+                            have: available,
+                        },
                     }));
                 }
                 None => return Some(Err(self.skip_damaged(position, RecordError::NoTerminator))),
@@ -293,7 +313,12 @@ impl<R: Read> Reader<R> {
             parse_record(&bytes, self.options)
                 .map(|(record, charset, mut more)| {
                     warnings.append(&mut more);
-                    ReadRecord { record, position, charset, warnings }
+                    ReadRecord {
+                        record,
+                        position,
+                        charset,
+                        warnings,
+                    }
                 })
                 .map_err(|error| ReadError { position, error }),
         )
@@ -315,7 +340,9 @@ pub fn valid_tag(tag: &str) -> bool {
 }
 
 fn orphan_free(warnings: &[Warning], tag: &str) -> bool {
-    !warnings.iter().any(|w| w.tag.as_deref() == Some(tag) && w.message.starts_with("text after the indicators"))
+    !warnings.iter().any(|w| {
+        w.tag.as_deref() == Some(tag) && w.message.starts_with("text after the indicators")
+    })
 }
 
 fn digits(bytes: &[u8]) -> Option<usize> {
@@ -326,12 +353,21 @@ fn digits(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Parses one whole record (leader to record terminator).
-pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, Charset, Vec<Warning>), RecordError> {
+pub fn parse_record(
+    bytes: &[u8],
+    options: ReadOptions,
+) -> Result<(MarcRecord, Charset, Vec<Warning>), RecordError> {
     let mut warnings = Vec::new();
-    let leader_bytes = bytes.get(..LEADER_LEN).ok_or(RecordError::Truncated { expected: LEADER_LEN, have: bytes.len() })?;
+    let leader_bytes = bytes.get(..LEADER_LEN).ok_or(RecordError::Truncated {
+        expected: LEADER_LEN,
+        have: bytes.len(),
+    })?;
     let (mut leader, changed) = Leader::from_text(&String::from_utf8_lossy(leader_bytes));
     if changed {
-        warnings.push(Warning { tag: None, message: "leader had characters that are not ASCII; replaced by spaces".into() });
+        warnings.push(Warning {
+            tag: None,
+            message: "leader had characters that are not ASCII; replaced by spaces".into(),
+        });
     }
     let declared_base = digits(&bytes[12..17]).filter(|&b| b > LEADER_LEN && b <= bytes.len());
     let base_address = match declared_base {
@@ -339,7 +375,10 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         _ => {
             // The directory ends at the first field terminator; an oversized record's
             // leader cannot say where that is, and some systems wrote it wrong.
-            let end = bytes[LEADER_LEN..].iter().position(|&b| b == FIELD_TERMINATOR).map(|i| i + LEADER_LEN);
+            let end = bytes[LEADER_LEN..]
+                .iter()
+                .position(|&b| b == FIELD_TERMINATOR)
+                .map(|i| i + LEADER_LEN);
             match end {
                 Some(end) if (end - LEADER_LEN) % 12 == 0 && end > LEADER_LEN => {
                     warnings.push(Warning {
@@ -361,14 +400,22 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         directory = &directory[..directory.len() - 1];
     }
     if directory.len() % 12 != 0 {
-        return Err(RecordError::BadDirectoryLength { len: directory.len() });
+        return Err(RecordError::BadDirectoryLength {
+            len: directory.len(),
+        });
     }
     let data_end = bytes.len() - 1; // before the record terminator
     let mut raw_fields: Vec<(String, &[u8])> = Vec::with_capacity(directory.len() / 12);
     let mut aligned = true;
     for (index, entry) in directory.chunks_exact(12).enumerate() {
-        let bad_entry = || RecordError::BadDirectoryEntry { index, entry: String::from_utf8_lossy(entry).into_owned() };
-        let tag = std::str::from_utf8(&entry[..3]).ok().filter(|t| valid_tag(t)).ok_or_else(bad_entry)?;
+        let bad_entry = || RecordError::BadDirectoryEntry {
+            index,
+            entry: String::from_utf8_lossy(entry).into_owned(),
+        };
+        let tag = std::str::from_utf8(&entry[..3])
+            .ok()
+            .filter(|t| valid_tag(t))
+            .ok_or_else(bad_entry)?;
         let len = digits(&entry[3..7]).ok_or_else(bad_entry)?;
         let start = digits(&entry[7..12]).ok_or_else(bad_entry)?;
         let from = (base_address + start).min(data_end);
@@ -378,7 +425,10 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         if data.last() == Some(&FIELD_TERMINATOR) {
             data = &data[..data.len() - 1];
         } else if to < base_address + start + len {
-            warnings.push(Warning { tag: Some(tag.to_string()), message: "field runs past the end of the record; cut".into() });
+            warnings.push(Warning {
+                tag: Some(tag.to_string()),
+                message: "field runs past the end of the record; cut".into(),
+            });
         } else if let Some(end) = data.iter().position(|&b| b == FIELD_TERMINATOR) {
             data = &data[..end];
         }
@@ -392,7 +442,11 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         // a system that counted characters instead of bytes). If the data splits at its
         // field terminators into as many fields as the directory names, trust that.
         let data = &bytes[base_address..data_end];
-        let pieces: Vec<&[u8]> = data.strip_suffix(&[FIELD_TERMINATOR]).unwrap_or(data).split(|&b| b == FIELD_TERMINATOR).collect();
+        let pieces: Vec<&[u8]> = data
+            .strip_suffix(&[FIELD_TERMINATOR])
+            .unwrap_or(data)
+            .split(|&b| b == FIELD_TERMINATOR)
+            .collect();
         if pieces.len() == raw_fields.len() {
             for (field, piece) in raw_fields.iter_mut().zip(pieces) {
                 field.1 = piece;
@@ -422,7 +476,10 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
     };
     let mut unmapped = 0;
     let mut decode = |tag: &str, data: &[u8]| -> Result<String, RecordError> {
-        let decoded = charset::decode(data, charset).map_err(|source| RecordError::Decode { tag: tag.to_string(), source })?;
+        let decoded = charset::decode(data, charset).map_err(|source| RecordError::Decode {
+            tag: tag.to_string(),
+            source,
+        })?;
         unmapped += decoded.unmapped;
         Ok(decoded.text)
     };
@@ -454,7 +511,11 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
         // the indicators as the lost delimiter, as YAZ does, so the text is kept.
         let mut orphan = None;
         if indicators.len() > indicator_count {
-            let rest: String = indicators.split_off(indicator_count).into_iter().skip(1).collect();
+            let rest: String = indicators
+                .split_off(indicator_count)
+                .into_iter()
+                .skip(1)
+                .collect();
             if !rest.is_empty() {
                 orphan = Some(rest);
             }
@@ -463,34 +524,59 @@ pub fn parse_record(bytes: &[u8], options: ReadOptions) -> Result<(MarcRecord, C
                 message: "text after the indicators without a subfield delimiter; the next character taken as the delimiter".into(),
             });
         }
-        let indicator = |i: usize| indicators.get(i).copied().filter(|c| !c.is_control()).unwrap_or(' ');
+        let indicator = |i: usize| {
+            indicators
+                .get(i)
+                .copied()
+                .filter(|c| !c.is_control())
+                .unwrap_or(' ')
+        };
         if indicators.len() != 2 && orphan_free(&warnings, &tag) {
             let message = if indicators.len() == indicator_count {
                 format!("{indicator_count} indicators, as the leader says; the first 2 are kept")
             } else {
-                format!("{} indicators instead of {indicator_count}", indicators.len())
+                format!(
+                    "{} indicators instead of {indicator_count}",
+                    indicators.len()
+                )
             };
-            warnings.push(Warning { tag: Some(tag.clone()), message });
+            warnings.push(Warning {
+                tag: Some(tag.clone()),
+                message,
+            });
         }
         let (ind1, ind2) = (indicator(0), indicator(1));
         let mut subfields = Vec::new();
         if let Some(text) = orphan {
             let mut chars = text.chars();
             let code = chars.next().unwrap_or(' ');
-            subfields.push(Subfield { code, value: chars.as_str().to_string() });
+            subfields.push(Subfield {
+                code,
+                value: chars.as_str().to_string(),
+            });
         }
         for part in parts.filter(|p| !p.is_empty()) {
             let text = decode(&tag, part)?;
             let mut chars = text.chars();
             let code = chars.next().unwrap_or(' ');
-            subfields.push(Subfield { code, value: chars.as_str().to_string() });
+            subfields.push(Subfield {
+                code,
+                value: chars.as_str().to_string(),
+            });
         }
-        fields.push(Field::Data(DataField { tag, ind1, ind2, subfields }));
+        fields.push(Field::Data(DataField {
+            tag,
+            ind1,
+            ind2,
+            subfields,
+        }));
     }
     if unmapped > 0 {
         warnings.push(Warning {
             tag: None,
-            message: format!("{unmapped} character(s) had no mapping in {charset}; replaced by U+FFFD"),
+            message: format!(
+                "{unmapped} character(s) had no mapping in {charset}; replaced by U+FFFD"
+            ),
         });
     }
     // The record now holds Unicode with two indicators and one-character codes: say so,
@@ -528,7 +614,10 @@ pub enum WriteError {
 /// fields, each kind in its own order. (Some systems wrote an 00X field after data fields;
 /// MARC21slim does not allow that, so both writers put them first.)
 pub fn ordered_fields(record: &MarcRecord) -> impl Iterator<Item = &Field> {
-    let control = record.fields.iter().filter(|f| matches!(f, Field::Control(_)));
+    let control = record
+        .fields
+        .iter()
+        .filter(|f| matches!(f, Field::Control(_)));
     let data = record.fields.iter().filter(|f| matches!(f, Field::Data(_)));
     control.chain(data)
 }
@@ -541,7 +630,9 @@ pub fn write_record(record: &MarcRecord) -> Result<Vec<u8>, WriteError> {
     for field in ordered_fields(record) {
         let tag = field.tag();
         if !valid_tag(tag) {
-            return Err(WriteError::BadTag { tag: tag.to_string() });
+            return Err(WriteError::BadTag {
+                tag: tag.to_string(),
+            });
         }
         let start = data.len();
         match field {
@@ -560,7 +651,10 @@ pub fn write_record(record: &MarcRecord) -> Result<Vec<u8>, WriteError> {
         data.push(FIELD_TERMINATOR);
         let len = data.len() - start;
         if len > 9999 {
-            return Err(WriteError::FieldTooLong { tag: tag.to_string(), len });
+            return Err(WriteError::FieldTooLong {
+                tag: tag.to_string(),
+                len,
+            });
         }
         if start > 99_999 {
             return Err(WriteError::TooLong { len: start });

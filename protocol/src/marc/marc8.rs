@@ -24,8 +24,11 @@ pub struct Decoded {
     pub unmapped: usize,
 }
 
-fn table(charset: u8) -> Option<&'static [(u32, u32, bool)]> {
-    CHARSETS.iter().find(|(final_byte, _)| *final_byte == charset).map(|(_, t)| *t)
+fn table(charset: u8) -> Option<super::marc8_tables::CodeTable> {
+    CHARSETS
+        .iter()
+        .find(|(final_byte, _)| *final_byte == charset)
+        .map(|(_, t)| *t)
 }
 
 fn lookup(charset: u8, code: u32) -> Option<(char, bool)> {
@@ -38,7 +41,13 @@ fn lookup(charset: u8, code: u32) -> Option<(char, bool)> {
     };
     // A 94-character set may be designated to G0 or G1: its table lists it at one of the
     // two positions, so try the other one too.
-    found(code).or_else(|| if code < 0x100 { found(code ^ 0x80) } else { None })
+    found(code).or_else(|| {
+        if code < 0x100 {
+            found(code ^ 0x80)
+        } else {
+            None
+        }
+    })
 }
 
 fn lookup_odd(code: u32) -> Option<char> {
@@ -75,7 +84,8 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 unmapped += 1;
                 break;
             }
-            let code = u32::from(byte) << 16 | u32::from(bytes[pos + 1]) << 8 | u32::from(bytes[pos + 2]);
+            let code =
+                u32::from(byte) << 16 | u32::from(bytes[pos + 1]) << 8 | u32::from(bytes[pos + 2]);
             (code, g0, 3)
         } else if byte >= 0x80 {
             (u32::from(byte), g1, 1)
@@ -91,7 +101,13 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             Some((' ', false))
         } else {
             lookup(charset, code)
-                .or_else(|| if charset != BASIC_LATIN && code < 0x80 { lookup(BASIC_LATIN, code) } else { None })
+                .or_else(|| {
+                    if charset != BASIC_LATIN && code < 0x80 {
+                        lookup(BASIC_LATIN, code)
+                    } else {
+                        None
+                    }
+                })
                 .or_else(|| lookup_odd(code).map(|c| (c, false)))
         };
         match mapped {
@@ -109,7 +125,10 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     }
     // Diacritics with no base letter after them: keep them rather than drop text.
     out.extend(combining.drain(..));
-    Decoded { text: out.nfc().collect(), unmapped }
+    Decoded {
+        text: out.nfc().collect(),
+        unmapped,
+    }
 }
 
 /// Applies the escape sequence at the start of `bytes`; returns how many bytes it took.
@@ -169,7 +188,11 @@ mod tests {
         let decoded = decode(b"\x1b(NMIR\x1b(B ok");
         assert_eq!(decoded.unmapped, 0);
         assert!(decoded.text.ends_with(" ok"));
-        assert!(decoded.text.chars().next().is_some_and(|c| ('\u{400}'..'\u{500}').contains(&c)));
+        assert!(decoded
+            .text
+            .chars()
+            .next()
+            .is_some_and(|c| ('\u{400}'..'\u{500}').contains(&c)));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! MARC-8 code tables: for each character set, (code, Unicode scalar, combining) sorted
 //! by code.
 
+/// One code table: (code, Unicode scalar, combining), sorted by code.
+pub(super) type CodeTable = &'static [(u32, u32, bool)];
+
 #[rustfmt::skip]
-pub(super) static CHARSETS: &[(u8, &[(u32, u32, bool)])] = &[
+pub(super) static CHARSETS: &[(u8, CodeTable)] = &[
     (0x31, CHARSET_31),
     (0x32, CHARSET_32),
     (0x33, CHARSET_33),
@@ -20,7 +23,7 @@ pub(super) static CHARSETS: &[(u8, &[(u32, u32, bool)])] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_31: &[(u32, u32, bool)] = &[
+static CHARSET_31: CodeTable = &[
     (0x212320, 0x3000, false),
     (0x212321, 0x3000, false),
     (0x212328, 0xFF08, false),
@@ -15763,7 +15766,7 @@ static CHARSET_31: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_32: &[(u32, u32, bool)] = &[
+static CHARSET_32: CodeTable = &[
     (0x21, 0x21, false),
     (0x22, 0x5F4, false),
     (0x23, 0x23, false),
@@ -15845,7 +15848,7 @@ static CHARSET_32: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_33: &[(u32, u32, bool)] = &[
+static CHARSET_33: CodeTable = &[
     (0x21, 0x21, false),
     (0x22, 0x22, false),
     (0x23, 0x23, false),
@@ -15932,7 +15935,7 @@ static CHARSET_33: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_34: &[(u32, u32, bool)] = &[
+static CHARSET_34: CodeTable = &[
     (0xA1, 0x6FD, false),
     (0xA2, 0x672, false),
     (0xA3, 0x673, false),
@@ -16026,7 +16029,7 @@ static CHARSET_34: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_42: &[(u32, u32, bool)] = &[
+static CHARSET_42: CodeTable = &[
     (0x1B, 0x1B, false),
     (0x1D, 0x1D, false),
     (0x1E, 0x1E, false),
@@ -16129,7 +16132,7 @@ static CHARSET_42: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_45: &[(u32, u32, bool)] = &[
+static CHARSET_45: CodeTable = &[
     (0x88, 0x98, false),
     (0x89, 0x9C, false),
     (0x8D, 0x200D, false),
@@ -16202,7 +16205,7 @@ static CHARSET_45: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_4E: &[(u32, u32, bool)] = &[
+static CHARSET_4E: CodeTable = &[
     (0x21, 0x21, false),
     (0x22, 0x22, false),
     (0x23, 0x23, false),
@@ -16300,7 +16303,7 @@ static CHARSET_4E: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_51: &[(u32, u32, bool)] = &[
+static CHARSET_51: CodeTable = &[
     (0xC0, 0x491, false),
     (0xC1, 0x452, false),
     (0xC2, 0x453, false),
@@ -16346,7 +16349,7 @@ static CHARSET_51: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_53: &[(u32, u32, bool)] = &[
+static CHARSET_53: CodeTable = &[
     (0x21, 0x300, true),
     (0x22, 0x301, true),
     (0x23, 0x308, true),
@@ -16423,7 +16426,7 @@ static CHARSET_53: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_62: &[(u32, u32, bool)] = &[
+static CHARSET_62: CodeTable = &[
     (0x28, 0x208D, false),
     (0x29, 0x208E, false),
     (0x2B, 0x208A, false),
@@ -16441,14 +16444,14 @@ static CHARSET_62: &[(u32, u32, bool)] = &[
 ];
 
 #[rustfmt::skip]
-static CHARSET_67: &[(u32, u32, bool)] = &[
+static CHARSET_67: CodeTable = &[
     (0x61, 0x3B1, false),
     (0x62, 0x3B2, false),
     (0x63, 0x3B3, false),
 ];
 
 #[rustfmt::skip]
-static CHARSET_70: &[(u32, u32, bool)] = &[
+static CHARSET_70: CodeTable = &[
     (0x28, 0x207D, false),
     (0x29, 0x207E, false),
     (0x2B, 0x207A, false),

@@ -4,7 +4,9 @@
 //! no namespace at all read alike. Each item it yields is a record or an error naming the
 //! record's number and byte offset; a damaged record does not stop the file.
 
-use super::{is_control_tag, ControlField, DataField, Field, Leader, MarcRecord, Subfield, Warning};
+use super::{
+    is_control_tag, ControlField, DataField, Field, Leader, MarcRecord, Subfield, Warning,
+};
 use crate::xml::{escape_attr, escape_text};
 use quick_xml::events::{BytesStart, Event};
 use std::io::BufRead;
@@ -81,16 +83,26 @@ impl<R: BufRead> Reader<R> {
     pub fn new(inner: R) -> Self {
         let mut xml = quick_xml::Reader::from_reader(inner);
         xml.config_mut().trim_text(false);
-        Reader { xml, buffer: Vec::new(), record_number: 0, done: false }
+        Reader {
+            xml,
+            buffer: Vec::new(),
+            record_number: 0,
+            done: false,
+        }
     }
 
     fn byte_offset(&self) -> u64 {
-        u64::try_from(self.xml.buffer_position()).unwrap_or(u64::MAX)
+        self.xml.buffer_position()
     }
 
     fn syntax_error(&mut self, position: Position, error: impl std::fmt::Display) -> XmlReadError {
         self.done = true;
-        XmlReadError { position, error: XmlRecordError::Syntax { reason: error.to_string() } }
+        XmlReadError {
+            position,
+            error: XmlRecordError::Syntax {
+                reason: error.to_string(),
+            },
+        }
     }
 
     fn next_record(&mut self) -> Option<Result<XmlRecord, XmlReadError>> {
@@ -105,8 +117,14 @@ impl<R: BufRead> Reader<R> {
                 Ok(Event::Start(e)) if e.local_name().as_ref() == b"record" => break before,
                 Ok(Event::Empty(e)) if e.local_name().as_ref() == b"record" => {
                     self.record_number += 1;
-                    let position = Position { record: self.record_number, offset: before };
-                    return Some(Err(XmlReadError { position, error: XmlRecordError::NoFields }));
+                    let position = Position {
+                        record: self.record_number,
+                        offset: before,
+                    };
+                    return Some(Err(XmlReadError {
+                        position,
+                        error: XmlRecordError::NoFields,
+                    }));
                 }
                 Ok(Event::Eof) => {
                     self.done = true;
@@ -114,13 +132,19 @@ impl<R: BufRead> Reader<R> {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    let position = Position { record: self.record_number + 1, offset: before };
+                    let position = Position {
+                        record: self.record_number + 1,
+                        offset: before,
+                    };
                     return Some(Err(self.syntax_error(position, error)));
                 }
             }
         };
         self.record_number += 1;
-        let position = Position { record: self.record_number, offset: start_offset };
+        let position = Position {
+            record: self.record_number,
+            offset: start_offset,
+        };
         Some(self.read_record_body(position))
     }
 
@@ -146,7 +170,9 @@ impl<R: BufRead> Reader<R> {
                     }
                     state.end(e.local_name().as_ref());
                 }
-                Event::Eof => return Err(self.syntax_error(position, "file ends inside a <record>")),
+                Event::Eof => {
+                    return Err(self.syntax_error(position, "file ends inside a <record>"))
+                }
                 _ => {}
             }
         }
@@ -184,19 +210,37 @@ impl RecordState {
             b"leader" => self.open = Open::Leader(String::new()),
             b"controlfield" => match attr(e, b"tag") {
                 Some(tag) => self.open = Open::Control(tag, String::new()),
-                None => self.error = Some(XmlRecordError::MissingTag { element: "controlfield".into() }),
+                None => {
+                    self.error = Some(XmlRecordError::MissingTag {
+                        element: "controlfield".into(),
+                    })
+                }
             },
             b"datafield" => match attr(e, b"tag") {
                 Some(tag) => {
-                    let indicator = |name: &[u8]| attr(e, name).and_then(|v| v.chars().next()).unwrap_or(' ');
-                    self.current = Some(DataField { tag, ind1: indicator(b"ind1"), ind2: indicator(b"ind2"), subfields: Vec::new() });
+                    let indicator =
+                        |name: &[u8]| attr(e, name).and_then(|v| v.chars().next()).unwrap_or(' ');
+                    self.current = Some(DataField {
+                        tag,
+                        ind1: indicator(b"ind1"),
+                        ind2: indicator(b"ind2"),
+                        subfields: Vec::new(),
+                    });
                 }
-                None => self.error = Some(XmlRecordError::MissingTag { element: "datafield".into() }),
+                None => {
+                    self.error = Some(XmlRecordError::MissingTag {
+                        element: "datafield".into(),
+                    })
+                }
             },
             b"subfield" => match attr(e, b"code").and_then(|c| c.chars().next()) {
                 Some(code) => self.open = Open::Subfield(code, String::new()),
                 None => {
-                    let tag = self.current.as_ref().map(|f| f.tag.clone()).unwrap_or_default();
+                    let tag = self
+                        .current
+                        .as_ref()
+                        .map(|f| f.tag.clone())
+                        .unwrap_or_default();
                     self.error = Some(XmlRecordError::MissingCode { tag });
                 }
             },
@@ -209,7 +253,9 @@ impl RecordState {
 
     fn text(&mut self, text: &str) {
         match &mut self.open {
-            Open::Leader(value) | Open::Control(_, value) | Open::Subfield(_, value) => value.push_str(text),
+            Open::Leader(value) | Open::Control(_, value) | Open::Subfield(_, value) => {
+                value.push_str(text)
+            }
             Open::Nothing => {}
         }
     }
@@ -219,13 +265,21 @@ impl RecordState {
             (b"leader", Open::Leader(text)) => self.leader = Some(text),
             (b"controlfield", Open::Control(tag, value)) => {
                 if is_control_tag(&tag) {
-                    self.fields.push(Field::Control(ControlField { tag, value }));
+                    self.fields
+                        .push(Field::Control(ControlField { tag, value }));
                 } else {
                     self.warnings.push(Warning {
                         tag: Some(tag.clone()),
-                        message: "controlfield with a data field's tag; kept as a data field with $a".into(),
+                        message:
+                            "controlfield with a data field's tag; kept as a data field with $a"
+                                .into(),
                     });
-                    self.fields.push(Field::Data(DataField { tag, ind1: ' ', ind2: ' ', subfields: vec![Subfield { code: 'a', value }] }));
+                    self.fields.push(Field::Data(DataField {
+                        tag,
+                        ind1: ' ',
+                        ind2: ' ',
+                        subfields: vec![Subfield { code: 'a', value }],
+                    }));
                 }
             }
             (b"subfield", Open::Subfield(code, value)) => {
@@ -247,8 +301,14 @@ impl RecordState {
         if let Some(error) = self.error {
             return fail(error);
         }
-        if let Some(bad) = self.fields.iter().find(|f| !super::iso2709::valid_tag(f.tag())) {
-            return fail(XmlRecordError::BadTag { tag: bad.tag().to_string() });
+        if let Some(bad) = self
+            .fields
+            .iter()
+            .find(|f| !super::iso2709::valid_tag(f.tag()))
+        {
+            return fail(XmlRecordError::BadTag {
+                tag: bad.tag().to_string(),
+            });
         }
         if self.fields.is_empty() {
             return fail(XmlRecordError::NoFields);
@@ -257,16 +317,29 @@ impl RecordState {
             Some(text) => {
                 let (leader, changed) = Leader::from_text(&text);
                 if changed {
-                    self.warnings.push(Warning { tag: None, message: format!("leader {text:?} is not 24 ASCII characters; padded") });
+                    self.warnings.push(Warning {
+                        tag: None,
+                        message: format!("leader {text:?} is not 24 ASCII characters; padded"),
+                    });
                 }
                 leader
             }
             None => {
-                self.warnings.push(Warning { tag: None, message: "no <leader>; a default one was made".into() });
+                self.warnings.push(Warning {
+                    tag: None,
+                    message: "no <leader>; a default one was made".into(),
+                });
                 Leader::new_book()
             }
         };
-        Ok(XmlRecord { record: MarcRecord { leader, fields: self.fields }, position, warnings: self.warnings })
+        Ok(XmlRecord {
+            record: MarcRecord {
+                leader,
+                fields: self.fields,
+            },
+            position,
+            warnings: self.warnings,
+        })
     }
 }
 

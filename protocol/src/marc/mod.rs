@@ -165,19 +165,28 @@ impl DataField {
             ind2,
             subfields: subfields
                 .iter()
-                .map(|(code, value)| Subfield { code: *code, value: (*value).to_string() })
+                .map(|(code, value)| Subfield {
+                    code: *code,
+                    value: (*value).to_string(),
+                })
                 .collect(),
         }
     }
 
     /// The value of the first subfield with this code.
     pub fn first(&self, code: char) -> Option<&str> {
-        self.subfields.iter().find(|s| s.code == code).map(|s| s.value.as_str())
+        self.subfields
+            .iter()
+            .find(|s| s.code == code)
+            .map(|s| s.value.as_str())
     }
 
     /// Every value of the subfields with this code, in order.
     pub fn all(&self, code: char) -> impl Iterator<Item = &str> {
-        self.subfields.iter().filter(move |s| s.code == code).map(|s| s.value.as_str())
+        self.subfields
+            .iter()
+            .filter(move |s| s.code == code)
+            .map(|s| s.value.as_str())
     }
 
     /// The values of the subfields whose codes are in `codes`, joined by a space.
@@ -220,7 +229,10 @@ pub fn is_control_tag(tag: &str) -> bool {
 impl MarcRecord {
     /// An empty record with the given leader.
     pub fn new(leader: Leader) -> Self {
-        MarcRecord { leader, fields: Vec::new() }
+        MarcRecord {
+            leader,
+            fields: Vec::new(),
+        }
     }
 
     /// The value of the first control field with this tag.
@@ -246,7 +258,10 @@ impl MarcRecord {
 
     /// Appends a control field.
     pub fn push_control(&mut self, tag: &str, value: &str) {
-        self.fields.push(Field::Control(ControlField { tag: tag.to_string(), value: value.to_string() }));
+        self.fields.push(Field::Control(ControlField {
+            tag: tag.to_string(),
+            value: value.to_string(),
+        }));
     }
 
     /// Appends a data field.
