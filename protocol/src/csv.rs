@@ -616,7 +616,7 @@ mod tests {
     #[test]
     fn slims_row_with_header_reads() {
         let csv = "\"title\",\"gmd_name\",\"edition\",\"isbn_issn\",\"publisher_name\",\"publish_year\",\"collation\",\"series_title\",\"call_number\",\"language_name\",\"place_name\",\"classification\",\"notes\",\"image\",\"sor\",\"authors\",\"topics\",\"item_code\"\n\
-\"Bumi manusia\",\"Text\",\"Cet. 1\",\"979-97312-3-X\",\"Hasta Mitra\",\"1980\",\"338 hlm.; 21 cm\",\"\",\"899.221 PRA b\",\"Indonesia\",\"Jakarta\",\"899.221\",\"\",\"\",\"Pramoedya Ananta Toer\",\"<Pramoedya Ananta Toer>\",\"<Fiksi Indonesia><Sejarah>\",\"<B0001><B0002>\"\n";
+\"Bumi manusia\",\"Text\",\"Cet. 1\",\"979-97312-3-2\",\"Hasta Mitra\",\"1980\",\"338 hlm.; 21 cm\",\"\",\"899.221 PRA b\",\"Indonesia\",\"Jakarta\",\"899.221\",\"\",\"\",\"Pramoedya Ananta Toer\",\"<Pramoedya Ananta Toer>\",\"<Fiksi Indonesia><Sejarah>\",\"<B0001><B0002>\"\n";
         let records: Vec<_> = Reader::new(csv.as_bytes(), Layout::Slims).collect();
         assert_eq!(records.len(), 1);
         let record = records[0].as_ref().expect("the row is valid");
