@@ -1,6 +1,7 @@
 //! The character sets MARC records arrive in, and decoding them to Unicode.
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 /// A character set of MARC data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -12,7 +13,8 @@ pub enum Charset {
     Marc8,
     /// ISO 8859-1, which some European systems wrote despite the leader.
     Latin1,
-    /// DanMARC2, the Danish national format's set: Latin-1 with `@` escapes.
+    /// DanMARC2, the Danish national format's set: Latin-1 with `@` escapes and
+    /// diacritics before their letter.
     Danmarc,
 }
 
@@ -93,48 +95,107 @@ pub fn decode(bytes: &[u8], charset: Charset) -> Result<DecodedText, DecodeError
     }
 }
 
-/// DanMARC2: Latin-1, where `@` escapes: `@` and four hex digits is that Unicode code
-/// point; `@` and any other character is that character (`@@` is `@`, `@*` is `*`).
-/// Not yet decoded: `@U` and two hex digits (an ISO 5426 character by code), kept as
-/// written and counted as unmapped.
+/// DanMARC2 as YAZ 5 reads it: Latin-1, where
+/// - `@@`, `@*` and `@¤` are those characters, `@å` and `@Å` the letters ꜳ and Ꜳ;
+/// - `@` and four hex digits is that Unicode code point;
+/// - `@U` and two hex digits is an ISO 5426 character by its code ([`iso5426`]);
+/// - diacritics come before their letter: combining marks, and the spacing accents
+///   ^ _ ` ¨ ¯ ´ ¸ ˘ ˇ ˛ ˝ ˚, which stand for their combining forms.
+///
+/// Diacritics are moved after their letter and the result is NFC.
 fn decode_danmarc(bytes: &[u8]) -> DecodedText {
     let mut text = String::with_capacity(bytes.len());
+    let mut combining: Vec<char> = Vec::new();
     let mut unmapped = 0;
     let mut pos = 0;
+    let hex = |from: usize, len: usize| {
+        bytes
+            .get(from..from + len)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
     while pos < bytes.len() {
         let byte = bytes[pos];
-        if byte != b'@' {
-            text.push(byte as char);
-            pos += 1;
-            continue;
-        }
-        let hex = bytes
-            .get(pos + 1..pos + 5)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        if let Some(code) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
-            match char::from_u32(code) {
-                Some(c) => text.push(c),
-                None => {
-                    text.push(char::REPLACEMENT_CHARACTER);
-                    unmapped += 1;
-                }
+        let (ch, width) = if byte == b'@' {
+            match (bytes.get(pos + 1), hex(pos + 2, 2), hex(pos + 1, 4)) {
+                (Some(&next @ (b'@' | b'*' | 0xA4)), _, _) => (Some(next as char), 2),
+                (Some(0xE5), _, _) => (Some('\u{A733}'), 2),
+                (Some(0xC5), _, _) => (Some('\u{A732}'), 2),
+                (Some(b'U'), Some(code), _) => (Some(iso5426(code as u8)), 4),
+                (_, _, Some(code)) => (char::from_u32(code), 5),
+                (Some(&next), _, _) => (Some(next as char), 2),
+                (None, _, _) => (Some('@'), 1),
             }
-            pos += 5;
-        } else if bytes.get(pos + 1) == Some(&b'U') {
-            // "@U" and two hex digits names an ISO 5426 character by its code; Jalin has
-            // no ISO 5426 table yet, so the escape is kept as written and counted.
-            text.push('@');
-            unmapped += 1;
-            pos += 1;
-        } else if let Some(&next) = bytes.get(pos + 1) {
-            text.push(next as char);
-            pos += 2;
         } else {
-            text.push('@');
-            pos += 1;
+            (Some(byte as char), 1)
+        };
+        pos += width;
+        match ch.map(as_combining) {
+            Some((c, true)) => combining.push(c),
+            Some((c, false)) => {
+                text.push(c);
+                text.extend(combining.drain(..));
+            }
+            None => {
+                unmapped += 1;
+                text.push(char::REPLACEMENT_CHARACTER);
+                text.extend(combining.drain(..));
+            }
         }
     }
-    DecodedText { text, unmapped }
+    text.extend(combining.drain(..));
+    DecodedText {
+        text: text.nfc().collect(),
+        unmapped,
+    }
+}
+
+/// A DanMARC2 character as (character, whether it is a diacritic on the next letter):
+/// spacing accents become their combining forms.
+fn as_combining(c: char) -> (char, bool) {
+    let combining = match c {
+        '^' => '\u{0302}',
+        '_' => '\u{0332}',
+        '`' => '\u{0300}',
+        '\u{A8}' => '\u{0308}',
+        '\u{AF}' => '\u{0304}',
+        '\u{B4}' => '\u{0301}',
+        '\u{B8}' => '\u{0327}',
+        '\u{2D8}' => '\u{0306}',
+        '\u{2C7}' => '\u{030C}',
+        '\u{2DB}' => '\u{0328}',
+        '\u{2DD}' => '\u{030B}',
+        '\u{2DA}' => '\u{030A}',
+        c => return (c, is_combining_mark(c)),
+    };
+    (combining, true)
+}
+
+fn is_combining_mark(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
+}
+
+/// The ISO 5426 characters DanMARC2 names with `@U` and two hex digits; codes not
+/// listed are Latin-1. (Read off YAZ 5.34's DanMARC2 decoder.)
+fn iso5426(code: u8) -> char {
+    match code {
+        0xA7 => '\u{02B9}',
+        0xA8 | 0xFC => '\u{0308}',
+        0xAE => '\u{02BC}',
+        0xB0 => '\u{02BB}',
+        0xB7 => '\u{02BA}',
+        0xD8 => '\u{2014}',
+        0xD9 => '\u{2191}',
+        0xDA => '\u{2193}',
+        0xE0 => '\u{0309}',
+        0xEB => '\u{FE20}',
+        0xEC => '\u{FE21}',
+        0xF7 => '\u{0326}',
+        0xF8 => '\u{031C}',
+        0xF9 => '\u{032E}',
+        0xFA => '\u{FE22}',
+        other => other as char,
+    }
 }
 
 /// Whether bytes that claim to be MARC-8 are really UTF-8: they hold multibyte UTF-8

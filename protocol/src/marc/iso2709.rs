@@ -491,6 +491,7 @@ pub fn parse_record(
         _ => 2,
     };
     let mut fields = Vec::with_capacity(raw_fields.len());
+    let mut stray_delimiters = 0;
     for (tag, data) in raw_fields {
         // Some systems (UNIMARC, DanMARC) put indicators and subfields in 00X fields: two
         // indicator characters then a delimiter. Read those as data fields, as YAZ does.
@@ -557,6 +558,15 @@ pub fn parse_record(
         }
         for part in parts.filter(|p| !p.is_empty()) {
             let text = decode(&tag, part)?;
+            // A delimiter followed by no code (an escape, a space, a non-ASCII byte) is a
+            // stray byte in the text: keep the text with the subfield it belongs to.
+            if !part[0].is_ascii_graphic() {
+                if let Some(previous) = subfields.last_mut() {
+                    previous.value.push_str(&text);
+                    stray_delimiters += 1;
+                    continue;
+                }
+            }
             let mut chars = text.chars();
             let code = chars.next().unwrap_or(' ');
             subfields.push(Subfield {
@@ -570,6 +580,12 @@ pub fn parse_record(
             ind2,
             subfields,
         }));
+    }
+    if stray_delimiters > 0 {
+        warnings.push(Warning {
+            tag: None,
+            message: format!("{stray_delimiters} subfield delimiter(s) with no subfield code after them; their text was kept in the subfield before"),
+        });
     }
     if unmapped > 0 {
         warnings.push(Warning {
