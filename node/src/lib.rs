@@ -1,7 +1,16 @@
 //! jalin-node: everything in Jalin that touches the outside world.
 //!
-//! For now: catalog files on disk ([`files`]). The store (sled), catalog (automerge),
-//! search (tantivy), network (libp2p) and HTTP (axum) come here as they land.
+//! - [`config`]: the data directory (config, key, API token);
+//! - [`store`]: the durable catalog (sled + sharded automerge documents);
+//! - [`search`]: the tantivy index derived from the store;
+//! - [`library`]: one library's catalog: store and index together, import, edit, delete;
+//! - [`http`]: the JSON API (axum);
+//! - [`files`]: catalog files on disk.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod config;
 pub mod files;
+pub mod http;
+pub mod library;
+pub mod search;
+pub mod store;

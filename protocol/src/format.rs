@@ -103,7 +103,7 @@ impl std::fmt::Display for Format {
 }
 
 /// Where a record or row was in its file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     /// 1-based record number (MARC, MARCXML) or line number (CSV).
     pub number: u64,

@@ -13,4 +13,5 @@ pub mod format;
 pub mod isbn;
 pub mod marc;
 pub mod record;
+pub mod signing;
 pub mod xml;

@@ -1,0 +1,474 @@
+//! Where a command's work happens: in the running node (over its HTTP API) or, when no
+//! node runs for the data dir, in this process.
+
+use anyhow::{bail, Context};
+use jalin_node::config::{DataDir, RunningNode};
+use jalin_node::http::AppState;
+use jalin_node::library::{ImportOptions, ImportSummary, Library, Source};
+use jalin_node::search::SearchResults;
+use jalin_protocol::format::Format;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running node's API.
+pub struct Remote {
+    url: String,
+    token: String,
+    client: reqwest::blocking::Client,
+}
+
+/// Where the work happens.
+pub enum Backend {
+    /// Over HTTP.
+    Remote(Remote),
+    /// Here.
+    Local(Box<Library>),
+}
+
+fn check(response: reqwest::blocking::Response) -> anyhow::Result<reqwest::blocking::Response> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let body: serde_json::Value = response.json().unwrap_or_default();
+    let message = body["error"].as_str().unwrap_or("no message").to_string();
+    bail!("the node answered {status}: {message}")
+}
+
+impl Backend {
+    /// The running node for this data dir, else the catalog opened here.
+    pub fn connect(data: DataDir) -> anyhow::Result<Backend> {
+        let node_file = DataDir::node_file(&data.path);
+        if let Ok(text) = std::fs::read_to_string(&node_file) {
+            if let Ok(running) = serde_json::from_str::<RunningNode>(&text) {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(600))
+                    .build()
+                    .context("making an HTTP client")?;
+                let alive = client
+                    .get(format!("{}/api/status", running.url))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                if alive {
+                    return Ok(Backend::Remote(Remote {
+                        url: running.url,
+                        token: data.api_token.clone(),
+                        client,
+                    }));
+                }
+            }
+        }
+        let library = Library::open(data).context("opening the catalog")?;
+        Ok(Backend::Local(Box::new(library)))
+    }
+
+    pub fn import(
+        self,
+        file: &Path,
+        options: &ImportOptions,
+        report: Option<&Path>,
+    ) -> anyhow::Result<ExitCode> {
+        let (summary, data_path) = match self {
+            Backend::Remote(remote) => {
+                let bytes =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                let mut query: Vec<(&str, String)> = vec![
+                    ("delete_missing", options.delete_missing.to_string()),
+                    ("strict", options.strict.to_string()),
+                ];
+                if let Some(format) = options.format {
+                    query.push(("format", format.name().to_string()));
+                }
+                if let Some(charset) = options.charset {
+                    query.push(("charset", charset.name().to_string()));
+                }
+                let response = remote
+                    .client
+                    .post(format!("{}/api/import", remote.url))
+                    .bearer_auth(&remote.token)
+                    .query(&query)
+                    .body(bytes)
+                    .send()?;
+                let summary: ImportSummary = check(response)?
+                    .json()
+                    .context("reading the node's answer")?;
+                eprintln!("Imported through the running node at {}.", remote.url);
+                (summary, None)
+            }
+            Backend::Local(library) => {
+                let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+                let bar = if std::io::stderr().is_terminal() {
+                    let bar = indicatif::ProgressBar::new_spinner();
+                    bar.set_message(format!("importing {}", file.display()));
+                    Some(bar)
+                } else {
+                    None
+                };
+                let _ = total;
+                let summary =
+                    library.import(&Source::File(file.to_path_buf()), options, |progress| {
+                        match &bar {
+                            Some(bar) => bar.set_message(format!(
+                                "{} read, {} committed",
+                                progress.read, progress.committed
+                            )),
+                            // Not a terminal: one line per durable batch, for logs and scripts.
+                            None => eprintln!(
+                                "committed {} record(s) of {} read",
+                                progress.committed, progress.read
+                            ),
+                        }
+                    })?;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                (summary, Some(library.data.path.clone()))
+            }
+        };
+        println!(
+            "{}: {} read, {} added, {} updated, {} unchanged, {} deleted, {} rejected",
+            file.display(),
+            summary.read,
+            summary.added,
+            summary.updated,
+            summary.unchanged,
+            summary.deleted,
+            summary.rejected.len()
+        );
+        if !summary.rejected.is_empty() {
+            let path = match (report, data_path) {
+                (Some(path), _) => path.to_path_buf(),
+                (None, Some(data)) => {
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    data.join("reports").join(format!("import-{stamp}.txt"))
+                }
+                (None, None) => std::env::temp_dir().join("jalin-import-report.txt"),
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).ok();
+            }
+            let mut text = format!("Rejected records from {}\n", file.display());
+            for rejected in &summary.rejected {
+                text.push_str(&format!("{}: {}\n", rejected.location, rejected.reason));
+            }
+            std::fs::write(&path, text)
+                .with_context(|| format!("writing the report {}", path.display()))?;
+            for rejected in summary.rejected.iter().take(10) {
+                println!("  rejected {}: {}", rejected.location, rejected.reason);
+            }
+            println!(
+                "Every rejected record, with where and why: {}",
+                path.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn search(
+        self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+        json: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let results: SearchResults = match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/api/search", remote.url))
+                    .query(&[
+                        ("q", query.to_string()),
+                        ("page", page.to_string()),
+                        ("per_page", per_page.to_string()),
+                    ])
+                    .send()?;
+                check(response)?
+                    .json()
+                    .context("reading the node's answer")?
+            }
+            Backend::Local(library) => library.search(query, page, per_page)?,
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&results)?);
+        } else {
+            println!("{} record(s) match {:?}", results.total, results.query);
+            for (i, hit) in results.hits.iter().enumerate() {
+                let year = hit.year.map(|y| format!(" ({y})")).unwrap_or_default();
+                let author = hit
+                    .authors
+                    .first()
+                    .map(|a| format!(" / {a}"))
+                    .unwrap_or_default();
+                println!(
+                    "{:>4}. {}{}{}  [{}]",
+                    (page - 1) * per_page + i + 1,
+                    hit.title,
+                    author,
+                    year,
+                    hit.record_id
+                );
+            }
+            for warning in &results.warnings {
+                println!("note: {warning}");
+            }
+        }
+        Ok(if results.total == 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    pub fn show(self, id: &str, format: &str) -> anyhow::Result<ExitCode> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/api/records/{}", remote.url, encode_path(id)))
+                    .query(&[("format", format)])
+                    .send()?;
+                let bytes = check(response)?.bytes()?;
+                use std::io::Write;
+                std::io::stdout().write_all(&bytes)?;
+                if format == "json" {
+                    println!();
+                }
+            }
+            Backend::Local(library) => {
+                let Some((stored, record)) = library.get(id)? else {
+                    bail!("no record with id {id:?}")
+                };
+                let record = record.context("the stored record does not read back")?;
+                match format {
+                    "json" => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "record_id": stored.record_id, "deleted": stored.deleted, "updated_ms": stored.updated_ms,
+                            "description": record.description, "marc": record.marc,
+                        }))?
+                    ),
+                    "marcxml" | "xml" => print!(
+                        "{}",
+                        jalin_protocol::marc::marcxml::record_to_xml(&record.marc, true)
+                    ),
+                    "marc" | "mrc" => {
+                        use std::io::Write;
+                        std::io::stdout().write_all(&stored.marc)?;
+                    }
+                    "dc" => print!("{}", jalin_protocol::dc::to_oai_dc(&record.marc)),
+                    other => bail!("unknown format {other:?}; one of: json, marcxml, marc, dc"),
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn export(self, file: &Path, format: Format) -> anyhow::Result<ExitCode> {
+        let count = match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/api/export", remote.url))
+                    .query(&[("format", format.name())])
+                    .send()?;
+                let bytes = check(response)?.bytes()?;
+                std::fs::write(file, &bytes)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                None
+            }
+            Backend::Local(library) => {
+                let out = std::fs::File::create(file)
+                    .with_context(|| format!("creating {}", file.display()))?;
+                let (count, _) = library.export(std::io::BufWriter::new(out), format)?;
+                Some(count)
+            }
+        };
+        match count {
+            Some(count) => eprintln!("Wrote {count} record(s) to {} as {format}.", file.display()),
+            None => eprintln!("Wrote the catalog to {} as {format}.", file.display()),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn delete(self, id: &str) -> anyhow::Result<ExitCode> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .delete(format!("{}/api/records/{}", remote.url, encode_path(id)))
+                    .bearer_auth(&remote.token)
+                    .send()?;
+                check(response)?;
+            }
+            Backend::Local(library) => library.delete(id)?,
+        }
+        println!("Record {id} is marked deleted.");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn status(self, json: bool) -> anyhow::Result<ExitCode> {
+        let (status, running): (jalin_node::library::Status, Option<String>) = match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/api/status", remote.url))
+                    .send()?;
+                (check(response)?.json()?, Some(remote.url))
+            }
+            Backend::Local(library) => (library.status()?, None),
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("{} ({})", status.name, status.code);
+        println!("  library id:  {}", status.library_id);
+        println!("  fingerprint: {}", status.fingerprint);
+        println!(
+            "  node:        {}",
+            running.map_or_else(
+                || "not running".to_string(),
+                |url| format!("running at {url}")
+            )
+        );
+        println!(
+            "  records:     {} ({} deleted)",
+            status.records, status.deleted
+        );
+        println!("  searchable:  {}", status.indexed);
+        println!("  storage:     {:.1} MB", status.store_bytes as f64 / 1e6);
+        println!("  version:     {}", status.version);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn encode_path(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Runs a node in the foreground until Ctrl-C or SIGTERM. `after_start` runs once the API
+/// answers (the demo prints its examples there).
+pub fn run_node(
+    data: DataDir,
+    listen: Option<String>,
+    after_start: Option<Box<dyn FnOnce(&str) + Send>>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listen = listen.unwrap_or_else(|| data.config.http.listen.clone());
+        let node_file = DataDir::node_file(&data.path);
+        let name = data.config.library.name.clone();
+        let api_token = data.api_token.clone();
+        let library = tokio::task::spawn_blocking(move || Library::open(data))
+            .await?
+            .context("opening the catalog")?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let address = listener.local_addr()?;
+        let url = format!("http://{address}");
+        std::fs::write(
+            &node_file,
+            serde_json::to_string(&RunningNode {
+                url: url.clone(),
+                pid: std::process::id(),
+            })?,
+        )
+        .with_context(|| format!("writing {}", node_file.display()))?;
+        let state = Arc::new(AppState {
+            library: Arc::new(library),
+            api_token,
+        });
+        println!("Jalin node for {name} is serving {url}");
+        println!("  API: {url}/api/status   (Ctrl-C stops it)");
+        if let Some(after) = after_start {
+            after(&url);
+        }
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(term) => term,
+                        Err(_) => {
+                            let _ = ctrl_c.await;
+                            return;
+                        }
+                    };
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = ctrl_c.await;
+            }
+        };
+        let served = jalin_node::http::serve(listener, state, shutdown).await;
+        let _ = std::fs::remove_file(&node_file);
+        served.context("serving HTTP")?;
+        eprintln!("Jalin node stopped.");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+const DEMO_SAMPLE: &[u8] = include_bytes!("../demo/loc-indonesia-sample.mrc");
+
+/// `jalin demo`: a library in ./jalin-demo with real records, and its node running.
+pub fn demo(listen: &str) -> anyhow::Result<ExitCode> {
+    let path = std::env::current_dir()?.join("jalin-demo");
+    let data = match DataDir::open(&path) {
+        Ok(data) => data,
+        Err(_) => DataDir::init(&path, "Perpustakaan Demo Jalin", "DEMO")?,
+    };
+    {
+        let library = Library::open(data.clone()).context("opening the demo catalog")?;
+        let summary = library.import(
+            &Source::Bytes(DEMO_SAMPLE.to_vec()),
+            &ImportOptions::default(),
+            |_| {},
+        )?;
+        println!(
+            "Demo library in {}: {} sample records from the Library of Congress ({} new).",
+            path.display(),
+            library.status()?.records,
+            summary.added
+        );
+    }
+    let data_arg = path.display().to_string();
+    run_node(
+        data,
+        Some(listen.to_string()),
+        Some(Box::new(move |url: &str| {
+            println!();
+            println!("Try:");
+            println!("  curl '{url}/api/search?q=sejarah+indonesia'");
+            println!("  curl '{url}/api/search?q=lang:ind+year:1990..2000'");
+            println!("  jalin --data-dir {data_arg} search pramoedya");
+            println!("  jalin --data-dir {data_arg} search 'subject:\"Indonesia -- History\"'");
+        })),
+    )
+}

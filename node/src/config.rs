@@ -1,0 +1,341 @@
+//! The data directory: config file, the library's key, the API token.
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! config.toml    library name and code, HTTP listen address, limits
+//! library.key    the library's ed25519 secret key (mode 0600)
+//! api-token      the token writes to the HTTP API need (mode 0600)
+//! db/            sled: the catalog and everything else durable
+//! index/         tantivy: the search index, derived from db/
+//! node.json      while a node runs: its URL and process id
+//! ```
+
+use ed25519_dalek::SigningKey;
+use jalin_protocol::signing::{hex, LibraryId};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What goes wrong with a data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `init` on a directory that already holds a library.
+    #[error("{path} already holds a Jalin library ({name}); use another --data-dir")]
+    AlreadyInitialised {
+        /// The data directory.
+        path: PathBuf,
+        /// The library there.
+        name: String,
+    },
+    /// A command that needs a library, on a directory without one.
+    #[error("{path} holds no Jalin library yet: run `jalin init --name \"...\" --code ...` first")]
+    NotInitialised {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The library code is not usable.
+    #[error("library code {code:?} must be 2-32 letters, digits, '-' or '_'")]
+    BadCode {
+        /// The code given.
+        code: String,
+    },
+    /// No randomness from the operating system.
+    #[error("the operating system gave no random bytes: {0}")]
+    Random(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The config file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The library.
+    pub library: LibrarySection,
+    /// The HTTP server.
+    #[serde(default)]
+    pub http: HttpSection,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[library]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LibrarySection {
+    /// Its name, as people know it.
+    pub name: String,
+    /// A short code (`KEMIRILOR`).
+    pub code: String,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address to listen on; port 0 picks a free one.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:0".to_string()
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest import upload over HTTP, in megabytes.
+    #[serde(default = "default_upload_mb")]
+    pub upload_size_max_mb: u64,
+    /// Records committed per import batch.
+    #[serde(default = "default_batch_records")]
+    pub batch_records_max: usize,
+    /// Shard documents kept loaded at once.
+    #[serde(default = "default_shard_cache")]
+    pub loaded_shards_max: usize,
+}
+
+fn default_upload_mb() -> u64 {
+    512
+}
+
+fn default_batch_records() -> usize {
+    1000
+}
+
+fn default_shard_cache() -> usize {
+    64
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            upload_size_max_mb: default_upload_mb(),
+            batch_records_max: default_batch_records(),
+            loaded_shards_max: default_shard_cache(),
+        }
+    }
+}
+
+/// An opened data directory.
+#[derive(Clone)]
+pub struct DataDir {
+    /// Its path.
+    pub path: PathBuf,
+    /// The config.
+    pub config: Config,
+    /// The library's key.
+    pub key: SigningKey,
+    /// The API token.
+    pub api_token: String,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| ConfigError::Random(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io(path))?;
+    file.write_all(contents).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn valid_code(code: &str) -> bool {
+    (2..=32).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl DataDir {
+    /// The config file's path.
+    pub fn config_path(path: &Path) -> PathBuf {
+        path.join("config.toml")
+    }
+
+    /// Creates a library in `path`: config, key, API token.
+    pub fn init(path: &Path, name: &str, code: &str) -> Result<DataDir, ConfigError> {
+        if !valid_code(code) {
+            return Err(ConfigError::BadCode {
+                code: code.to_string(),
+            });
+        }
+        if let Ok(existing) = Self::open(path) {
+            return Err(ConfigError::AlreadyInitialised {
+                path: path.to_path_buf(),
+                name: existing.config.library.name,
+            });
+        }
+        std::fs::create_dir_all(path).map_err(io(path))?;
+        let key = SigningKey::from_bytes(&random_bytes::<32>()?);
+        let token = hex(&random_bytes::<24>()?);
+        write_private(&path.join("library.key"), hex(&key.to_bytes()).as_bytes())?;
+        write_private(&path.join("api-token"), token.as_bytes())?;
+        let config = Config {
+            library: LibrarySection {
+                name: name.trim().to_string(),
+                code: code.to_string(),
+            },
+            http: HttpSection::default(),
+            limits: LimitsSection::default(),
+        };
+        let text = toml::to_string_pretty(&config).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let config_path = Self::config_path(path);
+        let header = "# Jalin node configuration. See README.md.\n";
+        std::fs::write(&config_path, format!("{header}{text}")).map_err(io(&config_path))?;
+        Self::open(path)
+    }
+
+    /// Opens an initialised data directory.
+    pub fn open(path: &Path) -> Result<DataDir, ConfigError> {
+        let config_path = Self::config_path(path);
+        let text = match std::fs::read_to_string(&config_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotInitialised {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io(&config_path)(e)),
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: config_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let key_path = path.join("library.key");
+        let key_text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let key_bytes: [u8; 32] = jalin_protocol::signing::unhex(key_text.trim())
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ConfigError::Invalid {
+                path: key_path.clone(),
+                reason: "not a 32-byte key in hex".into(),
+            })?;
+        let token_path = path.join("api-token");
+        let api_token = std::fs::read_to_string(&token_path)
+            .map_err(io(&token_path))?
+            .trim()
+            .to_string();
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            config,
+            key: SigningKey::from_bytes(&key_bytes),
+            api_token,
+        })
+    }
+
+    /// This library's identity.
+    pub fn library_id(&self) -> LibraryId {
+        LibraryId::from_key(&self.key.verifying_key())
+    }
+
+    /// Where sled keeps the durable state.
+    pub fn db_path(&self) -> PathBuf {
+        self.path.join("db")
+    }
+
+    /// Where tantivy keeps the search index.
+    pub fn index_path(&self) -> PathBuf {
+        self.path.join("index")
+    }
+
+    /// Where a running node says how to reach it.
+    pub fn node_file(path: &Path) -> PathBuf {
+        path.join("node.json")
+    }
+}
+
+/// What a running node writes to `node.json` so the CLI can find it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunningNode {
+    /// Its HTTP base URL.
+    pub url: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_then_open_and_refuse_a_second_init() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data =
+            DataDir::init(dir.path(), "Perpustakaan Desa Kemiri Lor", "KEMIRILOR").expect("init");
+        let again = DataDir::open(dir.path()).expect("open");
+        assert_eq!(again.library_id(), data.library_id());
+        assert_eq!(again.api_token, data.api_token);
+        assert!(matches!(
+            DataDir::init(dir.path(), "X", "XX"),
+            Err(ConfigError::AlreadyInitialised { .. })
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("library.key"))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(matches!(
+            DataDir::init(dir.path(), "X", "bad code!"),
+            Err(ConfigError::BadCode { .. })
+        ));
+    }
+}

@@ -1,0 +1,411 @@
+//! The HTTP JSON API, on 127.0.0.1. Reads are open; writes need the node's API token
+//! (`Authorization: Bearer TOKEN`). Every error is one [`ApiError`]: a status and a
+//! message a librarian can act on.
+
+use crate::library::{ImportOptions, Library, LibraryError, Source};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jalin_protocol::format::Format;
+use jalin_protocol::marc::{marcxml, Charset, MarcRecord};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Shared by every handler.
+pub struct AppState {
+    /// The library.
+    pub library: Arc<Library>,
+    /// The token writes need.
+    pub api_token: String,
+}
+
+/// An error answer: status and message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(details) = self.details {
+            body["details"] = details;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<LibraryError> for ApiError {
+    fn from(error: LibraryError) -> Self {
+        let status = match &error {
+            LibraryError::NotFound(_) => StatusCode::NOT_FOUND,
+            LibraryError::StrictRejected { .. } | LibraryError::Unwritable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("{error}");
+        }
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        tracing::error!("worker task failed: {error}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the node failed while doing this; see its log",
+        )
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let upload_limit = usize::try_from(
+        state
+            .library
+            .data
+            .config
+            .limits
+            .upload_size_max_mb
+            .saturating_mul(1024 * 1024),
+    )
+    .unwrap_or(usize::MAX);
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/search", get(search))
+        .route(
+            "/api/records/{id}",
+            get(get_record).put(put_record).delete(delete_record),
+        )
+        .route(
+            "/api/import",
+            post(import).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/api/export", get(export))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such API endpoint; see README.md for the API",
+            )
+        })
+        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
+        .with_state(state)
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if constant_time_eq(token.trim().as_bytes(), state.api_token.as_bytes()) => {
+            Ok(())
+        }
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the API token is wrong (see the data dir's api-token file)",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this needs the node's API token: Authorization: Bearer TOKEN",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<crate::library::Status>> {
+    let library = state.library.clone();
+    Ok(Json(blocking(move || Ok(library.status()?)).await?))
+}
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+async fn search(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SearchParams>,
+) -> ApiResult<Json<crate::search::SearchResults>> {
+    let query = params.q.unwrap_or_default();
+    if query.trim().is_empty() {
+        return Err(ApiError::bad_request("give a query: /api/search?q=words"));
+    }
+    if query.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "the query is longer than 1000 characters",
+        ));
+    }
+    let page = params.page.unwrap_or(1).max(1);
+    let per_page = params.per_page.unwrap_or(20);
+    if !(1..=100).contains(&per_page) {
+        return Err(ApiError::bad_request("per_page must be 1 to 100"));
+    }
+    let library = state.library.clone();
+    Ok(Json(
+        blocking(move || Ok(library.search(&query, page, per_page)?)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct FormatParam {
+    format: Option<String>,
+}
+
+fn format_param(name: Option<&str>, default: Format) -> ApiResult<Format> {
+    match name {
+        None => Ok(default),
+        Some(name) => Format::from_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown format {name:?}; one of: marc, marcxml, csv, slims-csv, dc"
+            ))
+        }),
+    }
+}
+
+async fn get_record(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(params): Query<FormatParam>,
+) -> ApiResult<Response> {
+    let wanted = params.format.as_deref().unwrap_or("json").to_string();
+    let library = state.library.clone();
+    let found = blocking({
+        let id = id.clone();
+        move || Ok(library.get(&id)?)
+    })
+    .await?;
+    let Some((stored, record)) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no record with id {id:?}"),
+        ));
+    };
+    let record = record.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("record {id:?} is stored damaged"),
+        )
+    })?;
+    Ok(match wanted.as_str() {
+        "json" => Json(serde_json::json!({
+            "record_id": stored.record_id,
+            "deleted": stored.deleted,
+            "updated_ms": stored.updated_ms,
+            "description": record.description,
+            "marc": record.marc,
+        }))
+        .into_response(),
+        "marcxml" | "xml" => {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+                marcxml::record_to_xml(&record.marc, true)
+            );
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/marcxml+xml; charset=utf-8",
+                )],
+                body,
+            )
+                .into_response()
+        }
+        "marc" | "mrc" => {
+            ([(header::CONTENT_TYPE, "application/marc")], stored.marc).into_response()
+        }
+        "dc" => (
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            jalin_protocol::dc::to_oai_dc(&record.marc),
+        )
+            .into_response(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}; one of: json, marcxml, marc, dc"
+            )))
+        }
+    })
+}
+
+/// The body of `PUT /api/records/{id}`: MARCXML (`Content-Type: application/marcxml+xml`
+/// or any XML type), or JSON: a MARC record as `GET ...?format=json` gives it under `marc`.
+fn record_from_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<MarcRecord> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.contains("xml") {
+        let mut reader = marcxml::Reader::new(body);
+        return match reader.next() {
+            Some(Ok(read)) => Ok(read.record),
+            Some(Err(error)) => Err(ApiError::bad_request(format!("MARCXML: {error}"))),
+            None => Err(ApiError::bad_request("MARCXML: no <record> in the body")),
+        };
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        marc: MarcRecord,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(body) => Ok(body.marc),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "the body is not a record: {error} (send JSON {{\"marc\": {{\"leader\": ..., \"fields\": [...]}}}} or MARCXML with Content-Type: application/marcxml+xml)"
+        ))),
+    }
+}
+
+async fn put_record(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state, &headers)?;
+    let marc = record_from_body(&headers, &body)?;
+    if marc.fields.is_empty() {
+        return Err(ApiError::bad_request("the record has no fields"));
+    }
+    let record_id = jalin_protocol::record::Record::from_marc(marc.clone())
+        .id()
+        .to_string();
+    if record_id != id {
+        return Err(ApiError::bad_request(format!(
+            "the record's id (001) is {record_id:?}, but the URL names {id:?}"
+        )));
+    }
+    let library = state.library.clone();
+    let record_id = blocking(move || Ok(library.put(marc)?)).await?;
+    Ok(Json(serde_json::json!({ "record_id": record_id })))
+}
+
+async fn delete_record(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    authorize(&state, &headers)?;
+    let library = state.library.clone();
+    blocking(move || Ok(library.delete(&id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ImportParams {
+    format: Option<String>,
+    charset: Option<String>,
+    #[serde(default)]
+    delete_missing: bool,
+    #[serde(default)]
+    strict: bool,
+}
+
+async fn import(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<ImportParams>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&state, &headers)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the upload is empty: send the file as the request body",
+        ));
+    }
+    let format = match params.format.as_deref() {
+        None => None,
+        Some(name) => Some(format_param(Some(name), Format::Marc)?),
+    };
+    let charset = match params.charset.as_deref() {
+        None => None,
+        Some(name) => Some(
+            Charset::from_name(name)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown charset {name:?}")))?,
+        ),
+    };
+    let options = ImportOptions {
+        format,
+        charset,
+        delete_missing: params.delete_missing,
+        strict: params.strict,
+    };
+    let library = state.library.clone();
+    let summary =
+        blocking(move || Ok(library.import(&Source::Bytes(body.to_vec()), &options, |_| {})?))
+            .await?;
+    if summary.read == 0 && !summary.rejected.is_empty() {
+        let mut error = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "no record could be read from the upload ({} damaged); nothing was changed",
+                summary.rejected.len()
+            ),
+        );
+        let mut details = serde_json::to_value(&summary).unwrap_or_default();
+        if let Some(rejected) = details.get_mut("rejected").and_then(|r| r.as_array_mut()) {
+            rejected.truncate(100);
+        }
+        error.details = Some(details);
+        return Err(error);
+    }
+    Ok(Json(summary).into_response())
+}
+
+async fn export(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<FormatParam>,
+) -> ApiResult<Response> {
+    let format = format_param(params.format.as_deref(), Format::Marc)?;
+    let library = state.library.clone();
+    let bytes = blocking(move || Ok(library.export(Vec::new(), format)?.1)).await?;
+    let content_type = match format {
+        Format::Marc => "application/marc",
+        Format::Marcxml | Format::Dc => "application/xml; charset=utf-8",
+        Format::Csv | Format::SlimsCsv => "text/csv; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

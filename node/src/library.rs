@@ -1,0 +1,488 @@
+//! One library's catalog: the store and the search index together, and what a librarian
+//! does with them (import, edit, delete, search, export).
+
+use crate::config::DataDir;
+use crate::search::{SearchError, SearchIndex, SearchResults};
+use crate::store::{Change, Store, StoreError, StoredRecord};
+use jalin_protocol::format::{
+    Format, Location, ParseError, RecordReader, RecordWriter, WriteError,
+};
+use jalin_protocol::marc::{iso2709, Charset, MarcRecord};
+use jalin_protocol::record::Record;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Cursor};
+use std::path::PathBuf;
+
+/// What goes wrong in a library's catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index failed.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--strict` import of a file with damaged records: nothing was imported.
+    #[error("{count} damaged record(s), the first at {first}; with --strict nothing was imported")]
+    StrictRejected {
+        /// How many.
+        count: usize,
+        /// The first one.
+        first: ParseError,
+    },
+    /// A record cannot be stored as MARC.
+    #[error("record {record_id}: {source}")]
+    Unwritable {
+        /// The record.
+        record_id: String,
+        /// Why.
+        source: iso2709::WriteError,
+    },
+    /// No record with this id.
+    #[error("no record with id {0:?}")]
+    NotFound(String),
+    /// Writing an export failed.
+    #[error("export: {0}")]
+    Export(#[from] WriteError),
+}
+
+/// Where an import reads from.
+pub enum Source {
+    /// A file on disk.
+    File(PathBuf),
+    /// Bytes (an HTTP upload).
+    Bytes(Vec<u8>),
+}
+
+impl Source {
+    fn open(&self) -> Result<Box<dyn BufRead + Send + '_>, LibraryError> {
+        Ok(match self {
+            Source::File(path) => {
+                let file = std::fs::File::open(path).map_err(|source| LibraryError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                Box::new(BufReader::with_capacity(256 * 1024, file))
+            }
+            Source::Bytes(bytes) => Box::new(Cursor::new(bytes.as_slice())),
+        })
+    }
+
+    /// The format: `explicit`, else the file's extension, else its first bytes.
+    pub fn format(&self, explicit: Option<Format>) -> Result<Format, LibraryError> {
+        match (explicit, self) {
+            (Some(format), _) => Ok(format),
+            (None, Source::File(path)) => {
+                crate::files::detect_format(path, None).map_err(|e| LibraryError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+            (None, Source::Bytes(bytes)) => Ok(Format::sniff(&bytes[..bytes.len().min(4096)])),
+        }
+    }
+}
+
+/// How to import.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// The format; `None` guesses.
+    pub format: Option<Format>,
+    /// The charset of ISO 2709 input; `None` follows the leader.
+    pub charset: Option<Charset>,
+    /// Tombstone this library's records that the file does not hold.
+    pub delete_missing: bool,
+    /// Import nothing if any record is damaged.
+    pub strict: bool,
+}
+
+/// A record that was not imported.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Rejected {
+    /// Where it was in the file.
+    pub location: Location,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ImportSummary {
+    /// The format read.
+    pub format: Option<Format>,
+    /// Records read from the file.
+    pub read: u64,
+    /// New records.
+    pub added: u64,
+    /// Changed records.
+    pub updated: u64,
+    /// Records already stored exactly so.
+    pub unchanged: u64,
+    /// Records tombstoned (with `delete_missing`).
+    pub deleted: u64,
+    /// Records not imported, with where and why.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Progress of an import, reported after each committed batch.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Records read so far.
+    pub read: u64,
+    /// Records committed (durable) so far, of those read.
+    pub committed: u64,
+    /// Bytes of input consumed so far, when known.
+    pub bytes: Option<u64>,
+}
+
+/// The status of a library's node.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// The library's name.
+    pub name: String,
+    /// Its code.
+    pub code: String,
+    /// Its id (public key, hex).
+    pub library_id: String,
+    /// Its key's fingerprint.
+    pub fingerprint: String,
+    /// Records held (not deleted).
+    pub records: u64,
+    /// Tombstones.
+    pub deleted: u64,
+    /// Records searchable.
+    pub indexed: u64,
+    /// The store's sequence number.
+    pub seq: u64,
+    /// Bytes on disk (store).
+    pub store_bytes: u64,
+    /// Jalin's version.
+    pub version: String,
+}
+
+/// A library's catalog.
+pub struct Library {
+    /// The data directory.
+    pub data: DataDir,
+    /// The store.
+    pub store: Store,
+    /// The index.
+    pub index: SearchIndex,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Library {
+    /// Opens the library in a data directory; brings the index up to date with the store
+    /// (only what changed since the index was last committed, or everything when the index
+    /// is missing or damaged).
+    pub fn open(data: DataDir) -> Result<Library, LibraryError> {
+        let store = Store::open(
+            &data.db_path(),
+            data.key.clone(),
+            data.config.limits.loaded_shards_max,
+        )?;
+        let (index, index_seq) = SearchIndex::open(&data.index_path())?;
+        let library = Library { data, store, index };
+        let store_seq = library.store.seq()?;
+        if index_seq == 0 && store_seq > 0 {
+            tracing::info!("search index missing or damaged: rebuilding it from the catalog");
+            library.store.mark_all_pending()?;
+        }
+        library.index_pending()?;
+        Ok(library)
+    }
+
+    /// Indexes every record marked pending, then clears the marks.
+    pub fn index_pending(&self) -> Result<usize, LibraryError> {
+        let pending = self.store.pending_index()?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        for chunk in pending.chunks(10_000) {
+            for record_id in chunk {
+                let description = match self.store.get(record_id)? {
+                    Some(stored) if !stored.deleted => decode(&stored).map(|r| r.description),
+                    _ => None,
+                };
+                self.index.put(record_id, description.as_ref())?;
+            }
+            self.index.commit(self.store.seq()?)?;
+            self.store.clear_pending(chunk)?;
+        }
+        Ok(pending.len())
+    }
+
+    /// Rebuilds the whole index from the store.
+    pub fn reindex(&self) -> Result<usize, LibraryError> {
+        self.index.clear()?;
+        self.index.commit(0)?;
+        self.store.mark_all_pending()?;
+        self.index_pending()
+    }
+
+    /// A record of this library.
+    pub fn get(
+        &self,
+        record_id: &str,
+    ) -> Result<Option<(StoredRecord, Option<Record>)>, LibraryError> {
+        Ok(self.store.get(record_id)?.map(|stored| {
+            let record = decode(&stored);
+            (stored, record)
+        }))
+    }
+
+    /// Adds or replaces one record; returns its id.
+    pub fn put(&self, marc: MarcRecord) -> Result<String, LibraryError> {
+        let record = Record::from_marc(marc);
+        let record_id = record.id().to_string();
+        let bytes =
+            iso2709::write_record(&record.marc).map_err(|source| LibraryError::Unwritable {
+                record_id: record_id.clone(),
+                source,
+            })?;
+        let seq = self.store.apply(
+            &[Change::Put {
+                record_id: record_id.clone(),
+                marc: bytes,
+            }],
+            now_ms(),
+        )?;
+        self.index.put(&record_id, Some(&record.description))?;
+        self.index.commit(seq)?;
+        self.store.clear_pending(std::slice::from_ref(&record_id))?;
+        Ok(record_id)
+    }
+
+    /// Tombstones one record.
+    pub fn delete(&self, record_id: &str) -> Result<(), LibraryError> {
+        match self.store.get(record_id)? {
+            Some(stored) if !stored.deleted => {}
+            _ => return Err(LibraryError::NotFound(record_id.to_string())),
+        }
+        let seq = self.store.apply(
+            &[Change::Delete {
+                record_id: record_id.to_string(),
+            }],
+            now_ms(),
+        )?;
+        self.index.put(record_id, None)?;
+        self.index.commit(seq)?;
+        self.store.clear_pending(&[record_id.to_string()])?;
+        Ok(())
+    }
+
+    /// Searches the catalog.
+    pub fn search(
+        &self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<SearchResults, LibraryError> {
+        Ok(self.index.search(query, page, per_page)?)
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> Result<Status, LibraryError> {
+        let (mut records, mut deleted) = (0, 0);
+        for record in self.store.records() {
+            if record?.deleted {
+                deleted += 1;
+            } else {
+                records += 1;
+            }
+        }
+        let id = self.store.library();
+        Ok(Status {
+            name: self.data.config.library.name.clone(),
+            code: self.data.config.library.code.clone(),
+            library_id: id.to_hex(),
+            fingerprint: id.fingerprint(),
+            records,
+            deleted,
+            indexed: self.index.len(),
+            seq: self.store.seq()?,
+            store_bytes: self.store.size_on_disk(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+
+    /// Writes every record (not tombstones) in `format`.
+    pub fn export<W: std::io::Write>(
+        &self,
+        output: W,
+        format: Format,
+    ) -> Result<(u64, W), LibraryError> {
+        let mut writer = RecordWriter::new(output, format)?;
+        let mut count = 0;
+        for stored in self.store.records() {
+            let stored = stored?;
+            if stored.deleted {
+                continue;
+            }
+            if let Some(record) = decode(&stored) {
+                writer.write(&record)?;
+                count += 1;
+            }
+        }
+        Ok((count, writer.finish()?))
+    }
+
+    /// Imports records. Each batch is durable before `progress` hears of it. Lenient by
+    /// default: damaged records are reported in the summary and the rest imported.
+    pub fn import(
+        &self,
+        source: &Source,
+        options: &ImportOptions,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<ImportSummary, LibraryError> {
+        let format = source.format(options.format)?;
+        let mut summary = ImportSummary {
+            format: Some(format),
+            ..Default::default()
+        };
+        if options.strict {
+            let damaged: Vec<ParseError> =
+                RecordReader::new(source.open()?, format, options.charset)
+                    .filter_map(Result::err)
+                    .collect();
+            if let Some(first) = damaged.first() {
+                return Err(LibraryError::StrictRejected {
+                    count: damaged.len(),
+                    first: first.clone(),
+                });
+            }
+        }
+        let batch_max = self.data.config.limits.batch_records_max.max(1);
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut batch: Vec<(Change, Record)> = Vec::with_capacity(batch_max);
+        let mut batch_ids: HashSet<String> = HashSet::new();
+        let mut committed = 0;
+        for item in RecordReader::new(source.open()?, format, options.charset) {
+            let parsed = match item {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    summary.rejected.push(Rejected {
+                        location: error.location,
+                        reason: error.kind.to_string(),
+                    });
+                    continue;
+                }
+            };
+            summary.read += 1;
+            let record_id = parsed.record.id().to_string();
+            let marc = match iso2709::write_record(&parsed.record.marc) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    summary.rejected.push(Rejected {
+                        location: parsed.location,
+                        reason: format!("record {record_id}: {error}"),
+                    });
+                    continue;
+                }
+            };
+            if options.delete_missing {
+                seen.insert(record_id.clone());
+            }
+            let stored = self.store.get(&record_id)?;
+            match stored {
+                Some(s) if !s.deleted && s.marc == marc => {
+                    summary.unchanged += 1;
+                    continue;
+                }
+                Some(s) if !s.deleted => summary.updated += 1,
+                _ if batch_ids.contains(&record_id) => summary.updated += 1,
+                _ => summary.added += 1,
+            }
+            batch_ids.insert(record_id.clone());
+            batch.push((Change::Put { record_id, marc }, parsed.record));
+            if batch.len() >= batch_max {
+                committed += self.commit_batch(&mut batch)?;
+                batch_ids.clear();
+                progress(&Progress {
+                    read: summary.read,
+                    committed,
+                    bytes: None,
+                });
+            }
+        }
+        committed += self.commit_batch(&mut batch)?;
+        progress(&Progress {
+            read: summary.read,
+            committed,
+            bytes: None,
+        });
+        if options.delete_missing {
+            let mut tombstones = Vec::new();
+            for stored in self.store.records() {
+                let stored = stored?;
+                if !stored.deleted && !seen.contains(&stored.record_id) {
+                    tombstones.push(Change::Delete {
+                        record_id: stored.record_id,
+                    });
+                }
+            }
+            for chunk in tombstones.chunks(batch_max) {
+                let seq = self.store.apply(chunk, now_ms())?;
+                let ids: Vec<String> = chunk
+                    .iter()
+                    .map(|c| {
+                        if let Change::Delete { record_id } = c {
+                            record_id.clone()
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .collect();
+                for id in &ids {
+                    self.index.put(id, None)?;
+                }
+                self.index.commit(seq)?;
+                self.store.clear_pending(&ids)?;
+                summary.deleted += chunk.len() as u64;
+            }
+        }
+        Ok(summary)
+    }
+
+    fn commit_batch(&self, batch: &mut Vec<(Change, Record)>) -> Result<u64, LibraryError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let changes: Vec<Change> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let seq = self.store.apply(&changes, now_ms())?;
+        // Durable now. The index follows; were the process to die here, the pending
+        // marks written with the batch get these records indexed at the next start.
+        let mut ids = Vec::with_capacity(batch.len());
+        for (change, record) in batch.iter() {
+            if let Change::Put { record_id, .. } = change {
+                self.index.put(record_id, Some(&record.description))?;
+                ids.push(record_id.clone());
+            }
+        }
+        self.index.commit(seq)?;
+        self.store.clear_pending(&ids)?;
+        let count = batch.len() as u64;
+        batch.clear();
+        Ok(count)
+    }
+}
+
+/// The record a stored entry holds (`None` if its bytes do not read back, which would be
+/// a bug: only records Jalin wrote are stored).
+pub fn decode(stored: &StoredRecord) -> Option<Record> {
+    let read = iso2709::Reader::new(stored.marc.as_slice()).next()?.ok()?;
+    Some(Record::from_marc(read.record))
+}

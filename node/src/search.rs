@@ -1,0 +1,517 @@
+//! The search index: tantivy, derived from the store and rebuildable from it.
+//!
+//! Text is split into words, lowercased and folded to ASCII (so `Ilmu Pengetahuan` and
+//! `ilmu pengetahuan`, `Müller` and `Muller`, match), with no stemming: Indonesian
+//! affixes (`me-`, `-kan`, `ber-`) are not English suffixes, and an English stemmer
+//! breaks Indonesian words.
+//!
+//! The librarian's query syntax: words (all must match), `"phrases"`, `title:`, `author:`,
+//! `subject:`, `publisher:`, `isbn:` (any form of an ISBN), `year:1990`,
+//! `year:1990..2000`, `lang:ind`, `class:899`, and `OR`, `NOT`, `-word`.
+
+use jalin_protocol::isbn::{parse_isbn, Isbn};
+use jalin_protocol::record::Description;
+use std::path::Path;
+use std::sync::Mutex;
+use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::query::QueryParser;
+use tantivy::schema::{
+    Facet, FacetOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing,
+    TextOptions, Value, STORED, STRING,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// What goes wrong in the index.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// tantivy failed.
+    #[error("search index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The index directory could not be made.
+    #[error("search index directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    title: Field,
+    author: Field,
+    subject: Field,
+    publisher: Field,
+    all: Field,
+    isbn: Field,
+    year: Field,
+    lang: Field,
+    class: Field,
+    facet_lang: Field,
+    facet_year: Field,
+    facet_subject: Field,
+    facet_class: Field,
+}
+
+const TOKENIZER: &str = "jalin";
+const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let text = |stored: bool| {
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        let options = TextOptions::default().set_indexing_options(indexing);
+        if stored {
+            options.set_stored()
+        } else {
+            options
+        }
+    };
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING | STORED),
+        title: builder.add_text_field("title", text(true)),
+        author: builder.add_text_field("author", text(true)),
+        subject: builder.add_text_field("subject", text(false)),
+        publisher: builder.add_text_field("publisher", text(false)),
+        all: builder.add_text_field("all", text(false)),
+        isbn: builder.add_text_field("isbn", STRING),
+        year: builder.add_i64_field(
+            "year",
+            NumericOptions::default()
+                .set_indexed()
+                .set_fast()
+                .set_stored(),
+        ),
+        lang: builder.add_text_field("lang", STRING),
+        class: builder.add_text_field("class", text(false)),
+        facet_lang: builder.add_facet_field("facet_lang", FacetOptions::default()),
+        facet_year: builder.add_facet_field("facet_year", FacetOptions::default()),
+        facet_subject: builder.add_facet_field("facet_subject", FacetOptions::default()),
+        facet_class: builder.add_facet_field("facet_class", FacetOptions::default()),
+    };
+    (builder.build(), fields)
+}
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(80))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// One search hit.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Hit {
+    /// The record id.
+    pub record_id: String,
+    /// Title.
+    pub title: String,
+    /// Names, main entry first.
+    pub authors: Vec<String>,
+    /// Year of publication.
+    pub year: Option<i64>,
+    /// Relevance score.
+    pub score: f32,
+}
+
+/// A facet value and how many hits have it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct FacetCount {
+    /// The value (a language code, a year, a subject, a class).
+    pub value: String,
+    /// Hits with it.
+    pub count: u64,
+}
+
+/// The answer to a search.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SearchResults {
+    /// The query as typed.
+    pub query: String,
+    /// The query as the index read it.
+    pub parsed: String,
+    /// How many records match.
+    pub total: usize,
+    /// This page of hits.
+    pub hits: Vec<Hit>,
+    /// Facets over all matches: language, year, subject, classification.
+    pub facets: std::collections::BTreeMap<String, Vec<FacetCount>>,
+    /// Parts of the query that were not understood (searched as plain words).
+    pub warnings: Vec<String>,
+}
+
+/// The search index.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+}
+
+fn facet_segment(text: &str) -> String {
+    text.replace('/', " ").trim().to_string()
+}
+
+impl SearchIndex {
+    /// Opens the index at `path`, creating it when missing. Returns the index and the
+    /// store sequence number it reflects (0 for a new or unreadable index, which is then
+    /// recreated empty).
+    pub fn open(path: &Path) -> Result<(SearchIndex, u64), SearchError> {
+        let (schema, fields) = schema();
+        std::fs::create_dir_all(path)?;
+        let opened = Index::open_in_dir(path)
+            .ok()
+            .filter(|index| index.schema() == schema);
+        let (index, fresh) = match opened {
+            Some(index) => (index, false),
+            None => {
+                // Missing, damaged or from another schema: start empty; the caller
+                // rebuilds it from the store.
+                std::fs::remove_dir_all(path)?;
+                std::fs::create_dir_all(path)?;
+                (Index::create_in_dir(path, schema)?, true)
+            }
+        };
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let seq = if fresh {
+            0
+        } else {
+            index
+                .load_metas()?
+                .payload
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        };
+        let writer = index.writer(WRITER_HEAP_BYTES)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok((
+            SearchIndex {
+                index,
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+            },
+            seq,
+        ))
+    }
+
+    /// Replaces a record's entry (or removes it, for `None`: a tombstone).
+    pub fn put(
+        &self,
+        record_id: &str,
+        description: Option<&Description>,
+    ) -> Result<(), SearchError> {
+        let f = self.fields;
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_term(Term::from_field_text(f.id, record_id));
+        let Some(d) = description else { return Ok(()) };
+        let mut document = TantivyDocument::default();
+        document.add_text(f.id, record_id);
+        let mut title = d.title.clone();
+        if let Some(subtitle) = &d.subtitle {
+            title.push_str(" : ");
+            title.push_str(subtitle);
+        }
+        document.add_text(f.title, &title);
+        for name in &d.names {
+            document.add_text(f.author, &name.name);
+        }
+        for subject in &d.subjects {
+            document.add_text(f.subject, &subject.heading);
+            if let Some(first) = subject.heading.split(" -- ").next() {
+                document.add_facet(f.facet_subject, Facet::from_path([facet_segment(first)]));
+            }
+        }
+        if let Some(publisher) = &d.publication.publisher {
+            document.add_text(f.publisher, publisher);
+        }
+        let mut all = vec![title.as_str()];
+        all.extend(d.names.iter().map(|n| n.name.as_str()));
+        all.extend(d.subjects.iter().map(|s| s.heading.as_str()));
+        all.extend(d.series.iter().map(String::as_str));
+        all.extend(d.notes.iter().map(String::as_str));
+        all.extend(d.responsibility.as_deref());
+        all.extend(d.publication.publisher.as_deref());
+        all.extend(d.publication.place.as_deref());
+        all.extend(d.edition.as_deref());
+        document.add_text(f.all, all.join(" \n "));
+        for isbn in d.isbns.iter().chain(&d.invalid_isbns) {
+            document.add_text(f.isbn, isbn);
+        }
+        for issn in &d.issns {
+            document.add_text(f.isbn, issn);
+        }
+        if let Some(year) = d.year {
+            document.add_i64(f.year, i64::from(year));
+            document.add_facet(f.facet_year, Facet::from_path([year.to_string()]));
+        }
+        for lang in &d.languages {
+            document.add_text(f.lang, lang);
+            document.add_facet(f.facet_lang, Facet::from_path([lang.as_str()]));
+        }
+        for class in d.classification.ddc.iter().chain(&d.classification.lcc) {
+            document.add_text(f.class, class);
+            let top: String = class.chars().take(3).collect();
+            if !top.trim().is_empty() {
+                document.add_facet(f.facet_class, Facet::from_path([facet_segment(&top)]));
+            }
+        }
+        writer.add_document(document)?;
+        Ok(())
+    }
+
+    /// Makes what was put searchable and records the store sequence number it reflects.
+    pub fn commit(&self, seq: u64) -> Result<(), SearchError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&seq.to_string());
+        prepared.commit()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Removes everything (before a rebuild).
+    pub fn clear(&self) -> Result<(), SearchError> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_all_documents()?;
+        Ok(())
+    }
+
+    /// How many records are searchable.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Whether nothing is searchable.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Searches. `page` counts from 1.
+    pub fn search(
+        &self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<SearchResults, SearchError> {
+        let f = self.fields;
+        let translated = translate_query(query);
+        let mut parser =
+            QueryParser::for_index(&self.index, vec![f.title, f.author, f.subject, f.all]);
+        parser.set_conjunction_by_default();
+        parser.set_field_boost(f.title, 3.0);
+        parser.set_field_boost(f.author, 2.0);
+        parser.set_field_boost(f.subject, 1.5);
+        let (parsed, errors) = parser.parse_query_lenient(&translated);
+        let searcher = self.reader.searcher();
+        let per_page = per_page.clamp(1, 100);
+        let offset = page.saturating_sub(1).saturating_mul(per_page);
+        let facet = |field: &str| {
+            let mut collector = FacetCollector::for_field(field);
+            collector.add_facet(Facet::root());
+            collector
+        };
+        let facet_collectors = (
+            facet("facet_lang"),
+            facet("facet_year"),
+            facet("facet_subject"),
+            facet("facet_class"),
+        );
+        let top_docs = TopDocs::with_limit(per_page)
+            .and_offset(offset)
+            .order_by_score();
+        let (top, total, (lang, year, subject, class)) =
+            searcher.search(&parsed, &(top_docs, Count, facet_collectors))?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let document: TantivyDocument = searcher.doc(address)?;
+            let text = |field: Field| {
+                document
+                    .get_all(field)
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            };
+            hits.push(Hit {
+                record_id: text(f.id).into_iter().next().unwrap_or_default(),
+                title: text(f.title).into_iter().next().unwrap_or_default(),
+                authors: text(f.author),
+                year: document.get_first(f.year).and_then(|v| v.as_i64()),
+                score,
+            });
+        }
+        let mut facets = std::collections::BTreeMap::new();
+        for (name, counts) in [
+            ("lang", lang),
+            ("year", year),
+            ("subject", subject),
+            ("class", class),
+        ] {
+            let values = counts
+                .top_k(Facet::root(), 10)
+                .into_iter()
+                .map(|(facet, count)| FacetCount {
+                    value: facet
+                        .to_path()
+                        .last()
+                        .map(|s| (*s).to_string())
+                        .unwrap_or_default(),
+                    count,
+                })
+                .collect();
+            facets.insert(name.to_string(), values);
+        }
+        Ok(SearchResults {
+            query: query.to_string(),
+            parsed: translated,
+            total,
+            hits,
+            facets,
+            warnings: errors.iter().map(|e| e.to_string()).collect(),
+        })
+    }
+}
+
+/// Splits a query into tokens, keeping `"quoted phrases"` (with any `field:` before them)
+/// whole.
+fn tokens(query: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in query.chars() {
+        match c {
+            '"' => {
+                current.push(c);
+                quoted = !quoted;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        if quoted {
+            current.push('"');
+        }
+        out.push(current);
+    }
+    out
+}
+
+/// Field names a librarian types, and the index field each means.
+fn field_name(name: &str) -> Option<&'static str> {
+    Some(match name.to_lowercase().as_str() {
+        "title" | "judul" | "ti" => "title",
+        "author" | "pengarang" | "au" | "creator" => "author",
+        "subject" | "subjek" | "subyek" | "su" => "subject",
+        "publisher" | "penerbit" => "publisher",
+        "isbn" | "issn" => "isbn",
+        "year" | "tahun" => "year",
+        "lang" | "language" | "bahasa" => "lang",
+        "class" | "ddc" | "klasifikasi" => "class",
+        _ => return None,
+    })
+}
+
+/// Characters the index's query parser treats as syntax, escaped in plain words.
+fn escape_word(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        if "+^`:{}[]()~!\\*<>=/'".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn isbn_term(text: &str) -> Option<String> {
+    match parse_isbn(text)? {
+        Isbn::Valid(isbn) | Isbn::Invalid(isbn) => Some(isbn),
+    }
+}
+
+/// Translates the librarian's syntax into the index's query language.
+pub fn translate_query(query: &str) -> String {
+    let mut out = Vec::new();
+    for token in tokens(query) {
+        if matches!(token.as_str(), "AND" | "OR" | "NOT") {
+            out.push(token);
+            continue;
+        }
+        let (negated, body) = match token.strip_prefix('-') {
+            Some(rest) if !rest.is_empty() => ("-", rest.to_string()),
+            _ => ("", token.clone()),
+        };
+        let translated = match body
+            .split_once(':')
+            .and_then(|(name, value)| Some((field_name(name)?, value)))
+        {
+            Some(("isbn", value)) => format!(
+                "isbn:{}",
+                isbn_term(value).unwrap_or_else(|| escape_word(value))
+            ),
+            Some(("year", value)) => match value.split_once("..") {
+                Some((from, to)) => {
+                    let bound = |s: &str, default: &str| {
+                        if s.trim().is_empty() {
+                            default.to_string()
+                        } else {
+                            escape_word(s.trim())
+                        }
+                    };
+                    format!("year:[{} TO {}]", bound(from, "0"), bound(to, "9999"))
+                }
+                None => format!("year:{}", escape_word(value)),
+            },
+            Some((field, value)) if value.starts_with('"') => format!("{field}:{value}"),
+            Some((field, value)) => format!("{field}:{}", escape_word(value)),
+            None if body.starts_with('"') => body.clone(),
+            // A bare ISBN, typed or scanned, in any form.
+            None if body.chars().filter(char::is_ascii_digit).count() >= 10
+                && body
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '-' || c == 'X' || c == 'x') =>
+            {
+                match isbn_term(&body) {
+                    Some(isbn) => format!("isbn:{isbn}"),
+                    None => escape_word(&body),
+                }
+            }
+            None => escape_word(&body),
+        };
+        out.push(format!("{negated}{translated}"));
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translation_of_the_librarian_syntax() {
+        assert_eq!(translate_query("sejarah indonesia"), "sejarah indonesia");
+        assert_eq!(translate_query("isbn:0-19-853453-1"), "isbn:9780198534532");
+        assert_eq!(translate_query("978-0-19-853453-2"), "isbn:9780198534532");
+        assert_eq!(
+            translate_query("year:1990..2000 lang:ind"),
+            "year:[1990 TO 2000] lang:ind"
+        );
+        assert_eq!(
+            translate_query("judul:\"bumi manusia\""),
+            "title:\"bumi manusia\""
+        );
+        assert_eq!(translate_query("-novel title:(x)"), "-novel title:\\(x\\)");
+        assert_eq!(translate_query("\"unclosed phrase"), "\"unclosed phrase\"");
+    }
+}

@@ -1,0 +1,492 @@
+//! The durable catalog: a library's records as sharded automerge documents in sled.
+//!
+//! A library's catalog is split into [`SHARD_COUNT`] automerge documents by a hash of the
+//! record id. Each document is a map `records` of record id to `{marc, deleted, updated}`,
+//! the MARC record as UTF-8 ISO 2709 bytes (a scalar: record fields are not collaborative
+//! text). sled keeps, in one tree with prefixed keys:
+//!
+//! ```text
+//! r | namespace | record id       -> the record as last written (a materialised view)
+//! s | namespace | shard           -> the shard's compacted automerge snapshot
+//! c | namespace | shard | n       -> incremental automerge changes since the snapshot
+//! e | change hash                 -> the signed envelope of a local change
+//! p | namespace | record id       -> record changed, not yet in the search index
+//! m | name                        -> node state (sequence number, ...)
+//! ```
+//!
+//! Every write is one sled batch (atomic), flushed before it is reported: a process
+//! killed at any moment restarts with every reported write and no half-written record.
+
+use automerge::transaction::Transactable;
+use automerge::{hydrate, AutoCommit, ObjType, ReadDoc, ScalarValue, ROOT};
+use ed25519_dalek::SigningKey;
+use jalin_protocol::signing::{ChangeEnvelope, LibraryId};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// How many shard documents a library's catalog is split into.
+pub const SHARD_COUNT: u16 = 256;
+/// Incremental change chunks a shard may collect before it is compacted into a snapshot.
+const CHUNKS_BEFORE_COMPACTION: usize = 32;
+
+/// What goes wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (disk full, I/O error, damaged file).
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// The database is held by another process.
+    #[error("the catalog at {path} is in use by another process (is `jalin start` running for this data dir?)")]
+    Locked {
+        /// The database directory.
+        path: String,
+    },
+    /// An automerge document did not load or apply.
+    #[error("catalog document (shard {shard}): {reason}")]
+    Automerge {
+        /// The shard.
+        shard: u16,
+        /// What automerge said.
+        reason: String,
+    },
+    /// A stored value is not in the expected layout.
+    #[error("stored record {record_id:?} is damaged: {reason}")]
+    Damaged {
+        /// Which record.
+        record_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A record as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The library's id for it.
+    pub record_id: String,
+    /// The record as UTF-8 ISO 2709.
+    pub marc: Vec<u8>,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+    /// When it last changed (milliseconds since the Unix epoch).
+    pub updated_ms: u64,
+    /// The store's sequence number when it last changed.
+    pub seq: u64,
+}
+
+impl StoredRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.marc.len());
+        out.push(u8::from(self.deleted));
+        out.extend_from_slice(&self.updated_ms.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.marc);
+        out
+    }
+
+    fn decode(record_id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
+        let damaged = |reason: &str| StoreError::Damaged {
+            record_id: record_id.to_string(),
+            reason: reason.to_string(),
+        };
+        if bytes.len() < 17 {
+            return Err(damaged("shorter than its header"));
+        }
+        let number = |range: std::ops::Range<usize>| {
+            u64::from_be_bytes(bytes[range].try_into().unwrap_or([0; 8]))
+        };
+        Ok(StoredRecord {
+            record_id: record_id.to_string(),
+            deleted: bytes[0] == 1,
+            updated_ms: number(1..9),
+            seq: number(9..17),
+            marc: bytes[17..].to_vec(),
+        })
+    }
+}
+
+/// One change to apply.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Add or replace a record (UTF-8 ISO 2709 bytes).
+    Put {
+        /// The record id.
+        record_id: String,
+        /// The record.
+        marc: Vec<u8>,
+    },
+    /// Tombstone a record.
+    Delete {
+        /// The record id.
+        record_id: String,
+    },
+}
+
+impl Change {
+    fn record_id(&self) -> &str {
+        match self {
+            Change::Put { record_id, .. } | Change::Delete { record_id } => record_id,
+        }
+    }
+}
+
+/// Which shard a record belongs to.
+pub fn shard_of(record_id: &str) -> u16 {
+    let digest = Sha256::digest(record_id.as_bytes());
+    u16::from_be_bytes([digest[0], digest[1]]) % SHARD_COUNT
+}
+
+fn key(prefix: u8, namespace: &LibraryId, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 32 + rest.len());
+    key.push(prefix);
+    key.extend_from_slice(namespace.as_bytes());
+    key.extend_from_slice(rest);
+    key
+}
+
+/// Loaded shard documents, the least recently used dropped first.
+struct ShardCache {
+    docs: HashMap<u16, AutoCommit>,
+    order: VecDeque<u16>,
+    capacity: usize,
+}
+
+impl ShardCache {
+    fn touch(&mut self, shard: u16) {
+        self.order.retain(|s| *s != shard);
+        self.order.push_back(shard);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.docs.remove(&old);
+            }
+        }
+    }
+
+    fn evict(&mut self, shard: u16) {
+        self.docs.remove(&shard);
+        self.order.retain(|s| *s != shard);
+    }
+}
+
+/// The durable catalog of one node.
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    key: SigningKey,
+    library: LibraryId,
+    cache: Mutex<ShardCache>,
+    /// Serialises writers: one batch at a time keeps shard docs and sled in step.
+    write_lock: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` for the library with `key`.
+    pub fn open(
+        path: &Path,
+        key: SigningKey,
+        loaded_shards_max: usize,
+    ) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|error| match &error {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked {
+                        path: path.display().to_string(),
+                    }
+                }
+                _ => StoreError::Sled(error),
+            })?;
+        let tree = db.open_tree("catalog")?;
+        let library = LibraryId::from_key(&key.verifying_key());
+        Ok(Store {
+            db,
+            tree,
+            key,
+            library,
+            cache: Mutex::new(ShardCache {
+                docs: HashMap::new(),
+                order: VecDeque::new(),
+                capacity: loaded_shards_max.max(1),
+            }),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// This node's library.
+    pub fn library(&self) -> LibraryId {
+        self.library
+    }
+
+    /// The store's sequence number: it grows with every write.
+    pub fn seq(&self) -> Result<u64, StoreError> {
+        Ok(self.tree.get(b"mseq")?.map_or(0, |v| {
+            u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))
+        }))
+    }
+
+    /// A record of this library, deleted or not.
+    pub fn get(&self, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let k = key(b'r', &self.library, record_id.as_bytes());
+        self.tree
+            .get(k)?
+            .map(|v| StoredRecord::decode(record_id, &v))
+            .transpose()
+    }
+
+    /// Every record of this library, in record id order (tombstones included).
+    pub fn records(&self) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+        let prefix = key(b'r', &self.library, &[]);
+        self.tree.scan_prefix(prefix.clone()).map(move |item| {
+            let (k, v) = item?;
+            let record_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            StoredRecord::decode(&record_id, &v)
+        })
+    }
+
+    /// Records waiting to be indexed.
+    pub fn pending_index(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = key(b'p', &self.library, &[]);
+        self.tree
+            .scan_prefix(prefix.clone())
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// Marks records as indexed.
+    pub fn clear_pending(&self, record_ids: &[String]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in record_ids {
+            batch.remove(key(b'p', &self.library, id.as_bytes()));
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Marks every record as waiting to be indexed (for a rebuild of the index).
+    pub fn mark_all_pending(&self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for record in self.records() {
+            batch.insert(key(b'p', &self.library, record?.record_id.as_bytes()), &[]);
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The signed envelope of a local change.
+    pub fn envelope(&self, change_hash: &[u8; 32]) -> Result<Option<ChangeEnvelope>, StoreError> {
+        let mut k = vec![b'e'];
+        k.extend_from_slice(change_hash);
+        Ok(self
+            .tree
+            .get(k)?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Every stored envelope (for tests and, later, replication).
+    pub fn envelopes(&self) -> impl Iterator<Item = Result<ChangeEnvelope, StoreError>> + '_ {
+        self.tree.scan_prefix([b'e']).values().map(|v| {
+            let v = v?;
+            serde_json::from_slice(&v).map_err(|e| StoreError::Damaged {
+                record_id: String::new(),
+                reason: format!("envelope: {e}"),
+            })
+        })
+    }
+
+    fn load_shard(&self, shard: u16) -> Result<AutoCommit, StoreError> {
+        let fail = |e: automerge::AutomergeError| StoreError::Automerge {
+            shard,
+            reason: e.to_string(),
+        };
+        let snapshot = self
+            .tree
+            .get(key(b's', &self.library, &shard.to_be_bytes()))?;
+        let mut doc = match snapshot {
+            Some(bytes) => AutoCommit::load(&bytes).map_err(fail)?,
+            None => AutoCommit::new(),
+        };
+        for chunk in self
+            .tree
+            .scan_prefix(key(b'c', &self.library, &shard.to_be_bytes()))
+            .values()
+        {
+            doc.load_incremental(&chunk?).map_err(fail)?;
+        }
+        doc.set_actor(automerge::ActorId::from(self.library.as_bytes().as_slice()));
+        Ok(doc)
+    }
+
+    /// The ids and values of a shard document, as automerge holds them (for checks).
+    pub fn shard_records(&self, shard: u16) -> Result<Vec<(String, bool)>, StoreError> {
+        let doc = self.load_shard(shard)?;
+        let Some((_, records)) = doc
+            .get(ROOT, "records")
+            .map_err(|e| StoreError::Automerge {
+                shard,
+                reason: e.to_string(),
+            })?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for key in doc.keys(&records).collect::<Vec<_>>() {
+            let deleted = doc
+                .get(&records, key.as_str())
+                .ok()
+                .flatten()
+                .and_then(|(_, obj)| doc.get(&obj, "deleted").ok().flatten())
+                .is_some_and(|(v, _)| v.as_bool() == Some(true));
+            out.push((key, deleted));
+        }
+        Ok(out)
+    }
+
+    /// Applies changes as one durable batch. Returns the new sequence number once the
+    /// batch is flushed to disk.
+    pub fn apply(&self, changes: &[Change], now_ms: u64) -> Result<u64, StoreError> {
+        let _writer = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seq = self.seq()? + 1;
+        let mut by_shard: HashMap<u16, Vec<&Change>> = HashMap::new();
+        for change in changes {
+            by_shard
+                .entry(shard_of(change.record_id()))
+                .or_default()
+                .push(change);
+        }
+        let mut batch = sled::Batch::default();
+        let mut touched = Vec::new();
+        let result = (|| {
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (shard, shard_changes) in &by_shard {
+                let shard = *shard;
+                touched.push(shard);
+                if let std::collections::hash_map::Entry::Vacant(entry) = cache.docs.entry(shard) {
+                    entry.insert(self.load_shard(shard)?);
+                }
+                cache.touch(shard);
+                let doc = cache.docs.get_mut(&shard).ok_or(StoreError::Automerge {
+                    shard,
+                    reason: "shard vanished from the cache".into(),
+                })?;
+                let fail = |e: automerge::AutomergeError| StoreError::Automerge {
+                    shard,
+                    reason: e.to_string(),
+                };
+                // What is new is what comes after these heads (save_incremental's own cursor
+                // does not move when a document is loaded from chunks).
+                let heads_before = doc.get_heads();
+                let records = match doc.get(ROOT, "records").map_err(fail)? {
+                    Some((_, id)) => id,
+                    None => doc
+                        .put_object(ROOT, "records", ObjType::Map)
+                        .map_err(fail)?,
+                };
+                for change in shard_changes {
+                    let (record_id, stored) = match change {
+                        Change::Put { record_id, marc } => (
+                            record_id,
+                            StoredRecord {
+                                record_id: record_id.clone(),
+                                marc: marc.clone(),
+                                deleted: false,
+                                updated_ms: now_ms,
+                                seq,
+                            },
+                        ),
+                        Change::Delete { record_id } => {
+                            let marc = self.get(record_id)?.map(|r| r.marc).unwrap_or_default();
+                            (
+                                record_id,
+                                StoredRecord {
+                                    record_id: record_id.clone(),
+                                    marc,
+                                    deleted: true,
+                                    updated_ms: now_ms,
+                                    seq,
+                                },
+                            )
+                        }
+                    };
+                    let value: hydrate::Value = HashMap::from([
+                        (
+                            "marc",
+                            hydrate::Value::Scalar(ScalarValue::Bytes(stored.marc.clone())),
+                        ),
+                        (
+                            "deleted",
+                            hydrate::Value::Scalar(ScalarValue::Boolean(stored.deleted)),
+                        ),
+                        ("updated", hydrate::Value::Scalar(ScalarValue::Uint(now_ms))),
+                    ])
+                    .into();
+                    doc.batch_create_object(&records, record_id.as_str(), &value, false)
+                        .map_err(fail)?;
+                    batch.insert(
+                        key(b'r', &self.library, record_id.as_bytes()),
+                        stored.encode(),
+                    );
+                    batch.insert(key(b'p', &self.library, record_id.as_bytes()), &[]);
+                }
+                let Some(hash) = doc.commit() else { continue };
+                let envelope = ChangeEnvelope::sign(&self.key, shard, hash.0);
+                let mut envelope_key = vec![b'e'];
+                envelope_key.extend_from_slice(&hash.0);
+                batch.insert(
+                    envelope_key,
+                    serde_json::to_vec(&envelope).unwrap_or_default(),
+                );
+                let chunk_prefix = key(b'c', &self.library, &shard.to_be_bytes());
+                let chunks: Vec<sled::IVec> = self
+                    .tree
+                    .scan_prefix(chunk_prefix.clone())
+                    .keys()
+                    .collect::<Result<_, _>>()?;
+                if chunks.len() >= CHUNKS_BEFORE_COMPACTION {
+                    for chunk in &chunks {
+                        batch.remove(chunk.clone());
+                    }
+                    batch.insert(key(b's', &self.library, &shard.to_be_bytes()), doc.save());
+                } else {
+                    let mut chunk_key = chunk_prefix;
+                    chunk_key.extend_from_slice(&seq.to_be_bytes());
+                    batch.insert(chunk_key, doc.save_after(&heads_before));
+                }
+            }
+            batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
+            self.tree.apply_batch(std::mem::take(&mut batch))?;
+            self.db.flush()?;
+            Ok(seq)
+        })();
+        if result.is_err() {
+            // The documents in memory may be ahead of the disk: load them again next time.
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for shard in touched {
+                cache.evict(shard);
+            }
+        }
+        result
+    }
+
+    /// Bytes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
