@@ -362,12 +362,15 @@ fn encode_path(id: &str) -> String {
         .collect()
 }
 
+/// What to do once the node answers, given its URL.
+pub type AfterStart = Box<dyn FnOnce(&str) + Send>;
+
 /// Runs a node in the foreground until Ctrl-C or SIGTERM. `after_start` runs once the API
 /// answers (the demo prints its examples there).
 pub fn run_node(
     data: DataDir,
     listen: Option<String>,
-    after_start: Option<Box<dyn FnOnce(&str) + Send>>,
+    after_start: Option<AfterStart>,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
