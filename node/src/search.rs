@@ -440,6 +440,19 @@ fn isbn_term(text: &str) -> Option<String> {
     }
 }
 
+/// Whether a bare word is an ISBN typed or scanned: digits (an X last), maybe hyphens.
+fn looks_like_isbn(word: &str) -> bool {
+    let significant = word
+        .chars()
+        .filter(|c| c.is_ascii_digit() || matches!(c, 'X' | 'x'))
+        .count();
+    significant >= 10
+        && word.starts_with(|c: char| c.is_ascii_digit())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | 'X' | 'x'))
+}
+
 /// Translates the librarian's syntax into the index's query language.
 pub fn translate_query(query: &str) -> String {
     let mut out = Vec::new();
@@ -477,16 +490,10 @@ pub fn translate_query(query: &str) -> String {
             Some((field, value)) => format!("{field}:{}", escape_word(value)),
             None if body.starts_with('"') => body.clone(),
             // A bare ISBN, typed or scanned, in any form.
-            None if body.chars().filter(char::is_ascii_digit).count() >= 10
-                && body
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '-' || c == 'X' || c == 'x') =>
-            {
-                match isbn_term(&body) {
-                    Some(isbn) => format!("isbn:{isbn}"),
-                    None => escape_word(&body),
-                }
-            }
+            None if looks_like_isbn(&body) => match isbn_term(&body) {
+                Some(isbn) => format!("isbn:{isbn}"),
+                None => escape_word(&body),
+            },
             None => escape_word(&body),
         };
         out.push(format!("{negated}{translated}"));
@@ -503,6 +510,7 @@ mod tests {
         assert_eq!(translate_query("sejarah indonesia"), "sejarah indonesia");
         assert_eq!(translate_query("isbn:0-19-853453-1"), "isbn:9780198534532");
         assert_eq!(translate_query("978-0-19-853453-2"), "isbn:9780198534532");
+        assert_eq!(translate_query("080442957X"), "isbn:9780804429573");
         assert_eq!(
             translate_query("year:1990..2000 lang:ind"),
             "year:[1990 TO 2000] lang:ind"

@@ -269,18 +269,19 @@ fn derived_id(description: &Description) -> String {
     format!("jalin-{hash:016x}")
 }
 
+/// An identifier as written, without the spaces LC pads 001 with or a stray control
+/// character (LC's data has a subfield delimiter at the end of a few).
+fn trim_id(text: &str) -> String {
+    text.trim_matches(|c: char| c.is_whitespace() || c.is_control())
+        .to_string()
+}
+
 impl Description {
     /// Derives the description from MARC (the crosswalk).
     pub fn from_marc(marc: &MarcRecord) -> Self {
         let mut d = Description {
-            control_number: marc
-                .control("001")
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
-            control_number_source: marc
-                .control("003")
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
+            control_number: marc.control("001").map(trim_id).filter(|v| !v.is_empty()),
+            control_number_source: marc.control("003").map(trim_id).filter(|v| !v.is_empty()),
             deleted: marc.leader.status() == 'd',
             ..Default::default()
         };

@@ -1,6 +1,10 @@
 //! Jalin's integration tests: one binary, a module per capability.
 
+mod api;
 mod architecture;
+mod catalog;
+mod crash;
 mod formats;
 mod roundtrip;
+mod search;
 mod support;

@@ -85,3 +85,12 @@ pub fn have_tool(program: &str, args: &[&str]) -> bool {
     }
     ok
 }
+
+/// A fresh library in a temporary directory, with `batch` records per import batch.
+pub fn new_library(batch: usize) -> (tempfile::TempDir, jalin_node::config::DataDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut data =
+        jalin_node::config::DataDir::init(dir.path(), "Perpustakaan Uji", "UJI").expect("init");
+    data.config.limits.batch_records_max = batch;
+    (dir, data)
+}

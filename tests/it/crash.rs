@@ -1,0 +1,147 @@
+//! A node killed at any moment keeps every write it reported durable.
+//!
+//! The real `jalin import` of 10,000 records is killed (SIGKILL) at varied moments, 20
+//! times. After each kill the store opens, every record of every batch the import had
+//! reported committed is there, and search works; a final import completes the catalog to
+//! exactly 10,000 records.
+
+use crate::shared_data_or_skip;
+use crate::support::jalin_binary;
+use jalin_node::config::DataDir;
+use jalin_node::library::Library;
+use jalin_protocol::marc::iso2709;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KILLS: usize = 20;
+
+#[test]
+fn killed_imports_lose_no_reported_batch() {
+    let data = shared_data_or_skip!();
+    let file = data.join("marc/loc/loc-books-10k.mrc");
+    let ids: Vec<String> = iso2709::Reader::new(std::fs::read(&file).expect("file").as_slice())
+        .map(|r| {
+            r.expect("reads")
+                .record
+                .control("001")
+                .expect("001")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 10_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    DataDir::init(dir.path(), "Perpustakaan Uji", "UJI").expect("init");
+    // Small batches, so that kills land between and inside many commits.
+    let config = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("batch_records_max = 1000", "batch_records_max = 250"),
+    )
+    .expect("config");
+
+    // Kill moments spread over the import's length, from a fixed seed.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut kills_with_progress = 0;
+    for round in 0..KILLS {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(200 + (seed >> 33) % 9000);
+        let mut child = Command::new(jalin_binary())
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .arg("import")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jalin runs");
+        let stderr = child.stderr.take().expect("piped");
+        // What the import reports as committed: "committed N record(s) of M read" means
+        // the first M records of the file are durable.
+        let (progress_tx, progress_rx) = std::sync::mpsc::channel::<u64>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let read = line
+                    .strip_prefix("committed ")
+                    .and_then(|rest| rest.split(" of ").nth(1))
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse().ok());
+                if let Some(read) = read {
+                    let _ = progress_tx.send(read);
+                }
+            }
+        });
+        // Follow the reports until the kill moment (or the import's end).
+        let deadline = Instant::now() + delay;
+        let mut durable_prefix = 0u64;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match progress_rx.recv_timeout(left) {
+                Ok(read) => durable_prefix = read,
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        child.wait().expect("reaped");
+        reader.join().expect("reader");
+        // Reports written just before the kill still count.
+        durable_prefix = progress_rx
+            .try_iter()
+            .last()
+            .unwrap_or(durable_prefix)
+            .max(durable_prefix);
+        let durable_prefix = durable_prefix as usize;
+        if durable_prefix > 0 {
+            kills_with_progress += 1;
+        }
+
+        let library = Library::open(DataDir::open(dir.path()).expect("data dir"))
+            .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
+        for id in &ids[..durable_prefix] {
+            let stored = library.store.get(id).expect("reads").unwrap_or_else(|| {
+                panic!("round {round}: record {id} was reported committed but is missing")
+            });
+            assert!(!stored.deleted);
+            assert!(
+                jalin_node::library::decode(&stored).is_some(),
+                "round {round}: record {id} does not read back"
+            );
+        }
+        let status = library.status().expect("status");
+        assert!(status.records as usize >= durable_prefix);
+        assert_eq!(
+            status.indexed, status.records,
+            "round {round}: the index caught up with the store"
+        );
+        if durable_prefix > 0 {
+            assert!(library.search("the", 1, 1).expect("search").total > 0);
+        }
+    }
+    assert!(
+        kills_with_progress >= KILLS / 2,
+        "most kills landed after some batches: {kills_with_progress}"
+    );
+
+    let output = Command::new(jalin_binary())
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .arg("import")
+        .arg(&file)
+        .output()
+        .expect("jalin runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let library = Library::open(DataDir::open(dir.path()).expect("data dir")).expect("opens");
+    let status = library.status().expect("status");
+    assert_eq!(
+        (status.records, status.deleted, status.indexed),
+        (10_000, 0, 10_000)
+    );
+}
