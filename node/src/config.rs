@@ -132,11 +132,13 @@ fn default_upload_mb() -> u64 {
 }
 
 fn default_batch_records() -> usize {
-    1000
+    5000
 }
 
 fn default_shard_cache() -> usize {
-    64
+    // Every shard: an import touches them all in each batch, and a smaller least-recently-
+    // used cache would reload every one of them for every batch.
+    usize::from(crate::store::SHARD_COUNT)
 }
 
 impl Default for LimitsSection {

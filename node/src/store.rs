@@ -30,6 +30,8 @@ use std::sync::Mutex;
 pub const SHARD_COUNT: u16 = 256;
 /// Incremental change chunks a shard may collect before it is compacted into a snapshot.
 const CHUNKS_BEFORE_COMPACTION: usize = 32;
+/// sled's page cache.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What goes wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +190,10 @@ impl Store {
         key: SigningKey,
         loaded_shards_max: usize,
     ) -> Result<Store, StoreError> {
+        // sled's page cache defaults to 1 GB; the shard documents are cached above it.
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(SLED_CACHE_BYTES)
             .open()
             .map_err(|error| match &error {
                 sled::Error::Io(io)
@@ -351,7 +355,8 @@ impl Store {
     }
 
     /// Applies changes as one durable batch. Returns the new sequence number once the
-    /// batch is flushed to disk.
+    /// batch is flushed to disk. Shards are independent, so their automerge work is split
+    /// between two threads.
     pub fn apply(&self, changes: &[Change], now_ms: u64) -> Result<u64, StoreError> {
         let _writer = self
             .write_lock
@@ -365,124 +370,161 @@ impl Store {
                 .or_default()
                 .push(change);
         }
-        let mut batch = sled::Batch::default();
-        let mut touched = Vec::new();
-        let result = (|| {
+        // Take the shards' documents out of the cache while they are worked on.
+        let mut work: Vec<(u16, Option<AutoCommit>, Vec<&Change>)> = {
             let mut cache = self
                 .cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (shard, shard_changes) in &by_shard {
-                let shard = *shard;
-                touched.push(shard);
-                if let std::collections::hash_map::Entry::Vacant(entry) = cache.docs.entry(shard) {
-                    entry.insert(self.load_shard(shard)?);
-                }
-                cache.touch(shard);
-                let doc = cache.docs.get_mut(&shard).ok_or(StoreError::Automerge {
-                    shard,
-                    reason: "shard vanished from the cache".into(),
-                })?;
-                let fail = |e: automerge::AutomergeError| StoreError::Automerge {
-                    shard,
-                    reason: e.to_string(),
-                };
-                // What is new is what comes after these heads (save_incremental's own cursor
-                // does not move when a document is loaded from chunks).
-                let heads_before = doc.get_heads();
-                let records = match doc.get(ROOT, "records").map_err(fail)? {
-                    Some((_, id)) => id,
-                    None => doc
-                        .put_object(ROOT, "records", ObjType::Map)
-                        .map_err(fail)?,
-                };
-                for change in shard_changes {
-                    let (record_id, stored) = match change {
-                        Change::Put { record_id, marc } => (
-                            record_id,
-                            StoredRecord {
-                                record_id: record_id.clone(),
-                                marc: marc.clone(),
-                                deleted: false,
-                                updated_ms: now_ms,
-                                seq,
-                            },
-                        ),
-                        Change::Delete { record_id } => {
-                            let marc = self.get(record_id)?.map(|r| r.marc).unwrap_or_default();
-                            (
-                                record_id,
-                                StoredRecord {
-                                    record_id: record_id.clone(),
-                                    marc,
-                                    deleted: true,
-                                    updated_ms: now_ms,
-                                    seq,
-                                },
-                            )
-                        }
-                    };
-                    let value: hydrate::Value = HashMap::from([
-                        (
-                            "marc",
-                            hydrate::Value::Scalar(ScalarValue::Bytes(stored.marc.clone())),
-                        ),
-                        (
-                            "deleted",
-                            hydrate::Value::Scalar(ScalarValue::Boolean(stored.deleted)),
-                        ),
-                        ("updated", hydrate::Value::Scalar(ScalarValue::Uint(now_ms))),
-                    ])
-                    .into();
-                    doc.batch_create_object(&records, record_id.as_str(), &value, false)
-                        .map_err(fail)?;
-                    batch.insert(
-                        key(b'r', &self.library, record_id.as_bytes()),
-                        stored.encode(),
-                    );
-                    batch.insert(key(b'p', &self.library, record_id.as_bytes()), &[]);
-                }
-                let Some(hash) = doc.commit() else { continue };
-                let envelope = ChangeEnvelope::sign(&self.key, shard, hash.0);
-                let mut envelope_key = vec![b'e'];
-                envelope_key.extend_from_slice(&hash.0);
-                batch.insert(
-                    envelope_key,
-                    serde_json::to_vec(&envelope).unwrap_or_default(),
-                );
-                let chunk_prefix = key(b'c', &self.library, &shard.to_be_bytes());
-                let chunks: Vec<sled::IVec> = self
-                    .tree
-                    .scan_prefix(chunk_prefix.clone())
-                    .keys()
-                    .collect::<Result<_, _>>()?;
-                if chunks.len() >= CHUNKS_BEFORE_COMPACTION {
-                    for chunk in &chunks {
-                        batch.remove(chunk.clone());
-                    }
-                    batch.insert(key(b's', &self.library, &shard.to_be_bytes()), doc.save());
-                } else {
-                    let mut chunk_key = chunk_prefix;
-                    chunk_key.extend_from_slice(&seq.to_be_bytes());
-                    batch.insert(chunk_key, doc.save_after(&heads_before));
+            by_shard
+                .into_iter()
+                .map(|(shard, changes)| (shard, cache.docs.remove(&shard), changes))
+                .collect()
+        };
+        work.sort_by_key(|(shard, _, _)| *shard);
+        let half = work.len().div_ceil(2);
+        let (first, second) = work.split_at_mut(half);
+        let (writes_a, writes_b) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.apply_shards(second, seq, now_ms));
+            let mine = self.apply_shards(first, seq, now_ms);
+            (
+                mine,
+                other.join().unwrap_or_else(|_| {
+                    Err(StoreError::Automerge {
+                        shard: 0,
+                        reason: "a shard worker panicked".into(),
+                    })
+                }),
+            )
+        });
+        let result = (|| {
+            let mut batch = sled::Batch::default();
+            for write in writes_a?.into_iter().chain(writes_b?) {
+                match write {
+                    (k, Some(v)) => batch.insert(k, v),
+                    (k, None) => batch.remove(k),
                 }
             }
             batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
-            self.tree.apply_batch(std::mem::take(&mut batch))?;
+            self.tree.apply_batch(batch)?;
             self.db.flush()?;
             Ok(seq)
         })();
-        if result.is_err() {
-            // The documents in memory may be ahead of the disk: load them again next time.
-            let mut cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for shard in touched {
-                cache.evict(shard);
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (shard, doc, _) in work {
+            // After a failure the documents in memory may be ahead of the disk: drop them,
+            // so they are loaded again from what is stored.
+            match doc {
+                Some(doc) if result.is_ok() => {
+                    cache.docs.insert(shard, doc);
+                    cache.touch(shard);
+                }
+                _ => cache.evict(shard),
             }
         }
         result
+    }
+
+    /// Applies each shard's changes to its document (loading it if needed) and returns the
+    /// sled writes: `(key, Some(value))` to insert, `(key, None)` to remove.
+    #[allow(clippy::type_complexity)]
+    fn apply_shards(
+        &self,
+        work: &mut [(u16, Option<AutoCommit>, Vec<&Change>)],
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+        let mut writes = Vec::new();
+        for (shard, doc, changes) in work.iter_mut() {
+            let shard = *shard;
+            if doc.is_none() {
+                *doc = Some(self.load_shard(shard)?);
+            }
+            let Some(doc) = doc.as_mut() else { continue };
+            let fail = |e: automerge::AutomergeError| StoreError::Automerge {
+                shard,
+                reason: e.to_string(),
+            };
+            // What is new is what comes after these heads (save_incremental's own cursor
+            // does not move when a document is loaded from chunks).
+            let heads_before = doc.get_heads();
+            let records = match doc.get(ROOT, "records").map_err(fail)? {
+                Some((_, id)) => id,
+                None => doc
+                    .put_object(ROOT, "records", ObjType::Map)
+                    .map_err(fail)?,
+            };
+            for change in changes.iter() {
+                let (record_id, marc, deleted) = match change {
+                    Change::Put { record_id, marc } => (record_id, marc.clone(), false),
+                    Change::Delete { record_id } => (
+                        record_id,
+                        self.get(record_id)?.map(|r| r.marc).unwrap_or_default(),
+                        true,
+                    ),
+                };
+                let value: hydrate::Value = HashMap::from([
+                    (
+                        "marc",
+                        hydrate::Value::Scalar(ScalarValue::Bytes(marc.clone())),
+                    ),
+                    (
+                        "deleted",
+                        hydrate::Value::Scalar(ScalarValue::Boolean(deleted)),
+                    ),
+                    ("updated", hydrate::Value::Scalar(ScalarValue::Uint(now_ms))),
+                ])
+                .into();
+                doc.batch_create_object(&records, record_id.as_str(), &value, false)
+                    .map_err(fail)?;
+                let stored = StoredRecord {
+                    record_id: record_id.clone(),
+                    marc,
+                    deleted,
+                    updated_ms: now_ms,
+                    seq,
+                };
+                writes.push((
+                    key(b'r', &self.library, record_id.as_bytes()),
+                    Some(stored.encode()),
+                ));
+                writes.push((
+                    key(b'p', &self.library, record_id.as_bytes()),
+                    Some(Vec::new()),
+                ));
+            }
+            let Some(hash) = doc.commit() else { continue };
+            let envelope = ChangeEnvelope::sign(&self.key, shard, hash.0);
+            let mut envelope_key = vec![b'e'];
+            envelope_key.extend_from_slice(&hash.0);
+            writes.push((
+                envelope_key,
+                Some(serde_json::to_vec(&envelope).unwrap_or_default()),
+            ));
+            let chunk_prefix = key(b'c', &self.library, &shard.to_be_bytes());
+            let chunks: Vec<sled::IVec> = self
+                .tree
+                .scan_prefix(chunk_prefix.clone())
+                .keys()
+                .collect::<Result<_, _>>()?;
+            if chunks.len() >= CHUNKS_BEFORE_COMPACTION {
+                for chunk in chunks {
+                    writes.push((chunk.to_vec(), None));
+                }
+                writes.push((
+                    key(b's', &self.library, &shard.to_be_bytes()),
+                    Some(doc.save()),
+                ));
+            } else {
+                let mut chunk_key = chunk_prefix;
+                chunk_key.extend_from_slice(&seq.to_be_bytes());
+                writes.push((chunk_key, Some(doc.save_after(&heads_before))));
+            }
+        }
+        Ok(writes)
     }
 
     /// Bytes on disk.

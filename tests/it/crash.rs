@@ -38,7 +38,7 @@ fn killed_imports_lose_no_reported_batch() {
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
-        text.replace("batch_records_max = 1000", "batch_records_max = 250"),
+        text.replace("batch_records_max = 5000", "batch_records_max = 250"),
     )
     .expect("config");
 
