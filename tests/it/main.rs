@@ -3,6 +3,7 @@
 mod api;
 mod architecture;
 mod catalog;
+mod cli;
 mod crash;
 mod formats;
 mod roundtrip;
