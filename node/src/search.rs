@@ -13,11 +13,13 @@ use jalin_protocol::isbn::{parse_isbn, Isbn};
 use jalin_protocol::record::Description;
 use std::path::Path;
 use std::sync::Mutex;
-use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::{AggContextParams, AggregationCollector, AggregationLimitsGuard};
+use tantivy::collector::{Count, TopDocs};
 use tantivy::query::QueryParser;
 use tantivy::schema::{
-    Facet, FacetOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing,
-    TextOptions, Value, STORED, STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST,
+    STORED, STRING,
 };
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
@@ -47,8 +49,6 @@ struct Fields {
     year: Field,
     lang: Field,
     class: Field,
-    facet_lang: Field,
-    facet_year: Field,
     facet_subject: Field,
     facet_class: Field,
 }
@@ -84,12 +84,12 @@ fn schema() -> (Schema, Fields) {
                 .set_fast()
                 .set_stored(),
         ),
-        lang: builder.add_text_field("lang", STRING),
+        lang: builder.add_text_field("lang", STRING | FAST),
         class: builder.add_text_field("class", text(false)),
-        facet_lang: builder.add_facet_field("facet_lang", FacetOptions::default()),
-        facet_year: builder.add_facet_field("facet_year", FacetOptions::default()),
-        facet_subject: builder.add_facet_field("facet_subject", FacetOptions::default()),
-        facet_class: builder.add_facet_field("facet_class", FacetOptions::default()),
+        // Facets are counted with aggregations over these columns: one value per
+        // record's first subject heading and per classification's first three characters.
+        facet_subject: builder.add_text_field("facet_subject", STRING | FAST),
+        facet_class: builder.add_text_field("facet_class", STRING | FAST),
     };
     (builder.build(), fields)
 }
@@ -151,8 +151,24 @@ pub struct SearchIndex {
     fields: Fields,
 }
 
-fn facet_segment(text: &str) -> String {
-    text.replace('/', " ").trim().to_string()
+/// The facets: name and the column counted.
+const FACETS: [(&str, &str); 4] = [
+    ("lang", "lang"),
+    ("year", "year"),
+    ("subject", "facet_subject"),
+    ("class", "facet_class"),
+];
+
+/// Counts of the ten most common values of each facet, over every match.
+fn facet_request() -> Aggregations {
+    let mut request = serde_json::Map::new();
+    for (name, field) in FACETS {
+        request.insert(
+            name.to_string(),
+            serde_json::json!({ "terms": { "field": field, "size": 10 } }),
+        );
+    }
+    serde_json::from_value(serde_json::Value::Object(request)).unwrap_or_default()
 }
 
 impl SearchIndex {
@@ -225,7 +241,7 @@ impl SearchIndex {
         for subject in &d.subjects {
             document.add_text(f.subject, &subject.heading);
             if let Some(first) = subject.heading.split(" -- ").next() {
-                document.add_facet(f.facet_subject, Facet::from_path([facet_segment(first)]));
+                document.add_text(f.facet_subject, first.trim());
             }
         }
         if let Some(publisher) = &d.publication.publisher {
@@ -249,17 +265,15 @@ impl SearchIndex {
         }
         if let Some(year) = d.year {
             document.add_i64(f.year, i64::from(year));
-            document.add_facet(f.facet_year, Facet::from_path([year.to_string()]));
         }
         for lang in &d.languages {
             document.add_text(f.lang, lang);
-            document.add_facet(f.facet_lang, Facet::from_path([lang.as_str()]));
         }
         for class in d.classification.ddc.iter().chain(&d.classification.lcc) {
             document.add_text(f.class, class);
             let top: String = class.chars().take(3).collect();
             if !top.trim().is_empty() {
-                document.add_facet(f.facet_class, Facet::from_path([facet_segment(&top)]));
+                document.add_text(f.facet_class, top.trim());
             }
         }
         writer.add_document(document)?;
@@ -313,22 +327,18 @@ impl SearchIndex {
         let searcher = self.reader.searcher();
         let per_page = per_page.clamp(1, 100);
         let offset = page.saturating_sub(1).saturating_mul(per_page);
-        let facet = |field: &str| {
-            let mut collector = FacetCollector::for_field(field);
-            collector.add_facet(Facet::root());
-            collector
-        };
-        let facet_collectors = (
-            facet("facet_lang"),
-            facet("facet_year"),
-            facet("facet_subject"),
-            facet("facet_class"),
-        );
         let top_docs = TopDocs::with_limit(per_page)
             .and_offset(offset)
             .order_by_score();
-        let (top, total, (lang, year, subject, class)) =
-            searcher.search(&parsed, &(top_docs, Count, facet_collectors))?;
+        let aggregations = AggregationCollector::from_aggs(
+            facet_request(),
+            AggContextParams::new(
+                AggregationLimitsGuard::default(),
+                self.index.tokenizers().clone(),
+            ),
+        );
+        let (top, total, aggregated) =
+            searcher.search(&parsed, &(top_docs, Count, aggregations))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let document: TantivyDocument = searcher.doc(address)?;
@@ -346,23 +356,24 @@ impl SearchIndex {
                 score,
             });
         }
+        let aggregated = serde_json::to_value(&aggregated).unwrap_or_default();
         let mut facets = std::collections::BTreeMap::new();
-        for (name, counts) in [
-            ("lang", lang),
-            ("year", year),
-            ("subject", subject),
-            ("class", class),
-        ] {
-            let values = counts
-                .top_k(Facet::root(), 10)
-                .into_iter()
-                .map(|(facet, count)| FacetCount {
-                    value: facet
-                        .to_path()
-                        .last()
-                        .map(|s| (*s).to_string())
-                        .unwrap_or_default(),
-                    count,
+        for name in FACETS.iter().map(|(name, _)| *name) {
+            let buckets = aggregated[name]["buckets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let values = buckets
+                .iter()
+                .map(|bucket| FacetCount {
+                    value: match &bucket["key"] {
+                        serde_json::Value::String(text) => text.clone(),
+                        serde_json::Value::Number(number) => number
+                            .as_f64()
+                            .map_or_else(|| number.to_string(), |n| format!("{n:.0}")),
+                        other => other.to_string(),
+                    },
+                    count: bucket["doc_count"].as_u64().unwrap_or(0),
                 })
                 .collect();
             facets.insert(name.to_string(), values);

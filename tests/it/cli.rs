@@ -8,17 +8,33 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 fn jalin(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(jalin_binary()).arg("--data-dir").arg(data).args(args).output().expect("jalin runs");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(jalin_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("jalin runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Starts a node process and waits for the line that names its URL.
 fn start(mut command: Command) -> (Child, String) {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("jalin runs");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("jalin runs");
     let stdout = child.stdout.take().expect("piped");
     let mut lines = BufReader::new(stdout).lines();
     let url = loop {
-        let line = lines.next().expect("the node prints its URL before anything else ends").expect("utf-8");
+        let line = lines
+            .next()
+            .expect("the node prints its URL before anything else ends")
+            .expect("utf-8");
         if let Some(at) = line.find("is serving ") {
             break line[at + "is serving ".len()..].trim().to_string();
         }
@@ -29,7 +45,11 @@ fn start(mut command: Command) -> (Child, String) {
 }
 
 fn terminate(child: &mut Child) -> Option<i32> {
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill runs");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
     assert!(status.success());
     child.wait().expect("the node exits").code()
 }
@@ -39,7 +59,16 @@ fn a_library_from_init_to_stop() {
     let data = shared_data_or_skip!();
     let dir = tempfile::tempdir().expect("temp dir");
     let library = dir.path().join("kemiri-lor");
-    let (code, stdout, stderr) = jalin(&library, &["init", "--name", "Perpustakaan Desa Kemiri Lor", "--code", "KEMIRILOR"]);
+    let (code, stdout, stderr) = jalin(
+        &library,
+        &[
+            "init",
+            "--name",
+            "Perpustakaan Desa Kemiri Lor",
+            "--code",
+            "KEMIRILOR",
+        ],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("fingerprint"), "{stdout}");
     let (code, _, stderr) = jalin(&library, &["init", "--name", "Again", "--code", "AGAIN"]);
@@ -47,7 +76,10 @@ fn a_library_from_init_to_stop() {
     assert!(stderr.contains("already holds"), "{stderr}");
 
     let mut command = Command::new(jalin_binary());
-    command.arg("--data-dir").arg(&library).args(["start", "--listen", "127.0.0.1:0"]);
+    command
+        .arg("--data-dir")
+        .arg(&library)
+        .args(["start", "--listen", "127.0.0.1:0"]);
     let (mut node, url) = start(command);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(library.join("node.json").exists());
@@ -66,7 +98,10 @@ fn a_library_from_init_to_stop() {
     assert!(stdout.contains("<controlfield tag=\"001\">"), "{stdout}");
     let (code, stdout, _) = jalin(&library, &["status"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains(&format!("running at {url}")) && stdout.contains("records:     3147"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("running at {url}")) && stdout.contains("records:     3147"),
+        "{stdout}"
+    );
     let (code, _, stderr) = jalin(&library, &["record", "delete", "00369705"]);
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = jalin(&library, &["record", "delete", "00369705"]);
@@ -75,21 +110,40 @@ fn a_library_from_init_to_stop() {
     let export = dir.path().join("export.xml");
     let (code, _, stderr) = jalin(&library, &["export", export.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(&export).expect("exported").matches("<record>").count(), 3146);
+    assert_eq!(
+        std::fs::read_to_string(&export)
+            .expect("exported")
+            .matches("<record>")
+            .count(),
+        3146
+    );
 
     // SIGTERM: a clean stop.
     assert_eq!(terminate(&mut node), Some(0));
-    assert!(!library.join("node.json").exists(), "the node says it is gone");
+    assert!(
+        !library.join("node.json").exists(),
+        "the node says it is gone"
+    );
 
     // Offline, the same commands open the catalog themselves.
     let (code, stdout, _) = jalin(&library, &["status"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("not running") && stdout.contains("records:     3146 (1 deleted)"), "{stdout}");
+    assert!(
+        stdout.contains("not running") && stdout.contains("records:     3146 (1 deleted)"),
+        "{stdout}"
+    );
     let (code, stdout, _) = jalin(&library, &["search", "isbn:9795986104"]);
-    assert_eq!((code, stdout.contains("0 record(s) match")), (1, true), "the deleted record is not found: {stdout}");
+    assert_eq!(
+        (code, stdout.contains("0 record(s) match")),
+        (1, true),
+        "the deleted record is not found: {stdout}"
+    );
     let (code, stdout, _) = jalin(&library, &["import", file.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("1 added, 0 updated, 3146 unchanged"), "{stdout}");
+    assert!(
+        stdout.contains("1 added, 0 updated, 3146 unchanged"),
+        "{stdout}"
+    );
     let (code, stdout, _) = jalin(&library, &["reindex"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("3147 record(s)"), "{stdout}");
@@ -102,9 +156,19 @@ fn the_demo_serves_real_records() {
     command.current_dir(dir.path()).arg("demo");
     let (mut node, url) = start(command);
     let http = reqwest::blocking::Client::new();
-    let results: serde_json::Value = http.get(format!("{url}/api/search?q=indonesia")).send().expect("answers").json().expect("json");
+    let results: serde_json::Value = http
+        .get(format!("{url}/api/search?q=indonesia"))
+        .send()
+        .expect("answers")
+        .json()
+        .expect("json");
     assert!(results["total"].as_u64().expect("total") > 10, "{results}");
-    let status: serde_json::Value = http.get(format!("{url}/api/status")).send().expect("answers").json().expect("json");
+    let status: serde_json::Value = http
+        .get(format!("{url}/api/status"))
+        .send()
+        .expect("answers")
+        .json()
+        .expect("json");
     assert_eq!(status["records"], 500);
     assert_eq!(terminate(&mut node), Some(0));
     assert!(dir.path().join("jalin-demo/config.toml").exists());
