@@ -196,41 +196,41 @@ impl Library {
         )?;
         let (index, index_seq) = SearchIndex::open(&data.index_path())?;
         let library = Library { data, store, index };
-        let store_seq = library.store.seq()?;
-        if index_seq == 0 && store_seq > 0 {
+        if index_seq == 0 && library.store.seq()? > 0 {
             tracing::info!("search index missing or damaged: rebuilding it from the catalog");
-            library.store.mark_all_pending()?;
         }
-        library.index_pending()?;
+        library.catch_up_index()?;
         Ok(library)
     }
 
-    /// Indexes every record marked pending, then clears the marks.
-    pub fn index_pending(&self) -> Result<usize, LibraryError> {
-        let pending = self.store.pending_index()?;
-        if pending.is_empty() {
+    /// Indexes what changed in the store since the index's last commit (everything, for
+    /// a new index). Returns how many records that was.
+    pub fn catch_up_index(&self) -> Result<usize, LibraryError> {
+        let since = self.index.committed_seq();
+        let store_seq = self.store.seq()?;
+        if since >= store_seq {
             return Ok(0);
         }
-        for chunk in pending.chunks(10_000) {
-            for record_id in chunk {
-                let description = match self.store.get(record_id)? {
-                    Some(stored) if !stored.deleted => decode(&stored).map(|r| r.description),
-                    _ => None,
-                };
-                self.index.put(record_id, description.as_ref())?;
-            }
-            self.index.commit(self.store.seq()?)?;
-            self.store.clear_pending(chunk)?;
+        let mut count = 0;
+        for stored in self.store.changed_since(since) {
+            let stored = stored?;
+            let description = if stored.deleted {
+                None
+            } else {
+                decode(&stored).map(|r| r.description)
+            };
+            self.index.put(&stored.record_id, description.as_ref())?;
+            count += 1;
         }
-        Ok(pending.len())
+        self.index.commit(store_seq)?;
+        Ok(count)
     }
 
     /// Rebuilds the whole index from the store.
     pub fn reindex(&self) -> Result<usize, LibraryError> {
         self.index.clear()?;
         self.index.commit(0)?;
-        self.store.mark_all_pending()?;
-        self.index_pending()
+        self.catch_up_index()
     }
 
     /// A record of this library.
@@ -262,7 +262,6 @@ impl Library {
         )?;
         self.index.put(&record_id, Some(&record.description))?;
         self.index.commit(seq)?;
-        self.store.clear_pending(std::slice::from_ref(&record_id))?;
         Ok(record_id)
     }
 
@@ -280,7 +279,6 @@ impl Library {
         )?;
         self.index.put(record_id, None)?;
         self.index.commit(seq)?;
-        self.store.clear_pending(&[record_id.to_string()])?;
         Ok(())
     }
 
@@ -369,7 +367,11 @@ impl Library {
         let mut seen: HashSet<String> = HashSet::new();
         let mut batch: Vec<(Change, Record)> = Vec::with_capacity(batch_max);
         let mut batch_ids: HashSet<String> = HashSet::new();
+        // Into an empty catalog every record is new: no need to look each one up.
+        let fresh = self.store.is_empty();
+        let mut imported: HashSet<String> = HashSet::new();
         let mut committed = 0;
+        let mut unindexed = 0;
         for item in RecordReader::new(source.open()?, format, options.charset) {
             let parsed = match item {
                 Ok(parsed) => parsed,
@@ -393,10 +395,18 @@ impl Library {
                     continue;
                 }
             };
+            let record = parsed.record;
             if options.delete_missing {
                 seen.insert(record_id.clone());
             }
-            let stored = self.store.get(&record_id)?;
+            let stored = if fresh {
+                None
+            } else {
+                self.store.get(&record_id)?
+            };
+            if fresh && !imported.insert(record_id.clone()) {
+                batch_ids.insert(record_id.clone());
+            }
             match stored {
                 Some(s) if !s.deleted && s.marc == marc => {
                     summary.unchanged += 1;
@@ -407,9 +417,9 @@ impl Library {
                 _ => summary.added += 1,
             }
             batch_ids.insert(record_id.clone());
-            batch.push((Change::Put { record_id, marc }, parsed.record));
+            batch.push((Change::Put { record_id, marc }, record));
             if batch.len() >= batch_max {
-                committed += self.commit_batch(&mut batch)?;
+                committed += self.commit_batch(&mut batch, &mut unindexed, false)?;
                 batch_ids.clear();
                 progress(&Progress {
                     read: summary.read,
@@ -418,7 +428,7 @@ impl Library {
                 });
             }
         }
-        committed += self.commit_batch(&mut batch)?;
+        committed += self.commit_batch(&mut batch, &mut unindexed, true)?;
         progress(&Progress {
             read: summary.read,
             committed,
@@ -450,35 +460,71 @@ impl Library {
                     self.index.put(id, None)?;
                 }
                 self.index.commit(seq)?;
-                self.store.clear_pending(&ids)?;
                 summary.deleted += chunk.len() as u64;
             }
         }
         Ok(summary)
     }
 
-    fn commit_batch(&self, batch: &mut Vec<(Change, Record)>) -> Result<u64, LibraryError> {
+    /// Writes a batch to the store and puts it in the index. The index commits when
+    /// `INDEX_COMMIT_RECORDS` have gathered, or when `final_batch`: a commit is costly, and
+    /// what the index has not committed is found again from the store's sequence numbers.
+    fn commit_batch(
+        &self,
+        batch: &mut Vec<(Change, Record)>,
+        unindexed: &mut usize,
+        final_batch: bool,
+    ) -> Result<u64, LibraryError> {
         if batch.is_empty() {
+            if final_batch && *unindexed > 0 {
+                self.index.commit(self.store.seq()?)?;
+                *unindexed = 0;
+            }
             return Ok(0);
         }
         let changes: Vec<Change> = batch.iter().map(|(c, _)| c.clone()).collect();
-        let seq = self.store.apply(&changes, now_ms())?;
-        // Durable now. The index follows; were the process to die here, the pending
-        // marks written with the batch get these records indexed at the next start.
-        let mut ids = Vec::with_capacity(batch.len());
-        for (change, record) in batch.iter() {
-            if let Change::Put { record_id, .. } = change {
-                self.index.put(record_id, Some(&record.description))?;
-                ids.push(record_id.clone());
+        // The index takes the batch while the store writes it (they use different cores);
+        // the index commits only after the store's batch is durable, so it never holds a
+        // record the store lost.
+        let (stored, indexed) = std::thread::scope(|scope| {
+            let indexer = scope.spawn(|| -> Result<(), LibraryError> {
+                for (change, record) in batch.iter() {
+                    if let Change::Put { record_id, .. } = change {
+                        self.index.put(record_id, Some(&record.description))?;
+                    }
+                }
+                Ok(())
+            });
+            let stored = self.store.apply(&changes, now_ms());
+            (stored, indexer.join())
+        });
+        let seq = match stored {
+            Ok(seq) => seq,
+            Err(error) => {
+                self.index.rollback()?;
+                *unindexed = 0;
+                return Err(error.into());
             }
+        };
+        match indexed {
+            Ok(Ok(())) => {}
+            // Durable, not indexed: found again from the sequence numbers at the next start.
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(LibraryError::Search(SearchError::Panicked)),
         }
-        self.index.commit(seq)?;
-        self.store.clear_pending(&ids)?;
+        *unindexed += batch.len();
+        if final_batch || *unindexed >= INDEX_COMMIT_RECORDS {
+            self.index.commit(seq)?;
+            *unindexed = 0;
+        }
         let count = batch.len() as u64;
         batch.clear();
         Ok(count)
     }
 }
+
+/// Records an import puts in the index between two index commits.
+const INDEX_COMMIT_RECORDS: usize = 25_000;
 
 /// The record a stored entry holds (`None` if its bytes do not read back, which would be
 /// a bug: only records Jalin wrote are stored).

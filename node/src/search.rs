@@ -32,6 +32,9 @@ pub enum SearchError {
     /// tantivy failed.
     #[error("search index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    /// The indexing thread panicked.
+    #[error("search index: the indexing thread failed")]
+    Panicked,
     /// The index directory could not be made.
     #[error("search index directory: {0}")]
     Io(#[from] std::io::Error),
@@ -145,6 +148,8 @@ pub struct SearchResults {
 
 /// The search index.
 pub struct SearchIndex {
+    /// The store sequence number of the last commit.
+    committed: std::sync::atomic::AtomicU64,
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -208,6 +213,7 @@ impl SearchIndex {
             .try_into()?;
         Ok((
             SearchIndex {
+                committed: std::sync::atomic::AtomicU64::new(seq),
                 index,
                 reader,
                 writer: Mutex::new(writer),
@@ -287,7 +293,21 @@ impl SearchIndex {
         prepared.set_payload(&seq.to_string());
         prepared.commit()?;
         drop(writer);
+        self.committed
+            .store(seq, std::sync::atomic::Ordering::SeqCst);
         self.reader.reload()?;
+        Ok(())
+    }
+
+    /// The store sequence number the index reflects (its last commit).
+    pub fn committed_seq(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops what was put since the last commit.
+    pub fn rollback(&self) -> Result<(), SearchError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.rollback()?;
         Ok(())
     }
 

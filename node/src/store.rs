@@ -1,24 +1,26 @@
 //! The durable catalog: a library's records as sharded automerge documents in sled.
 //!
 //! A library's catalog is split into [`SHARD_COUNT`] automerge documents by a hash of the
-//! record id. Each document is a map `records` of record id to `{marc, deleted, updated}`,
-//! the MARC record as UTF-8 ISO 2709 bytes (a scalar: record fields are not collaborative
-//! text). sled keeps, in one tree with prefixed keys:
+//! record id. Each document is a map `records` of record id to one bytes scalar: a small
+//! header (deleted, updated) and the MARC record as UTF-8 ISO 2709 (record fields are not
+//! collaborative text). sled keeps, in one tree with prefixed keys:
 //!
 //! ```text
 //! r | namespace | record id       -> the record as last written (a materialised view)
 //! s | namespace | shard           -> the shard's compacted automerge snapshot
 //! c | namespace | shard | n       -> incremental automerge changes since the snapshot
 //! e | change hash                 -> the signed envelope of a local change
-//! p | namespace | record id       -> record changed, not yet in the search index
+
 //! m | name                        -> node state (sequence number, ...)
 //! ```
 //!
 //! Every write is one sled batch (atomic), flushed before it is reported: a process
 //! killed at any moment restarts with every reported write and no half-written record.
+//! Each record carries the store's sequence number of its last change, so the search index
+//! (which records the sequence number it reflects) can tell what it has not seen.
 
 use automerge::transaction::Transactable;
-use automerge::{hydrate, AutoCommit, ObjType, ReadDoc, ScalarValue, ROOT};
+use automerge::{AutoCommit, ObjType, ReadDoc, ScalarValue, ROOT};
 use ed25519_dalek::SigningKey;
 use jalin_protocol::signing::{ChangeEnvelope, LibraryId};
 use sha2::{Digest, Sha256};
@@ -29,7 +31,9 @@ use std::sync::Mutex;
 /// How many shard documents a library's catalog is split into.
 pub const SHARD_COUNT: u16 = 256;
 /// Incremental change chunks a shard may collect before it is compacted into a snapshot.
-const CHUNKS_BEFORE_COMPACTION: usize = 32;
+const CHUNKS_BEFORE_COMPACTION: usize = 64;
+/// How long opening waits for a just-closed store's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// sled's page cache.
 const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -105,6 +109,40 @@ impl StoredRecord {
             updated_ms: number(1..9),
             seq: number(9..17),
             marc: bytes[17..].to_vec(),
+        })
+    }
+}
+
+/// A record as the shard documents carry it: one bytes scalar, `[1, deleted, updated_ms
+/// (8 bytes, big-endian), UTF-8 ISO 2709...]`. The leading version byte leaves room to
+/// change the layout.
+struct DocValue<'a> {
+    deleted: bool,
+    updated_ms: u64,
+    marc: &'a [u8],
+}
+
+impl<'a> DocValue<'a> {
+    const VERSION: u8 = 1;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(10 + self.marc.len());
+        out.push(Self::VERSION);
+        out.push(u8::from(self.deleted));
+        out.extend_from_slice(&self.updated_ms.to_be_bytes());
+        out.extend_from_slice(self.marc);
+        out
+    }
+
+    fn decode(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() < 10 || bytes[0] != Self::VERSION {
+            return None;
+        }
+        let updated_ms = u64::from_be_bytes(bytes[2..10].try_into().ok()?);
+        Some(DocValue {
+            deleted: bytes[1] == 1,
+            updated_ms,
+            marc: &bytes[10..],
         })
     }
 }
@@ -191,21 +229,29 @@ impl Store {
         loaded_shards_max: usize,
     ) -> Result<Store, StoreError> {
         // sled's page cache defaults to 1 GB; the shard documents are cached above it.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()
-            .map_err(|error| match &error {
-                sled::Error::Io(io)
+            .cache_capacity(SLED_CACHE_BYTES);
+        // A store closed a moment ago may still hold its lock: sled releases it from its
+        // flusher thread. Wait a little for that before saying another process has it.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("lock") =>
                 {
-                    StoreError::Locked {
-                        path: path.display().to_string(),
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: path.display().to_string(),
+                        });
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                _ => StoreError::Sled(error),
-            })?;
+                Err(error) => return Err(StoreError::Sled(error)),
+            }
+        };
         let tree = db.open_tree("catalog")?;
         let library = LibraryId::from_key(&key.verifying_key());
         Ok(Store {
@@ -253,36 +299,22 @@ impl Store {
         })
     }
 
-    /// Records waiting to be indexed.
-    pub fn pending_index(&self) -> Result<Vec<String>, StoreError> {
-        let prefix = key(b'p', &self.library, &[]);
+    /// Records (tombstones included) changed after store sequence number `seq`: what a
+    /// search index committed at `seq` has not seen.
+    pub fn changed_since(
+        &self,
+        seq: u64,
+    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+        self.records()
+            .filter(move |r| r.as_ref().map_or(true, |r| r.seq > seq))
+    }
+
+    /// Whether the library holds no records at all (not even tombstones).
+    pub fn is_empty(&self) -> bool {
         self.tree
-            .scan_prefix(prefix.clone())
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?[prefix.len()..]).into_owned()))
-            .collect()
-    }
-
-    /// Marks records as indexed.
-    pub fn clear_pending(&self, record_ids: &[String]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for id in record_ids {
-            batch.remove(key(b'p', &self.library, id.as_bytes()));
-        }
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Marks every record as waiting to be indexed (for a rebuild of the index).
-    pub fn mark_all_pending(&self) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for record in self.records() {
-            batch.insert(key(b'p', &self.library, record?.record_id.as_bytes()), &[]);
-        }
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+            .scan_prefix(key(b'r', &self.library, &[]))
+            .next()
+            .is_none()
     }
 
     /// The signed envelope of a local change.
@@ -329,26 +361,30 @@ impl Store {
         Ok(doc)
     }
 
-    /// The ids and values of a shard document, as automerge holds them (for checks).
+    /// The ids of a shard document's records and whether each is deleted, as automerge
+    /// holds them (for checks).
     pub fn shard_records(&self, shard: u16) -> Result<Vec<(String, bool)>, StoreError> {
         let doc = self.load_shard(shard)?;
-        let Some((_, records)) = doc
-            .get(ROOT, "records")
-            .map_err(|e| StoreError::Automerge {
-                shard,
-                reason: e.to_string(),
-            })?
-        else {
+        let fail = |e: automerge::AutomergeError| StoreError::Automerge {
+            shard,
+            reason: e.to_string(),
+        };
+        let Some((_, records)) = doc.get(ROOT, "records").map_err(fail)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for key in doc.keys(&records).collect::<Vec<_>>() {
-            let deleted = doc
-                .get(&records, key.as_str())
-                .ok()
-                .flatten()
-                .and_then(|(_, obj)| doc.get(&obj, "deleted").ok().flatten())
-                .is_some_and(|(v, _)| v.as_bool() == Some(true));
+            let deleted = match doc.get(&records, key.as_str()).map_err(fail)? {
+                Some((automerge::Value::Scalar(scalar), _)) => match scalar.as_ref() {
+                    ScalarValue::Bytes(bytes) => DocValue::decode(bytes).map(|v| v.deleted),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let deleted = deleted.ok_or_else(|| StoreError::Damaged {
+                record_id: key.clone(),
+                reason: format!("shard {shard} holds a value that is not a record"),
+            })?;
             out.push((key, deleted));
         }
         Ok(out)
@@ -466,19 +502,15 @@ impl Store {
                         true,
                     ),
                 };
-                let value: hydrate::Value = HashMap::from([
-                    (
-                        "marc",
-                        hydrate::Value::Scalar(ScalarValue::Bytes(marc.clone())),
-                    ),
-                    (
-                        "deleted",
-                        hydrate::Value::Scalar(ScalarValue::Boolean(deleted)),
-                    ),
-                    ("updated", hydrate::Value::Scalar(ScalarValue::Uint(now_ms))),
-                ])
-                .into();
-                doc.batch_create_object(&records, record_id.as_str(), &value, false)
+                // One scalar per record: the record is replaced whole, never merged field by
+                // field (a library is the only writer of its catalog).
+                let value = DocValue {
+                    deleted,
+                    updated_ms: now_ms,
+                    marc: &marc,
+                }
+                .encode();
+                doc.put(&records, record_id.as_str(), ScalarValue::Bytes(value))
                     .map_err(fail)?;
                 let stored = StoredRecord {
                     record_id: record_id.clone(),
@@ -490,10 +522,6 @@ impl Store {
                 writes.push((
                     key(b'r', &self.library, record_id.as_bytes()),
                     Some(stored.encode()),
-                ));
-                writes.push((
-                    key(b'p', &self.library, record_id.as_bytes()),
-                    Some(Vec::new()),
                 ));
             }
             let Some(hash) = doc.commit() else { continue };
