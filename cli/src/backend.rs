@@ -103,20 +103,26 @@ impl Backend {
             Backend::Local(library) => {
                 let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
                 let bar = if std::io::stderr().is_terminal() {
-                    let bar = indicatif::ProgressBar::new_spinner();
-                    bar.set_message(format!("importing {}", file.display()));
+                    let bar = indicatif::ProgressBar::new(total);
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)",
+                    ) {
+                        bar.set_style(style);
+                    }
                     Some(bar)
                 } else {
                     None
                 };
-                let _ = total;
                 let summary =
                     library.import(&Source::File(file.to_path_buf()), options, |progress| {
                         match &bar {
-                            Some(bar) => bar.set_message(format!(
-                                "{} read, {} committed",
-                                progress.read, progress.committed
-                            )),
+                            Some(bar) => {
+                                bar.set_position(progress.bytes.unwrap_or(0));
+                                bar.set_message(format!(
+                                    "{} read, {} committed",
+                                    progress.read, progress.committed
+                                ));
+                            }
                             // Not a terminal: one line per durable batch, for logs and scripts.
                             None => eprintln!(
                                 "committed {} record(s) of {} read",

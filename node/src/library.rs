@@ -91,6 +91,21 @@ impl Source {
     }
 }
 
+/// Counts the bytes read through it, for progress.
+struct CountingReader<R> {
+    inner: R,
+    consumed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// How to import.
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
@@ -139,7 +154,7 @@ pub struct Progress {
     pub read: u64,
     /// Records committed (durable) so far, of those read.
     pub committed: u64,
-    /// Bytes of input consumed so far, when known.
+    /// Bytes of input read so far (the reader runs a buffer ahead of what is committed).
     pub bytes: Option<u64>,
 }
 
@@ -372,7 +387,17 @@ impl Library {
         let mut imported: HashSet<String> = HashSet::new();
         let mut committed = 0;
         let mut unindexed = 0;
-        for item in RecordReader::new(source.open()?, format, options.charset) {
+        let consumed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = CountingReader {
+            inner: source.open()?,
+            consumed: consumed.clone(),
+        };
+        let bytes_read = || Some(consumed.load(std::sync::atomic::Ordering::Relaxed));
+        for item in RecordReader::new(
+            BufReader::with_capacity(256 * 1024, counted),
+            format,
+            options.charset,
+        ) {
             let parsed = match item {
                 Ok(parsed) => parsed,
                 Err(error) => {
@@ -424,7 +449,7 @@ impl Library {
                 progress(&Progress {
                     read: summary.read,
                     committed,
-                    bytes: None,
+                    bytes: bytes_read(),
                 });
             }
         }
@@ -432,7 +457,7 @@ impl Library {
         progress(&Progress {
             read: summary.read,
             committed,
-            bytes: None,
+            bytes: bytes_read(),
         });
         if options.delete_missing {
             let mut tombstones = Vec::new();
