@@ -7,6 +7,11 @@
 
 mod backend;
 
+// glibc's allocator kept over half of an import's peak memory in fragments across the
+// node's threads; mimalloc returns it (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context};
 use backend::Backend;
 use clap::{Parser, Subcommand};

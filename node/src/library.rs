@@ -380,7 +380,8 @@ impl Library {
         }
         let batch_max = self.data.config.limits.batch_records_max.max(1);
         let mut seen: HashSet<String> = HashSet::new();
-        let mut batch: Vec<(Change, Record)> = Vec::with_capacity(batch_max);
+        // (change, record, whether the index may already hold the record)
+        let mut batch: Vec<(Change, Record, bool)> = Vec::with_capacity(batch_max);
         let mut batch_ids: HashSet<String> = HashSet::new();
         // Into an empty catalog every record is new: no need to look each one up.
         let fresh = self.store.is_empty();
@@ -432,6 +433,7 @@ impl Library {
             if fresh && !imported.insert(record_id.clone()) {
                 batch_ids.insert(record_id.clone());
             }
+            let known = stored.is_some() || batch_ids.contains(&record_id);
             match stored {
                 Some(s) if !s.deleted && s.marc == marc => {
                     summary.unchanged += 1;
@@ -442,7 +444,7 @@ impl Library {
                 _ => summary.added += 1,
             }
             batch_ids.insert(record_id.clone());
-            batch.push((Change::Put { record_id, marc }, record));
+            batch.push((Change::Put { record_id, marc }, record, known));
             if batch.len() >= batch_max {
                 committed += self.commit_batch(&mut batch, &mut unindexed, false)?;
                 batch_ids.clear();
@@ -496,7 +498,7 @@ impl Library {
     /// what the index has not committed is found again from the store's sequence numbers.
     fn commit_batch(
         &self,
-        batch: &mut Vec<(Change, Record)>,
+        batch: &mut Vec<(Change, Record, bool)>,
         unindexed: &mut usize,
         final_batch: bool,
     ) -> Result<u64, LibraryError> {
@@ -507,15 +509,19 @@ impl Library {
             }
             return Ok(0);
         }
-        let changes: Vec<Change> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let changes: Vec<Change> = batch.iter().map(|(c, _, _)| c.clone()).collect();
         // The index takes the batch while the store writes it (they use different cores);
         // the index commits only after the store's batch is durable, so it never holds a
         // record the store lost.
         let (stored, indexed) = std::thread::scope(|scope| {
             let indexer = scope.spawn(|| -> Result<(), LibraryError> {
-                for (change, record) in batch.iter() {
+                for (change, record, known) in batch.iter() {
                     if let Change::Put { record_id, .. } = change {
-                        self.index.put(record_id, Some(&record.description))?;
+                        if *known {
+                            self.index.put(record_id, Some(&record.description))?;
+                        } else {
+                            self.index.add(record_id, &record.description)?;
+                        }
                     }
                 }
                 Ok(())
