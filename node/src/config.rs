@@ -122,7 +122,8 @@ pub struct LimitsSection {
     /// Records committed per import batch.
     #[serde(default = "default_batch_records")]
     pub batch_records_max: usize,
-    /// Shard documents kept loaded at once.
+    /// Shard documents kept loaded at once (of 256), also while a batch is written. Each
+    /// costs ~1 KB of memory per record it holds; fewer make imports slower.
     #[serde(default = "default_shard_cache")]
     pub loaded_shards_max: usize,
 }
