@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use jalin_node::config::{DataDir, RunningNode};
+use jalin_node::consortium_requests::{execute, Answer, Request};
 use jalin_node::http::AppState;
 use jalin_node::library::{ImportOptions, ImportSummary, Library, Source};
 use jalin_node::search::SearchResults;
@@ -65,6 +66,25 @@ impl Backend {
         }
         let library = Library::open(data).context("opening the catalog")?;
         Ok(Backend::Local(Box::new(library)))
+    }
+
+    /// Runs a consortium request in the running node, or here.
+    pub fn consortium(self, request: Request) -> anyhow::Result<Answer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/consortium", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => {
+                let now_ms = jalin_node::http::now_ms();
+                Ok(execute(&library.consortia, request, now_ms, Vec::new())?)
+            }
+        }
     }
 
     pub fn import(

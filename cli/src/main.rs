@@ -16,10 +16,13 @@ use anyhow::{bail, Context};
 use backend::Backend;
 use clap::{Parser, Subcommand};
 use jalin_node::config::DataDir;
+use jalin_node::consortium_requests::{Answer, Request};
 use jalin_node::files;
 use jalin_node::library::ImportOptions;
+use jalin_protocol::consortium::log::Role;
 use jalin_protocol::format::Format;
 use jalin_protocol::marc::Charset;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -124,6 +127,29 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// A consortium: found one, list members, accept, remove, move documents by hand.
+    Consortium {
+        #[command(subcommand)]
+        action: ConsortiumAction,
+    },
+    /// Invites to this library's consortium.
+    Invite {
+        #[command(subcommand)]
+        action: InviteAction,
+    },
+    /// Join a consortium with a ticket (the text, or a file holding it).
+    Join {
+        /// The ticket.
+        ticket: String,
+        /// Write the acceptance to this file (to send back by hand) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The consortium's written agreement: draft, amend, sign, show, export, verify.
+    Agreement {
+        #[command(subcommand)]
+        action: AgreementAction,
+    },
     /// Report what catalog files hold: format, record count, charsets, every damaged
     /// record with its position. Exits 1 when a file has damaged records.
     Inspect {
@@ -167,12 +193,248 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ConsortiumAction {
+    /// Found a consortium, with this library as its first admin.
+    Create {
+        /// Its name ("Jaringan Perpustakaan Desa Kecamatan Kemiri").
+        #[arg(long)]
+        name: String,
+    },
+    /// The consortia this node holds.
+    List,
+    /// Members, roles, who added them and when.
+    Members {
+        /// The consortium (the start of its id; default: the only one).
+        #[arg(long)]
+        consortium: Option<String>,
+        /// Print JSON (with what became of every operation).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the library whose acceptance (from `jalin join --out`) is in FILE.
+    Accept {
+        /// The acceptance file.
+        file: PathBuf,
+    },
+    /// Take in a consortium's documents (from `jalin consortium export`).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Write every document of the consortium to FILE, for the other members.
+    Export {
+        /// The file.
+        file: PathBuf,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Remove a member (admins only).
+    Remove {
+        /// Its code, fingerprint or key.
+        member: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Change a member's role (admins only).
+    Role {
+        /// Its code, fingerprint or key.
+        member: String,
+        /// member or admin.
+        role: Role,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Leave the consortium.
+    Leave {
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InviteAction {
+    /// Make a ticket that lets one library join (admins only).
+    Create {
+        /// The role it gives: member or admin.
+        #[arg(long, default_value = "member")]
+        role: Role,
+        /// How long it is valid: 30m, 12h, 7d, 2w.
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        expires: u64,
+        /// A note for your records ("for the library of SDN 2 Kemiri").
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Also write the ticket as a QR code: FILE.png or FILE.svg.
+        #[arg(long)]
+        qr: Option<PathBuf>,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgreementAction {
+    /// Draft an agreement from FILE: terms between "+++" lines (TOML), then Markdown.
+    Draft {
+        /// The file.
+        file: PathBuf,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Write a new version of agreement ID from FILE.
+    Amend {
+        /// The agreement (the start of its id).
+        id: String,
+        /// The file.
+        file: PathBuf,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Sign the newest version of agreement ID (or --version).
+    Sign {
+        /// The agreement (default: the only one).
+        id: Option<String>,
+        /// A version (the start of its id).
+        #[arg(long)]
+        version: Option<String>,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// An agreement's text, terms, who signed which version, in force or not.
+    Show {
+        /// The agreement (default: the only one).
+        id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Write a printable HTML page of the agreement with its signature table; it carries
+    /// the signed documents, so `jalin agreement verify` checks it offline.
+    Export {
+        /// The agreement (default: the only one).
+        id: Option<String>,
+        /// The HTML file.
+        #[arg(long)]
+        out: PathBuf,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// Check an exported agreement, by itself (no node, no network).
+    Verify {
+        /// The HTML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum RecordAction {
     /// Mark a record deleted (it disappears from search; the deletion replicates).
     Delete {
         /// Its id.
         id: String,
     },
+}
+
+fn parse_duration(text: &str) -> Result<u64, String> {
+    jalin_node::consortium_requests::parse_duration(text)
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs a consortium request here or in the running node; prints its message.
+fn consortium(cli_dir: Option<PathBuf>, request: Request) -> anyhow::Result<Answer> {
+    let data = open_data(&data_dir(cli_dir)?)?;
+    let answer = Backend::connect(data)?.consortium(request)?;
+    Ok(answer)
+}
+
+fn print_answer(answer: &Answer, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer.data).context("writing JSON")?
+        );
+    } else {
+        println!("{}", answer.message.trim_end());
+    }
+    Ok(if answer.partly_refused {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The ticket as a QR code: in the terminal, and as PNG or SVG when asked.
+fn show_qr(ticket: &str, file: Option<&Path>) -> anyhow::Result<()> {
+    let code = qrcode::QrCode::with_error_correction_level(ticket.as_bytes(), qrcode::EcLevel::M)
+        .context("the ticket does not fit in a QR code")?;
+    if std::io::stdout().is_terminal() {
+        let image = code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build();
+        println!("{image}");
+    }
+    let Some(file) = file else { return Ok(()) };
+    let name = file.to_string_lossy().to_lowercase();
+    if name.ends_with(".svg") {
+        let svg = code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(400, 400)
+            .build();
+        write_text(file, &svg)?;
+    } else if name.ends_with(".png") {
+        // 8 pixels a module, 4 modules of quiet zone: prints cleanly at any size.
+        let scale = 8usize;
+        let quiet = 4usize;
+        let modules = code.width();
+        let side = (modules + 2 * quiet) * scale;
+        let colors = code.to_colors();
+        let mut pixels = vec![255u8; side * side];
+        for (i, color) in colors.iter().enumerate() {
+            if *color == qrcode::Color::Dark {
+                let (mx, my) = (i % modules + quiet, i / modules + quiet);
+                for y in my * scale..(my + 1) * scale {
+                    pixels[y * side + mx * scale..y * side + (mx + 1) * scale].fill(0);
+                }
+            }
+        }
+        let out =
+            std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+        let side = u32::try_from(side).context("QR code too large")?;
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(out), side, side);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .write_header()
+            .and_then(|mut writer| writer.write_image_data(&pixels))
+            .with_context(|| format!("writing {}", file.display()))?;
+    } else {
+        bail!("--qr writes FILE.png or FILE.svg, not {}", file.display());
+    }
+    eprintln!("QR code written to {}", file.display());
+    Ok(())
 }
 
 fn parse_format(name: &str) -> Result<Format, String> {
@@ -402,6 +664,207 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             Backend::connect(data)?.delete(&id)
+        }
+        Command::Consortium { action } => {
+            let (request, json, out) = match action {
+                ConsortiumAction::Create { name } => (Request::Create { name }, false, None),
+                ConsortiumAction::List => (Request::List, false, None),
+                ConsortiumAction::Members { consortium, json } => {
+                    (Request::Members { consortium }, json, None)
+                }
+                ConsortiumAction::Accept { file } => (
+                    Request::Accept {
+                        acceptance: read_text(&file)?,
+                    },
+                    false,
+                    None,
+                ),
+                ConsortiumAction::Import { file } => (
+                    Request::Import {
+                        text: read_text(&file)?,
+                    },
+                    false,
+                    None,
+                ),
+                ConsortiumAction::Export { file, consortium } => {
+                    (Request::Export { consortium }, false, Some(file))
+                }
+                ConsortiumAction::Remove {
+                    member,
+                    reason,
+                    consortium,
+                } => (
+                    Request::Remove {
+                        consortium,
+                        member,
+                        reason,
+                    },
+                    false,
+                    None,
+                ),
+                ConsortiumAction::Role {
+                    member,
+                    role,
+                    consortium,
+                } => (
+                    Request::Role {
+                        consortium,
+                        member,
+                        role,
+                    },
+                    false,
+                    None,
+                ),
+                ConsortiumAction::Leave { consortium } => {
+                    (Request::Leave { consortium }, false, None)
+                }
+            };
+            let answer = consortium(cli.data_dir, request)?;
+            if let (Some(file), Some(text)) = (&out, &answer.text) {
+                write_text(file, text)?;
+                eprintln!("Written to {}", file.display());
+            }
+            print_answer(&answer, json)
+        }
+        Command::Invite {
+            action:
+                InviteAction::Create {
+                    role,
+                    expires,
+                    note,
+                    qr,
+                    consortium: which,
+                },
+        } => {
+            let request = Request::Invite {
+                consortium: which,
+                role,
+                expires_s: expires,
+                note,
+            };
+            let answer = consortium(cli.data_dir, request)?;
+            let ticket = answer.text.clone().unwrap_or_default();
+            eprintln!("{}", answer.message);
+            println!("{ticket}");
+            show_qr(&ticket, qr.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Join { ticket, out } => {
+            let path = Path::new(&ticket);
+            let ticket =
+                if !ticket.trim_start().to_uppercase().starts_with("JALIN-") && path.is_file() {
+                    read_text(path)?
+                } else {
+                    ticket
+                };
+            let answer = consortium(cli.data_dir, Request::Join { ticket })?;
+            let acceptance = answer.text.clone().unwrap_or_default();
+            eprintln!("{}", answer.message);
+            match out {
+                Some(file) => {
+                    write_text(&file, &format!("{acceptance}\n"))?;
+                    eprintln!("The acceptance is in {}", file.display());
+                }
+                None => println!("{acceptance}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agreement {
+            action: AgreementAction::Verify { file },
+        } => {
+            let html = read_text(&file)?;
+            match jalin_protocol::consortium::agreement::verify_html(&html) {
+                Ok(verified) => {
+                    let in_force = verified.status.in_force.is_some();
+                    println!(
+                        "{}: every signature is valid and the text is as signed.",
+                        file.display()
+                    );
+                    println!("  consortium: {}", verified.consortium);
+                    println!("  agreement:  {}", verified.status.id);
+                    println!(
+                        "  status:     {}",
+                        if in_force { "in force" } else { "not in force" }
+                    );
+                    for (name, fingerprint) in &verified.signers {
+                        println!("  signed by:  {name} ({fingerprint})");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("{}: NOT VALID: {error}", file.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Agreement { action } => {
+            let (request, json, out) = match action {
+                AgreementAction::Draft { file, consortium } => (
+                    Request::Draft {
+                        consortium,
+                        text: read_text(&file)?,
+                    },
+                    false,
+                    None,
+                ),
+                AgreementAction::Amend {
+                    id,
+                    file,
+                    consortium,
+                } => (
+                    Request::Amend {
+                        consortium,
+                        agreement: id,
+                        text: read_text(&file)?,
+                    },
+                    false,
+                    None,
+                ),
+                AgreementAction::Sign {
+                    id,
+                    version,
+                    consortium,
+                } => (
+                    Request::Sign {
+                        consortium,
+                        agreement: id,
+                        version,
+                    },
+                    false,
+                    None,
+                ),
+                AgreementAction::Show {
+                    id,
+                    json,
+                    consortium,
+                } => (
+                    Request::Show {
+                        consortium,
+                        agreement: id,
+                    },
+                    json,
+                    None,
+                ),
+                AgreementAction::Export {
+                    id,
+                    out,
+                    consortium,
+                } => (
+                    Request::ExportAgreement {
+                        consortium,
+                        agreement: id,
+                    },
+                    false,
+                    Some(out),
+                ),
+                AgreementAction::Verify { .. } => unreachable!("handled above"),
+            };
+            let answer = consortium(cli.data_dir, request)?;
+            if let (Some(file), Some(text)) = (&out, &answer.text) {
+                write_text(file, text)?;
+                eprintln!("Written to {}", file.display());
+            }
+            print_answer(&answer, json)
         }
         Command::Status { json } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

@@ -2,6 +2,8 @@
 //! (`Authorization: Bearer TOKEN`). Every error is one [`ApiError`]: a status and a
 //! message a librarian can act on.
 
+use crate::consortium::ConsortiumError;
+use crate::consortium_requests::{execute, Answer, Request};
 use crate::library::{ImportOptions, Library, LibraryError, Source};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -106,6 +108,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(import).layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/api/export", get(export))
+        .route("/api/consortium", post(consortium_request))
+        .route("/api/consortia", get(consortia_list))
+        .route("/api/consortia/{id}", get(consortium_members))
+        .route("/api/consortia/{id}/documents", get(consortium_documents))
+        .route(
+            "/api/consortia/{id}/agreements/{agreement}",
+            get(agreement_show),
+        )
+        .route(
+            "/api/consortia/{id}/agreements/{agreement}/export",
+            get(agreement_export),
+        )
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -408,4 +422,102 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+impl From<ConsortiumError> for ApiError {
+    fn from(error: ConsortiumError) -> Self {
+        let status = match &error {
+            ConsortiumError::Document(_) => StatusCode::BAD_REQUEST,
+            ConsortiumError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsortiumError::Refused(_) => StatusCode::CONFLICT,
+            ConsortiumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answer> {
+    let library = state.library.clone();
+    blocking(move || Ok(execute(&library.consortia, request, now_ms(), Vec::new())?)).await
+}
+
+/// `POST /api/consortium`: any consortium request (JSON, `{"action": ...}`); the token for
+/// those that write.
+async fn consortium_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Answer>> {
+    let request: Request = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a consortium request ({e}); send JSON like {{\"action\": \"members\"}}"
+        ))
+    })?;
+    if request.writes() {
+        authorize(&state, &headers)?;
+    }
+    Ok(Json(run_request(&state, request).await?))
+}
+
+async fn consortia_list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Answer>> {
+    Ok(Json(run_request(&state, Request::List).await?))
+}
+
+async fn consortium_members(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Answer>> {
+    let request = Request::Members {
+        consortium: Some(id),
+    };
+    Ok(Json(run_request(&state, request).await?))
+}
+
+async fn consortium_documents(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let request = Request::Export {
+        consortium: Some(id),
+    };
+    let answer = run_request(&state, request).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        answer.text.unwrap_or_default(),
+    )
+        .into_response())
+}
+
+async fn agreement_show(
+    State(state): State<Arc<AppState>>,
+    Path((id, agreement)): Path<(String, String)>,
+) -> ApiResult<Json<Answer>> {
+    let request = Request::Show {
+        consortium: Some(id),
+        agreement: Some(agreement),
+    };
+    Ok(Json(run_request(&state, request).await?))
+}
+
+async fn agreement_export(
+    State(state): State<Arc<AppState>>,
+    Path((id, agreement)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let request = Request::ExportAgreement {
+        consortium: Some(id),
+        agreement: Some(agreement),
+    };
+    let answer = run_request(&state, request).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        answer.text.unwrap_or_default(),
+    )
+        .into_response())
+}
+
+/// Milliseconds since 1970, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -9,6 +9,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;
+pub mod consortium;
+pub mod consortium_requests;
 pub mod files;
 pub mod http;
 pub mod library;

@@ -2,6 +2,7 @@
 //! does with them (import, edit, delete, search, export).
 
 use crate::config::DataDir;
+use crate::consortium::{Consortia, ConsortiumError};
 use crate::search::{SearchError, SearchIndex, SearchResults};
 use crate::store::{Change, Store, StoreError, StoredRecord};
 use jalin_protocol::format::{
@@ -22,6 +23,9 @@ pub enum LibraryError {
     /// The index failed.
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// A consortium's documents could not be read or refused.
+    #[error(transparent)]
+    Consortium(#[from] ConsortiumError),
     /// A file could not be opened or read.
     #[error("{path}: {source}")]
     Io {
@@ -191,6 +195,8 @@ pub struct Library {
     pub store: Store,
     /// The index.
     pub index: SearchIndex,
+    /// The consortia it belongs to.
+    pub consortia: Consortia,
 }
 
 fn now_ms() -> u64 {
@@ -210,7 +216,18 @@ impl Library {
             data.config.limits.loaded_shards_max,
         )?;
         let (index, index_seq) = SearchIndex::open(&data.index_path())?;
-        let library = Library { data, store, index };
+        let consortia = Consortia::open(
+            store.db(),
+            data.key.clone(),
+            &data.config.library.name,
+            &data.config.library.code,
+        )?;
+        let library = Library {
+            data,
+            store,
+            index,
+            consortia,
+        };
         if index_seq == 0 && library.store.seq()? > 0 {
             tracing::info!("search index missing or damaged: rebuilding it from the catalog");
         }

@@ -682,6 +682,11 @@ impl Store {
         Ok(writes)
     }
 
+    /// The sled database, for other trees beside the catalog's.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

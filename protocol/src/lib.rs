@@ -7,6 +7,7 @@
 //! serves a file, an HTTP upload and a fuzzer.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod consortium;
 pub mod csv;
 pub mod dc;
 pub mod format;

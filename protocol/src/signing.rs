@@ -69,16 +69,27 @@ impl std::fmt::Display for LibraryId {
     }
 }
 
+/// Hex in human-readable formats (JSON), the 32 raw bytes in binary ones (the canonical
+/// encoding of signed documents); either way decoding checks the key is canonical.
 impl Serialize for LibraryId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(serializer)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for LibraryId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        LibraryId::from_hex(&text).map_err(serde::de::Error::custom)
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            LibraryId::from_hex(&text).map_err(serde::de::Error::custom)
+        } else {
+            let bytes = <[u8; 32]>::deserialize(deserializer)?;
+            LibraryId::from_bytes(bytes).map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -124,12 +135,29 @@ pub enum SignatureError {
 pub enum Domain {
     /// A change to a library's catalog (an automerge change in one shard).
     CatalogChange,
+    /// An operation of a consortium's membership log (genesis, add, remove, ...).
+    MembershipOp,
+    /// An invite to join a consortium.
+    Invite,
+    /// A library's acceptance of an invite.
+    Acceptance,
+    /// A version of an agreement's text and terms.
+    AgreementVersion,
+    /// A library's signature on an agreement version.
+    AgreementSignature,
 }
 
 impl Domain {
-    fn prefix(self) -> &'static [u8] {
+    /// The prefix signed before the message; also what hashes of signed documents start
+    /// with, so a document's id is never another kind's.
+    pub fn prefix(self) -> &'static [u8] {
         match self {
             Domain::CatalogChange => b"jalin/v1/catalog-change\0",
+            Domain::MembershipOp => b"jalin/v1/membership-op\0",
+            Domain::Invite => b"jalin/v1/invite\0",
+            Domain::Acceptance => b"jalin/v1/acceptance\0",
+            Domain::AgreementVersion => b"jalin/v1/agreement-version\0",
+            Domain::AgreementSignature => b"jalin/v1/agreement-signature\0",
         }
     }
 }

@@ -1,0 +1,919 @@
+//! The consortia this library belongs to: their membership logs, invites and agreements,
+//! kept in sled beside the catalog.
+//!
+//! sled keys (one tree, `consortia`), each after a kind byte and the consortium id:
+//!
+//! ```text
+//! o | consortium | op id        -> a membership operation (in the log, or waiting for parents)
+//! v | consortium | version id   -> an agreement version
+//! g | consortium | signature id -> a signature on a version
+//! i | consortium | invite id    -> an invite this library issued (JSON: ticket, used by)
+//! j | consortium                -> a ticket this library accepted (it is joining)
+//! q | consortium | doc id       -> a document of a consortium not known here yet
+//! ```
+//!
+//! Every write is flushed before it is reported. A document is stored only once it passed
+//! every check; what fails is reported and changes nothing.
+
+use ed25519_dalek::SigningKey;
+use jalin_protocol::consortium::agreement::{
+    self, check_signature, parse_draft, AgreementSignature, AgreementStatus, AgreementVersion,
+    Agreements,
+};
+use jalin_protocol::consortium::document::{DocError, Hash32, Signed};
+use jalin_protocol::consortium::log::{
+    self as mlog, check_acceptance, Acceptance, Action, Inserted, Invite, Log, MemberState, Op,
+    Role,
+};
+use jalin_protocol::consortium::{read_documents, Document};
+use jalin_protocol::signing::LibraryId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Documents of unknown consortia kept, at most.
+const ORPHANS_MAX: usize = 10_000;
+
+/// What goes wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsortiumError {
+    /// A document is wrong.
+    #[error("{0}")]
+    Document(#[from] DocError),
+    /// Something named is not here.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not allowed, or not possible in this state.
+    #[error("{0}")]
+    Refused(String),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+/// One consortium as this node holds it.
+#[derive(Clone, Debug)]
+pub struct Consortium {
+    /// The membership log.
+    pub log: Log,
+    /// Agreement versions and signatures.
+    pub agreements: Agreements,
+}
+
+/// An invite this library issued.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IssuedInvite {
+    /// The ticket.
+    pub ticket: String,
+    /// The operation that used it.
+    pub used_by: Option<Hash32>,
+}
+
+/// One line of a consortium at a glance.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Its id.
+    pub id: Hash32,
+    /// Its name.
+    pub name: String,
+    /// Current members.
+    pub members: usize,
+    /// This library's role, if a member.
+    pub role: Option<Role>,
+    /// Agreements.
+    pub agreements: usize,
+}
+
+/// What importing a text of documents did, line by line.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    /// `(line, what happened)` for documents taken in (or already here).
+    pub taken: Vec<(usize, String)>,
+    /// `(line, why not)` for documents refused.
+    pub refused: Vec<(usize, String)>,
+}
+
+/// The consortia of one library.
+pub struct Consortia {
+    db: sled::Db,
+    tree: sled::Tree,
+    key: SigningKey,
+    library: LibraryId,
+    name: String,
+    code: String,
+    held: Mutex<BTreeMap<Hash32, Consortium>>,
+}
+
+fn key(kind: u8, consortium: &Hash32, id: Option<&Hash32>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(65);
+    key.push(kind);
+    key.extend_from_slice(&consortium.0);
+    if let Some(id) = id {
+        key.extend_from_slice(&id.0);
+    }
+    key
+}
+
+fn random16() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    // getrandom fails only where no OS randomness exists; a zero nonce is then still
+    // unique enough for a consortium name, and an invite's secret is checked by id.
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+}
+
+impl Consortia {
+    /// Opens the consortia stored in `db`, for the library with `key`.
+    pub fn open(
+        db: sled::Db,
+        key: SigningKey,
+        name: &str,
+        code: &str,
+    ) -> Result<Consortia, ConsortiumError> {
+        let tree = db.open_tree("consortia")?;
+        let library = LibraryId::from_key(&key.verifying_key());
+        let consortia = Consortia {
+            db,
+            tree,
+            key,
+            library,
+            name: name.to_string(),
+            code: code.to_string(),
+            held: Mutex::new(BTreeMap::new()),
+        };
+        consortia.load()?;
+        Ok(consortia)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<Hash32, Consortium>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load(&self) -> Result<(), ConsortiumError> {
+        let mut ops: BTreeMap<Hash32, Vec<Op>> = BTreeMap::new();
+        for item in self.tree.scan_prefix([b'o']) {
+            let (k, v) = item?;
+            let Some(consortium) = k.get(1..33).and_then(|b| b.try_into().ok()) else {
+                continue;
+            };
+            match Signed::from_bytes(&v) {
+                Ok(op) => ops.entry(Hash32(consortium)).or_default().push(op),
+                Err(error) => tracing::warn!("skipping a damaged stored operation: {error}"),
+            }
+        }
+        let mut held = self.held();
+        for (id, list) in ops {
+            let (genesis, rest): (Vec<Op>, Vec<Op>) = list
+                .into_iter()
+                .partition(|op| op.body.consortium.is_none());
+            let Some(genesis) = genesis.into_iter().next() else {
+                continue;
+            };
+            let mut log = Log::new(genesis)?;
+            for op in rest {
+                if let Err(error) = log.insert(op) {
+                    tracing::warn!(
+                        "a stored operation of {} no longer applies: {error}",
+                        id.short()
+                    );
+                }
+            }
+            let mut agreements = Agreements::default();
+            for item in self.tree.scan_prefix(key(b'v', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(version) = Signed::<AgreementVersion>::from_bytes(&v) {
+                    agreements.versions.insert(version.id(), version);
+                }
+            }
+            for item in self.tree.scan_prefix(key(b'g', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(signature) = Signed::<AgreementSignature>::from_bytes(&v) {
+                    agreements.signatures.insert(signature.id(), signature);
+                }
+            }
+            held.insert(id, Consortium { log, agreements });
+        }
+        Ok(())
+    }
+
+    /// This library's id.
+    pub fn library(&self) -> LibraryId {
+        self.library
+    }
+
+    /// Every consortium held here.
+    pub fn list(&self) -> Vec<Summary> {
+        self.held()
+            .values()
+            .map(|c| {
+                let state = c.log.state();
+                Summary {
+                    id: c.log.id(),
+                    name: c.log.name().to_string(),
+                    members: state.members.len(),
+                    role: state.role(&self.library),
+                    agreements: c.agreements.ids().len(),
+                }
+            })
+            .collect()
+    }
+
+    /// The consortium named by `id` (a unique prefix of its hex id will do), or the only
+    /// one held when `id` is `None`.
+    pub fn resolve(&self, id: Option<&str>) -> Result<Hash32, ConsortiumError> {
+        let held = self.held();
+        let ids: Vec<Hash32> = held.keys().copied().collect();
+        resolve_prefix(
+            &ids,
+            id,
+            "consortium",
+            "jalin consortium create or jalin join",
+        )
+    }
+
+    /// A copy of a consortium.
+    pub fn get(&self, id: &Hash32) -> Result<Consortium, ConsortiumError> {
+        self.held()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ConsortiumError::NotFound(format!("no consortium {}", id.short())))
+    }
+
+    /// Founds a consortium with this library as its first admin.
+    pub fn create(&self, name: &str, now_ms: u64) -> Result<Hash32, ConsortiumError> {
+        if name.trim().is_empty() {
+            return Err(ConsortiumError::Refused("a consortium needs a name".into()));
+        }
+        let genesis = mlog::genesis(
+            &self.key,
+            name.trim(),
+            &self.name,
+            &self.code,
+            random16(),
+            now_ms,
+        );
+        let log = Log::new(genesis.clone())?;
+        let id = log.id();
+        self.tree
+            .insert(key(b'o', &id, Some(&id)), genesis.to_bytes())?;
+        self.db.flush()?;
+        self.held().insert(
+            id,
+            Consortium {
+                log,
+                agreements: Agreements::default(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn require_role(
+        &self,
+        consortium: &Consortium,
+        role: Role,
+        what: &str,
+    ) -> Result<(), ConsortiumError> {
+        match consortium.log.state().role(&self.library) {
+            Some(have) if have >= role => Ok(()),
+            Some(_) => Err(ConsortiumError::Refused(format!(
+                "only admins {what}; this library is a member"
+            ))),
+            None => Err(ConsortiumError::Refused(format!(
+                "this library is not a member of {}",
+                consortium.log.name()
+            ))),
+        }
+    }
+
+    /// Makes an invite (a ticket) to join `id`; only admins invite.
+    pub fn invite(
+        &self,
+        id: &Hash32,
+        role: Role,
+        expires_ms: u64,
+        note: &str,
+        addresses: Vec<String>,
+        now_ms: u64,
+    ) -> Result<Signed<Invite>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Admin, "invite")?;
+        if expires_ms <= now_ms {
+            return Err(ConsortiumError::Refused(
+                "an invite must expire in the future".into(),
+            ));
+        }
+        let invite = Signed::sign(
+            &self.key,
+            Invite {
+                consortium: *id,
+                consortium_name: consortium.log.name().to_string(),
+                inviter_name: self.name.clone(),
+                role,
+                created_ms: now_ms,
+                expires_ms,
+                secret: random16(),
+                note: note.to_string(),
+                addresses,
+            },
+        );
+        let issued = IssuedInvite {
+            ticket: invite.to_text(),
+            used_by: None,
+        };
+        self.tree.insert(
+            key(b'i', id, Some(&invite.id())),
+            serde_json::to_vec(&issued).unwrap_or_default(),
+        )?;
+        self.db.flush()?;
+        Ok(invite)
+    }
+
+    /// Invites this library issued for `id`.
+    pub fn issued_invites(&self, id: &Hash32) -> Result<Vec<IssuedInvite>, ConsortiumError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(key(b'i', id, None)) {
+            let (_, v) = item?;
+            if let Ok(issued) = serde_json::from_slice(&v) {
+                out.push(issued);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Accepts a ticket: the acceptance this library signs, to go back to the inviter.
+    pub fn join(
+        &self,
+        ticket: &str,
+        addresses: Vec<String>,
+        now_ms: u64,
+    ) -> Result<Signed<Acceptance>, ConsortiumError> {
+        let invite = Signed::<Invite>::from_text(ticket)?;
+        if invite.author == self.library {
+            return Err(ConsortiumError::Refused(
+                "this ticket was made by this library; give it to the library you invite".into(),
+            ));
+        }
+        if now_ms > invite.body.expires_ms {
+            return Err(DocError::Expired {
+                expired_ms: invite.body.expires_ms,
+                at_ms: now_ms,
+            }
+            .into());
+        }
+        if let Some(consortium) = self.held().get(&invite.body.consortium) {
+            if consortium.log.state().members.contains_key(&self.library) {
+                return Err(ConsortiumError::Refused(format!(
+                    "this library is already a member of {}",
+                    consortium.log.name()
+                )));
+            }
+        }
+        let acceptance = Signed::sign(
+            &self.key,
+            Acceptance {
+                consortium: invite.body.consortium,
+                invite: invite.clone(),
+                name: self.name.clone(),
+                code: self.code.clone(),
+                time_ms: now_ms,
+                addresses,
+            },
+        );
+        check_acceptance(&acceptance, None)?;
+        self.tree
+            .insert(key(b'j', &invite.body.consortium, None), invite.to_bytes())?;
+        self.db.flush()?;
+        Ok(acceptance)
+    }
+
+    /// Turns an acceptance of one of this library's invites into an "add" in the log.
+    pub fn accept(&self, text: &str, now_ms: u64) -> Result<Op, ConsortiumError> {
+        let acceptance = Signed::<Acceptance>::from_text(text)?;
+        let id = acceptance.body.consortium;
+        let invite_id = acceptance.body.invite.id();
+        let Some(issued) = self.tree.get(key(b'i', &id, Some(&invite_id)))? else {
+            if !self.held().contains_key(&id) {
+                return Err(DocError::WrongConsortium {
+                    expected: self
+                        .held()
+                        .keys()
+                        .next()
+                        .copied()
+                        .unwrap_or(Hash32([0; 32])),
+                    found: id,
+                }
+                .into());
+            }
+            return Err(ConsortiumError::Refused(
+                "this acceptance answers an invite this library did not issue".into(),
+            ));
+        };
+        let issued: IssuedInvite = serde_json::from_slice(&issued)
+            .map_err(|e| ConsortiumError::Refused(format!("stored invite damaged: {e}")))?;
+        if let Some(by) = issued.used_by {
+            return Err(DocError::InviteUsed {
+                invite: invite_id,
+                by,
+            }
+            .into());
+        }
+        check_acceptance(&acceptance, Some(id))?;
+        let expires_ms = acceptance.body.invite.body.expires_ms;
+        if now_ms > expires_ms {
+            return Err(DocError::Expired {
+                expired_ms: expires_ms,
+                at_ms: now_ms,
+            }
+            .into());
+        }
+        let mut held = self.held();
+        let consortium = held
+            .get_mut(&id)
+            .ok_or_else(|| ConsortiumError::NotFound(format!("no consortium {}", id.short())))?;
+        let op = mlog::make_op(
+            &self.key,
+            &consortium.log,
+            Action::Add {
+                acceptance: Box::new(acceptance),
+            },
+            now_ms,
+        );
+        let mut log = consortium.log.clone();
+        log.insert(op.clone())?;
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b'o', &id, Some(&op.id())), op.to_bytes());
+        let used = IssuedInvite {
+            used_by: Some(op.id()),
+            ..issued
+        };
+        batch.insert(
+            key(b'i', &id, Some(&invite_id)),
+            serde_json::to_vec(&used).unwrap_or_default(),
+        );
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        consortium.log = log;
+        Ok(op)
+    }
+
+    /// Makes and stores a membership operation by this library.
+    fn act(&self, id: &Hash32, action: Action, now_ms: u64) -> Result<Op, ConsortiumError> {
+        let mut held = self.held();
+        let consortium = held
+            .get_mut(id)
+            .ok_or_else(|| ConsortiumError::NotFound(format!("no consortium {}", id.short())))?;
+        let op = mlog::make_op(&self.key, &consortium.log, action, now_ms);
+        let mut log = consortium.log.clone();
+        log.insert(op.clone())?;
+        self.tree
+            .insert(key(b'o', id, Some(&op.id())), op.to_bytes())?;
+        self.db.flush()?;
+        consortium.log = log;
+        Ok(op)
+    }
+
+    /// Removes a member (admins only).
+    pub fn remove(
+        &self,
+        id: &Hash32,
+        member: LibraryId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Op, ConsortiumError> {
+        self.act(
+            id,
+            Action::Remove {
+                member,
+                reason: reason.to_string(),
+            },
+            now_ms,
+        )
+    }
+
+    /// Changes a member's role (admins only).
+    pub fn set_role(
+        &self,
+        id: &Hash32,
+        member: LibraryId,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<Op, ConsortiumError> {
+        self.act(id, Action::ChangeRole { member, role }, now_ms)
+    }
+
+    /// This library leaves.
+    pub fn leave(&self, id: &Hash32, now_ms: u64) -> Result<Op, ConsortiumError> {
+        self.act(id, Action::Leave, now_ms)
+    }
+
+    /// Finds a member by hex key, key prefix, fingerprint or code.
+    pub fn find_member(&self, id: &Hash32, who: &str) -> Result<LibraryId, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let state = consortium.log.state();
+        let wanted = who.trim().to_lowercase().replace('-', "");
+        let found: Vec<LibraryId> = state
+            .members
+            .values()
+            .chain(state.former.values().map(|(m, _, _)| m))
+            .filter(|m| {
+                m.code.eq_ignore_ascii_case(who.trim())
+                    || (wanted.len() >= 8 && m.library.to_hex().starts_with(&wanted))
+            })
+            .map(|m| m.library)
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(ConsortiumError::NotFound(format!(
+                "no member {who:?} (give its code, fingerprint or key)"
+            ))),
+            _ => Err(ConsortiumError::Refused(format!(
+                "{who:?} names more than one library; give more of its key"
+            ))),
+        }
+    }
+
+    /// Takes in a text of documents (one per line): membership operations, agreement
+    /// versions and signatures, of any consortium, in any order.
+    pub fn import(&self, text: &str) -> Result<ImportReport, ConsortiumError> {
+        let mut report = ImportReport::default();
+        let mut documents: Vec<(usize, Document)> = Vec::new();
+        for (line, document) in read_documents(text) {
+            match document {
+                Ok(document) => documents.push((line, document)),
+                Err(error) => report.refused.push((line, format!("line {line}: {error}"))),
+            }
+        }
+        // Genesis operations first, so a file carries a whole consortium in any order.
+        documents.sort_by_key(|(line, d)| {
+            (
+                !matches!(d, Document::Op(op) if op.body.consortium.is_none()),
+                *line,
+            )
+        });
+        for (line, document) in documents {
+            match self.take(document) {
+                Ok(what) => report.taken.push((line, what)),
+                Err(error) => report.refused.push((line, format!("line {line}: {error}"))),
+            }
+        }
+        report.taken.sort();
+        report.refused.sort();
+        self.db.flush()?;
+        Ok(report)
+    }
+
+    /// Takes one document in (not flushed: the caller flushes).
+    fn take(&self, document: Document) -> Result<String, ConsortiumError> {
+        match document {
+            Document::Op(op) => self.take_op(op),
+            Document::Version(version) => {
+                let id = version.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, version.id(), &Document::Version(version));
+                }
+                AgreementVersion::check(&version, id)?;
+                let vid = version.id();
+                let mut held = self.held();
+                let Some(consortium) = held.get_mut(&id) else {
+                    return Err(ConsortiumError::NotFound("consortium gone".into()));
+                };
+                if consortium.agreements.versions.contains_key(&vid) {
+                    return Ok(format!("agreement version {} already here", vid.short()));
+                }
+                self.tree
+                    .insert(key(b'v', &id, Some(&vid)), version.to_bytes())?;
+                consortium.agreements.versions.insert(vid, version);
+                Ok(format!("agreement version {} taken", vid.short()))
+            }
+            Document::Signature(signature) => {
+                let id = signature.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, signature.id(), &Document::Signature(signature));
+                }
+                check_signature(&signature, id)?;
+                let sid = signature.id();
+                let mut held = self.held();
+                let Some(consortium) = held.get_mut(&id) else {
+                    return Err(ConsortiumError::NotFound("consortium gone".into()));
+                };
+                if consortium.agreements.signatures.contains_key(&sid) {
+                    return Ok(format!("signature {} already here", sid.short()));
+                }
+                self.tree
+                    .insert(key(b'g', &id, Some(&sid)), signature.to_bytes())?;
+                consortium.agreements.signatures.insert(sid, signature);
+                Ok(format!("signature {} taken", sid.short()))
+            }
+            Document::Invite(_) => Err(ConsortiumError::Refused(
+                "this is an invite: use `jalin join` with it".into(),
+            )),
+            Document::Acceptance(_) => Err(ConsortiumError::Refused(
+                "this is an acceptance: use `jalin consortium accept` with it".into(),
+            )),
+        }
+    }
+
+    fn keep_orphan(
+        &self,
+        consortium: Hash32,
+        id: Hash32,
+        document: &Document,
+    ) -> Result<String, ConsortiumError> {
+        if self.tree.scan_prefix([b'q']).count() >= ORPHANS_MAX {
+            return Err(ConsortiumError::Refused(format!(
+                "consortium {} is not known here, and {ORPHANS_MAX} documents already wait for theirs",
+                consortium.short()
+            )));
+        }
+        self.tree.insert(
+            key(b'q', &consortium, Some(&id)),
+            document.to_text().into_bytes(),
+        )?;
+        Ok(format!(
+            "kept until the genesis of consortium {} arrives",
+            consortium.short()
+        ))
+    }
+
+    fn take_op(&self, op: Op) -> Result<String, ConsortiumError> {
+        let op_id = op.id();
+        let Some(id) = op.body.consortium else {
+            // A genesis: a consortium new here, or one already held.
+            let log = Log::new(op.clone())?;
+            let id = log.id();
+            if self.held().contains_key(&id) {
+                return Ok(format!("genesis of {} already here", log.name()));
+            }
+            self.tree.insert(key(b'o', &id, Some(&id)), op.to_bytes())?;
+            let name = log.name().to_string();
+            self.held().insert(
+                id,
+                Consortium {
+                    log,
+                    agreements: Agreements::default(),
+                },
+            );
+            // Documents that waited for this consortium.
+            let mut orphans = Vec::new();
+            for item in self.tree.scan_prefix(key(b'q', &id, None)) {
+                let (k, v) = item?;
+                self.tree.remove(k)?;
+                orphans.push(String::from_utf8_lossy(&v).into_owned());
+            }
+            for text in orphans {
+                if let Ok(document) = Document::from_text(&text) {
+                    if let Err(error) = self.take(document) {
+                        tracing::warn!("a document that waited for {name} is refused: {error}");
+                    }
+                }
+            }
+            return Ok(format!("consortium {name} ({}) taken", id.short()));
+        };
+        if !self.held().contains_key(&id) {
+            return self.keep_orphan(id, op_id, &Document::Op(op));
+        }
+        let mut held = self.held();
+        let Some(consortium) = held.get_mut(&id) else {
+            return Err(ConsortiumError::NotFound("consortium gone".into()));
+        };
+        let mut log = consortium.log.clone();
+        let inserted = log.insert(op.clone())?;
+        let what = match &inserted {
+            Inserted::Duplicate => return Ok(format!("operation {} already here", op_id.short())),
+            Inserted::Pending { missing } => format!(
+                "operation {} waits for {} earlier operation(s)",
+                op_id.short(),
+                missing.len()
+            ),
+            Inserted::Applied { applied, refused } => {
+                for (refused_id, error) in refused {
+                    self.tree.remove(key(b'o', &id, Some(refused_id)))?;
+                    tracing::warn!("waiting operation {} refused: {error}", refused_id.short());
+                }
+                format!(
+                    "operation {} applied{}",
+                    op_id.short(),
+                    if applied.len() > 1 {
+                        format!(" (and {} that waited for it)", applied.len() - 1)
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        };
+        self.tree
+            .insert(key(b'o', &id, Some(&op_id)), op.to_bytes())?;
+        consortium.log = log;
+        Ok(what)
+    }
+
+    /// Every document of a consortium, one per line: what another member needs to have
+    /// the same log and agreements.
+    pub fn export(&self, id: &Hash32) -> Result<String, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let mut out = format!(
+            "# Jalin consortium \"{}\" ({}): membership operations, agreement versions and signatures.\n# Take them in with: jalin consortium import THIS-FILE\n",
+            consortium.log.name(),
+            id
+        );
+        for op in consortium.log.ops() {
+            out.push_str(&op.to_text());
+            out.push('\n');
+        }
+        for op in consortium.log.pending() {
+            out.push_str(&op.to_text());
+            out.push('\n');
+        }
+        for version in consortium.agreements.versions.values() {
+            out.push_str(&version.to_text());
+            out.push('\n');
+        }
+        for signature in consortium.agreements.signatures.values() {
+            out.push_str(&signature.to_text());
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// The member set.
+    pub fn members(&self, id: &Hash32) -> Result<MemberState, ConsortiumError> {
+        Ok(self.get(id)?.log.state())
+    }
+
+    /// Drafts a new agreement from a file's text (terms in front matter, then Markdown).
+    pub fn draft(&self, id: &Hash32, file: &str, now_ms: u64) -> Result<Hash32, ConsortiumError> {
+        self.write_version(id, None, file, now_ms)
+    }
+
+    /// A new version of agreement `agreement`, amending its newest version.
+    pub fn amend(
+        &self,
+        id: &Hash32,
+        agreement: &Hash32,
+        file: &str,
+        now_ms: u64,
+    ) -> Result<Hash32, ConsortiumError> {
+        self.write_version(id, Some(agreement), file, now_ms)
+    }
+
+    fn write_version(
+        &self,
+        id: &Hash32,
+        agreement: Option<&Hash32>,
+        file: &str,
+        now_ms: u64,
+    ) -> Result<Hash32, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "draft")?;
+        let (title, terms, text) = parse_draft(file)?;
+        let previous = match agreement {
+            None => None,
+            Some(agreement) => {
+                let chain = consortium.agreements.chain(agreement);
+                let Some((last, _)) = chain.last() else {
+                    return Err(ConsortiumError::NotFound(format!(
+                        "no agreement {}",
+                        agreement.short()
+                    )));
+                };
+                Some(*last)
+            }
+        };
+        let version = Signed::sign(
+            &self.key,
+            AgreementVersion {
+                consortium: *id,
+                agreement: agreement.copied(),
+                previous,
+                title,
+                text,
+                terms,
+                time_ms: now_ms,
+            },
+        );
+        AgreementVersion::check(&version, *id)?;
+        let vid = version.id();
+        self.tree
+            .insert(key(b'v', id, Some(&vid)), version.to_bytes())?;
+        self.db.flush()?;
+        if let Some(consortium) = self.held().get_mut(id) {
+            consortium.agreements.versions.insert(vid, version);
+        }
+        Ok(vid)
+    }
+
+    /// The agreement named by a unique prefix of its id (or the only one).
+    pub fn resolve_agreement(
+        &self,
+        id: &Hash32,
+        agreement: Option<&str>,
+    ) -> Result<Hash32, ConsortiumError> {
+        let ids = self.get(id)?.agreements.ids();
+        resolve_prefix(&ids, agreement, "agreement", "jalin agreement draft")
+    }
+
+    /// Signs the newest version of an agreement (or `version`, a prefix of its id).
+    pub fn sign(
+        &self,
+        id: &Hash32,
+        agreement: &Hash32,
+        version: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Hash32, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "sign")?;
+        let chain: Vec<Hash32> = consortium
+            .agreements
+            .chain(agreement)
+            .iter()
+            .map(|(vid, _)| *vid)
+            .collect();
+        let target = match version {
+            None => chain.last().copied().ok_or_else(|| {
+                ConsortiumError::NotFound(format!("no agreement {}", agreement.short()))
+            })?,
+            Some(prefix) => resolve_prefix(&chain, Some(prefix), "version", "")?,
+        };
+        let signature = Signed::sign(
+            &self.key,
+            AgreementSignature {
+                consortium: *id,
+                version: target,
+                time_ms: now_ms,
+            },
+        );
+        let sid = signature.id();
+        self.tree
+            .insert(key(b'g', id, Some(&sid)), signature.to_bytes())?;
+        self.db.flush()?;
+        if let Some(consortium) = self.held().get_mut(id) {
+            consortium.agreements.signatures.insert(sid, signature);
+        }
+        Ok(target)
+    }
+
+    /// Where an agreement stands.
+    pub fn agreement_status(
+        &self,
+        id: &Hash32,
+        agreement: &Hash32,
+    ) -> Result<(AgreementStatus, Consortium), ConsortiumError> {
+        let consortium = self.get(id)?;
+        let status = consortium
+            .agreements
+            .status(agreement, &consortium.log.state())
+            .ok_or_else(|| {
+                ConsortiumError::NotFound(format!("no agreement {}", agreement.short()))
+            })?;
+        Ok((status, consortium))
+    }
+
+    /// The printable, self-checking HTML of an agreement.
+    pub fn export_agreement(
+        &self,
+        id: &Hash32,
+        agreement: &Hash32,
+    ) -> Result<String, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let documents = agreement::bundle(&consortium.log, &consortium.agreements, agreement);
+        Ok(agreement::render_html(&documents)?)
+    }
+}
+
+/// The one id in `ids` that starts with `prefix` (hex), or the only id when no prefix.
+fn resolve_prefix(
+    ids: &[Hash32],
+    prefix: Option<&str>,
+    what: &str,
+    how: &str,
+) -> Result<Hash32, ConsortiumError> {
+    match prefix {
+        None => match ids {
+            [one] => Ok(*one),
+            [] => Err(ConsortiumError::NotFound(if how.is_empty() {
+                format!("no {what} here")
+            } else {
+                format!("no {what} here yet ({how})")
+            })),
+            _ => Err(ConsortiumError::Refused(format!(
+                "there are {} {what}s here: name one by (the start of) its id",
+                ids.len()
+            ))),
+        },
+        Some(prefix) => {
+            let prefix = prefix.trim().to_lowercase();
+            let found: Vec<&Hash32> = ids
+                .iter()
+                .filter(|id| !prefix.is_empty() && id.to_hex().starts_with(&prefix))
+                .collect();
+            match found.as_slice() {
+                [one] => Ok(**one),
+                [] => Err(ConsortiumError::NotFound(format!("no {what} {prefix}"))),
+                _ => Err(ConsortiumError::Refused(format!(
+                    "{prefix} starts the ids of {} {what}s: give more of it",
+                    found.len()
+                ))),
+            }
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! The written cooperation agreement (*surat perjanjian*): versions of a text with
+//! structured terms, linked by hash, and members' signatures on a version.
+//!
+//! A version is in force when enough current members signed it: all of them unless its
+//! terms say a number. An agreement's terms in force are those of its newest version in
+//! force. Versions and signatures by libraries that are not members count for nothing.
+
+use super::document::{dearmor, DocError, Hash32, Kind, Signed};
+use super::log::{Log, MemberState, Op};
+use crate::signing::{Domain, LibraryId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The terms the software applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terms {
+    /// Members share their catalogs in the union catalog.
+    pub union_catalog: bool,
+    /// Members lend to each other.
+    pub interlibrary_loan: bool,
+    /// Members coordinate what they buy.
+    pub coordinated_acquisition: bool,
+    /// Members train each other's staff.
+    pub staff_development: bool,
+    /// Days an item lent to another library may stay there.
+    pub loan_period_days: u32,
+    /// Items one loan request may ask for.
+    pub items_per_request: u32,
+    /// Months between evaluations of the partnership.
+    pub evaluation_period_months: u32,
+    /// Signatures that put a version in force; `None`: all current members.
+    pub signatures_required: Option<u32>,
+}
+
+/// One version of an agreement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementVersion {
+    /// The consortium.
+    pub consortium: Hash32,
+    /// The agreement's id (its first version's id); `None` in the first version.
+    pub agreement: Option<Hash32>,
+    /// The version this one amends; `None` in the first version.
+    pub previous: Option<Hash32>,
+    /// The title.
+    pub title: String,
+    /// The text (Markdown).
+    pub text: String,
+    /// The terms.
+    pub terms: Terms,
+    /// When it was written (ms since 1970).
+    pub time_ms: u64,
+}
+
+impl Kind for AgreementVersion {
+    const DOMAIN: Domain = Domain::AgreementVersion;
+    const LABEL: &'static str = "AGREEMENT";
+}
+
+/// A member's signature on one version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementSignature {
+    /// The consortium.
+    pub consortium: Hash32,
+    /// The version signed (its id: the hash of its signed bytes).
+    pub version: Hash32,
+    /// When (ms since 1970).
+    pub time_ms: u64,
+}
+
+impl Kind for AgreementSignature {
+    const DOMAIN: Domain = Domain::AgreementSignature;
+    const LABEL: &'static str = "SIGNATURE";
+}
+
+/// Texts of agreements: at most this many bytes.
+pub const AGREEMENT_TEXT_MAX: usize = 256 * 1024;
+
+impl AgreementVersion {
+    /// Checks a signed version alone.
+    pub fn check(version: &Signed<AgreementVersion>, consortium: Hash32) -> Result<(), DocError> {
+        version.verify()?;
+        let body = &version.body;
+        if body.consortium != consortium {
+            return Err(DocError::WrongConsortium {
+                expected: consortium,
+                found: body.consortium,
+            });
+        }
+        if body.agreement.is_some() != body.previous.is_some() {
+            return Err(DocError::Invalid(
+                "an amendment names both its agreement and the version it amends".into(),
+            ));
+        }
+        if body.title.trim().is_empty() || body.title.len() > 1024 {
+            return Err(DocError::Invalid(
+                "an agreement needs a title (under 1 KB)".into(),
+            ));
+        }
+        if body.text.len() > AGREEMENT_TEXT_MAX {
+            return Err(DocError::Invalid(format!(
+                "the text is over {} KB",
+                AGREEMENT_TEXT_MAX / 1024
+            )));
+        }
+        Ok(())
+    }
+
+    /// The id of the agreement a signed version belongs to.
+    pub fn agreement_of(version: &Signed<AgreementVersion>) -> Hash32 {
+        version.body.agreement.unwrap_or_else(|| version.id())
+    }
+}
+
+/// Checks a signed signature alone.
+pub fn check_signature(
+    signature: &Signed<AgreementSignature>,
+    consortium: Hash32,
+) -> Result<(), DocError> {
+    signature.verify()?;
+    if signature.body.consortium != consortium {
+        return Err(DocError::WrongConsortium {
+            expected: consortium,
+            found: signature.body.consortium,
+        });
+    }
+    Ok(())
+}
+
+/// Parses an agreement file: TOML front matter between `+++` lines (the title and the
+/// terms), then the text in Markdown.
+pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Front {
+        title: String,
+        #[serde(flatten)]
+        terms: FrontTerms,
+    }
+    #[derive(Deserialize)]
+    struct FrontTerms {
+        union_catalog: bool,
+        interlibrary_loan: bool,
+        coordinated_acquisition: bool,
+        staff_development: bool,
+        loan_period_days: u32,
+        items_per_request: u32,
+        evaluation_period_months: u32,
+        #[serde(default)]
+        signatures_required: Option<toml::Value>,
+    }
+    let file = file
+        .strip_prefix('\u{feff}')
+        .unwrap_or(file)
+        .replace("\r\n", "\n");
+    let example = "start the file with the terms, for example:\n+++\ntitle = \"Perjanjian Kerja Sama\"\nunion_catalog = true\ninterlibrary_loan = true\ncoordinated_acquisition = false\nstaff_development = true\nloan_period_days = 14\nitems_per_request = 3\nevaluation_period_months = 12\nsignatures_required = \"all\"\n+++";
+    let Some(rest) = file.strip_prefix("+++\n") else {
+        return Err(DocError::Invalid(format!("no terms: {example}")));
+    };
+    let Some((front, text)) = rest
+        .split_once("\n+++\n")
+        .or_else(|| rest.strip_suffix("\n+++").map(|front| (front, "")))
+    else {
+        return Err(DocError::Invalid(format!(
+            "the terms are not closed by a line \"+++\": {example}"
+        )));
+    };
+    let parsed: Front = toml::from_str(front)
+        .map_err(|e| DocError::Invalid(format!("in the terms: {}", e.message())))?;
+    let signatures_required = match &parsed.terms.signatures_required {
+        None => None,
+        Some(toml::Value::String(s)) if s == "all" => None,
+        Some(toml::Value::Integer(n)) if *n >= 1 && *n <= i64::from(u32::MAX) => Some(*n as u32),
+        Some(other) => {
+            return Err(DocError::Invalid(format!(
+            "in the terms: signatures_required is \"all\" or a number of at least 1, not {other}"
+        )))
+        }
+    };
+    let t = parsed.terms;
+    Ok((
+        parsed.title,
+        Terms {
+            union_catalog: t.union_catalog,
+            interlibrary_loan: t.interlibrary_loan,
+            coordinated_acquisition: t.coordinated_acquisition,
+            staff_development: t.staff_development,
+            loan_period_days: t.loan_period_days,
+            items_per_request: t.items_per_request,
+            evaluation_period_months: t.evaluation_period_months,
+            signatures_required,
+        },
+        text.trim_start_matches('\n').to_string(),
+    ))
+}
+
+/// One version's standing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionStatus {
+    /// Its id.
+    pub id: Hash32,
+    /// 1 for the first version, 2 for its amendment, ...
+    pub number: usize,
+    /// Who wrote it.
+    pub author: LibraryId,
+    /// Whether the author is a current member.
+    pub by_member: bool,
+    /// Current members who signed it, with when.
+    pub signed_by: BTreeMap<LibraryId, u64>,
+    /// Signatures it needs.
+    pub required: usize,
+    /// Whether it is in force.
+    pub in_force: bool,
+}
+
+/// An agreement's standing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgreementStatus {
+    /// The agreement's id.
+    pub id: Hash32,
+    /// Its versions, oldest first.
+    pub versions: Vec<VersionStatus>,
+    /// The newest version in force.
+    pub in_force: Option<Hash32>,
+}
+
+/// Every version and signature of one consortium.
+#[derive(Clone, Debug, Default)]
+pub struct Agreements {
+    /// Versions by id.
+    pub versions: BTreeMap<Hash32, Signed<AgreementVersion>>,
+    /// Signatures by id.
+    pub signatures: BTreeMap<Hash32, Signed<AgreementSignature>>,
+}
+
+impl Agreements {
+    /// The agreements' ids, oldest first (by time, then id).
+    pub fn ids(&self) -> Vec<Hash32> {
+        let mut firsts: Vec<(u64, Hash32)> = self
+            .versions
+            .iter()
+            .filter(|(_, v)| v.body.agreement.is_none())
+            .map(|(id, v)| (v.body.time_ms, *id))
+            .collect();
+        firsts.sort();
+        firsts.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The versions of agreement `id`, in chain order (a version after the one it amends;
+    /// concurrent amendments by time, then id).
+    pub fn chain(&self, id: &Hash32) -> Vec<(Hash32, &Signed<AgreementVersion>)> {
+        let Some(first) = self.versions.get(id) else {
+            return Vec::new();
+        };
+        let mut out = vec![(*id, first)];
+        let mut frontier = vec![*id];
+        while !frontier.is_empty() {
+            let mut next: Vec<(u64, Hash32, &Signed<AgreementVersion>)> = self
+                .versions
+                .iter()
+                .filter(|(_, v)| {
+                    v.body.agreement == Some(*id)
+                        && v.body.previous.is_some_and(|p| frontier.contains(&p))
+                })
+                .map(|(vid, v)| (v.body.time_ms, *vid, v))
+                .collect();
+            next.sort_by_key(|(time, vid, _)| (*time, *vid));
+            frontier = next.iter().map(|(_, vid, _)| *vid).collect();
+            out.extend(next.into_iter().map(|(_, vid, v)| (vid, v)));
+        }
+        out
+    }
+
+    /// Where agreement `id` stands, given the member set.
+    pub fn status(&self, id: &Hash32, members: &MemberState) -> Option<AgreementStatus> {
+        let chain = self.chain(id);
+        if chain.is_empty() {
+            return None;
+        }
+        let mut versions = Vec::new();
+        let mut in_force = None;
+        for (number, (vid, version)) in chain.iter().enumerate() {
+            let mut signed_by = BTreeMap::new();
+            for signature in self.signatures.values() {
+                if signature.body.version == *vid && members.members.contains_key(&signature.author)
+                {
+                    let time = signed_by.entry(signature.author).or_insert(u64::MAX);
+                    *time = (*time).min(signature.body.time_ms);
+                }
+            }
+            let by_member = members.members.contains_key(&version.author);
+            let required = version
+                .body
+                .terms
+                .signatures_required
+                .map_or(members.members.len(), |n| n as usize)
+                .max(1);
+            let force = by_member && signed_by.len() >= required;
+            if force {
+                in_force = Some(*vid);
+            }
+            versions.push(VersionStatus {
+                id: *vid,
+                number: number + 1,
+                author: version.author,
+                by_member,
+                signed_by,
+                required,
+                in_force: force,
+            });
+        }
+        Some(AgreementStatus {
+            id: *id,
+            versions,
+            in_force,
+        })
+    }
+}
+
+/// The documents an exported agreement carries: the membership log and the agreement's
+/// versions and signatures, each in text form, in a canonical order.
+pub fn bundle(log: &Log, agreements: &Agreements, id: &Hash32) -> Vec<String> {
+    let mut lines: Vec<String> = log.ops().iter().map(|op| op.to_text()).collect();
+    let chain = agreements.chain(id);
+    let ids: BTreeSet<Hash32> = chain.iter().map(|(vid, _)| *vid).collect();
+    lines.extend(chain.iter().map(|(_, v)| v.to_text()));
+    lines.extend(
+        agreements
+            .signatures
+            .values()
+            .filter(|s| ids.contains(&s.body.version))
+            .map(|s| s.to_text()),
+    );
+    lines
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Markdown to HTML, with any HTML in the source shown as text.
+fn markdown(text: &str) -> String {
+    use pulldown_cmark::{Event, Parser};
+    let events = Parser::new(text).map(|event| match event {
+        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+        other => other,
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, events);
+    out
+}
+
+/// A UTC date and time (`2026-11-24 14:05 UTC`) from ms since 1970.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+const BEGIN: &str = "<pre id=\"jalin-documents\">\n";
+const END: &str = "</pre>";
+
+/// The printable HTML of an agreement: its newest version's text and terms, the signature
+/// table, and the signed documents themselves, from which `verify_html` rebuilds the page
+/// to check it. A pure function of the documents.
+pub fn render_html(documents: &[String]) -> Result<String, DocError> {
+    let (log, agreements, id) = load_bundle(documents)?;
+    let state = log.state();
+    let status = agreements
+        .status(&id, &state)
+        .ok_or_else(|| DocError::Invalid("the documents hold no agreement".into()))?;
+    let Some(last) = status.versions.last() else {
+        return Err(DocError::Invalid("the agreement has no version".into()));
+    };
+    let shown = status.in_force.unwrap_or(last.id);
+    let version = &agreements.versions[&shown];
+    let shown_status = status
+        .versions
+        .iter()
+        .find(|v| v.id == shown)
+        .unwrap_or(last);
+    let terms = &version.body.terms;
+    let name_of = |library: &LibraryId| -> String {
+        state
+            .members
+            .get(library)
+            .map(|m| format!("{} ({})", m.name, m.code))
+            .or_else(|| {
+                state
+                    .former
+                    .get(library)
+                    .map(|(m, _, _)| format!("{} ({}), former member", m.name, m.code))
+            })
+            .unwrap_or_else(|| "not a member".to_string())
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut html = String::new();
+    html.push_str("<!DOCTYPE html>\n<html lang=\"id\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html.push_str(&format!("<title>{}</title>\n", escape(&version.body.title)));
+    html.push_str("<style>body{font-family:serif;max-width:46em;margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #444;padding:.3em .6em;text-align:left}pre#jalin-documents{font-size:6pt;white-space:pre-wrap;word-break:break-all;color:#555}@media print{pre#jalin-documents{page-break-before:always}}</style>\n</head>\n<body>\n");
+    html.push_str(&format!("<h1>{}</h1>\n", escape(&version.body.title)));
+    html.push_str(&format!(
+        "<p>Consortium: <strong>{}</strong><br>\nConsortium id: <code>{}</code><br>\nAgreement id: <code>{}</code><br>\nVersion {} of {}, id <code>{}</code>, written {} by {}<br>\nStatus: <strong>{}</strong> ({} of {} signatures required)</p>\n",
+        escape(log.name()),
+        log.id(),
+        id,
+        shown_status.number,
+        status.versions.len(),
+        shown,
+        format_time(version.body.time_ms),
+        escape(&name_of(&version.author)),
+        if shown_status.in_force { "in force" } else { "not in force" },
+        shown_status.signed_by.len(),
+        shown_status.required,
+    ));
+    html.push_str("<h2>Terms</h2>\n<table>\n");
+    for (label, value) in [
+        ("Union catalog", yes(terms.union_catalog).to_string()),
+        (
+            "Interlibrary loan",
+            yes(terms.interlibrary_loan).to_string(),
+        ),
+        (
+            "Coordinated acquisition",
+            yes(terms.coordinated_acquisition).to_string(),
+        ),
+        (
+            "Staff development",
+            yes(terms.staff_development).to_string(),
+        ),
+        ("Loan period (days)", terms.loan_period_days.to_string()),
+        (
+            "Items per loan request",
+            terms.items_per_request.to_string(),
+        ),
+        (
+            "Evaluation every (months)",
+            terms.evaluation_period_months.to_string(),
+        ),
+        (
+            "Signatures required",
+            terms
+                .signatures_required
+                .map_or("all current members".to_string(), |n| n.to_string()),
+        ),
+    ] {
+        html.push_str(&format!(
+            "<tr><th>{label}</th><td>{}</td></tr>\n",
+            escape(&value)
+        ));
+    }
+    html.push_str("</table>\n<h2>Text</h2>\n");
+    html.push_str(&markdown(&version.body.text));
+    html.push_str("<h2>Signatures</h2>\n<table>\n<tr><th>Library</th><th>Key fingerprint</th><th>Signed</th></tr>\n");
+    for (library, time) in &shown_status.signed_by {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+            escape(&name_of(library)),
+            library.fingerprint(),
+            format_time(*time)
+        ));
+    }
+    let unsigned: Vec<&LibraryId> = state
+        .members
+        .keys()
+        .filter(|l| !shown_status.signed_by.contains_key(l))
+        .collect();
+    for library in unsigned {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>not signed</td></tr>\n",
+            escape(&name_of(library)),
+            library.fingerprint()
+        ));
+    }
+    html.push_str("</table>\n<h2>How to check this document</h2>\n<p>Everything above is rebuilt from the signed documents below. To check that nothing was changed and that every signature is valid, run:</p>\n<pre>jalin agreement verify THIS-FILE.html</pre>\n<p>It needs no network and no data directory.</p>\n");
+    html.push_str(BEGIN);
+    for line in documents {
+        html.push_str(line);
+        html.push('\n');
+    }
+    html.push_str(END);
+    html.push_str("\n</body>\n</html>\n");
+    Ok(html)
+}
+
+fn load_bundle(documents: &[String]) -> Result<(Log, Agreements, Hash32), DocError> {
+    let mut ops: Vec<Op> = Vec::new();
+    let mut versions = Vec::new();
+    let mut signatures = Vec::new();
+    for (n, line) in documents.iter().enumerate() {
+        let at = |e: DocError| DocError::Invalid(format!("document {}: {e}", n + 1));
+        let (label, _) = dearmor(line).map_err(at)?;
+        match label.as_str() {
+            "OP" => ops.push(Signed::from_text(line).map_err(at)?),
+            "AGREEMENT" => versions.push(Signed::<AgreementVersion>::from_text(line).map_err(at)?),
+            "SIGNATURE" => {
+                signatures.push(Signed::<AgreementSignature>::from_text(line).map_err(at)?)
+            }
+            other => {
+                return Err(at(DocError::Invalid(format!(
+                    "unexpected {other} document"
+                ))))
+            }
+        }
+    }
+    let genesis_at = ops
+        .iter()
+        .position(|op| op.body.consortium.is_none())
+        .ok_or_else(|| DocError::Invalid("the documents hold no consortium genesis".into()))?;
+    let mut log = Log::new(ops.remove(genesis_at))?;
+    for op in ops {
+        log.insert(op)?;
+    }
+    if log.pending().next().is_some() {
+        return Err(DocError::Invalid(
+            "some membership operations name operations that are not there".into(),
+        ));
+    }
+    let mut agreements = Agreements::default();
+    for version in versions {
+        AgreementVersion::check(&version, log.id())?;
+        agreements.versions.insert(version.id(), version);
+    }
+    for signature in signatures {
+        check_signature(&signature, log.id())?;
+        if !agreements.versions.contains_key(&signature.body.version) {
+            return Err(DocError::Invalid(format!(
+                "a signature by {} is over version {}, which is not in the document",
+                signature.author.fingerprint(),
+                signature.body.version.short()
+            )));
+        }
+        agreements.signatures.insert(signature.id(), signature);
+    }
+    let ids = agreements.ids();
+    let [id] = ids.as_slice() else {
+        return Err(DocError::Invalid(format!(
+            "the documents hold {} agreements, not one",
+            ids.len()
+        )));
+    };
+    Ok((log, agreements, *id))
+}
+
+/// What `verify_html` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    /// The consortium's name.
+    pub consortium: String,
+    /// The agreement's standing.
+    pub status: AgreementStatus,
+    /// Names of the libraries that signed the version shown, with fingerprints.
+    pub signers: Vec<(String, String)>,
+}
+
+/// Checks an exported agreement by itself: every signed document inside verifies, and the
+/// page is exactly what those documents make (so no word of it was changed).
+pub fn verify_html(html: &str) -> Result<Verified, DocError> {
+    let html = html.replace("\r\n", "\n");
+    let start = html.find(BEGIN).ok_or_else(|| {
+        DocError::Invalid(
+            "no signed documents in this file (was it exported by `jalin agreement export`?)"
+                .into(),
+        )
+    })? + BEGIN.len();
+    let end = html[start..]
+        .find(END)
+        .ok_or_else(|| DocError::Invalid("the signed documents are cut off".into()))?
+        + start;
+    let documents: Vec<String> = html[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let rebuilt = render_html(&documents)?;
+    if rebuilt != html {
+        let line = rebuilt
+            .lines()
+            .zip(html.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| rebuilt.lines().count().min(html.lines().count()))
+            + 1;
+        return Err(DocError::Invalid(format!(
+            "the page differs from what its signed documents say, from line {line} on: it was changed after export"
+        )));
+    }
+    let (log, agreements, id) = load_bundle(&documents)?;
+    let state = log.state();
+    let status = agreements
+        .status(&id, &state)
+        .ok_or_else(|| DocError::Invalid("no agreement".into()))?;
+    let shown = status
+        .in_force
+        .or_else(|| status.versions.last().map(|v| v.id));
+    let signers = status
+        .versions
+        .iter()
+        .filter(|v| Some(v.id) == shown)
+        .flat_map(|v| v.signed_by.keys())
+        .map(|l| {
+            (
+                state
+                    .members
+                    .get(l)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+                l.fingerprint(),
+            )
+        })
+        .collect();
+    Ok(Verified {
+        consortium: log.name().to_string(),
+        status,
+        signers,
+    })
+}

@@ -1,0 +1,73 @@
+//! A consortium's documents: invites, acceptances, the membership log, agreements.
+//!
+//! Every fact of a partnership is a document signed by the library that asserts it
+//! ([`document::Signed`]); every member can check every signature, and the documents
+//! travel as one line of text each, so a consortium works by chat or on paper before (and
+//! without) the network.
+
+pub mod agreement;
+pub mod document;
+pub mod log;
+
+use agreement::{AgreementSignature, AgreementVersion};
+use document::{dearmor, DocError, Signed};
+use log::{Acceptance, Invite, Op};
+
+/// Any consortium document, as read from text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Document {
+    /// A membership operation.
+    Op(Op),
+    /// An invite (a ticket).
+    Invite(Signed<Invite>),
+    /// An acceptance of an invite.
+    Acceptance(Signed<Acceptance>),
+    /// A version of an agreement.
+    Version(Signed<AgreementVersion>),
+    /// A signature on a version.
+    Signature(Signed<AgreementSignature>),
+}
+
+impl Document {
+    /// Reads one document in text form, whichever its kind.
+    pub fn from_text(text: &str) -> Result<Document, DocError> {
+        let (label, _) = dearmor(text)?;
+        Ok(match label.as_str() {
+            "OP" => Document::Op(Signed::from_text(text)?),
+            "INVITE" => Document::Invite(Signed::from_text(text)?),
+            "ACCEPTANCE" => Document::Acceptance(Signed::from_text(text)?),
+            "AGREEMENT" => Document::Version(Signed::from_text(text)?),
+            "SIGNATURE" => Document::Signature(Signed::from_text(text)?),
+            other => {
+                return Err(DocError::WrongKind {
+                    expected: "op, invite, acceptance, agreement or signature".into(),
+                    found: other.to_lowercase(),
+                })
+            }
+        })
+    }
+
+    /// The document's text form.
+    pub fn to_text(&self) -> String {
+        match self {
+            Document::Op(d) => d.to_text(),
+            Document::Invite(d) => d.to_text(),
+            Document::Acceptance(d) => d.to_text(),
+            Document::Version(d) => d.to_text(),
+            Document::Signature(d) => d.to_text(),
+        }
+    }
+}
+
+/// Reads every document in a text (one per line; blank lines and lines starting with `#`
+/// are skipped), each with its line number or the error that line has.
+pub fn read_documents(text: &str) -> Vec<(usize, Result<Document, DocError>)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with('#')
+        })
+        .map(|(n, line)| (n + 1, Document::from_text(line)))
+        .collect()
+}
