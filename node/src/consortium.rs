@@ -196,6 +196,12 @@ impl Consortia {
         Ok(())
     }
 
+    /// How many entries the consortia's storage holds (for checks that a refused document
+    /// stored nothing).
+    pub fn stored_count(&self) -> usize {
+        self.tree.len()
+    }
+
     /// This library's id.
     pub fn library(&self) -> LibraryId {
         self.library

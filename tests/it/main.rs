@@ -4,6 +4,7 @@ mod api;
 mod architecture;
 mod catalog;
 mod cli;
+mod consortium;
 mod crash;
 mod formats;
 mod roundtrip;

@@ -267,8 +267,20 @@ impl<T: Kind> Signed<T> {
                 max: DOCUMENT_MAX_BYTES,
             });
         }
+        // The author's key first: a clear error for a bad or non-canonical key.
+        let author: [u8; 32] = bytes
+            .get(..32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| DocError::Malformed("shorter than a key".into()))?;
+        LibraryId::from_bytes(author)?;
         let (doc, rest): (Self, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| {
-            DocError::Malformed(format!("{e} (in a {} document)", T::LABEL.to_lowercase()))
+            let why = match e {
+                postcard::Error::SerdeDeCustom => {
+                    "a key, hash or signature inside is not valid".to_string()
+                }
+                other => other.to_string(),
+            };
+            DocError::Malformed(format!("{why} (in a {} document)", T::LABEL.to_lowercase()))
         })?;
         if !rest.is_empty() {
             return Err(DocError::Malformed(format!(
@@ -298,6 +310,15 @@ impl<T: Kind> Signed<T> {
 
     /// Parses the text form, checking label, checksum, encoding and signature.
     pub fn from_text(text: &str) -> Result<Self, DocError> {
+        // The kind first: "this is an op, not an invite" says more than a checksum.
+        if let Some(label) = label_of(text) {
+            if label != T::LABEL {
+                return Err(DocError::WrongKind {
+                    expected: T::LABEL.to_lowercase(),
+                    found: label.to_lowercase(),
+                });
+            }
+        }
         let (label, bytes) = dearmor(text)?;
         if label != T::LABEL {
             return Err(DocError::WrongKind {
