@@ -173,3 +173,200 @@ fn the_demo_serves_real_records() {
     assert_eq!(terminate(&mut node), Some(0));
     assert!(dir.path().join("jalin-demo/config.toml").exists());
 }
+
+#[test]
+fn a_consortium_formed_by_tickets_through_the_cli_and_the_api() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = dir.path().join("kemiri-lor");
+    let b = dir.path().join("sdn2");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let (code, _, stderr) = jalin(
+        &a,
+        &[
+            "init",
+            "--name",
+            "Perpustakaan Desa Kemiri Lor",
+            "--code",
+            "KEMIRILOR",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = jalin(
+        &b,
+        &[
+            "init",
+            "--name",
+            "Perpustakaan SDN 2 Kemiri",
+            "--code",
+            "SDN2KEMIRI",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    // A runs its node: A's commands go through the API; B works offline.
+    let mut command = Command::new(jalin_binary());
+    command
+        .arg("--data-dir")
+        .arg(&a)
+        .args(["start", "--listen", "127.0.0.1:0"]);
+    let (mut node, url) = start(command);
+    let name = "Jaringan Perpustakaan Desa Kecamatan Kemiri";
+    let (code, stdout, stderr) = jalin(&a, &["consortium", "create", "--name", name]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("first admin"), "{stdout}");
+
+    let (code, stdout, stderr) = jalin(
+        &a,
+        &[
+            "invite",
+            "create",
+            "--expires",
+            "2d",
+            "--note",
+            "for SDN 2",
+            "--qr",
+            &path("ticket.svg"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let ticket = stdout.lines().next().expect("the ticket").to_string();
+    assert!(ticket.starts_with("JALIN-INVITE:"), "{stdout}");
+    assert!(stderr.contains("as member"), "{stderr}");
+    let svg = std::fs::read_to_string(path("ticket.svg")).expect("QR written");
+    assert!(svg.contains("<svg"), "{svg}");
+    let (code, _, stderr) = jalin(&a, &["invite", "create", "--qr", &path("ticket.png")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read(path("ticket.png"))
+        .expect("PNG")
+        .starts_with(b"\x89PNG"));
+
+    // A mistyped ticket is caught by its checksum.
+    let mut mistyped: Vec<char> = ticket.chars().collect();
+    let at = mistyped.len() / 2;
+    mistyped[at] = if mistyped[at] == 'Q' { 'R' } else { 'Q' };
+    let mistyped: String = mistyped.into_iter().collect();
+    let (code, _, stderr) = jalin(&b, &["join", &mistyped]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("mistyped"), "{stderr}");
+
+    let (code, _, stderr) = jalin(&b, &["join", &ticket, "--out", &path("acceptance.txt")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = jalin(&a, &["consortium", "accept", &path("acceptance.txt")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Added Perpustakaan SDN 2 Kemiri"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = jalin(&a, &["consortium", "accept", &path("acceptance.txt")]);
+    assert_eq!(code, 2, "an invite is used once");
+    assert!(stderr.contains("already used"), "{stderr}");
+
+    // The documents travel as a text file.
+    let (code, _, stderr) = jalin(&a, &["consortium", "export", &path("a.txt")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = jalin(&b, &["consortium", "import", &path("a.txt")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("0 refused"), "{stdout}");
+    let (code, stdout, _) = jalin(&b, &["consortium", "members"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("admin  Perpustakaan Desa Kemiri Lor (KEMIRILOR)")
+            && stdout.contains("member Perpustakaan SDN 2 Kemiri (SDN2KEMIRI)")
+            && stdout.contains("added by KEMIRILOR"),
+        "{stdout}"
+    );
+
+    // The agreement: A drafts and signs; B signs; in force with both.
+    std::fs::write(
+        path("mou.md"),
+        "+++\ntitle = \"Perjanjian Kerja Sama\"\nunion_catalog = true\ninterlibrary_loan = true\ncoordinated_acquisition = false\nstaff_development = true\nloan_period_days = 14\nitems_per_request = 3\nevaluation_period_months = 12\n+++\nPara pihak sepakat berbagi katalog.\n",
+    )
+    .expect("writes");
+    let (code, _, stderr) = jalin(&a, &["agreement", "draft", &path("mou.md")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = jalin(&a, &["agreement", "sign"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("1 of 2 signatures"), "{stdout}");
+    jalin(&a, &["consortium", "export", &path("a.txt")]);
+    jalin(&b, &["consortium", "import", &path("a.txt")]);
+    let (code, stdout, _) = jalin(&b, &["agreement", "sign"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("2 of 2 signatures, in force"), "{stdout}");
+    jalin(&b, &["consortium", "export", &path("b.txt")]);
+    let (code, _, _) = jalin(&a, &["consortium", "import", &path("b.txt")]);
+    assert_eq!(code, 0);
+    let (code, stdout, _) = jalin(&a, &["agreement", "show"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("IN FORCE") && stdout.contains("Para pihak"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = jalin(&a, &["agreement", "export", "--out", &path("mou.html")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = jalin(&a, &["agreement", "verify", &path("mou.html")]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("in force"), "{stdout}");
+    let html = std::fs::read_to_string(path("mou.html")).expect("exported");
+    std::fs::write(path("mou.html"), html.replacen("berbagi", "berbagj", 1)).expect("writes");
+    let (code, _, stderr) = jalin(&a, &["agreement", "verify", &path("mou.html")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("NOT VALID"), "{stderr}");
+
+    // The API: reads for everyone, writes with the token, bad requests change nothing.
+    let http = reqwest::blocking::Client::new();
+    let list: serde_json::Value = http
+        .get(format!("{url}/api/consortia"))
+        .send()
+        .expect("answers")
+        .json()
+        .expect("json");
+    let id = list["data"][0]["id"].as_str().expect("an id").to_string();
+    assert_eq!(list["data"][0]["members"], 2);
+    let documents = || {
+        http.get(format!("{url}/api/consortia/{id}/documents"))
+            .send()
+            .expect("answers")
+            .text()
+            .expect("text")
+    };
+    let before = documents();
+    assert_eq!(
+        before.lines().filter(|l| l.starts_with("JALIN-")).count(),
+        5
+    );
+    let create = serde_json::json!({"action": "create", "name": "Another"});
+    let response = http
+        .post(format!("{url}/api/consortium"))
+        .json(&create)
+        .send()
+        .expect("answers");
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let token = std::fs::read_to_string(a.join("api-token")).expect("token");
+    let response = http
+        .post(format!("{url}/api/consortium"))
+        .bearer_auth(token.trim())
+        .body("{not json")
+        .send()
+        .expect("answers");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let forged = serde_json::json!({"action": "accept", "acceptance": mistyped});
+    let response = http
+        .post(format!("{url}/api/consortium"))
+        .bearer_auth(token.trim())
+        .json(&forged)
+        .send()
+        .expect("answers");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let members: serde_json::Value = http
+        .get(format!("{url}/api/consortia/{}", &id[..8]))
+        .send()
+        .expect("answers")
+        .json()
+        .expect("json");
+    assert_eq!(
+        members["data"]["members"].as_object().map(|m| m.len()),
+        Some(2)
+    );
+    assert_eq!(documents(), before, "nothing changed");
+    assert_eq!(terminate(&mut node), Some(0));
+}
