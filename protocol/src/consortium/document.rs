@@ -410,3 +410,111 @@ pub fn label_of(text: &str) -> Option<String> {
     let (label, _) = rest.split_once(':')?;
     Some(label.trim().to_ascii_uppercase())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consortium::log::{Invite, Role};
+
+    fn ticket() -> Signed<Invite> {
+        Signed::sign(
+            &SigningKey::from_bytes(&[4; 32]),
+            Invite {
+                consortium: Hash32([9; 32]),
+                consortium_name: "Jaringan Perpustakaan Desa".into(),
+                inviter_name: "Perpustakaan Desa Kemiri Lor".into(),
+                role: Role::Member,
+                created_ms: 1,
+                expires_ms: 2,
+                secret: [3; 16],
+                note: "untuk SDN 2".into(),
+                addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            },
+        )
+    }
+
+    #[test]
+    fn text_form_round_trips_whatever_the_case_and_line_breaks() {
+        let invite = ticket();
+        let text = invite.to_text();
+        assert!(text.starts_with("JALIN-INVITE:"));
+        assert_eq!(Signed::<Invite>::from_text(&text), Ok(invite.clone()));
+        let wrapped: String = text
+            .to_lowercase()
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                if i % 60 == 59 {
+                    vec![c, '\n', ' ']
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        assert_eq!(Signed::<Invite>::from_text(&wrapped), Ok(invite.clone()));
+        assert_eq!(Signed::<Invite>::from_bytes(&invite.to_bytes()), Ok(invite));
+    }
+
+    #[test]
+    fn every_single_character_mistake_is_caught_before_the_signature() {
+        let text = ticket().to_text();
+        let start = text.find(':').expect("label") + 1;
+        let mut checked = 0;
+        for (i, original) in text.char_indices().skip(start) {
+            for replacement in ['A', 'Q', '7', '2'] {
+                if replacement == original {
+                    continue;
+                }
+                let mut changed = text.clone();
+                changed.replace_range(i..i + 1, &replacement.to_string());
+                let error = Signed::<Invite>::from_text(&changed).expect_err("caught");
+                assert_eq!(error, DocError::Checksum, "position {i}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        // A dropped character, and a character that is not base32.
+        let mut cut = text.clone();
+        cut.remove(text.len() / 2);
+        assert_eq!(Signed::<Invite>::from_text(&cut), Err(DocError::Checksum));
+        let mut bad = text.clone();
+        bad.replace_range(start + 3..start + 4, "1");
+        assert!(matches!(
+            Signed::<Invite>::from_text(&bad),
+            Err(DocError::BadCharacter {
+                position: 4,
+                character: '1'
+            })
+        ));
+    }
+
+    #[test]
+    fn bytes_are_canonical_and_signatures_domain_separated() {
+        let invite = ticket();
+        let mut bytes = invite.to_bytes();
+        bytes.push(0);
+        assert!(matches!(
+            Signed::<Invite>::from_bytes(&bytes),
+            Err(DocError::Malformed(_))
+        ));
+        // The same bytes signed as one kind do not verify as another.
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let message = Signed::<Invite>::message(&invite.author, &invite.body);
+        let signature = signing::sign(&key, Domain::Invite, &message);
+        assert_eq!(
+            signing::verify(&invite.author, Domain::Invite, &message, &signature),
+            Ok(())
+        );
+        for other in [
+            Domain::Acceptance,
+            Domain::MembershipOp,
+            Domain::AgreementSignature,
+        ] {
+            assert_eq!(
+                signing::verify(&invite.author, other, &message, &signature),
+                Err(SignatureError::BadSignature)
+            );
+        }
+        assert_ne!(invite.id(), Hash32([0; 32]));
+    }
+}
