@@ -9,7 +9,8 @@
 //! r | namespace | record id       -> the record as last written (a materialised view)
 //! s | namespace | shard           -> the shard's compacted automerge snapshot
 //! c | namespace | shard | n       -> incremental automerge changes since the snapshot
-//! e | change hash                 -> the signed envelope of a local change
+//! e | change hash                 -> the signed envelope of a change (local or replicated)
+//! h | namespace | shard           -> the shard document's heads (32 bytes each)
 
 //! m | name                        -> node state (sequence number, ...)
 //! ```
@@ -263,13 +264,16 @@ fn key(prefix: u8, namespace: &LibraryId, rest: &[u8]) -> Vec<u8> {
 
 /// Loaded shard documents, the least recently used dropped first.
 struct ShardCache {
-    docs: HashMap<u16, AutoCommit>,
-    order: VecDeque<u16>,
+    docs: HashMap<ShardKey, AutoCommit>,
+    order: VecDeque<ShardKey>,
     capacity: usize,
 }
 
+/// A shard document: whose catalog, which shard.
+type ShardKey = (LibraryId, u16);
+
 impl ShardCache {
-    fn touch(&mut self, shard: u16) {
+    fn touch(&mut self, shard: ShardKey) {
         self.order.retain(|s| *s != shard);
         self.order.push_back(shard);
         while self.order.len() > self.capacity {
@@ -279,10 +283,60 @@ impl ShardCache {
         }
     }
 
-    fn evict(&mut self, shard: u16) {
+    fn evict(&mut self, shard: ShardKey) {
         self.docs.remove(&shard);
         self.order.retain(|s| *s != shard);
     }
+}
+
+fn heads_bytes(heads: &[automerge::ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn heads_from(bytes: &[u8]) -> Vec<[u8; 32]> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| c.try_into().ok())
+        .collect()
+}
+
+/// A change of a shard document as it travels between nodes: the automerge change's bytes
+/// and the owner's signed envelope over its hash.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedChange {
+    /// The owner's signature over namespace, shard and change hash.
+    pub envelope: ChangeEnvelope,
+    /// The automerge change.
+    pub bytes: Vec<u8>,
+}
+
+/// What taking in another library's changes did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteApplied {
+    /// Changes new here.
+    pub changes: usize,
+    /// Records that changed (tombstones included).
+    pub records: Vec<String>,
+}
+
+/// Why another library's changes were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// A change's envelope is not the namespace owner's, or not for this shard.
+    #[error("change {index} of the batch for {namespace} shard {shard}: {reason}")]
+    Refused {
+        /// The namespace.
+        namespace: String,
+        /// The shard.
+        shard: u16,
+        /// Which change (0-based).
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The durable catalog of one node.
@@ -435,26 +489,24 @@ impl Store {
         })
     }
 
-    fn load_shard(&self, shard: u16) -> Result<AutoCommit, StoreError> {
+    fn load_shard(&self, namespace: &LibraryId, shard: u16) -> Result<AutoCommit, StoreError> {
         let fail = |e: automerge::AutomergeError| StoreError::Automerge {
             shard,
             reason: e.to_string(),
         };
-        let snapshot = self
-            .tree
-            .get(key(b's', &self.library, &shard.to_be_bytes()))?;
+        let snapshot = self.tree.get(key(b's', namespace, &shard.to_be_bytes()))?;
         let mut doc = match snapshot {
             Some(bytes) => AutoCommit::load(&bytes).map_err(fail)?,
             None => AutoCommit::new(),
         };
         for chunk in self
             .tree
-            .scan_prefix(key(b'c', &self.library, &shard.to_be_bytes()))
+            .scan_prefix(key(b'c', namespace, &shard.to_be_bytes()))
             .values()
         {
             doc.load_incremental(&chunk?).map_err(fail)?;
         }
-        doc.set_actor(automerge::ActorId::from(self.library.as_bytes().as_slice()));
+        doc.set_actor(automerge::ActorId::from(namespace.as_bytes().as_slice()));
         Ok(doc)
     }
 
@@ -462,7 +514,7 @@ impl Store {
     /// id, whether deleted, and the record.
     #[allow(clippy::type_complexity)]
     pub fn shard_records(&self, shard: u16) -> Result<Vec<(String, bool, Vec<u8>)>, StoreError> {
-        let doc = self.load_shard(shard)?;
+        let doc = self.load_shard(&self.library, shard)?;
         let fail = |e: automerge::AutomergeError| StoreError::Automerge {
             shard,
             reason: e.to_string(),
@@ -516,7 +568,10 @@ impl Store {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let work: Vec<(u16, Option<AutoCommit>, Vec<&Change>)> = by_shard
                 .into_iter()
-                .map(|(shard, changes)| (shard, cache.docs.remove(&shard), changes))
+                .map(|(shard, changes)| {
+                    let doc = cache.docs.remove(&(self.library, shard));
+                    (shard, doc, changes)
+                })
                 .collect();
             (work, cache.capacity)
         };
@@ -581,6 +636,7 @@ impl Store {
         for (shard, doc, _) in work {
             // After a failure the documents in memory may be ahead of the disk: drop them,
             // so they are loaded again from what is stored.
+            let shard = (self.library, shard);
             match doc {
                 Some(doc) if result.is_ok() => {
                     cache.docs.insert(shard, doc);
@@ -606,7 +662,7 @@ impl Store {
         for (shard, doc, changes) in work.iter_mut() {
             let shard = *shard;
             if doc.is_none() {
-                *doc = Some(self.load_shard(shard)?);
+                *doc = Some(self.load_shard(&self.library, shard)?);
             }
             let Some(doc) = doc.as_mut() else { continue };
             let fail = |e: automerge::AutomergeError| StoreError::Automerge {
@@ -649,6 +705,10 @@ impl Store {
                     .map_err(fail)?;
             }
             let Some(hash) = doc.commit() else { continue };
+            writes.push((
+                key(b'h', &self.library, &shard.to_be_bytes()),
+                Some(heads_bytes(&doc.get_heads())),
+            ));
             let envelope = ChangeEnvelope::sign(&self.key, shard, hash.0);
             let mut envelope_key = vec![b'e'];
             envelope_key.extend_from_slice(&hash.0);
@@ -680,6 +740,295 @@ impl Store {
             }
         }
         Ok(writes)
+    }
+
+    /// The libraries whose catalogs this store holds (its own among them once it has
+    /// written a record).
+    pub fn namespaces(&self) -> Result<Vec<LibraryId>, StoreError> {
+        let mut out: Vec<LibraryId> = Vec::new();
+        for k in self.tree.scan_prefix([b'h']).keys() {
+            let k = k?;
+            let Some(bytes) = k.get(1..33).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                continue;
+            };
+            if let Ok(id) = LibraryId::from_bytes(bytes) {
+                if out.last() != Some(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The heads of one shard document (none for a shard never written).
+    pub fn shard_heads(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
+        if let Some(bytes) = self.tree.get(key(b'h', namespace, &shard.to_be_bytes()))? {
+            return Ok(heads_from(&bytes));
+        }
+        // Stores written before heads were kept: ask the document.
+        if self
+            .tree
+            .scan_prefix(key(b'c', namespace, &shard.to_be_bytes()))
+            .next()
+            .is_none()
+            && self
+                .tree
+                .get(key(b's', namespace, &shard.to_be_bytes()))?
+                .is_none()
+        {
+            return Ok(Vec::new());
+        }
+        let mut doc = self.load_shard(namespace, shard)?;
+        Ok(doc.get_heads().iter().map(|h| h.0).collect())
+    }
+
+    /// A digest of a namespace's shard heads: two stores with the same digest hold the
+    /// same catalog of that library. 32 bytes, whatever the catalog's size.
+    pub fn namespace_digest(&self, namespace: &LibraryId) -> Result<[u8; 32], StoreError> {
+        let mut hasher = Sha256::new();
+        for shard in 0..SHARD_COUNT {
+            let heads = self.shard_heads(namespace, shard)?;
+            if !heads.is_empty() {
+                hasher.update(shard.to_be_bytes());
+                for head in heads {
+                    hasher.update(head);
+                }
+            }
+        }
+        Ok(hasher.finalize().into())
+    }
+
+    /// Every record of a namespace (tombstones included), in record id order.
+    pub fn records_of(
+        &self,
+        namespace: &LibraryId,
+    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+        let prefix = key(b'r', namespace, &[]);
+        self.tree.scan_prefix(prefix.clone()).map(move |item| {
+            let (k, v) = item?;
+            let record_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            StoredRecord::decode(&record_id, &v)
+        })
+    }
+
+    /// A shard document, from the cache or from disk (taken out of the cache: give it back
+    /// with `put_back`).
+    fn take_doc(&self, namespace: &LibraryId, shard: u16) -> Result<AutoCommit, StoreError> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .docs
+            .remove(&(*namespace, shard));
+        match cached {
+            Some(doc) => Ok(doc),
+            None => self.load_shard(namespace, shard),
+        }
+    }
+
+    fn put_back(&self, namespace: &LibraryId, shard: u16, doc: AutoCommit) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.docs.insert((*namespace, shard), doc);
+        cache.touch((*namespace, shard));
+    }
+
+    /// The changes of a shard document that a replica whose heads are `have` lacks, each
+    /// with its signed envelope. Nothing when `have` names changes this store does not
+    /// hold (the replica is ahead).
+    pub fn changes_since(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+        have: &[[u8; 32]],
+    ) -> Result<Vec<SignedChange>, StoreError> {
+        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut doc = self.take_doc(namespace, shard)?;
+        let have: Vec<automerge::ChangeHash> =
+            have.iter().map(|h| automerge::ChangeHash(*h)).collect();
+        let result = (|| {
+            if have.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+                return Ok(Vec::new());
+            }
+            let mut out = Vec::new();
+            for change in doc.get_changes(&have) {
+                let hash = change.hash().0;
+                let envelope = self.envelope(&hash)?.ok_or_else(|| StoreError::Damaged {
+                    record_id: String::new(),
+                    reason: format!(
+                        "shard {shard} of {namespace:?} holds change {} without its signed envelope",
+                        jalin_protocol::signing::hex(&hash)
+                    ),
+                })?;
+                out.push(SignedChange {
+                    envelope,
+                    bytes: change.raw_bytes().to_vec(),
+                });
+            }
+            Ok(out)
+        })();
+        self.put_back(namespace, shard, doc);
+        result
+    }
+
+    /// Takes in changes of another library's shard document, from any node that holds
+    /// them. Each must carry the owner's valid envelope for this namespace and shard over
+    /// exactly its bytes, and the batch must hold every change its changes depend on;
+    /// otherwise nothing is stored.
+    pub fn apply_remote(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+        changes: &[SignedChange],
+    ) -> Result<RemoteApplied, ReplicaError> {
+        let refuse = |index: usize, reason: String| ReplicaError::Refused {
+            namespace: namespace.fingerprint(),
+            shard,
+            index,
+            reason,
+        };
+        if *namespace == self.library {
+            return Err(refuse(
+                0,
+                "this is this library's own catalog; only it writes there".into(),
+            ));
+        }
+        if shard >= SHARD_COUNT {
+            return Err(refuse(0, format!("there is no shard {shard}")));
+        }
+        let mut parsed = Vec::with_capacity(changes.len());
+        for (index, change) in changes.iter().enumerate() {
+            let envelope = &change.envelope;
+            if envelope.namespace != *namespace || envelope.shard != shard {
+                return Err(refuse(
+                    index,
+                    "the envelope is for another catalog or shard".into(),
+                ));
+            }
+            envelope
+                .verify()
+                .map_err(|e| refuse(index, format!("the envelope: {e}")))?;
+            let decoded = automerge::Change::from_bytes(change.bytes.clone())
+                .map_err(|e| refuse(index, format!("not an automerge change: {e}")))?;
+            if decoded.hash().0 != envelope.change_hash {
+                return Err(refuse(
+                    index,
+                    "the change is not the one its envelope signs (hash differs)".into(),
+                ));
+            }
+            if decoded.actor_id().to_bytes() != namespace.as_bytes().as_slice() {
+                return Err(refuse(index, "the change was made by another actor".into()));
+            }
+            parsed.push(decoded);
+        }
+        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut doc = self.take_doc(namespace, shard)?;
+        let fail = |e: automerge::AutomergeError| StoreError::Automerge {
+            shard,
+            reason: e.to_string(),
+        };
+        let before = doc.get_heads();
+        let new: Vec<automerge::Change> = parsed
+            .into_iter()
+            .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
+            .collect();
+        if new.is_empty() {
+            self.put_back(namespace, shard, doc);
+            return Ok(RemoteApplied::default());
+        }
+        let mut touched: Vec<String> = new
+            .iter()
+            .flat_map(|c| c.decode().operations)
+            .filter(|op| op.obj != automerge::legacy::ObjectId::Root)
+            .filter_map(|op| match op.key {
+                automerge::legacy::Key::Map(name) => Some(name.to_string()),
+                automerge::legacy::Key::Seq(_) => None,
+            })
+            .collect();
+        touched.sort();
+        touched.dedup();
+        let count = new.len();
+        let result = (|| -> Result<RemoteApplied, ReplicaError> {
+            doc.apply_changes(new).map_err(fail)?;
+            if !doc.get_missing_deps(&[]).is_empty() {
+                return Err(refuse(
+                    0,
+                    "the batch lacks changes its changes depend on; ask for the changes since this store's heads".into(),
+                ));
+            }
+            let seq = self.seq()? + 1;
+            let records = match doc.get(ROOT, "records").map_err(fail)? {
+                Some((_, id)) => id,
+                None => return Err(refuse(0, "the document holds no records map".into())),
+            };
+            let mut batch = sled::Batch::default();
+            for record_id in &touched {
+                let Some((automerge::Value::Scalar(value), _)) =
+                    doc.get(&records, record_id.as_str()).map_err(fail)?
+                else {
+                    continue;
+                };
+                let ScalarValue::Bytes(bytes) = value.as_ref() else {
+                    continue;
+                };
+                if bytes.len() < 10 || DocValue::decode(bytes).is_none() {
+                    return Err(refuse(
+                        0,
+                        format!("record {record_id:?} is not a record value"),
+                    ));
+                }
+                batch.insert(
+                    key(b'r', namespace, record_id.as_bytes()),
+                    StoredRecord::encode_from(&DocValueBytes(bytes.clone()), seq),
+                );
+            }
+            for change in changes {
+                let mut envelope_key = vec![b'e'];
+                envelope_key.extend_from_slice(&change.envelope.change_hash);
+                batch.insert(
+                    envelope_key,
+                    serde_json::to_vec(&change.envelope).unwrap_or_default(),
+                );
+            }
+            let chunk_prefix = key(b'c', namespace, &shard.to_be_bytes());
+            let chunks: Vec<sled::IVec> = self
+                .tree
+                .scan_prefix(chunk_prefix.clone())
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::from)?;
+            if chunks.len() >= CHUNKS_BEFORE_COMPACTION {
+                for chunk in chunks {
+                    batch.remove(chunk);
+                }
+                batch.insert(key(b's', namespace, &shard.to_be_bytes()), doc.save());
+            } else {
+                let mut chunk_key = chunk_prefix;
+                chunk_key.extend_from_slice(&seq.to_be_bytes());
+                batch.insert(chunk_key, doc.save_after(&before));
+            }
+            batch.insert(
+                key(b'h', namespace, &shard.to_be_bytes()),
+                heads_bytes(&doc.get_heads()),
+            );
+            batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
+            self.tree.apply_batch(batch).map_err(StoreError::from)?;
+            self.db.flush().map_err(StoreError::from)?;
+            Ok(RemoteApplied {
+                changes: count,
+                records: touched.clone(),
+            })
+        })();
+        // After a failure the document in memory may be ahead of the disk: it is dropped,
+        // and read again next time.
+        if result.is_ok() {
+            self.put_back(namespace, shard, doc);
+        }
+        result
     }
 
     /// The sled database, for other trees beside the catalog's.

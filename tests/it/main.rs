@@ -7,6 +7,7 @@ mod cli;
 mod consortium;
 mod crash;
 mod formats;
+mod replication;
 mod roundtrip;
 mod search;
 mod support;
