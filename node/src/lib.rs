@@ -14,5 +14,6 @@ pub mod consortium_requests;
 pub mod files;
 pub mod http;
 pub mod library;
+pub mod network;
 pub mod search;
 pub mod store;

@@ -297,6 +297,17 @@ impl Library {
         Ok(record_id)
     }
 
+    /// Takes in another library's changes of one shard (from the network). The search
+    /// index covers this library's own catalog only, for now: replicas are stored, not yet
+    /// searched (ARCHITECTURE.md, known gaps).
+    pub fn apply_remote_many(
+        &self,
+        namespace: &jalin_protocol::signing::LibraryId,
+        shards: &[(u16, Vec<crate::store::SignedChange>)],
+    ) -> Vec<Result<crate::store::RemoteApplied, crate::store::ReplicaError>> {
+        self.store.apply_remote_many(namespace, shards)
+    }
+
     /// Tombstones one record.
     pub fn delete(&self, record_id: &str) -> Result<(), LibraryError> {
         match self.store.get(record_id)? {

@@ -885,6 +885,111 @@ impl Store {
         shard: u16,
         changes: &[SignedChange],
     ) -> Result<RemoteApplied, ReplicaError> {
+        self.apply_remote_many(namespace, &[(shard, changes.to_vec())])
+            .pop()
+            .unwrap_or_else(|| Ok(RemoteApplied::default()))
+    }
+
+    /// [`Store::apply_remote`] for several shards of one namespace, in one durable write:
+    /// one result per shard, in order. A shard refused stores nothing; the others are
+    /// stored.
+    pub fn apply_remote_many(
+        &self,
+        namespace: &LibraryId,
+        shards: &[(u16, Vec<SignedChange>)],
+    ) -> Vec<Result<RemoteApplied, ReplicaError>> {
+        let checked: Vec<Result<Vec<automerge::Change>, ReplicaError>> = shards
+            .iter()
+            .map(|(shard, changes)| self.check_remote(namespace, *shard, changes))
+            .collect();
+        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = match self.seq() {
+            Ok(seq) => seq + 1,
+            Err(error) => {
+                return shards
+                    .iter()
+                    .map(|_| {
+                        Err(ReplicaError::Store(StoreError::Damaged {
+                            record_id: String::new(),
+                            reason: error.to_string(),
+                        }))
+                    })
+                    .collect()
+            }
+        };
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut results = Vec::with_capacity(shards.len());
+        let mut docs = Vec::new();
+        for ((shard, changes), parsed) in shards.iter().zip(checked) {
+            let result = parsed.and_then(|parsed| {
+                let mut doc = self.take_doc(namespace, *shard)?;
+                let mut staged = Vec::new();
+                let result = self.stage_remote(
+                    namespace,
+                    *shard,
+                    changes,
+                    parsed,
+                    seq,
+                    &mut doc,
+                    &mut staged,
+                );
+                if result.is_ok() {
+                    writes.extend(staged);
+                    docs.push((*shard, doc));
+                }
+                // After a failure the document in memory may be ahead of the disk: it is
+                // dropped, and read again next time.
+                result
+            });
+            results.push(result);
+        }
+        if writes.is_empty() {
+            for (shard, doc) in docs {
+                self.put_back(namespace, shard, doc);
+            }
+            return results;
+        }
+        let stored = (|| -> Result<(), StoreError> {
+            let mut batch = sled::Batch::default();
+            for (k, v) in writes {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
+            self.tree.apply_batch(batch)?;
+            self.db.flush()?;
+            Ok(())
+        })();
+        match stored {
+            Ok(()) => {
+                for (shard, doc) in docs {
+                    self.put_back(namespace, shard, doc);
+                }
+                results
+            }
+            Err(error) => results
+                .into_iter()
+                .map(|r| {
+                    r.and_then(|_| {
+                        Err(ReplicaError::Store(StoreError::Damaged {
+                            record_id: String::new(),
+                            reason: format!("writing replicated changes failed: {error}"),
+                        }))
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks changes of another library's shard by themselves: envelopes, hashes, actor.
+    fn check_remote(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+        changes: &[SignedChange],
+    ) -> Result<Vec<automerge::Change>, ReplicaError> {
         let refuse = |index: usize, reason: String| ReplicaError::Refused {
             namespace: namespace.fingerprint(),
             shard,
@@ -925,8 +1030,27 @@ impl Store {
             }
             parsed.push(decoded);
         }
-        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut doc = self.take_doc(namespace, shard)?;
+        Ok(parsed)
+    }
+
+    /// Applies checked changes to a shard document and stages the sled writes.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_remote(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+        changes: &[SignedChange],
+        parsed: Vec<automerge::Change>,
+        seq: u64,
+        doc: &mut AutoCommit,
+        writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<RemoteApplied, ReplicaError> {
+        let refuse = |reason: String| ReplicaError::Refused {
+            namespace: namespace.fingerprint(),
+            shard,
+            index: 0,
+            reason,
+        };
         let fail = |e: automerge::AutomergeError| StoreError::Automerge {
             shard,
             reason: e.to_string(),
@@ -937,7 +1061,6 @@ impl Store {
             .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
             .collect();
         if new.is_empty() {
-            self.put_back(namespace, shard, doc);
             return Ok(RemoteApplied::default());
         }
         let mut touched: Vec<String> = new
@@ -952,83 +1075,71 @@ impl Store {
         touched.sort();
         touched.dedup();
         let count = new.len();
-        let result = (|| -> Result<RemoteApplied, ReplicaError> {
-            doc.apply_changes(new).map_err(fail)?;
-            if !doc.get_missing_deps(&[]).is_empty() {
-                return Err(refuse(
-                    0,
-                    "the batch lacks changes its changes depend on; ask for the changes since this store's heads".into(),
-                ));
-            }
-            let seq = self.seq()? + 1;
-            let records = match doc.get(ROOT, "records").map_err(fail)? {
-                Some((_, id)) => id,
-                None => return Err(refuse(0, "the document holds no records map".into())),
-            };
-            let mut batch = sled::Batch::default();
-            for record_id in &touched {
-                let Some((automerge::Value::Scalar(value), _)) =
-                    doc.get(&records, record_id.as_str()).map_err(fail)?
-                else {
-                    continue;
-                };
-                let ScalarValue::Bytes(bytes) = value.as_ref() else {
-                    continue;
-                };
-                if bytes.len() < 10 || DocValue::decode(bytes).is_none() {
-                    return Err(refuse(
-                        0,
-                        format!("record {record_id:?} is not a record value"),
-                    ));
-                }
-                batch.insert(
-                    key(b'r', namespace, record_id.as_bytes()),
-                    StoredRecord::encode_from(&DocValueBytes(bytes.clone()), seq),
-                );
-            }
-            for change in changes {
-                let mut envelope_key = vec![b'e'];
-                envelope_key.extend_from_slice(&change.envelope.change_hash);
-                batch.insert(
-                    envelope_key,
-                    serde_json::to_vec(&change.envelope).unwrap_or_default(),
-                );
-            }
-            let chunk_prefix = key(b'c', namespace, &shard.to_be_bytes());
-            let chunks: Vec<sled::IVec> = self
-                .tree
-                .scan_prefix(chunk_prefix.clone())
-                .keys()
-                .collect::<Result<_, _>>()
-                .map_err(StoreError::from)?;
-            if chunks.len() >= CHUNKS_BEFORE_COMPACTION {
-                for chunk in chunks {
-                    batch.remove(chunk);
-                }
-                batch.insert(key(b's', namespace, &shard.to_be_bytes()), doc.save());
-            } else {
-                let mut chunk_key = chunk_prefix;
-                chunk_key.extend_from_slice(&seq.to_be_bytes());
-                batch.insert(chunk_key, doc.save_after(&before));
-            }
-            batch.insert(
-                key(b'h', namespace, &shard.to_be_bytes()),
-                heads_bytes(&doc.get_heads()),
-            );
-            batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
-            self.tree.apply_batch(batch).map_err(StoreError::from)?;
-            self.db.flush().map_err(StoreError::from)?;
-            Ok(RemoteApplied {
-                changes: count,
-                records: touched.clone(),
-            })
-        })();
-        // After a failure the document in memory may be ahead of the disk: it is dropped,
-        // and read again next time.
-        if result.is_ok() {
-            self.put_back(namespace, shard, doc);
+        doc.apply_changes(new).map_err(fail)?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(refuse(
+                "the batch lacks changes its changes depend on; ask for the changes since this store's heads".into(),
+            ));
         }
-        result
+        let records = match doc.get(ROOT, "records").map_err(fail)? {
+            Some((_, id)) => id,
+            None => return Err(refuse("the document holds no records map".into())),
+        };
+        for record_id in &touched {
+            let Some((automerge::Value::Scalar(value), _)) =
+                doc.get(&records, record_id.as_str()).map_err(fail)?
+            else {
+                continue;
+            };
+            let ScalarValue::Bytes(bytes) = value.as_ref() else {
+                continue;
+            };
+            if bytes.len() < 10 || DocValue::decode(bytes).is_none() {
+                return Err(refuse(format!(
+                    "record {record_id:?} is not a record value"
+                )));
+            }
+            writes.push((
+                key(b'r', namespace, record_id.as_bytes()),
+                Some(StoredRecord::encode_from(
+                    &DocValueBytes(bytes.clone()),
+                    seq,
+                )),
+            ));
+        }
+        for change in changes {
+            let mut envelope_key = vec![b'e'];
+            envelope_key.extend_from_slice(&change.envelope.change_hash);
+            writes.push((
+                envelope_key,
+                Some(serde_json::to_vec(&change.envelope).unwrap_or_default()),
+            ));
+        }
+        let chunk_prefix = key(b'c', namespace, &shard.to_be_bytes());
+        let chunks: Vec<sled::IVec> = self
+            .tree
+            .scan_prefix(chunk_prefix.clone())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)?;
+        if chunks.len() >= CHUNKS_BEFORE_COMPACTION {
+            for chunk in chunks {
+                writes.push((chunk.to_vec(), None));
+            }
+            writes.push((key(b's', namespace, &shard.to_be_bytes()), Some(doc.save())));
+        } else {
+            let mut chunk_key = chunk_prefix;
+            chunk_key.extend_from_slice(&seq.to_be_bytes());
+            writes.push((chunk_key, Some(doc.save_after(&before))));
+        }
+        writes.push((
+            key(b'h', namespace, &shard.to_be_bytes()),
+            Some(heads_bytes(&doc.get_heads())),
+        ));
+        Ok(RemoteApplied {
+            changes: count,
+            records: touched,
+        })
     }
 
     /// The sled database, for other trees beside the catalog's.

@@ -7,6 +7,7 @@ mod cli;
 mod consortium;
 mod crash;
 mod formats;
+mod network;
 mod replication;
 mod roundtrip;
 mod search;

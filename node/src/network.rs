@@ -1,0 +1,699 @@
+//! The network: one task owns the libp2p swarm; everything else talks to it through a
+//! [`NetHandle`].
+//!
+//! Only members connect: the allow-list holds the peer ids of every current member of
+//! every consortium this node holds (a library's libp2p identity is its own ed25519 key),
+//! and it follows the membership log as it changes. Catch-up is pull-based and its cost
+//! follows the difference, not the catalog:
+//!
+//! 1. `Hello`: the peer answers with one 32-byte digest per catalog it holds and one per
+//!    consortium (of its documents).
+//! 2. `Heads` for each catalog whose digest differs: the 256 shard heads.
+//! 3. `Changes` for each shard whose heads differ, naming this node's heads: the signed
+//!    changes it lacks, checked ([`crate::store::Store::apply_remote`]) before they are
+//!    stored. Any member serves any catalog it holds.
+//! 4. `Documents` for each consortium whose digest differs: its documents, taken in as
+//!    `jalin consortium import` would.
+//!
+//! Live: after a local change the node announces it on each consortium's gossipsub topic;
+//! members that hear it pull from the announcer. Gossip messages are signed by their
+//! sender's key and accepted only from members. Every hour (and on each new connection)
+//! the node catches up with every connected member.
+
+use crate::consortium::Consortia;
+use crate::library::Library;
+use crate::store::{SignedChange, SHARD_COUNT};
+use jalin_protocol::consortium::document::Hash32;
+use jalin_protocol::signing::LibraryId;
+use libp2p::futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, identity, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands waiting for the swarm task, at most.
+const COMMANDS_MAX: usize = 256;
+/// Largest sync request.
+const REQUEST_BYTES_MAX: u64 = 64 * 1024;
+/// Largest sync response (one shard's changes, or a consortium's documents).
+const RESPONSE_BYTES_MAX: u64 = 32 * 1024 * 1024;
+/// Largest gossip message.
+const GOSSIP_BYTES_MAX: usize = 4 * 1024;
+/// Connections at most, and per peer.
+const CONNECTIONS_MAX: u32 = 128;
+const CONNECTIONS_PER_PEER_MAX: u32 = 2;
+/// Shards one `Changes` request may name.
+pub const SHARDS_PER_REQUEST: usize = 32;
+/// Bytes of changes one response carries before it says "more".
+const CHANGES_BYTES_PER_RESPONSE: usize = 8 * 1024 * 1024;
+/// How often to catch up with every connected member.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
+
+/// What one member asks another.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// Digests of every catalog and consortium the peer holds.
+    Hello,
+    /// The shard heads of one catalog.
+    Heads {
+        /// Whose catalog.
+        namespace: LibraryId,
+    },
+    /// The changes of some shards the asker lacks.
+    Changes {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// `(shard, the asker's heads of it)`, at most [`SHARDS_PER_REQUEST`].
+        shards: Vec<(u16, Vec<[u8; 32]>)>,
+    },
+    /// Every document of a consortium.
+    Documents {
+        /// Which.
+        consortium: Hash32,
+    },
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// Digests.
+    Hello {
+        /// `(catalog, digest of its shard heads)`.
+        catalogs: Vec<(LibraryId, [u8; 32])>,
+        /// `(consortium, digest of its documents)`.
+        consortia: Vec<(Hash32, [u8; 32])>,
+    },
+    /// One catalog's shard heads, by shard number.
+    Heads {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// Heads of shards 0..256.
+        shards: Vec<Vec<[u8; 32]>>,
+    },
+    /// Changes, by shard.
+    Changes {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// `(shard, its changes the asker lacks, each with its envelope)`.
+        shards: Vec<(u16, Vec<SignedChange>)>,
+        /// Some shards asked for did not fit: ask again.
+        more: bool,
+    },
+    /// A consortium's documents, one per line.
+    Documents {
+        /// The text.
+        text: String,
+    },
+    /// Not served, and why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A small signed announcement on a consortium's topic.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Announcement {
+    /// Whose catalog changed (or `None`: the consortium's documents).
+    namespace: Option<LibraryId>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    gossip: gossipsub::Behaviour,
+}
+
+/// What the network task is asked to do.
+enum Command {
+    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
+    Peers(oneshot::Sender<Vec<PeerId>>),
+    /// Membership may have changed: rebuild the allow-list and topics.
+    MembersChanged,
+    /// A local change: announce it.
+    Announce(Option<LibraryId>),
+    /// Catch up with every connected member now.
+    CatchUp,
+    Request(PeerId, SyncRequest),
+    Respond(ResponseChannel<SyncResponse>, SyncResponse),
+}
+
+/// The cloneable front of the network task.
+#[derive(Clone)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    /// This node's peer id.
+    pub peer_id: PeerId,
+}
+
+/// Why the network could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// libp2p refused something.
+    #[error("network: {0}")]
+    Libp2p(String),
+    /// The network task has stopped.
+    #[error("the network task has stopped")]
+    Stopped,
+}
+
+impl NetHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.ask(|tx| Command::Dial(address, tx))
+            .await?
+            .map_err(NetError::Libp2p)
+    }
+
+    /// Where this node listens.
+    pub async fn listen_addresses(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(Command::ListenAddresses).await
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Tells the network the membership may have changed.
+    pub async fn members_changed(&self) -> Result<(), NetError> {
+        self.commands
+            .send(Command::MembersChanged)
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Announces a local change of this library's catalog (or of consortium documents).
+    pub async fn announce(&self, catalog: Option<LibraryId>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Announce(catalog))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Catches up with every connected member now.
+    pub async fn catch_up(&self) -> Result<(), NetError> {
+        self.commands
+            .send(Command::CatchUp)
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+}
+
+/// A library's libp2p peer id (its ed25519 key is its libp2p identity).
+pub fn peer_id_of(library: &LibraryId) -> Option<PeerId> {
+    let key = identity::ed25519::PublicKey::try_from_bytes(library.as_bytes()).ok()?;
+    Some(identity::PublicKey::from(key).to_peer_id())
+}
+
+/// Every current member of every consortium held here.
+fn members(consortia: &Consortia) -> BTreeMap<PeerId, LibraryId> {
+    let mut out = BTreeMap::new();
+    for summary in consortia.list() {
+        if let Ok(state) = consortia.members(&summary.id) {
+            for library in state.members.keys() {
+                if let Some(peer) = peer_id_of(library) {
+                    out.insert(peer, *library);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn topic(consortium: &Hash32) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/jalin/consortium/{consortium}"))
+}
+
+fn documents_digest(text: &str) -> [u8; 32] {
+    let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with("JALIN-")).collect();
+    lines.sort_unstable();
+    let mut hasher = Sha256::new();
+    for line in lines {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().into()
+}
+
+/// Answers a request from the stored catalog and consortia (blocking work).
+fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
+    let refused = |e: &dyn std::fmt::Display| SyncResponse::Refused {
+        reason: e.to_string(),
+    };
+    match request {
+        SyncRequest::Hello => {
+            let catalogs = match library.store.namespaces() {
+                Ok(namespaces) => namespaces
+                    .into_iter()
+                    .filter_map(|ns| library.store.namespace_digest(&ns).ok().map(|d| (ns, d)))
+                    .collect(),
+                Err(e) => return refused(&e),
+            };
+            let consortia = library
+                .consortia
+                .list()
+                .into_iter()
+                .filter_map(|c| {
+                    let text = library.consortia.export(&c.id).ok()?;
+                    Some((c.id, documents_digest(&text)))
+                })
+                .collect();
+            SyncResponse::Hello {
+                catalogs,
+                consortia,
+            }
+        }
+        SyncRequest::Heads { namespace } => {
+            let mut shards = Vec::with_capacity(usize::from(SHARD_COUNT));
+            for shard in 0..SHARD_COUNT {
+                match library.store.shard_heads(&namespace, shard) {
+                    Ok(heads) => shards.push(heads),
+                    Err(e) => return refused(&e),
+                }
+            }
+            SyncResponse::Heads { namespace, shards }
+        }
+        SyncRequest::Changes { namespace, shards } => {
+            if shards.len() > SHARDS_PER_REQUEST
+                || shards
+                    .iter()
+                    .any(|(shard, have)| *shard >= SHARD_COUNT || have.len() > 64)
+            {
+                return refused(&"too many shards or heads, or no such shard");
+            }
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let mut more = false;
+            for (shard, have) in shards {
+                if bytes > CHANGES_BYTES_PER_RESPONSE {
+                    more = true;
+                    break;
+                }
+                match library.store.changes_since(&namespace, shard, &have) {
+                    Ok(changes) => {
+                        bytes += changes.iter().map(|c| c.bytes.len() + 256).sum::<usize>();
+                        out.push((shard, changes));
+                    }
+                    Err(e) => return refused(&e),
+                }
+            }
+            SyncResponse::Changes {
+                namespace,
+                shards: out,
+                more,
+            }
+        }
+        SyncRequest::Documents { consortium } => match library.consortia.export(&consortium) {
+            Ok(text) => SyncResponse::Documents { text },
+            Err(e) => refused(&e),
+        },
+    }
+}
+
+/// What taking in an answer calls for.
+#[derive(Default)]
+struct FollowUp {
+    /// Requests to make of the same peer.
+    requests: Vec<SyncRequest>,
+    /// The consortium documents changed: membership may have.
+    documents_changed: bool,
+    /// New changes of this catalog were stored: tell the other members.
+    catalog_changed: Option<LibraryId>,
+}
+
+/// Takes in an answer (blocking work).
+fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
+    let own = library.store.library();
+    match response {
+        SyncResponse::Hello {
+            catalogs,
+            consortia,
+        } => {
+            let mut next = Vec::new();
+            for (consortium, digest) in consortia {
+                let mine = library
+                    .consortia
+                    .export(&consortium)
+                    .map(|t| documents_digest(&t))
+                    .ok();
+                if mine != Some(digest) {
+                    next.push(SyncRequest::Documents { consortium });
+                }
+            }
+            for (namespace, digest) in catalogs {
+                if namespace == own {
+                    continue;
+                }
+                if library.store.namespace_digest(&namespace).ok() != Some(digest) {
+                    next.push(SyncRequest::Heads { namespace });
+                }
+            }
+            FollowUp {
+                requests: next,
+                ..FollowUp::default()
+            }
+        }
+        SyncResponse::Heads { namespace, shards } => {
+            if namespace == own {
+                return FollowUp::default();
+            }
+            let mut differ = Vec::new();
+            for (shard, theirs) in shards
+                .into_iter()
+                .enumerate()
+                .take(usize::from(SHARD_COUNT))
+            {
+                let shard = shard as u16;
+                let Ok(mine) = library.store.shard_heads(&namespace, shard) else {
+                    continue;
+                };
+                if !theirs.is_empty() && theirs != mine {
+                    differ.push((shard, mine));
+                }
+            }
+            let next = differ
+                .chunks(SHARDS_PER_REQUEST)
+                .map(|chunk| SyncRequest::Changes {
+                    namespace,
+                    shards: chunk.to_vec(),
+                })
+                .collect();
+            FollowUp {
+                requests: next,
+                ..FollowUp::default()
+            }
+        }
+        SyncResponse::Changes {
+            namespace,
+            shards,
+            more,
+        } => {
+            let shards: Vec<(u16, Vec<SignedChange>)> =
+                shards.into_iter().filter(|(_, c)| !c.is_empty()).collect();
+            let mut new = 0;
+            for ((shard, _), result) in shards
+                .iter()
+                .zip(library.apply_remote_many(&namespace, &shards))
+            {
+                match result {
+                    Ok(applied) => new += applied.changes,
+                    Err(error) => {
+                        tracing::warn!("refused changes of {namespace:?} shard {shard}: {error}")
+                    }
+                }
+            }
+            FollowUp {
+                requests: if more {
+                    vec![SyncRequest::Heads { namespace }]
+                } else {
+                    Vec::new()
+                },
+                documents_changed: false,
+                catalog_changed: (new > 0).then_some(namespace),
+            }
+        }
+        SyncResponse::Documents { text } => match library.consortia.import(&text) {
+            Ok(report) => {
+                for (_, why) in &report.refused {
+                    tracing::warn!("a member's document was refused: {why}");
+                }
+                FollowUp {
+                    documents_changed: report
+                        .taken
+                        .iter()
+                        .any(|(_, what)| !what.contains("already here")),
+                    ..FollowUp::default()
+                }
+            }
+            Err(error) => {
+                tracing::warn!("taking a member's documents failed: {error}");
+                FollowUp::default()
+            }
+        },
+        SyncResponse::Refused { reason } => {
+            tracing::debug!("a member refused a sync request: {reason}");
+            FollowUp::default()
+        }
+    }
+}
+
+/// Starts the network task listening on `listen`; it runs until `shutdown` resolves.
+pub async fn spawn(
+    library: Arc<Library>,
+    listen: Multiaddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(NetHandle, tokio::task::JoinHandle<()>), NetError> {
+    let mut secret = library.data.key.to_bytes();
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
+        .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Libp2p(e.to_string()))?
+        .with_behaviour(|key| {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
+                .max_transmit_size(GOSSIP_BYTES_MAX)
+                .heartbeat_interval(Duration::from_millis(500))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossip = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(REQUEST_BYTES_MAX)
+                .set_response_size_maximum(RESPONSE_BYTES_MAX);
+            Ok(Behaviour {
+                allowed: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(CONNECTIONS_MAX))
+                        .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX)),
+                ),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/jalin/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                sync: request_response::Behaviour::with_codec(
+                    codec,
+                    [(StreamProtocol::new("/jalin/sync/1"), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(120)),
+                ),
+                gossip,
+            })
+        })
+        .map_err(|e| NetError::Libp2p(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    swarm
+        .listen_on(listen)
+        .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    let (tx, rx) = mpsc::channel(COMMANDS_MAX);
+    let handle = NetHandle {
+        commands: tx.clone(),
+        peer_id,
+    };
+    let task = tokio::spawn(run(swarm, library, tx, rx, shutdown));
+    handle.members_changed().await?;
+    Ok((handle, task))
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    library: Arc<Library>,
+    commands_tx: mpsc::Sender<Command>,
+    mut commands: mpsc::Receiver<Command>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(shutdown);
+    let mut allowed: BTreeMap<PeerId, LibraryId> = BTreeMap::new();
+    let mut topics: HashSet<String> = HashSet::new();
+    let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Blocking work (store, automerge) goes to worker threads; what it decides comes back
+    // as commands, so the swarm is only ever touched here.
+    let work =
+        |library: Arc<Library>, tx: mpsc::Sender<Command>, peer: PeerId, response: SyncResponse| {
+            tokio::task::spawn_blocking(move || {
+                let follow_up = take_answer(&library, response);
+                if follow_up.documents_changed {
+                    let _ = tx.blocking_send(Command::MembersChanged);
+                    let _ = tx.blocking_send(Command::Announce(None));
+                }
+                if let Some(namespace) = follow_up.catalog_changed {
+                    // What this node now holds, its other members may lack.
+                    let _ = tx.blocking_send(Command::Announce(Some(namespace)));
+                }
+                for request in follow_up.requests {
+                    if tx.blocking_send(Command::Request(peer, request)).is_err() {
+                        break;
+                    }
+                }
+            });
+        };
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(command) = commands.recv() => match command {
+                Command::Dial(address, reply) => {
+                    let _ = reply.send(swarm.dial(address).map_err(|e| e.to_string()));
+                }
+                Command::ListenAddresses(reply) => {
+                    let _ = reply.send(swarm.listeners().cloned().collect());
+                }
+                Command::Peers(reply) => {
+                    let _ = reply.send(swarm.connected_peers().copied().collect());
+                }
+                Command::MembersChanged => {
+                    let library = library.clone();
+                    let now = tokio::task::spawn_blocking(move || {
+                        let members = members(&library.consortia);
+                        let consortia: Vec<Hash32> =
+                            library.consortia.list().iter().map(|c| c.id).collect();
+                        (members, consortia)
+                    })
+                    .await;
+                    let Ok((now, consortia)) = now else { continue };
+                    for peer in allowed.keys() {
+                        if !now.contains_key(peer) {
+                            swarm.behaviour_mut().allowed.disallow_peer(*peer);
+                            // Cut off a removed member now, not at its next connection.
+                            let _ = swarm.disconnect_peer_id(*peer);
+                        }
+                    }
+                    for peer in now.keys() {
+                        swarm.behaviour_mut().allowed.allow_peer(*peer);
+                    }
+                    allowed = now;
+                    for consortium in consortia {
+                        let topic = topic(&consortium);
+                        if topics.insert(topic.hash().to_string()) {
+                            let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
+                        }
+                    }
+                }
+                Command::Announce(namespace) => {
+                    let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
+                    for hash in topics.iter() {
+                        let topic = gossipsub::TopicHash::from_raw(hash.clone());
+                        // No peer on the topic yet is not an error: catch-up covers it.
+                        let _ = swarm.behaviour_mut().gossip.publish(topic, message.clone());
+                    }
+                }
+                Command::CatchUp => {
+                    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+                    for peer in peers {
+                        swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Hello);
+                    }
+                }
+                Command::Request(peer, request) => {
+                    swarm.behaviour_mut().sync.send_request(&peer, request);
+                }
+                Command::Respond(channel, response) => {
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!("libp2p listening on {address}/p2p/{}", swarm.local_peer_id());
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                    tracing::debug!("connected to {peer_id}");
+                    if num_established.get() == 1 {
+                        swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Hello);
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    peer, message, ..
+                })) => match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        if !allowed.contains_key(&peer) {
+                            let _ = swarm.behaviour_mut().sync.send_response(
+                                channel,
+                                SyncResponse::Refused { reason: "not a member".into() },
+                            );
+                            continue;
+                        }
+                        let library = library.clone();
+                        let tx = commands_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let response = answer(&library, request);
+                            let _ = tx.blocking_send(Command::Respond(channel, response));
+                        });
+                    }
+                    request_response::Message::Response { response, .. } => {
+                        if allowed.contains_key(&peer) {
+                            work(library.clone(), commands_tx.clone(), peer, response);
+                        }
+                    }
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                    propagation_source, message_id, message,
+                })) => {
+                    let from_member = message.source.is_some_and(|s| allowed.contains_key(&s))
+                        && allowed.contains_key(&propagation_source)
+                        && message.data.len() <= GOSSIP_BYTES_MAX
+                        && serde_json::from_slice::<Announcement>(&message.data).is_ok();
+                    let verdict = if from_member {
+                        gossipsub::MessageAcceptance::Accept
+                    } else {
+                        gossipsub::MessageAcceptance::Reject
+                    };
+                    let _ = swarm.behaviour_mut().gossip.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        verdict,
+                    );
+                    if from_member {
+                        if let Some(source) = message.source {
+                            swarm.behaviour_mut().sync.send_request(&source, SyncRequest::Hello);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            _ = catch_up.tick() => {
+                let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Hello);
+                }
+            }
+        }
+    }
+}
