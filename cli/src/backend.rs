@@ -68,6 +68,51 @@ impl Backend {
         Ok(Backend::Local(Box::new(library)))
     }
 
+    /// The running node's network; with `dial`, connect to that address first.
+    pub fn peers(self, dial: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+        let Backend::Remote(remote) = self else {
+            bail!("no node runs for this data dir: start it with `jalin start`");
+        };
+        if let Some(address) = dial {
+            let response = remote
+                .client
+                .post(format!("{}/api/network/dial", remote.url))
+                .bearer_auth(&remote.token)
+                .json(&serde_json::json!({ "address": address }))
+                .send()?;
+            check(response)?;
+            eprintln!("Dialing {address}");
+        }
+        let response = remote
+            .client
+            .get(format!("{}/api/network", remote.url))
+            .send()?;
+        let status: serde_json::Value = check(response)?
+            .json()
+            .context("reading the node's answer")?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "peer id: {}",
+            status["peer_id"].as_str().unwrap_or_default()
+        );
+        for address in status["listen"].as_array().into_iter().flatten() {
+            println!("  listening on {}", address.as_str().unwrap_or_default());
+        }
+        let peers = status["peers"].as_array().cloned().unwrap_or_default();
+        println!("{} member(s) connected", peers.len());
+        for peer in peers {
+            println!(
+                "  {}  {}",
+                peer["peer_id"].as_str().unwrap_or_default(),
+                peer["library"].as_str().unwrap_or("(unknown)")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     /// Runs a consortium request in the running node, or here.
     pub fn consortium(self, request: Request) -> anyhow::Result<Answer> {
         match self {
@@ -370,6 +415,15 @@ impl Backend {
             status.records, status.deleted
         );
         println!("  searchable:  {}", status.indexed);
+        for replica in &status.replicas {
+            println!(
+                "  replica of:  {} {}: {} records ({} deleted)",
+                &replica.library_id[..16],
+                replica.name.as_deref().unwrap_or("(not a member here)"),
+                replica.records,
+                replica.deleted
+            );
+        }
         println!("  storage:     {:.1} MB", status.store_bytes as f64 / 1e6);
         println!("  version:     {}", status.version);
         Ok(ExitCode::SUCCESS)
@@ -396,6 +450,7 @@ pub type AfterStart = Box<dyn FnOnce(&str) + Send>;
 pub fn run_node(
     data: DataDir,
     listen: Option<String>,
+    p2p_listen: Option<String>,
     after_start: Option<AfterStart>,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -405,6 +460,7 @@ pub fn run_node(
         .context("starting the runtime")?;
     runtime.block_on(async move {
         let listen = listen.unwrap_or_else(|| data.config.http.listen.clone());
+        let p2p_default = data.config.network.listen.clone();
         let node_file = DataDir::node_file(&data.path);
         let name = data.config.library.name.clone();
         let api_token = data.api_token.clone();
@@ -424,12 +480,36 @@ pub fn run_node(
             })?,
         )
         .with_context(|| format!("writing {}", node_file.display()))?;
+        let library = Arc::new(library);
+        let p2p_listen = p2p_listen.unwrap_or(p2p_default);
+        let p2p_address: libp2p::Multiaddr = p2p_listen
+            .parse()
+            .with_context(|| format!("{p2p_listen:?} is not a libp2p listen address"))?;
+        let (stop_network, network_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (net, network_task) = jalin_node::network::spawn(library.clone(), p2p_address, async {
+            let _ = network_stopped.await;
+        })
+        .await
+        .context("starting the network")?;
         let state = Arc::new(AppState {
-            library: Arc::new(library),
+            library,
             api_token,
+            net: Some(net.clone()),
         });
         println!("Jalin node for {name} is serving {url}");
         println!("  API: {url}/api/status   (Ctrl-C stops it)");
+        // The listen addresses appear once the transport is up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let addresses = net.listen_addresses().await.unwrap_or_default();
+            if !addresses.is_empty() || std::time::Instant::now() > deadline {
+                for address in addresses {
+                    println!("  p2p: {address}/p2p/{}", net.peer_id);
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if let Some(after) = after_start {
             after(&url);
         }
@@ -457,6 +537,8 @@ pub fn run_node(
             }
         };
         let served = jalin_node::http::serve(listener, state, shutdown).await;
+        let _ = stop_network.send(());
+        let _ = network_task.await;
         let _ = std::fs::remove_file(&node_file);
         served.context("serving HTTP")?;
         eprintln!("Jalin node stopped.");
@@ -491,6 +573,7 @@ pub fn demo(listen: &str) -> anyhow::Result<ExitCode> {
     run_node(
         data,
         Some(listen.to_string()),
+        Some("/ip4/127.0.0.1/tcp/0".to_string()),
         Some(Box::new(move |url: &str| {
             println!();
             println!("Try:");

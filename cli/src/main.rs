@@ -56,6 +56,19 @@ enum Command {
         /// Address for the HTTP API (default from the config; port 0 picks a free one).
         #[arg(long)]
         listen: Option<String>,
+        /// libp2p listen address (default from the config: /ip4/0.0.0.0/tcp/0).
+        #[arg(long)]
+        p2p_listen: Option<String>,
+    },
+    /// The running node's network: its addresses and connected members; --dial connects
+    /// to a member's address (as `jalin start` prints it).
+    Peers {
+        /// A member's address: /ip4/192.168.1.20/tcp/4001/p2p/12D3KooW...
+        #[arg(long)]
+        dial: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Import records (MARC, MARCXML, CSV, SLiMS CSV) into this library's catalog.
     Import {
@@ -600,9 +613,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Start { listen } => {
+        Command::Start { listen, p2p_listen } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
-            backend::run_node(data, listen, None)
+            backend::run_node(data, listen, p2p_listen, None)
+        }
+        Command::Peers { dial, json } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            Backend::connect(data)?.peers(dial, json)
         }
         Command::Demo { listen } => backend::demo(&listen),
         Command::Reindex => {

@@ -76,6 +76,9 @@ pub struct Config {
     /// The HTTP server.
     #[serde(default)]
     pub http: HttpSection,
+    /// The libp2p network.
+    #[serde(default)]
+    pub network: NetworkSection,
     /// Limits.
     #[serde(default)]
     pub limits: LimitsSection,
@@ -108,6 +111,27 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: default_listen(),
+        }
+    }
+}
+
+/// `[network]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// libp2p listen address; port 0 picks a free one, so several nodes run side by side.
+    #[serde(default = "default_p2p_listen")]
+    pub listen: String,
+}
+
+fn default_p2p_listen() -> String {
+    "/ip4/0.0.0.0/tcp/0".to_string()
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            listen: default_p2p_listen(),
         }
     }
 }
@@ -232,6 +256,7 @@ impl DataDir {
                 code: code.to_string(),
             },
             http: HttpSection::default(),
+            network: NetworkSection::default(),
             limits: LimitsSection::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| ConfigError::Invalid {

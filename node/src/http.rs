@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jalin_protocol::format::Format;
 use jalin_protocol::marc::{marcxml, Charset, MarcRecord};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Shared by every handler.
@@ -22,6 +22,8 @@ pub struct AppState {
     pub library: Arc<Library>,
     /// The token writes need.
     pub api_token: String,
+    /// The network, when the node runs one.
+    pub net: Option<crate::network::NetHandle>,
 }
 
 /// An error answer: status and message.
@@ -109,6 +111,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/export", get(export))
         .route("/api/consortium", post(consortium_request))
+        .route("/api/network", get(network_status))
+        .route("/api/network/dial", post(network_dial))
         .route("/api/consortia", get(consortia_list))
         .route("/api/consortia/{id}", get(consortium_members))
         .route("/api/consortia/{id}/documents", get(consortium_documents))
@@ -323,6 +327,7 @@ async fn put_record(
     }
     let library = state.library.clone();
     let record_id = blocking(move || Ok(library.put(marc)?)).await?;
+    announce_catalog(&state).await;
     Ok(Json(serde_json::json!({ "record_id": record_id })))
 }
 
@@ -334,6 +339,7 @@ async fn delete_record(
     authorize(&state, &headers)?;
     let library = state.library.clone();
     blocking(move || Ok(library.delete(&id)?)).await?;
+    announce_catalog(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -395,6 +401,9 @@ async fn import(
         error.details = Some(details);
         return Err(error);
     }
+    if summary.added + summary.updated + summary.deleted > 0 {
+        announce_catalog(&state).await;
+    }
     Ok(Json(summary).into_response())
 }
 
@@ -438,7 +447,121 @@ impl From<ConsortiumError> for ApiError {
 
 async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answer> {
     let library = state.library.clone();
-    blocking(move || Ok(execute(&library.consortia, request, now_ms(), Vec::new())?)).await
+    let writes = request.writes();
+    let addresses = match &state.net {
+        Some(net) => net
+            .listen_addresses()
+            .await
+            .map(|a| {
+                a.iter()
+                    .map(|a| format!("{a}/p2p/{}", net.peer_id))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let answer =
+        blocking(move || Ok(execute(&library.consortia, request, now_ms(), addresses)?)).await?;
+    if writes {
+        if let Some(net) = &state.net {
+            // Membership and documents may have changed: tell the network and the members.
+            let _ = net.members_changed().await;
+            let _ = net.announce(None).await;
+        }
+    }
+    Ok(answer)
+}
+
+/// Tells the members this library's catalog changed.
+async fn announce_catalog(state: &Arc<AppState>) {
+    if let Some(net) = &state.net {
+        let _ = net.announce(Some(state.library.store.library())).await;
+    }
+}
+
+#[derive(Serialize)]
+struct NetworkStatus {
+    peer_id: String,
+    listen: Vec<String>,
+    peers: Vec<NetworkPeer>,
+}
+
+#[derive(Serialize)]
+struct NetworkPeer {
+    peer_id: String,
+    library: Option<String>,
+}
+
+/// `GET /api/network`: this node's peer id, addresses and connected members.
+async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<NetworkStatus>> {
+    let Some(net) = &state.net else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node runs no network",
+        ));
+    };
+    let stopped = |_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the network has stopped");
+    let listen = net.listen_addresses().await.map_err(stopped)?;
+    let peers = net.peers().await.map_err(stopped)?;
+    let library = state.library.clone();
+    let members: std::collections::BTreeMap<String, String> = blocking(move || {
+        let mut out = std::collections::BTreeMap::new();
+        for c in library.consortia.list() {
+            if let Ok(state) = library.consortia.members(&c.id) {
+                for m in state.members.values() {
+                    if let Some(peer) = crate::network::peer_id_of(&m.library) {
+                        out.insert(peer.to_string(), format!("{} ({})", m.name, m.code));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(NetworkStatus {
+        peer_id: net.peer_id.to_string(),
+        listen: listen
+            .iter()
+            .map(|a| format!("{a}/p2p/{}", net.peer_id))
+            .collect(),
+        peers: peers
+            .iter()
+            .map(|p| NetworkPeer {
+                peer_id: p.to_string(),
+                library: members.get(&p.to_string()).cloned(),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct DialBody {
+    address: String,
+}
+
+/// `POST /api/network/dial`: connect to a member at an address (`/ip4/.../tcp/.../p2p/...`).
+async fn network_dial(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state, &headers)?;
+    let Some(net) = &state.net else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node runs no network",
+        ));
+    };
+    let body: DialBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("send JSON {{\"address\": \"/ip4/...\"}}: {e}"))
+    })?;
+    let address: libp2p::Multiaddr = body.address.trim().parse().map_err(|e| {
+        ApiError::bad_request(format!("{:?} is not a libp2p address: {e}", body.address))
+    })?;
+    net.dial(address)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "dialing": body.address })))
 }
 
 /// `POST /api/consortium`: any consortium request (JSON, `{"action": ...}`); the token for

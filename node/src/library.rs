@@ -185,6 +185,21 @@ pub struct Status {
     pub store_bytes: u64,
     /// Jalin's version.
     pub version: String,
+    /// Other members' catalogs held here.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// Another library's catalog as this node holds it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaStatus {
+    /// Its id (hex).
+    pub library_id: String,
+    /// Its name, when a consortium held here names it.
+    pub name: Option<String>,
+    /// Records (not deleted).
+    pub records: u64,
+    /// Tombstones.
+    pub deleted: u64,
 }
 
 /// A library's catalog.
@@ -337,15 +352,29 @@ impl Library {
 
     /// The node's status.
     pub fn status(&self) -> Result<Status, LibraryError> {
-        let (mut records, mut deleted) = (0, 0);
-        for record in self.store.records() {
-            if record?.deleted {
-                deleted += 1;
-            } else {
-                records += 1;
+        let id = self.store.library();
+        let (records, deleted) = self.store.count_of(&id)?;
+        let mut names = std::collections::BTreeMap::new();
+        for consortium in self.consortia.list() {
+            if let Ok(state) = self.consortia.members(&consortium.id) {
+                for m in state.members.values() {
+                    names.insert(m.library, format!("{} ({})", m.name, m.code));
+                }
             }
         }
-        let id = self.store.library();
+        let mut replicas = Vec::new();
+        for namespace in self.store.namespaces()? {
+            if namespace == id {
+                continue;
+            }
+            let (records, deleted) = self.store.count_of(&namespace)?;
+            replicas.push(ReplicaStatus {
+                library_id: namespace.to_hex(),
+                name: names.get(&namespace).cloned(),
+                records,
+                deleted,
+            });
+        }
         Ok(Status {
             name: self.data.config.library.name.clone(),
             code: self.data.config.library.code.clone(),
@@ -357,6 +386,7 @@ impl Library {
             seq: self.store.seq()?,
             store_bytes: self.store.size_on_disk(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            replicas,
         })
     }
 

@@ -803,6 +803,22 @@ impl Store {
         Ok(hasher.finalize().into())
     }
 
+    /// Records of a namespace held, and tombstones, counted from their flags alone.
+    pub fn count_of(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
+        let (mut live, mut deleted) = (0, 0);
+        for value in self.tree.scan_prefix(key(b'r', namespace, &[])).values() {
+            if value?
+                .first()
+                .is_some_and(|flags| flags & STORED_DELETED != 0)
+            {
+                deleted += 1;
+            } else {
+                live += 1;
+            }
+        }
+        Ok((live, deleted))
+    }
+
     /// Every record of a namespace (tombstones included), in record id order.
     pub fn records_of(
         &self,

@@ -45,6 +45,7 @@ fn start(import: Option<&std::path::Path>) -> Server {
     let state = Arc::new(AppState {
         library: library.clone(),
         api_token: token.clone(),
+        net: None,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address_tx, address_rx) = std::sync::mpsc::channel();

@@ -370,3 +370,132 @@ fn a_consortium_formed_by_tickets_through_the_cli_and_the_api() {
     assert_eq!(documents(), before, "nothing changed");
     assert_eq!(terminate(&mut node), Some(0));
 }
+
+/// Starts a node process; waits for its URL and its libp2p address.
+fn start_with_p2p(mut command: Command) -> (Child, String, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("jalin runs");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    let p2p = loop {
+        let line = lines
+            .next()
+            .expect("the node prints its addresses")
+            .expect("utf-8");
+        if let Some(at) = line.find("is serving ") {
+            url = Some(line[at + "is serving ".len()..].trim().to_string());
+        }
+        if let Some(address) = line.trim().strip_prefix("p2p: ") {
+            break address.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, url.expect("the URL comes first"), p2p)
+}
+
+fn status_json(data: &Path) -> serde_json::Value {
+    let (code, stdout, stderr) = jalin(data, &["status", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("status JSON")
+}
+
+#[test]
+fn two_libraries_on_one_machine_replicate_over_libp2p() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    for (data, name, code) in [
+        (&a, "Perpustakaan A", "PERPUSA"),
+        (&b, "Perpustakaan B", "PERPUSB"),
+    ] {
+        let (status, _, stderr) = jalin(data, &["init", "--name", name, "--code", code]);
+        assert_eq!(status, 0, "{stderr}");
+    }
+    // The consortium by text, both nodes offline.
+    assert_eq!(jalin(&a, &["consortium", "create", "--name", "Uji"]).0, 0);
+    let (_, ticket, _) = jalin(&a, &["invite", "create"]);
+    let ticket = ticket.lines().next().expect("ticket").to_string();
+    assert_eq!(
+        jalin(&b, &["join", &ticket, "--out", &path("acc.txt")]).0,
+        0
+    );
+    assert_eq!(jalin(&a, &["consortium", "accept", &path("acc.txt")]).0, 0);
+    assert_eq!(jalin(&a, &["consortium", "export", &path("docs.txt")]).0, 0);
+    assert_eq!(jalin(&b, &["consortium", "import", &path("docs.txt")]).0, 0);
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/demo/loc-indonesia-sample.mrc");
+    let (code, _, stderr) = jalin(&a, &["import", sample.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let node = |data: &Path| {
+        let mut command = Command::new(jalin_binary());
+        command.arg("--data-dir").arg(data).args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--p2p-listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ]);
+        start_with_p2p(command)
+    };
+    let (node_a, _, a_p2p) = node(&a);
+    let (node_b, _, _) = node(&b);
+    // Stopped with SIGTERM at the end; killed if the test fails before.
+    struct Running(Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (mut node_a, mut node_b) = (Running(node_a), Running(node_b));
+    assert!(
+        a_p2p.starts_with("/ip4/127.0.0.1/tcp/") && a_p2p.contains("/p2p/12D3KooW"),
+        "{a_p2p}"
+    );
+    let (code, _, stderr) = jalin(&b, &["peers", "--dial", &a_p2p]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let wait = |what: &str, check: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = status_json(&b);
+            if check(&status) {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let status = wait("A's catalog at B", &|s| s["replicas"][0]["records"] == 500);
+    assert_eq!(status["replicas"][0]["name"], "Perpustakaan A (PERPUSA)");
+    let (code, stdout, _) = jalin(&b, &["peers"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("1 member(s) connected") && stdout.contains("Perpustakaan A"),
+        "{stdout}"
+    );
+
+    // A deletes a record through its running node; B sees the tombstone.
+    let record_id = {
+        let (_, stdout, _) = jalin(&a, &["search", "indonesia", "--json"]);
+        let results: serde_json::Value = serde_json::from_str(&stdout).expect("search JSON");
+        results["hits"][0]["record_id"]
+            .as_str()
+            .expect("a hit")
+            .to_string()
+    };
+    let (code, _, stderr) = jalin(&a, &["record", "delete", &record_id]);
+    assert_eq!(code, 0, "{stderr}");
+    wait("the deletion at B", &|s| s["replicas"][0]["deleted"] == 1);
+
+    assert_eq!(terminate(&mut node_a.0), Some(0));
+    assert_eq!(terminate(&mut node_b.0), Some(0));
+}
