@@ -269,6 +269,18 @@ impl Library {
             self.index.put(&stored.record_id, description.as_ref())?;
             count += 1;
         }
+        // Other members' catalogs held here: the union catalog.
+        for item in self.store.replicas_changed_since(since) {
+            let (library, stored) = item?;
+            let description = if stored.deleted {
+                None
+            } else {
+                decode(&stored).map(|r| r.description)
+            };
+            self.index
+                .put_replica(&library.to_hex(), &stored.record_id, description.as_ref())?;
+            count += 1;
+        }
         self.index.commit(store_seq)?;
         Ok(count)
     }
@@ -312,15 +324,25 @@ impl Library {
         Ok(record_id)
     }
 
-    /// Takes in another library's changes of one shard (from the network). The search
-    /// index covers this library's own catalog only, for now: replicas are stored, not yet
-    /// searched (ARCHITECTURE.md, known gaps).
+    /// Takes in another library's changes of some shards (from the network), then makes
+    /// them searchable.
     pub fn apply_remote_many(
         &self,
         namespace: &jalin_protocol::signing::LibraryId,
         shards: &[(u16, Vec<crate::store::SignedChange>)],
     ) -> Vec<Result<crate::store::RemoteApplied, crate::store::ReplicaError>> {
-        self.store.apply_remote_many(namespace, shards)
+        let results = self.store.apply_remote_many(namespace, shards);
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|a| a.changes > 0))
+        {
+            if let Err(error) = self.catch_up_index() {
+                // The store has them; the next catch-up (at the latest, the next start)
+                // indexes them.
+                tracing::warn!("indexing replicated records failed: {error}");
+            }
+        }
+        results
     }
 
     /// Tombstones one record.

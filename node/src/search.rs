@@ -43,6 +43,7 @@ pub enum SearchError {
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
+    library: Field,
     title: Field,
     author: Field,
     subject: Field,
@@ -74,6 +75,8 @@ fn schema() -> (Schema, Fields) {
     };
     let fields = Fields {
         id: builder.add_text_field("id", STRING | STORED),
+        // Whose record: absent for this library's own, the owner's key (hex) for a replica.
+        library: builder.add_text_field("library", STRING | STORED),
         title: builder.add_text_field("title", text(true)),
         author: builder.add_text_field("author", text(true)),
         subject: builder.add_text_field("subject", text(false)),
@@ -108,8 +111,10 @@ fn analyzer() -> TextAnalyzer {
 /// One search hit.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
-    /// The record id.
+    /// The record id (in its library's catalog).
     pub record_id: String,
+    /// Whose record: `None` for this library's own, else the holding library's key (hex).
+    pub library: Option<String>,
     /// Title.
     pub title: String,
     /// Names, main entry first.
@@ -243,9 +248,42 @@ impl SearchIndex {
     /// Adds a record the index does not hold yet (no delete first: deletes cost a term
     /// lookup in every segment at the next commit).
     pub fn add(&self, record_id: &str, d: &Description) -> Result<(), SearchError> {
+        self.add_in(None, record_id, d)
+    }
+
+    /// Replaces another library's record's entry (or removes it, for `None`).
+    pub fn put_replica(
+        &self,
+        library: &str,
+        record_id: &str,
+        description: Option<&Description>,
+    ) -> Result<(), SearchError> {
+        let key = format!("{library}/{record_id}");
+        {
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            writer.delete_term(Term::from_field_text(self.fields.id, &key));
+        }
+        match description {
+            Some(d) => self.add_in(Some(library), record_id, d),
+            None => Ok(()),
+        }
+    }
+
+    fn add_in(
+        &self,
+        library: Option<&str>,
+        record_id: &str,
+        d: &Description,
+    ) -> Result<(), SearchError> {
         let f = self.fields;
         let mut document = TantivyDocument::default();
-        document.add_text(f.id, record_id);
+        match library {
+            Some(library) => {
+                document.add_text(f.id, format!("{library}/{record_id}"));
+                document.add_text(f.library, library);
+            }
+            None => document.add_text(f.id, record_id),
+        }
         let mut title = d.title.clone();
         if let Some(subtitle) = &d.subtitle {
             title.push_str(" : ");
@@ -381,8 +419,19 @@ impl SearchIndex {
                     .filter_map(|v| v.as_str().map(str::to_string))
                     .collect::<Vec<_>>()
             };
+            let library = text(f.library).into_iter().next();
+            let key = text(f.id).into_iter().next().unwrap_or_default();
+            let record_id = match &library {
+                Some(library) => key
+                    .strip_prefix(library.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .unwrap_or(&key)
+                    .to_string(),
+                None => key,
+            };
             hits.push(Hit {
-                record_id: text(f.id).into_iter().next().unwrap_or_default(),
+                record_id,
+                library,
                 title: text(f.title).into_iter().next().unwrap_or_default(),
                 authors: text(f.author),
                 year: document.get_first(f.year).and_then(|v| v.as_i64()),

@@ -460,6 +460,39 @@ impl Store {
             })
     }
 
+    /// Other libraries' records (tombstones included) changed after store sequence number
+    /// `seq`, with whose they are.
+    pub fn replicas_changed_since(
+        &self,
+        seq: u64,
+    ) -> impl Iterator<Item = Result<(LibraryId, StoredRecord), StoreError>> + '_ {
+        let own = self.library;
+        self.tree
+            .scan_prefix([b'r'])
+            .filter(move |item| match item {
+                Ok((k, v)) => {
+                    k.get(1..33) != Some(own.as_bytes().as_slice())
+                        && v.get(9..17)
+                            .and_then(|b| b.try_into().ok())
+                            .is_none_or(|b| u64::from_be_bytes(b) > seq)
+                }
+                Err(_) => true,
+            })
+            .map(move |item| {
+                let (k, v) = item?;
+                let namespace = k
+                    .get(1..33)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .and_then(|b| LibraryId::from_bytes(b).ok())
+                    .ok_or_else(|| StoreError::Damaged {
+                        record_id: String::new(),
+                        reason: "a record key names no valid library".into(),
+                    })?;
+                let record_id = String::from_utf8_lossy(&k[33..]).into_owned();
+                Ok((namespace, StoredRecord::decode(&record_id, &v)?))
+            })
+    }
+
     /// Whether the library holds no records at all (not even tombstones).
     pub fn is_empty(&self) -> bool {
         self.tree

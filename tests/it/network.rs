@@ -162,6 +162,24 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
         .map(|r| r.expect("reads").record_id)
         .collect();
     assert_eq!(at_c.len(), 3147);
+    // The union catalog: C finds A's books, marked as A's.
+    eventually("A's records searchable at C", 30, || {
+        c.library
+            .search("indonesia", 1, 10)
+            .expect("searches")
+            .total
+            > 1000
+    })
+    .await;
+    let found = c.library.search("indonesia", 1, 10).expect("searches");
+    assert!(
+        found
+            .hits
+            .iter()
+            .all(|h| h.library.as_deref() == Some(a_id.to_hex().as_str())),
+        "{:?}",
+        found.hits.first()
+    );
 
     // A live edit: A announces it; the others pull.
     let edited = a.library.clone();
@@ -181,6 +199,11 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     let target = a.digest(&a_id);
     eventually("the deletion at B", 30, || b.digest(&a_id) == target).await;
     eventually("the deletion at C", 30, || c.digest(&a_id) == target).await;
+    // A deleted record leaves the union catalog.
+    eventually("the deletion out of C's index", 30, || {
+        c.library.index.len() == 3146
+    })
+    .await;
 
     // Consortium documents travel the same way: an agreement drafted at A reaches C.
     let drafter = a.library.clone();
