@@ -228,6 +228,74 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     })
     .await;
 
+    // A removes C: A and B (once it has the removal) cut C off, and C's later changes
+    // reach no one.
+    let remover = a.library.clone();
+    let c_id = c.library.store.library();
+    tokio::task::spawn_blocking(move || {
+        remover
+            .consortia
+            .remove(&id, c_id, "left the district", T + 2_000)
+            .expect("removes")
+    })
+    .await
+    .expect("remove task");
+    a.net.members_changed().await.expect("network runs");
+    a.net.announce(None).await.expect("announces");
+    eventually("B learns of the removal", 30, || {
+        b.library
+            .consortia
+            .members(&id)
+            .expect("members")
+            .members
+            .len()
+            == 2
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a_peers = a.net.peers().await.expect("peers");
+        let b_peers = b.net.peers().await.expect("peers");
+        if !a_peers.contains(&c.net.peer_id) && !b_peers.contains(&c.net.peer_id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "C was not cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let writer = c.library.clone();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    tokio::task::spawn_blocking(move || {
+        writer
+            .import(&Source::File(sample), &ImportOptions::default(), |_| {})
+            .expect("imports")
+    })
+    .await
+    .expect("import task");
+    c.net.announce(Some(c_id)).await.expect("announces");
+    c.net.dial(b.address().await).await.expect("dial starts");
+    c.net.dial(a.address().await).await.expect("dial starts");
+    // The dials are refused by the members (their allow-lists no longer hold C): C stays
+    // without peers, and no member holds C's catalog.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert!(!a.net.peers().await.expect("peers").contains(&c.net.peer_id));
+        assert!(!b.net.peers().await.expect("peers").contains(&c.net.peer_id));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!a
+        .library
+        .store
+        .namespaces()
+        .expect("namespaces")
+        .contains(&c_id));
+    assert!(!b
+        .library
+        .store
+        .namespaces()
+        .expect("namespaces")
+        .contains(&c_id));
+
     // The outsider: A refused its connection; it holds nothing of A's catalog.
     let a_peers = a.net.peers().await.expect("peers");
     assert!(!a_peers.contains(&d.net.peer_id), "A let a non-member in");
