@@ -156,12 +156,35 @@ prop_compose! {
             classification: Classification { ddc: classes.0, lcc: classes.1 },
             call_number, languages: unique(languages), names, holdings, deleted,
         };
+        // What from_marc derives when 008 has no year: the first year in the date (260 $c).
+        if d.year.is_none() {
+            d.year = d.publication.date.as_deref().and_then(first_year_in);
+        }
         // What from_marc derives when no call number is given.
         if d.call_number.is_none() {
             d.call_number = d.holdings.iter().find_map(|h| h.call_number.clone()).or_else(|| d.classification.lcc.first().cloned());
         }
         d
     }
+}
+
+/// Four digits standing alone, 1000-2999: a year in a date statement ("c1998", "[1990?]").
+fn first_year_in(text: &str) -> Option<i32> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(3)).find_map(|i| {
+        let alone = (i == 0 || !bytes[i - 1].is_ascii_digit())
+            && bytes.get(i + 4).is_none_or(|b| !b.is_ascii_digit());
+        let digits = bytes[i..i + 4].iter().all(u8::is_ascii_digit);
+        if alone && digits {
+            std::str::from_utf8(&bytes[i..i + 4])
+                .ok()?
+                .parse()
+                .ok()
+                .filter(|y| (1000..=2999).contains(y))
+        } else {
+            None
+        }
+    })
 }
 
 proptest! {
