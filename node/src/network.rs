@@ -139,6 +139,7 @@ struct Behaviour {
 /// What the network task is asked to do.
 enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Disconnect(PeerId),
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     Peers(oneshot::Sender<Vec<PeerId>>),
     /// Membership may have changed: rebuild the allow-list and topics.
@@ -188,6 +189,14 @@ impl NetHandle {
         self.ask(|tx| Command::Dial(address, tx))
             .await?
             .map_err(NetError::Libp2p)
+    }
+
+    /// Closes every connection to a peer (it may dial again).
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Disconnect(peer))
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 
     /// Where this node listens.
@@ -573,6 +582,9 @@ async fn run(
             Some(command) = commands.recv() => match command {
                 Command::Dial(address, reply) => {
                     let _ = reply.send(swarm.dial(address).map_err(|e| e.to_string()));
+                }
+                Command::Disconnect(peer) => {
+                    let _ = swarm.disconnect_peer_id(peer);
                 }
                 Command::ListenAddresses(reply) => {
                     let _ = reply.send(swarm.listeners().cloned().collect());

@@ -82,14 +82,19 @@ const T: u64 = 1_795_478_400_000;
 
 /// Three libraries in a consortium made by text, as `jalin` would, before any network.
 fn three_members() -> Vec<(Arc<Library>, tempfile::TempDir)> {
+    members(3)
+}
+
+/// `n` libraries in a consortium made by text; the first founded it.
+fn members(n: usize) -> Vec<(Arc<Library>, tempfile::TempDir)> {
     let mut out = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         let (dir, data) = new_library(100);
         out.push((Arc::new(Library::open(data).expect("opens")), dir));
     }
     let a = &out[0].0.consortia;
     let id = a.create("Jaringan Uji", T).expect("creates");
-    for (i, joiner) in [&out[1].0, &out[2].0].into_iter().enumerate() {
+    for (i, joiner) in out[1..].iter().map(|(l, _)| l).enumerate() {
         let t = T + 10 * (i as u64 + 1);
         let ticket = a
             .invite(&id, Role::Member, t + 3_600_000, "", Vec::new(), t)
@@ -305,4 +310,164 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     for node in [a, b, c, d] {
         node.stop().await;
     }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// A library edits (or deletes) one of its own records and announces it.
+    Edit {
+        node: usize,
+        record: usize,
+        delete: bool,
+    },
+    Connect(usize, usize),
+    Disconnect(usize, usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..5usize, 0..20usize, any::<bool>()).prop_map(|(node, record, delete)| Step::Edit {
+            node,
+            record,
+            delete
+        }),
+        (0..5usize, 0..5usize).prop_map(|(a, b)| Step::Connect(a, b)),
+        (0..5usize, 0..5usize).prop_map(|(a, b)| Step::Disconnect(a, b)),
+    ]
+}
+
+use proptest::prelude::*;
+
+#[test]
+fn partitions_heal_to_the_same_catalogs_whatever_the_schedule() {
+    let sample = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../cli/demo/loc-indonesia-sample.mrc"),
+    )
+    .expect("the demo sample");
+    let records: Vec<jalin_protocol::marc::MarcRecord> =
+        jalin_protocol::marc::iso2709::Reader::new(sample.as_slice())
+            .map(|r| r.expect("reads").record)
+            .take(100)
+            .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 6,
+        ..Default::default()
+    });
+    runner
+        .run(&prop::collection::vec(step(), 4..16), |steps| {
+            runtime.block_on(async {
+                let mut nodes = Vec::new();
+                for (i, (library, dir)) in members(5).into_iter().enumerate() {
+                    // Each library's own 20 records, before the network starts.
+                    let mine: Vec<u8> = records[i * 20..i * 20 + 20]
+                        .iter()
+                        .flat_map(|r| {
+                            jalin_protocol::marc::iso2709::write_record(r).expect("writes")
+                        })
+                        .collect();
+                    let importer = library.clone();
+                    tokio::task::spawn_blocking(move || {
+                        importer
+                            .import(&Source::Bytes(mine), &ImportOptions::default(), |_| {})
+                            .expect("imports")
+                    })
+                    .await
+                    .expect("import task");
+                    nodes.push(start(library, dir).await);
+                }
+                let mut addresses = Vec::new();
+                for node in &nodes {
+                    addresses.push(node.address().await);
+                }
+                for step in &steps {
+                    match *step {
+                        Step::Edit {
+                            node,
+                            record,
+                            delete,
+                        } => {
+                            let library = nodes[node].library.clone();
+                            let mut marc = records[node * 20 + record].clone();
+                            tokio::task::spawn_blocking(move || {
+                                let id = marc.control("001").unwrap_or_default().trim().to_string();
+                                if delete {
+                                    // Deleting twice is refused, and changes nothing.
+                                    let _ = library.delete(&id);
+                                } else {
+                                    marc.fields.retain(|f| f.tag() != "500");
+                                    marc.push_data(jalin_protocol::marc::DataField::new(
+                                        "500",
+                                        ' ',
+                                        ' ',
+                                        &[('a', "Diubah.")],
+                                    ));
+                                    library.put(marc).expect("edits");
+                                }
+                            })
+                            .await
+                            .expect("edit task");
+                            let own = nodes[node].library.store.library();
+                            nodes[node]
+                                .net
+                                .announce(Some(own))
+                                .await
+                                .expect("announces");
+                        }
+                        Step::Connect(a, b) if a != b => {
+                            nodes[a]
+                                .net
+                                .dial(addresses[b].clone())
+                                .await
+                                .expect("dials");
+                        }
+                        Step::Disconnect(a, b) if a != b => {
+                            nodes[a]
+                                .net
+                                .disconnect(nodes[b].net.peer_id)
+                                .await
+                                .expect("runs");
+                            nodes[b]
+                                .net
+                                .disconnect(nodes[a].net.peer_id)
+                                .await
+                                .expect("runs");
+                        }
+                        _ => {}
+                    }
+                }
+                // Heal: a ring. Every catalog must reach every node, through others too.
+                for i in 0..nodes.len() {
+                    let next = (i + 1) % nodes.len();
+                    nodes[i]
+                        .net
+                        .dial(addresses[next].clone())
+                        .await
+                        .expect("dials");
+                }
+                let owners: Vec<LibraryId> =
+                    nodes.iter().map(|n| n.library.store.library()).collect();
+                eventually(
+                    "every node holds every catalog as its owner does",
+                    60,
+                    || {
+                        owners.iter().enumerate().all(|(o, owner)| {
+                            let truth = nodes[o].digest(owner);
+                            nodes.iter().all(|n| n.digest(owner) == truth)
+                        })
+                    },
+                )
+                .await;
+                for node in nodes {
+                    node.stop().await;
+                }
+            });
+            Ok(())
+        })
+        .expect("every schedule converges");
 }
