@@ -144,6 +144,8 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerId>>),
     /// Membership may have changed: rebuild the allow-list and topics.
     MembersChanged,
+    /// The member set and consortia, as read from the logs.
+    MembersComputed(BTreeMap<PeerId, LibraryId>, Vec<Hash32>),
     /// A local change: announce it.
     Announce(Option<LibraryId>),
     /// Catch up with every connected member now.
@@ -253,6 +255,40 @@ fn members(consortia: &Consortia) -> BTreeMap<PeerId, LibraryId> {
         }
     }
     out
+}
+
+/// Every current member, and the consortia held (blocking: reads the logs).
+fn member_set(library: &Library) -> (BTreeMap<PeerId, LibraryId>, Vec<Hash32>) {
+    let members = members(&library.consortia);
+    let consortia = library.consortia.list().iter().map(|c| c.id).collect();
+    (members, consortia)
+}
+
+/// Makes the allow-list and the gossip topics follow the member set.
+fn apply_members(
+    swarm: &mut Swarm<Behaviour>,
+    allowed: &mut BTreeMap<PeerId, LibraryId>,
+    topics: &mut HashSet<String>,
+    now: BTreeMap<PeerId, LibraryId>,
+    consortia: Vec<Hash32>,
+) {
+    for peer in allowed.keys() {
+        if !now.contains_key(peer) {
+            swarm.behaviour_mut().allowed.disallow_peer(*peer);
+            // Cut off a removed member now, not at its next connection.
+            let _ = swarm.disconnect_peer_id(*peer);
+        }
+    }
+    for peer in now.keys() {
+        swarm.behaviour_mut().allowed.allow_peer(*peer);
+    }
+    *allowed = now;
+    for consortium in consortia {
+        let topic = topic(&consortium);
+        if topics.insert(topic.hash().to_string()) {
+            let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
+        }
+    }
 }
 
 fn topic(consortium: &Hash32) -> gossipsub::IdentTopic {
@@ -532,26 +568,33 @@ pub async fn spawn(
     swarm
         .listen_on(listen)
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    // The member set before the first connection, so no member is turned away at start.
+    let reader = library.clone();
+    let (members, consortia) = tokio::task::spawn_blocking(move || member_set(&reader))
+        .await
+        .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    let mut allowed = BTreeMap::new();
+    let mut topics = HashSet::new();
+    apply_members(&mut swarm, &mut allowed, &mut topics, members, consortia);
     let (tx, rx) = mpsc::channel(COMMANDS_MAX);
     let handle = NetHandle {
         commands: tx.clone(),
         peer_id,
     };
-    let task = tokio::spawn(run(swarm, library, tx, rx, shutdown));
-    handle.members_changed().await?;
+    let task = tokio::spawn(run(swarm, library, allowed, topics, tx, rx, shutdown));
     Ok((handle, task))
 }
 
 async fn run(
     mut swarm: Swarm<Behaviour>,
     library: Arc<Library>,
+    mut allowed: BTreeMap<PeerId, LibraryId>,
+    mut topics: HashSet<String>,
     commands_tx: mpsc::Sender<Command>,
     mut commands: mpsc::Receiver<Command>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     tokio::pin!(shutdown);
-    let mut allowed: BTreeMap<PeerId, LibraryId> = BTreeMap::new();
-    let mut topics: HashSet<String> = HashSet::new();
     let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Blocking work (store, automerge) goes to worker threads; what it decides comes back
@@ -593,32 +636,17 @@ async fn run(
                     let _ = reply.send(swarm.connected_peers().copied().collect());
                 }
                 Command::MembersChanged => {
+                    // Reading the logs is blocking work: off the loop; the result comes
+                    // back as a command.
                     let library = library.clone();
-                    let now = tokio::task::spawn_blocking(move || {
-                        let members = members(&library.consortia);
-                        let consortia: Vec<Hash32> =
-                            library.consortia.list().iter().map(|c| c.id).collect();
-                        (members, consortia)
-                    })
-                    .await;
-                    let Ok((now, consortia)) = now else { continue };
-                    for peer in allowed.keys() {
-                        if !now.contains_key(peer) {
-                            swarm.behaviour_mut().allowed.disallow_peer(*peer);
-                            // Cut off a removed member now, not at its next connection.
-                            let _ = swarm.disconnect_peer_id(*peer);
-                        }
-                    }
-                    for peer in now.keys() {
-                        swarm.behaviour_mut().allowed.allow_peer(*peer);
-                    }
-                    allowed = now;
-                    for consortium in consortia {
-                        let topic = topic(&consortium);
-                        if topics.insert(topic.hash().to_string()) {
-                            let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
-                        }
-                    }
+                    let tx = commands_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let (members, consortia) = member_set(&library);
+                        let _ = tx.blocking_send(Command::MembersComputed(members, consortia));
+                    });
+                }
+                Command::MembersComputed(now, consortia) => {
+                    apply_members(&mut swarm, &mut allowed, &mut topics, now, consortia);
                 }
                 Command::Announce(namespace) => {
                     let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
