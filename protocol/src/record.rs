@@ -209,7 +209,9 @@ fn non_empty(text: String) -> Option<String> {
     }
 }
 
-fn first_year(text: &str) -> Option<i32> {
+/// The first year (four digits standing alone, 1000-2999) in a date statement such as
+/// "c1998" or "[1990?]".
+pub fn first_year(text: &str) -> Option<i32> {
     let bytes = text.as_bytes();
     (0..bytes.len().saturating_sub(3)).find_map(|i| {
         let window = &bytes[i..i + 4];

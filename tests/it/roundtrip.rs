@@ -158,7 +158,7 @@ prop_compose! {
         };
         // What from_marc derives when 008 has no year: the first year in the date (260 $c).
         if d.year.is_none() {
-            d.year = d.publication.date.as_deref().and_then(first_year_in);
+            d.year = d.publication.date.as_deref().and_then(jalin_protocol::record::first_year);
         }
         // What from_marc derives when no call number is given.
         if d.call_number.is_none() {
@@ -166,25 +166,6 @@ prop_compose! {
         }
         d
     }
-}
-
-/// Four digits standing alone, 1000-2999: a year in a date statement ("c1998", "[1990?]").
-fn first_year_in(text: &str) -> Option<i32> {
-    let bytes = text.as_bytes();
-    (0..bytes.len().saturating_sub(3)).find_map(|i| {
-        let alone = (i == 0 || !bytes[i - 1].is_ascii_digit())
-            && bytes.get(i + 4).is_none_or(|b| !b.is_ascii_digit());
-        let digits = bytes[i..i + 4].iter().all(u8::is_ascii_digit);
-        if alone && digits {
-            std::str::from_utf8(&bytes[i..i + 4])
-                .ok()?
-                .parse()
-                .ok()
-                .filter(|y| (1000..=2999).contains(y))
-        } else {
-            None
-        }
-    })
 }
 
 proptest! {

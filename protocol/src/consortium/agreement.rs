@@ -334,18 +334,10 @@ pub fn bundle(log: &Log, agreements: &Agreements, id: &Hash32) -> Vec<String> {
     lines
 }
 
+/// Text escaped for HTML element content (the page puts no text in attributes).
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    crate::xml::escape_text(&mut out, text);
     out
 }
 
