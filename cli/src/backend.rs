@@ -279,13 +279,35 @@ impl Backend {
                     .map(|a| format!(" / {a}"))
                     .unwrap_or_default();
                 println!(
-                    "{:>4}. {}{}{}  [{}]",
+                    "{:>4}. {}{}{}",
                     (page - 1) * per_page + i + 1,
                     hit.title,
                     author,
                     year,
-                    hit.record_id
                 );
+                println!("      {}", hit.holdings_summary());
+                for holding in &hit.holdings {
+                    let who = holding
+                        .library_name
+                        .clone()
+                        .unwrap_or_else(|| holding.library.chars().take(16).collect());
+                    let call = holding
+                        .call_number
+                        .as_deref()
+                        .map(|c| format!("  {c}"))
+                        .unwrap_or_default();
+                    let statuses: Vec<&str> = holding
+                        .copies
+                        .iter()
+                        .filter_map(|c| c.status.as_deref())
+                        .collect();
+                    let status = if statuses.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", statuses.join(", "))
+                    };
+                    println!("        {who}{call}{status}  [{}]", holding.record_id);
+                }
             }
             for warning in &results.warnings {
                 println!("note: {warning}");

@@ -269,6 +269,21 @@ enum ConsortiumAction {
         #[arg(long)]
         consortium: Option<String>,
     },
+    /// Tell the union catalog that two records of two libraries are the same book (or,
+    /// with --not, that they are not): every member's search follows it.
+    Same {
+        /// One record, as LIBRARY:RECORD-ID (the library by its code or key), as `jalin
+        /// search` shows its holdings.
+        a: String,
+        /// The other record, of another library.
+        b: String,
+        /// They are not the same book (undo a wrong grouping).
+        #[arg(long)]
+        not: bool,
+        /// The consortium.
+        #[arg(long)]
+        consortium: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -735,6 +750,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ConsortiumAction::Leave { consortium } => {
                     (Request::Leave { consortium }, false, None)
                 }
+                ConsortiumAction::Same {
+                    a,
+                    b,
+                    not,
+                    consortium,
+                } => (
+                    Request::Same {
+                        consortium,
+                        a,
+                        b,
+                        same: !not,
+                    },
+                    false,
+                    None,
+                ),
             };
             let answer = consortium(cli.data_dir, request)?;
             if let (Some(file), Some(text)) = (&out, &answer.text) {

@@ -7,6 +7,7 @@
 //! o | consortium | op id        -> a membership operation (in the log, or waiting for parents)
 //! v | consortium | version id   -> an agreement version
 //! g | consortium | signature id -> a signature on a version
+//! m | consortium | assertion id -> a "same" / "not the same" assertion about two records
 //! i | consortium | invite id    -> an invite this library issued (JSON: ticket, used by)
 //! j | consortium                -> a ticket this library accepted (it is joining)
 //! q | consortium | doc id       -> a document of a consortium not known here yet
@@ -20,6 +21,7 @@ use jalin_protocol::consortium::agreement::{
     self, check_signature, parse_draft, AgreementSignature, AgreementStatus, AgreementVersion,
     Agreements,
 };
+use jalin_protocol::consortium::assertion::{self, MatchAssertion, RecordRef};
 use jalin_protocol::consortium::document::{DocError, Hash32, Signed};
 use jalin_protocol::consortium::log::{
     self as mlog, check_acceptance, Acceptance, Action, Inserted, Invite, Log, MemberState, Op,
@@ -58,6 +60,8 @@ pub struct Consortium {
     pub log: Log,
     /// Agreement versions and signatures.
     pub agreements: Agreements,
+    /// "Same" / "not the same" assertions, by id.
+    pub assertions: BTreeMap<Hash32, Signed<MatchAssertion>>,
 }
 
 /// An invite this library issued.
@@ -191,7 +195,21 @@ impl Consortia {
                     agreements.signatures.insert(signature.id(), signature);
                 }
             }
-            held.insert(id, Consortium { log, agreements });
+            let mut assertions = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b'm', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(assertion) = Signed::<MatchAssertion>::from_bytes(&v) {
+                    assertions.insert(assertion.id(), assertion);
+                }
+            }
+            held.insert(
+                id,
+                Consortium {
+                    log,
+                    agreements,
+                    assertions,
+                },
+            );
         }
         Ok(())
     }
@@ -268,6 +286,7 @@ impl Consortia {
             Consortium {
                 log,
                 agreements: Agreements::default(),
+                assertions: BTreeMap::new(),
             },
         );
         Ok(id)
@@ -610,6 +629,25 @@ impl Consortia {
                 consortium.agreements.signatures.insert(sid, signature);
                 Ok(format!("signature {} taken", sid.short()))
             }
+            Document::Match(assertion) => {
+                let id = assertion.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, assertion.id(), &Document::Match(assertion));
+                }
+                MatchAssertion::check(&assertion, id)?;
+                let aid = assertion.id();
+                let mut held = self.held();
+                let Some(consortium) = held.get_mut(&id) else {
+                    return Err(ConsortiumError::NotFound("consortium gone".into()));
+                };
+                if consortium.assertions.contains_key(&aid) {
+                    return Ok(format!("assertion {} already here", aid.short()));
+                }
+                self.tree
+                    .insert(key(b'm', &id, Some(&aid)), assertion.to_bytes())?;
+                consortium.assertions.insert(aid, assertion);
+                Ok(format!("assertion {} taken", aid.short()))
+            }
             Document::Invite(_) => Err(ConsortiumError::Refused(
                 "this is an invite: use `jalin join` with it".into(),
             )),
@@ -657,6 +695,7 @@ impl Consortia {
                 Consortium {
                     log,
                     agreements: Agreements::default(),
+                    assertions: BTreeMap::new(),
                 },
             );
             // Documents that waited for this consortium.
@@ -736,6 +775,10 @@ impl Consortia {
         }
         for signature in consortium.agreements.signatures.values() {
             out.push_str(&signature.to_text());
+            out.push('\n');
+        }
+        for assertion in consortium.assertions.values() {
+            out.push_str(&assertion.to_text());
             out.push('\n');
         }
         Ok(out)
@@ -883,6 +926,53 @@ impl Consortia {
         let consortium = self.get(id)?;
         let documents = agreement::bundle(&consortium.log, &consortium.agreements, agreement);
         Ok(agreement::render_html(&documents)?)
+    }
+
+    /// Asserts that two records of two libraries are (or are not) the same book; the
+    /// assertion travels to every member and corrects the union catalog's grouping there.
+    pub fn assert_match(
+        &self,
+        id: &Hash32,
+        a: RecordRef,
+        b: RecordRef,
+        same: bool,
+        now_ms: u64,
+    ) -> Result<Hash32, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "assert")?;
+        let assertion = Signed::sign(
+            &self.key,
+            MatchAssertion {
+                consortium: *id,
+                a,
+                b,
+                same,
+                time_ms: now_ms,
+            },
+        );
+        MatchAssertion::check(&assertion, *id)?;
+        let aid = assertion.id();
+        self.tree
+            .insert(key(b'm', id, Some(&aid)), assertion.to_bytes())?;
+        self.db.flush()?;
+        if let Some(consortium) = self.held().get_mut(id) {
+            consortium.assertions.insert(aid, assertion);
+        }
+        Ok(aid)
+    }
+
+    /// The assertions that stand, over every consortium held: for each pair of records,
+    /// same or not. Where two consortia disagree about a pair, "not the same" wins.
+    pub fn standing_assertions(&self) -> BTreeMap<(RecordRef, RecordRef), bool> {
+        let mut out: BTreeMap<(RecordRef, RecordRef), bool> = BTreeMap::new();
+        for consortium in self.held().values() {
+            let state = consortium.log.state();
+            for (pair, same) in assertion::standing(&consortium.assertions, &state) {
+                let slot = out.entry(pair).or_insert(same);
+                *slot = *slot && same;
+            }
+        }
+        out
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::consortium::{Consortia, ConsortiumError};
 use jalin_protocol::consortium::agreement::format_time;
+use jalin_protocol::consortium::assertion::RecordRef;
 use jalin_protocol::consortium::log::{OpStatus, Role};
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,17 @@ pub enum Request {
         /// The agreement.
         agreement: Option<String>,
     },
+    /// Assert that two records of two libraries are (or are not) the same book.
+    Same {
+        /// The consortium.
+        consortium: Option<String>,
+        /// One record: `LIBRARY:RECORD-ID` (the library by code, fingerprint or key).
+        a: String,
+        /// The other, of another library.
+        b: String,
+        /// The same book (true) or not (false).
+        same: bool,
+    },
 }
 
 impl Request {
@@ -152,6 +164,23 @@ pub struct Answer {
 
 fn json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_default()
+}
+
+/// Reads `LIBRARY:RECORD-ID` (the library by its code, fingerprint or key).
+fn record_ref(
+    consortia: &Consortia,
+    id: &jalin_protocol::consortium::document::Hash32,
+    text: &str,
+) -> Result<RecordRef, ConsortiumError> {
+    let Some((library, record_id)) = text.split_once(':') else {
+        return Err(ConsortiumError::Refused(format!(
+            "{text:?}: name a record as LIBRARY:RECORD-ID (the library by its code or key)"
+        )));
+    };
+    Ok(RecordRef {
+        library: consortia.find_member(id, library)?,
+        record_id: record_id.trim().to_string(),
+    })
 }
 
 /// Runs a request at time `now_ms`.
@@ -455,6 +484,30 @@ pub fn execute(
                     }
                 ),
                 data: json(&status),
+                ..Answer::default()
+            }
+        }
+        Request::Same {
+            consortium,
+            a,
+            b,
+            same,
+        } => {
+            let id = resolve(&consortium)?;
+            let a = record_ref(consortia, &id, &a)?;
+            let b = record_ref(consortia, &id, &b)?;
+            let aid = consortia.assert_match(&id, a.clone(), b.clone(), same, now_ms)?;
+            Answer {
+                message: format!(
+                    "Asserted: {} of {} and {} of {} are {}the same book (assertion {}). Every member's union catalog follows it.",
+                    a.record_id,
+                    a.library.fingerprint(),
+                    b.record_id,
+                    b.library.fingerprint(),
+                    if same { "" } else { "not " },
+                    aid.short()
+                ),
+                data: serde_json::json!({ "id": aid }),
                 ..Answer::default()
             }
         }

@@ -3,13 +3,14 @@
 
 use crate::config::DataDir;
 use crate::consortium::{Consortia, ConsortiumError};
-use crate::search::{SearchError, SearchIndex, SearchResults};
+use crate::search::{Grouping, SearchError, SearchIndex, SearchResults};
 use crate::store::{Change, Store, StoreError, StoredRecord};
 use jalin_protocol::format::{
     Format, Location, ParseError, RecordReader, RecordWriter, WriteError,
 };
 use jalin_protocol::marc::{iso2709, Charset, MarcRecord};
 use jalin_protocol::record::Record;
+use jalin_protocol::signing::LibraryId;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Cursor};
 use std::path::PathBuf;
@@ -200,6 +201,12 @@ pub struct ReplicaStatus {
     pub records: u64,
     /// Tombstones.
     pub deleted: u64,
+    /// When a change to it last arrived here (ms since 1970).
+    #[serde(default)]
+    pub last_change_ms: Option<u64>,
+    /// When its node was last connected to this one (ms since 1970).
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
 }
 
 /// A library's catalog.
@@ -212,6 +219,19 @@ pub struct Library {
     pub index: SearchIndex,
     /// The consortia it belongs to.
     pub consortia: Consortia,
+    /// Per other library: when a change to its catalog last arrived (`c` + key) and when
+    /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64).
+    freshness: sled::Tree,
+    catching_up: std::sync::Mutex<()>,
+}
+
+/// How current another library's catalog is here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Freshness {
+    /// When a change to its catalog last arrived here (ms since 1970).
+    pub last_change_ms: Option<u64>,
+    /// When its node was last connected to this one (ms since 1970).
+    pub last_seen_ms: Option<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -237,11 +257,17 @@ impl Library {
             &data.config.library.name,
             &data.config.library.code,
         )?;
+        let freshness = store
+            .db()
+            .open_tree("freshness")
+            .map_err(StoreError::from)?;
         let library = Library {
             data,
             store,
             index,
             consortia,
+            freshness,
+            catching_up: std::sync::Mutex::new(()),
         };
         if index_seq == 0 && library.store.seq()? > 0 {
             tracing::info!("search index missing or damaged: rebuilding it from the catalog");
@@ -253,6 +279,8 @@ impl Library {
     /// Indexes what changed in the store since the index's last commit (everything, for
     /// a new index). Returns how many records that was.
     pub fn catch_up_index(&self) -> Result<usize, LibraryError> {
+        // One catch-up at a time: two would index the same changes and commit out of order.
+        let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
         let since = self.index.committed_seq();
         let store_seq = self.store.seq()?;
         if since >= store_seq {
@@ -336,6 +364,7 @@ impl Library {
             .iter()
             .any(|r| r.as_ref().is_ok_and(|a| a.changes > 0))
         {
+            self.note(b'c', namespace, now_ms());
             if let Err(error) = self.catch_up_index() {
                 // The store has them; the next catch-up (at the latest, the next start)
                 // indexes them.
@@ -362,20 +391,38 @@ impl Library {
         Ok(())
     }
 
-    /// Searches the catalog.
-    pub fn search(
-        &self,
-        query: &str,
-        page: usize,
-        per_page: usize,
-    ) -> Result<SearchResults, LibraryError> {
-        Ok(self.index.search(query, page, per_page)?)
+    fn note(&self, what: u8, library: &LibraryId, ms: u64) {
+        let mut key = vec![what];
+        key.extend_from_slice(library.as_bytes());
+        if let Err(error) = self.freshness.insert(key, &ms.to_be_bytes()) {
+            tracing::warn!(
+                "could not note when {} was last heard of: {error}",
+                library.fingerprint()
+            );
+        }
     }
 
-    /// The node's status.
-    pub fn status(&self) -> Result<Status, LibraryError> {
-        let id = self.store.library();
-        let (records, deleted) = self.store.count_of(&id)?;
+    /// Notes that another library's node is connected now.
+    pub fn note_seen(&self, library: &LibraryId) {
+        self.note(b's', library, now_ms());
+    }
+
+    /// How current another library's catalog is here.
+    pub fn freshness(&self, library: &LibraryId) -> Freshness {
+        let read = |what: u8| {
+            let mut key = vec![what];
+            key.extend_from_slice(library.as_bytes());
+            let value = self.freshness.get(key).ok().flatten()?;
+            Some(u64::from_be_bytes(value.as_ref().try_into().ok()?))
+        };
+        Freshness {
+            last_change_ms: read(b'c'),
+            last_seen_ms: read(b's'),
+        }
+    }
+
+    /// The names of the libraries this node knows of (from its consortia), by key.
+    pub fn library_names(&self) -> std::collections::BTreeMap<LibraryId, String> {
         let mut names = std::collections::BTreeMap::new();
         for consortium in self.consortia.list() {
             if let Ok(state) = self.consortia.members(&consortium.id) {
@@ -384,17 +431,78 @@ impl Library {
                 }
             }
         }
+        names.insert(
+            self.store.library(),
+            format!(
+                "{} ({})",
+                self.data.config.library.name, self.data.config.library.code
+            ),
+        );
+        names
+    }
+
+    /// Searches the union catalog: this library's records and every replica, the same
+    /// book of several libraries shown once with each library's holding.
+    pub fn search(
+        &self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<SearchResults, LibraryError> {
+        let own = self.store.library();
+        let grouping = Grouping::new(
+            own.to_hex(),
+            self.consortia
+                .standing_assertions()
+                .into_iter()
+                .map(|((a, b), same)| {
+                    (
+                        (a.library.to_hex(), a.record_id),
+                        (b.library.to_hex(), b.record_id),
+                        same,
+                    )
+                }),
+        );
+        let mut results = self.index.search(query, page, per_page, &grouping)?;
+        let names = self.library_names();
+        let by_hex: std::collections::HashMap<String, (LibraryId, String)> = names
+            .into_iter()
+            .map(|(id, name)| (id.to_hex(), (id, name)))
+            .collect();
+        for hit in &mut results.hits {
+            for holding in &mut hit.holdings {
+                if let Some((id, name)) = by_hex.get(&holding.library) {
+                    holding.library_name = Some(name.clone());
+                    if *id != own {
+                        let fresh = self.freshness(id);
+                        holding.last_change_ms = fresh.last_change_ms;
+                        holding.last_seen_ms = fresh.last_seen_ms;
+                    }
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> Result<Status, LibraryError> {
+        let id = self.store.library();
+        let (records, deleted) = self.store.count_of(&id)?;
+        let names = self.library_names();
         let mut replicas = Vec::new();
         for namespace in self.store.namespaces()? {
             if namespace == id {
                 continue;
             }
             let (records, deleted) = self.store.count_of(&namespace)?;
+            let fresh = self.freshness(&namespace);
             replicas.push(ReplicaStatus {
                 library_id: namespace.to_hex(),
                 name: names.get(&namespace).cloned(),
                 records,
                 deleted,
+                last_change_ms: fresh.last_change_ms,
+                last_seen_ms: fresh.last_seen_ms,
             });
         }
         Ok(Status {

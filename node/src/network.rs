@@ -585,6 +585,14 @@ pub async fn spawn(
     Ok((handle, task))
 }
 
+/// Notes that a member's node is connected now (off the loop: it writes to sled).
+fn seen(library: &Arc<Library>, member: Option<&LibraryId>) {
+    if let Some(member) = member.copied() {
+        let library = library.clone();
+        tokio::task::spawn_blocking(move || library.note_seen(&member));
+    }
+}
+
 async fn run(
     mut swarm: Swarm<Behaviour>,
     library: Arc<Library>,
@@ -599,25 +607,29 @@ async fn run(
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Blocking work (store, automerge) goes to worker threads; what it decides comes back
     // as commands, so the swarm is only ever touched here.
-    let work =
-        |library: Arc<Library>, tx: mpsc::Sender<Command>, peer: PeerId, response: SyncResponse| {
-            tokio::task::spawn_blocking(move || {
-                let follow_up = take_answer(&library, response);
-                if follow_up.documents_changed {
-                    let _ = tx.blocking_send(Command::MembersChanged);
-                    let _ = tx.blocking_send(Command::Announce(None));
+    let work = |library: Arc<Library>,
+                tx: mpsc::Sender<Command>,
+                peer: PeerId,
+                member: LibraryId,
+                response: SyncResponse| {
+        tokio::task::spawn_blocking(move || {
+            library.note_seen(&member);
+            let follow_up = take_answer(&library, response);
+            if follow_up.documents_changed {
+                let _ = tx.blocking_send(Command::MembersChanged);
+                let _ = tx.blocking_send(Command::Announce(None));
+            }
+            if let Some(namespace) = follow_up.catalog_changed {
+                // What this node now holds, its other members may lack.
+                let _ = tx.blocking_send(Command::Announce(Some(namespace)));
+            }
+            for request in follow_up.requests {
+                if tx.blocking_send(Command::Request(peer, request)).is_err() {
+                    break;
                 }
-                if let Some(namespace) = follow_up.catalog_changed {
-                    // What this node now holds, its other members may lack.
-                    let _ = tx.blocking_send(Command::Announce(Some(namespace)));
-                }
-                for request in follow_up.requests {
-                    if tx.blocking_send(Command::Request(peer, request)).is_err() {
-                        break;
-                    }
-                }
-            });
-        };
+            }
+        });
+    };
     loop {
         tokio::select! {
             biased;
@@ -675,9 +687,13 @@ async fn run(
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
                     tracing::debug!("connected to {peer_id}");
+                    seen(&library, allowed.get(&peer_id));
                     if num_established.get() == 1 {
                         swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Hello);
                     }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    seen(&library, allowed.get(&peer_id));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     peer, message, ..
@@ -698,8 +714,8 @@ async fn run(
                         });
                     }
                     request_response::Message::Response { response, .. } => {
-                        if allowed.contains_key(&peer) {
-                            work(library.clone(), commands_tx.clone(), peer, response);
+                        if let Some(member) = allowed.get(&peer).copied() {
+                            work(library.clone(), commands_tx.clone(), peer, member, response);
                         }
                     }
                 },

@@ -9,6 +9,7 @@
 //! `subject:`, `publisher:`, `isbn:` (any form of an ISBN), `year:1990`,
 //! `year:1990..2000`, `lang:ind`, `class:899`, and `OR`, `NOT`, `-word`.
 
+use jalin_protocol::dedup::{self, Match};
 use jalin_protocol::isbn::{parse_isbn, Isbn};
 use jalin_protocol::record::Description;
 use std::path::Path;
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::{AggContextParams, AggregationCollector, AggregationLimitsGuard};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::QueryParser;
+use tantivy::query::{QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST,
     STORED, STRING,
@@ -55,6 +56,8 @@ struct Fields {
     class: Field,
     facet_subject: Field,
     facet_class: Field,
+    matchkey: Field,
+    holding: Field,
 }
 
 const TOKENIZER: &str = "jalin";
@@ -96,6 +99,11 @@ fn schema() -> (Schema, Fields) {
         // record's first subject heading and per classification's first three characters.
         facet_subject: builder.add_text_field("facet_subject", STRING | FAST),
         facet_class: builder.add_text_field("facet_class", STRING | FAST),
+        // The record's identifiers and title key (`jalin_protocol::dedup::keys`): the
+        // union catalog groups records of different libraries that share one.
+        matchkey: builder.add_text_field("matchkey", STRING | STORED),
+        // The library's call number and items, shown as its holding (JSON).
+        holding: builder.add_text_field("holding", STORED),
     };
     (builder.build(), fields)
 }
@@ -107,6 +115,121 @@ fn analyzer() -> TextAnalyzer {
         .filter(AsciiFoldingFilter)
         .build()
 }
+
+/// One copy (item) of a book at a library.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Copy {
+    /// Its call number, where the item has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_number: Option<String>,
+    /// Where it is shelved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Its status as the library catalogued it (`available`, `on loan`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// One library's holding of a book in the union catalog.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LibraryHolding {
+    /// The library's key (hex).
+    pub library: String,
+    /// Its name, where this node knows it.
+    #[serde(default)]
+    pub library_name: Option<String>,
+    /// Whether it is this node's own library.
+    #[serde(default)]
+    pub own: bool,
+    /// The record's id in that library's catalog.
+    pub record_id: String,
+    /// The record's call number.
+    #[serde(default)]
+    pub call_number: Option<String>,
+    /// Its copies, as far as the record lists them.
+    #[serde(default)]
+    pub copies: Vec<Copy>,
+    /// How it was grouped with the hit: `identifier`, `title` or `asserted` (`None`
+    /// for the hit's own record).
+    #[serde(default)]
+    pub matched: Option<String>,
+    /// When this node last received a change to that library's catalog (ms since 1970;
+    /// `None` for the own library or when never).
+    #[serde(default)]
+    pub last_change_ms: Option<u64>,
+    /// When that library's node was last seen by this one (ms since 1970).
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+}
+
+/// The stored form of a record's holding (call number and copies).
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+struct StoredHolding {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    call_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    copies: Vec<Copy>,
+}
+
+fn stored_holding(d: &Description) -> StoredHolding {
+    StoredHolding {
+        call_number: d
+            .call_number
+            .clone()
+            .or_else(|| d.holdings.iter().find_map(|h| h.call_number.clone())),
+        copies: d
+            .holdings
+            .iter()
+            .map(|h| Copy {
+                call_number: h.call_number.clone(),
+                location: h.location.clone(),
+                status: h.status.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A record of some library: `(library key hex, record id)`.
+pub type RecordKey = (String, String);
+
+/// What grouping needs besides the index: whose node this is, and the members'
+/// standing "same" / "not the same" assertions.
+#[derive(Clone, Debug, Default)]
+pub struct Grouping {
+    /// This node's own library key (hex).
+    pub own: String,
+    /// Asserted pairs, both ways round: record -> (other record, same?).
+    pub asserted: std::collections::HashMap<RecordKey, Vec<(RecordKey, bool)>>,
+}
+
+impl Grouping {
+    /// Grouping for `own`, with assertions given as pairs.
+    pub fn new(own: String, pairs: impl IntoIterator<Item = (RecordKey, RecordKey, bool)>) -> Self {
+        let mut asserted: std::collections::HashMap<RecordKey, Vec<(RecordKey, bool)>> =
+            std::collections::HashMap::new();
+        for (a, b, same) in pairs {
+            asserted
+                .entry(a.clone())
+                .or_default()
+                .push((b.clone(), same));
+            asserted.entry(b).or_default().push((a, same));
+        }
+        Grouping { own, asserted }
+    }
+
+    fn assertion(&self, a: &RecordKey, b: &RecordKey) -> Option<bool> {
+        self.asserted
+            .get(a)?
+            .iter()
+            .find(|(other, _)| other == b)
+            .map(|(_, same)| *same)
+    }
+}
+
+/// Candidates looked at per hit when grouping (records sharing a key with it).
+const GROUP_CANDIDATES_MAX: usize = 256;
+/// Documents read at most to fill one page of grouped hits.
+const GROUP_SCAN_MAX: usize = 5_000;
 
 /// One search hit.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -123,6 +246,31 @@ pub struct Hit {
     pub year: Option<i64>,
     /// Relevance score.
     pub score: f32,
+    /// Every library holding the book: the hit's record and one record per other library
+    /// grouped with it, in library (key) order.
+    #[serde(default)]
+    pub holdings: Vec<LibraryHolding>,
+    /// Copies over all holdings (a record listing no items counts as one).
+    #[serde(default)]
+    pub copies: usize,
+}
+
+impl Hit {
+    /// "1 copy at 1 library", "3 copies at 2 libraries".
+    pub fn holdings_summary(&self) -> String {
+        let libraries = self.holdings.len();
+        format!(
+            "{} {} at {} {}",
+            self.copies,
+            if self.copies == 1 { "copy" } else { "copies" },
+            libraries,
+            if libraries == 1 {
+                "library"
+            } else {
+                "libraries"
+            }
+        )
+    }
 }
 
 /// A facet value and how many hits have it.
@@ -234,13 +382,12 @@ impl SearchIndex {
         record_id: &str,
         description: Option<&Description>,
     ) -> Result<(), SearchError> {
-        let f = self.fields;
-        {
-            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            writer.delete_term(Term::from_field_text(f.id, record_id));
-        }
+        // Delete and add under one hold of the writer, so two puts of one record never
+        // interleave into two entries.
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_term(Term::from_field_text(self.fields.id, record_id));
         match description {
-            Some(d) => self.add(record_id, d),
+            Some(d) => self.add_locked(&writer, None, record_id, d),
             None => Ok(()),
         }
     }
@@ -248,7 +395,8 @@ impl SearchIndex {
     /// Adds a record the index does not hold yet (no delete first: deletes cost a term
     /// lookup in every segment at the next commit).
     pub fn add(&self, record_id: &str, d: &Description) -> Result<(), SearchError> {
-        self.add_in(None, record_id, d)
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.add_locked(&writer, None, record_id, d)
     }
 
     /// Replaces another library's record's entry (or removes it, for `None`).
@@ -259,18 +407,17 @@ impl SearchIndex {
         description: Option<&Description>,
     ) -> Result<(), SearchError> {
         let key = format!("{library}/{record_id}");
-        {
-            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            writer.delete_term(Term::from_field_text(self.fields.id, &key));
-        }
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_term(Term::from_field_text(self.fields.id, &key));
         match description {
-            Some(d) => self.add_in(Some(library), record_id, d),
+            Some(d) => self.add_locked(&writer, Some(library), record_id, d),
             None => Ok(()),
         }
     }
 
-    fn add_in(
+    fn add_locked(
         &self,
+        writer: &IndexWriter,
         library: Option<&str>,
         record_id: &str,
         d: &Description,
@@ -330,7 +477,13 @@ impl SearchIndex {
                 document.add_text(f.facet_class, top.trim());
             }
         }
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        for key in jalin_protocol::dedup::keys(d) {
+            document.add_text(f.matchkey, key);
+        }
+        document.add_text(
+            f.holding,
+            serde_json::to_string(&stored_holding(d)).unwrap_or_default(),
+        );
         writer.add_document(document)?;
         Ok(())
     }
@@ -377,12 +530,113 @@ impl SearchIndex {
         self.len() == 0
     }
 
+    fn entry(&self, document: &TantivyDocument, grouping: &Grouping) -> Entry {
+        let f = self.fields;
+        let text = |field: Field| {
+            document
+                .get_all(field)
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        let library = text(f.library).into_iter().next();
+        let id = text(f.id).into_iter().next().unwrap_or_default();
+        let (key, own) = match library {
+            Some(library) => {
+                let record_id = id
+                    .strip_prefix(library.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .unwrap_or(&id)
+                    .to_string();
+                ((library, record_id), false)
+            }
+            None => ((grouping.own.clone(), id), true),
+        };
+        Entry {
+            key,
+            own,
+            keys: text(f.matchkey),
+            holding: text(f.holding)
+                .first()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
+            title: text(f.title).into_iter().next().unwrap_or_default(),
+            authors: text(f.author),
+            year: document.get_first(f.year).and_then(|v| v.as_i64()),
+        }
+    }
+
+    /// The records of other libraries grouped with `leader`: per library, the best match
+    /// (an assertion, then a shared identifier, then the title key; ties to the smaller
+    /// record id), sorted by library.
+    fn group(
+        &self,
+        searcher: &tantivy::Searcher,
+        leader: &Entry,
+        grouping: &Grouping,
+    ) -> Result<Vec<(Entry, Match)>, SearchError> {
+        let f = self.fields;
+        let mut best: std::collections::BTreeMap<String, (Match, Entry)> =
+            std::collections::BTreeMap::new();
+        let mut consider = |candidate: Entry, how: Option<Match>| {
+            if candidate.key.0 == leader.key.0 {
+                return;
+            }
+            let how = match grouping.assertion(&leader.key, &candidate.key) {
+                Some(false) => return,
+                Some(true) => Match::Asserted,
+                None => match how.or_else(|| dedup::compare(&leader.keys, &candidate.keys)) {
+                    Some(how) => how,
+                    None => return,
+                },
+            };
+            let better = match best.get(&candidate.key.0) {
+                None => true,
+                Some((m, e)) => (how, &candidate.key.1) < (*m, &e.key.1),
+            };
+            if better {
+                best.insert(candidate.key.0.clone(), (how, candidate));
+            }
+        };
+        if !leader.keys.is_empty() {
+            let query = TermSetQuery::new(
+                leader
+                    .keys
+                    .iter()
+                    .map(|k| Term::from_field_text(f.matchkey, k)),
+            );
+            for (_, address) in searcher.search(
+                &query,
+                &TopDocs::with_limit(GROUP_CANDIDATES_MAX).order_by_score(),
+            )? {
+                let document: TantivyDocument = searcher.doc(address)?;
+                consider(self.entry(&document, grouping), None);
+            }
+        }
+        for (other, same) in grouping.asserted.get(&leader.key).into_iter().flatten() {
+            if !same {
+                continue;
+            }
+            let id = if *other.0 == grouping.own {
+                other.1.clone()
+            } else {
+                format!("{}/{}", other.0, other.1)
+            };
+            let query = TermQuery::new(Term::from_field_text(f.id, &id), IndexRecordOption::Basic);
+            for (_, address) in searcher.search(&query, &TopDocs::with_limit(1).order_by_score())? {
+                let document: TantivyDocument = searcher.doc(address)?;
+                consider(self.entry(&document, grouping), Some(Match::Asserted));
+            }
+        }
+        Ok(best.into_values().map(|(m, e)| (e, m)).collect())
+    }
+
     /// Searches. `page` counts from 1.
     pub fn search(
         &self,
         query: &str,
         page: usize,
         per_page: usize,
+        grouping: &Grouping,
     ) -> Result<SearchResults, SearchError> {
         let f = self.fields;
         let translated = translate_query(query);
@@ -398,9 +652,6 @@ impl SearchIndex {
         let searcher = self.reader.searcher();
         let per_page = per_page.clamp(1, 100);
         let offset = page.saturating_sub(1).saturating_mul(per_page);
-        let top_docs = TopDocs::with_limit(per_page)
-            .and_offset(offset)
-            .order_by_score();
         let aggregations = AggregationCollector::from_aggs(
             facet_request(),
             AggContextParams::new(
@@ -408,35 +659,45 @@ impl SearchIndex {
                 self.index.tokenizers().clone(),
             ),
         );
-        let (top, total, aggregated) =
-            searcher.search(&parsed, &(top_docs, Count, aggregations))?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let document: TantivyDocument = searcher.doc(address)?;
-            let text = |field: Field| {
-                document
-                    .get_all(field)
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
-            };
-            let library = text(f.library).into_iter().next();
-            let key = text(f.id).into_iter().next().unwrap_or_default();
-            let record_id = match &library {
-                Some(library) => key
-                    .strip_prefix(library.as_str())
-                    .and_then(|rest| rest.strip_prefix('/'))
-                    .unwrap_or(&key)
-                    .to_string(),
-                None => key,
-            };
-            hits.push(Hit {
-                record_id,
-                library,
-                title: text(f.title).into_iter().next().unwrap_or_default(),
-                authors: text(f.author),
-                year: document.get_first(f.year).and_then(|v| v.as_i64()),
-                score,
-            });
+        let (total, aggregated) = searcher.search(&parsed, &(Count, aggregations))?;
+        // Hits in score order, each with the records of other libraries grouped with it;
+        // a record already shown in an earlier group is not shown again.
+        let mut hits = Vec::with_capacity(per_page);
+        let mut shown: std::collections::HashSet<RecordKey> = std::collections::HashSet::new();
+        let mut groups = 0usize;
+        let mut scanned = 0usize;
+        let scan_max = offset.saturating_add(GROUP_SCAN_MAX);
+        'pages: while scanned < total.min(scan_max) {
+            let want = (offset + per_page).saturating_mul(2).max(20);
+            let top = searcher.search(
+                &parsed,
+                &TopDocs::with_limit(want.min(scan_max - scanned))
+                    .and_offset(scanned)
+                    .order_by_score(),
+            )?;
+            if top.is_empty() {
+                break;
+            }
+            for (score, address) in top {
+                scanned += 1;
+                let document: TantivyDocument = searcher.doc(address)?;
+                let entry = self.entry(&document, grouping);
+                if shown.contains(&entry.key) {
+                    continue;
+                }
+                let group = self.group(&searcher, &entry, grouping)?;
+                shown.insert(entry.key.clone());
+                for (member, _) in &group {
+                    shown.insert(member.key.clone());
+                }
+                groups += 1;
+                if groups > offset {
+                    hits.push(entry.into_hit(score, group));
+                    if hits.len() == per_page {
+                        break 'pages;
+                    }
+                }
+            }
         }
         let aggregated = serde_json::to_value(&aggregated).unwrap_or_default();
         let mut facets = std::collections::BTreeMap::new();
@@ -468,6 +729,51 @@ impl SearchIndex {
             facets,
             warnings: errors.iter().map(|e| e.to_string()).collect(),
         })
+    }
+}
+
+/// A record as read back from the index, for grouping.
+struct Entry {
+    key: RecordKey,
+    own: bool,
+    keys: Vec<String>,
+    holding: StoredHolding,
+    title: String,
+    authors: Vec<String>,
+    year: Option<i64>,
+}
+
+impl Entry {
+    fn holding(&self, matched: Option<Match>) -> LibraryHolding {
+        LibraryHolding {
+            library: self.key.0.clone(),
+            library_name: None,
+            own: self.own,
+            record_id: self.key.1.clone(),
+            call_number: self.holding.call_number.clone(),
+            copies: self.holding.copies.clone(),
+            matched: matched.map(|m| m.as_str().to_string()),
+            last_change_ms: None,
+            last_seen_ms: None,
+        }
+    }
+
+    fn into_hit(self, score: f32, group: Vec<(Entry, Match)>) -> Hit {
+        let mut holdings = vec![self.holding(None)];
+        holdings.extend(group.iter().map(|(e, m)| e.holding(Some(*m))));
+        // In library order, whichever record led: the same list on every node.
+        holdings.sort_by(|a, b| a.library.cmp(&b.library));
+        let copies = holdings.iter().map(|h| h.copies.len().max(1)).sum();
+        Hit {
+            record_id: self.key.1,
+            library: (!self.own).then_some(self.key.0),
+            title: self.title,
+            authors: self.authors,
+            year: self.year,
+            score,
+            holdings,
+            copies,
+        }
     }
 }
 

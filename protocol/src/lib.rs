@@ -10,6 +10,7 @@
 pub mod consortium;
 pub mod csv;
 pub mod dc;
+pub mod dedup;
 pub mod format;
 pub mod isbn;
 pub mod marc;

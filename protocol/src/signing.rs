@@ -145,6 +145,8 @@ pub enum Domain {
     AgreementVersion,
     /// A library's signature on an agreement version.
     AgreementSignature,
+    /// A member's assertion that two records are (not) the same book.
+    MatchAssertion,
 }
 
 impl Domain {
@@ -158,6 +160,7 @@ impl Domain {
             Domain::Acceptance => b"jalin/v1/acceptance\0",
             Domain::AgreementVersion => b"jalin/v1/agreement-version\0",
             Domain::AgreementSignature => b"jalin/v1/agreement-signature\0",
+            Domain::MatchAssertion => b"jalin/v1/match-assertion\0",
         }
     }
 }

@@ -471,3 +471,204 @@ fn partitions_heal_to_the_same_catalogs_whatever_the_schedule() {
         })
         .expect("every schedule converges");
 }
+
+/// A book as one node's union catalog shows it: each holding's library, record and call
+/// number, and how it was grouped.
+type Shown = Vec<(String, String, Option<String>, Option<String>)>;
+
+fn shown(library: &Library, query: &str) -> Vec<(String, Shown, usize)> {
+    library
+        .search(query, 1, 20)
+        .expect("searches")
+        .hits
+        .into_iter()
+        .map(|hit| {
+            let holdings = hit
+                .holdings
+                .iter()
+                .map(|h| {
+                    (
+                        h.library.clone(),
+                        h.record_id.clone(),
+                        h.call_number.clone(),
+                        h.matched.clone(),
+                    )
+                })
+                .collect();
+            (hit.title.to_lowercase(), holdings, hit.copies)
+        })
+        .collect()
+}
+
+/// The same book catalogued by two libraries (an LC record at A; re-keyed by hand into a
+/// SLiMS CSV at B) shows once, with both holdings, identically on every node; members'
+/// "same" / "not the same" assertions regroup it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_node() {
+    let data = shared_data_or_skip!();
+    let mut members = three_members();
+    let (c_library, c_dir) = members.pop().expect("C");
+    let (b_library, b_dir) = members.pop().expect("B");
+    let (a_library, a_dir) = members.pop().expect("A");
+    let id = consortium_of(&a_library);
+    let file = data.join("marc/loc/loc-books-10k.mrc");
+    let importer = a_library.clone();
+    tokio::task::spawn_blocking(move || {
+        importer
+            .import(&Source::File(file), &ImportOptions::default(), |_| {})
+            .expect("imports")
+    })
+    .await
+    .expect("import task");
+    // Keyed again at B, as a village library's SLiMS would export it: other case and
+    // punctuation, the author's name in direct order, an ISBN-10 written with hyphens,
+    // B's own call numbers and item codes; and a later edition that is another book.
+    let csv = "title,gmd_name,edition,isbn_issn,publisher_name,publish_year,collation,series_title,call_number,language_name,place_name,classification,notes,image,sor,authors,topics,item_code\n\
+        \"THE SKY PILOT.\",Text,,,Revell,1899,300 hlm.,,F CON s,English,Chicago,,,,,<Ralph Connor>,,<B0001><B0002>\n\
+        \"The sky pilot\",Text,,,Grosset,1925,300 hlm.,,F CON s 1925,English,New York,,,,,<Ralph Connor>,,<B0003>\n\
+        \"Native Americans of the Northwest coast\",Text,,1-56006-691-1,Lucent,2001,96 hlm.,,979.5 JON n,English,San Diego,,,,,<Jones, Veda Boyd>,,<B0004>\n";
+    let csv_path = b_dir.path().join("rekeyed.csv");
+    std::fs::write(&csv_path, csv).expect("writes the CSV");
+    let importer = b_library.clone();
+    tokio::task::spawn_blocking(move || {
+        let report = importer
+            .import(&Source::File(csv_path), &ImportOptions::default(), |_| {})
+            .expect("imports");
+        assert_eq!(report.added, 3, "{report:?}");
+    })
+    .await
+    .expect("import task");
+    let (a_id, b_id) = (a_library.store.library(), b_library.store.library());
+    let a = start(a_library, a_dir).await;
+    let b = start(b_library, b_dir).await;
+    let c = start(c_library, c_dir).await;
+    b.net.dial(a.address().await).await.expect("dials");
+    c.net.dial(b.address().await).await.expect("dials");
+    let nodes = [&a, &b, &c];
+    for node in nodes {
+        for (owner, ns) in [(&a, a_id), (&b, b_id)] {
+            let target = owner.digest(&ns);
+            eventually("both catalogs everywhere", 120, || {
+                node.digest(&ns) == target
+            })
+            .await;
+        }
+        eventually("both catalogs searchable", 60, || {
+            node.library.index.len() == 10_003
+        })
+        .await;
+    }
+
+    let (a_hex, b_hex) = (a_id.to_hex(), b_id.to_hex());
+    let sky = |node: &Node| {
+        let mut found = shown(&node.library, "title:\"sky pilot\"");
+        found.sort();
+        found
+    };
+    let at_a = sky(&a);
+    // The 1899 book once, held at A and B (B's two items and A's record: 3 copies);
+    // the 1925 edition apart, at B only.
+    assert_eq!(at_a.len(), 2, "{at_a:#?}");
+    let grouped = at_a
+        .iter()
+        .find(|(_, holdings, _)| holdings.len() == 2)
+        .expect("the 1899 book grouped");
+    let libraries: Vec<&str> = grouped.1.iter().map(|h| h.0.as_str()).collect();
+    assert!(libraries.contains(&a_hex.as_str()) && libraries.contains(&b_hex.as_str()));
+    assert!(grouped.1.iter().any(|h| h.2.as_deref() == Some("F CON s")));
+    assert!(grouped.1.iter().any(|h| h.3.as_deref() == Some("title")));
+    assert_eq!(grouped.2, 3);
+    let alone = at_a
+        .iter()
+        .find(|(_, holdings, _)| holdings.len() == 1)
+        .expect("the 1925 edition");
+    assert_eq!(alone.1[0].0, b_hex);
+    for node in [&b, &c] {
+        assert_eq!(sky(node), at_a, "another node groups otherwise");
+    }
+    // By identifier: the ISBN-10 keyed at B is the LC record's ISBN-13.
+    for node in nodes {
+        let found = shown(&node.library, "isbn:9781560066910");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].1.len(), 2);
+        assert!(found[0]
+            .1
+            .iter()
+            .any(|h| h.3.as_deref() == Some("identifier")));
+    }
+    // A search matching only B's words still shows A's holding.
+    let by_call = shown(&c.library, "\"sky pilot\" chicago revell");
+    assert!(by_call.iter().any(|(_, h, _)| h.len() == 2), "{by_call:#?}");
+
+    // C says A's and B's 1899 records are not the same book, and B's 1925 record is the
+    // same book as A's: every node regroups.
+    let a_1899 = grouped
+        .1
+        .iter()
+        .find(|h| h.0 == a_hex)
+        .expect("A's record")
+        .1
+        .clone();
+    let b_1899 = grouped
+        .1
+        .iter()
+        .find(|h| h.0 == b_hex)
+        .expect("B's record")
+        .1
+        .clone();
+    let b_1925 = alone.1[0].1.clone();
+    let asserter = c.library.clone();
+    let (a_1899, b_1899_moved, b_1925_moved) = (a_1899, b_1899.clone(), b_1925.clone());
+    tokio::task::spawn_blocking(move || {
+        let (b_1899, b_1925) = (b_1899_moved, b_1925_moved);
+        let reference = |library: LibraryId, record_id: &str| {
+            jalin_protocol::consortium::assertion::RecordRef {
+                library,
+                record_id: record_id.to_string(),
+            }
+        };
+        asserter
+            .consortia
+            .assert_match(
+                &id,
+                reference(a_id, &a_1899),
+                reference(b_id, &b_1899),
+                false,
+                T + 5_000,
+            )
+            .expect("asserts");
+        asserter
+            .consortia
+            .assert_match(
+                &id,
+                reference(b_id, &b_1925),
+                reference(a_id, &a_1899),
+                true,
+                T + 5_001,
+            )
+            .expect("asserts");
+    })
+    .await
+    .expect("assert task");
+    c.net.announce(None).await.expect("announces");
+    for node in nodes {
+        eventually("the assertions everywhere", 30, || {
+            let found = sky(node);
+            found.len() == 2
+                && found.iter().any(|(_, holdings, _)| {
+                    holdings.len() == 2
+                        && holdings.iter().any(|h| h.1 == b_1925)
+                        && holdings.iter().any(|h| h.3.as_deref() == Some("asserted"))
+                })
+                && found
+                    .iter()
+                    .any(|(_, holdings, _)| holdings.len() == 1 && holdings[0].1 == b_1899)
+        })
+        .await;
+    }
+    assert_eq!(sky(&b), sky(&a));
+    assert_eq!(sky(&c), sky(&a));
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}

@@ -6,10 +6,12 @@
 //! without) the network.
 
 pub mod agreement;
+pub mod assertion;
 pub mod document;
 pub mod log;
 
 use agreement::{AgreementSignature, AgreementVersion};
+use assertion::MatchAssertion;
 use document::{dearmor, DocError, Signed};
 use log::{Acceptance, Invite, Op};
 
@@ -26,6 +28,8 @@ pub enum Document {
     Version(Signed<AgreementVersion>),
     /// A signature on a version.
     Signature(Signed<AgreementSignature>),
+    /// An assertion that two records are (not) the same book.
+    Match(Signed<MatchAssertion>),
 }
 
 impl Document {
@@ -38,9 +42,10 @@ impl Document {
             "ACCEPTANCE" => Document::Acceptance(Signed::from_text(text)?),
             "AGREEMENT" => Document::Version(Signed::from_text(text)?),
             "SIGNATURE" => Document::Signature(Signed::from_text(text)?),
+            "MATCH" => Document::Match(Signed::from_text(text)?),
             other => {
                 return Err(DocError::WrongKind {
-                    expected: "op, invite, acceptance, agreement or signature".into(),
+                    expected: "op, invite, acceptance, agreement, signature or match".into(),
                     found: other.to_lowercase(),
                 })
             }
@@ -55,6 +60,7 @@ impl Document {
             Document::Acceptance(d) => d.to_text(),
             Document::Version(d) => d.to_text(),
             Document::Signature(d) => d.to_text(),
+            Document::Match(d) => d.to_text(),
         }
     }
 }
