@@ -2,11 +2,14 @@
 //! node runs for the data dir, in this process.
 
 use anyhow::{bail, Context};
+use jalin_node::codec::TrafficCounts;
 use jalin_node::config::{DataDir, RunningNode};
 use jalin_node::consortium_requests::{execute, Answer, Request};
 use jalin_node::http::AppState;
+use jalin_node::library::CatalogSync;
 use jalin_node::library::{ImportOptions, ImportSummary, Library, Source};
 use jalin_node::search::SearchResults;
+use jalin_protocol::consortium::agreement::format_time;
 use jalin_protocol::format::Format;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -109,6 +112,65 @@ impl Backend {
                 peer["peer_id"].as_str().unwrap_or_default(),
                 peer["library"].as_str().unwrap_or("(unknown)")
             );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Every catalog held and how current it is (from the running node, or the store).
+    pub fn sync_status(self, json: bool) -> anyhow::Result<ExitCode> {
+        let status: serde_json::Value = match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/api/sync", remote.url))
+                    .send()?;
+                check(response)?
+                    .json()
+                    .context("reading the node's answer")?
+            }
+            Backend::Local(library) => {
+                serde_json::json!({ "catalogs": library.sync_status()?, "traffic": null })
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let catalogs: Vec<CatalogSync> =
+            serde_json::from_value(status["catalogs"].clone()).context("reading the catalogs")?;
+        let when = |ms: Option<u64>| ms.map_or_else(|| "never".to_string(), format_time);
+        for c in &catalogs {
+            let name = c
+                .name
+                .clone()
+                .unwrap_or_else(|| c.library_id.chars().take(16).collect());
+            println!(
+                "{name}{}",
+                match (c.own, c.connected) {
+                    (true, _) => "  (this library)",
+                    (false, Some(true)) => "  (connected)",
+                    (false, Some(false)) => "  (not connected)",
+                    (false, None) => "",
+                }
+            );
+            println!(
+                "    {} record(s), {} deleted, digest {}",
+                c.records, c.deleted, c.digest
+            );
+            if !c.own {
+                println!(
+                    "    last change received: {}; node last seen: {}",
+                    when(c.last_change_ms),
+                    when(c.last_seen_ms)
+                );
+            }
+        }
+        match serde_json::from_value::<TrafficCounts>(status["traffic"].clone()) {
+            Ok(t) => println!(
+                "sync traffic since start: {} bytes sent, {} bytes received, {} request(s) sent, {} answered",
+                t.bytes_sent, t.bytes_received, t.requests_sent, t.requests_received
+            ),
+            Err(_) => println!("no node runs for this data dir: this is the stored state"),
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -60,6 +60,12 @@ enum Command {
         #[arg(long)]
         p2p_listen: Option<String>,
     },
+    /// How current each member's catalog is here: records, digest, last change received,
+    /// last seen, and the sync traffic of the running node.
+    Sync {
+        #[command(subcommand)]
+        action: SyncAction,
+    },
     /// The running node's network: its addresses and connected members; --dial connects
     /// to a member's address (as `jalin start` prints it).
     Peers {
@@ -283,6 +289,16 @@ enum ConsortiumAction {
         /// The consortium.
         #[arg(long)]
         consortium: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncAction {
+    /// Every catalog held here and how current it is.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -631,6 +647,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start { listen, p2p_listen } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             backend::run_node(data, listen, p2p_listen, None)
+        }
+        Command::Sync {
+            action: SyncAction::Status { json },
+        } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            Backend::connect(data)?.sync_status(json)
         }
         Command::Peers { dial, json } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

@@ -101,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/status", get(status))
         .route("/api/search", get(search))
+        .route("/api/sync", get(sync_status))
         .route(
             "/api/records/{id}",
             get(get_record).put(put_record).delete(delete_record),
@@ -484,6 +485,36 @@ struct NetworkStatus {
     peer_id: String,
     listen: Vec<String>,
     peers: Vec<NetworkPeer>,
+    traffic: crate::codec::TrafficCounts,
+}
+
+/// `GET /api/sync`: every catalog held, how current it is, and the sync protocol's traffic.
+#[derive(Serialize)]
+struct SyncStatus {
+    catalogs: Vec<crate::library::CatalogSync>,
+    traffic: Option<crate::codec::TrafficCounts>,
+}
+
+async fn sync_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<SyncStatus>> {
+    let library = state.library.clone();
+    let mut catalogs = blocking(move || Ok(library.sync_status()?)).await?;
+    let mut traffic = None;
+    if let Some(net) = &state.net {
+        if let Ok(peers) = net.peers().await {
+            for catalog in &mut catalogs {
+                if catalog.own {
+                    continue;
+                }
+                let connected = jalin_protocol::signing::LibraryId::from_hex(&catalog.library_id)
+                    .ok()
+                    .and_then(|id| crate::network::peer_id_of(&id))
+                    .is_some_and(|peer| peers.contains(&peer));
+                catalog.connected = Some(connected);
+            }
+        }
+        traffic = Some(net.traffic.counts());
+    }
+    Ok(Json(SyncStatus { catalogs, traffic }))
 }
 
 #[derive(Serialize)]
@@ -531,6 +562,7 @@ async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ne
                 library: members.get(&p.to_string()).cloned(),
             })
             .collect(),
+        traffic: net.traffic.counts(),
     }))
 }
 

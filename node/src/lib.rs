@@ -8,6 +8,7 @@
 //! - [`files`]: catalog files on disk.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod codec;
 pub mod config;
 pub mod consortium;
 pub mod consortium_requests;

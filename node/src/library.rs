@@ -209,6 +209,31 @@ pub struct ReplicaStatus {
     pub last_seen_ms: Option<u64>,
 }
 
+/// Where one library's catalog stands at this node.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CatalogSync {
+    /// The library's key (hex).
+    pub library_id: String,
+    /// Its name and code, when a consortium held here names it.
+    pub name: Option<String>,
+    /// Whether it is this node's own catalog.
+    pub own: bool,
+    /// Records held (not deleted).
+    pub records: u64,
+    /// Tombstones held.
+    pub deleted: u64,
+    /// The first 8 bytes of the catalog's digest (hex): two nodes showing the same hold
+    /// the same catalog.
+    pub digest: String,
+    /// When a change to it last arrived here (ms since 1970).
+    pub last_change_ms: Option<u64>,
+    /// When its node was last connected to this one (ms since 1970).
+    pub last_seen_ms: Option<u64>,
+    /// Whether its node is connected now (filled in by the running node).
+    #[serde(default)]
+    pub connected: Option<bool>,
+}
+
 /// A library's catalog.
 pub struct Library {
     /// The data directory.
@@ -419,6 +444,42 @@ impl Library {
             last_change_ms: read(b'c'),
             last_seen_ms: read(b's'),
         }
+    }
+
+    /// Every catalog held here, and every member's whose catalog has not arrived yet:
+    /// records, digest and freshness, this library's own first.
+    pub fn sync_status(&self) -> Result<Vec<CatalogSync>, LibraryError> {
+        let own = self.store.library();
+        let names = self.library_names();
+        let mut libraries: Vec<LibraryId> = vec![own];
+        for namespace in self.store.namespaces()? {
+            if !libraries.contains(&namespace) {
+                libraries.push(namespace);
+            }
+        }
+        for library in names.keys() {
+            if !libraries.contains(library) {
+                libraries.push(*library);
+            }
+        }
+        let mut out = Vec::with_capacity(libraries.len());
+        for library in libraries {
+            let (records, deleted) = self.store.count_of(&library)?;
+            let digest = self.store.namespace_digest(&library)?;
+            let fresh = self.freshness(&library);
+            out.push(CatalogSync {
+                library_id: library.to_hex(),
+                name: names.get(&library).cloned(),
+                own: library == own,
+                records,
+                deleted,
+                digest: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+                last_change_ms: fresh.last_change_ms,
+                last_seen_ms: fresh.last_seen_ms,
+                connected: None,
+            });
+        }
+        Ok(out)
     }
 
     /// The names of the libraries this node knows of (from its consortia), by key.

@@ -8,11 +8,13 @@
 //!
 //! 1. `Hello`: the peer answers with one 32-byte digest per catalog it holds and one per
 //!    consortium (of its documents).
-//! 2. `Heads` for each catalog whose digest differs: the 256 shard heads.
-//! 3. `Changes` for each shard whose heads differ, naming this node's heads: the signed
+//! 2. `Summary` for each catalog whose digest differs: 16 digests of 8 bytes, one per
+//!    group of 16 shards (the same size for 10 records or a million).
+//! 3. `Group` for each group whose digest differs: its 16 shard digests.
+//! 4. `Changes` for each shard whose digest differs, naming this node's heads: the signed
 //!    changes it lacks, checked ([`crate::store::Store::apply_remote`]) before they are
 //!    stored. Any member serves any catalog it holds.
-//! 4. `Documents` for each consortium whose digest differs: its documents, taken in as
+//! 5. `Documents` for each consortium whose digest differs: its documents, taken in as
 //!    `jalin consortium import` would.
 //!
 //! Live: after a local change the node announces it on each consortium's gossipsub topic;
@@ -20,6 +22,7 @@
 //! sender's key and accepted only from members. Every hour (and on each new connection)
 //! the node catches up with every connected member.
 
+use crate::codec::{Codec, Traffic};
 use crate::consortium::Consortia;
 use crate::library::Library;
 use crate::store::{SignedChange, SHARD_COUNT};
@@ -33,6 +36,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteArray, ByteBuf};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -54,6 +58,12 @@ const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 pub const SHARDS_PER_REQUEST: usize = 32;
 /// Bytes of changes one response carries before it says "more".
 const CHANGES_BYTES_PER_RESPONSE: usize = 8 * 1024 * 1024;
+/// Groups of shards in a catalog's summary.
+pub const GROUPS: u16 = 16;
+/// Shards per group.
+pub const SHARDS_PER_GROUP: u16 = SHARD_COUNT / GROUPS;
+/// Bytes of each digest in a summary (a difference is missed with odds of 2^-64).
+pub const DIGEST_BYTES: usize = 8;
 /// How often to catch up with every connected member.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -62,17 +72,24 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
 pub enum SyncRequest {
     /// Digests of every catalog and consortium the peer holds.
     Hello,
-    /// The shard heads of one catalog.
-    Heads {
+    /// The summary of one catalog: a digest per group of shards.
+    Summary {
         /// Whose catalog.
         namespace: LibraryId,
+    },
+    /// The digests of the shards of one group.
+    Group {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// Which group (0..[`GROUPS`]).
+        group: u8,
     },
     /// The changes of some shards the asker lacks.
     Changes {
         /// Whose catalog.
         namespace: LibraryId,
         /// `(shard, the asker's heads of it)`, at most [`SHARDS_PER_REQUEST`].
-        shards: Vec<(u16, Vec<[u8; 32]>)>,
+        shards: Vec<(u16, Vec<ByteArray<32>>)>,
     },
     /// Every document of a consortium.
     Documents {
@@ -87,16 +104,26 @@ pub enum SyncResponse {
     /// Digests.
     Hello {
         /// `(catalog, digest of its shard heads)`.
-        catalogs: Vec<(LibraryId, [u8; 32])>,
+        catalogs: Vec<(LibraryId, ByteArray<32>)>,
         /// `(consortium, digest of its documents)`.
-        consortia: Vec<(Hash32, [u8; 32])>,
+        consortia: Vec<(Hash32, ByteArray<32>)>,
     },
-    /// One catalog's shard heads, by shard number.
-    Heads {
+    /// One catalog's summary: [`GROUPS`] digests of [`DIGEST_BYTES`] bytes, one per
+    /// group of shards, whatever the catalog's size.
+    Summary {
         /// Whose catalog.
         namespace: LibraryId,
-        /// Heads of shards 0..256.
-        shards: Vec<Vec<[u8; 32]>>,
+        /// The digests, concatenated.
+        groups: ByteBuf,
+    },
+    /// One group's shard digests ([`SHARDS_PER_GROUP`] of [`DIGEST_BYTES`] bytes).
+    Group {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// Which group.
+        group: u8,
+        /// The digests, concatenated (zeros for an empty shard).
+        shards: ByteBuf,
     },
     /// Changes, by shard.
     Changes {
@@ -132,7 +159,7 @@ struct Behaviour {
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
-    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    sync: request_response::Behaviour<Codec<SyncRequest, SyncResponse>>,
     gossip: gossipsub::Behaviour,
 }
 
@@ -160,6 +187,8 @@ pub struct NetHandle {
     commands: mpsc::Sender<Command>,
     /// This node's peer id.
     pub peer_id: PeerId,
+    /// Bytes and round trips of the sync protocol since the start.
+    pub traffic: Arc<Traffic>,
 }
 
 /// Why the network could not start or a command failed.
@@ -306,6 +335,43 @@ fn documents_digest(text: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// Each shard's digest: the first [`DIGEST_BYTES`] of SHA-256 over its heads (zeros for
+/// an empty shard).
+fn shard_digests(
+    library: &Library,
+    namespace: &LibraryId,
+) -> Result<Vec<[u8; DIGEST_BYTES]>, crate::store::StoreError> {
+    (0..SHARD_COUNT)
+        .map(|shard| {
+            let heads = library.store.shard_heads(namespace, shard)?;
+            if heads.is_empty() {
+                return Ok([0u8; DIGEST_BYTES]);
+            }
+            let mut hasher = Sha256::new();
+            for head in heads {
+                hasher.update(head);
+            }
+            let mut digest = [0u8; DIGEST_BYTES];
+            digest.copy_from_slice(&hasher.finalize()[..DIGEST_BYTES]);
+            Ok(digest)
+        })
+        .collect()
+}
+
+/// Each group's digest over its shards' digests, concatenated.
+fn group_digests(shards: &[[u8; DIGEST_BYTES]]) -> Vec<u8> {
+    shards
+        .chunks(usize::from(SHARDS_PER_GROUP))
+        .flat_map(|group| {
+            let mut hasher = Sha256::new();
+            for digest in group {
+                hasher.update(digest);
+            }
+            hasher.finalize()[..DIGEST_BYTES].to_vec()
+        })
+        .collect()
+}
+
 /// Answers a request from the stored catalog and consortia (blocking work).
 fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
     let refused = |e: &dyn std::fmt::Display| SyncResponse::Refused {
@@ -316,7 +382,10 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
             let catalogs = match library.store.namespaces() {
                 Ok(namespaces) => namespaces
                     .into_iter()
-                    .filter_map(|ns| library.store.namespace_digest(&ns).ok().map(|d| (ns, d)))
+                    .filter_map(|ns| {
+                        let digest = library.store.namespace_digest(&ns).ok()?;
+                        Some((ns, ByteArray::new(digest)))
+                    })
                     .collect(),
                 Err(e) => return refused(&e),
             };
@@ -326,7 +395,7 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
                 .into_iter()
                 .filter_map(|c| {
                     let text = library.consortia.export(&c.id).ok()?;
-                    Some((c.id, documents_digest(&text)))
+                    Some((c.id, ByteArray::new(documents_digest(&text))))
                 })
                 .collect();
             SyncResponse::Hello {
@@ -334,15 +403,30 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
                 consortia,
             }
         }
-        SyncRequest::Heads { namespace } => {
-            let mut shards = Vec::with_capacity(usize::from(SHARD_COUNT));
-            for shard in 0..SHARD_COUNT {
-                match library.store.shard_heads(&namespace, shard) {
-                    Ok(heads) => shards.push(heads),
-                    Err(e) => return refused(&e),
-                }
+        SyncRequest::Summary { namespace } => match shard_digests(library, &namespace) {
+            Ok(digests) => SyncResponse::Summary {
+                namespace,
+                groups: ByteBuf::from(group_digests(&digests)),
+            },
+            Err(e) => refused(&e),
+        },
+        SyncRequest::Group { namespace, group } => {
+            if u16::from(group) >= GROUPS {
+                return refused(&"no such group");
             }
-            SyncResponse::Heads { namespace, shards }
+            match shard_digests(library, &namespace) {
+                Ok(digests) => {
+                    let first = usize::from(group) * usize::from(SHARDS_PER_GROUP);
+                    SyncResponse::Group {
+                        namespace,
+                        group,
+                        shards: ByteBuf::from(
+                            digests[first..first + usize::from(SHARDS_PER_GROUP)].concat(),
+                        ),
+                    }
+                }
+                Err(e) => refused(&e),
+            }
         }
         SyncRequest::Changes { namespace, shards } => {
             if shards.len() > SHARDS_PER_REQUEST
@@ -360,6 +444,7 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
                     more = true;
                     break;
                 }
+                let have: Vec<[u8; 32]> = have.into_iter().map(ByteArray::into_array).collect();
                 match library.store.changes_since(&namespace, shard, &have) {
                     Ok(changes) => {
                         bytes += changes.iter().map(|c| c.bytes.len() + 256).sum::<usize>();
@@ -407,7 +492,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                     .export(&consortium)
                     .map(|t| documents_digest(&t))
                     .ok();
-                if mine != Some(digest) {
+                if mine != Some(digest.into_array()) {
                     next.push(SyncRequest::Documents { consortium });
                 }
             }
@@ -415,8 +500,8 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 if namespace == own {
                     continue;
                 }
-                if library.store.namespace_digest(&namespace).ok() != Some(digest) {
-                    next.push(SyncRequest::Heads { namespace });
+                if library.store.namespace_digest(&namespace).ok() != Some(digest.into_array()) {
+                    next.push(SyncRequest::Summary { namespace });
                 }
             }
             FollowUp {
@@ -424,25 +509,55 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 ..FollowUp::default()
             }
         }
-        SyncResponse::Heads { namespace, shards } => {
+        SyncResponse::Summary { namespace, groups } => {
             if namespace == own {
                 return FollowUp::default();
             }
+            let Ok(mine) = shard_digests(library, &namespace) else {
+                return FollowUp::default();
+            };
+            let mine = group_digests(&mine);
+            let requests = (0..GROUPS as u8)
+                .filter(|&g| {
+                    let range = usize::from(g) * DIGEST_BYTES..(usize::from(g) + 1) * DIGEST_BYTES;
+                    groups
+                        .get(range.clone())
+                        .is_some_and(|theirs| theirs != &mine[range])
+                })
+                .map(|group| SyncRequest::Group { namespace, group })
+                .collect();
+            FollowUp {
+                requests,
+                ..FollowUp::default()
+            }
+        }
+        SyncResponse::Group {
+            namespace,
+            group,
+            shards,
+        } => {
+            if namespace == own || u16::from(group) >= GROUPS {
+                return FollowUp::default();
+            }
+            let Ok(mine) = shard_digests(library, &namespace) else {
+                return FollowUp::default();
+            };
             let mut differ = Vec::new();
-            for (shard, theirs) in shards
-                .into_iter()
+            for (i, theirs) in shards
+                .chunks_exact(DIGEST_BYTES)
+                .take(usize::from(SHARDS_PER_GROUP))
                 .enumerate()
-                .take(usize::from(SHARD_COUNT))
             {
-                let shard = shard as u16;
-                let Ok(mine) = library.store.shard_heads(&namespace, shard) else {
+                let shard = u16::from(group) * SHARDS_PER_GROUP + i as u16;
+                if theirs == [0u8; DIGEST_BYTES] || theirs == mine[usize::from(shard)] {
+                    continue;
+                }
+                let Ok(heads) = library.store.shard_heads(&namespace, shard) else {
                     continue;
                 };
-                if !theirs.is_empty() && theirs != mine {
-                    differ.push((shard, mine));
-                }
+                differ.push((shard, heads.into_iter().map(ByteArray::new).collect()));
             }
-            let next = differ
+            let requests = differ
                 .chunks(SHARDS_PER_REQUEST)
                 .map(|chunk| SyncRequest::Changes {
                     namespace,
@@ -450,7 +565,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 })
                 .collect();
             FollowUp {
-                requests: next,
+                requests,
                 ..FollowUp::default()
             }
         }
@@ -475,7 +590,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
             }
             FollowUp {
                 requests: if more {
-                    vec![SyncRequest::Heads { namespace }]
+                    vec![SyncRequest::Summary { namespace }]
                 } else {
                     Vec::new()
                 },
@@ -518,6 +633,7 @@ pub async fn spawn(
     let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
     let peer_id = keypair.public().to_peer_id();
+    let traffic = Arc::new(Traffic::default());
     let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -538,9 +654,7 @@ pub async fn spawn(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
             )?;
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(REQUEST_BYTES_MAX)
-                .set_response_size_maximum(RESPONSE_BYTES_MAX);
+            let codec = Codec::new(REQUEST_BYTES_MAX, RESPONSE_BYTES_MAX, traffic.clone());
             Ok(Behaviour {
                 allowed: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(
@@ -580,6 +694,7 @@ pub async fn spawn(
     let handle = NetHandle {
         commands: tx.clone(),
         peer_id,
+        traffic,
     };
     let task = tokio::spawn(run(swarm, library, allowed, topics, tx, rx, shutdown));
     Ok((handle, task))

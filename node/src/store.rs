@@ -307,6 +307,7 @@ pub struct SignedChange {
     /// The owner's signature over namespace, shard and change hash.
     pub envelope: ChangeEnvelope,
     /// The automerge change.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

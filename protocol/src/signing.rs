@@ -202,24 +202,62 @@ pub struct ChangeEnvelope {
     /// The shard document.
     pub shard: u16,
     /// The automerge change hash.
+    #[serde(with = "hash_bytes")]
     pub change_hash: [u8; 32],
     /// Signature over [`ChangeEnvelope::signed_bytes`].
     #[serde(with = "signature_hex")]
     pub signature: [u8; 64],
 }
 
+/// The change hash: a list of numbers in JSON (as stored since the first release), a byte
+/// string on the wire.
+mod hash_bytes {
+    use serde::{Deserialize, Serialize};
+
+    pub fn serialize<S: serde::Serializer>(
+        bytes: &[u8; 32],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            bytes.serialize(serializer)
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<[u8; 32], D::Error> {
+        if deserializer.is_human_readable() {
+            <[u8; 32]>::deserialize(deserializer)
+        } else {
+            Ok(serde_bytes::ByteArray::<32>::deserialize(deserializer)?.into_array())
+        }
+    }
+}
+
+/// The signature: hex in JSON, a byte string on the wire.
 mod signature_hex {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(
         bytes: &[u8; 64],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&super::hex(bytes))
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&super::hex(bytes))
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         deserializer: D,
     ) -> Result<[u8; 64], D::Error> {
-        let text: String = serde::Deserialize::deserialize(deserializer)?;
+        if !deserializer.is_human_readable() {
+            return Ok(serde_bytes::ByteArray::<64>::deserialize(deserializer)?.into_array());
+        }
+        let text: String = Deserialize::deserialize(deserializer)?;
         super::unhex(&text)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| serde::de::Error::custom("signature is not 64 bytes of hex"))

@@ -496,6 +496,37 @@ fn two_libraries_on_one_machine_replicate_over_libp2p() {
     assert_eq!(code, 0, "{stderr}");
     wait("the deletion at B", &|s| s["replicas"][0]["deleted"] == 1);
 
+    // `jalin sync status`: B holds A's catalog as A has it (the same digest), connected,
+    // with when its last change arrived; traffic is counted.
+    let sync = |dir: &std::path::Path| {
+        let (code, stdout, stderr) = jalin(dir, &["sync", "status", "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("sync JSON")
+    };
+    let (at_a, at_b) = (sync(&a), sync(&b));
+    let own_a = &at_a["catalogs"][0];
+    assert_eq!(own_a["own"], true);
+    let a_at_b = at_b["catalogs"]
+        .as_array()
+        .expect("catalogs")
+        .iter()
+        .find(|c| c["library_id"] == own_a["library_id"])
+        .expect("A's catalog at B");
+    assert_eq!(a_at_b["digest"], own_a["digest"], "{at_b}");
+    assert_eq!(a_at_b["records"], 499);
+    assert_eq!(a_at_b["deleted"], 1);
+    assert_eq!(a_at_b["connected"], true);
+    assert!(a_at_b["last_change_ms"].as_u64().is_some(), "{at_b}");
+    assert!(a_at_b["last_seen_ms"].as_u64().is_some(), "{at_b}");
+    assert!(at_b["traffic"]["bytes_received"].as_u64().unwrap_or(0) > 100_000);
+    let (code, stdout, _) = jalin(&b, &["sync", "status"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Perpustakaan A (PERPUSA)  (connected)")
+            && stdout.contains("499 record(s), 1 deleted"),
+        "{stdout}"
+    );
+
     assert_eq!(terminate(&mut node_a.0), Some(0));
     assert_eq!(terminate(&mut node_b.0), Some(0));
 }

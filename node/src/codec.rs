@@ -1,0 +1,163 @@
+//! The sync protocol's codec: CBOR, with explicit size limits, counting every byte each
+//! way (what `jalin sync status` and the catch-up benchmark report).
+
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::request_response;
+use libp2p::StreamProtocol;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bytes and messages of the sync protocol, each way, since the node started.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes of requests and responses sent.
+    pub bytes_sent: AtomicU64,
+    /// Bytes of requests and responses received.
+    pub bytes_received: AtomicU64,
+    /// Requests sent (each is one round trip).
+    pub requests_sent: AtomicU64,
+    /// Requests answered.
+    pub requests_received: AtomicU64,
+}
+
+/// A snapshot of [`Traffic`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrafficCounts {
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Requests sent (round trips).
+    pub requests_sent: u64,
+    /// Requests answered.
+    pub requests_received: u64,
+}
+
+impl Traffic {
+    /// The counts now.
+    pub fn counts(&self) -> TrafficCounts {
+        TrafficCounts {
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            requests_sent: self.requests_sent.load(Ordering::Relaxed),
+            requests_received: self.requests_received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// CBOR with limits and counters.
+pub struct Codec<Req, Resp> {
+    request_bytes_max: u64,
+    response_bytes_max: u64,
+    traffic: Arc<Traffic>,
+    kinds: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Clone for Codec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Codec {
+            request_bytes_max: self.request_bytes_max,
+            response_bytes_max: self.response_bytes_max,
+            traffic: self.traffic.clone(),
+            kinds: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Codec<Req, Resp> {
+    /// A codec refusing requests over `request_bytes_max` and responses over
+    /// `response_bytes_max`, counting into `traffic`.
+    pub fn new(request_bytes_max: u64, response_bytes_max: u64, traffic: Arc<Traffic>) -> Self {
+        Codec {
+            request_bytes_max,
+            response_bytes_max,
+            traffic,
+            kinds: PhantomData,
+        }
+    }
+}
+
+async fn read<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
+    io: &mut T,
+    max: u64,
+    counter: &AtomicU64,
+) -> io::Result<M> {
+    let mut bytes = Vec::new();
+    // One byte over the limit tells a message that is too big from one that fits.
+    io.take(max + 1).read_to_end(&mut bytes).await?;
+    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message over {max} bytes"),
+        ));
+    }
+    cbor4ii::serde::from_slice(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+fn encode<M: Serialize>(message: M, counter: &AtomicU64) -> io::Result<Vec<u8>> {
+    let bytes = cbor4ii::serde::to_vec(Vec::new(), &message)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok(bytes)
+}
+
+impl<Req, Resp> request_response::Codec for Codec<Req, Resp>
+where
+    Req: Send + Serialize + DeserializeOwned,
+    Resp: Send + Serialize + DeserializeOwned,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let request = read(io, self.request_bytes_max, &self.traffic.bytes_received).await?;
+        self.traffic
+            .requests_received
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(request)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read(io, self.response_bytes_max, &self.traffic.bytes_received).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Req,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.traffic.requests_sent.fetch_add(1, Ordering::Relaxed);
+        let bytes = encode(request, &self.traffic.bytes_sent)?;
+        io.write_all(&bytes).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Resp,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = encode(response, &self.traffic.bytes_sent)?;
+        io.write_all(&bytes).await
+    }
+}
