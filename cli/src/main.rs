@@ -163,6 +163,10 @@ enum Command {
         /// Write the acceptance to this file (to send back by hand) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Do not reach the inviter's node over the network (the ticket's addresses); only
+        /// make the acceptance, to send back by hand.
+        #[arg(long)]
+        offline: bool,
     },
     /// The consortium's written agreement: draft, amend, sign, show, export, verify.
     Agreement {
@@ -818,7 +822,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             show_qr(&ticket, qr.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Join { ticket, out } => {
+        Command::Join {
+            ticket,
+            out,
+            offline,
+        } => {
             let path = Path::new(&ticket);
             let ticket =
                 if !ticket.trim_start().to_uppercase().starts_with("JALIN-") && path.is_file() {
@@ -826,9 +834,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     ticket
                 };
-            let answer = consortium(cli.data_dir, Request::Join { ticket })?;
+            let invite = jalin_protocol::consortium::document::Signed::<
+                jalin_protocol::consortium::log::Invite,
+            >::from_text(ticket.trim())
+            .ok();
+            let answer = consortium(cli.data_dir.clone(), Request::Join { ticket })?;
             let acceptance = answer.text.clone().unwrap_or_default();
-            eprintln!("{}", answer.message);
+            let mut failed = false;
+            if let Some(invite) = invite.filter(|i| !offline && !i.body.addresses.is_empty()) {
+                eprintln!(
+                    "Reaching {}'s node to join {:?}...",
+                    invite.body.inviter_name, invite.body.consortium_name
+                );
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the runtime")?;
+                let joined = runtime.block_on(jalin_node::network::join_over_network(
+                    &invite,
+                    acceptance.clone(),
+                    std::time::Duration::from_secs(30),
+                ));
+                match joined {
+                    Ok(documents) => {
+                        let report = consortium(cli.data_dir, Request::Import { text: documents })?;
+                        eprintln!("{}", report.message);
+                        println!(
+                            "Joined {:?}: {} accepted this library over the network.",
+                            invite.body.consortium_name, invite.body.inviter_name
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(error) => {
+                        failed = true;
+                        eprintln!(
+                            "Could not join over the network: {error}\nThe acceptance (to send back by hand, if the invite is still open):"
+                        );
+                    }
+                }
+            } else {
+                eprintln!("{}", answer.message);
+            }
             match out {
                 Some(file) => {
                     write_text(&file, &format!("{acceptance}\n"))?;
@@ -836,7 +882,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => println!("{acceptance}"),
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Agreement {
             action: AgreementAction::Verify { file },

@@ -122,6 +122,13 @@ pub struct NetworkSection {
     /// libp2p listen address; port 0 picks a free one, so several nodes run side by side.
     #[serde(default = "default_p2p_listen")]
     pub listen: String,
+    /// Find members' nodes on the local network by mDNS.
+    #[serde(default = "default_true")]
+    pub mdns: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_p2p_listen() -> String {
@@ -132,6 +139,7 @@ impl Default for NetworkSection {
     fn default() -> Self {
         NetworkSection {
             listen: default_p2p_listen(),
+            mdns: true,
         }
     }
 }

@@ -365,6 +365,35 @@ impl Consortia {
         Ok(out)
     }
 
+    /// This library's invites not used yet and not expired at `now_ms`.
+    pub fn open_invites(&self, now_ms: u64) -> Vec<Signed<Invite>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([b'i']) {
+            let Ok((_, v)) = item else { continue };
+            let Ok(issued) = serde_json::from_slice::<IssuedInvite>(&v) else {
+                continue;
+            };
+            if issued.used_by.is_some() {
+                continue;
+            }
+            if let Ok(invite) = Signed::<Invite>::from_text(&issued.ticket) {
+                if invite.body.expires_ms >= now_ms {
+                    out.push(invite);
+                }
+            }
+        }
+        out
+    }
+
+    /// The invites this library accepted (each names where its inviter's node listened).
+    pub fn accepted_invites(&self) -> Vec<Signed<Invite>> {
+        self.tree
+            .scan_prefix([b'j'])
+            .filter_map(|item| item.ok())
+            .filter_map(|(_, v)| Signed::<Invite>::from_bytes(&v).ok())
+            .collect()
+    }
+
     /// Accepts a ticket: the acceptance this library signs, to go back to the inviter.
     pub fn join(
         &self,

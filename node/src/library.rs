@@ -245,7 +245,8 @@ pub struct Library {
     /// The consortia it belongs to.
     pub consortia: Consortia,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
-    /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64).
+    /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64); where its
+    /// node listens (`a` + peer id: JSON list of addresses).
     freshness: sled::Tree,
     catching_up: std::sync::Mutex<()>,
 }
@@ -425,6 +426,28 @@ impl Library {
                 library.fingerprint()
             );
         }
+    }
+
+    /// Notes where a member's node listens (its libp2p peer id, as text).
+    pub fn note_addresses(&self, peer: &str, addresses: Vec<String>) {
+        let mut key = vec![b'a'];
+        key.extend_from_slice(peer.as_bytes());
+        let value = serde_json::to_vec(&addresses).unwrap_or_default();
+        if let Err(error) = self.freshness.insert(key, value) {
+            tracing::warn!("could not keep the addresses of {peer}: {error}");
+        }
+    }
+
+    /// The address book: every member's node's addresses last learned, by peer id.
+    pub fn address_book(&self) -> Vec<(String, Vec<String>)> {
+        self.freshness
+            .scan_prefix([b'a'])
+            .filter_map(|item| item.ok())
+            .filter_map(|(k, v)| {
+                let peer = String::from_utf8(k.get(1..)?.to_vec()).ok()?;
+                Some((peer, serde_json::from_slice(&v).ok()?))
+            })
+            .collect()
     }
 
     /// Notes that another library's node is connected now.

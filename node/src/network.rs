@@ -26,14 +26,16 @@ use crate::codec::{Codec, Traffic};
 use crate::consortium::Consortia;
 use crate::library::Library;
 use crate::store::{SignedChange, SHARD_COUNT};
-use jalin_protocol::consortium::document::Hash32;
+use jalin_protocol::consortium::document::{Hash32, Signed};
+use jalin_protocol::consortium::log::{Acceptance, Invite};
 use jalin_protocol::signing::LibraryId;
 use libp2p::futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, identity, noise, ping, tcp, yamux,
-    Multiaddr, PeerId, StreamProtocol, Swarm,
+    allow_block_list, connection_limits, gossipsub, identify, identity, mdns, noise, ping, tcp,
+    yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteArray, ByteBuf};
@@ -64,6 +66,10 @@ pub const GROUPS: u16 = 16;
 pub const SHARDS_PER_GROUP: u16 = SHARD_COUNT / GROUPS;
 /// Bytes of each digest in a summary (a difference is missed with odds of 2^-64).
 pub const DIGEST_BYTES: usize = 8;
+/// How often to dial members not connected.
+const REDIAL_EVERY: Duration = Duration::from_secs(30);
+/// Addresses kept per member.
+const ADDRESSES_PER_PEER_MAX: usize = 8;
 /// How often to catch up with every connected member.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -95,6 +101,12 @@ pub enum SyncRequest {
     Documents {
         /// Which.
         consortium: Hash32,
+    },
+    /// Join: the acceptance of one of the answering node's open invites, sent under the
+    /// invite's one-off identity ([`Invite::join_seed`]).
+    Join {
+        /// The acceptance's text.
+        acceptance: String,
     },
 }
 
@@ -139,6 +151,11 @@ pub enum SyncResponse {
         /// The text.
         text: String,
     },
+    /// The join is done: the consortium's documents, the new member's add among them.
+    Joined {
+        /// The documents, one per line.
+        documents: String,
+    },
     /// Not served, and why.
     Refused {
         /// Why.
@@ -161,6 +178,20 @@ struct Behaviour {
     ping: ping::Behaviour,
     sync: request_response::Behaviour<Codec<SyncRequest, SyncResponse>>,
     gossip: gossipsub::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Who may connect, and where to find the members.
+#[derive(Default)]
+struct MemberSet {
+    /// Current members of every consortium held here (this library among them).
+    members: BTreeMap<PeerId, LibraryId>,
+    /// One-off identities of this library's open invites, and their consortium.
+    joiners: BTreeMap<PeerId, Hash32>,
+    /// The consortia held.
+    consortia: Vec<Hash32>,
+    /// Addresses known for members: said when they joined, in invites, seen by identify.
+    addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
 }
 
 /// What the network task is asked to do.
@@ -172,7 +203,9 @@ enum Command {
     /// Membership may have changed: rebuild the allow-list and topics.
     MembersChanged,
     /// The member set and consortia, as read from the logs.
-    MembersComputed(BTreeMap<PeerId, LibraryId>, Vec<Hash32>),
+    MembersComputed(MemberSet),
+    /// Where a member's node listens, as identify told.
+    Learned(PeerId, Vec<Multiaddr>),
     /// A local change: announce it.
     Announce(Option<LibraryId>),
     /// Catch up with every connected member now.
@@ -286,38 +319,120 @@ fn members(consortia: &Consortia) -> BTreeMap<PeerId, LibraryId> {
     out
 }
 
-/// Every current member, and the consortia held (blocking: reads the logs).
-fn member_set(library: &Library) -> (BTreeMap<PeerId, LibraryId>, Vec<Hash32>) {
+/// Every current member, open invites' identities, the consortia held and members'
+/// known addresses (blocking: reads the logs and the address book).
+fn member_set(library: &Library) -> MemberSet {
     let members = members(&library.consortia);
-    let consortia = library.consortia.list().iter().map(|c| c.id).collect();
-    (members, consortia)
+    let consortia: Vec<Hash32> = library.consortia.list().iter().map(|c| c.id).collect();
+    let mut joiners = BTreeMap::new();
+    for invite in library.consortia.open_invites(now_ms()) {
+        if let Some(peer) = join_identity(&invite.body).map(|k| k.public().to_peer_id()) {
+            joiners.insert(peer, invite.body.consortium);
+        }
+    }
+    let mut addresses: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+    let mut add = |peer: PeerId, address: &str| {
+        if let Ok(address) = address.parse::<Multiaddr>() {
+            let list = addresses.entry(peer).or_default();
+            if !list.contains(&address) {
+                list.push(address);
+            }
+        }
+    };
+    for id in &consortia {
+        if let Ok(state) = library.consortia.members(id) {
+            for member in state.members.values() {
+                if let Some(peer) = peer_id_of(&member.library) {
+                    for address in &member.addresses {
+                        add(peer, address);
+                    }
+                }
+            }
+        }
+    }
+    for invite in library.consortia.accepted_invites() {
+        if let Some(peer) = peer_id_of(&invite.author) {
+            for address in &invite.body.addresses {
+                add(peer, address);
+            }
+        }
+    }
+    for (peer, known) in library.address_book() {
+        if let Ok(peer) = peer.parse::<PeerId>() {
+            for address in known {
+                add(peer, &address);
+            }
+        }
+    }
+    MemberSet {
+        members,
+        joiners,
+        consortia,
+        addresses,
+    }
 }
 
-/// Makes the allow-list and the gossip topics follow the member set.
-fn apply_members(
-    swarm: &mut Swarm<Behaviour>,
-    allowed: &mut BTreeMap<PeerId, LibraryId>,
-    topics: &mut HashSet<String>,
-    now: BTreeMap<PeerId, LibraryId>,
-    consortia: Vec<Hash32>,
-) {
-    for peer in allowed.keys() {
-        if !now.contains_key(peer) {
+/// The one-off network identity of an invite's holder.
+pub fn join_identity(invite: &Invite) -> Option<identity::Keypair> {
+    identity::Keypair::ed25519_from_bytes(invite.join_seed()).ok()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Makes the allow-list and the gossip topics follow the member set, and dials members
+/// not connected at the addresses known for them.
+fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: MemberSet) {
+    let keep = |peer: &PeerId| now.members.contains_key(peer) || now.joiners.contains_key(peer);
+    for peer in state.allowed.keys().chain(state.joiners.keys()) {
+        if !keep(peer) {
             swarm.behaviour_mut().allowed.disallow_peer(*peer);
             // Cut off a removed member now, not at its next connection.
             let _ = swarm.disconnect_peer_id(*peer);
         }
     }
-    for peer in now.keys() {
+    for peer in now.members.keys().chain(now.joiners.keys()) {
         swarm.behaviour_mut().allowed.allow_peer(*peer);
     }
-    *allowed = now;
-    for consortium in consortia {
+    state.allowed = now.members;
+    state.joiners = now.joiners;
+    state.addresses = now.addresses;
+    for consortium in now.consortia {
         let topic = topic(&consortium);
-        if topics.insert(topic.hash().to_string()) {
+        if state.topics.insert(topic.hash().to_string()) {
             let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
         }
     }
+    dial_members(swarm, state);
+}
+
+/// Dials every member not connected, at the addresses known for it.
+fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
+    let me = *swarm.local_peer_id();
+    for (peer, addresses) in &state.addresses {
+        if *peer == me || !state.allowed.contains_key(peer) || swarm.is_connected(peer) {
+            continue;
+        }
+        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
+            .addresses(addresses.clone())
+            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        let _ = swarm.dial(options);
+    }
+}
+
+/// What the swarm task keeps besides the swarm.
+#[derive(Default)]
+struct NetState {
+    allowed: BTreeMap<PeerId, LibraryId>,
+    joiners: BTreeMap<PeerId, Hash32>,
+    addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
+    topics: HashSet<String>,
+    /// Where this node listens, interface by interface.
+    listening: Vec<Multiaddr>,
 }
 
 fn topic(consortium: &Hash32) -> gossipsub::IdentTopic {
@@ -463,6 +578,41 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
             Ok(text) => SyncResponse::Documents { text },
             Err(e) => refused(&e),
         },
+        SyncRequest::Join { .. } => refused(&"this library is a member already"),
+    }
+}
+
+/// Answers a joiner: accepts its acceptance of an open invite of `consortium`, and sends
+/// the consortium's documents (blocking work).
+fn answer_joiner(library: &Library, consortium: Hash32, request: SyncRequest) -> SyncResponse {
+    let SyncRequest::Join { acceptance } = request else {
+        return SyncResponse::Refused {
+            reason: "not a member: only joining is possible with an invite's identity".into(),
+        };
+    };
+    let accepted = Signed::<Acceptance>::from_text(&acceptance)
+        .map_err(|e| e.to_string())
+        .and_then(|a| {
+            if a.body.consortium == consortium {
+                Ok(())
+            } else {
+                Err("this acceptance is of another consortium".to_string())
+            }
+        })
+        .and_then(|()| {
+            library
+                .consortia
+                .accept(&acceptance, now_ms())
+                .map_err(|e| e.to_string())
+        });
+    match accepted.and_then(|_| {
+        library
+            .consortia
+            .export(&consortium)
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(documents) => SyncResponse::Joined { documents },
+        Err(reason) => SyncResponse::Refused { reason },
     }
 }
 
@@ -616,6 +766,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 FollowUp::default()
             }
         },
+        SyncResponse::Joined { .. } => FollowUp::default(),
         SyncResponse::Refused { reason } => {
             tracing::debug!("a member refused a sync request: {reason}");
             FollowUp::default()
@@ -634,6 +785,7 @@ pub async fn spawn(
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
     let peer_id = keypair.public().to_peer_id();
     let traffic = Arc::new(Traffic::default());
+    let use_mdns = library.data.config.network.mdns;
     let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -643,6 +795,20 @@ pub async fn spawn(
         )
         .map_err(|e| NetError::Libp2p(e.to_string()))?
         .with_behaviour(|key| {
+            let mdns_behaviour = if use_mdns {
+                match mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                ) {
+                    Ok(behaviour) => Some(behaviour),
+                    Err(error) => {
+                        tracing::warn!("mDNS is off: {error}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .validate_messages()
@@ -674,6 +840,7 @@ pub async fn spawn(
                         .with_request_timeout(Duration::from_secs(120)),
                 ),
                 gossip,
+                mdns: Toggle::from(mdns_behaviour),
             })
         })
         .map_err(|e| NetError::Libp2p(e.to_string()))?
@@ -684,19 +851,18 @@ pub async fn spawn(
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
     // The member set before the first connection, so no member is turned away at start.
     let reader = library.clone();
-    let (members, consortia) = tokio::task::spawn_blocking(move || member_set(&reader))
+    let members = tokio::task::spawn_blocking(move || member_set(&reader))
         .await
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
-    let mut allowed = BTreeMap::new();
-    let mut topics = HashSet::new();
-    apply_members(&mut swarm, &mut allowed, &mut topics, members, consortia);
+    let mut state = NetState::default();
+    apply_members(&mut swarm, &mut state, members);
     let (tx, rx) = mpsc::channel(COMMANDS_MAX);
     let handle = NetHandle {
         commands: tx.clone(),
         peer_id,
         traffic,
     };
-    let task = tokio::spawn(run(swarm, library, allowed, topics, tx, rx, shutdown));
+    let task = tokio::spawn(run(swarm, library, state, tx, rx, shutdown));
     Ok((handle, task))
 }
 
@@ -711,8 +877,7 @@ fn seen(library: &Arc<Library>, member: Option<&LibraryId>) {
 async fn run(
     mut swarm: Swarm<Behaviour>,
     library: Arc<Library>,
-    mut allowed: BTreeMap<PeerId, LibraryId>,
-    mut topics: HashSet<String>,
+    mut state: NetState,
     commands_tx: mpsc::Sender<Command>,
     mut commands: mpsc::Receiver<Command>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -720,6 +885,8 @@ async fn run(
     tokio::pin!(shutdown);
     let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut redial = tokio::time::interval(REDIAL_EVERY);
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Blocking work (store, automerge) goes to worker threads; what it decides comes back
     // as commands, so the swarm is only ever touched here.
     let work = |library: Arc<Library>,
@@ -757,7 +924,7 @@ async fn run(
                     let _ = swarm.disconnect_peer_id(peer);
                 }
                 Command::ListenAddresses(reply) => {
-                    let _ = reply.send(swarm.listeners().cloned().collect());
+                    let _ = reply.send(state.listening.clone());
                 }
                 Command::Peers(reply) => {
                     let _ = reply.send(swarm.connected_peers().copied().collect());
@@ -768,16 +935,18 @@ async fn run(
                     let library = library.clone();
                     let tx = commands_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let (members, consortia) = member_set(&library);
-                        let _ = tx.blocking_send(Command::MembersComputed(members, consortia));
+                        let _ = tx.blocking_send(Command::MembersComputed(member_set(&library)));
                     });
                 }
-                Command::MembersComputed(now, consortia) => {
-                    apply_members(&mut swarm, &mut allowed, &mut topics, now, consortia);
+                Command::MembersComputed(now) => {
+                    apply_members(&mut swarm, &mut state, now);
+                }
+                Command::Learned(peer, addresses) => {
+                    state.addresses.insert(peer, addresses);
                 }
                 Command::Announce(namespace) => {
                     let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
-                    for hash in topics.iter() {
+                    for hash in state.topics.iter() {
                         let topic = gossipsub::TopicHash::from_raw(hash.clone());
                         // No peer on the topic yet is not an error: catch-up covers it.
                         let _ = swarm.behaviour_mut().gossip.publish(topic, message.clone());
@@ -799,22 +968,76 @@ async fn run(
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     tracing::info!("libp2p listening on {address}/p2p/{}", swarm.local_peer_id());
+                    state.listening.push(address);
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    state.listening.retain(|a| *a != address);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                    peer_id, info, ..
+                })) if state.allowed.contains_key(&peer_id) => {
+                    {
+                        // The address book: where a member listens, kept across restarts.
+                        let addresses: Vec<Multiaddr> = info
+                            .listen_addrs
+                            .into_iter()
+                            .filter(|a| !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified())))
+                            .take(ADDRESSES_PER_PEER_MAX)
+                            .collect();
+                        let library = library.clone();
+                        let tx = commands_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            library.note_addresses(
+                                &peer_id.to_string(),
+                                addresses.iter().map(ToString::to_string).collect(),
+                            );
+                            let _ = tx.blocking_send(Command::Learned(peer_id, addresses));
+                        });
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                    // Members on the local network: dial them (anyone else is ignored).
+                    for (peer, address) in found {
+                        if state.allowed.contains_key(&peer) && !swarm.is_connected(&peer) {
+                            let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                                .addresses(vec![address])
+                                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            let _ = swarm.dial(options);
+                        }
+                    }
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
                     tracing::debug!("connected to {peer_id}");
-                    seen(&library, allowed.get(&peer_id));
-                    if num_established.get() == 1 {
+                    seen(&library, state.allowed.get(&peer_id));
+                    if num_established.get() == 1 && state.allowed.contains_key(&peer_id) {
                         swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Hello);
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                    seen(&library, allowed.get(&peer_id));
+                    seen(&library, state.allowed.get(&peer_id));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     peer, message, ..
                 })) => match message {
                     request_response::Message::Request { request, channel, .. } => {
-                        if !allowed.contains_key(&peer) {
+                        if let Some(consortium) = state.joiners.get(&peer).copied() {
+                            let library = library.clone();
+                            let tx = commands_tx.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let response = answer_joiner(&library, consortium, request);
+                                let joined = matches!(response, SyncResponse::Joined { .. });
+                                let _ = tx.blocking_send(Command::Respond(channel, response));
+                                if joined {
+                                    // A new member: let it in under its own identity, and
+                                    // tell the others.
+                                    let _ = tx.blocking_send(Command::MembersChanged);
+                                    let _ = tx.blocking_send(Command::Announce(None));
+                                }
+                            });
+                            continue;
+                        }
+                        if !state.allowed.contains_key(&peer) {
                             let _ = swarm.behaviour_mut().sync.send_response(
                                 channel,
                                 SyncResponse::Refused { reason: "not a member".into() },
@@ -829,7 +1052,7 @@ async fn run(
                         });
                     }
                     request_response::Message::Response { response, .. } => {
-                        if let Some(member) = allowed.get(&peer).copied() {
+                        if let Some(member) = state.allowed.get(&peer).copied() {
                             work(library.clone(), commands_tx.clone(), peer, member, response);
                         }
                     }
@@ -837,8 +1060,8 @@ async fn run(
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
                     propagation_source, message_id, message,
                 })) => {
-                    let from_member = message.source.is_some_and(|s| allowed.contains_key(&s))
-                        && allowed.contains_key(&propagation_source)
+                    let from_member = message.source.is_some_and(|s| state.allowed.contains_key(&s))
+                        && state.allowed.contains_key(&propagation_source)
                         && message.data.len() <= GOSSIP_BYTES_MAX
                         && serde_json::from_slice::<Announcement>(&message.data).is_ok();
                     let verdict = if from_member {
@@ -859,6 +1082,7 @@ async fn run(
                 }
                 _ => {}
             },
+            _ = redial.tick() => dial_members(&mut swarm, &state),
             _ = catch_up.tick() => {
                 let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
                 for peer in peers {
@@ -867,4 +1091,106 @@ async fn run(
             }
         }
     }
+}
+
+/// Joins over the network: reaches the inviter's node at the addresses in its invite,
+/// under the invite's one-off identity, and hands it this library's acceptance. Returns
+/// the consortium's documents (this library's add among them), to take in.
+pub async fn join_over_network(
+    invite: &Signed<Invite>,
+    acceptance: String,
+    timeout: Duration,
+) -> Result<String, NetError> {
+    let failed = |e: &dyn std::fmt::Display| NetError::Libp2p(e.to_string());
+    let keypair =
+        join_identity(&invite.body).ok_or_else(|| failed(&"no identity from the invite"))?;
+    let inviter = peer_id_of(&invite.author).ok_or_else(|| failed(&"the inviter's key"))?;
+    let addresses: Vec<Multiaddr> = invite
+        .body
+        .addresses
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if addresses.is_empty() {
+        return Err(failed(
+            &"the invite names no address of the inviter's node (it was made offline): send the acceptance by hand",
+        ));
+    }
+    let traffic = Arc::new(Traffic::default());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| failed(&e))?
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                Codec::<SyncRequest, SyncResponse>::new(
+                    REQUEST_BYTES_MAX,
+                    RESPONSE_BYTES_MAX,
+                    traffic,
+                ),
+                [(
+                    StreamProtocol::new("/jalin/sync/1"),
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default().with_request_timeout(timeout),
+            )
+        })
+        .map_err(|e| failed(&e))?
+        .build();
+    let options = libp2p::swarm::dial_opts::DialOpts::peer_id(inviter)
+        .addresses(addresses.clone())
+        .build();
+    swarm.dial(options).map_err(|e| failed(&e))?;
+    let mut acceptance = Some(acceptance);
+    let work = async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == inviter => {
+                    if let Some(acceptance) = acceptance.take() {
+                        swarm
+                            .behaviour_mut()
+                            .send_request(&inviter, SyncRequest::Join { acceptance });
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    return Err(failed(&format!(
+                        "could not reach the inviter's node at {}: {error}",
+                        addresses
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                }) => {
+                    return match response {
+                        SyncResponse::Joined { documents } => Ok(documents),
+                        SyncResponse::Refused { reason } => {
+                            Err(failed(&format!("the inviter's node refused: {reason}")))
+                        }
+                        _ => Err(failed(&"the inviter's node answered something else")),
+                    };
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => {
+                    return Err(failed(&format!("the join request failed: {error}")));
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        failed(&format!(
+            "no answer from the inviter's node in {} s",
+            timeout.as_secs()
+        ))
+    })?
 }

@@ -530,3 +530,89 @@ fn two_libraries_on_one_machine_replicate_over_libp2p() {
     assert_eq!(terminate(&mut node_a.0), Some(0));
     assert_eq!(terminate(&mut node_b.0), Some(0));
 }
+
+/// `jalin join TICKET` against the inviter's running node completes the join over the
+/// network; the new member's node then finds the inviter by the addresses it learned
+/// (no `--dial`) and gets its catalog. A ticket used once lets no one else in.
+#[test]
+fn joining_a_running_inviter_over_the_network() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    for (data, name, code) in [
+        (&a, "Perpustakaan A", "PERPUSA"),
+        (&b, "Perpustakaan B", "PERPUSB"),
+        (&c, "Perpustakaan C", "PERPUSC"),
+    ] {
+        let (status, _, stderr) = jalin(data, &["init", "--name", name, "--code", code]);
+        assert_eq!(status, 0, "{stderr}");
+    }
+    assert_eq!(jalin(&a, &["consortium", "create", "--name", "Uji"]).0, 0);
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/demo/loc-indonesia-sample.mrc");
+    assert_eq!(jalin(&a, &["import", sample.to_str().expect("utf-8")]).0, 0);
+    let node = |data: &Path| {
+        let mut command = Command::new(jalin_binary());
+        command.arg("--data-dir").arg(data).args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--p2p-listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ]);
+        start_with_p2p(command)
+    };
+    struct Running(Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut node_a = Running(node(&a).0);
+    // The invite, made by the running node, names where it listens.
+    let (code, ticket, stderr) = jalin(&a, &["invite", "create"]);
+    assert_eq!(code, 0, "{stderr}");
+    let ticket = ticket.lines().next().expect("ticket").to_string();
+    let (code, stdout, stderr) = jalin(&b, &["join", &ticket]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Joined \"Uji\""), "{stdout}{stderr}");
+    for data in [&a, &b] {
+        let (code, stdout, _) = jalin(data, &["consortium", "members", "--json"]);
+        assert_eq!(code, 0);
+        let members: serde_json::Value = serde_json::from_str(&stdout).expect("members JSON");
+        assert_eq!(
+            members["members"].as_object().map(|m| m.len()),
+            Some(2),
+            "{members}"
+        );
+    }
+    // B's node finds A's by the address it learned, and gets A's catalog.
+    let mut node_b = Running(node(&b).0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = status_json(&b);
+        if status["replicas"][0]["records"] == 500 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's catalog never reached B: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The used ticket lets C in nowhere: A's node no longer admits its identity.
+    let (code, stdout, stderr) = jalin(&c, &["join", &ticket]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Could not join over the network"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = jalin(&a, &["consortium", "members", "--json"]);
+    let members: serde_json::Value = serde_json::from_str(&stdout).expect("members JSON");
+    assert_eq!(members["members"].as_object().map(|m| m.len()), Some(2));
+    assert_eq!(terminate(&mut node_a.0), Some(0));
+    assert_eq!(terminate(&mut node_b.0), Some(0));
+}

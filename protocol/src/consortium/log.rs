@@ -86,6 +86,21 @@ pub struct Invite {
     pub addresses: Vec<String>,
 }
 
+impl Invite {
+    /// The seed of the one-off network identity with which the holder of this invite
+    /// reaches the inviter's node to join: derived from the invite's secret, so the
+    /// inviter can let exactly that identity in while the invite is open, and no one
+    /// without the ticket can connect.
+    pub fn join_seed(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"jalin/v1/join-identity\0");
+        hasher.update(self.consortium.0);
+        hasher.update(self.secret);
+        hasher.finalize().into()
+    }
+}
+
 impl Kind for Invite {
     const DOMAIN: Domain = Domain::Invite;
     const LABEL: &'static str = "INVITE";
