@@ -570,11 +570,12 @@ pub fn run_node(
             .parse()
             .with_context(|| format!("{p2p_listen:?} is not a libp2p listen address"))?;
         let (stop_network, network_stopped) = tokio::sync::oneshot::channel::<()>();
-        let (net, network_task) = jalin_node::network::spawn(library.clone(), p2p_address, async {
-            let _ = network_stopped.await;
-        })
-        .await
-        .context("starting the network")?;
+        let (net, network_task) =
+            jalin_node::network::spawn(library.clone(), vec![p2p_address], async {
+                let _ = network_stopped.await;
+            })
+            .await
+            .context("starting the network")?;
         let state = Arc::new(AppState {
             library,
             api_token,
@@ -588,7 +589,7 @@ pub fn run_node(
             let addresses = net.listen_addresses().await.unwrap_or_default();
             if !addresses.is_empty() || std::time::Instant::now() > deadline {
                 for address in addresses {
-                    println!("  p2p: {address}/p2p/{}", net.peer_id);
+                    println!("  p2p: {address}");
                 }
                 break;
             }
@@ -667,4 +668,45 @@ pub fn demo(listen: &str) -> anyhow::Result<ExitCode> {
             println!("  jalin --data-dir {data_arg} search 'subject:\"Indonesia -- History\"'");
         })),
     )
+}
+
+/// Runs `jalin relay` until Ctrl-C.
+pub fn relay(
+    key: &ed25519_dalek::SigningKey,
+    listen: libp2p::Multiaddr,
+    members: Option<std::collections::BTreeSet<libp2p::PeerId>>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        match &members {
+            Some(members) => println!("Jalin relay for {} member(s)", members.len()),
+            None => {
+                println!("Jalin relay, open to any peer (give --members to serve members only)")
+            }
+        }
+        let (tx, mut addresses) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Some(address) = addresses.recv().await {
+                println!("  relay: {address}");
+                if first {
+                    first = false;
+                    println!(
+                        "  Members behind NAT add to their jalin.toml (with the public address):"
+                    );
+                    println!("    [network]\n    relays = [\"{address}\"]");
+                }
+            }
+        });
+        jalin_node::relay::run(key, listen, members, tx, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the relay stopped: {e}"))?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -140,6 +140,18 @@ enum Command {
     },
     /// Rebuild the search index from the catalog (with the node stopped).
     Reindex,
+    /// Run a relay for the consortium on a machine every member can reach (a server with
+    /// a public address): members behind NAT listen through it, and are reached through
+    /// it. Uses the data dir's key, so its address stays the same across restarts.
+    Relay {
+        /// Where to listen.
+        #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4001")]
+        listen: String,
+        /// Serve only the members of the consortium in this file (`jalin consortium export`);
+        /// without it, anyone, under libp2p's default rate limits.
+        #[arg(long)]
+        members: Option<PathBuf>,
+    },
     /// Start a demo node with real sample records, in ./jalin-demo.
     Demo {
         /// Address for the HTTP API.
@@ -663,6 +675,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Backend::connect(data)?.peers(dial, json)
         }
         Command::Demo { listen } => backend::demo(&listen),
+        Command::Relay { listen, members } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            let members = match members {
+                Some(file) => Some(
+                    jalin_node::relay::members_of_documents(&read_text(&file)?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+                ),
+                None => None,
+            };
+            let listen: libp2p::Multiaddr = listen
+                .parse()
+                .with_context(|| format!("{listen:?} is not a libp2p listen address"))?;
+            backend::relay(&data.key, listen, members)
+        }
         Command::Reindex => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             match Backend::connect(data)? {

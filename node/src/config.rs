@@ -125,6 +125,10 @@ pub struct NetworkSection {
     /// Find members' nodes on the local network by mDNS.
     #[serde(default = "default_true")]
     pub mdns: bool,
+    /// Relays to be reachable through, for a node behind NAT (as `jalin relay` prints
+    /// them: `/ip4/203.0.113.5/tcp/4001/p2p/12D3KooW...`).
+    #[serde(default)]
+    pub relays: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -140,6 +144,7 @@ impl Default for NetworkSection {
         NetworkSection {
             listen: default_p2p_listen(),
             mdns: true,
+            relays: Vec::new(),
         }
     }
 }

@@ -453,11 +453,7 @@ async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answe
         Some(net) => net
             .listen_addresses()
             .await
-            .map(|a| {
-                a.iter()
-                    .map(|a| format!("{a}/p2p/{}", net.peer_id))
-                    .collect()
-            })
+            .map(|a| a.iter().map(ToString::to_string).collect())
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -551,10 +547,7 @@ async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ne
     .await?;
     Ok(Json(NetworkStatus {
         peer_id: net.peer_id.to_string(),
-        listen: listen
-            .iter()
-            .map(|a| format!("{a}/p2p/{}", net.peer_id))
-            .collect(),
+        listen: listen.iter().map(ToString::to_string).collect(),
         peers: peers
             .iter()
             .map(|p| NetworkPeer {

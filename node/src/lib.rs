@@ -16,5 +16,6 @@ pub mod files;
 pub mod http;
 pub mod library;
 pub mod network;
+pub mod relay;
 pub mod search;
 pub mod store;

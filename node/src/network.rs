@@ -19,7 +19,7 @@
 //!
 //! Live: after a local change the node announces it on each consortium's gossipsub topic;
 //! members that hear it pull from the announcer. Gossip messages are signed by their
-//! sender's key and accepted only from members. Every hour (and on each new connection)
+//! sender's key and accepted only from members. Every 30 s (and on each new connection)
 //! the node catches up with every connected member.
 
 use crate::codec::{Codec, Traffic};
@@ -34,8 +34,8 @@ use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, identity, mdns, noise, ping, tcp,
-    yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, identity, mdns,
+    noise, ping, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteArray, ByteBuf};
@@ -71,7 +71,7 @@ const REDIAL_EVERY: Duration = Duration::from_secs(30);
 /// Addresses kept per member.
 const ADDRESSES_PER_PEER_MAX: usize = 8;
 /// How often to catch up with every connected member.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
+const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 
 /// What one member asks another.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,6 +179,9 @@ struct Behaviour {
     sync: request_response::Behaviour<Codec<SyncRequest, SyncResponse>>,
     gossip: gossipsub::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    relay_client: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
 }
 
 /// Who may connect, and where to find the members.
@@ -263,7 +266,8 @@ impl NetHandle {
             .map_err(|_| NetError::Stopped)
     }
 
-    /// Where this node listens.
+    /// Where this node listens, each address ending with `/p2p/<its peer id>` (what a
+    /// member dials).
     pub async fn listen_addresses(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.ask(Command::ListenAddresses).await
     }
@@ -388,7 +392,7 @@ fn now_ms() -> u64 {
 fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: MemberSet) {
     let keep = |peer: &PeerId| now.members.contains_key(peer) || now.joiners.contains_key(peer);
     for peer in state.allowed.keys().chain(state.joiners.keys()) {
-        if !keep(peer) {
+        if !keep(peer) && !state.relays.contains(peer) {
             swarm.behaviour_mut().allowed.disallow_peer(*peer);
             // Cut off a removed member now, not at its next connection.
             let _ = swarm.disconnect_peer_id(*peer);
@@ -416,6 +420,16 @@ fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
         if *peer == me || !state.allowed.contains_key(peer) || swarm.is_connected(peer) {
             continue;
         }
+        for address in addresses {
+            if address
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+            {
+                if let Some(relay) = relay_of(address) {
+                    swarm.behaviour_mut().allowed.allow_peer(relay);
+                }
+            }
+        }
         let options = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
             .addresses(addresses.clone())
             .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
@@ -433,6 +447,31 @@ struct NetState {
     topics: HashSet<String>,
     /// Where this node listens, interface by interface.
     listening: Vec<Multiaddr>,
+    /// Relays this node may connect to (its own and those in members' addresses).
+    relays: HashSet<PeerId>,
+}
+
+/// `address` ending with `/p2p/<peer>` (as it is already for an address through a relay).
+pub fn with_peer(address: &Multiaddr, peer: PeerId) -> Multiaddr {
+    match address.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(last)) if last == peer => address.clone(),
+        _ => address.clone().with(libp2p::multiaddr::Protocol::P2p(peer)),
+    }
+}
+
+/// The relay's peer id in an address through a relay (`.../p2p/RELAY[/p2p-circuit/...]`),
+/// or in a relay's own address.
+pub fn relay_of(address: &Multiaddr) -> Option<PeerId> {
+    use libp2p::multiaddr::Protocol;
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    relay
 }
 
 fn topic(consortium: &Hash32) -> gossipsub::IdentTopic {
@@ -774,10 +813,11 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
     }
 }
 
-/// Starts the network task listening on `listen`; it runs until `shutdown` resolves.
+/// Starts the network task listening on `listen` (and through the relays of the
+/// library's `[network] relays`); it runs until `shutdown` resolves.
 pub async fn spawn(
     library: Arc<Library>,
-    listen: Multiaddr,
+    listen: Vec<Multiaddr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(NetHandle, tokio::task::JoinHandle<()>), NetError> {
     let mut secret = library.data.key.to_bytes();
@@ -794,7 +834,9 @@ pub async fn spawn(
             yamux::Config::default,
         )
         .map_err(|e| NetError::Libp2p(e.to_string()))?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Libp2p(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
             let mdns_behaviour = if use_mdns {
                 match mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -841,20 +883,48 @@ pub async fn spawn(
                 ),
                 gossip,
                 mdns: Toggle::from(mdns_behaviour),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+                autonat: autonat::Behaviour::new(
+                    key.public().to_peer_id(),
+                    autonat::Config::default(),
+                ),
             })
         })
         .map_err(|e| NetError::Libp2p(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    swarm
-        .listen_on(listen)
-        .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    for address in listen {
+        swarm
+            .listen_on(address)
+            .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    }
+    let mut relays = HashSet::new();
+    for text in &library.data.config.network.relays {
+        let address: Multiaddr = text
+            .parse()
+            .map_err(|e| NetError::Libp2p(format!("relay address {text:?}: {e}")))?;
+        let Some(relay) = relay_of(&address) else {
+            return Err(NetError::Libp2p(format!(
+                "relay address {text:?} must end with /p2p/<the relay's peer id>"
+            )));
+        };
+        // Reachable through the relay: members behind NAT are dialed at this address.
+        swarm.behaviour_mut().allowed.allow_peer(relay);
+        relays.insert(relay);
+        swarm
+            .listen_on(address.with(libp2p::multiaddr::Protocol::P2pCircuit))
+            .map_err(|e| NetError::Libp2p(format!("listening through relay {text}: {e}")))?;
+    }
     // The member set before the first connection, so no member is turned away at start.
     let reader = library.clone();
     let members = tokio::task::spawn_blocking(move || member_set(&reader))
         .await
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
-    let mut state = NetState::default();
+    let mut state = NetState {
+        relays,
+        ..NetState::default()
+    };
     apply_members(&mut swarm, &mut state, members);
     let (tx, rx) = mpsc::channel(COMMANDS_MAX);
     let handle = NetHandle {
@@ -918,13 +988,21 @@ async fn run(
             () = &mut shutdown => break,
             Some(command) = commands.recv() => match command {
                 Command::Dial(address, reply) => {
+                    if address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit)) {
+                        // Through a relay: the relay itself must be let in.
+                        if let Some(relay) = relay_of(&address) {
+                            swarm.behaviour_mut().allowed.allow_peer(relay);
+                            state.relays.insert(relay);
+                        }
+                    }
                     let _ = reply.send(swarm.dial(address).map_err(|e| e.to_string()));
                 }
                 Command::Disconnect(peer) => {
                     let _ = swarm.disconnect_peer_id(peer);
                 }
                 Command::ListenAddresses(reply) => {
-                    let _ = reply.send(state.listening.clone());
+                    let me = *swarm.local_peer_id();
+                    let _ = reply.send(state.listening.iter().map(|a| with_peer(a, me)).collect());
                 }
                 Command::Peers(reply) => {
                     let _ = reply.send(swarm.connected_peers().copied().collect());

@@ -50,14 +50,23 @@ impl Node {
 }
 
 async fn start(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (net, task) = network::spawn(
-        library.clone(),
-        "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
-        async {
-            let _ = stopped.await;
-        },
+    start_on(
+        library,
+        dir,
+        vec!["/ip4/127.0.0.1/tcp/0".parse().expect("address")],
     )
+    .await
+}
+
+async fn start_on(
+    library: Arc<Library>,
+    dir: tempfile::TempDir,
+    listen: Vec<libp2p::Multiaddr>,
+) -> Node {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (net, task) = network::spawn(library.clone(), listen, async {
+        let _ = stopped.await;
+    })
     .await
     .expect("the network starts");
     Node {
@@ -87,9 +96,18 @@ fn three_members() -> Vec<(Arc<Library>, tempfile::TempDir)> {
 
 /// `n` libraries in a consortium made by text; the first founded it.
 fn members(n: usize) -> Vec<(Arc<Library>, tempfile::TempDir)> {
+    members_with(n, |_, _| {})
+}
+
+/// `n` libraries in a consortium, each data dir's configuration first set by `configure`.
+fn members_with(
+    n: usize,
+    configure: impl Fn(usize, &mut jalin_node::config::DataDir),
+) -> Vec<(Arc<Library>, tempfile::TempDir)> {
     let mut out = Vec::new();
-    for _ in 0..n {
-        let (dir, data) = new_library(100);
+    for i in 0..n {
+        let (dir, mut data) = new_library(100);
+        configure(i, &mut data);
         out.push((Arc::new(Library::open(data).expect("opens")), dir));
     }
     let a = &out[0].0.consortia;
@@ -671,4 +689,111 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
     for node in [a, b, c] {
         node.stop().await;
     }
+}
+
+/// A member behind NAT (no address of its own: it listens only through the consortium's
+/// relay) is reached through the relay, and its catalog reaches another member; the relay
+/// serves members only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
+    // The relay, for the members of a consortium whose documents it is given.
+    let mut libraries = members(2);
+    let (b_library, b_dir) = libraries.pop().expect("B");
+    let (a_library, a_dir) = libraries.pop().expect("A");
+    let documents = a_library
+        .consortia
+        .export(&consortium_of(&a_library))
+        .expect("exports");
+    let relay_members = jalin_node::relay::members_of_documents(&documents).expect("members");
+    assert_eq!(relay_members.len(), 2);
+    let (relay_dir, relay_data) = new_library(100);
+    let (addresses_tx, mut addresses) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay_key = relay_data.key.clone();
+    let relay = tokio::spawn(async move {
+        jalin_node::relay::run(
+            &relay_key,
+            "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
+            Some(relay_members),
+            addresses_tx,
+            async {
+                let _ = relay_stopped.await;
+            },
+        )
+        .await
+    });
+    let relay_address = tokio::time::timeout(Duration::from_secs(10), addresses.recv())
+        .await
+        .expect("the relay listens")
+        .expect("an address");
+
+    // A: no listen address of its own, only the relay (reopened with it configured).
+    let a_id = a_library.store.library();
+    drop(a_library);
+    let mut a_data = jalin_node::config::DataDir::open(a_dir.path()).expect("opens");
+    a_data.config.network.relays = vec![relay_address.to_string()];
+    a_data.config.network.mdns = false;
+    let a_library = Arc::new(Library::open(a_data).expect("opens"));
+    let importer = a_library.clone();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    tokio::task::spawn_blocking(move || {
+        importer
+            .import(&Source::File(sample), &ImportOptions::default(), |_| {})
+            .expect("imports")
+    })
+    .await
+    .expect("import task");
+    let a = start_on(a_library, a_dir, Vec::new()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let circuit = loop {
+        let listening = a.net.listen_addresses().await.expect("network runs");
+        if let Some(address) = listening
+            .into_iter()
+            .find(|a| a.to_string().contains("/p2p-circuit"))
+        {
+            break address;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never listened through the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        circuit.to_string().starts_with(&relay_address.to_string()),
+        "{circuit}"
+    );
+    let b = start(b_library, b_dir).await;
+    b.net.dial(circuit.clone()).await.expect("dials");
+    let target = a.digest(&a_id);
+    eventually("A's catalog at B, through the relay", 60, || {
+        b.digest(&a_id) == target
+    })
+    .await;
+
+    // An outsider with a valid key (and the consortium's documents) gets nowhere: the
+    // relay refuses it, so it cannot reach A through it.
+    let (o_dir, o_data) = new_library(100);
+    let o_library = Arc::new(Library::open(o_data).expect("opens"));
+    o_library.consortia.import(&documents).expect("imports");
+    let o = start(o_library, o_dir).await;
+    o.net.dial(circuit).await.expect("dial starts");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert!(o.net.peers().await.expect("peers").is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!o
+        .library
+        .store
+        .namespaces()
+        .expect("namespaces")
+        .contains(&a_id));
+    for node in [a, b, o] {
+        node.stop().await;
+    }
+    let _ = stop_relay.send(());
+    relay.await.expect("relay task").expect("the relay ran");
+    drop(relay_dir);
 }

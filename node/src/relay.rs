@@ -1,0 +1,132 @@
+//! `jalin relay`: a relay node for a consortium, on a machine members can all reach (a
+//! server with a public address). Members behind NAT listen through it; others reach them
+//! through it, and hole punching (DCUtR) then tries a direct connection. It also answers
+//! AutoNAT probes, so members learn whether they are reachable.
+//!
+//! The relay sees only Noise-encrypted bytes between members. With a member list (the
+//! consortium's documents) it serves members only; without one, anyone, under libp2p's
+//! default rate limits.
+
+use libp2p::futures::StreamExt;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    allow_block_list, autonat, identify, identity, noise, ping, relay, tcp, yamux, Multiaddr,
+    PeerId,
+};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(NetworkBehaviour)]
+struct RelayBehaviour {
+    allowed: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
+    relay: relay::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    autonat: autonat::Behaviour,
+}
+
+/// How long one relayed connection may last before the members dial again.
+const CIRCUIT_DURATION: Duration = Duration::from_secs(6 * 3600);
+
+/// Runs a relay with `key`'s identity on `listen` until `shutdown`; each address it
+/// listens on (with `/p2p/<its peer id>`) is sent to `addresses` as it comes up.
+pub async fn run(
+    key: &ed25519_dalek::SigningKey,
+    listen: Multiaddr,
+    members: Option<BTreeSet<PeerId>>,
+    addresses: mpsc::UnboundedSender<Multiaddr>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let mut secret = key.to_bytes();
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).map_err(|e| e.to_string())?;
+    let local = keypair.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key| {
+            let allowed = members.as_ref().map(|members| {
+                let mut allowed =
+                    allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+                for peer in members {
+                    allowed.allow_peer(*peer);
+                }
+                allowed
+            });
+            let config = relay::Config {
+                max_circuit_duration: CIRCUIT_DURATION,
+                // Catalogs are big: no byte limit on a circuit between members.
+                max_circuit_bytes: 0,
+                ..relay::Config::default()
+            };
+            RelayBehaviour {
+                allowed: Toggle::from(allowed),
+                relay: relay::Behaviour::new(key.public().to_peer_id(), config),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/jalin/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                autonat: autonat::Behaviour::new(
+                    key.public().to_peer_id(),
+                    autonat::Config::default(),
+                ),
+            }
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    swarm.listen_on(listen).map_err(|e| e.to_string())?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    // A relay grants reservations only with an address to give out: where
+                    // it listens is where members reach it.
+                    swarm.add_external_address(address.clone());
+                    let _ = addresses.send(address.with(libp2p::multiaddr::Protocol::P2p(local)));
+                }
+                SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
+                    tracing::info!("relay: {event:?}");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The peer ids of the current members of the consortium whose documents `text` holds
+/// (as `jalin consortium export` writes them).
+pub fn members_of_documents(text: &str) -> Result<BTreeSet<PeerId>, String> {
+    use jalin_protocol::consortium::log::Log;
+    use jalin_protocol::consortium::{read_documents, Document};
+    let mut ops = Vec::new();
+    for (line, document) in read_documents(text) {
+        match document {
+            Ok(Document::Op(op)) => ops.push(op),
+            Ok(_) => {}
+            Err(error) => return Err(format!("line {line}: {error}")),
+        }
+    }
+    let Some(at) = ops.iter().position(|op| op.body.consortium.is_none()) else {
+        return Err("no consortium's founding operation in these documents".into());
+    };
+    let mut log = Log::new(ops.remove(at)).map_err(|e| e.to_string())?;
+    for op in ops {
+        log.insert(op).map_err(|e| e.to_string())?;
+    }
+    Ok(log
+        .state()
+        .members
+        .keys()
+        .filter_map(crate::network::peer_id_of)
+        .collect())
+}
