@@ -797,3 +797,194 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     relay.await.expect("relay task").expect("the relay ran");
     drop(relay_dir);
 }
+
+/// Five members in a chain (A-B-C-D-E): records imported at A are found by search on all
+/// five; an edit and a deletion reach all five; A goes offline and its catalog still
+/// reaches a sixth library that joins afterwards and knows only E; a node restarted with
+/// a sync half done finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_search_edit_delete_and_an_offline_owner() {
+    let data = shared_data_or_skip!();
+    let libraries = members(5);
+    let (f_dir, f_data) = new_library(100);
+    let f_library = Arc::new(Library::open(f_data).expect("opens"));
+    let a_library = libraries[0].0.clone();
+    let id = consortium_of(&a_library);
+    let a_id = a_library.store.library();
+    let file = data.join("marc/loc/loc-indonesia-3147.mrc");
+    let importer = a_library.clone();
+    tokio::task::spawn_blocking(move || {
+        importer
+            .import(&Source::File(file), &ImportOptions::default(), |_| {})
+            .expect("imports")
+    })
+    .await
+    .expect("import task");
+    drop(a_library);
+    let mut nodes = Vec::new();
+    for (library, dir) in libraries {
+        nodes.push(start(library, dir).await);
+    }
+    for i in 1..nodes.len() {
+        let address = nodes[i - 1].address().await;
+        nodes[i].net.dial(address).await.expect("dials");
+    }
+    let at_a = |query: &str| {
+        nodes[0]
+            .library
+            .search(query, 1, 5)
+            .expect("searches")
+            .total
+    };
+    let indonesia = at_a("indonesia");
+    assert!(indonesia > 1000);
+    for node in &nodes {
+        eventually("A's records searchable on every node", 120, || {
+            node.library
+                .search("indonesia", 1, 5)
+                .expect("searches")
+                .total
+                == indonesia
+        })
+        .await;
+    }
+
+    // An edit at A: a word no record has, found everywhere.
+    let editor = nodes[0].library.clone();
+    let (edited, deleted, deleted_title) = tokio::task::spawn_blocking(move || {
+        let mut records = editor.store.records();
+        let first = records.next().expect("a record").expect("reads");
+        let second = records.next().expect("a record").expect("reads");
+        let mut marc = editor
+            .get(&first.record_id)
+            .expect("reads")
+            .and_then(|(_, record)| record)
+            .expect("a record")
+            .marc;
+        marc.push_data(jalin_protocol::marc::DataField::new(
+            "500",
+            ' ',
+            ' ',
+            &[('a', "Zamrudkhatulistiwa.")],
+        ));
+        editor.put(marc).expect("edits");
+        let doomed = editor.get(&second.record_id).expect("reads");
+        let title = doomed
+            .and_then(|(_, r)| r)
+            .expect("a record")
+            .description
+            .title;
+        let query = format!("title:\"{}\"", title.replace('"', ""));
+        let before = editor.search(&query, 1, 50).expect("searches").hits;
+        assert!(before.iter().any(|h| h.record_id == second.record_id));
+        editor.delete(&second.record_id).expect("deletes");
+        (first.record_id, second.record_id, title)
+    })
+    .await
+    .expect("edit task");
+    nodes[0].net.announce(Some(a_id)).await.expect("announces");
+    for node in &nodes {
+        eventually("the edit searchable everywhere", 60, || {
+            let found = node
+                .library
+                .search("zamrudkhatulistiwa", 1, 5)
+                .expect("searches");
+            found.total == 1 && found.hits[0].record_id == edited
+        })
+        .await;
+        eventually("the deletion everywhere", 60, || {
+            node.library
+                .search("indonesia", 1, 5)
+                .expect("searches")
+                .total
+                == at_a("indonesia")
+                && node.digest(&a_id) == nodes[0].digest(&a_id)
+        })
+        .await;
+        // The deleted record is found by its title on no node.
+        let query = format!("title:\"{}\"", deleted_title.replace('"', ""));
+        let hits = node.library.search(&query, 1, 50).expect("searches").hits;
+        assert!(hits.iter().all(|h| h.record_id != deleted), "{hits:?}");
+        let (records, tombstones) = node.library.store.count_of(&a_id).expect("counts");
+        assert_eq!((records, tombstones), (3146, 1));
+    }
+
+    // F joins while A is online (A accepts), then A goes offline; F knows only E.
+    let a_consortia = &nodes[0].library.consortia;
+    let ticket = a_consortia
+        .invite(&id, Role::Member, T + 90_000_000, "", Vec::new(), T + 100)
+        .expect("invites")
+        .to_text();
+    let acceptance = f_library
+        .consortia
+        .join(&ticket, Vec::new(), T + 101)
+        .expect("joins")
+        .to_text();
+    a_consortia.accept(&acceptance, T + 102).expect("accepts");
+    f_library
+        .consortia
+        .import(&a_consortia.export(&id).expect("exports"))
+        .expect("imports");
+    nodes[0].net.members_changed().await.expect("runs");
+    nodes[0].net.announce(None).await.expect("announces");
+    let f_key = f_library.store.library();
+    for node in &nodes[1..] {
+        eventually("every member knows F", 60, || {
+            node.library
+                .consortia
+                .members(&id)
+                .expect("members")
+                .members
+                .contains_key(&f_key)
+        })
+        .await;
+        node.net.members_changed().await.expect("runs");
+    }
+    let target = nodes[0].digest(&a_id);
+    let a = nodes.remove(0);
+    a.stop().await;
+
+    // F's sync stops half way (a restart): the first half of A's shards, as E serves them.
+    let e_store = &nodes[3].library.store;
+    let half: Vec<(u16, Vec<jalin_node::store::SignedChange>)> = (0..128u16)
+        .map(|shard| {
+            (
+                shard,
+                e_store.changes_since(&a_id, shard, &[]).expect("serves"),
+            )
+        })
+        .filter(|(_, changes)| !changes.is_empty())
+        .collect();
+    for result in f_library.apply_remote_many(&a_id, &half) {
+        result.expect("applies");
+    }
+    let (partial, _) = f_library.store.count_of(&a_id).expect("counts");
+    assert!(partial > 0 && partial < 3146, "{partial}");
+    assert_ne!(
+        f_library.store.namespace_digest(&a_id).expect("digest"),
+        target
+    );
+    let f_path = f_dir.path().to_path_buf();
+    drop(f_library);
+    let f_library = Arc::new(
+        Library::open(jalin_node::config::DataDir::open(&f_path).expect("opens")).expect("opens"),
+    );
+    let f = start(f_library, f_dir).await;
+    f.net.dial(nodes[3].address().await).await.expect("dials");
+    eventually("A's catalog at F, through E, with A offline", 120, || {
+        f.digest(&a_id) == target
+    })
+    .await;
+    eventually("A's records searchable at F", 60, || {
+        f.library
+            .search("zamrudkhatulistiwa", 1, 5)
+            .expect("searches")
+            .total
+            == 1
+    })
+    .await;
+    f.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
+}
