@@ -631,45 +631,6 @@ pub fn run_node(
     })
 }
 
-const DEMO_SAMPLE: &[u8] = include_bytes!("../demo/loc-indonesia-sample.mrc");
-
-/// `jalin demo`: a library in ./jalin-demo with real records, and its node running.
-pub fn demo(listen: &str) -> anyhow::Result<ExitCode> {
-    let path = std::env::current_dir()?.join("jalin-demo");
-    let data = match DataDir::open(&path) {
-        Ok(data) => data,
-        Err(_) => DataDir::init(&path, "Perpustakaan Demo Jalin", "DEMO")?,
-    };
-    {
-        let library = Library::open(data.clone()).context("opening the demo catalog")?;
-        let summary = library.import(
-            &Source::Bytes(DEMO_SAMPLE.to_vec()),
-            &ImportOptions::default(),
-            |_| {},
-        )?;
-        println!(
-            "Demo library in {}: {} sample records from the Library of Congress ({} new).",
-            path.display(),
-            library.status()?.records,
-            summary.added
-        );
-    }
-    let data_arg = path.display().to_string();
-    run_node(
-        data,
-        Some(listen.to_string()),
-        Some("/ip4/127.0.0.1/tcp/0".to_string()),
-        Some(Box::new(move |url: &str| {
-            println!();
-            println!("Try:");
-            println!("  curl '{url}/api/search?q=sejarah+indonesia'");
-            println!("  curl '{url}/api/search?q=lang:ind+year:1990..2000'");
-            println!("  jalin --data-dir {data_arg} search pramoedya");
-            println!("  jalin --data-dir {data_arg} search 'subject:\"Indonesia -- History\"'");
-        })),
-    )
-}
-
 /// Runs `jalin relay` until Ctrl-C.
 pub fn relay(
     key: &ed25519_dalek::SigningKey,

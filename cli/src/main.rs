@@ -6,6 +6,7 @@
 //! or nothing found, 2 failed.
 
 mod backend;
+mod demo;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
 // node's threads; mimalloc returns it (see BENCHMARKS.md).
@@ -152,7 +153,8 @@ enum Command {
         #[arg(long)]
         members: Option<PathBuf>,
     },
-    /// Start a demo node with real sample records, in ./jalin-demo.
+    /// A demo consortium: three libraries in ./jalin-demo, each with part of a real sample,
+    /// joined by invites, converging over libp2p on this machine; prints union searches.
     Demo {
         /// Address for the HTTP API.
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -674,7 +676,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             Backend::connect(data)?.peers(dial, json)
         }
-        Command::Demo { listen } => backend::demo(&listen),
+        Command::Demo { listen } => demo::run(&listen),
         Command::Relay { listen, members } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             let members = match members {

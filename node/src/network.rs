@@ -209,6 +209,8 @@ enum Command {
     MembersComputed(MemberSet),
     /// Where a member's node listens, as identify told.
     Learned(PeerId, Vec<Multiaddr>),
+    /// The answer to one sync request to this peer has been dealt with.
+    Done(PeerId),
     /// A local change: announce it.
     Announce(Option<LibraryId>),
     /// Catch up with every connected member now.
@@ -449,6 +451,56 @@ struct NetState {
     listening: Vec<Multiaddr>,
     /// Relays this node may connect to (its own and those in members' addresses).
     relays: HashSet<PeerId>,
+    /// Sync rounds in progress, per peer.
+    rounds: Rounds,
+}
+
+/// One sync round per peer at a time: a round starts with `Hello` and lasts while any of
+/// its requests (or the work on their answers) is outstanding. A reason to sync again that
+/// comes during a round (an announcement, the timer) starts one more round after it, not
+/// a second one beside it: parallel rounds would ask for the same changes twice and fill
+/// the peer's stream limit.
+#[derive(Default)]
+struct Rounds {
+    outstanding: std::collections::HashMap<PeerId, usize>,
+    again: HashSet<PeerId>,
+}
+
+impl Rounds {
+    fn hello(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        if self.outstanding.get(&peer).copied().unwrap_or(0) > 0 {
+            self.again.insert(peer);
+            return;
+        }
+        self.request(swarm, peer, SyncRequest::Hello);
+    }
+
+    fn request(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, request: SyncRequest) {
+        swarm.behaviour_mut().sync.send_request(&peer, request);
+        *self.outstanding.entry(peer).or_insert(0) += 1;
+    }
+
+    /// One request's answer has been dealt with (its follow-ups are already sent).
+    fn done(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        let left = match self.outstanding.get_mut(&peer) {
+            Some(count) => {
+                *count = count.saturating_sub(1);
+                *count
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.outstanding.remove(&peer);
+            if self.again.remove(&peer) && swarm.is_connected(&peer) {
+                self.request(swarm, peer, SyncRequest::Hello);
+            }
+        }
+    }
+
+    fn forget(&mut self, peer: &PeerId) {
+        self.outstanding.remove(peer);
+        self.again.remove(peer);
+    }
 }
 
 /// `address` ending with `/p2p/<peer>` (as it is already for an address through a relay).
@@ -980,6 +1032,7 @@ async fn run(
                     break;
                 }
             }
+            let _ = tx.blocking_send(Command::Done(peer));
         });
     };
     loop {
@@ -1033,11 +1086,16 @@ async fn run(
                 Command::CatchUp => {
                     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
                     for peer in peers {
-                        swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Hello);
+                        if state.allowed.contains_key(&peer) {
+                            state.rounds.hello(&mut swarm, peer);
+                        }
                     }
                 }
                 Command::Request(peer, request) => {
-                    swarm.behaviour_mut().sync.send_request(&peer, request);
+                    state.rounds.request(&mut swarm, peer, request);
+                }
+                Command::Done(peer) => {
+                    state.rounds.done(&mut swarm, peer);
                 }
                 Command::Respond(channel, response) => {
                     let _ = swarm.behaviour_mut().sync.send_response(channel, response);
@@ -1089,11 +1147,18 @@ async fn run(
                     tracing::debug!("connected to {peer_id}");
                     seen(&library, state.allowed.get(&peer_id));
                     if num_established.get() == 1 && state.allowed.contains_key(&peer_id) {
-                        swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Hello);
+                        state.rounds.hello(&mut swarm, peer_id);
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                     seen(&library, state.allowed.get(&peer_id));
+                    state.rounds.forget(&peer_id);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                    peer, error, ..
+                })) => {
+                    tracing::debug!("a sync request to {peer} failed: {error}");
+                    state.rounds.done(&mut swarm, peer);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     peer, message, ..
@@ -1132,6 +1197,8 @@ async fn run(
                     request_response::Message::Response { response, .. } => {
                         if let Some(member) = state.allowed.get(&peer).copied() {
                             work(library.clone(), commands_tx.clone(), peer, member, response);
+                        } else {
+                            state.rounds.done(&mut swarm, peer);
                         }
                     }
                 },
@@ -1154,7 +1221,7 @@ async fn run(
                     );
                     if from_member {
                         if let Some(source) = message.source {
-                            swarm.behaviour_mut().sync.send_request(&source, SyncRequest::Hello);
+                            state.rounds.hello(&mut swarm, source);
                         }
                     }
                 }
@@ -1164,7 +1231,9 @@ async fn run(
             _ = catch_up.tick() => {
                 let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
                 for peer in peers {
-                    swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Hello);
+                    if state.allowed.contains_key(&peer) {
+                        state.rounds.hello(&mut swarm, peer);
+                    }
                 }
             }
         }

@@ -164,24 +164,35 @@ fn the_demo_serves_real_records() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut command = Command::new(jalin_binary());
     command.current_dir(dir.path()).arg("demo");
+    // The demo prints its first URL once the three libraries have converged.
     let (mut node, url) = start(command);
     let http = reqwest::blocking::Client::new();
-    let results: serde_json::Value = http
-        .get(format!("{url}/api/search?q=indonesia"))
-        .send()
-        .expect("answers")
-        .json()
-        .expect("json");
+    let get = |path: &str| -> serde_json::Value {
+        http.get(format!("{url}{path}"))
+            .send()
+            .expect("answers")
+            .json()
+            .expect("json")
+    };
+    let results = get("/api/search?q=indonesia");
     assert!(results["total"].as_u64().expect("total") > 10, "{results}");
-    let status: serde_json::Value = http
-        .get(format!("{url}/api/status"))
-        .send()
-        .expect("answers")
-        .json()
-        .expect("json");
-    assert_eq!(status["records"], 500);
+    let status = get("/api/status");
+    assert_eq!(status["records"], 200);
+    let replicas = status["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 2, "{status}");
+    assert!(replicas.iter().all(|r| r["records"] == 200), "{status}");
+    // Neighbours' collections overlap: a book held by two shows once, with both.
+    let shared = get("/api/search?q=laporan+penelitian&per_page=50");
+    assert!(
+        shared["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .any(|h| h["holdings"].as_array().map(Vec::len) == Some(2)),
+        "{shared}"
+    );
     assert_eq!(terminate(&mut node.0), Some(0));
-    assert!(dir.path().join("jalin-demo/config.toml").exists());
+    assert!(dir.path().join("jalin-demo/kemiri/config.toml").exists());
 }
 
 #[test]
