@@ -95,7 +95,7 @@ class Node:
         self.proc = subprocess.Popen(
             [JALIN, "--data-dir", data, "start", "--listen", "127.0.0.1:0",
              "--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=open(os.environ.get("BENCH_NODE_LOG", os.devnull), "a"), text=True,
         )
         self.url = None
         self.p2p = None

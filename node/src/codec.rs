@@ -1,5 +1,6 @@
-//! The sync protocol's codec: CBOR, with explicit size limits, counting every byte each
-//! way (what `jalin sync status` and the catch-up benchmark report).
+//! The sync protocol's codec: postcard (compact: no field names on the wire, byte strings
+//! as they are), with explicit size limits, counting every byte each way (what
+//! `jalin sync status` and the catch-up benchmark report).
 
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
@@ -49,7 +50,7 @@ impl Traffic {
     }
 }
 
-/// CBOR with limits and counters.
+/// postcard with limits and counters.
 pub struct Codec<Req, Resp> {
     request_bytes_max: u64,
     response_bytes_max: u64,
@@ -90,21 +91,30 @@ async fn read<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
     // One byte over the limit tells a message that is too big from one that fits.
     io.take(max + 1).read_to_end(&mut bytes).await?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    tracing::debug!("sync message in: {} bytes, {}", bytes.len(), kind(&bytes));
     if bytes.len() as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("message over {max} bytes"),
         ));
     }
-    cbor4ii::serde::from_slice(&bytes)
+    postcard::from_bytes(&bytes)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
 fn encode<M: Serialize>(message: M, counter: &AtomicU64) -> io::Result<Vec<u8>> {
-    let bytes = cbor4ii::serde::to_vec(Vec::new(), &message)
+    let bytes = postcard::to_stdvec(&message)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    tracing::debug!("sync message out: {} bytes, {}", bytes.len(), kind(&bytes));
     Ok(bytes)
+}
+
+/// The message's variant number, for the debug log (postcard's first byte).
+fn kind(bytes: &[u8]) -> String {
+    bytes
+        .first()
+        .map_or_else(|| "empty".into(), |b| format!("variant {b}"))
 }
 
 impl<Req, Resp> request_response::Codec for Codec<Req, Resp>

@@ -102,6 +102,13 @@ pub enum SyncRequest {
         /// Which.
         consortium: Hash32,
     },
+    /// "I stored something new of this catalog (or of the consortia's documents, `None`)":
+    /// the receiver catches up with the sender. Sent to every connected member besides the
+    /// gossip announcement, so a change travels hop by hop even where gossip does not.
+    Changed {
+        /// Which catalog.
+        namespace: Option<LibraryId>,
+    },
     /// Join: the acceptance of one of the answering node's open invites, sent under the
     /// invite's one-off identity ([`Invite::join_seed`]).
     Join {
@@ -151,6 +158,8 @@ pub enum SyncResponse {
         /// The text.
         text: String,
     },
+    /// Noted (the answer to `Changed`).
+    Noted,
     /// The join is done: the consortium's documents, the new member's add among them.
     Joined {
         /// The documents, one per line.
@@ -453,6 +462,8 @@ struct NetState {
     relays: HashSet<PeerId>,
     /// Sync rounds in progress, per peer.
     rounds: Rounds,
+    /// `Changed` notices sent and not answered yet (not part of any round).
+    nudges: HashSet<request_response::OutboundRequestId>,
 }
 
 /// One sync round per peer at a time: a round starts with `Hello` and lasts while any of
@@ -670,6 +681,8 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
             Err(e) => refused(&e),
         },
         SyncRequest::Join { .. } => refused(&"this library is a member already"),
+        // Answered in the swarm task; not here.
+        SyncRequest::Changed { .. } => SyncResponse::Noted,
     }
 }
 
@@ -857,7 +870,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 FollowUp::default()
             }
         },
-        SyncResponse::Joined { .. } => FollowUp::default(),
+        SyncResponse::Joined { .. } | SyncResponse::Noted => FollowUp::default(),
         SyncResponse::Refused { reason } => {
             tracing::debug!("a member refused a sync request: {reason}");
             FollowUp::default()
@@ -1007,6 +1020,7 @@ async fn run(
     tokio::pin!(shutdown);
     let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let own = library.store.library();
     let mut redial = tokio::time::interval(REDIAL_EVERY);
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Blocking work (store, automerge) goes to worker threads; what it decides comes back
@@ -1082,6 +1096,16 @@ async fn run(
                         // No peer on the topic yet is not an error: catch-up covers it.
                         let _ = swarm.behaviour_mut().gossip.publish(topic, message.clone());
                     }
+                    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+                    for peer in peers {
+                        if state.allowed.contains_key(&peer) {
+                            let id = swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_request(&peer, SyncRequest::Changed { namespace });
+                            state.nudges.insert(id);
+                        }
+                    }
                 }
                 Command::CatchUp => {
                     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
@@ -1155,10 +1179,12 @@ async fn run(
                     state.rounds.forget(&peer_id);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
-                    peer, error, ..
+                    peer, request_id, error, ..
                 })) => {
                     tracing::debug!("a sync request to {peer} failed: {error}");
-                    state.rounds.done(&mut swarm, peer);
+                    if !state.nudges.remove(&request_id) {
+                        state.rounds.done(&mut swarm, peer);
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     peer, message, ..
@@ -1187,6 +1213,14 @@ async fn run(
                             );
                             continue;
                         }
+                        if let SyncRequest::Changed { namespace } = request {
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Noted);
+                            // Nothing to fetch of this library's own catalog.
+                            if namespace != Some(own) {
+                                state.rounds.hello(&mut swarm, peer);
+                            }
+                            continue;
+                        }
                         let library = library.clone();
                         let tx = commands_tx.clone();
                         tokio::task::spawn_blocking(move || {
@@ -1194,7 +1228,10 @@ async fn run(
                             let _ = tx.blocking_send(Command::Respond(channel, response));
                         });
                     }
-                    request_response::Message::Response { response, .. } => {
+                    request_response::Message::Response { request_id, response } => {
+                        if state.nudges.remove(&request_id) {
+                            continue;
+                        }
                         if let Some(member) = state.allowed.get(&peer).copied() {
                             work(library.clone(), commands_tx.clone(), peer, member, response);
                         } else {
@@ -1205,10 +1242,11 @@ async fn run(
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
                     propagation_source, message_id, message,
                 })) => {
+                    let announcement = serde_json::from_slice::<Announcement>(&message.data).ok();
                     let from_member = message.source.is_some_and(|s| state.allowed.contains_key(&s))
                         && state.allowed.contains_key(&propagation_source)
                         && message.data.len() <= GOSSIP_BYTES_MAX
-                        && serde_json::from_slice::<Announcement>(&message.data).is_ok();
+                        && announcement.is_some();
                     let verdict = if from_member {
                         gossipsub::MessageAcceptance::Accept
                     } else {
@@ -1219,9 +1257,21 @@ async fn run(
                         &propagation_source,
                         verdict,
                     );
-                    if from_member {
+                    // A member that got this library's own catalog from it has nothing of
+                    // it to give back.
+                    let about_own = announcement
+                        .and_then(|a| a.namespace)
+                        .is_some_and(|ns| ns == own);
+                    if from_member && !about_own {
                         if let Some(source) = message.source {
-                            state.rounds.hello(&mut swarm, source);
+                            // Pull from the announcer when connected to it, else from the
+                            // member that passed the announcement on.
+                            let from = if swarm.is_connected(&source) {
+                                source
+                            } else {
+                                propagation_source
+                            };
+                            state.rounds.hello(&mut swarm, from);
                         }
                     }
                 }
