@@ -3,7 +3,7 @@
 
 Usage: cargo build --release && python3 tools/bench_network.py MARC_FILE [--only NAME]...
 MARC_FILE: the LC "Books All" file (tools: ../shared/data/marc/loc/fetch-loc-booksall.sh).
-NAME: catchup, bootstrap, propagation, memory (default: all four).
+NAME: catchup, bootstrap, propagation, propagation-mesh, memory (default: all five).
 
 1. catchup: A holds 100,000 records and B a copy. B stops; A changes one record; B starts
    and catches up. The sync protocol's bytes (both ways, as B's node counts them) and
@@ -11,7 +11,8 @@ NAME: catchup, bootstrap, propagation, memory (default: all four).
    computed from the record's MARCXML and the OAI-PMH envelope of the fixtures in
    ../shared/data/oai/ (an incremental harvest: one record; a full one: every record).
 2. bootstrap: a new member C gets A's 100,000 records from A: time, bytes, peak RSS of C.
-3. propagation: 10 nodes in a chain of members, 1,000 records each; a new record imported
+3. propagation: 10 nodes, 1,000 records each, in a chain (each knows only the one before:
+   9 hops) and, as propagation-mesh, each connected to every other; a new record imported
    at the first until it is searchable on all ten (polled over HTTP): p50 and p95 of 20.
 4. memory: one node holding 10 libraries x 25,000 records (it syncs them from the ten
    owners): its peak RSS, and its RSS after a restart and a search.
@@ -140,7 +141,13 @@ class Node:
 
     def stop(self):
         self.proc.terminate()
-        self.proc.wait(timeout=60)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print(f"note: the node of {self.data} did not stop within 30 s of SIGTERM; killed",
+                  flush=True)
+            self.proc.kill()
+            self.proc.wait()
 
 
 def own_id(data):
@@ -266,7 +273,7 @@ def catchup_and_bootstrap(marc_file, work, runs):
     return out
 
 
-def propagation(marc_file, work, edits=20):
+def propagation(marc_file, work, edits=20, mesh=False):
     k = 10
     dirs = [os.path.join(work, f"p{i}") for i in range(k)]
     consortium(dirs, [f"PROP{i}" for i in range(k)])
@@ -276,7 +283,10 @@ def propagation(marc_file, work, edits=20):
         jalin(d, "import", path)
     nodes = [Node(d) for d in dirs]
     for i in range(1, k):
-        jalin(dirs[i], "peers", "--dial", nodes[i - 1].p2p)
+        # A chain (each node knows only the one before it: 9 hops end to end), or every
+        # member connected to every other, as members who know each other's addresses are.
+        for j in (range(i) if mesh else [i - 1]):
+            jalin(dirs[i], "peers", "--dial", nodes[j].p2p)
     ids = [own_id(d) for d in dirs]
     for node in nodes:
         for lid in ids:
@@ -303,6 +313,7 @@ def propagation(marc_file, work, edits=20):
     times.sort()
     out = {
         "nodes": k,
+        "topology": "every member connected to every other" if mesh else "a chain of 10",
         "edits": edits,
         "p50_ms": round(statistics.median(times) * 1000),
         "p95_ms": round(times[int(0.95 * (len(times) - 1))] * 1000),
@@ -366,7 +377,7 @@ def main():
         raise SystemExit(__doc__)
     marc_file = args[0]
     runs = [args[i + 1] for i, a in enumerate(args) if a == "--only"] or [
-        "catchup", "bootstrap", "propagation", "memory"]
+        "catchup", "bootstrap", "propagation", "propagation-mesh", "memory"]
     work = tempfile.mkdtemp(prefix="jalin-bench-net-")
     try:
         results = {}
@@ -375,6 +386,10 @@ def main():
         if "propagation" in runs:
             os.makedirs(os.path.join(work, "prop"))
             results["propagation"] = propagation(marc_file, os.path.join(work, "prop"))
+        if "propagation-mesh" in runs:
+            os.makedirs(os.path.join(work, "mesh"))
+            results["propagation_mesh"] = propagation(
+                marc_file, os.path.join(work, "mesh"), mesh=True)
         if "memory" in runs:
             os.makedirs(os.path.join(work, "mem"))
             results["memory"] = memory(marc_file, os.path.join(work, "mem"))
