@@ -537,11 +537,7 @@ pub fn run_node(
     p2p_listen: Option<String>,
     after_start: Option<AfterStart>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = crate::backend::runtime()?;
     runtime.block_on(async move {
         let listen = listen.unwrap_or_else(|| data.config.http.listen.clone());
         let p2p_default = data.config.network.listen.clone();
@@ -631,17 +627,22 @@ pub fn run_node(
     })
 }
 
+/// The runtime a node (or the relay, or the demo) runs on: two worker threads.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
 /// Runs `jalin relay` until Ctrl-C.
 pub fn relay(
     key: &ed25519_dalek::SigningKey,
     listen: libp2p::Multiaddr,
     members: Option<std::collections::BTreeSet<libp2p::PeerId>>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = crate::backend::runtime()?;
     runtime.block_on(async move {
         match &members {
             Some(members) => println!("Jalin relay for {} member(s)", members.len()),

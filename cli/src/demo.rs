@@ -105,11 +105,7 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
         root.display(),
         sample_records().len()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = crate::backend::runtime()?;
     let listen = listen.to_string();
     runtime.block_on(async move {
         let libraries: Vec<Arc<Library>> = libraries.into_iter().map(Arc::new).collect();

@@ -428,6 +428,20 @@ fn start_with_p2p(mut command: Command) -> (Running, String, String) {
     (Running(child), url.expect("the URL comes first"), p2p)
 }
 
+/// Starts a node on 127.0.0.1 (HTTP and libp2p on free ports): the process, its URL and
+/// its libp2p address.
+fn node(data: &Path) -> (Running, String, String) {
+    let mut command = Command::new(jalin_binary());
+    command.arg("--data-dir").arg(data).args([
+        "start",
+        "--listen",
+        "127.0.0.1:0",
+        "--p2p-listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    start_with_p2p(command)
+}
+
 fn status_json(data: &Path) -> serde_json::Value {
     let (code, stdout, stderr) = jalin(data, &["status", "--json"]);
     assert_eq!(code, 0, "{stderr}");
@@ -462,17 +476,6 @@ fn two_libraries_on_one_machine_replicate_over_libp2p() {
     let (code, _, stderr) = jalin(&a, &["import", sample.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stderr}");
 
-    let node = |data: &Path| {
-        let mut command = Command::new(jalin_binary());
-        command.arg("--data-dir").arg(data).args([
-            "start",
-            "--listen",
-            "127.0.0.1:0",
-            "--p2p-listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ]);
-        start_with_p2p(command)
-    };
     let (mut node_a, _, a_p2p) = node(&a);
     let (mut node_b, _, _) = node(&b);
     assert!(
@@ -575,17 +578,6 @@ fn joining_a_running_inviter_over_the_network() {
     assert_eq!(jalin(&a, &["consortium", "create", "--name", "Uji"]).0, 0);
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/demo/loc-indonesia-sample.mrc");
     assert_eq!(jalin(&a, &["import", sample.to_str().expect("utf-8")]).0, 0);
-    let node = |data: &Path| {
-        let mut command = Command::new(jalin_binary());
-        command.arg("--data-dir").arg(data).args([
-            "start",
-            "--listen",
-            "127.0.0.1:0",
-            "--p2p-listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ]);
-        start_with_p2p(command)
-    };
     let mut node_a = node(&a).0;
     // The invite, made by the running node, names where it listens.
     let (code, ticket, stderr) = jalin(&a, &["invite", "create"]);
