@@ -1087,7 +1087,13 @@ async fn run(
                     apply_members(&mut swarm, &mut state, now);
                 }
                 Command::Learned(peer, addresses) => {
-                    state.addresses.insert(peer, addresses);
+                    // Beside what the log and invites said, not instead of it.
+                    let known = state.addresses.entry(peer).or_default();
+                    for address in addresses {
+                        if !known.contains(&address) {
+                            known.push(address);
+                        }
+                    }
                 }
                 Command::Announce(namespace) => {
                     let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
