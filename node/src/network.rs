@@ -552,13 +552,20 @@ fn documents_digest(text: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// The shards of group `group`.
+fn group_shards(group: u8) -> std::ops::Range<u16> {
+    let first = u16::from(group) * SHARDS_PER_GROUP;
+    first..first + SHARDS_PER_GROUP
+}
+
 /// Each shard's digest: the first [`DIGEST_BYTES`] of SHA-256 over its heads (zeros for
 /// an empty shard).
 fn shard_digests(
     library: &Library,
     namespace: &LibraryId,
+    shards: std::ops::Range<u16>,
 ) -> Result<Vec<[u8; DIGEST_BYTES]>, crate::store::StoreError> {
-    (0..SHARD_COUNT)
+    shards
         .map(|shard| {
             let heads = library.store.shard_heads(namespace, shard)?;
             if heads.is_empty() {
@@ -620,28 +627,25 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
                 consortia,
             }
         }
-        SyncRequest::Summary { namespace } => match shard_digests(library, &namespace) {
-            Ok(digests) => SyncResponse::Summary {
-                namespace,
-                groups: ByteBuf::from(group_digests(&digests)),
-            },
-            Err(e) => refused(&e),
-        },
+        SyncRequest::Summary { namespace } => {
+            match shard_digests(library, &namespace, 0..SHARD_COUNT) {
+                Ok(digests) => SyncResponse::Summary {
+                    namespace,
+                    groups: ByteBuf::from(group_digests(&digests)),
+                },
+                Err(e) => refused(&e),
+            }
+        }
         SyncRequest::Group { namespace, group } => {
             if u16::from(group) >= GROUPS {
                 return refused(&"no such group");
             }
-            match shard_digests(library, &namespace) {
-                Ok(digests) => {
-                    let first = usize::from(group) * usize::from(SHARDS_PER_GROUP);
-                    SyncResponse::Group {
-                        namespace,
-                        group,
-                        shards: ByteBuf::from(
-                            digests[first..first + usize::from(SHARDS_PER_GROUP)].concat(),
-                        ),
-                    }
-                }
+            match shard_digests(library, &namespace, group_shards(group)) {
+                Ok(digests) => SyncResponse::Group {
+                    namespace,
+                    group,
+                    shards: ByteBuf::from(digests.concat()),
+                },
                 Err(e) => refused(&e),
             }
         }
@@ -767,7 +771,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
             if namespace == own {
                 return FollowUp::default();
             }
-            let Ok(mine) = shard_digests(library, &namespace) else {
+            let Ok(mine) = shard_digests(library, &namespace, 0..SHARD_COUNT) else {
                 return FollowUp::default();
             };
             let mine = group_digests(&mine);
@@ -793,17 +797,15 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
             if namespace == own || u16::from(group) >= GROUPS {
                 return FollowUp::default();
             }
-            let Ok(mine) = shard_digests(library, &namespace) else {
+            let Ok(mine) = shard_digests(library, &namespace, group_shards(group)) else {
                 return FollowUp::default();
             };
             let mut differ = Vec::new();
-            for (i, theirs) in shards
-                .chunks_exact(DIGEST_BYTES)
-                .take(usize::from(SHARDS_PER_GROUP))
-                .enumerate()
+            for ((shard, theirs), mine) in group_shards(group)
+                .zip(shards.chunks_exact(DIGEST_BYTES))
+                .zip(&mine)
             {
-                let shard = u16::from(group) * SHARDS_PER_GROUP + i as u16;
-                if theirs == [0u8; DIGEST_BYTES] || theirs == mine[usize::from(shard)] {
+                if theirs == [0u8; DIGEST_BYTES] || theirs == mine {
                     continue;
                 }
                 let Ok(heads) = library.store.shard_heads(&namespace, shard) else {
