@@ -212,10 +212,11 @@ enum Command {
     Disconnect(PeerId),
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     Peers(oneshot::Sender<Vec<PeerId>>),
-    /// Membership may have changed: rebuild the allow-list and topics.
-    MembersChanged,
+    /// Membership may have changed: rebuild the allow-list and topics, then tell the
+    /// sender (if any) it is done.
+    MembersChanged(Option<oneshot::Sender<()>>),
     /// The member set and consortia, as read from the logs.
-    MembersComputed(MemberSet),
+    MembersComputed(MemberSet, Option<oneshot::Sender<()>>),
     /// Where a member's node listens, as identify told.
     Learned(PeerId, Vec<Multiaddr>),
     /// The answer to one sync request to this peer has been dealt with.
@@ -288,12 +289,10 @@ impl NetHandle {
         self.ask(Command::Peers).await
     }
 
-    /// Tells the network the membership may have changed.
+    /// Tells the network the membership may have changed; returns once the allow-list
+    /// follows it (an invite just made admits its holder from then on).
     pub async fn members_changed(&self) -> Result<(), NetError> {
-        self.commands
-            .send(Command::MembersChanged)
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.ask(|done| Command::MembersChanged(Some(done))).await
     }
 
     /// Announces a local change of this library's catalog (or of consortium documents).
@@ -402,11 +401,19 @@ fn now_ms() -> u64 {
 /// not connected at the addresses known for them.
 fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: MemberSet) {
     let keep = |peer: &PeerId| now.members.contains_key(peer) || now.joiners.contains_key(peer);
-    for peer in state.allowed.keys().chain(state.joiners.keys()) {
+    for peer in state.allowed.keys() {
         if !keep(peer) && !state.relays.contains(peer) {
             swarm.behaviour_mut().allowed.disallow_peer(*peer);
             // Cut off a removed member now, not at its next connection.
             let _ = swarm.disconnect_peer_id(*peer);
+        }
+    }
+    for peer in state.joiners.keys() {
+        if !keep(peer) && !state.relays.contains(peer) {
+            // An invite used or withdrawn: no new connection under its identity. The one
+            // open is left to close by itself: its `Joined` answer may still be on the
+            // way (cutting it here lost the answer), and a request on it gets `Refused`.
+            swarm.behaviour_mut().allowed.disallow_peer(*peer);
         }
     }
     for peer in now.members.keys().chain(now.joiners.keys()) {
@@ -1036,7 +1043,7 @@ async fn run(
             library.note_seen(&member);
             let follow_up = take_answer(&library, response);
             if follow_up.documents_changed {
-                let _ = tx.blocking_send(Command::MembersChanged);
+                let _ = tx.blocking_send(Command::MembersChanged(None));
                 let _ = tx.blocking_send(Command::Announce(None));
             }
             if let Some(namespace) = follow_up.catalog_changed {
@@ -1076,17 +1083,21 @@ async fn run(
                 Command::Peers(reply) => {
                     let _ = reply.send(swarm.connected_peers().copied().collect());
                 }
-                Command::MembersChanged => {
+                Command::MembersChanged(done) => {
                     // Reading the logs is blocking work: off the loop; the result comes
                     // back as a command.
                     let library = library.clone();
                     let tx = commands_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _ = tx.blocking_send(Command::MembersComputed(member_set(&library)));
+                        let _ =
+                            tx.blocking_send(Command::MembersComputed(member_set(&library), done));
                     });
                 }
-                Command::MembersComputed(now) => {
+                Command::MembersComputed(now, done) => {
                     apply_members(&mut swarm, &mut state, now);
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                 }
                 Command::Learned(peer, addresses) => {
                     // Beside what the log and invites said, not instead of it.
@@ -1208,7 +1219,7 @@ async fn run(
                                 if joined {
                                     // A new member: let it in under its own identity, and
                                     // tell the others.
-                                    let _ = tx.blocking_send(Command::MembersChanged);
+                                    let _ = tx.blocking_send(Command::MembersChanged(None));
                                     let _ = tx.blocking_send(Command::Announce(None));
                                 }
                             });
