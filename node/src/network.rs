@@ -17,10 +17,13 @@
 //! 5. `Documents` for each consortium whose digest differs: its documents, taken in as
 //!    `jalin consortium import` would.
 //!
-//! Live: after a local change the node announces it on each consortium's gossipsub topic;
-//! members that hear it pull from the announcer. Gossip messages are signed by their
-//! sender's key and accepted only from members. Every 30 s (and on each new connection)
-//! the node catches up with every connected member.
+//! Live: a node that stored something new (its own change, or a member's it took in)
+//! sends each connected member a `Changed` notice naming the shards it wrote and their
+//! heads; a member whose heads differ asks at once for those shards' `Changes` (one round
+//! trip per hop). It also announces the change on each consortium's gossipsub topic;
+//! members not connected to the announcer pull from whoever passed the announcement on.
+//! Gossip messages are signed by their sender's key and accepted only from members. Every
+//! 30 s (and on each new connection) the node catches up with every connected member.
 
 use crate::codec::{Codec, Traffic};
 use crate::consortium::Consortia;
@@ -72,6 +75,9 @@ const REDIAL_EVERY: Duration = Duration::from_secs(30);
 const ADDRESSES_PER_PEER_MAX: usize = 8;
 /// How often to catch up with every connected member.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
+/// Most heads of one shard named in a `Changed` notice (a catalog has one writer: one
+/// head, as a rule).
+pub const NOTICE_HEADS_MAX: usize = 8;
 
 /// What one member asks another.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +114,11 @@ pub enum SyncRequest {
     Changed {
         /// Which catalog.
         namespace: Option<LibraryId>,
+        /// `(shard, the sender's heads of it now)` for the shards it wrote, at most
+        /// [`SHARDS_PER_REQUEST`] with at most [`NOTICE_HEADS_MAX`] heads each: the
+        /// receiver asks at once for the changes of those whose heads differ from its
+        /// own (one round trip). Empty: not known, the receiver catches up in full.
+        shards: Vec<(u16, Vec<ByteArray<32>>)>,
     },
     /// Join: the acceptance of one of the answering node's open invites, sent under the
     /// invite's one-off identity ([`Invite::join_seed`]).
@@ -223,6 +234,9 @@ enum Command {
     Done(PeerId),
     /// A local change: announce it.
     Announce(Option<LibraryId>),
+    /// Send the announcement and the `Changed` notices (with the shards written, and
+    /// their heads, read off the loop).
+    Notify(Option<LibraryId>, Vec<(u16, Vec<ByteArray<32>>)>),
     /// Catch up with every connected member now.
     CatchUp,
     Request(PeerId, SyncRequest),
@@ -601,6 +615,60 @@ fn group_digests(shards: &[[u8; DIGEST_BYTES]]) -> Vec<u8> {
             hasher.finalize()[..DIGEST_BYTES].to_vec()
         })
         .collect()
+}
+
+/// The shards of `namespace` written since the last announcement, with their heads, for
+/// a `Changed` notice; empty when too many to name (the receivers catch up in full).
+fn written_shards(library: &Library, namespace: &LibraryId) -> Vec<(u16, Vec<ByteArray<32>>)> {
+    let touched = library.store.take_touched(namespace);
+    if touched.len() > SHARDS_PER_REQUEST {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(touched.len());
+    for shard in touched {
+        match library.store.shard_heads(namespace, shard) {
+            Ok(heads) if heads.len() <= NOTICE_HEADS_MAX => {
+                out.push((shard, heads.into_iter().map(ByteArray::new).collect()));
+            }
+            _ => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// Whether a `Changed` notice's shards can be fetched directly: some, and within limits.
+fn notice_is_usable(shards: &[(u16, Vec<ByteArray<32>>)]) -> bool {
+    !shards.is_empty()
+        && shards.len() <= SHARDS_PER_REQUEST
+        && shards
+            .iter()
+            .all(|(shard, heads)| *shard < SHARD_COUNT && heads.len() <= NOTICE_HEADS_MAX)
+}
+
+/// The `Changes` request for the shards of a notice whose heads differ from this node's
+/// (blocking work); `None` when all are the same here.
+fn changes_for_notice(
+    library: &Library,
+    namespace: LibraryId,
+    shards: Vec<(u16, Vec<ByteArray<32>>)>,
+) -> Option<SyncRequest> {
+    let mut differ = Vec::new();
+    for (shard, theirs) in shards {
+        let Ok(mine) = library.store.shard_heads(&namespace, shard) else {
+            continue;
+        };
+        let mut theirs: Vec<[u8; 32]> = theirs.into_iter().map(ByteArray::into_array).collect();
+        let mut sorted = mine.clone();
+        theirs.sort_unstable();
+        sorted.sort_unstable();
+        if theirs != sorted {
+            differ.push((shard, mine.into_iter().map(ByteArray::new).collect()));
+        }
+    }
+    (!differ.is_empty()).then_some(SyncRequest::Changes {
+        namespace,
+        shards: differ,
+    })
 }
 
 /// Answers a request from the stored catalog and consortia (blocking work).
@@ -1109,6 +1177,14 @@ async fn run(
                     }
                 }
                 Command::Announce(namespace) => {
+                    let library = library.clone();
+                    let tx = commands_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let shards = namespace.map(|ns| written_shards(&library, &ns)).unwrap_or_default();
+                        let _ = tx.blocking_send(Command::Notify(namespace, shards));
+                    });
+                }
+                Command::Notify(namespace, shards) => {
                     let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
                     for hash in state.topics.iter() {
                         let topic = gossipsub::TopicHash::from_raw(hash.clone());
@@ -1121,7 +1197,7 @@ async fn run(
                             let id = swarm
                                 .behaviour_mut()
                                 .sync
-                                .send_request(&peer, SyncRequest::Changed { namespace });
+                                .send_request(&peer, SyncRequest::Changed { namespace, shards: shards.clone() });
                             state.nudges.insert(id);
                         }
                     }
@@ -1232,11 +1308,22 @@ async fn run(
                             );
                             continue;
                         }
-                        if let SyncRequest::Changed { namespace } = request {
+                        if let SyncRequest::Changed { namespace, shards } = request {
                             let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Noted);
-                            // Nothing to fetch of this library's own catalog.
-                            if namespace != Some(own) {
-                                state.rounds.hello(&mut swarm, peer);
+                            match namespace {
+                                // Nothing to fetch of this library's own catalog.
+                                Some(namespace) if namespace == own => {}
+                                Some(namespace) if notice_is_usable(&shards) => {
+                                    // Straight to the changes of the shards that differ.
+                                    let library = library.clone();
+                                    let tx = commands_tx.clone();
+                                    tokio::task::spawn_blocking(move || {
+                                        if let Some(request) = changes_for_notice(&library, namespace, shards) {
+                                            let _ = tx.blocking_send(Command::Request(peer, request));
+                                        }
+                                    });
+                                }
+                                _ => state.rounds.hello(&mut swarm, peer),
                             }
                             continue;
                         }
@@ -1282,15 +1369,12 @@ async fn run(
                         .and_then(|a| a.namespace)
                         .is_some_and(|ns| ns == own);
                     if from_member && !about_own {
+                        // An announcer connected here has sent its `Changed` notice
+                        // directly; else pull from the member that passed it on.
                         if let Some(source) = message.source {
-                            // Pull from the announcer when connected to it, else from the
-                            // member that passed the announcement on.
-                            let from = if swarm.is_connected(&source) {
-                                source
-                            } else {
-                                propagation_source
-                            };
-                            state.rounds.hello(&mut swarm, from);
+                            if !swarm.is_connected(&source) {
+                                state.rounds.hello(&mut swarm, propagation_source);
+                            }
                         }
                     }
                 }

@@ -26,7 +26,7 @@ use ed25519_dalek::SigningKey;
 use jalin_protocol::signing::{ChangeEnvelope, LibraryId};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -349,6 +349,9 @@ pub struct Store {
     cache: Mutex<ShardCache>,
     /// Serialises writers: one batch at a time keeps shard docs and sled in step.
     write_lock: Mutex<()>,
+    /// Shards written since [`Store::take_touched`] last asked, by namespace: what a
+    /// node tells its members it changed.
+    touched: Mutex<HashMap<LibraryId, BTreeSet<u16>>>,
 }
 
 impl Store {
@@ -403,7 +406,26 @@ impl Store {
                 capacity: loaded_shards_max.max(1),
             }),
             write_lock: Mutex::new(()),
+            touched: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The shards of `namespace` written since the last call (and forgets them).
+    pub fn take_touched(&self, namespace: &LibraryId) -> BTreeSet<u16> {
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(namespace)
+            .unwrap_or_default()
+    }
+
+    fn touch(&self, namespace: &LibraryId, shards: impl IntoIterator<Item = u16>) {
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(*namespace)
+            .or_default()
+            .extend(shards);
     }
 
     /// This node's library.
@@ -663,6 +685,9 @@ impl Store {
                 Ok(seq)
             })(),
         };
+        if result.is_ok() {
+            self.touch(&self.library, work.iter().map(|(shard, _, _)| *shard));
+        }
         let mut cache = self
             .cache
             .lock()
@@ -1014,6 +1039,14 @@ impl Store {
         })();
         match stored {
             Ok(()) => {
+                self.touch(
+                    namespace,
+                    shards
+                        .iter()
+                        .zip(&results)
+                        .filter(|(_, r)| r.as_ref().is_ok_and(|a| a.changes > 0))
+                        .map(|((shard, _), _)| *shard),
+                );
                 for (shard, doc) in docs {
                     self.put_back(namespace, shard, doc);
                 }
