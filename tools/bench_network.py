@@ -20,6 +20,7 @@ NAME: catchup, bootstrap, propagation, propagation-mesh, memory (default: all fi
 Only the sync protocol's bytes are counted (request and response payloads: CBOR); Noise
 and Yamux framing add about 0.5%, and identify, ping and gossip are not included.
 """
+import atexit
 import json
 import os
 import re
@@ -71,10 +72,22 @@ def write_records(path, records):
             fh.write(r)
 
 
+def no_mdns(data):
+    """Turns mDNS off: on one machine every node would find every other by it, and a
+    benchmark's topology (a chain; owners that know only the observer) would not hold."""
+    path = os.path.join(data, "config.toml")
+    with open(path) as fh:
+        text = fh.read()
+    assert "mdns = true" in text, path
+    with open(path, "w") as fh:
+        fh.write(text.replace("mdns = true", "mdns = false"))
+
+
 def consortium(dirs, names):
     """Inits each data dir and forms one consortium among them, by text, offline."""
     for d, name in zip(dirs, names):
         jalin(d, "init", "--name", f"Perpustakaan {name}", "--code", name)
+        no_mdns(d)
     founder = dirs[0]
     jalin(founder, "consortium", "create", "--name", "Bench")
     tmp = tempfile.mkdtemp()
@@ -90,6 +103,17 @@ def consortium(dirs, names):
     shutil.rmtree(tmp)
 
 
+RUNNING = []
+
+
+@atexit.register
+def _kill_running():
+    """A run that fails half way leaves no node behind to load the next one."""
+    for proc in RUNNING:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Node:
     def __init__(self, data):
         self.data = data
@@ -98,6 +122,7 @@ class Node:
              "--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
             stdout=subprocess.PIPE, stderr=open(os.environ.get("BENCH_NODE_LOG", os.devnull), "a"), text=True,
         )
+        RUNNING.append(self.proc)
         self.url = None
         self.p2p = None
         for line in self.proc.stdout:

@@ -385,19 +385,40 @@ impl Library {
         namespace: &jalin_protocol::signing::LibraryId,
         shards: &[(u16, Vec<crate::store::SignedChange>)],
     ) -> Vec<Result<crate::store::RemoteApplied, crate::store::ReplicaError>> {
+        let results = self.store_remote_many(namespace, shards);
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|a| a.changes > 0))
+        {
+            self.index_or_warn();
+        }
+        results
+    }
+
+    /// [`Library::apply_remote_many`] without the indexing: the network passes the
+    /// changes on first, and indexes after ([`Library::index_or_warn`]).
+    pub fn store_remote_many(
+        &self,
+        namespace: &jalin_protocol::signing::LibraryId,
+        shards: &[(u16, Vec<crate::store::SignedChange>)],
+    ) -> Vec<Result<crate::store::RemoteApplied, crate::store::ReplicaError>> {
         let results = self.store.apply_remote_many(namespace, shards);
         if results
             .iter()
             .any(|r| r.as_ref().is_ok_and(|a| a.changes > 0))
         {
             self.note(b'c', namespace, now_ms());
-            if let Err(error) = self.catch_up_index() {
-                // The store has them; the next catch-up (at the latest, the next start)
-                // indexes them.
-                tracing::warn!("indexing replicated records failed: {error}");
-            }
         }
         results
+    }
+
+    /// Indexes what the store holds and the index not yet; a failure is logged, not
+    /// returned: the store has the records, and the next catch-up (at the latest, the next
+    /// start) indexes them.
+    pub fn index_or_warn(&self) {
+        if let Err(error) = self.catch_up_index() {
+            tracing::warn!("indexing replicated records failed: {error}");
+        }
     }
 
     /// Tombstones one record.

@@ -75,6 +75,8 @@ const REDIAL_EVERY: Duration = Duration::from_secs(30);
 const ADDRESSES_PER_PEER_MAX: usize = 8;
 /// How often to catch up with every connected member.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
+/// Most requests of a sync round in the air at once toward one peer.
+const REQUESTS_PER_PEER_MAX: usize = 4;
 /// Most heads of one shard named in a `Changed` notice (a catalog has one writer: one
 /// head, as a rule).
 pub const NOTICE_HEADS_MAX: usize = 8;
@@ -492,9 +494,17 @@ struct NetState {
 /// comes during a round (an announcement, the timer) starts one more round after it, not
 /// a second one beside it: parallel rounds would ask for the same changes twice and fill
 /// the peer's stream limit.
+///
+/// At most [`REQUESTS_PER_PEER_MAX`] requests of a round are in the air (sent, or their
+/// answer being taken in) at once; the rest wait in order. A catalog of a million records
+/// asks for many shards' changes, and each answer can hold megabytes: taking them all at
+/// once would hold them all in memory at once.
 #[derive(Default)]
 struct Rounds {
+    /// Requests of the round not done yet (in the air or waiting), per peer.
     outstanding: std::collections::HashMap<PeerId, usize>,
+    /// Requests waiting for one in the air to be done.
+    waiting: std::collections::HashMap<PeerId, std::collections::VecDeque<SyncRequest>>,
     again: HashSet<PeerId>,
 }
 
@@ -508,8 +518,14 @@ impl Rounds {
     }
 
     fn request(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, request: SyncRequest) {
-        swarm.behaviour_mut().sync.send_request(&peer, request);
-        *self.outstanding.entry(peer).or_insert(0) += 1;
+        let outstanding = self.outstanding.entry(peer).or_insert(0);
+        *outstanding += 1;
+        let waiting = self.waiting.entry(peer).or_default();
+        if *outstanding - waiting.len() > REQUESTS_PER_PEER_MAX {
+            waiting.push_back(request);
+        } else {
+            swarm.behaviour_mut().sync.send_request(&peer, request);
+        }
     }
 
     /// One request's answer has been dealt with (its follow-ups are already sent).
@@ -521,8 +537,12 @@ impl Rounds {
             }
             None => 0,
         };
+        if let Some(next) = self.waiting.get_mut(&peer).and_then(|w| w.pop_front()) {
+            swarm.behaviour_mut().sync.send_request(&peer, next);
+        }
         if left == 0 {
             self.outstanding.remove(&peer);
+            self.waiting.remove(&peer);
             if self.again.remove(&peer) && swarm.is_connected(&peer) {
                 self.request(swarm, peer, SyncRequest::Hello);
             }
@@ -531,6 +551,7 @@ impl Rounds {
 
     fn forget(&mut self, peer: &PeerId) {
         self.outstanding.remove(peer);
+        self.waiting.remove(peer);
         self.again.remove(peer);
     }
 }
@@ -910,7 +931,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
             let mut new = 0;
             for ((shard, _), result) in shards
                 .iter()
-                .zip(library.apply_remote_many(&namespace, &shards))
+                .zip(library.store_remote_many(&namespace, &shards))
             {
                 match result {
                     Ok(applied) => new += applied.changes,
@@ -1115,8 +1136,10 @@ async fn run(
                 let _ = tx.blocking_send(Command::Announce(None));
             }
             if let Some(namespace) = follow_up.catalog_changed {
-                // What this node now holds, its other members may lack.
+                // What this node now holds, its other members may lack: tell them first,
+                // so they fetch while this node indexes.
                 let _ = tx.blocking_send(Command::Announce(Some(namespace)));
+                library.index_or_warn();
             }
             for request in follow_up.requests {
                 if tx.blocking_send(Command::Request(peer, request)).is_err() {

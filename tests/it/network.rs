@@ -5,11 +5,18 @@
 
 use crate::shared_data_or_skip;
 use crate::support::new_library;
+use automerge::transaction::Transactable;
+use jalin_node::codec::{Codec, Traffic};
 use jalin_node::library::{ImportOptions, Library, Source};
-use jalin_node::network::{self, NetHandle};
+use jalin_node::network::{self, NetHandle, SyncRequest, SyncResponse};
+use jalin_node::store::{SignedChange, SHARD_COUNT};
 use jalin_protocol::consortium::document::Hash32;
 use jalin_protocol::consortium::log::Role;
+use jalin_protocol::signing::ChangeEnvelope;
 use jalin_protocol::signing::LibraryId;
+use libp2p::futures::StreamExt;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -793,7 +800,10 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
 
     // An outsider with a valid key (and the consortium's documents) gets nowhere: the
     // relay refuses it, so it cannot reach A through it.
-    let (o_dir, o_data) = new_library(100);
+    // (No mDNS for it: it would find B on this machine and try B directly, which B
+    // refuses, but the attempt would show on the outsider's side for a moment.)
+    let (o_dir, mut o_data) = new_library(100);
+    o_data.config.network.mdns = false;
     let o_library = Arc::new(Library::open(o_data).expect("opens"));
     o_library.consortia.import(&documents).expect("imports");
     let o = start(o_library, o_dir).await;
@@ -1002,4 +1012,256 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// What a forging member's node serves for a `Changes` request: `(shard, the asker's
+/// heads)` to the changes sent back.
+type Serve<'a> = &'a dyn Fn(u16, &[[u8; 32]]) -> Vec<SignedChange>;
+
+/// Drives a hand-made member node (`swarm`, under a member's own identity): sends `victim`
+/// a `Changed` notice for `namespace`'s `shard`, answers the `Changes` request that
+/// follows with `serve`, and returns once that answer is sent.
+async fn serve_after_notice(
+    swarm: &mut libp2p::Swarm<request_response::Behaviour<Codec<SyncRequest, SyncResponse>>>,
+    victim: libp2p::PeerId,
+    namespace: LibraryId,
+    shard: u16,
+    serve: Serve<'_>,
+) {
+    swarm.behaviour_mut().send_request(
+        &victim,
+        SyncRequest::Changed {
+            namespace: Some(namespace),
+            shards: vec![(shard, vec![serde_bytes::ByteArray::new([0xab; 32])])],
+        },
+    );
+    let mut answered = None;
+    let work = async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request,
+                            channel,
+                            request_id,
+                        },
+                    ..
+                }) => {
+                    let response = match request {
+                        SyncRequest::Changes {
+                            namespace: asked,
+                            shards,
+                        } if asked == namespace => {
+                            answered = Some(request_id);
+                            SyncResponse::Changes {
+                                namespace,
+                                shards: shards
+                                    .into_iter()
+                                    .map(|(s, have)| {
+                                        let have: Vec<[u8; 32]> =
+                                            have.into_iter().map(|h| h.into_array()).collect();
+                                        (s, serve(s, &have))
+                                    })
+                                    .collect(),
+                                more: false,
+                            }
+                        }
+                        SyncRequest::Hello => SyncResponse::Hello {
+                            catalogs: Vec::new(),
+                            consortia: Vec::new(),
+                        },
+                        _ => SyncResponse::Refused {
+                            reason: "not served here".into(),
+                        },
+                    };
+                    let _ = swarm.behaviour_mut().send_response(channel, response);
+                }
+                SwarmEvent::Behaviour(request_response::Event::ResponseSent {
+                    request_id, ..
+                }) if Some(request_id) == answered => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .expect("the victim asked for the changes of the notice's shard");
+}
+
+/// A member's own node forging another library's changes over the network: each forgery
+/// (a change built on the owner's document but signed by the forger; the same change under
+/// an envelope of the owner's for another change; an owner's change altered) is refused
+/// by the member that takes it, which stores nothing of it, and still takes the owner's
+/// genuine change from the same peer afterwards. (An accepted forgery would leave the
+/// victim's copy of the owner's catalog apart from the owner's for good: the final digest
+/// comparison would never hold.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_forging_another_librarys_changes_is_refused_over_the_network() {
+    let mut libraries = members(3);
+    let (m_library, _m_dir) = libraries.pop().expect("three");
+    let (v_library, v_dir) = libraries.pop().expect("three");
+    // A's data dir outlives its node: A edits after its node stops.
+    let (a_library, _a_dir) = libraries.pop().expect("three");
+    let a_id = a_library.store.library();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let importer = a_library.clone();
+    tokio::task::spawn_blocking(move || {
+        importer
+            .import(&Source::File(sample), &ImportOptions::default(), |_| {})
+            .expect("imports")
+    })
+    .await
+    .expect("import task");
+    let a = start(a_library.clone(), tempfile::tempdir().expect("temp dir")).await;
+    let v = start(v_library.clone(), v_dir).await;
+    v.net.dial(a.address().await).await.expect("dials");
+    let a_digest = || a_library.store.namespace_digest(&a_id).expect("digest");
+    eventually("A's catalog at V", 60, || v.digest(&a_id) == a_digest()).await;
+    // A goes offline: from now on V hears of A's catalog only from M.
+    a.stop().await;
+    let records_at_v = v_library.store.count_of(&a_id).expect("counts");
+
+    let mut secret = m_library.data.key.to_bytes();
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).expect("key");
+    let mut m = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                Codec::<SyncRequest, SyncResponse>::new(
+                    64 * 1024,
+                    32 * 1024 * 1024,
+                    Arc::new(Traffic::default()),
+                ),
+                [(
+                    libp2p::StreamProtocol::new("/jalin/sync/1"),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    m.dial(v.address().await).expect("dials");
+
+    // A shard of A's, and a change on top of it made by M (as M could, holding A's catalog).
+    let shard = (0..SHARD_COUNT)
+        .find(|s| {
+            !a_library
+                .store
+                .changes_since(&a_id, *s, &[])
+                .expect("changes")
+                .is_empty()
+        })
+        .expect("a shard of A's");
+    let genuine = a_library
+        .store
+        .changes_since(&a_id, shard, &[])
+        .expect("changes");
+    // Under A's actor id, as A's own changes are: only the signatures tell them apart.
+    let mut doc = automerge::AutoCommit::new();
+    doc.set_actor(automerge::ActorId::from(a_id.as_bytes().to_vec()));
+    for change in &genuine {
+        doc.load_incremental(&change.bytes)
+            .expect("loads A's change");
+    }
+    doc.put(automerge::ROOT, "forged", "Buku palsu")
+        .expect("writes");
+    let forged = doc.get_last_local_change().expect("M's change");
+    let forged_bytes = forged.raw_bytes().to_vec();
+    let m_key = m_library.data.key.clone();
+    let m_id = m_library.store.library();
+    let attempts: Vec<(&str, Vec<SignedChange>)> = vec![
+        (
+            "signed by the forger",
+            vec![SignedChange {
+                // A valid signature of M's, over A's namespace.
+                envelope: ChangeEnvelope {
+                    author: m_id,
+                    namespace: a_id,
+                    shard,
+                    change_hash: forged.hash().0,
+                    signature: jalin_protocol::signing::sign(
+                        &m_key,
+                        jalin_protocol::signing::Domain::CatalogChange,
+                        &ChangeEnvelope::signed_bytes(&m_id, &a_id, shard, &forged.hash().0),
+                    ),
+                },
+                bytes: forged_bytes.clone(),
+            }],
+        ),
+        (
+            "under the owner's envelope of another change",
+            vec![SignedChange {
+                envelope: genuine[genuine.len() - 1].envelope.clone(),
+                bytes: forged_bytes,
+            }],
+        ),
+        ("an owner's change altered", {
+            let mut altered = genuine.clone();
+            let last = altered[0].bytes.len() - 1;
+            altered[0].bytes[last] ^= 0x55;
+            altered
+        }),
+    ];
+    for (what, batch) in attempts {
+        serve_after_notice(&mut m, v.net.peer_id, a_id, shard, &|_, _| batch.clone()).await;
+        assert_eq!(
+            v_library.store.count_of(&a_id).expect("counts"),
+            records_at_v,
+            "{what}"
+        );
+    }
+
+    // A's genuine edit, passed on by M (any member serves any catalog it holds), is taken.
+    let editor = a_library.clone();
+    let edited = tokio::task::spawn_blocking(move || {
+        let first = editor
+            .store
+            .records()
+            .next()
+            .expect("a record")
+            .expect("reads");
+        let mut marc = editor
+            .get(&first.record_id)
+            .expect("reads")
+            .and_then(|(_, record)| record)
+            .expect("a record")
+            .marc;
+        marc.push_data(jalin_protocol::marc::DataField::new(
+            "500",
+            ' ',
+            ' ',
+            &[('a', "Kedungwaringin.")],
+        ));
+        editor.put(marc).expect("edits")
+    })
+    .await
+    .expect("edit task");
+    let edited_shard = jalin_node::store::shard_of(&edited);
+    let owner = a_library.clone();
+    serve_after_notice(&mut m, v.net.peer_id, a_id, edited_shard, &|s, have| {
+        owner.store.changes_since(&a_id, s, have).expect("changes")
+    })
+    .await;
+    eventually("A's genuine edit at V, and nothing forged", 30, || {
+        v.digest(&a_id) == a_digest()
+    })
+    .await;
+    assert_eq!(
+        v_library
+            .search("kedungwaringin", 1, 5)
+            .expect("searches")
+            .total,
+        1
+    );
+    v.stop().await;
 }
