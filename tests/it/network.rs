@@ -1256,12 +1256,13 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
         v.digest(&a_id) == a_digest()
     })
     .await;
-    assert_eq!(
+    eventually("A's genuine edit searchable at V", 30, || {
         v_library
             .search("kedungwaringin", 1, 5)
             .expect("searches")
-            .total,
-        1
-    );
+            .total
+            == 1
+    })
+    .await;
     v.stop().await;
 }
