@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod consortium;
+pub mod cql;
 pub mod csv;
 pub mod dc;
 pub mod dedup;

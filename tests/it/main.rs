@@ -5,6 +5,7 @@ mod architecture;
 mod catalog;
 mod cli;
 mod consortium;
+mod cql;
 mod crash;
 mod formats;
 mod network;
