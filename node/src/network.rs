@@ -426,10 +426,15 @@ fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: Member
     }
     for peer in state.joiners.keys() {
         if !keep(peer) && !state.relays.contains(peer) {
-            // An invite used or withdrawn: no new connection under its identity. The one
-            // open is left to close by itself: its `Joined` answer may still be on the
-            // way (cutting it here lost the answer), and a request on it gets `Refused`.
-            swarm.behaviour_mut().allowed.disallow_peer(*peer);
+            // An invite used or withdrawn: no new connection under its identity. One
+            // open now is left to close by itself (taking it off the allow-list would
+            // close it, and its `Joined` answer may still be on the way); a request on
+            // it gets `Refused`. It leaves the allow-list when it closes.
+            if swarm.is_connected(peer) {
+                state.leaving.insert(*peer);
+            } else {
+                swarm.behaviour_mut().allowed.disallow_peer(*peer);
+            }
         }
     }
     for peer in now.members.keys().chain(now.joiners.keys()) {
@@ -483,6 +488,8 @@ struct NetState {
     listening: Vec<Multiaddr>,
     /// Relays this node may connect to (its own and those in members' addresses).
     relays: HashSet<PeerId>,
+    /// Identities of used invites still connected: off the allow-list once they close.
+    leaving: HashSet<PeerId>,
     /// Sync rounds in progress, per peer.
     rounds: Rounds,
     /// `Changed` notices sent and not answered yet (not part of any round).
@@ -1293,6 +1300,9 @@ async fn run(
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    if state.leaving.remove(&peer_id) && !state.joiners.contains_key(&peer_id) {
+                        swarm.behaviour_mut().allowed.disallow_peer(peer_id);
+                    }
                     seen(&library, state.allowed.get(&peer_id));
                     state.rounds.forget(&peer_id);
                 }
