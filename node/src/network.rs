@@ -77,6 +77,8 @@ const ADDRESSES_PER_PEER_MAX: usize = 8;
 const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 /// Most requests of a sync round in the air at once toward one peer.
 const REQUESTS_PER_PEER_MAX: usize = 4;
+/// Most sync requests in the air at once toward all peers together.
+const REQUESTS_IN_AIR_MAX: usize = 8;
 /// Most heads of one shard named in a `Changed` notice (a catalog has one writer: one
 /// head, as a rule).
 pub const NOTICE_HEADS_MAX: usize = 8;
@@ -503,15 +505,18 @@ struct NetState {
 /// the peer's stream limit.
 ///
 /// At most [`REQUESTS_PER_PEER_MAX`] requests of a round are in the air (sent, or their
-/// answer being taken in) at once; the rest wait in order. A catalog of a million records
-/// asks for many shards' changes, and each answer can hold megabytes: taking them all at
-/// once would hold them all in memory at once.
+/// answer being taken in) toward one peer, and [`REQUESTS_IN_AIR_MAX`] toward all peers
+/// together; the rest wait in order, and peers take turns. A catalog of a million records
+/// asks for many shards' changes, each answer can hold megabytes, and a new member asks
+/// every member at once: taking them all at once would hold them all in memory at once.
 #[derive(Default)]
 struct Rounds {
     /// Requests of the round not done yet (in the air or waiting), per peer.
     outstanding: std::collections::HashMap<PeerId, usize>,
+    /// Requests in the air, per peer.
+    in_air: std::collections::HashMap<PeerId, usize>,
     /// Requests waiting for one in the air to be done.
-    waiting: std::collections::HashMap<PeerId, std::collections::VecDeque<SyncRequest>>,
+    waiting: std::collections::BTreeMap<PeerId, std::collections::VecDeque<SyncRequest>>,
     again: HashSet<PeerId>,
 }
 
@@ -525,18 +530,43 @@ impl Rounds {
     }
 
     fn request(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, request: SyncRequest) {
-        let outstanding = self.outstanding.entry(peer).or_insert(0);
-        *outstanding += 1;
-        let waiting = self.waiting.entry(peer).or_default();
-        if *outstanding - waiting.len() > REQUESTS_PER_PEER_MAX {
-            waiting.push_back(request);
-        } else {
-            swarm.behaviour_mut().sync.send_request(&peer, request);
+        *self.outstanding.entry(peer).or_insert(0) += 1;
+        self.waiting.entry(peer).or_default().push_back(request);
+        self.send_waiting(swarm);
+    }
+
+    /// Sends waiting requests while the limits allow, one peer after another.
+    fn send_waiting(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let mut total: usize = self.in_air.values().sum();
+        loop {
+            let mut sent = false;
+            for (peer, queue) in &mut self.waiting {
+                if total >= REQUESTS_IN_AIR_MAX {
+                    return;
+                }
+                let in_air = self.in_air.entry(*peer).or_insert(0);
+                if *in_air >= REQUESTS_PER_PEER_MAX {
+                    continue;
+                }
+                if let Some(request) = queue.pop_front() {
+                    swarm.behaviour_mut().sync.send_request(peer, request);
+                    *in_air += 1;
+                    total += 1;
+                    sent = true;
+                }
+            }
+            self.waiting.retain(|_, queue| !queue.is_empty());
+            if !sent {
+                return;
+            }
         }
     }
 
     /// One request's answer has been dealt with (its follow-ups are already sent).
     fn done(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        if let Some(in_air) = self.in_air.get_mut(&peer) {
+            *in_air = in_air.saturating_sub(1);
+        }
         let left = match self.outstanding.get_mut(&peer) {
             Some(count) => {
                 *count = count.saturating_sub(1);
@@ -544,20 +574,20 @@ impl Rounds {
             }
             None => 0,
         };
-        if let Some(next) = self.waiting.get_mut(&peer).and_then(|w| w.pop_front()) {
-            swarm.behaviour_mut().sync.send_request(&peer, next);
-        }
         if left == 0 {
             self.outstanding.remove(&peer);
+            self.in_air.remove(&peer);
             self.waiting.remove(&peer);
             if self.again.remove(&peer) && swarm.is_connected(&peer) {
                 self.request(swarm, peer, SyncRequest::Hello);
             }
         }
+        self.send_waiting(swarm);
     }
 
     fn forget(&mut self, peer: &PeerId) {
         self.outstanding.remove(peer);
+        self.in_air.remove(peer);
         self.waiting.remove(peer);
         self.again.remove(peer);
     }
