@@ -164,6 +164,24 @@ fn members_with(
     out
 }
 
+/// Edits one of the library's own records: adds a general note (500) with `note`.
+/// Returns the record's id.
+fn add_note(library: &Library, record_id: &str, note: &str) -> String {
+    let mut marc = library
+        .get(record_id)
+        .expect("reads")
+        .and_then(|(_, record)| record)
+        .expect("a record")
+        .marc;
+    marc.push_data(jalin_protocol::marc::DataField::new(
+        "500",
+        ' ',
+        ' ',
+        &[('a', note)],
+    ));
+    library.put(marc).expect("edits")
+}
+
 fn consortium_of(library: &Library) -> Hash32 {
     library.consortia.list()[0].id
 }
@@ -880,19 +898,7 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
         let mut records = editor.store.records();
         let first = records.next().expect("a record").expect("reads");
         let second = records.next().expect("a record").expect("reads");
-        let mut marc = editor
-            .get(&first.record_id)
-            .expect("reads")
-            .and_then(|(_, record)| record)
-            .expect("a record")
-            .marc;
-        marc.push_data(jalin_protocol::marc::DataField::new(
-            "500",
-            ' ',
-            ' ',
-            &[('a', "Zamrudkhatulistiwa.")],
-        ));
-        editor.put(marc).expect("edits");
+        add_note(&editor, &first.record_id, "Zamrudkhatulistiwa.");
         let doomed = editor.get(&second.record_id).expect("reads");
         let title = doomed
             .and_then(|(_, r)| r)
@@ -1230,19 +1236,7 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
             .next()
             .expect("a record")
             .expect("reads");
-        let mut marc = editor
-            .get(&first.record_id)
-            .expect("reads")
-            .and_then(|(_, record)| record)
-            .expect("a record")
-            .marc;
-        marc.push_data(jalin_protocol::marc::DataField::new(
-            "500",
-            ' ',
-            ' ',
-            &[('a', "Kedungwaringin.")],
-        ));
-        editor.put(marc).expect("edits")
+        add_note(&editor, &first.record_id, "Kedungwaringin.")
     })
     .await
     .expect("edit task");
