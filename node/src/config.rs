@@ -92,6 +92,9 @@ pub struct LibrarySection {
     pub name: String,
     /// A short code (`KEMIRILOR`).
     pub code: String,
+    /// Who to write to about the node's catalog (OAI-PMH's `adminEmail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// `[http]`.
@@ -267,6 +270,7 @@ impl DataDir {
             library: LibrarySection {
                 name: name.trim().to_string(),
                 code: code.to_string(),
+                email: None,
             },
             http: HttpSection::default(),
             network: NetworkSection::default(),

@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(import).layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/api/export", get(export))
+        .route("/oai", get(oai).post(oai))
         .route("/api/consortium", post(consortium_request))
         .route("/api/network", get(network_status))
         .route("/api/network/dial", post(network_dial))
@@ -421,6 +422,51 @@ async fn export(
         Format::Csv | Format::SlimsCsv => "text/csv; charset=utf-8",
     };
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+/// The base URL a client reached this node at (from its `Host`), with `path`.
+fn base_url(headers: &HeaderMap, path: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}{path}")
+}
+
+/// The arguments of a form-encoded query or body; `None` if it is not valid UTF-8.
+fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// OAI-PMH (GET with a query, or POST with a form body): [`crate::oai`].
+async fn oai(
+    State(state): State<Arc<AppState>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let pairs = if method == axum::http::Method::POST {
+        form_pairs(&body)
+    } else {
+        form_pairs(query.unwrap_or_default().as_bytes())
+    };
+    let base = base_url(&headers, "/oai");
+    let library = state.library.clone();
+    let xml = blocking(move || {
+        let provider = crate::oai::Provider::new(&library, base)
+            .map_err(|e| ApiError::from(LibraryError::from(e)))?;
+        Ok(provider.respond(&pairs, now_ms()))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

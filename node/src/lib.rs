@@ -16,6 +16,7 @@ pub mod files;
 pub mod http;
 pub mod library;
 pub mod network;
+pub mod oai;
 pub mod relay;
 pub mod search;
 pub mod store;

@@ -11,6 +11,8 @@
 //! c | namespace | shard | n       -> incremental automerge changes since the snapshot
 //! e | change hash                 -> the signed envelope of a change (local or replicated)
 //! h | namespace | shard           -> the shard document's heads (32 bytes each)
+//! t | sequence number             -> when this store took in that write (ms, never
+//!                                    earlier than the write before: the OAI-PMH datestamp)
 
 //! m | name                        -> node state (sequence number, ...)
 //! ```
@@ -248,6 +250,13 @@ impl Change {
     }
 }
 
+/// The clock, in milliseconds since the Unix epoch.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Which shard a record belongs to.
 pub fn shard_of(record_id: &str) -> u16 {
     let digest = Sha256::digest(record_id.as_bytes());
@@ -438,6 +447,107 @@ impl Store {
         Ok(self.tree.get(b"mseq")?.map_or(0, |v| {
             u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))
         }))
+    }
+
+    /// Notes in `batch` when the write `seq` happens: `now_ms`, or the time of the write
+    /// before if the clock went back, so times follow sequence numbers.
+    fn stamp(&self, batch: &mut sled::Batch, seq: u64, now_ms: u64) -> Result<(), StoreError> {
+        let last = self
+            .tree
+            .scan_prefix([b't'])
+            .next_back()
+            .transpose()?
+            .and_then(|(_, v)| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let mut k = vec![b't'];
+        k.extend_from_slice(&seq.to_be_bytes());
+        batch.insert(k, now_ms.max(last).to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// When each write happened (sequence number, ms), in order: what OAI-PMH calls a
+    /// record's datestamp is the time of its last write here. Stores made before writes
+    /// were timed lack the early ones.
+    pub fn write_times(&self) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([b't']) {
+            let (k, v) = item?;
+            let seq = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            let ms = v.as_ref().try_into().ok().map(u64::from_be_bytes);
+            if let (Some(seq), Some(ms)) = (seq, ms) {
+                out.push((seq, ms));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records of the union catalog (every namespace, or `namespace`'s),
+    /// tombstones included, in key order (namespace, then record id) after `after` (a key
+    /// this returned), with their keys. `keep` sees each record's flags-and-seq header
+    /// (deleted, seq) before the record is read.
+    #[allow(clippy::type_complexity)]
+    pub fn union_page(
+        &self,
+        namespace: Option<&LibraryId>,
+        after: Option<&[u8]>,
+        limit: usize,
+        mut keep: impl FnMut(bool, u64, u64) -> bool,
+    ) -> Result<Vec<(Vec<u8>, LibraryId, StoredRecord)>, StoreError> {
+        let prefix = match namespace {
+            Some(namespace) => key(b'r', namespace, &[]),
+            None => vec![b'r'],
+        };
+        let start = match after {
+            Some(after) if after.starts_with(&prefix) => {
+                let mut start = after.to_vec();
+                start.push(0);
+                start
+            }
+            _ => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let header = |range: std::ops::Range<usize>| {
+                v.get(range)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_be_bytes)
+            };
+            let deleted = v.first().is_some_and(|f| f & STORED_DELETED != 0);
+            if !keep(deleted, header(9..17), header(1..9)) {
+                continue;
+            }
+            let namespace = k
+                .get(1..33)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .and_then(|b| LibraryId::from_bytes(b).ok())
+                .ok_or_else(|| StoreError::Damaged {
+                    record_id: String::new(),
+                    reason: "a record key names no valid library".into(),
+                })?;
+            let record_id = String::from_utf8_lossy(&k[33..]).into_owned();
+            let record = StoredRecord::decode(&record_id, &v)?;
+            out.push((k.to_vec(), namespace, record));
+        }
+        Ok(out)
+    }
+
+    /// A record of any library, deleted or not.
+    pub fn get_of(
+        &self,
+        namespace: &LibraryId,
+        record_id: &str,
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        self.tree
+            .get(key(b'r', namespace, record_id.as_bytes()))?
+            .map(|v| StoredRecord::decode(record_id, &v))
+            .transpose()
     }
 
     /// A record of this library, deleted or not.
@@ -680,6 +790,7 @@ impl Store {
                     }
                 }
                 batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
+                self.stamp(&mut batch, seq, now_ms)?;
                 self.tree.apply_batch(batch)?;
                 self.db.flush()?;
                 Ok(seq)
@@ -1033,6 +1144,7 @@ impl Store {
                 }
             }
             batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
+            self.stamp(&mut batch, seq, wall_clock_ms())?;
             self.tree.apply_batch(batch)?;
             self.db.flush()?;
             Ok(())

@@ -2,83 +2,9 @@
 //! leaves what is stored unchanged.
 
 use crate::shared_data_or_skip;
-use crate::support::new_library;
-use jalin_node::http::{serve, AppState};
-use jalin_node::library::{ImportOptions, Library, Source};
+use crate::support::{start, Server};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
-use std::sync::Arc;
-
-struct Server {
-    url: String,
-    token: String,
-    library: Arc<Library>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn start(import: Option<&std::path::Path>) -> Server {
-    let (dir, data) = new_library(1000);
-    let token = data.api_token.clone();
-    let library = Arc::new(Library::open(data).expect("opens"));
-    if let Some(file) = import {
-        library
-            .import(
-                &Source::File(file.to_path_buf()),
-                &ImportOptions::default(),
-                |_| {},
-            )
-            .expect("imports");
-    }
-    let state = Arc::new(AppState {
-        library: library.clone(),
-        api_token: token.clone(),
-        net: None,
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("binds");
-            address_tx
-                .send(listener.local_addr().expect("address"))
-                .expect("test waits");
-            serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serves");
-        });
-    });
-    let address = address_rx.recv().expect("server started");
-    Server {
-        url: format!("http://{address}"),
-        token,
-        library,
-        stop: Some(stop),
-        thread: Some(thread),
-        _dir: dir,
-    }
-}
 
 fn client() -> Client {
     Client::builder()

@@ -9,6 +9,7 @@ mod cql;
 mod crash;
 mod formats;
 mod network;
+mod oai;
 mod replication;
 mod roundtrip;
 mod search;

@@ -1,7 +1,10 @@
 //! What the tests share: where the real test data is, and the `jalin` binary.
 
+use jalin_node::http::{serve, AppState};
+use jalin_node::library::{ImportOptions, Library, Source};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -93,4 +96,78 @@ pub fn new_library(batch: usize) -> (tempfile::TempDir, jalin_node::config::Data
         jalin_node::config::DataDir::init(dir.path(), "Perpustakaan Uji", "UJI").expect("init");
     data.config.limits.batch_records_max = batch;
     (dir, data)
+}
+
+/// A node's HTTP server on 127.0.0.1 (a free port) over a fresh library; stopped when
+/// dropped.
+pub struct Server {
+    pub url: String,
+    pub token: String,
+    pub library: Arc<Library>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A server over a fresh library holding `import`'s records.
+pub fn start(import: Option<&std::path::Path>) -> Server {
+    let (dir, data) = new_library(1000);
+    let token = data.api_token.clone();
+    let library = Arc::new(Library::open(data).expect("opens"));
+    if let Some(file) = import {
+        library
+            .import(
+                &Source::File(file.to_path_buf()),
+                &ImportOptions::default(),
+                |_| {},
+            )
+            .expect("imports");
+    }
+    let state = Arc::new(AppState {
+        library: library.clone(),
+        api_token: token.clone(),
+        net: None,
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binds");
+            address_tx
+                .send(listener.local_addr().expect("address"))
+                .expect("test waits");
+            serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serves");
+        });
+    });
+    let address = address_rx.recv().expect("server started");
+    Server {
+        url: format!("http://{address}"),
+        token,
+        library,
+        stop: Some(stop),
+        thread: Some(thread),
+        _dir: dir,
+    }
 }

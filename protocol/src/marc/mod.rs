@@ -264,6 +264,25 @@ impl MarcRecord {
         }));
     }
 
+    /// Sets the first control field with this tag (removing any others), or appends it.
+    pub fn set_control(&mut self, tag: &str, value: &str) {
+        let mut seen = false;
+        self.fields.retain_mut(|f| match f {
+            Field::Control(c) if c.tag == tag => {
+                if seen {
+                    return false;
+                }
+                seen = true;
+                c.value = value.to_string();
+                true
+            }
+            _ => true,
+        });
+        if !seen {
+            self.push_control(tag, value);
+        }
+    }
+
     /// Appends a data field.
     pub fn push_data(&mut self, field: DataField) {
         self.fields.push(Field::Data(field));
