@@ -112,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/export", get(export))
         .route("/oai", get(oai).post(oai))
+        .route("/sru", get(sru).post(sru))
         .route("/api/consortium", post(consortium_request))
         .route("/api/network", get(network_status))
         .route("/api/network/dial", post(network_dial))
@@ -466,6 +467,25 @@ async fn oai(
         Ok(provider.respond(&pairs, now_ms()))
     })
     .await?;
+    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+}
+
+/// SRU (GET with a query, or POST with a form body): [`crate::sru`].
+async fn sru(
+    State(state): State<Arc<AppState>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let pairs = if method == axum::http::Method::POST {
+        form_pairs(&body)
+    } else {
+        form_pairs(query.unwrap_or_default().as_bytes())
+    };
+    let base = base_url(&headers, "/sru");
+    let library = state.library.clone();
+    let xml = blocking(move || Ok(crate::sru::Server::new(&library, base).respond(&pairs))).await?;
     Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
 }
 

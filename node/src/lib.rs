@@ -19,4 +19,5 @@ pub mod network;
 pub mod oai;
 pub mod relay;
 pub mod search;
+pub mod sru;
 pub mod store;

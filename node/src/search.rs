@@ -732,6 +732,483 @@ impl SearchIndex {
     }
 }
 
+/// Why a CQL query cannot be run here: an SRU diagnostic
+/// (<https://www.loc.gov/standards/sru/diagnostics/diagnosticsList.html>).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The diagnostic's number (`info:srw/diagnostic/1/N`).
+    pub code: u32,
+    /// What in the query it is about.
+    pub details: String,
+    /// The diagnostic's standard message.
+    pub message: &'static str,
+}
+
+fn unsupported(code: u32, details: impl Into<String>, message: &'static str) -> Unsupported {
+    Unsupported {
+        code,
+        details: details.into(),
+        message,
+    }
+}
+
+/// What a CQL index searches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CqlIndex {
+    /// Words in these text fields.
+    Text(&'static [&'static str]),
+    /// The publication year.
+    Year,
+    /// A code, matched whole (language).
+    Code(&'static str),
+    /// An ISBN or ISSN, in any form.
+    Isbn,
+}
+
+const EVERY_TEXT: &[&str] = &["title", "author", "subject", "publisher", "other"];
+
+/// The CQL indexes served (`dc.*`, `bath.*`, `cql.serverChoice`), by context set and name.
+fn cql_index(index: &str, set: Option<&str>) -> Result<CqlIndex, Unsupported> {
+    let (set, name) = match (set, index.split_once('.')) {
+        (Some(set), _) => (set.to_string(), index.to_string()),
+        (None, Some((set, name))) => (set.to_lowercase(), name.to_string()),
+        // An index with no context set is read as Dublin Core's.
+        (None, None) => ("dc".to_string(), index.to_string()),
+    };
+    let set = match set.as_str() {
+        "info:srw/cql-context-set/1/cql-v1.2" | "info:srw/cql-context-set/1/cql-v1.1" => "cql",
+        "info:srw/cql-context-set/1/dc-v1.1" => "dc",
+        "http://zing.z3950.org/cql/bath/2.0/" => "bath",
+        other => other,
+    };
+    let found = match (set, name.to_lowercase().as_str()) {
+        ("cql", "serverchoice" | "anywhere" | "keywords") => CqlIndex::Text(EVERY_TEXT),
+        ("dc", "anywhere") => CqlIndex::Text(EVERY_TEXT),
+        ("dc" | "bath", "title") => CqlIndex::Text(&["title"]),
+        ("dc", "creator" | "contributor") => CqlIndex::Text(&["author"]),
+        ("bath", "name" | "author" | "personalname" | "corporatename" | "conferencename") => {
+            CqlIndex::Text(&["author"])
+        }
+        ("dc" | "bath", "subject") | ("bath", "topicalsubject" | "geographicname") => {
+            CqlIndex::Text(&["subject"])
+        }
+        ("dc" | "bath", "publisher") => CqlIndex::Text(&["publisher"]),
+        ("dc", "description") => CqlIndex::Text(&["other"]),
+        ("dc", "date") | ("bath", "date" | "year") => CqlIndex::Year,
+        ("dc", "language") | ("bath", "language") => CqlIndex::Code("lang"),
+        ("dc", "identifier") | ("bath", "isbn" | "issn" | "standardidentifier") => CqlIndex::Isbn,
+        ("cql" | "dc" | "bath", _) => {
+            return Err(unsupported(16, index, "Unsupported index"));
+        }
+        _ => return Err(unsupported(15, set, "Unsupported context set")),
+    };
+    Ok(found)
+}
+
+/// Relation modifiers that change nothing here (relevance ranking is always on; words are
+/// always compared without case).
+const HARMLESS_MODIFIERS: &[&str] = &[
+    "relevant",
+    "cql.relevant",
+    "ignorecase",
+    "cql.ignorecase",
+    "word",
+    "cql.word",
+    "masked",
+    "cql.masked",
+    "string",
+    "cql.string",
+];
+
+/// A term's word pieces, each a plain word or a pattern with `*` / `?` masking.
+enum Piece {
+    Word(String),
+    Pattern(String),
+}
+
+/// Escapes a literal for tantivy's regular expressions.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~\"<>@".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The words of text as the index holds them.
+fn analyzed(text: &str) -> Vec<String> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
+/// Splits a CQL term into pieces: masked words become patterns (`*` any characters, `?`
+/// one, `\` quotes the next), the rest the index's words. `^` anchors are dropped: every
+/// field is searched as words.
+fn pieces(term: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for chunk in term.split_whitespace() {
+        let chunk = chunk.trim_matches('^');
+        let mut masked = false;
+        let mut literal = String::new();
+        let mut pattern = String::new();
+        let mut chars = chunk.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => literal.extend(chars.next()),
+                '*' | '?' => {
+                    masked = true;
+                    pattern.push_str(&regex_escape(&analyzed(&literal).concat()));
+                    literal.clear();
+                    pattern.push_str(if c == '*' { ".*" } else { "." });
+                }
+                c => literal.push(c),
+            }
+        }
+        if masked {
+            pattern.push_str(&regex_escape(&analyzed(&literal).concat()));
+            out.push(Piece::Pattern(pattern));
+        } else {
+            out.extend(analyzed(&literal).into_iter().map(Piece::Word));
+        }
+    }
+    out
+}
+
+impl SearchIndex {
+    fn text_field(&self, name: &str) -> Field {
+        let f = self.fields;
+        match name {
+            "title" => f.title,
+            "author" => f.author,
+            "subject" => f.subject,
+            "publisher" => f.publisher,
+            "class" => f.class,
+            _ => f.all,
+        }
+    }
+
+    /// The words of one CQL term in one field, as a phrase (`adj`), all of them (`all`) or
+    /// any (`any`).
+    fn words_query(&self, field: Field, term: &str, how: &str) -> Box<dyn tantivy::query::Query> {
+        use tantivy::query::{
+            BooleanQuery, EmptyQuery, Occur, PhraseQuery, RegexPhraseQuery, RegexQuery,
+        };
+        let pieces = pieces(term);
+        let single = |piece: &Piece| -> Box<dyn tantivy::query::Query> {
+            match piece {
+                Piece::Word(word) => Box::new(TermQuery::new(
+                    Term::from_field_text(field, word),
+                    IndexRecordOption::WithFreqs,
+                )),
+                Piece::Pattern(pattern) => match RegexQuery::from_pattern(pattern, field) {
+                    Ok(query) => Box::new(query),
+                    Err(_) => Box::new(EmptyQuery),
+                },
+            }
+        };
+        match (pieces.len(), how) {
+            (0, _) => Box::new(EmptyQuery),
+            (1, _) => single(&pieces[0]),
+            (_, "adj") => {
+                if pieces.iter().all(|p| matches!(p, Piece::Word(_))) {
+                    Box::new(PhraseQuery::new(
+                        pieces
+                            .iter()
+                            .filter_map(|p| match p {
+                                Piece::Word(w) => Some(Term::from_field_text(field, w)),
+                                Piece::Pattern(_) => None,
+                            })
+                            .collect(),
+                    ))
+                } else {
+                    Box::new(RegexPhraseQuery::new(
+                        field,
+                        pieces
+                            .iter()
+                            .map(|p| match p {
+                                Piece::Word(w) => regex_escape(w),
+                                Piece::Pattern(pattern) => pattern.clone(),
+                            })
+                            .collect(),
+                    ))
+                }
+            }
+            (_, how) => {
+                let occur = if how == "any" {
+                    Occur::Should
+                } else {
+                    Occur::Must
+                };
+                Box::new(BooleanQuery::new(
+                    pieces.iter().map(|p| (occur, single(p))).collect(),
+                ))
+            }
+        }
+    }
+
+    /// The index query a CQL search tree means.
+    pub fn cql_query(
+        &self,
+        node: &jalin_protocol::cql::Node,
+    ) -> Result<Box<dyn tantivy::query::Query>, Unsupported> {
+        use jalin_protocol::cql::Node;
+        use tantivy::query::{AllQuery, BooleanQuery, Occur};
+        match node {
+            Node::Triple(triple) => {
+                if let Some(modifier) = triple.modifiers.first() {
+                    return Err(unsupported(
+                        46,
+                        &modifier.name,
+                        "Unsupported boolean modifier",
+                    ));
+                }
+                let left = self.cql_query(&triple.left)?;
+                let right = self.cql_query(&triple.right)?;
+                let clauses = match triple.boolean.to_lowercase().as_str() {
+                    "and" => vec![(Occur::Must, left), (Occur::Must, right)],
+                    "or" => vec![(Occur::Should, left), (Occur::Should, right)],
+                    "not" => vec![(Occur::Must, left), (Occur::MustNot, right)],
+                    other => return Err(unsupported(37, other, "Unsupported boolean operator")),
+                };
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            Node::Clause(clause) => {
+                let index = cql_index(&clause.index, clause.index_set.as_deref())?;
+                if let Some(modifier) = clause
+                    .relation
+                    .modifiers
+                    .iter()
+                    .find(|m| !HARMLESS_MODIFIERS.contains(&m.name.to_lowercase().as_str()))
+                {
+                    return Err(unsupported(
+                        20,
+                        &modifier.name,
+                        "Unsupported relation modifier",
+                    ));
+                }
+                let relation = clause.relation.value.to_lowercase();
+                if clause.terms.iter().all(|t| t.trim().is_empty()) {
+                    return Err(unsupported(27, &clause.index, "Empty term unsupported"));
+                }
+                let mut each = Vec::new();
+                // YAZ's several unquoted terms: each must match.
+                for term in &clause.terms {
+                    each.push((Occur::Must, self.clause_query(index, &relation, term)?));
+                }
+                if relation == "<>" {
+                    return Ok(Box::new(BooleanQuery::new(vec![
+                        (Occur::Must, Box::new(AllQuery)),
+                        (Occur::MustNot, Box::new(BooleanQuery::new(each))),
+                    ])));
+                }
+                Ok(if each.len() == 1 {
+                    each.remove(0).1
+                } else {
+                    Box::new(BooleanQuery::new(each))
+                })
+            }
+        }
+    }
+
+    fn clause_query(
+        &self,
+        index: CqlIndex,
+        relation: &str,
+        term: &str,
+    ) -> Result<Box<dyn tantivy::query::Query>, Unsupported> {
+        use std::ops::Bound;
+        use tantivy::query::{BooleanQuery, Occur, RangeQuery};
+        let f = self.fields;
+        match index {
+            CqlIndex::Text(names) => {
+                let how = match relation {
+                    "=" | "adj" | "==" | "<>" => "adj",
+                    "all" => "all",
+                    "any" => "any",
+                    other => return Err(unsupported(19, other, "Unsupported relation")),
+                };
+                let mut per_field: Vec<(Occur, Box<dyn tantivy::query::Query>)> = names
+                    .iter()
+                    .map(|name| {
+                        (
+                            Occur::Should,
+                            self.words_query(self.text_field(name), term, how),
+                        )
+                    })
+                    .collect();
+                Ok(if per_field.len() == 1 {
+                    per_field.remove(0).1
+                } else {
+                    Box::new(BooleanQuery::new(per_field))
+                })
+            }
+            CqlIndex::Year => {
+                let years: Vec<i64> = term
+                    .split_whitespace()
+                    .map(|y| y.trim_end_matches('.').parse::<i64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        unsupported(36, term, "Term in invalid format for index or relation")
+                    })?;
+                let at = |y: i64| Term::from_field_i64(f.year, y);
+                let (lo, hi) = match (relation, years.as_slice()) {
+                    ("=" | "==" | "<>" | "adj", [y]) => {
+                        (Bound::Included(at(*y)), Bound::Included(at(*y)))
+                    }
+                    ("<", [y]) => (Bound::Unbounded, Bound::Excluded(at(*y))),
+                    ("<=", [y]) => (Bound::Unbounded, Bound::Included(at(*y))),
+                    (">", [y]) => (Bound::Excluded(at(*y)), Bound::Unbounded),
+                    (">=", [y]) => (Bound::Included(at(*y)), Bound::Unbounded),
+                    ("within", [a, b]) => (Bound::Included(at(*a)), Bound::Included(at(*b))),
+                    ("=" | "==" | "<" | "<=" | ">" | ">=" | "within" | "<>" | "adj", _) => {
+                        return Err(unsupported(
+                            36,
+                            term,
+                            "Term in invalid format for index or relation",
+                        ))
+                    }
+                    (other, _) => return Err(unsupported(19, other, "Unsupported relation")),
+                };
+                Ok(Box::new(RangeQuery::new(lo, hi)))
+            }
+            CqlIndex::Code(_) | CqlIndex::Isbn => {
+                if !matches!(relation, "=" | "==" | "<>" | "any" | "adj") {
+                    return Err(unsupported(19, relation, "Unsupported relation"));
+                }
+                let (field, value) = match index {
+                    CqlIndex::Isbn => (
+                        f.isbn,
+                        isbn_term(term).unwrap_or_else(|| term.trim().to_uppercase()),
+                    ),
+                    _ => (f.lang, term.trim().to_lowercase()),
+                };
+                Ok(Box::new(TermQuery::new(
+                    Term::from_field_text(field, &value),
+                    IndexRecordOption::Basic,
+                )))
+            }
+        }
+    }
+
+    /// Runs a query: how many records match, and the `limit` from `offset` on in score
+    /// order, each as (library, record id) (library `None` for this library's own). Every
+    /// library's record counts on its own: SRU clients count and fetch records.
+    #[allow(clippy::type_complexity)]
+    pub fn search_records(
+        &self,
+        query: &dyn tantivy::query::Query,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<(Option<String>, String)>), SearchError> {
+        let f = self.fields;
+        let searcher = self.reader.searcher();
+        let (total, top) = searcher.search(
+            query,
+            &(
+                Count,
+                TopDocs::with_limit(limit.max(1))
+                    .and_offset(offset)
+                    .order_by_score(),
+            ),
+        )?;
+        let mut out = Vec::with_capacity(top.len());
+        for (_, address) in top.into_iter().take(limit) {
+            let document: TantivyDocument = searcher.doc(address)?;
+            let text = |field: Field| {
+                document
+                    .get_first(field)
+                    .and_then(|v| v.as_str().map(str::to_string))
+            };
+            let id = text(f.id).unwrap_or_default();
+            match text(f.library) {
+                Some(library) => {
+                    let record_id = id
+                        .strip_prefix(library.as_str())
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .unwrap_or(&id)
+                        .to_string();
+                    out.push((Some(library), record_id));
+                }
+                None => out.push((None, id)),
+            }
+        }
+        Ok((total, out))
+    }
+
+    /// SRU scan: up to `count` words of a CQL index from `from` on (in index order), each
+    /// with how many records hold it.
+    pub fn scan(
+        &self,
+        index: &str,
+        index_set: Option<&str>,
+        from: &str,
+        count: usize,
+    ) -> Result<Vec<(String, u64)>, ScanError> {
+        let field = match cql_index(index, index_set).map_err(ScanError::Unsupported)? {
+            CqlIndex::Text(names) => self.text_field(names[0]),
+            CqlIndex::Code(_) => self.fields.lang,
+            CqlIndex::Isbn => self.fields.isbn,
+            CqlIndex::Year => {
+                return Err(ScanError::Unsupported(unsupported(
+                    16,
+                    index,
+                    "Unsupported index",
+                )))
+            }
+        };
+        let start = analyzed(from).concat();
+        let searcher = self.reader.searcher();
+        let mut words = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let inverted = segment.inverted_index(field).map_err(SearchError::from)?;
+            let mut stream = inverted
+                .terms()
+                .range()
+                .ge(start.as_bytes())
+                .into_stream()
+                .map_err(SearchError::from)?;
+            let mut taken = 0;
+            while taken < count && stream.advance() {
+                if let Ok(word) = std::str::from_utf8(stream.key()) {
+                    words.insert(word.to_string());
+                    taken += 1;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for word in words.into_iter().take(count) {
+            let query = TermQuery::new(
+                Term::from_field_text(field, &word),
+                IndexRecordOption::Basic,
+            );
+            let n = searcher.search(&query, &Count).map_err(SearchError::from)?;
+            if n > 0 {
+                out.push((word, n as u64));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Why a scan gave nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The index cannot be scanned.
+    #[error("{}: {}", .0.message, .0.details)]
+    Unsupported(Unsupported),
+    /// The index failed.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+}
+
 /// A record as read back from the index, for grouping.
 struct Entry {
     key: RecordKey,

@@ -13,4 +13,5 @@ mod oai;
 mod replication;
 mod roundtrip;
 mod search;
+mod sru;
 mod support;
