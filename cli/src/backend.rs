@@ -453,6 +453,67 @@ impl Backend {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Takes in one harvested page: its records (MARCXML) and the ids it reports deleted.
+    /// A deletion of a record not held here is no error. Returns the import's summary
+    /// and how many records were marked deleted.
+    pub fn take_page(
+        &self,
+        marcxml: Vec<u8>,
+        deletions: &[String],
+    ) -> anyhow::Result<(ImportSummary, u64)> {
+        let mut deleted = 0;
+        let summary = match self {
+            Backend::Remote(remote) => {
+                let summary = if marcxml.is_empty() {
+                    ImportSummary::default()
+                } else {
+                    let response = remote
+                        .client
+                        .post(format!("{}/api/import", remote.url))
+                        .bearer_auth(&remote.token)
+                        .query(&[("format", "marcxml")])
+                        .body(marcxml)
+                        .send()?;
+                    check(response)?
+                        .json()
+                        .context("reading the node's answer")?
+                };
+                for id in deletions {
+                    let response = remote
+                        .client
+                        .delete(format!("{}/api/records/{}", remote.url, encode_path(id)))
+                        .bearer_auth(&remote.token)
+                        .send()?;
+                    if response.status() != reqwest::StatusCode::NOT_FOUND {
+                        check(response)?;
+                        deleted += 1;
+                    }
+                }
+                summary
+            }
+            Backend::Local(library) => {
+                let summary = if marcxml.is_empty() {
+                    ImportSummary::default()
+                } else {
+                    let options = ImportOptions {
+                        format: Some(Format::Marcxml),
+                        ..Default::default()
+                    };
+                    library.import(&Source::Bytes(marcxml), &options, |_| {})?
+                };
+                for id in deletions {
+                    match library.delete(id) {
+                        Ok(()) => deleted += 1,
+                        Err(jalin_node::library::LibraryError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                summary
+            }
+        };
+        Ok((summary, deleted))
+    }
+
     pub fn delete(self, id: &str) -> anyhow::Result<ExitCode> {
         match self {
             Backend::Remote(remote) => {

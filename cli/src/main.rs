@@ -7,6 +7,7 @@
 
 mod backend;
 mod demo;
+mod harvest;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
 // node's threads; mimalloc returns it (see BENCHMARKS.md).
@@ -77,10 +78,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import records (MARC, MARCXML, CSV, SLiMS CSV) into this library's catalog.
+    /// Import records (MARC, MARCXML, CSV, SLiMS CSV) into this library's catalog, from a
+    /// file or harvested from the library's own system over OAI-PMH (--oai-pmh URL).
     Import {
         /// The file.
-        file: PathBuf,
+        #[arg(required_unless_present = "oai_pmh", conflicts_with = "oai_pmh")]
+        file: Option<PathBuf>,
+        /// Harvest from this OAI-PMH base URL instead (SLiMS oai2.php, Koha, DSpace,
+        /// another Jalin node's /oai): incremental from the last harvest, deletions applied.
+        #[arg(long, value_name = "URL")]
+        oai_pmh: Option<String>,
+        /// With --oai-pmh: only this set.
+        #[arg(long, requires = "oai_pmh")]
+        set: Option<String>,
+        /// With --oai-pmh: harvest from this date (YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ),
+        /// not from the last harvest.
+        #[arg(long, requires = "oai_pmh")]
+        from: Option<String>,
+        /// With --oai-pmh: keep harvesting, this long apart (6h, 1d).
+        #[arg(long, requires = "oai_pmh", value_parser = parse_duration)]
+        every: Option<u64>,
         /// Its format (marc, marcxml, csv, slims-csv); default: guessed.
         #[arg(long, value_parser = parse_format)]
         format: Option<Format>,
@@ -412,6 +429,59 @@ enum RecordAction {
     },
 }
 
+/// `jalin import --oai-pmh`: once, or every `every` seconds (a failed run is reported and
+/// the next one tried).
+fn harvest_command(
+    data: DataDir,
+    options: &harvest::Options,
+    every: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let data_path = data.path.clone();
+    let backend = Backend::connect(data)?;
+    let mut fetch = harvest::http_fetch(&options.url)?;
+    loop {
+        let result = harvest::harvest_once(&mut fetch, &backend, &data_path, options);
+        match &result {
+            Ok(report) => {
+                println!(
+                    "{}: {} page(s), {} read, {} added, {} updated, {} unchanged, {} deleted, {} rejected{}",
+                    options.url,
+                    report.pages,
+                    report.read,
+                    report.added,
+                    report.updated,
+                    report.unchanged,
+                    report.deleted,
+                    report.rejected.len(),
+                    if report.restarts > 0 {
+                        format!(
+                            " (the provider refused a resumption token {} time(s): the list was asked again and {} record(s) already taken skipped)",
+                            report.restarts, report.skipped
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                for rejected in report.rejected.iter().take(10) {
+                    println!("  rejected {rejected}");
+                }
+                if let Some(next) = &report.next_from {
+                    println!("The next harvest asks for changes from {next}.");
+                }
+            }
+            Err(error) => eprintln!("Harvesting {} failed: {error:#}", options.url),
+        }
+        let Some(seconds) = every else {
+            return match result {
+                Ok(report) if report.rejected.is_empty() => Ok(ExitCode::SUCCESS),
+                Ok(_) => Ok(ExitCode::from(1)),
+                Err(e) => Err(e),
+            };
+        };
+        std::thread::sleep(std::time::Duration::from_secs(seconds.max(60)));
+    }
+}
+
 fn parse_duration(text: &str) -> Result<u64, String> {
     jalin_node::consortium_requests::parse_duration(text)
 }
@@ -706,6 +776,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import {
             file,
+            oai_pmh,
+            set,
+            from,
+            every,
             format,
             charset,
             delete_missing,
@@ -713,6 +787,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
         } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
+            if let Some(url) = oai_pmh {
+                let options = harvest::Options { url, set, from };
+                return harvest_command(data, &options, every);
+            }
+            let Some(file) = file else {
+                bail!("give a file to import, or --oai-pmh URL");
+            };
             let options = ImportOptions {
                 format,
                 charset,

@@ -15,6 +15,7 @@ pub mod dedup;
 pub mod format;
 pub mod isbn;
 pub mod marc;
+pub mod oai;
 pub mod record;
 pub mod signing;
 pub mod xml;

@@ -8,6 +8,7 @@ mod consortium;
 mod cql;
 mod crash;
 mod formats;
+mod harvest;
 mod network;
 mod oai;
 mod replication;

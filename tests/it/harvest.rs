@@ -1,0 +1,282 @@
+//! The OAI-PMH harvester (`jalin import --oai-pmh`), run as the real binary: over the
+//! recorded responses of `../shared/data/oai/` served by a small HTTP server (a refused
+//! token and a broken page among them), and over another Jalin node's provider,
+//! incrementally.
+
+use crate::shared_data_or_skip;
+use crate::support::{jalin_binary, new_library, start};
+use jalin_node::library::Library;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+/// How the fixture server answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As recorded.
+    Plain,
+    /// Refuses the token of the third page once (as a provider whose tokens expired).
+    ExpireOnce,
+    /// Gives the broken page for the first list request.
+    Broken,
+}
+
+/// Serves the recorded OAI-PMH responses: Identify, ListMetadataFormats, ListRecords and
+/// its token chain (each token names the next page's file). Returns the base URL and the
+/// requests seen.
+fn fixture_server(dir: PathBuf, mode: Mode) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}/oai", listener.local_addr().expect("address"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut expired = false;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().expect("clones"));
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // Drain the headers.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            log.lock().expect("log").push(target.clone());
+            let query = target.split_once('?').map_or("", |(_, q)| q);
+            let arg = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .map(str::to_string)
+            };
+            let file = match (arg("verb").as_deref(), arg("resumptionToken")) {
+                (Some("Identify"), _) => "Identify.xml".to_string(),
+                (Some("ListMetadataFormats"), _) => "ListMetadataFormats.xml".to_string(),
+                (Some("ListRecords"), Some(token)) => {
+                    if mode == Mode::ExpireOnce && token == "ListRecords3.xml" && !expired {
+                        expired = true;
+                        "badResumptionToken.xml".to_string()
+                    } else if dir.join(&token).is_file() && token.starts_with("ListRecords") {
+                        token
+                    } else {
+                        "badResumptionToken.xml".to_string()
+                    }
+                }
+                (Some("ListRecords"), None) if mode == Mode::Broken => {
+                    "ListRecordsBroken.xml".to_string()
+                }
+                (Some("ListRecords"), None) => "ListRecords.xml".to_string(),
+                _ => "badArgument.xml".to_string(),
+            };
+            let body = std::fs::read(dir.join(file)).expect("fixture");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    (url, seen)
+}
+
+fn harvest(data_dir: &Path, url: &str) -> (bool, String) {
+    let out = Command::new(jalin_binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["import", "--oai-pmh", url])
+        .output()
+        .expect("jalin runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A count from the harvest's summary line (`N read`, `N deleted`, ...).
+fn count(text: &str, what: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.contains(" page(s), "))
+        .unwrap_or_else(|| panic!("no summary in:\n{text}"));
+    let line = line.split(" (").next().unwrap_or(line);
+    line.split(", ")
+        .find_map(|part| {
+            part.strip_suffix(what)
+                .and_then(|n| n.trim().rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no {what:?} in {line}"))
+}
+
+#[test]
+fn harvests_the_recorded_responses_through_their_tokens() {
+    let data = shared_data_or_skip!();
+    let fixtures = data.join("oai");
+    for mode in [Mode::Plain, Mode::ExpireOnce] {
+        let (url, seen) = fixture_server(fixtures.clone(), mode);
+        let (dir, library_data) = new_library(1000);
+        drop(library_data);
+        let (ok, text) = harvest(dir.path(), &url);
+        // The last page holds a deleted record with no identifier: reported, and the
+        // harvest exits 1 as an import with rejected records does.
+        assert!(!ok, "{text}");
+        assert!(text.contains("has no identifier"), "{text}");
+        assert_eq!(count(&text, "rejected"), 1, "{text}");
+        let requests = seen.lock().expect("log").clone();
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.contains("resumptionToken=ListRecords4.xml")),
+            "followed every token: {requests:?}"
+        );
+        let library = Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
+            .expect("opens");
+        let stored = library
+            .store
+            .get("oai:test.example.com:1585322")
+            .expect("reads")
+            .expect("the harvested record");
+        let record = jalin_node::library::decode(&stored).expect("decodes");
+        assert_eq!(record.description.title, "Sample Title");
+        assert_eq!(record.description.names[0].name, "John Doe");
+        assert_eq!(record.description.year, Some(2010));
+        assert_eq!(
+            library.store.records().count(),
+            1,
+            "one live record; the deleted one never held"
+        );
+        if mode == Mode::ExpireOnce {
+            assert!(text.contains("refused a resumption token 1 time"), "{text}");
+            // The list was asked again from its start; records taken were not imported again.
+            assert!(count(&text, "unchanged") == 0, "{text}");
+            let firsts = requests
+                .iter()
+                .filter(|r| r.contains("verb=ListRecords&metadataPrefix"))
+                .count();
+            assert_eq!(firsts, 2, "{requests:?}");
+        }
+    }
+}
+
+#[test]
+fn a_broken_page_stops_the_harvest_with_a_clear_error_and_loses_nothing() {
+    let data = shared_data_or_skip!();
+    let (url, _) = fixture_server(data.join("oai"), Mode::Broken);
+    let (dir, library_data) = new_library(1000);
+    drop(library_data);
+    let (ok, text) = harvest(dir.path(), &url);
+    assert!(!ok, "{text}");
+    assert!(text.contains("the harvest stopped at page 1"), "{text}");
+    assert!(text.contains("not readable XML"), "{text}");
+    assert!(
+        !dir.path().join("harvest").exists()
+            || std::fs::read_dir(dir.path().join("harvest"))
+                .expect("lists")
+                .count()
+                == 0,
+        "a failed harvest notes no date"
+    );
+}
+
+#[test]
+fn harvests_another_jalin_node_then_only_its_changes() {
+    let data = shared_data_or_skip!();
+    let source = start(Some(&data.join("marc/loc/loc-indonesia-3147.mrc")));
+    // The harvest's `from` is the provider's clock to the second: keep the import and the
+    // first harvest in different seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let url = format!("{}/oai", source.url);
+    let (dir, library_data) = new_library(1000);
+    drop(library_data);
+    let (ok, text) = harvest(dir.path(), &url);
+    assert!(ok, "{text}");
+    assert_eq!(count(&text, "added"), 3147, "{text}");
+    assert!(count(&text, "page(s)") >= 32, "{text}");
+
+    let own = source.library.store.library();
+    let mut ids: Vec<String> = source
+        .library
+        .store
+        .records()
+        .map(|r| r.expect("reads").record_id)
+        .collect();
+    ids.sort();
+    {
+        let harvested =
+            Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
+                .expect("opens");
+        for id in [&ids[0], &ids[1000], &ids[3146]] {
+            let theirs = jalin_node::library::decode(
+                &source.library.store.get(id).expect("reads").expect("held"),
+            )
+            .expect("decodes");
+            let ours = harvested
+                .store
+                .get(&jalin_node::oai::identifier(&own, id))
+                .expect("reads")
+                .map(|s| jalin_node::library::decode(&s).expect("decodes"))
+                .expect("harvested");
+            assert_eq!(ours.description.title, theirs.description.title);
+            assert_eq!(ours.description.names, theirs.description.names);
+            assert_eq!(ours.description.isbns, theirs.description.isbns);
+        }
+    }
+
+    // Changes at the source: two deletions, one edit, one new record.
+    source.library.delete(&ids[5]).expect("deletes");
+    source.library.delete(&ids[6]).expect("deletes");
+    let mut edited = jalin_node::library::decode(
+        &source
+            .library
+            .store
+            .get(&ids[7])
+            .expect("reads")
+            .expect("held"),
+    )
+    .expect("decodes")
+    .marc;
+    edited.push_data(jalin_protocol::marc::DataField::new(
+        "500",
+        ' ',
+        ' ',
+        &[('a', "Catatan baru dari sumber.")],
+    ));
+    source.library.put(edited.clone()).expect("edits");
+    let mut added = edited;
+    added.set_control("001", "baru-0001");
+    source.library.put(added).expect("adds");
+
+    let (ok, text) = harvest(dir.path(), &url);
+    assert!(ok, "{text}");
+    assert_eq!(
+        count(&text, "read"),
+        2,
+        "only the edit and the new record move: {text}"
+    );
+    assert_eq!(count(&text, "added"), 1, "{text}");
+    assert_eq!(count(&text, "updated"), 1, "{text}");
+    assert_eq!(count(&text, "deleted"), 2, "{text}");
+    let harvested = Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
+        .expect("opens");
+    for id in [&ids[5], &ids[6]] {
+        let stored = harvested
+            .store
+            .get(&jalin_node::oai::identifier(&own, id))
+            .expect("reads")
+            .expect("held");
+        assert!(stored.deleted, "{id} deleted here too");
+    }
+    let results = harvested
+        .search("\"Catatan baru dari sumber\"", 1, 10)
+        .expect("searches");
+    assert_eq!(results.total, 2, "the edit and the new record");
+    assert_eq!(harvested.status().expect("status").records, 3147 - 2 + 1);
+}
