@@ -1110,14 +1110,15 @@ impl SearchIndex {
     ) -> Result<(usize, Vec<(Option<String>, String)>), SearchError> {
         let f = self.fields;
         let searcher = self.reader.searcher();
-        let (total, top) = searcher.search(
+        // Counted first: an offset past the end (a client's startRecord) is answered
+        // without a collector sized by it.
+        let total = searcher.search(query, &Count)?;
+        if offset >= total || limit == 0 {
+            return Ok((total, Vec::new()));
+        }
+        let top = searcher.search(
             query,
-            &(
-                Count,
-                TopDocs::with_limit(limit.max(1))
-                    .and_offset(offset)
-                    .order_by_score(),
-            ),
+            &TopDocs::with_limit(limit).and_offset(offset).order_by_score(),
         )?;
         let mut out = Vec::with_capacity(top.len());
         for (_, address) in top.into_iter().take(limit) {
