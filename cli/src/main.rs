@@ -437,10 +437,12 @@ fn harvest_command(
     every: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let data_path = data.path.clone();
-    let backend = Backend::connect(data)?;
     let mut fetch = harvest::http_fetch(&options.url)?;
     loop {
-        let result = harvest::harvest_once(&mut fetch, &backend, &data_path, options);
+        // Connected afresh each round, and let go while waiting: a node started meanwhile
+        // takes the catalog, and the next round goes through it.
+        let result = Backend::connect(data.clone())
+            .and_then(|backend| harvest::harvest_once(&mut fetch, &backend, &data_path, options));
         match &result {
             Ok(report) => {
                 println!(

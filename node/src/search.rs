@@ -1118,7 +1118,9 @@ impl SearchIndex {
         }
         let top = searcher.search(
             query,
-            &TopDocs::with_limit(limit).and_offset(offset).order_by_score(),
+            &TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_score(),
         )?;
         let mut out = Vec::with_capacity(top.len());
         for (_, address) in top.into_iter().take(limit) {

@@ -50,10 +50,20 @@ impl Node {
             code,
         } = self;
         drop(consortia);
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .expect("sled reopens");
+        // sled lets go of its lock from its flusher thread, a moment after the drop: wait
+        // for it as `Store::open` does (under load the moment grows).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::Config::new().path(dir.path().join("db")).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("lock") && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled reopens: {e}"),
+            }
+        };
         let consortia = Consortia::open(db, key.clone(), &name, &code).expect("reopens");
         Node {
             consortia,

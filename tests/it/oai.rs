@@ -459,3 +459,105 @@ while (my $set = $sets->next) { print "set: ", $set->setSpec, " ", $set->setName
         &records[..records.len().min(2000)]
     );
 }
+
+/// A node holding another library's catalog serves it too: a set per library, the
+/// other's records by GetRecord, and SRU finds and gives them.
+#[test]
+fn the_union_catalog_is_served_with_a_set_per_library() {
+    use jalin_node::store::SHARD_COUNT;
+    let data = shared_data_or_skip!();
+    let server = start(Some(&loc_indonesia(&data)));
+    let (_other_dir, other_data) = crate::support::new_library(1000);
+    let other = jalin_node::library::Library::open(other_data).expect("opens");
+    other
+        .import(
+            &jalin_node::library::Source::File(data.join("marc/loc/loc-books-10k.mrc")),
+            &jalin_node::library::ImportOptions::default(),
+            |_| {},
+        )
+        .expect("imports");
+    let theirs = other.store.library();
+    let mut shards = Vec::new();
+    for shard in 0..SHARD_COUNT {
+        let changes = other
+            .store
+            .changes_since(&theirs, shard, &[])
+            .expect("changes");
+        if !changes.is_empty() {
+            shards.push((shard, changes));
+        }
+    }
+    for result in server.library.apply_remote_many(&theirs, &shards) {
+        result.expect("applies");
+    }
+
+    let sets = get(&server, "verb=ListSets");
+    assert_eq!(sets.matches("<setSpec>").count(), 2, "{sets}");
+    assert!(sets.contains(&format!("<setSpec>{}</setSpec>", theirs.to_hex())));
+    let mut count = 0;
+    let mut xml = get(
+        &server,
+        &format!(
+            "verb=ListIdentifiers&metadataPrefix=oai_dc&set={}",
+            theirs.to_hex()
+        ),
+    );
+    loop {
+        let ids = identifiers(&xml);
+        assert!(ids
+            .iter()
+            .all(|id| id.starts_with(&format!("oai:jalin:{}/", theirs.to_hex()))));
+        count += ids.len();
+        match token(&xml).filter(|t| !t.is_empty()) {
+            Some(t) => {
+                xml = get(
+                    &server,
+                    &format!("verb=ListIdentifiers&resumptionToken={t}"),
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(count, 10_000, "every record of the other library's set");
+
+    let one = other
+        .store
+        .records()
+        .next()
+        .expect("a record")
+        .expect("reads");
+    let id = jalin_node::oai::identifier(&theirs, &one.record_id);
+    let record = get(
+        &server,
+        &format!("verb=GetRecord&metadataPrefix=marcxml&identifier={id}"),
+    );
+    assert!(
+        record.contains(&format!("<identifier>{id}</identifier>")),
+        "{record}"
+    );
+    assert!(record.contains("<metadata>"), "{record}");
+
+    // SRU over the union: a word only the other library's records hold.
+    let sru = reqwest::blocking::get(format!(
+        "{}/sru?version=1.2&operation=searchRetrieve&query=dc.subject%3Dhomeopathy&recordSchema=dc&maximumRecords=1",
+        server.url
+    ))
+    .expect("GET")
+    .text()
+    .expect("text");
+    let expected = other
+        .search("subject:homeopathy", 1, 1)
+        .expect("searches")
+        .total;
+    assert!(expected > 0);
+    assert!(
+        sru.contains(&format!(
+            "<zs:numberOfRecords>{expected}</zs:numberOfRecords>"
+        )),
+        "{sru}"
+    );
+    assert!(
+        sru.contains("<title xmlns=\"http://purl.org/dc/elements/1.1/\">"),
+        "{sru}"
+    );
+}
