@@ -637,6 +637,7 @@ pub fn run_node(
             library,
             api_token,
             net: Some(net.clone()),
+            web: Default::default(),
         });
         println!("Jalin node for {name} is serving {url}");
         println!("  API: {url}/api/status   (Ctrl-C stops it)");

@@ -184,6 +184,7 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
                 library: library.clone(),
                 api_token: library.data.api_token.clone(),
                 net: Some(nets[i].clone()),
+                web: Default::default(),
             });
             let mut stopped = stopped.clone();
             servers.push(tokio::spawn(jalin_node::http::serve(

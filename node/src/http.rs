@@ -24,6 +24,8 @@ pub struct AppState {
     pub api_token: String,
     /// The network, when the node runs one.
     pub net: Option<crate::network::NetHandle>,
+    /// The web interface's sessions and imports under way.
+    pub web: crate::web::WebState,
 }
 
 /// An error answer: status and message.
@@ -45,6 +47,12 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -127,6 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/consortia/{id}/agreements/{agreement}/export",
             get(agreement_export),
         )
+        .merge(crate::web::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -439,11 +448,24 @@ fn base_url(headers: &HeaderMap, path: &str) -> String {
     format!("http://{host}{path}")
 }
 
-/// The arguments of a form-encoded query or body; `None` if it is not valid UTF-8.
-fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+/// The arguments of a request: its form-encoded body for POST, else its query.
+fn request_pairs(
+    method: &axum::http::Method,
+    query: Option<String>,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let bytes = if method == axum::http::Method::POST {
+        body
+    } else {
+        query.as_deref().unwrap_or_default().as_bytes()
+    };
     form_urlencoded::parse(bytes)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+fn xml_response(xml: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
 
 /// OAI-PMH (GET with a query, or POST with a form body): [`crate::oai`].
@@ -454,11 +476,7 @@ async fn oai(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let pairs = if method == axum::http::Method::POST {
-        form_pairs(&body)
-    } else {
-        form_pairs(query.unwrap_or_default().as_bytes())
-    };
+    let pairs = request_pairs(&method, query, &body);
     let base = base_url(&headers, "/oai");
     let library = state.library.clone();
     let xml = blocking(move || {
@@ -467,7 +485,7 @@ async fn oai(
         Ok(provider.respond(&pairs, now_ms()))
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+    Ok(xml_response(xml))
 }
 
 /// SRU (GET with a query, or POST with a form body): [`crate::sru`].
@@ -478,15 +496,11 @@ async fn sru(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let pairs = if method == axum::http::Method::POST {
-        form_pairs(&body)
-    } else {
-        form_pairs(query.unwrap_or_default().as_bytes())
-    };
+    let pairs = request_pairs(&method, query, &body);
     let base = base_url(&headers, "/sru");
     let library = state.library.clone();
     let xml = blocking(move || Ok(crate::sru::Server::new(&library, base).respond(&pairs))).await?;
-    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+    Ok(xml_response(xml))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -512,7 +526,7 @@ impl From<ConsortiumError> for ApiError {
     }
 }
 
-async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answer> {
+pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answer> {
     let library = state.library.clone();
     let writes = request.writes();
     let addresses = match &state.net {

@@ -21,3 +21,4 @@ pub mod relay;
 pub mod search;
 pub mod sru;
 pub mod store;
+pub mod web;

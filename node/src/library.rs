@@ -3,7 +3,7 @@
 
 use crate::config::DataDir;
 use crate::consortium::{Consortia, ConsortiumError};
-use crate::search::{Grouping, SearchError, SearchIndex, SearchResults};
+use crate::search::{Grouping, Hit, LibraryHolding, SearchError, SearchIndex, SearchResults};
 use crate::store::{Change, Store, StoreError, StoredRecord};
 use jalin_protocol::format::{
     Format, Location, ParseError, RecordReader, RecordWriter, WriteError,
@@ -546,17 +546,11 @@ impl Library {
         names
     }
 
-    /// Searches the union catalog: this library's records and every replica, the same
-    /// book of several libraries shown once with each library's holding.
-    pub fn search(
-        &self,
-        query: &str,
-        page: usize,
-        per_page: usize,
-    ) -> Result<SearchResults, LibraryError> {
-        let own = self.store.library();
-        let grouping = Grouping::new(
-            own.to_hex(),
+    /// How the union catalog groups records: this library's key and the standing
+    /// assertions of its consortia.
+    fn grouping(&self) -> Grouping {
+        Grouping::new(
+            self.store.library().to_hex(),
             self.consortia
                 .standing_assertions()
                 .into_iter()
@@ -567,26 +561,64 @@ impl Library {
                         same,
                     )
                 }),
-        );
-        let mut results = self.index.search(query, page, per_page, &grouping)?;
-        let names = self.library_names();
-        let by_hex: std::collections::HashMap<String, (LibraryId, String)> = names
+        )
+    }
+
+    /// Names each holding's library and, for other libraries, how current its catalog is.
+    fn name_holdings<'h>(&self, holdings: impl Iterator<Item = &'h mut LibraryHolding>) {
+        let own = self.store.library();
+        let by_hex: std::collections::HashMap<String, (LibraryId, String)> = self
+            .library_names()
             .into_iter()
             .map(|(id, name)| (id.to_hex(), (id, name)))
             .collect();
-        for hit in &mut results.hits {
-            for holding in &mut hit.holdings {
-                if let Some((id, name)) = by_hex.get(&holding.library) {
-                    holding.library_name = Some(name.clone());
-                    if *id != own {
-                        let fresh = self.freshness(id);
-                        holding.last_change_ms = fresh.last_change_ms;
-                        holding.last_seen_ms = fresh.last_seen_ms;
-                    }
+        for holding in holdings {
+            if let Some((id, name)) = by_hex.get(&holding.library) {
+                holding.library_name = Some(name.clone());
+                if *id != own {
+                    let fresh = self.freshness(id);
+                    holding.last_change_ms = fresh.last_change_ms;
+                    holding.last_seen_ms = fresh.last_seen_ms;
                 }
             }
         }
+    }
+
+    /// Searches the union catalog: this library's records and every replica, the same
+    /// book of several libraries shown once with each library's holding.
+    pub fn search(
+        &self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<SearchResults, LibraryError> {
+        let mut results = self.index.search(query, page, per_page, &self.grouping())?;
+        self.name_holdings(results.hits.iter_mut().flat_map(|h| h.holdings.iter_mut()));
         Ok(results)
+    }
+
+    /// One record of the union catalog (`library`: its owner's key in hex), as stored and
+    /// as a hit with every library holding the same book.
+    pub fn record_view(
+        &self,
+        library: &str,
+        record_id: &str,
+    ) -> Result<Option<RecordView>, LibraryError> {
+        let Ok(owner) = LibraryId::from_hex(library) else {
+            return Ok(None);
+        };
+        let Some(stored) = self.store.get_of(&owner, record_id)? else {
+            return Ok(None);
+        };
+        let own = owner == self.store.library();
+        let mut hit = self
+            .index
+            .hit_for((!own).then_some(library), record_id, &self.grouping())?;
+        if let Some(hit) = hit.as_mut() {
+            self.name_holdings(hit.holdings.iter_mut());
+        }
+        let record = decode(&stored);
+        Ok(Some((stored, record, hit)))
     }
 
     /// The node's status.
@@ -846,6 +878,10 @@ impl Library {
         Ok(count)
     }
 }
+
+/// A record of the union catalog as stored, as read (None if it does not read back), and
+/// as a hit with every library holding the same book (None if the index lacks it).
+pub type RecordView = (StoredRecord, Option<Record>, Option<Hit>);
 
 /// Records an import puts in the index between two index commits.
 const INDEX_COMMIT_RECORDS: usize = 25_000;

@@ -630,6 +630,36 @@ impl SearchIndex {
         Ok(best.into_values().map(|(m, e)| (e, m)).collect())
     }
 
+    /// One record as a hit, with the records of other libraries grouped with it (its
+    /// holdings): `library` None for this library's own. None if the index does not hold it.
+    pub fn hit_for(
+        &self,
+        library: Option<&str>,
+        record_id: &str,
+        grouping: &Grouping,
+    ) -> Result<Option<Hit>, SearchError> {
+        let id = match library {
+            Some(library) => format!("{library}/{record_id}"),
+            None => record_id.to_string(),
+        };
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, &id),
+            IndexRecordOption::Basic,
+        );
+        let Some((_, address)) = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let document: TantivyDocument = searcher.doc(address)?;
+        let entry = self.entry(&document, grouping);
+        let group = self.group(&searcher, &entry, grouping)?;
+        Ok(Some(entry.into_hit(0.0, group)))
+    }
+
     /// Searches. `page` counts from 1.
     pub fn search(
         &self,
@@ -994,7 +1024,13 @@ impl SearchIndex {
                         "Unsupported relation modifier",
                     ));
                 }
+                // `cql.within` is how a word relation is written (only all, any and adj
+                // stand alone).
                 let relation = clause.relation.value.to_lowercase();
+                let relation = relation
+                    .strip_prefix("cql.")
+                    .unwrap_or(&relation)
+                    .to_string();
                 if clause.terms.iter().all(|t| t.trim().is_empty()) {
                     return Err(unsupported(27, &clause.index, "Empty term unsupported"));
                 }

@@ -196,7 +196,7 @@ fn tokens(query: &str) -> Result<Vec<(Token, usize)>, CqlError> {
                     "not" => Token::Boolean("not"),
                     "prox" => Token::Boolean("prox"),
                     "sortby" => Token::SortBy,
-                    "all" | "any" => Token::RelationLike(text),
+                    "all" | "any" | "adj" => Token::RelationLike(text),
                     _ if text.contains('.') => Token::RelationLike(text),
                     _ => Token::Term(text),
                 };

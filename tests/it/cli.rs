@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-fn jalin(data: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn jalin(data: &Path, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(jalin_binary())
         .arg("--data-dir")
         .arg(data)
@@ -22,7 +22,7 @@ fn jalin(data: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// A node process, killed if a test fails before it stops it.
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -430,7 +430,7 @@ fn start_with_p2p(mut command: Command) -> (Running, String, String) {
 
 /// Starts a node on 127.0.0.1 (HTTP and libp2p on free ports): the process, its URL and
 /// its libp2p address.
-fn node(data: &Path) -> (Running, String, String) {
+pub(crate) fn node(data: &Path) -> (Running, String, String) {
     let mut command = Command::new(jalin_binary());
     command.arg("--data-dir").arg(data).args([
         "start",

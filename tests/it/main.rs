@@ -16,3 +16,4 @@ mod roundtrip;
 mod search;
 mod sru;
 mod support;
+mod web;

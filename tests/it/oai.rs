@@ -464,7 +464,6 @@ while (my $set = $sets->next) { print "set: ", $set->setSpec, " ", $set->setName
 /// other's records by GetRecord, and SRU finds and gives them.
 #[test]
 fn the_union_catalog_is_served_with_a_set_per_library() {
-    use jalin_node::store::SHARD_COUNT;
     let data = shared_data_or_skip!();
     let server = start(Some(&loc_indonesia(&data)));
     let (_other_dir, other_data) = crate::support::new_library(1000);
@@ -477,19 +476,7 @@ fn the_union_catalog_is_served_with_a_set_per_library() {
         )
         .expect("imports");
     let theirs = other.store.library();
-    let mut shards = Vec::new();
-    for shard in 0..SHARD_COUNT {
-        let changes = other
-            .store
-            .changes_since(&theirs, shard, &[])
-            .expect("changes");
-        if !changes.is_empty() {
-            shards.push((shard, changes));
-        }
-    }
-    for result in server.library.apply_remote_many(&theirs, &shards) {
-        result.expect("applies");
-    }
+    crate::support::replicate(&other, &server.library);
 
     let sets = get(&server, "verb=ListSets");
     assert_eq!(sets.matches("<setSpec>").count(), 2, "{sets}");

@@ -146,7 +146,7 @@ fn queries(isbn10: &str, isbn13: &str) -> Vec<(String, Check)> {
             Box::new(|p| p.year.is_some_and(|y| y >= 2005)),
         ),
         q(
-            "dc.date within \"1990 1995\"",
+            "dc.date cql.within \"1990 1995\"",
             Box::new(|p| p.year.is_some_and(|y| (1990..=1995).contains(&y))),
         ),
         q(
@@ -264,7 +264,7 @@ fn zoomsh(url: &str, version: &str, query: &str) -> (Option<u64>, String) {
 #[test]
 fn yaz_client_and_zoomsh_get_the_expected_hits_and_records() {
     let data = shared_data_or_skip!();
-    if !have_tool("yaz-client", &["-V"]) || !have_tool("zoomsh", &["-h"]) {
+    if !have_tool("yaz-client", &["-V"]) || !have_tool("zoomsh", &["quit"]) {
         return;
     }
     let c = corpus(&data);

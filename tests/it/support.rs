@@ -138,6 +138,7 @@ pub fn start(import: Option<&std::path::Path>) -> Server {
         library: library.clone(),
         api_token: token.clone(),
         net: None,
+        web: Default::default(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address_tx, address_rx) = std::sync::mpsc::channel();
@@ -169,5 +170,24 @@ pub fn start(import: Option<&std::path::Path>) -> Server {
         stop: Some(stop),
         thread: Some(thread),
         _dir: dir,
+    }
+}
+
+/// Gives `to` every record of `from`'s catalog as the network would: `from`'s signed
+/// changes, shard by shard, taken in and indexed.
+pub fn replicate(from: &Library, to: &Library) {
+    let namespace = from.store.library();
+    let mut shards = Vec::new();
+    for shard in 0..jalin_node::store::SHARD_COUNT {
+        let changes = from
+            .store
+            .changes_since(&namespace, shard, &[])
+            .expect("changes");
+        if !changes.is_empty() {
+            shards.push((shard, changes));
+        }
+    }
+    for result in to.apply_remote_many(&namespace, &shards) {
+        result.expect("applies");
     }
 }

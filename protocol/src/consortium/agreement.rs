@@ -341,8 +341,9 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// Markdown to HTML, with any HTML in the source shown as text.
-fn markdown(text: &str) -> String {
+/// Markdown as HTML, with any raw HTML in it shown as text (an agreement's text is
+/// written by a member: it must not run in another's browser).
+pub fn markdown(text: &str) -> String {
     use pulldown_cmark::{Event, Parser};
     let events = Parser::new(text).map(|event| match event {
         Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),

@@ -1,0 +1,1460 @@
+//! The web interface, served by every node beside its API: the union catalog for patrons
+//! (no login), and the node for its librarians (login with the node's API token).
+//!
+//! Pages are made on the server (minijinja templates in `node/web/templates`, compiled
+//! into the binary) and work without JavaScript: a slow old PC, no internet, a phone. All
+//! text comes from `node/web/i18n/{id,en}.json`; Bahasa Indonesia unless the reader
+//! chose English (a cookie). Forms that change anything need the session's CSRF token.
+//! Errors are pages that say what went wrong in words, never a trace.
+
+use crate::consortium_requests::Request;
+use crate::http::AppState;
+use crate::library::{ImportOptions, ImportSummary, LibraryError, Progress, Source};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use jalin_protocol::consortium::document::Hash32;
+use jalin_protocol::consortium::log::Role;
+use jalin_protocol::format::Format;
+use jalin_protocol::marc::{DataField, Field, MarcRecord};
+use jalin_protocol::signing::LibraryId;
+use minijinja::{context, Environment, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+const TEMPLATES: [(&str, &str); 11] = [
+    ("base.html", include_str!("../web/templates/base.html")),
+    ("search.html", include_str!("../web/templates/search.html")),
+    ("record.html", include_str!("../web/templates/record.html")),
+    (
+        "message.html",
+        include_str!("../web/templates/message.html"),
+    ),
+    ("login.html", include_str!("../web/templates/login.html")),
+    ("status.html", include_str!("../web/templates/status.html")),
+    ("import.html", include_str!("../web/templates/import.html")),
+    (
+        "import_job.html",
+        include_str!("../web/templates/import_job.html"),
+    ),
+    ("edit.html", include_str!("../web/templates/edit.html")),
+    (
+        "consortium.html",
+        include_str!("../web/templates/consortium.html"),
+    ),
+    (
+        "agreement.html",
+        include_str!("../web/templates/agreement.html"),
+    ),
+];
+const INVITE_TEMPLATE: (&str, &str) = ("invite.html", include_str!("../web/templates/invite.html"));
+const CSS: &str = include_str!("../web/static/jalin.css");
+/// The translations: language code and its strings.
+pub const LANGUAGES: [(&str, &str); 2] = [
+    ("id", include_str!("../web/i18n/id.json")),
+    ("en", include_str!("../web/i18n/en.json")),
+];
+/// The session cookie's name: with the node's port in it, since a browser sends a host's
+/// cookies to every port (two nodes on one machine keep apart).
+fn session_cookie(headers: &HeaderMap) -> String {
+    let port = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, port)| port)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    match port {
+        Some(port) => format!("jalin_session_{port}"),
+        None => "jalin_session".to_string(),
+    }
+}
+const LANG_COOKIE: &str = "jalin_lang";
+/// A librarian's session lasts this long.
+const SESSION_MS: u64 = 12 * 3600 * 1000;
+const RESULTS_PER_PAGE: usize = 20;
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES.iter().chain([&INVITE_TEMPLATE]) {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!("web template {name}: {e}");
+            }
+        }
+        env
+    })
+}
+
+/// The strings of a language (Bahasa Indonesia for any other code).
+pub fn strings(lang: &str) -> &'static serde_json::Map<String, serde_json::Value> {
+    static PARSED: OnceLock<Vec<(String, serde_json::Map<String, serde_json::Value>)>> =
+        OnceLock::new();
+    let all = PARSED.get_or_init(|| {
+        LANGUAGES
+            .iter()
+            .map(|(code, json)| {
+                let map = serde_json::from_str(json).unwrap_or_else(|e| {
+                    tracing::error!("translations {code}: {e}");
+                    serde_json::Map::new()
+                });
+                (code.to_string(), map)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(code, _)| code == lang)
+        .or_else(|| all.first())
+        .map(|(_, map)| map)
+        .unwrap_or_else(|| {
+            static EMPTY: OnceLock<serde_json::Map<String, serde_json::Value>> = OnceLock::new();
+            EMPTY.get_or_init(serde_json::Map::new)
+        })
+}
+
+fn text(lang: &str, key: &str) -> String {
+    strings(lang)
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or(key)
+        .to_string()
+}
+
+struct Session {
+    csrf: String,
+    expires_ms: u64,
+}
+
+/// An import started from the web, as it goes.
+#[derive(Default)]
+struct Job {
+    file: String,
+    bytes: u64,
+    progress: Option<Progress>,
+    done: Option<Result<ImportSummary, String>>,
+}
+
+/// What the web interface keeps in memory: librarians' sessions and imports under way.
+#[derive(Default)]
+pub struct WebState {
+    sessions: Mutex<HashMap<String, Session>>,
+    jobs: Mutex<HashMap<String, Arc<Mutex<Job>>>>,
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: a session could be guessed; refuse to make one.
+        return String::new();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Who is asking, in which language, from which page.
+struct Visitor {
+    lang: &'static str,
+    /// The session's CSRF token, when a librarian is logged in.
+    csrf: Option<String>,
+    path: String,
+}
+
+impl Visitor {
+    fn of(state: &AppState, headers: &HeaderMap, path: &str) -> Visitor {
+        let lang = match cookie(headers, LANG_COOKIE) {
+            Some("en") => "en",
+            _ => "id",
+        };
+        let now = crate::http::now_ms();
+        let csrf = cookie(headers, &session_cookie(headers)).and_then(|id| {
+            let mut sessions = state.web.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.retain(|_, s| s.expires_ms > now);
+            sessions.get(id).map(|s| s.csrf.clone())
+        });
+        Visitor {
+            lang,
+            csrf,
+            path: path.to_string(),
+        }
+    }
+
+    fn t(&self, key: &str) -> String {
+        text(self.lang, key)
+    }
+
+    /// A page: the template with the page's values and what every page needs.
+    fn page(&self, state: &AppState, template: &str, title: &str, values: Value) -> Response {
+        self.page_with(state, template, title, values, StatusCode::OK)
+    }
+
+    fn page_with(
+        &self,
+        state: &AppState,
+        template: &str,
+        title: &str,
+        values: Value,
+        status: StatusCode,
+    ) -> Response {
+        let config = &state.library.data.config.library;
+        let base = context! {
+            lang => self.lang,
+            other_lang => if self.lang == "en" { "id" } else { "en" },
+            tr => Value::from_serialize(strings(self.lang)),
+            logged_in => self.csrf.is_some(),
+            csrf => self.csrf.clone().unwrap_or_default(),
+            path => self.path.clone(),
+            title => title,
+            library_name => format!("{} ({})", config.name, config.code),
+        };
+        let rendered = templates()
+            .get_template(template)
+            .and_then(|t| t.render(context! { ..values, ..base }));
+        match rendered {
+            Ok(html) => (
+                status,
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                html,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!("web page {template}: {e:#}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    self.t("error_title"),
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    /// An error page: what went wrong, in words.
+    fn error(&self, state: &AppState, status: StatusCode, detail: &str) -> Response {
+        self.page_with(
+            state,
+            "message.html",
+            &self.t("error_title"),
+            context! { heading => self.t("error_title"), detail => detail, hint => self.t("error_back") },
+            status,
+        )
+    }
+
+    fn message(&self, state: &AppState, heading: &str, detail: Option<&str>) -> Response {
+        self.page(
+            state,
+            "message.html",
+            heading,
+            context! { heading => heading, notice => detail },
+        )
+    }
+
+    /// For a librarian's page: the login page instead when not logged in.
+    fn librarian(&self) -> Result<String, Box<Response>> {
+        match &self.csrf {
+            Some(csrf) => Ok(csrf.clone()),
+            None => Err(Box::new(redirect(&format!(
+                "/login?next={}",
+                form_urlencoded::byte_serialize(self.path.as_bytes()).collect::<String>()
+            )))),
+        }
+    }
+
+    /// A librarian's form: logged in, and the form's CSRF token the session's.
+    fn check_form(
+        &self,
+        state: &AppState,
+        form: &HashMap<String, String>,
+    ) -> Result<(), Box<Response>> {
+        let csrf = self.librarian()?;
+        if form.get("csrf").map(String::as_str) != Some(csrf.as_str()) {
+            return Err(Box::new(self.error(
+                state,
+                StatusCode::FORBIDDEN,
+                &self.t("error_csrf"),
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+/// Only a path on this site (`/...`, not `//host`) is followed after login or a language
+/// change.
+fn local_path(path: Option<&str>) -> String {
+    match path {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+/// The web interface's routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(search_page))
+        .route("/static/jalin.css", get(css))
+        .route("/lang/{code}", get(set_language))
+        .route("/record/{owner}/{id}", get(record_page))
+        .route("/record/{owner}/{id}/export", get(record_export))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/librarian", get(status_page))
+        .route("/librarian/import", get(import_page).post(import_start))
+        .route("/librarian/import/{job}", get(import_job_page))
+        .route(
+            "/librarian/record/{id}/edit",
+            get(edit_page).post(edit_save),
+        )
+        .route("/librarian/record/{id}/delete", post(delete_record))
+        .route("/librarian/consortium", get(consortium_page))
+        .route("/librarian/consortium/{action}", post(consortium_action))
+        .route(
+            "/librarian/agreement/{consortium}/{agreement}",
+            get(agreement_page),
+        )
+        .route(
+            "/librarian/agreement/{consortium}/{agreement}/sign",
+            post(agreement_sign),
+        )
+        .route(
+            "/librarian/agreement/{consortium}/{agreement}/export",
+            get(agreement_export),
+        )
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+async fn set_language(
+    Path(code): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let code = if code == "en" { "en" } else { "id" };
+    let back = local_path(query.get("back").map(String::as_str));
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, back),
+            (
+                header::SET_COOKIE,
+                format!("{LANG_COOKIE}={code}; Path=/; Max-Age=31536000; SameSite=Lax"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// Runs blocking work (sled, tantivy) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("the node failed while doing this: {e}"))?
+}
+
+fn facet_filter(name: &str, value: &str) -> String {
+    match name {
+        "subject" => format!("subject:\"{}\"", value.replace('"', "")),
+        "year" => format!("year:{value}"),
+        "lang" => format!("lang:{value}"),
+        _ => format!("class:{value}"),
+    }
+}
+
+async fn search_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let q = query.get("q").cloned().unwrap_or_default();
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 500);
+    let visitor = Visitor::of(&state, &headers, &format!("/?q={}", urlencode(&q)));
+    let title = visitor.t("union_catalog");
+    if q.trim().is_empty() {
+        return visitor.page(&state, "search.html", &title, context! { q => q });
+    }
+    if q.len() > 1000 {
+        return visitor.error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "the query is longer than 1000 characters",
+        );
+    }
+    let library = state.library.clone();
+    let own = library.store.library().to_hex();
+    let query_text = q.clone();
+    let results = blocking(move || {
+        library
+            .search(&query_text, page, RESULTS_PER_PAGE)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let hits: Vec<Value> = results
+        .hits
+        .iter()
+        .map(|hit| {
+            context! {
+                owner => hit.library.clone().unwrap_or_else(|| own.clone()),
+                ..Value::from_serialize(hit)
+            }
+        })
+        .collect();
+    let facets: Vec<Value> = ["lang", "year", "subject", "class"]
+        .iter()
+        .map(|name| {
+            let values: Vec<Value> = results
+                .facets
+                .get(*name)
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    context! { label => v.value.clone(), count => v.count, filter => facet_filter(name, &v.value) }
+                })
+                .collect();
+            context! { label => visitor.t(&format!("facet_{name}")), values => values }
+        })
+        .collect();
+    let more = page * RESULTS_PER_PAGE < results.total;
+    visitor.page(
+        &state,
+        "search.html",
+        &format!("{q} · {title}"),
+        context! {
+            q => q,
+            page => page,
+            more => more,
+            first_number => (page - 1) * RESULTS_PER_PAGE + 1,
+            results => context! { total => results.total, hits => hits },
+            facets => facets,
+        },
+    )
+}
+
+fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn record_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((owner, id)): Path<(String, String)>,
+) -> Response {
+    let visitor = Visitor::of(
+        &state,
+        &headers,
+        &format!("/record/{owner}/{}", urlencode(&id)),
+    );
+    let library = state.library.clone();
+    let (owner_q, id_q) = (owner.clone(), id.clone());
+    let view = blocking(move || {
+        library
+            .record_view(&owner_q, &id_q)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let (stored, record, hit) = match view {
+        Ok(Some(view)) => view,
+        Ok(None) => {
+            return visitor.page_with(
+                &state,
+                "message.html",
+                &visitor.t("not_found"),
+                context! { heading => visitor.t("not_found") },
+                StatusCode::NOT_FOUND,
+            )
+        }
+        Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let Some(record) = record else {
+        return visitor.error(
+            &state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stored record does not read back",
+        );
+    };
+    let d = &record.description;
+    let own = owner == state.library.store.library().to_hex();
+    let holdings: Vec<Value> = hit
+        .map(|hit| hit.holdings)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| {
+            let fresh = h
+                .last_change_ms
+                .map(jalin_protocol::consortium::agreement::format_time);
+            context! { fresh => fresh, ..Value::from_serialize(&h) }
+        })
+        .collect();
+    let publication = [
+        d.publication.place.clone(),
+        d.publication.publisher.clone(),
+        d.publication.date.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    let classes: Vec<String> = d
+        .classification
+        .ddc
+        .iter()
+        .chain(&d.classification.lcc)
+        .cloned()
+        .collect();
+    let title = d.title.clone();
+    visitor.page(
+        &state,
+        "record.html",
+        &title,
+        context! {
+            d => Value::from_serialize(d),
+            record_id => stored.record_id,
+            owner => owner,
+            own => own,
+            deleted => stored.deleted,
+            publication => publication,
+            classes => classes,
+            holdings => holdings,
+        },
+    )
+}
+
+async fn record_export(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((owner, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/");
+    let format = query.get("format").map_or("marcxml", String::as_str);
+    let Some(format) =
+        Format::from_name(format).filter(|f| matches!(f, Format::Marc | Format::Marcxml))
+    else {
+        return visitor.error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "format must be marc or marcxml",
+        );
+    };
+    let library = state.library.clone();
+    let view = blocking(move || library.record_view(&owner, &id).map_err(|e| e.to_string())).await;
+    let (stored, record) = match view {
+        Ok(Some((stored, Some(record), _))) => (stored, record),
+        Ok(_) => return visitor.error(&state, StatusCode::NOT_FOUND, &visitor.t("not_found")),
+        Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let safe: String = stored
+        .record_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (body, kind, extension) = match format {
+        Format::Marc => (stored.marc, "application/marc", "mrc"),
+        _ => (
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+                jalin_protocol::marc::marcxml::record_to_xml(&record.marc, true)
+            )
+            .into_bytes(),
+            "application/marcxml+xml",
+            "xml",
+        ),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}.{extension}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn login_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/login");
+    let next = local_path(query.get("next").map(String::as_str));
+    visitor.page(
+        &state,
+        "login.html",
+        &visitor.t("login_title"),
+        context! { next => next, notice => query.contains_key("next").then(|| visitor.t("login_needed")) },
+    )
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/login");
+    let given = form.get("token").map_or("", |t| t.trim());
+    let expected = state.api_token.as_bytes();
+    let matches = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    let (id, csrf) = (random_hex(), random_hex());
+    if !matches || id.is_empty() || csrf.is_empty() {
+        return visitor.page_with(
+            &state,
+            "login.html",
+            &visitor.t("login_title"),
+            context! { failed => true, next => local_path(form.get("next").map(String::as_str)) },
+            // The form again, with what was wrong: a page, not a failed request.
+            StatusCode::OK,
+        );
+    }
+    state
+        .web
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            id.clone(),
+            Session {
+                csrf,
+                expires_ms: crate::http::now_ms() + SESSION_MS,
+            },
+        );
+    let next = local_path(form.get("next").map(String::as_str));
+    let next = if next == "/" {
+        "/librarian".to_string()
+    } else {
+        next
+    };
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, next),
+            (
+                header::SET_COOKIE,
+                format!(
+                    "{}={id}; Path=/; HttpOnly; SameSite=Strict",
+                    session_cookie(&headers)
+                ),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    if let Some(id) = cookie(&headers, &session_cookie(&headers)) {
+        state
+            .web
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (
+                header::SET_COOKIE,
+                format!(
+                    "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
+                    session_cookie(&headers)
+                ),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+async fn status_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian");
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let library = state.library.clone();
+    let status = match blocking(move || library.status().map_err(|e| e.to_string())).await {
+        Ok(s) => s,
+        Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let peers = match &state.net {
+        Some(net) => net.peers().await.map(|p| p.len()).unwrap_or(0),
+        None => 0,
+    };
+    let replicas: u64 = status.replicas.iter().map(|r| r.records).sum();
+    visitor.page(
+        &state,
+        "status.html",
+        &visitor.t("status_title"),
+        context! {
+            status => context! {
+                library_name => status.name.clone(),
+                library_code => status.code.clone(),
+                records => status.records,
+                deleted => status.deleted,
+            },
+            replicas => replicas,
+            storage => format!("{:.1} MB", status.store_bytes as f64 / 1e6),
+            version => status.version.clone(),
+            network => state.net.is_some(),
+            peers => peers,
+        },
+    )
+}
+
+async fn import_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/import");
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    visitor.page(
+        &state,
+        "import.html",
+        &visitor.t("import_title"),
+        context! {},
+    )
+}
+
+async fn import_start(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/import");
+    let mut form = HashMap::new();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_string();
+                if name == "file" {
+                    let file_name = field.file_name().unwrap_or("upload").to_string();
+                    match field.bytes().await {
+                        Ok(bytes) => file = Some((file_name, bytes.to_vec())),
+                        Err(e) => {
+                            return visitor.error(
+                                &state,
+                                StatusCode::BAD_REQUEST,
+                                &format!("the upload broke off: {e}"),
+                            )
+                        }
+                    }
+                } else {
+                    form.insert(name, field.text().await.unwrap_or_default());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return visitor.error(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    &format!("the upload is not a form this page sent: {e}"),
+                )
+            }
+        }
+    }
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+        return visitor.error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "choose a file to import: the upload was empty",
+        );
+    };
+    let format = match form.get("format").map(String::as_str) {
+        None | Some("") => None,
+        Some(name) => match Format::from_name(name) {
+            Some(f) => Some(f),
+            None => {
+                return visitor.error(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown format {name:?}"),
+                )
+            }
+        },
+    };
+    let job_id = random_hex();
+    let job = Arc::new(Mutex::new(Job {
+        file: file_name,
+        bytes: bytes.len() as u64,
+        ..Job::default()
+    }));
+    state
+        .web
+        .jobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(job_id.clone(), job.clone());
+    let library = state.library.clone();
+    let net = state.net.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let options = ImportOptions {
+            format,
+            ..ImportOptions::default()
+        };
+        let result = library.import(&Source::Bytes(bytes), &options, |progress| {
+            job.lock().unwrap_or_else(|p| p.into_inner()).progress = Some(progress.clone());
+        });
+        let changed = result
+            .as_ref()
+            .is_ok_and(|s| s.added + s.updated + s.deleted > 0);
+        job.lock().unwrap_or_else(|p| p.into_inner()).done =
+            Some(result.map_err(|e: LibraryError| e.to_string()));
+        if changed {
+            if let Some(net) = net {
+                handle.spawn(async move {
+                    let _ = net.announce(None).await;
+                });
+            }
+        }
+    });
+    redirect(&format!("/librarian/import/{job_id}"))
+}
+
+async fn import_job_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(job_id): Path<String>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/import");
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let job = state
+        .web
+        .jobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&job_id)
+        .cloned();
+    let Some(job) = job else {
+        return visitor.error(
+            &state,
+            StatusCode::NOT_FOUND,
+            "no such import (imports are forgotten when the node restarts)",
+        );
+    };
+    let job = job.lock().unwrap_or_else(|p| p.into_inner());
+    let title = visitor.t("import_title");
+    match &job.done {
+        None => {
+            let (read, bytes_read) = job
+                .progress
+                .as_ref()
+                .map_or((0, 0), |p| (p.read, p.bytes.unwrap_or(0)));
+            let percent = (bytes_read * 100)
+                .checked_div(job.bytes)
+                .unwrap_or(0)
+                .min(100);
+            visitor.page(
+                &state,
+                "import_job.html",
+                &title,
+                context! { running => true, read => read, percent => percent },
+            )
+        }
+        Some(Ok(summary)) => visitor.page(
+            &state,
+            "import_job.html",
+            &title,
+            context! { s => Value::from_serialize(summary), file => job.file.clone() },
+        ),
+        Some(Err(failure)) => visitor.page(
+            &state,
+            "import_job.html",
+            &title,
+            context! { failure => failure },
+        ),
+    }
+}
+
+/// Sets the first subfield `code` of the first field `tag` (making the field if absent).
+fn set_subfield(marc: &mut MarcRecord, tag: &str, code: char, value: &str) {
+    let field = marc.fields.iter_mut().find_map(|f| match f {
+        Field::Data(d) if d.tag == tag => Some(d),
+        _ => None,
+    });
+    match field {
+        Some(field) => match field.subfields.iter_mut().find(|s| s.code == code) {
+            Some(subfield) => subfield.value = value.to_string(),
+            None => field.subfields.push(jalin_protocol::marc::Subfield {
+                code,
+                value: value.to_string(),
+            }),
+        },
+        None if !value.is_empty() => {
+            marc.push_data(DataField::new(
+                tag,
+                if tag == "245" { '0' } else { ' ' },
+                if tag == "245" { '0' } else { ' ' },
+                &[(code, value)],
+            ));
+        }
+        None => {}
+    }
+}
+
+async fn edit_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let visitor = Visitor::of(
+        &state,
+        &headers,
+        &format!("/librarian/record/{}/edit", urlencode(&id)),
+    );
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let library = state.library.clone();
+    let id_q = id.clone();
+    let found = blocking(move || library.get(&id_q).map_err(|e| e.to_string())).await;
+    let record = match found {
+        Ok(Some((_, Some(record)))) => record,
+        Ok(_) => return visitor.error(&state, StatusCode::NOT_FOUND, &visitor.t("not_found")),
+        Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let d = &record.description;
+    visitor.page(
+        &state,
+        "edit.html",
+        &visitor.t("edit_title"),
+        context! {
+            record_id => id,
+            d => Value::from_serialize(d),
+            author => d.names.first().map(|n| n.name.clone()).unwrap_or_default(),
+            subjects => d.subjects.iter().map(|s| s.heading.clone()).collect::<Vec<_>>().join("\n"),
+        },
+    )
+}
+
+async fn edit_save(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let field = |name: &str| {
+        form.get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (title, author, publisher, year, call_number, subjects) = (
+        field("title"),
+        field("author"),
+        field("publisher"),
+        field("year"),
+        field("call_number"),
+        field("subjects"),
+    );
+    if title.is_empty() {
+        return visitor.error(&state, StatusCode::BAD_REQUEST, "a record needs a title");
+    }
+    let four_digits = year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit());
+    if !year.is_empty() && !four_digits {
+        return visitor.error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &format!("the year {year:?} is not four digits"),
+        );
+    }
+    let library = state.library.clone();
+    let net = state.net.clone();
+    let id_q = id.clone();
+    let saved = blocking(move || {
+        let Some((_, Some(record))) = library.get(&id_q).map_err(|e| e.to_string())? else {
+            return Err("there is no such record".to_string());
+        };
+        let mut marc = record.marc;
+        set_subfield(&mut marc, "245", 'a', &title);
+        if !author.is_empty() {
+            set_subfield(&mut marc, "100", 'a', &author);
+        }
+        set_subfield(&mut marc, "260", 'b', &publisher);
+        if !year.is_empty() {
+            set_subfield(&mut marc, "260", 'c', &year);
+        }
+        set_subfield(&mut marc, "090", 'a', &call_number);
+        marc.fields
+            .retain(|f| !matches!(f, Field::Data(d) if d.tag == "650"));
+        for line in subjects.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            marc.push_data(DataField::new("650", ' ', '4', &[('a', line)]));
+        }
+        library.put(marc).map_err(|e| e.to_string())
+    })
+    .await;
+    match saved {
+        Ok(_) => {
+            if let Some(net) = net {
+                let _ = net.announce(None).await;
+            }
+            redirect(&format!(
+                "/record/{}/{}",
+                state.library.store.library().to_hex(),
+                urlencode(&id)
+            ))
+        }
+        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e),
+    }
+}
+
+async fn delete_record(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let library = state.library.clone();
+    match blocking(move || library.delete(&id).map_err(|e| e.to_string())).await {
+        Ok(()) => {
+            if let Some(net) = &state.net {
+                let _ = net.announce(None).await;
+            }
+            visitor.message(&state, &visitor.t("deleted"), None)
+        }
+        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e),
+    }
+}
+
+async fn consortium_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/consortium");
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let library = state.library.clone();
+    let built = blocking(move || {
+        let consortia = &library.consortia;
+        let own = library.store.library();
+        let mut out = Vec::new();
+        for summary in consortia.list() {
+            let members = consortia.members(&summary.id).map_err(|e| e.to_string())?;
+            let held = consortia.get(&summary.id).map_err(|e| e.to_string())?;
+            let rows: Vec<Value> = members
+                .members
+                .values()
+                .map(|m| {
+                    let fresh = library.freshness(&m.library);
+                    let records = library.store.count_of(&m.library).map(|(live, _)| live).unwrap_or(0);
+                    context! {
+                        name => m.name.clone(),
+                        code => m.code.clone(),
+                        role => m.role.to_string(),
+                        key => m.library.to_hex(),
+                        own => m.library == own,
+                        since => jalin_protocol::consortium::agreement::format_time(m.added_ms),
+                        last_seen => fresh.last_seen_ms.map(jalin_protocol::consortium::agreement::format_time),
+                        records => records,
+                    }
+                })
+                .collect();
+            let agreements: Vec<Value> = held
+                .agreements
+                .ids()
+                .into_iter()
+                .map(|aid| {
+                    let title = held.agreements.versions.get(&aid).map(|v| v.body.title.clone()).unwrap_or_default();
+                    let in_force = held
+                        .agreements
+                        .status(&aid, &held.log.state())
+                        .is_some_and(|s| s.in_force.is_some());
+                    context! { id => aid.to_hex(), title => title, in_force => in_force }
+                })
+                .collect();
+            out.push(context! {
+                id => summary.id.to_hex(),
+                name => summary.name.clone(),
+                admin => summary.role == Some(Role::Admin),
+                members => rows,
+                agreements => agreements,
+            });
+        }
+        Ok(out)
+    })
+    .await;
+    match built {
+        Ok(consortia) => visitor.page(
+            &state,
+            "consortium.html",
+            &visitor.t("consortium_title"),
+            context! { consortia => consortia },
+        ),
+        Err(e) => visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(256, 256)
+            .build(),
+    )
+}
+
+async fn consortium_action(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/consortium");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let field = |name: &str| {
+        form.get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let consortium = form.get("consortium").cloned();
+    let request = match action.as_str() {
+        "create" => Request::Create {
+            name: field("name"),
+        },
+        "invite" => Request::Invite {
+            consortium,
+            role: if field("role") == "admin" {
+                Role::Admin
+            } else {
+                Role::Member
+            },
+            expires_s: field("days").parse::<u64>().unwrap_or(14).clamp(1, 90) * 86_400,
+            note: String::new(),
+        },
+        "accept" => Request::Accept {
+            acceptance: field("acceptance"),
+        },
+        "remove" => Request::Remove {
+            consortium,
+            member: field("member"),
+            reason: field("reason"),
+        },
+        "draft" => Request::Draft {
+            consortium,
+            text: form.get("text").cloned().unwrap_or_default(),
+        },
+        "join" => return join(&state, &visitor, &field("ticket")).await,
+        other => {
+            return visitor.error(
+                &state,
+                StatusCode::NOT_FOUND,
+                &format!("no such action {other:?}"),
+            )
+        }
+    };
+    match crate::http::run_request(&state, request).await {
+        Ok(answer) if action == "invite" => {
+            let ticket = answer.text.unwrap_or_default();
+            visitor.page(
+                &state,
+                "invite.html",
+                &visitor.t("invite_title"),
+                context! { qr_svg => qr_svg(&ticket).unwrap_or_default(), ticket => ticket },
+            )
+        }
+        Ok(_) => redirect("/librarian/consortium"),
+        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    }
+}
+
+/// Joins with a ticket: the acceptance goes to the inviter's node over the network, and
+/// the consortium's documents come back.
+async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Response {
+    let invite = jalin_protocol::consortium::document::Signed::<
+        jalin_protocol::consortium::log::Invite,
+    >::from_text(ticket)
+    .ok();
+    let answer = match crate::http::run_request(
+        state,
+        Request::Join {
+            ticket: ticket.to_string(),
+        },
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(e) => return visitor.error(state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    };
+    let acceptance = answer.text.unwrap_or_default();
+    let Some(invite) = invite.filter(|i| !i.body.addresses.is_empty()) else {
+        return visitor.message(state, &visitor.t("join_title"), Some(&acceptance));
+    };
+    match crate::network::join_over_network(&invite, acceptance.clone(), std::time::Duration::from_secs(30)).await {
+        Ok(documents) => match crate::http::run_request(state, Request::Import { text: documents }).await {
+            Ok(_) => redirect("/librarian/consortium"),
+            Err(e) => visitor.error(state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        },
+        Err(e) => visitor.error(
+            state,
+            StatusCode::BAD_GATEWAY,
+            &format!("the inviting library's node could not be reached ({e}); send it this acceptance instead:\n{acceptance}"),
+        ),
+    }
+}
+
+/// The ids of a consortium and its agreement, from the page's path.
+fn agreement_ids(
+    state: &AppState,
+    consortium: &str,
+    agreement: &str,
+) -> Result<(Hash32, Hash32), String> {
+    let consortia = &state.library.consortia;
+    let id = consortia
+        .resolve(Some(consortium))
+        .map_err(|e| e.to_string())?;
+    let aid = consortia
+        .resolve_agreement(&id, Some(agreement))
+        .map_err(|e| e.to_string())?;
+    Ok((id, aid))
+}
+
+async fn agreement_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((consortium, agreement)): Path<(String, String)>,
+) -> Response {
+    let visitor = Visitor::of(
+        &state,
+        &headers,
+        &format!("/librarian/agreement/{consortium}/{agreement}"),
+    );
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let (id, aid) = match agreement_ids(&state, &consortium, &agreement) {
+        Ok(ids) => ids,
+        Err(e) => return visitor.error(&state, StatusCode::NOT_FOUND, &e),
+    };
+    let (status, held) = match state.library.consortia.agreement_status(&id, &aid) {
+        Ok(s) => s,
+        Err(e) => return visitor.error(&state, StatusCode::NOT_FOUND, &e.to_string()),
+    };
+    let own = state.library.store.library();
+    let members = held.log.state();
+    let name_of = |library: &LibraryId| {
+        members.members.get(library).map_or_else(
+            || library.fingerprint(),
+            |m| format!("{} ({})", m.name, m.code),
+        )
+    };
+    let chain = held.agreements.chain(&aid);
+    let lang = visitor.lang;
+    let mut versions = Vec::new();
+    let mut previous: Option<&str> = None;
+    for (version, (_, signed)) in status.versions.iter().zip(&chain) {
+        let body = &signed.body;
+        let yes_no = |b: bool| text(lang, if b { "yes" } else { "no" });
+        let terms = vec![
+            context! { label => text(lang, "term_union_catalog"), value => yes_no(body.terms.union_catalog) },
+            context! { label => text(lang, "term_interlibrary_loan"), value => yes_no(body.terms.interlibrary_loan) },
+            context! { label => text(lang, "term_coordinated_acquisition"), value => yes_no(body.terms.coordinated_acquisition) },
+            context! { label => text(lang, "term_staff_development"), value => yes_no(body.terms.staff_development) },
+            context! { label => text(lang, "term_loan_period_days"), value => body.terms.loan_period_days },
+            context! { label => text(lang, "term_items_per_request"), value => body.terms.items_per_request },
+            context! { label => text(lang, "term_evaluation_period_months"), value => body.terms.evaluation_period_months },
+        ];
+        let diff: Vec<Value> = previous
+            .map(|before| {
+                similar::TextDiff::from_lines(before, body.text.as_str())
+                    .iter_all_changes()
+                    .map(|change| {
+                        let (kind, sign) = match change.tag() {
+                            similar::ChangeTag::Insert => ("add", "+ "),
+                            similar::ChangeTag::Delete => ("del", "- "),
+                            similar::ChangeTag::Equal => ("same", "  "),
+                        };
+                        context! { kind => kind, text => format!("{sign}{}", change.value().trim_end_matches('\n')) }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        previous = Some(body.text.as_str());
+        let signatures: Vec<Value> = version
+            .signed_by
+            .iter()
+            .map(|(library, ms)| context! { name => name_of(library), when => jalin_protocol::consortium::agreement::format_time(*ms) })
+            .collect();
+        versions.push(context! {
+            id => version.id.to_hex(),
+            number => version.number,
+            in_force => version.in_force,
+            terms => terms,
+            html => jalin_protocol::consortium::agreement::markdown(&body.text),
+            diff => diff,
+            signatures => signatures,
+            signed => version.signed_by.len(),
+            required => version.required,
+            can_sign => members.members.contains_key(&own) && !version.signed_by.contains_key(&own),
+        });
+    }
+    let title = chain
+        .first()
+        .map(|(_, v)| v.body.title.clone())
+        .unwrap_or_default();
+    visitor.page(
+        &state,
+        "agreement.html",
+        &title,
+        context! {
+            title => title,
+            consortium_name => held.log.name(),
+            in_force => status.in_force.is_some(),
+            versions => versions,
+            consortium => id.to_hex(),
+            agreement => aid.to_hex(),
+        },
+    )
+}
+
+async fn agreement_sign(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((consortium, agreement)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/consortium");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let request = Request::Sign {
+        consortium: Some(consortium.clone()),
+        agreement: Some(agreement.clone()),
+        version: form.get("version").cloned(),
+    };
+    match crate::http::run_request(&state, request).await {
+        Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
+        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    }
+}
+
+async fn agreement_export(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((consortium, agreement)): Path<(String, String)>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/consortium");
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let request = Request::ExportAgreement {
+        consortium: Some(consortium),
+        agreement: Some(agreement),
+    };
+    match crate::http::run_request(&state, request).await {
+        Ok(answer) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            answer.text.unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_languages_have_every_string_and_every_template_parses() {
+        let id = strings("id");
+        let en = strings("en");
+        assert!(id.len() > 100);
+        let missing: Vec<_> = id
+            .keys()
+            .filter(|k| !en.contains_key(*k))
+            .chain(en.keys().filter(|k| !id.contains_key(*k)))
+            .collect();
+        assert!(missing.is_empty(), "{missing:?}");
+        for (name, _) in TEMPLATES.iter().chain([&INVITE_TEMPLATE]) {
+            assert!(templates().get_template(name).is_ok(), "{name}");
+        }
+        // Every key a template uses exists.
+        for (name, source) in TEMPLATES.iter().chain([&INVITE_TEMPLATE]) {
+            for part in source.split("tr.").skip(1) {
+                let key: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    id.contains_key(&key),
+                    "{name} uses tr.{key}, which id.json lacks"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/librarian")), "/librarian");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+        assert_eq!(local_path(Some("/\\evil")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+}

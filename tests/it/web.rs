@@ -1,0 +1,543 @@
+//! The web interface in a real browser: Debian's chromium, headless, driven through
+//! chromedriver (WebDriver). Each test saves screenshots in `target/screenshots/`, fails
+//! on any error in the browser's console, and runs axe-core (from npm, bundled in
+//! `tests/web/node_modules`) on the pages it visits: no serious or critical violation.
+
+use crate::cli::{jalin, node};
+use crate::shared_data_or_skip;
+use crate::support::{have_tool, new_library, replicate, start, workspace_root};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// chromedriver, stopped when dropped.
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Whether chromium and chromedriver are here (`.ci/run` installs them).
+fn have_browser() -> bool {
+    have_tool("chromedriver", &["--version"]) && have_tool("chromium", &["--version"])
+}
+
+fn axe_source() -> Option<String> {
+    let path = workspace_root().join("tests/web/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have {} (npm ci in tests/web, see .ci/run)",
+                path.display()
+            );
+            eprintln!("skipped: no {}", path.display());
+            None
+        }
+    }
+}
+
+/// The browser's console, read through chromedriver's log endpoint.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_string()),
+        )
+    }
+}
+
+/// A headless chromium at 1024x768 with its console kept.
+struct Browser {
+    client: Client,
+    _driver: Driver,
+    test: &'static str,
+    shots: usize,
+    axe: String,
+}
+
+impl Browser {
+    async fn open(test: &'static str, axe: String) -> Browser {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs");
+        let driver = Driver(child, port);
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1024,768", "--lang=id"]
+            }),
+        );
+        capabilities.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({ "browser": "ALL" }),
+        );
+        let url = format!("http://127.0.0.1:{}", driver.1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::rustls()
+                .expect("TLS roots")
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("chromedriver did not start: {e}"),
+            }
+        };
+        Browser {
+            client,
+            _driver: driver,
+            test,
+            shots: 0,
+            axe,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigates");
+    }
+
+    /// The text of the first element matching `css`, once there is one (a page that
+    /// reloads itself, as an import's progress does, is read again).
+    async fn text(&self, css: &str) -> String {
+        for _ in 0..30 {
+            let element = self
+                .client
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
+            match element.text().await {
+                Ok(text) => return text,
+                Err(e) if e.to_string().contains("stale") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reading {css}: {e}"),
+            }
+        }
+        panic!("{css} kept going stale")
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let element = self
+            .client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        element.clear().await.ok();
+        element.send_keys(value).await.expect("types");
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .expect("clicks");
+    }
+
+    /// Saves a screenshot, checks the console has no error and the page no serious
+    /// accessibility violation.
+    async fn check(&mut self, step: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = workspace_root().join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        self.shots += 1;
+        let file: PathBuf = dir.join(format!("{}-{:02}-{step}.png", self.test, self.shots));
+        std::fs::write(&file, png).expect("writes the screenshot");
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("console log");
+        let errors: Vec<&serde_json::Value> = log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .collect();
+        assert!(errors.is_empty(), "{step}: console errors {errors:?}");
+        self.client
+            .execute(&self.axe, vec![])
+            .await
+            .expect("axe-core loads");
+        let violations = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                     nodes: v.nodes.map(n => n.target.join(' ')) }))))
+                   .catch(e => done([{ id: 'axe-failed', impact: 'critical', help: String(e) }]));",
+                vec![],
+            )
+            .await
+            .expect("axe-core runs");
+        let serious: Vec<&serde_json::Value> = violations
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        assert!(
+            serious.is_empty(),
+            "{step}: accessibility violations {serious:#?}"
+        );
+    }
+
+    async fn close(self) {
+        self.client.close().await.ok();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
+    let data = shared_data_or_skip!();
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let file = data.join("marc/loc/loc-indonesia-3147.mrc");
+    let server = start(Some(&file));
+    let (_dir, other_data) = new_library(1000);
+    let other = jalin_node::library::Library::open(other_data).expect("opens");
+    other
+        .import(
+            &jalin_node::library::Source::File(file),
+            &jalin_node::library::ImportOptions::default(),
+            |_| {},
+        )
+        .expect("imports");
+    replicate(&other, &server.library);
+
+    runtime().block_on(async {
+        let mut browser = Browser::open("patron", axe).await;
+        browser.goto(&server.url).await;
+        assert_eq!(browser.text("h1").await, "Katalog induk");
+        browser.check("home").await;
+        browser.fill("#q", "sejarah indonesia").await;
+        browser.click("form[role=search] button").await;
+        let heading = browser.text("#results-heading").await;
+        assert!(heading.ends_with("cantuman ditemukan"), "{heading}");
+        let held = browser.text(".hit .held").await;
+        assert!(held.starts_with("ada di 2 perpustakaan"), "{held}");
+        browser.check("results").await;
+        let title = browser.text(".hit h3 a").await;
+        browser.click(".hit h3 a").await;
+        assert_eq!(browser.text("h1").await, title);
+        let rows = browser
+            .client
+            .find_all(Locator::Css("table.holdings tbody tr"))
+            .await
+            .expect("rows");
+        assert_eq!(rows.len(), 2, "a holding from each library");
+        let table = browser.text("table.holdings").await;
+        assert!(table.contains("Perpustakaan Uji (UJI)"), "{table}");
+        assert!(table.contains("perpustakaan ini"), "{table}");
+        browser.check("record").await;
+        // The record exports as MARCXML.
+        let href = browser
+            .client
+            .find(Locator::Css("a[href$='format=marcxml']"))
+            .await
+            .expect("export link")
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("an href");
+        let xml = reqwest::get(format!("{}{href}", server.url))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            xml.contains("<record xmlns=\"http://www.loc.gov/MARC21/slim\">"),
+            "{xml}"
+        );
+        browser.close().await;
+    });
+}
+
+#[test]
+fn switching_language_changes_the_page_text() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let server = start(None);
+    runtime().block_on(async {
+        let mut browser = Browser::open("language", axe).await;
+        browser.goto(&format!("{}/?q=pendidikan", server.url)).await;
+        assert_eq!(browser.text("h1").await, "Katalog induk");
+        assert_eq!(browser.text("label[for=q]").await, "Cari di katalog induk");
+        browser.check("bahasa-indonesia").await;
+        browser.click("#switch-language").await;
+        assert_eq!(browser.text("h1").await, "Union catalog");
+        assert_eq!(
+            browser.text("label[for=q]").await,
+            "Search the union catalog"
+        );
+        let lang = browser
+            .client
+            .find(Locator::Css("html"))
+            .await
+            .expect("html")
+            .attr("lang")
+            .await
+            .expect("lang");
+        assert_eq!(lang.as_deref(), Some("en"));
+        // The same query is kept across the switch.
+        let url = browser.client.current_url().await.expect("url");
+        assert!(url.as_str().ends_with("/?q=pendidikan"), "{url}");
+        browser.check("english").await;
+        browser.click("#switch-language").await;
+        assert_eq!(browser.text("h1").await, "Katalog induk");
+        browser.close().await;
+    });
+}
+
+#[test]
+fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
+    let data = shared_data_or_skip!();
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let server = start(None);
+    runtime().block_on(async {
+        let mut browser = Browser::open("import", axe).await;
+        browser
+            .goto(&format!("{}/librarian/import", server.url))
+            .await;
+        // Not logged in: the login page, then back here.
+        assert_eq!(browser.text("h1").await, "Masuk pustakawan");
+        browser.fill("#token", "not-the-token").await;
+        browser.click("form.stack button").await;
+        let error = browser.text("p.error").await;
+        assert!(
+            error.contains("Token itu bukan milik simpul ini"),
+            "{error}"
+        );
+        browser.check("login-refused").await;
+        browser.fill("#token", &server.token).await;
+        browser.click("form.stack button").await;
+        assert_eq!(browser.text("h1").await, "Impor cantuman");
+        browser.check("import-form").await;
+        let file = data
+            .join("marc/edge/pymarc/bad_records.mrc")
+            .canonicalize()
+            .expect("the file");
+        browser
+            .fill("#file", file.to_str().expect("utf-8 path"))
+            .await;
+        browser.click("form.stack button").await;
+        let summary = browser.text("#import-summary").await;
+        assert!(summary.contains("bad_records.mrc"), "{summary}");
+        assert!(summary.contains("ditolak"), "{summary}");
+        let report = browser.text("#import-report").await;
+        assert!(!report.trim().is_empty());
+        browser.check("import-report").await;
+        // What the page reports is what the catalog holds.
+        let status = server.library.status().expect("status");
+        assert!(
+            summary.contains(&format!("{} ditambahkan", status.records)),
+            "{summary} / {}",
+            status.records
+        );
+        browser.goto(&format!("{}/librarian", server.url)).await;
+        assert_eq!(
+            browser.text("#status-records").await,
+            status.records.to_string()
+        );
+        browser.check("status").await;
+        browser.close().await;
+    });
+}
+
+const AGREEMENT: &str = "+++
+title = \"Perjanjian Kerja Sama Perpustakaan\"
+union_catalog = true
+interlibrary_loan = true
+coordinated_acquisition = false
+staff_development = true
+loan_period_days = 14
+items_per_request = 3
+evaluation_period_months = 12
++++
+# Perjanjian
+
+Para pihak sepakat berbagi katalog induk.
+";
+
+#[test]
+fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_agreement() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (data, name, code) in [
+        (&a, "Perpustakaan Desa Kemiri", "KEMIRI"),
+        (&b, "SD Negeri 1 Lor", "SDN1LOR"),
+    ] {
+        let (status, _, stderr) = jalin(data, &["init", "--name", name, "--code", code]);
+        assert_eq!(status, 0, "{stderr}");
+        let config = data.join("config.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(&config, text.replace("mdns = true", "mdns = false")).expect("writes");
+    }
+    let token = |data: &std::path::Path| {
+        std::fs::read_to_string(data.join("api-token"))
+            .expect("token")
+            .trim()
+            .to_string()
+    };
+    let (_node_a, url_a, _) = node(&a);
+    let (_node_b, url_b, _) = node(&b);
+    runtime().block_on(async {
+        let mut browser = Browser::open("consortium", axe).await;
+        // A's librarian founds the partnership and invites.
+        browser.goto(&format!("{url_a}/login")).await;
+        browser.fill("#token", &token(&a)).await;
+        browser.click("form.stack button").await;
+        browser.goto(&format!("{url_a}/librarian/consortium")).await;
+        browser.check("no-consortium").await;
+        browser.fill("#name", "Jaringan Perpustakaan Kemiri").await;
+        browser
+            .click("form[action='/librarian/consortium/create'] button")
+            .await;
+        assert_eq!(
+            browser.text("main h2").await,
+            "Jaringan Perpustakaan Kemiri"
+        );
+        browser.check("founded").await;
+        browser
+            .click("form[action='/librarian/consortium/invite'] button")
+            .await;
+        let ticket = browser
+            .client
+            .wait()
+            .for_element(Locator::Css("#ticket"))
+            .await
+            .expect("ticket")
+            .prop("value")
+            .await
+            .expect("value")
+            .expect("a ticket");
+        assert!(ticket.to_uppercase().starts_with("JALIN-"), "{ticket}");
+        assert!(
+            browser
+                .client
+                .find(Locator::Css("figure.qr svg"))
+                .await
+                .is_ok(),
+            "a QR code"
+        );
+        browser.check("invite").await;
+
+        // B's librarian joins with the ticket, in B's own web interface.
+        browser.goto(&format!("{url_b}/login")).await;
+        browser.fill("#token", &token(&b)).await;
+        browser.click("form.stack button").await;
+        browser.goto(&format!("{url_b}/librarian/consortium")).await;
+        browser.fill("#ticket-in", &ticket).await;
+        browser
+            .click("form[action='/librarian/consortium/join'] button")
+            .await;
+        let members = browser.text("table.members").await;
+        assert!(
+            members.contains("Perpustakaan Desa Kemiri") && members.contains("SD Negeri 1 Lor"),
+            "{members}"
+        );
+        browser.check("joined").await;
+
+        // A drafts the agreement (A's session cookie is still good on A's port) and signs it.
+        browser.goto(&format!("{url_a}/librarian/consortium")).await;
+        let members = browser.text("table.members").await;
+        assert!(
+            members.contains("SD Negeri 1 Lor"),
+            "A sees B as a member: {members}"
+        );
+        browser.click("details summary").await;
+        browser.fill("textarea[name=text]", AGREEMENT).await;
+        browser
+            .click("form[action='/librarian/consortium/draft'] button")
+            .await;
+        browser
+            .click("main ul.plain a[href^='/librarian/agreement/']")
+            .await;
+        assert_eq!(
+            browser.text("h1").await,
+            "Perjanjian Kerja Sama Perpustakaan"
+        );
+        assert!(browser
+            .text(".agreement-text")
+            .await
+            .contains("Para pihak sepakat"));
+        browser.check("agreement").await;
+        browser.click("#sign-1").await;
+        let signatures = browser.text("table.signatures").await;
+        assert!(
+            signatures.contains("Perpustakaan Desa Kemiri (KEMIRI)"),
+            "{signatures}"
+        );
+        let section = browser.text("section.version").await;
+        assert!(section.contains("1 / 2 ditandatangani"), "{section}");
+        assert!(
+            browser.client.find(Locator::Css("#sign-1")).await.is_err(),
+            "signed once only"
+        );
+        browser.check("signed").await;
+        browser.close().await;
+    });
+}
