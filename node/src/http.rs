@@ -186,6 +186,8 @@ struct SearchParams {
     q: Option<String>,
     page: Option<usize>,
     per_page: Option<usize>,
+    /// Only this library's records (its key, hex).
+    library: Option<String>,
 }
 
 async fn search(
@@ -208,7 +210,10 @@ async fn search(
     }
     let library = state.library.clone();
     Ok(Json(
-        blocking(move || Ok(library.search(&query, page, per_page)?)).await?,
+        blocking(move || {
+            Ok(library.search_in(&query, page, per_page, params.library.as_deref())?)
+        })
+        .await?,
     ))
 }
 

@@ -549,7 +549,8 @@ impl Library {
     /// How the union catalog groups records: this library's key and the standing
     /// assertions of its consortia.
     fn grouping(&self) -> Grouping {
-        Grouping::new(
+        let own = self.store.library();
+        let mut grouping = Grouping::new(
             self.store.library().to_hex(),
             self.consortia
                 .standing_assertions()
@@ -561,7 +562,16 @@ impl Library {
                         same,
                     )
                 }),
-        )
+        );
+        grouping.libraries = self
+            .store
+            .namespaces()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| *n != own)
+            .map(|n| n.to_hex())
+            .collect();
+        grouping
     }
 
     /// Names each holding's library and, for other libraries, how current its catalog is.
@@ -592,7 +602,20 @@ impl Library {
         page: usize,
         per_page: usize,
     ) -> Result<SearchResults, LibraryError> {
-        let mut results = self.index.search(query, page, per_page, &self.grouping())?;
+        self.search_in(query, page, per_page, None)
+    }
+
+    /// [`Library::search`] within one library's records (`only`: its key, hex).
+    pub fn search_in(
+        &self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+        only: Option<&str>,
+    ) -> Result<SearchResults, LibraryError> {
+        let mut results = self
+            .index
+            .search_in(query, page, per_page, &self.grouping(), only)?;
         self.name_holdings(results.hits.iter_mut().flat_map(|h| h.holdings.iter_mut()));
         Ok(results)
     }

@@ -200,6 +200,8 @@ pub struct Grouping {
     pub own: String,
     /// Asserted pairs, both ways round: record -> (other record, same?).
     pub asserted: std::collections::HashMap<RecordKey, Vec<(RecordKey, bool)>>,
+    /// The other libraries whose records the index holds (hex keys): the library facet.
+    pub libraries: Vec<String>,
 }
 
 impl Grouping {
@@ -214,7 +216,11 @@ impl Grouping {
                 .push((b.clone(), same));
             asserted.entry(b).or_default().push((a, same));
         }
-        Grouping { own, asserted }
+        Grouping {
+            own,
+            asserted,
+            libraries: Vec::new(),
+        }
     }
 
     fn assertion(&self, a: &RecordKey, b: &RecordKey) -> Option<bool> {
@@ -630,6 +636,80 @@ impl SearchIndex {
         Ok(best.into_values().map(|(m, e)| (e, m)).collect())
     }
 
+    /// The query restricted to one library's records: another library's by its key; this
+    /// library's own, which carry no key, as those of no other library.
+    fn only_library(
+        &self,
+        query: Box<dyn tantivy::query::Query>,
+        library: &str,
+        grouping: &Grouping,
+    ) -> Box<dyn tantivy::query::Query> {
+        use tantivy::query::{BooleanQuery, Occur};
+        let f = self.fields;
+        let filter: (Occur, Box<dyn tantivy::query::Query>) = if library == grouping.own {
+            (
+                Occur::MustNot,
+                Box::new(TermSetQuery::new(
+                    grouping
+                        .libraries
+                        .iter()
+                        .map(|l| Term::from_field_text(f.library, l)),
+                )),
+            )
+        } else {
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.library, library),
+                    IndexRecordOption::Basic,
+                )),
+            )
+        };
+        Box::new(BooleanQuery::new(vec![(Occur::Must, query), filter]))
+    }
+
+    /// How many records of each library match (this library's own first), largest first.
+    fn library_counts(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &dyn tantivy::query::Query,
+        grouping: &Grouping,
+    ) -> Result<Vec<FacetCount>, SearchError> {
+        use tantivy::query::{BooleanQuery, Occur};
+        let total = searcher.search(query, &Count)?;
+        let mut counts = Vec::new();
+        let mut others = 0;
+        for library in &grouping.libraries {
+            let only = BooleanQuery::new(vec![
+                (Occur::Must, query.box_clone()),
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(self.fields.library, library),
+                        IndexRecordOption::Basic,
+                    )),
+                ),
+            ]);
+            let n = searcher.search(&only, &Count)?;
+            others += n;
+            if n > 0 {
+                counts.push(FacetCount {
+                    value: library.clone(),
+                    count: n as u64,
+                });
+            }
+        }
+        let own = total.saturating_sub(others);
+        if own > 0 {
+            counts.push(FacetCount {
+                value: grouping.own.clone(),
+                count: own as u64,
+            });
+        }
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+        Ok(counts)
+    }
+
     /// One record as a hit, with the records of other libraries grouped with it (its
     /// holdings): `library` None for this library's own. None if the index does not hold it.
     pub fn hit_for(
@@ -668,6 +748,18 @@ impl SearchIndex {
         per_page: usize,
         grouping: &Grouping,
     ) -> Result<SearchResults, SearchError> {
+        self.search_in(query, page, per_page, grouping, None)
+    }
+
+    /// Searches the records of one library (`only`: its key, hex), or of all.
+    pub fn search_in(
+        &self,
+        query: &str,
+        page: usize,
+        per_page: usize,
+        grouping: &Grouping,
+        only: Option<&str>,
+    ) -> Result<SearchResults, SearchError> {
         let f = self.fields;
         let translated = translate_query(query);
         let mut parser = QueryParser::for_index(
@@ -680,6 +772,11 @@ impl SearchIndex {
         parser.set_field_boost(f.subject, 1.5);
         let (parsed, errors) = parser.parse_query_lenient(&translated);
         let searcher = self.reader.searcher();
+        let library_facet = self.library_counts(&searcher, parsed.as_ref(), grouping)?;
+        let parsed = match only {
+            Some(library) => self.only_library(parsed, library, grouping),
+            None => parsed,
+        };
         let per_page = per_page.clamp(1, 100);
         let offset = page.saturating_sub(1).saturating_mul(per_page);
         let aggregations = AggregationCollector::from_aggs(
@@ -751,6 +848,7 @@ impl SearchIndex {
                 .collect();
             facets.insert(name.to_string(), values);
         }
+        facets.insert("library".to_string(), library_facet);
         Ok(SearchResults {
             query: query.to_string(),
             parsed: translated,

@@ -74,6 +74,8 @@ const LANG_COOKIE: &str = "jalin_lang";
 /// A librarian's session lasts this long.
 const SESSION_MS: u64 = 12 * 3600 * 1000;
 const RESULTS_PER_PAGE: usize = 20;
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -227,6 +229,10 @@ impl Visitor {
                 [
                     (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                     (header::CACHE_CONTROL, "no-store"),
+                    // Nothing from elsewhere, no script: an agreement's text or a record
+                    // written by another library cannot run in this page.
+                    (header::CONTENT_SECURITY_POLICY, CSP),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                 ],
                 html,
             )
@@ -334,6 +340,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(agreement_sign),
         )
         .route(
+            "/librarian/agreement/{consortium}/{agreement}/amend",
+            post(agreement_amend),
+        )
+        .route(
             "/librarian/agreement/{consortium}/{agreement}/export",
             get(agreement_export),
         )
@@ -393,12 +403,27 @@ async fn search_page(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let q = query.get("q").cloned().unwrap_or_default();
+    let only = query
+        .get("lib")
+        .filter(|l| LibraryId::from_hex(l).is_ok())
+        .cloned();
     let page: usize = query
         .get("page")
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
         .clamp(1, 500);
-    let visitor = Visitor::of(&state, &headers, &format!("/?q={}", urlencode(&q)));
+    // A search's address: the query, maybe a library, maybe a page.
+    let href = |q: &str, lib: Option<&str>, page: usize| {
+        let mut out = format!("/?q={}", urlencode(q));
+        if let Some(lib) = lib {
+            out.push_str(&format!("&lib={lib}"));
+        }
+        if page > 1 {
+            out.push_str(&format!("&page={page}"));
+        }
+        out
+    };
+    let visitor = Visitor::of(&state, &headers, &href(&q, only.as_deref(), page));
     let title = visitor.t("union_catalog");
     if q.trim().is_empty() {
         return visitor.page(&state, "search.html", &title, context! { q => q });
@@ -412,16 +437,28 @@ async fn search_page(
     }
     let library = state.library.clone();
     let own = library.store.library().to_hex();
-    let query_text = q.clone();
+    let (query_text, only_q) = (q.clone(), only.clone());
     let results = blocking(move || {
-        library
-            .search(&query_text, page, RESULTS_PER_PAGE)
-            .map_err(|e| e.to_string())
+        let results = library
+            .search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())
+            .map_err(|e| e.to_string())?;
+        let names: HashMap<String, String> = library
+            .library_names()
+            .into_iter()
+            .map(|(id, name)| (id.to_hex(), name))
+            .collect();
+        Ok((results, names))
     })
     .await;
-    let results = match results {
+    let (results, names) = match results {
         Ok(r) => r,
         Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let name_of = |hex: &str| {
+        names
+            .get(hex)
+            .cloned()
+            .unwrap_or_else(|| format!("{}…", &hex[..hex.len().min(8)]))
     };
     let hits: Vec<Value> = results
         .hits
@@ -433,7 +470,7 @@ async fn search_page(
             }
         })
         .collect();
-    let facets: Vec<Value> = ["lang", "year", "subject", "class"]
+    let facets: Vec<Value> = ["library", "lang", "year", "subject", "class"]
         .iter()
         .map(|name| {
             let values: Vec<Value> = results
@@ -442,7 +479,13 @@ async fn search_page(
                 .into_iter()
                 .flatten()
                 .map(|v| {
-                    context! { label => v.value.clone(), count => v.count, filter => facet_filter(name, &v.value) }
+                    let (label, link) = if *name == "library" {
+                        (name_of(&v.value), href(&q, Some(&v.value), 1))
+                    } else {
+                        let narrowed = format!("{q} {}", facet_filter(name, &v.value));
+                        (v.value.clone(), href(&narrowed, only.as_deref(), 1))
+                    };
+                    context! { label => label, count => v.count, href => link }
                 })
                 .collect();
             context! { label => visitor.t(&format!("facet_{name}")), values => values }
@@ -456,7 +499,10 @@ async fn search_page(
         context! {
             q => q,
             page => page,
-            more => more,
+            only => only.as_deref().map(name_of),
+            all_libraries => href(&q, None, 1),
+            previous => (page > 1).then(|| href(&q, only.as_deref(), page - 1)),
+            next => more.then(|| href(&q, only.as_deref(), page + 1)),
             first_number => (page - 1) * RESULTS_PER_PAGE + 1,
             results => context! { total => results.total, hits => hits },
             facets => facets,
@@ -1357,6 +1403,10 @@ async fn agreement_page(
         .first()
         .map(|(_, v)| v.body.title.clone())
         .unwrap_or_default();
+    let current_file = chain
+        .last()
+        .map(|(_, v)| draft_file(&v.body))
+        .unwrap_or_default();
     visitor.page(
         &state,
         "agreement.html",
@@ -1368,6 +1418,7 @@ async fn agreement_page(
             versions => versions,
             consortium => id.to_hex(),
             agreement => aid.to_hex(),
+            current_file => current_file,
         },
     )
 }
@@ -1386,6 +1437,61 @@ async fn agreement_sign(
         consortium: Some(consortium.clone()),
         agreement: Some(agreement.clone()),
         version: form.get("version").cloned(),
+    };
+    match crate::http::run_request(&state, request).await {
+        Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
+        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    }
+}
+
+/// A version as the file `jalin agreement draft` takes: its terms, then its text.
+fn draft_file(version: &jalin_protocol::consortium::agreement::AgreementVersion) -> String {
+    #[derive(serde::Serialize)]
+    struct Front<'a> {
+        title: &'a str,
+        union_catalog: bool,
+        interlibrary_loan: bool,
+        coordinated_acquisition: bool,
+        staff_development: bool,
+        loan_period_days: u32,
+        items_per_request: u32,
+        evaluation_period_months: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signatures_required: Option<u32>,
+    }
+    let t = &version.terms;
+    let front = Front {
+        title: &version.title,
+        union_catalog: t.union_catalog,
+        interlibrary_loan: t.interlibrary_loan,
+        coordinated_acquisition: t.coordinated_acquisition,
+        staff_development: t.staff_development,
+        loan_period_days: t.loan_period_days,
+        items_per_request: t.items_per_request,
+        evaluation_period_months: t.evaluation_period_months,
+        signatures_required: t.signatures_required,
+    };
+    format!(
+        "+++\n{}+++\n{}",
+        toml::to_string(&front).unwrap_or_default(),
+        version.text
+    )
+}
+
+async fn agreement_amend(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((consortium, agreement)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/consortium");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let request = Request::Amend {
+        consortium: Some(consortium.clone()),
+        agreement: agreement.clone(),
+        text: form.get("text").cloned().unwrap_or_default(),
     };
     match crate::http::run_request(&state, request).await {
         Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),

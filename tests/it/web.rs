@@ -263,13 +263,64 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         browser.goto(&server.url).await;
         assert_eq!(browser.text("h1").await, "Katalog induk");
         browser.check("home").await;
-        browser.fill("#q", "sejarah indonesia").await;
-        browser.click("form[role=search] button").await;
+        // The keyboard alone: the search box has the focus, Tab goes on to its button,
+        // Enter in the box searches; the first thing to tab to is the skip link.
+        let first = browser
+            .client
+            .execute(
+                "return document.querySelector('a[href], button, input, select, textarea').className;",
+                vec![],
+            )
+            .await
+            .expect("first focusable");
+        assert_eq!(first, serde_json::json!("skip"));
+        let focused = browser
+            .client
+            .execute("return document.activeElement.id;", vec![])
+            .await
+            .expect("focus");
+        assert_eq!(focused, serde_json::json!("q"), "the search box has the focus");
+        use fantoccini::actions::InputSource;
+        let tab = fantoccini::actions::KeyActions::new("keyboard".to_string())
+            .then(fantoccini::actions::KeyAction::Down { value: '\u{e004}' })
+            .then(fantoccini::actions::KeyAction::Up { value: '\u{e004}' });
+        browser.client.perform_actions(tab).await.expect("tabs");
+        let focused = browser
+            .client
+            .execute("return document.activeElement.textContent;", vec![])
+            .await
+            .expect("focus");
+        assert_eq!(focused, serde_json::json!("Cari"), "Tab reaches the search button");
+        browser.fill("#q", "sejarah indonesia\u{e007}").await;
         let heading = browser.text("#results-heading").await;
         assert!(heading.ends_with("cantuman ditemukan"), "{heading}");
+        let total: usize = heading
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
         let held = browser.text(".hit .held").await;
         assert!(held.starts_with("ada di 2 perpustakaan"), "{held}");
         browser.check("results").await;
+        // The library facet: each library's share, and a click keeps to one.
+        let facet = browser.text("aside.facets ul").await;
+        assert!(facet.contains("Perpustakaan Uji (UJI)"), "{facet}");
+        let other_key = other.store.library().to_hex();
+        browser
+            .click(&format!("aside.facets a[href*='lib={other_key}']"))
+            .await;
+        let filter = browser.text("p.filter").await;
+        assert!(filter.contains(&other_key[..8]), "{filter}");
+        let only: usize = browser
+            .text("#results-heading")
+            .await
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        assert_eq!(only * 2, total, "the same records at each library");
+        browser.check("one-library").await;
+        browser.click("p.filter a").await;
         let title = browser.text(".hit h3 a").await;
         browser.click(".hit h3 a").await;
         assert_eq!(browser.text("h1").await, title);
@@ -283,6 +334,18 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         assert!(table.contains("Perpustakaan Uji (UJI)"), "{table}");
         assert!(table.contains("perpustakaan ini"), "{table}");
         browser.check("record").await;
+        // On a phone's screen too.
+        browser.client.set_window_size(390, 844).await.expect("resizes");
+        browser.check("record-phone").await;
+        let overflow = browser
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth;",
+                vec![],
+            )
+            .await
+            .expect("measures");
+        assert_eq!(overflow, serde_json::json!(false), "no sideways scrolling on a phone");
         // The record exports as MARCXML.
         let href = browser
             .client
@@ -538,6 +601,117 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
             "signed once only"
         );
         browser.check("signed").await;
+        // An amendment: a second version, its changes shown, to be signed again.
+        browser.click("details summary").await;
+        let current = browser
+            .client
+            .find(Locator::Css("#amend-text"))
+            .await
+            .expect("the amendment form")
+            .prop("value")
+            .await
+            .expect("value")
+            .expect("the current file");
+        assert!(
+            current.starts_with("+++") && current.contains("loan_period_days = 14"),
+            "{current}"
+        );
+        let amended = current
+            .replace("loan_period_days = 14", "loan_period_days = 21")
+            .replace(
+                "berbagi katalog induk.",
+                "berbagi katalog induk dan saling meminjamkan.",
+            );
+        browser.fill("#amend-text", &amended).await;
+        browser.click("#amend-button").await;
+        let diff = browser.text("pre.diff").await;
+        assert!(
+            diff.contains("+ Para pihak sepakat berbagi katalog induk dan saling meminjamkan."),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("- Para pihak sepakat berbagi katalog induk."),
+            "{diff}"
+        );
+        assert!(
+            browser.client.find(Locator::Css("#sign-2")).await.is_ok(),
+            "the new version awaits signing"
+        );
+        browser.check("amended").await;
         browser.close().await;
     });
+}
+
+/// Errors are pages in words, never a trace; librarians' pages and forms are guarded.
+#[test]
+fn errors_are_pages_in_words_and_librarian_pages_need_login() {
+    let server = start(None);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let own = server.library.store.library().to_hex();
+    let missing = client
+        .get(format!("{}/record/{own}/no-such-record", server.url))
+        .send()
+        .expect("GET");
+    assert_eq!(missing.status(), 404);
+    let page = missing.text().expect("text");
+    assert!(page.contains("Cantuman itu tidak ada."), "{page}");
+    let bad_owner = client
+        .get(format!("{}/record/not-a-key/1", server.url))
+        .send()
+        .expect("GET");
+    assert_eq!(bad_owner.status(), 404);
+    for path in ["/librarian", "/librarian/import", "/librarian/consortium"] {
+        let response = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .expect("GET");
+        assert_eq!(response.status(), 303, "{path}");
+        let to = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(to.starts_with("/login?next="), "{path} -> {to}");
+    }
+    // Logged in, a form without its CSRF token is refused, and nothing changes.
+    let login = client
+        .post(format!("{}/login", server.url))
+        .form(&[("token", server.token.as_str())])
+        .send()
+        .expect("POST");
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let refused = client
+        .post(format!("{}/librarian/consortium/create", server.url))
+        .header("cookie", &cookie)
+        .form(&[("name", "Tanpa token")])
+        .send()
+        .expect("POST");
+    assert_eq!(refused.status(), 403);
+    let page = refused.text().expect("text");
+    assert!(page.contains("Formulir ini sudah kedaluwarsa"), "{page}");
+    assert!(
+        server.library.consortia.list().is_empty(),
+        "nothing was founded"
+    );
+    // A search too long for the index is told so, in words.
+    let long = "kata ".repeat(300);
+    let response = client
+        .get(format!("{}/", server.url))
+        .query(&[("q", long.as_str())])
+        .send()
+        .expect("GET");
+    assert_eq!(response.status(), 400);
+    assert!(response
+        .text()
+        .expect("text")
+        .contains("longer than 1000 characters"));
 }
