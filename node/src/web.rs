@@ -432,7 +432,7 @@ async fn search_page(
         return visitor.error(
             &state,
             StatusCode::BAD_REQUEST,
-            "the query is longer than 1000 characters",
+            &visitor.t("error_query_long"),
         );
     }
     let library = state.library.clone();
@@ -549,7 +549,7 @@ async fn record_page(
         return visitor.error(
             &state,
             StatusCode::INTERNAL_SERVER_ERROR,
-            "the stored record does not read back",
+            &visitor.t("error_record_unreadable"),
         );
     };
     let d = &record.description;
@@ -613,7 +613,7 @@ async fn record_export(
         return visitor.error(
             &state,
             StatusCode::BAD_REQUEST,
-            "format must be marc or marcxml",
+            &visitor.t("error_export_format"),
         );
     };
     let library = state.library.clone();
@@ -834,7 +834,7 @@ async fn import_start(
                             return visitor.error(
                                 &state,
                                 StatusCode::BAD_REQUEST,
-                                &format!("the upload broke off: {e}"),
+                                &format!("{} ({e})", visitor.t("error_upload_broken")),
                             )
                         }
                     }
@@ -847,7 +847,7 @@ async fn import_start(
                 return visitor.error(
                     &state,
                     StatusCode::BAD_REQUEST,
-                    &format!("the upload is not a form this page sent: {e}"),
+                    &format!("{} ({e})", visitor.t("error_upload_broken")),
                 )
             }
         }
@@ -859,7 +859,7 @@ async fn import_start(
         return visitor.error(
             &state,
             StatusCode::BAD_REQUEST,
-            "choose a file to import: the upload was empty",
+            &visitor.t("error_upload_empty"),
         );
     };
     let format = match form.get("format").map(String::as_str) {
@@ -870,7 +870,7 @@ async fn import_start(
                 return visitor.error(
                     &state,
                     StatusCode::BAD_REQUEST,
-                    &format!("unknown format {name:?}"),
+                    &format!("{} {name:?}", visitor.t("error_format_unknown")),
                 )
             }
         },
@@ -931,11 +931,7 @@ async fn import_job_page(
         .get(&job_id)
         .cloned();
     let Some(job) = job else {
-        return visitor.error(
-            &state,
-            StatusCode::NOT_FOUND,
-            "no such import (imports are forgotten when the node restarts)",
-        );
+        return visitor.error(&state, StatusCode::NOT_FOUND, &visitor.t("error_no_import"));
     };
     let job = job.lock().unwrap_or_else(|p| p.into_inner());
     let title = visitor.t("import_title");
@@ -1047,6 +1043,7 @@ async fn edit_save(
             .map(|v| v.trim().to_string())
             .unwrap_or_default()
     };
+    let subtitle = field("subtitle");
     let (title, author, publisher, year, call_number, subjects) = (
         field("title"),
         field("author"),
@@ -1056,14 +1053,18 @@ async fn edit_save(
         field("subjects"),
     );
     if title.is_empty() {
-        return visitor.error(&state, StatusCode::BAD_REQUEST, "a record needs a title");
+        return visitor.error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &visitor.t("error_title_required"),
+        );
     }
     let four_digits = year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit());
     if !year.is_empty() && !four_digits {
         return visitor.error(
             &state,
             StatusCode::BAD_REQUEST,
-            &format!("the year {year:?} is not four digits"),
+            &format!("{} {year:?}", visitor.t("error_year")),
         );
     }
     let library = state.library.clone();
@@ -1074,7 +1075,21 @@ async fn edit_save(
             return Err("there is no such record".to_string());
         };
         let mut marc = record.marc;
+        // The record keeps its id, also one derived from its title for want of a 001.
+        if marc.control("001").is_none_or(|v| v.trim().is_empty()) {
+            marc.set_control("001", &id_q);
+        }
         set_subfield(&mut marc, "245", 'a', &title);
+        set_subfield(&mut marc, "245", 'b', &subtitle);
+        if subtitle.is_empty() {
+            for field in marc.fields.iter_mut() {
+                if let Field::Data(d) = field {
+                    if d.tag == "245" {
+                        d.subfields.retain(|s| s.code != 'b');
+                    }
+                }
+            }
+        }
         if !author.is_empty() {
             set_subfield(&mut marc, "100", 'a', &author);
         }
@@ -1250,7 +1265,7 @@ async fn consortium_action(
             return visitor.error(
                 &state,
                 StatusCode::NOT_FOUND,
-                &format!("no such action {other:?}"),
+                &format!("{} {other:?}", visitor.t("error_no_action")),
             )
         }
     };
@@ -1291,15 +1306,26 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
     let Some(invite) = invite.filter(|i| !i.body.addresses.is_empty()) else {
         return visitor.message(state, &visitor.t("join_title"), Some(&acceptance));
     };
-    match crate::network::join_over_network(&invite, acceptance.clone(), std::time::Duration::from_secs(30)).await {
-        Ok(documents) => match crate::http::run_request(state, Request::Import { text: documents }).await {
-            Ok(_) => redirect("/librarian/consortium"),
-            Err(e) => visitor.error(state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
-        },
+    match crate::network::join_over_network(
+        &invite,
+        acceptance.clone(),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(documents) => {
+            match crate::http::run_request(state, Request::Import { text: documents }).await {
+                Ok(_) => redirect("/librarian/consortium"),
+                Err(e) => visitor.error(state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            }
+        }
         Err(e) => visitor.error(
             state,
             StatusCode::BAD_GATEWAY,
-            &format!("the inviting library's node could not be reached ({e}); send it this acceptance instead:\n{acceptance}"),
+            &format!(
+                "{} ({e})\n{acceptance}",
+                visitor.t("error_join_unreachable")
+            ),
         ),
     }
 }

@@ -462,7 +462,36 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
             status.records.to_string()
         );
         browser.check("status").await;
-        browser.close().await;
+        // Edit a record's title, then delete the record.
+        let id = server
+            .library
+            .store
+            .records()
+            .map(|r| r.expect("reads"))
+            .find(|r| !r.deleted)
+            .expect("an imported record")
+            .record_id;
+        let own = server.library.store.library().to_hex();
+        browser
+            .goto(&format!("{}/record/{own}/{id}", server.url))
+            .await;
+        browser.click("a.button[href$='/edit']").await;
+        browser.check("edit").await;
+        browser.fill("#title", "Judul Baru Uji").await;
+        browser.fill("#subtitle", "").await;
+        browser.click("form.stack button").await;
+        assert_eq!(browser.text("h1").await, "Judul Baru Uji");
+        let (_, record) = server.library.get(&id).expect("reads").expect("held");
+        assert_eq!(
+            record.expect("reads back").description.title,
+            "Judul Baru Uji"
+        );
+        browser.click("#confirm-delete").await;
+        browser.click("button.danger").await;
+        assert_eq!(browser.text("h1").await, "Cantuman sudah dihapus.");
+        browser.check("deleted").await;
+        let (stored, _) = server.library.get(&id).expect("reads").expect("held");
+        assert!(stored.deleted);
     });
 }
 
@@ -638,6 +667,23 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
             "the new version awaits signing"
         );
         browser.check("amended").await;
+        // The printable export carries the signature table.
+        let export = browser
+            .client
+            .find(Locator::Css("a[href$='/export']"))
+            .await
+            .expect("export link")
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("an href");
+        browser.goto(&format!("{url_a}{export}")).await;
+        let printable = browser.text("body").await;
+        assert!(
+            printable.contains("Perjanjian Kerja Sama Perpustakaan"),
+            "{printable}"
+        );
+        assert!(printable.contains("KEMIRI"), "{printable}");
         browser.close().await;
     });
 }
@@ -713,5 +759,5 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
     assert!(response
         .text()
         .expect("text")
-        .contains("longer than 1000 characters"));
+        .contains("Pencarian terlalu panjang"));
 }
