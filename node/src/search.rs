@@ -956,14 +956,7 @@ enum Piece {
 
 /// Escapes a literal for tantivy's regular expressions.
 fn regex_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$#&-~\"<>@".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+    escape_chars(text, "\\.+*?()|[]{}^$#&-~\"<>@")
 }
 
 /// The words of text as the index holds them.
@@ -1437,9 +1430,14 @@ fn field_name(name: &str) -> Option<&'static str> {
 
 /// Characters the index's query parser treats as syntax, escaped in plain words.
 fn escape_word(word: &str) -> String {
-    let mut out = String::with_capacity(word.len());
-    for c in word.chars() {
-        if "+^`:{}[]()~!\\*<>=/'".contains(c) {
+    escape_chars(word, "+^`:{}[]()~!\\*<>=/'")
+}
+
+/// `text` with a backslash before each of `special`.
+fn escape_chars(text: &str, special: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if special.contains(c) {
             out.push('\\');
         }
         out.push(c);

@@ -126,6 +126,18 @@ impl<'a> Params<'a> {
     }
 }
 
+/// Opens a response element in the version's namespace, with its version (1.x only).
+fn open_response(out: &mut String, name: &str, version: Version) {
+    let _ = write!(out, "<zs:{name} xmlns:zs=\"{}\">", version.ns());
+    if let Version::One(v) = version {
+        element(out, "version", v);
+    }
+}
+
+fn system_error(e: &dyn std::fmt::Display) -> Diagnostic {
+    diagnostic(1, Some(&e.to_string()), "General system error")
+}
+
 /// The SRU server of one node.
 pub struct Server<'a> {
     library: &'a Library,
@@ -231,10 +243,7 @@ impl<'a> Server<'a> {
         params: &Params,
         diagnostics: &[Diagnostic],
     ) {
-        let _ = write!(out, "<zs:{name} xmlns:zs=\"{}\">", version.ns());
-        if let Version::One(v) = version {
-            element(out, "version", v);
-        }
+        open_response(out, name, version);
         if name == "searchRetrieveResponse" {
             self.echo_search(out, version, params, None);
         }
@@ -335,16 +344,10 @@ impl<'a> Server<'a> {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!("SRU search {text:?}: {e}");
-                return fail(
-                    out,
-                    diagnostic(1, Some(&e.to_string()), "General system error"),
-                );
+                return fail(out, system_error(&e));
             }
         };
-        let _ = write!(out, "<zs:{name} xmlns:zs=\"{}\">", version.ns());
-        if let Version::One(v) = version {
-            element(out, "version", v);
-        }
+        open_response(out, name, version);
         let _ = write!(out, "<zs:numberOfRecords>{total}</zs:numberOfRecords>");
         let mut diagnostics = Vec::new();
         let schema_name = params.get("recordSchema");
@@ -478,17 +481,9 @@ impl<'a> Server<'a> {
         {
             Ok(terms) => terms,
             Err(ScanError::Unsupported(u)) => return fail(out, u.into()),
-            Err(ScanError::Search(e)) => {
-                return fail(
-                    out,
-                    diagnostic(1, Some(&e.to_string()), "General system error"),
-                )
-            }
+            Err(ScanError::Search(e)) => return fail(out, system_error(&e)),
         };
-        let _ = write!(out, "<zs:{name} xmlns:zs=\"{}\">", version.ns());
-        if let Version::One(v) = version {
-            element(out, "version", v);
-        }
+        open_response(out, name, version);
         if !terms.is_empty() {
             out.push_str("<zs:terms>");
             for (word, n) in terms {

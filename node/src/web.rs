@@ -298,6 +298,13 @@ impl Visitor {
     }
 }
 
+/// A form's field, trimmed ("" when absent).
+fn field(form: &HashMap<String, String>, name: &str) -> String {
+    form.get(name)
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
@@ -1038,11 +1045,7 @@ async fn edit_save(
     if let Err(response) = visitor.check_form(&state, &form) {
         return *response;
     }
-    let field = |name: &str| {
-        form.get(name)
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| field(&form, name);
     let subtitle = field("subtitle");
     let (title, author, publisher, year, call_number, subjects) = (
         field("title"),
@@ -1228,11 +1231,7 @@ async fn consortium_action(
     if let Err(response) = visitor.check_form(&state, &form) {
         return *response;
     }
-    let field = |name: &str| {
-        form.get(name)
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| field(&form, name);
     let consortium = form.get("consortium").cloned();
     let request = match action.as_str() {
         "create" => Request::Create {

@@ -49,6 +49,15 @@ fn local(name: &[u8]) -> &[u8] {
     }
 }
 
+/// The `code` attribute of an `<error>`.
+fn error_code(e: &quick_xml::events::BytesStart) -> String {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.as_ref() == b"code")
+        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+        .unwrap_or_default()
+}
+
 /// Reads a ListRecords or ListIdentifiers response.
 pub fn parse_page(xml: &str) -> Result<Page, PageError> {
     let mut reader = quick_xml::Reader::from_str(xml);
@@ -107,13 +116,7 @@ pub fn parse_page(xml: &str) -> Result<Page, PageError> {
                     }
                 }
                 if name == b"error" {
-                    let code = e
-                        .attributes()
-                        .flatten()
-                        .find(|a| a.key.as_ref() == b"code")
-                        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
-                        .unwrap_or_default();
-                    page.error = Some((code, String::new()));
+                    page.error = Some((error_code(&e), String::new()));
                 }
                 stack.push(name);
                 text.clear();
@@ -124,13 +127,7 @@ pub fn parse_page(xml: &str) -> Result<Page, PageError> {
                 if name == b"resumptionToken" {
                     page.token = None;
                 } else if name == b"error" {
-                    let code = e
-                        .attributes()
-                        .flatten()
-                        .find(|a| a.key.as_ref() == b"code")
-                        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
-                        .unwrap_or_default();
-                    page.error = Some((code, String::new()));
+                    page.error = Some((error_code(&e), String::new()));
                 }
             }
             Event::Text(t) => {
