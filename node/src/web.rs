@@ -323,6 +323,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(search_page))
         .route("/static/jalin.css", get(css))
+        .route("/favicon.ico", get(favicon))
         .route("/lang/{code}", get(set_language))
         .route("/record/{owner}/{id}", get(record_page))
         .route("/record/{owner}/{id}/export", get(record_export))
@@ -363,6 +364,18 @@ async fn css() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         CSS,
+    )
+        .into_response()
+}
+
+/// The icon browsers ask for (pages made elsewhere, such as an agreement's export, ask).
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" fill=\"#0b5394\"/><text x=\"5\" y=\"13\" fill=\"#fff\" font-size=\"12\" font-family=\"sans-serif\">J</text></svg>",
     )
         .into_response()
 }

@@ -684,6 +684,43 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
             "{printable}"
         );
         assert!(printable.contains("KEMIRI"), "{printable}");
+
+        // A third library whose node cannot reach A's: its acceptance is pasted on A's
+        // page; then A removes it.
+        let c = dir.path().join("c");
+        let (status, _, stderr) = jalin(&c, &["init", "--name", "SMP Negeri 2", "--code", "SMPN2"]);
+        assert_eq!(status, 0, "{stderr}");
+        browser.goto(&format!("{url_a}/librarian/consortium")).await;
+        browser
+            .click("form[action='/librarian/consortium/invite'] button")
+            .await;
+        let ticket = browser
+            .client
+            .wait()
+            .for_element(Locator::Css("#ticket"))
+            .await
+            .expect("ticket")
+            .prop("value")
+            .await
+            .expect("value")
+            .expect("a ticket");
+        let (status, acceptance, stderr) = jalin(&c, &["join", "--offline", &ticket]);
+        assert_eq!(status, 0, "{stderr}");
+        browser.goto(&format!("{url_a}/librarian/consortium")).await;
+        browser.fill("#acceptance-1", acceptance.trim()).await;
+        browser
+            .click("form[action='/librarian/consortium/accept'] button")
+            .await;
+        let members = browser.text("table.members").await;
+        assert!(members.contains("SMP Negeri 2"), "{members}");
+        browser.check("accepted").await;
+        browser
+            .click("button[aria-label='Keluarkan SMP Negeri 2']")
+            .await;
+        let members = browser.text("table.members").await;
+        assert!(!members.contains("SMP Negeri 2"), "{members}");
+        assert!(members.contains("SD Negeri 1 Lor"), "{members}");
+        browser.check("removed").await;
         browser.close().await;
     });
 }
