@@ -279,4 +279,62 @@ fn harvests_another_jalin_node_then_only_its_changes() {
         .expect("searches");
     assert_eq!(results.total, 2, "the edit and the new record");
     assert_eq!(harvested.status().expect("status").records, 3147 - 2 + 1);
+    drop(harvested);
+
+    // --set and --from, given: only that library's records changed since then.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let since = jalin_node::oai::datestamp(jalin_node::http::now_ms());
+    let mut again = jalin_node::library::decode(
+        &source
+            .library
+            .store
+            .get(&ids[8])
+            .expect("reads")
+            .expect("held"),
+    )
+    .expect("decodes")
+    .marc;
+    again.push_data(jalin_protocol::marc::DataField::new(
+        "500",
+        ' ',
+        ' ',
+        &[('a', "Satu perubahan lagi.")],
+    ));
+    source.library.put(again).expect("edits");
+    let (other_dir, other_data) = new_library(1000);
+    drop(other_data);
+    let out = Command::new(jalin_binary())
+        .arg("--data-dir")
+        .arg(other_dir.path())
+        .args([
+            "import",
+            "--oai-pmh",
+            &url,
+            "--set",
+            &own.to_hex(),
+            "--from",
+            &since,
+        ])
+        .output()
+        .expect("jalin runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&text, "read"), 1, "{text}");
+    let (_, text) = {
+        let out = Command::new(jalin_binary())
+            .arg("--data-dir")
+            .arg(other_dir.path())
+            .args(["import", "--oai-pmh", &url, "--set", "no-such-set"])
+            .output()
+            .expect("jalin runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(count(&text, "read"), 0, "a set with nothing in it: {text}");
 }
