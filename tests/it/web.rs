@@ -15,7 +15,12 @@ use std::time::Duration;
 struct Driver(Child, u16);
 
 impl Drop for Driver {
+    /// Stops chromedriver and the browsers it started (its process group): a failed test
+    /// leaves no chromium behind.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -82,8 +87,10 @@ struct Browser {
 impl Browser {
     async fn open(test: &'static str, axe: String) -> Browser {
         let port = free_port();
+        use std::os::unix::process::CommandExt;
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
