@@ -135,7 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/consortia/{id}/agreements/{agreement}/export",
             get(agreement_export),
         )
-        .merge(crate::web::routes())
+        .merge(crate::web::routes(upload_limit))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -74,6 +74,8 @@ const LANG_COOKIE: &str = "jalin_lang";
 /// A librarian's session lasts this long.
 const SESSION_MS: u64 = 12 * 3600 * 1000;
 const RESULTS_PER_PAGE: usize = 20;
+/// Imports whose report the web interface keeps.
+const JOBS_KEPT: usize = 32;
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -318,8 +320,8 @@ fn local_path(path: Option<&str>) -> String {
     }
 }
 
-/// The web interface's routes.
-pub fn routes() -> Router<Arc<AppState>> {
+/// The web interface's routes; an import's upload may be `upload_limit` bytes.
+pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(search_page))
         .route("/static/jalin.css", get(css))
@@ -330,7 +332,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/librarian", get(status_page))
-        .route("/librarian/import", get(import_page).post(import_start))
+        .route(
+            "/librarian/import",
+            get(import_page)
+                .post(import_start)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/librarian/import/{job}", get(import_job_page))
         .route(
             "/librarian/record/{id}/edit",
@@ -901,12 +908,22 @@ async fn import_start(
         bytes: bytes.len() as u64,
         ..Job::default()
     }));
-    state
-        .web
-        .jobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(job_id.clone(), job.clone());
+    {
+        let mut jobs = state.web.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        // Finished imports are kept for their report; past JOBS_KEPT, finished ones are
+        // forgotten (any of them: the map keeps no order).
+        if jobs.len() >= JOBS_KEPT {
+            let finished: Vec<String> = jobs
+                .iter()
+                .filter(|(_, j)| j.lock().map(|j| j.done.is_some()).unwrap_or(true))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in finished.iter().take(jobs.len() + 1 - JOBS_KEPT) {
+                jobs.remove(id);
+            }
+        }
+        jobs.insert(job_id.clone(), job.clone());
+    }
     let library = state.library.clone();
     let net = state.net.clone();
     let handle = tokio::runtime::Handle::current();

@@ -161,6 +161,19 @@ impl Browser {
         panic!("{css} kept going stale")
     }
 
+    /// A property of the first element matching `css` (`value`, `href`).
+    async fn prop(&self, css: &str, name: &str) -> String {
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .prop(name)
+            .await
+            .expect("reads the property")
+            .unwrap_or_else(|| panic!("{css} has no {name}"))
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let element = self
             .client
@@ -354,16 +367,10 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
             .expect("measures");
         assert_eq!(overflow, serde_json::json!(false), "no sideways scrolling on a phone");
         // The record exports as MARCXML.
-        let href = browser
-            .client
-            .find(Locator::Css("a[href$='format=marcxml']"))
-            .await
-            .expect("export link")
-            .attr("href")
-            .await
-            .expect("href")
-            .expect("an href");
-        let xml = reqwest::get(format!("{}{href}", server.url))
+        // (The property is the link made absolute.)
+        let href = browser.prop("a[href$='format=marcxml']", "href").await;
+        assert!(href.starts_with(&server.url), "{href}");
+        let xml = reqwest::get(href)
             .await
             .expect("GET")
             .text()
@@ -563,16 +570,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         browser
             .click("form[action='/librarian/consortium/invite'] button")
             .await;
-        let ticket = browser
-            .client
-            .wait()
-            .for_element(Locator::Css("#ticket"))
-            .await
-            .expect("ticket")
-            .prop("value")
-            .await
-            .expect("value")
-            .expect("a ticket");
+        let ticket = browser.prop("#ticket", "value").await;
         assert!(ticket.to_uppercase().starts_with("JALIN-"), "{ticket}");
         assert!(
             browser
@@ -639,15 +637,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         browser.check("signed").await;
         // An amendment: a second version, its changes shown, to be signed again.
         browser.click("details summary").await;
-        let current = browser
-            .client
-            .find(Locator::Css("#amend-text"))
-            .await
-            .expect("the amendment form")
-            .prop("value")
-            .await
-            .expect("value")
-            .expect("the current file");
+        let current = browser.prop("#amend-text", "value").await;
         assert!(
             current.starts_with("+++") && current.contains("loan_period_days = 14"),
             "{current}"
@@ -675,16 +665,8 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         );
         browser.check("amended").await;
         // The printable export carries the signature table.
-        let export = browser
-            .client
-            .find(Locator::Css("a[href$='/export']"))
-            .await
-            .expect("export link")
-            .attr("href")
-            .await
-            .expect("href")
-            .expect("an href");
-        browser.goto(&format!("{url_a}{export}")).await;
+        let export = browser.prop("a[href$='/export']", "href").await;
+        browser.goto(&export).await;
         let printable = browser.text("body").await;
         assert!(
             printable.contains("Perjanjian Kerja Sama Perpustakaan"),
@@ -701,16 +683,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         browser
             .click("form[action='/librarian/consortium/invite'] button")
             .await;
-        let ticket = browser
-            .client
-            .wait()
-            .for_element(Locator::Css("#ticket"))
-            .await
-            .expect("ticket")
-            .prop("value")
-            .await
-            .expect("value")
-            .expect("a ticket");
+        let ticket = browser.prop("#ticket", "value").await;
         let (status, acceptance, stderr) = jalin(&c, &["join", "--offline", &ticket]);
         assert_eq!(status, 0, "{stderr}");
         browser.goto(&format!("{url_a}/librarian/consortium")).await;
