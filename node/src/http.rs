@@ -136,14 +136,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(agreement_export),
         )
         .merge(crate::web::routes(upload_limit))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such API endpoint; see README.md for the API",
-            )
-        })
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(state)
+}
+
+/// An unknown address: a JSON error under `/api`, a page in words elsewhere.
+async fn not_found(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if uri.path().starts_with("/api") {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such API endpoint; see README.md for the API",
+        )
+        .into_response();
+    }
+    crate::web::not_found_page(&state, &headers)
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {

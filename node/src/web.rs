@@ -375,6 +375,19 @@ async fn css() -> Response {
         .into_response()
 }
 
+/// The page for an address the node does not serve.
+pub fn not_found_page(state: &AppState, headers: &HeaderMap) -> Response {
+    let visitor = Visitor::of(state, headers, "/");
+    let heading = visitor.t("page_not_found");
+    visitor.page_with(
+        state,
+        "message.html",
+        &heading,
+        context! { heading => heading.clone(), hint => visitor.t("page_not_found_hint") },
+        StatusCode::NOT_FOUND,
+    )
+}
+
 /// The icon browsers ask for (pages made elsewhere, such as an agreement's export, ask).
 async fn favicon() -> Response {
     (

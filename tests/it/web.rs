@@ -277,6 +277,22 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         )
         .expect("imports");
     replicate(&other, &server.library);
+    // The API keeps to one library too.
+    let other_key = other.store.library().to_hex();
+    let only: serde_json::Value = reqwest::blocking::get(format!(
+        "{}/api/search?q=sejarah&library={other_key}",
+        server.url
+    ))
+    .expect("GET")
+    .json()
+    .expect("JSON");
+    let hits = only["hits"].as_array().expect("hits");
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter()
+            .all(|h| h["library"] == serde_json::json!(other_key)),
+        "{only}"
+    );
 
     runtime().block_on(async {
         let mut browser = Browser::open("patron", axe).await;
@@ -325,7 +341,6 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         // The library facet: each library's share, and a click keeps to one.
         let facet = browser.text("aside.facets ul").await;
         assert!(facet.contains("Perpustakaan Uji (UJI)"), "{facet}");
-        let other_key = other.store.library().to_hex();
         browser
             .click(&format!("aside.facets a[href*='lib={other_key}']"))
             .await;
@@ -721,6 +736,24 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
     assert_eq!(missing.status(), 404);
     let page = missing.text().expect("text");
     assert!(page.contains("Cantuman itu tidak ada."), "{page}");
+    let nowhere = client
+        .get(format!("{}/no/such/page", server.url))
+        .send()
+        .expect("GET");
+    assert_eq!(nowhere.status(), 404);
+    assert!(nowhere
+        .text()
+        .expect("text")
+        .contains("Halaman itu tidak ada."));
+    let api = client
+        .get(format!("{}/api/no-such-endpoint", server.url))
+        .send()
+        .expect("GET");
+    assert_eq!(api.status(), 404);
+    let body: serde_json::Value = api.json().expect("an API error is JSON");
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no such API endpoint")));
     let bad_owner = client
         .get(format!("{}/record/not-a-key/1", server.url))
         .send()
