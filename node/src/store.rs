@@ -257,6 +257,17 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The library a record key (`r | namespace | record id`) names.
+fn namespace_of_key(k: &[u8]) -> Result<LibraryId, StoreError> {
+    k.get(1..33)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| LibraryId::from_bytes(b).ok())
+        .ok_or_else(|| StoreError::Damaged {
+            record_id: String::new(),
+            reason: "a record key names no valid library".into(),
+        })
+}
+
 /// Which shard a record belongs to.
 pub fn shard_of(record_id: &str) -> u16 {
     let digest = Sha256::digest(record_id.as_bytes());
@@ -523,14 +534,7 @@ impl Store {
             if !keep(deleted, header(9..17), header(1..9)) {
                 continue;
             }
-            let namespace = k
-                .get(1..33)
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .and_then(|b| LibraryId::from_bytes(b).ok())
-                .ok_or_else(|| StoreError::Damaged {
-                    record_id: String::new(),
-                    reason: "a record key names no valid library".into(),
-                })?;
+            let namespace = namespace_of_key(&k)?;
             let record_id = String::from_utf8_lossy(&k[33..]).into_owned();
             let record = StoredRecord::decode(&record_id, &v)?;
             out.push((k.to_vec(), namespace, record));
@@ -613,14 +617,7 @@ impl Store {
             })
             .map(move |item| {
                 let (k, v) = item?;
-                let namespace = k
-                    .get(1..33)
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .and_then(|b| LibraryId::from_bytes(b).ok())
-                    .ok_or_else(|| StoreError::Damaged {
-                        record_id: String::new(),
-                        reason: "a record key names no valid library".into(),
-                    })?;
+                let namespace = namespace_of_key(&k)?;
                 let record_id = String::from_utf8_lossy(&k[33..]).into_owned();
                 Ok((namespace, StoredRecord::decode(&record_id, &v)?))
             })

@@ -1473,7 +1473,7 @@ async fn agreement_page(
         .unwrap_or_default();
     let current_file = chain
         .last()
-        .map(|(_, v)| draft_file(&v.body))
+        .map(|(_, v)| jalin_protocol::consortium::agreement::draft_file(&v.body))
         .unwrap_or_default();
     visitor.page(
         &state,
@@ -1510,40 +1510,6 @@ async fn agreement_sign(
         Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
         Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
     }
-}
-
-/// A version as the file `jalin agreement draft` takes: its terms, then its text.
-fn draft_file(version: &jalin_protocol::consortium::agreement::AgreementVersion) -> String {
-    #[derive(serde::Serialize)]
-    struct Front<'a> {
-        title: &'a str,
-        union_catalog: bool,
-        interlibrary_loan: bool,
-        coordinated_acquisition: bool,
-        staff_development: bool,
-        loan_period_days: u32,
-        items_per_request: u32,
-        evaluation_period_months: u32,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        signatures_required: Option<u32>,
-    }
-    let t = &version.terms;
-    let front = Front {
-        title: &version.title,
-        union_catalog: t.union_catalog,
-        interlibrary_loan: t.interlibrary_loan,
-        coordinated_acquisition: t.coordinated_acquisition,
-        staff_development: t.staff_development,
-        loan_period_days: t.loan_period_days,
-        items_per_request: t.items_per_request,
-        evaluation_period_months: t.evaluation_period_months,
-        signatures_required: t.signatures_required,
-    };
-    format!(
-        "+++\n{}+++\n{}",
-        toml::to_string(&front).unwrap_or_default(),
-        version.text
-    )
 }
 
 async fn agreement_amend(

@@ -127,6 +127,23 @@ pub fn check_signature(
     Ok(())
 }
 
+/// A version as an agreement file, the inverse of [`parse_draft`]: what a member edits to
+/// amend it.
+pub fn draft_file(version: &AgreementVersion) -> String {
+    #[derive(Serialize)]
+    struct Front<'a> {
+        title: &'a str,
+        #[serde(flatten)]
+        terms: &'a Terms,
+    }
+    let front = toml::to_string(&Front {
+        title: &version.title,
+        terms: &version.terms,
+    })
+    .unwrap_or_default();
+    format!("+++\n{front}+++\n{}", version.text)
+}
+
 /// Parses an agreement file: TOML front matter between `+++` lines (the title and the
 /// terms), then the text in Markdown.
 pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
@@ -629,4 +646,43 @@ pub fn verify_html(html: &str) -> Result<Verified, DocError> {
         status,
         signers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draft_file_reads_back_as_the_version_it_was_made_from() {
+        for signatures_required in [None, Some(2)] {
+            let version = AgreementVersion {
+                consortium: Hash32::from_hex(&"ab".repeat(32)).expect("hex"),
+                agreement: None,
+                previous: None,
+                title: "Perjanjian \"Kerja Sama\"".to_string(),
+                text: "# Pasal 1\n\nPara pihak sepakat.\n".to_string(),
+                terms: Terms {
+                    union_catalog: true,
+                    interlibrary_loan: false,
+                    coordinated_acquisition: true,
+                    staff_development: false,
+                    loan_period_days: 21,
+                    items_per_request: 2,
+                    evaluation_period_months: 6,
+                    signatures_required,
+                },
+                time_ms: 0,
+            };
+            let file = draft_file(&version);
+            assert_eq!(
+                parse_draft(&file).expect("reads back"),
+                (
+                    version.title.clone(),
+                    version.terms.clone(),
+                    version.text.clone()
+                ),
+                "{file}"
+            );
+        }
+    }
 }
