@@ -548,11 +548,7 @@ impl SearchIndex {
         let id = text(f.id).into_iter().next().unwrap_or_default();
         let (key, own) = match library {
             Some(library) => {
-                let record_id = id
-                    .strip_prefix(library.as_str())
-                    .and_then(|rest| rest.strip_prefix('/'))
-                    .unwrap_or(&id)
-                    .to_string();
+                let record_id = replica_record_id(&id, &library);
                 ((library, record_id), false)
             }
             None => ((grouping.own.clone(), id), true),
@@ -1260,11 +1256,7 @@ impl SearchIndex {
             let id = text(f.id).unwrap_or_default();
             match text(f.library) {
                 Some(library) => {
-                    let record_id = id
-                        .strip_prefix(library.as_str())
-                        .and_then(|rest| rest.strip_prefix('/'))
-                        .unwrap_or(&id)
-                        .to_string();
+                    let record_id = replica_record_id(&id, &library);
                     out.push((Some(library), record_id));
                 }
                 None => out.push((None, id)),
@@ -1382,6 +1374,14 @@ impl Entry {
             copies,
         }
     }
+}
+
+/// The record id within a replica's index id (`library/record id`).
+fn replica_record_id(id: &str, library: &str) -> String {
+    id.strip_prefix(library)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(id)
+        .to_string()
 }
 
 /// Splits a query into tokens, keeping `"quoted phrases"` (with any `field:` before them)
