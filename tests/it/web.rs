@@ -33,6 +33,13 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Whether a WebDriver error says the element belongs to a page that has gone (the
+/// browser loaded another): chromedriver says so in two ways.
+fn gone(error: &fantoccini::error::CmdError) -> bool {
+    let text = error.to_string();
+    text.contains("stale") || text.contains("does not belong to the document")
+}
+
 /// Whether chromium and chromedriver are here (`.ci/run` installs them).
 fn have_browser() -> bool {
     have_tool("chromedriver", &["--version"]) && have_tool("chromium", &["--version"])
@@ -152,13 +159,58 @@ impl Browser {
                 .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
             match element.text().await {
                 Ok(text) => return text,
-                Err(e) if e.to_string().contains("stale") => {
+                Err(e) if gone(&e) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("reading {css}: {e}"),
             }
         }
         panic!("{css} kept going stale")
+    }
+
+    /// Does `action`, which loads another page (a link followed, a form sent), and waits
+    /// until that page has replaced this one: read before then, an element may still be
+    /// the old page's, or go while it is read.
+    async fn loads(&self, what: &str, action: impl std::future::Future<Output = ()>) {
+        let old = self
+            .client
+            .find(Locator::Css("html"))
+            .await
+            .expect("a page is open");
+        action.await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match old.tag_name().await {
+                Err(e) if gone(&e) => break,
+                Err(e) => panic!("{what}: {e}"),
+                Ok(_) => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} loaded no other page in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let state = self
+                .client
+                .execute("return document.readyState;", vec![])
+                .await;
+            if matches!(&state, Ok(s) if s == "complete") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the page did not finish loading in 30 s ({state:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks what matches `css` (a link or a form's button) and waits for the page it
+    /// loads.
+    async fn follow(&self, css: &str) {
+        self.loads(css, self.click(css)).await;
     }
 
     /// A property of the first element matching `css` (`value`, `href`).
@@ -327,7 +379,12 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
             .await
             .expect("focus");
         assert_eq!(focused, serde_json::json!("Cari"), "Tab reaches the search button");
-        browser.fill("#q", "sejarah indonesia\u{e007}").await;
+        browser
+            .loads(
+                "Enter in the search box",
+                browser.fill("#q", "sejarah indonesia\u{e007}"),
+            )
+            .await;
         let heading = browser.text("#results-heading").await;
         assert!(heading.ends_with("cantuman ditemukan"), "{heading}");
         let total: usize = heading
@@ -342,7 +399,7 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         let facet = browser.text("aside.facets ul").await;
         assert!(facet.contains("Perpustakaan Uji (UJI)"), "{facet}");
         browser
-            .click(&format!("aside.facets a[href*='lib={other_key}']"))
+            .follow(&format!("aside.facets a[href*='lib={other_key}']"))
             .await;
         let filter = browser.text("p.filter").await;
         assert!(filter.contains(&other_key[..8]), "{filter}");
@@ -355,9 +412,9 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
             .expect("a count");
         assert_eq!(only * 2, total, "the same records at each library");
         browser.check("one-library").await;
-        browser.click("p.filter a").await;
+        browser.follow("p.filter a").await;
         let title = browser.text(".hit h3 a").await;
-        browser.click(".hit h3 a").await;
+        browser.follow(".hit h3 a").await;
         assert_eq!(browser.text("h1").await, title);
         let rows = browser
             .client
@@ -412,7 +469,7 @@ fn switching_language_changes_the_page_text() {
         assert_eq!(browser.text("h1").await, "Katalog induk");
         assert_eq!(browser.text("label[for=q]").await, "Cari di katalog induk");
         browser.check("bahasa-indonesia").await;
-        browser.click("#switch-language").await;
+        browser.follow("#switch-language").await;
         assert_eq!(browser.text("h1").await, "Union catalog");
         assert_eq!(
             browser.text("label[for=q]").await,
@@ -431,7 +488,7 @@ fn switching_language_changes_the_page_text() {
         let url = browser.client.current_url().await.expect("url");
         assert!(url.as_str().ends_with("/?q=pendidikan"), "{url}");
         browser.check("english").await;
-        browser.click("#switch-language").await;
+        browser.follow("#switch-language").await;
         assert_eq!(browser.text("h1").await, "Katalog induk");
         browser.close().await;
     });
@@ -453,7 +510,7 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
         // Not logged in: the login page, then back here.
         assert_eq!(browser.text("h1").await, "Masuk pustakawan");
         browser.fill("#token", "not-the-token").await;
-        browser.click("form.stack button").await;
+        browser.follow("form.stack button").await;
         let error = browser.text("p.error").await;
         assert!(
             error.contains("Token itu bukan milik simpul ini"),
@@ -461,7 +518,7 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
         );
         browser.check("login-refused").await;
         browser.fill("#token", &server.token).await;
-        browser.click("form.stack button").await;
+        browser.follow("form.stack button").await;
         assert_eq!(browser.text("h1").await, "Impor cantuman");
         browser.check("import-form").await;
         let file = data
@@ -471,7 +528,7 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
         browser
             .fill("#file", file.to_str().expect("utf-8 path"))
             .await;
-        browser.click("form.stack button").await;
+        browser.follow("form.stack button").await;
         let summary = browser.text("#import-summary").await;
         assert!(summary.contains("bad_records.mrc"), "{summary}");
         assert!(summary.contains("ditolak"), "{summary}");
@@ -504,11 +561,11 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
         browser
             .goto(&format!("{}/record/{own}/{id}", server.url))
             .await;
-        browser.click("a.button[href$='/edit']").await;
+        browser.follow("a.button[href$='/edit']").await;
         browser.check("edit").await;
         browser.fill("#title", "Judul Baru Uji").await;
         browser.fill("#subtitle", "").await;
-        browser.click("form.stack button").await;
+        browser.follow("form.stack button").await;
         assert_eq!(browser.text("h1").await, "Judul Baru Uji");
         let (_, record) = server.library.get(&id).expect("reads").expect("held");
         assert_eq!(
@@ -516,7 +573,7 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
             "Judul Baru Uji"
         );
         browser.click("#confirm-delete").await;
-        browser.click("button.danger").await;
+        browser.follow("button.danger").await;
         assert_eq!(browser.text("h1").await, "Cantuman sudah dihapus.");
         browser.check("deleted").await;
         let (stored, _) = server.library.get(&id).expect("reads").expect("held");
@@ -570,12 +627,12 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         // A's librarian founds the partnership and invites.
         browser.goto(&format!("{url_a}/login")).await;
         browser.fill("#token", &token(&a)).await;
-        browser.click("form.stack button").await;
+        browser.follow("form.stack button").await;
         browser.goto(&format!("{url_a}/librarian/consortium")).await;
         browser.check("no-consortium").await;
         browser.fill("#name", "Jaringan Perpustakaan Kemiri").await;
         browser
-            .click("form[action='/librarian/consortium/create'] button")
+            .follow("form[action='/librarian/consortium/create'] button")
             .await;
         assert_eq!(
             browser.text("main h2").await,
@@ -583,7 +640,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         );
         browser.check("founded").await;
         browser
-            .click("form[action='/librarian/consortium/invite'] button")
+            .follow("form[action='/librarian/consortium/invite'] button")
             .await;
         let ticket = browser.prop("#ticket", "value").await;
         assert!(ticket.to_uppercase().starts_with("JALIN-"), "{ticket}");
@@ -600,11 +657,11 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         // B's librarian joins with the ticket, in B's own web interface.
         browser.goto(&format!("{url_b}/login")).await;
         browser.fill("#token", &token(&b)).await;
-        browser.click("form.stack button").await;
+        browser.follow("form.stack button").await;
         browser.goto(&format!("{url_b}/librarian/consortium")).await;
         browser.fill("#ticket-in", &ticket).await;
         browser
-            .click("form[action='/librarian/consortium/join'] button")
+            .follow("form[action='/librarian/consortium/join'] button")
             .await;
         let members = browser.text("table.members").await;
         assert!(
@@ -623,10 +680,10 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         browser.click("details summary").await;
         browser.fill("textarea[name=text]", AGREEMENT).await;
         browser
-            .click("form[action='/librarian/consortium/draft'] button")
+            .follow("form[action='/librarian/consortium/draft'] button")
             .await;
         browser
-            .click("main ul.plain a[href^='/librarian/agreement/']")
+            .follow("main ul.plain a[href^='/librarian/agreement/']")
             .await;
         assert_eq!(
             browser.text("h1").await,
@@ -637,7 +694,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
             .await
             .contains("Para pihak sepakat"));
         browser.check("agreement").await;
-        browser.click("#sign-1").await;
+        browser.follow("#sign-1").await;
         let signatures = browser.text("table.signatures").await;
         assert!(
             signatures.contains("Perpustakaan Desa Kemiri (KEMIRI)"),
@@ -664,7 +721,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
                 "berbagi katalog induk dan saling meminjamkan.",
             );
         browser.fill("#amend-text", &amended).await;
-        browser.click("#amend-button").await;
+        browser.follow("#amend-button").await;
         let diff = browser.text("pre.diff").await;
         assert!(
             diff.contains("+ Para pihak sepakat berbagi katalog induk dan saling meminjamkan."),
@@ -696,7 +753,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         assert_eq!(status, 0, "{stderr}");
         browser.goto(&format!("{url_a}/librarian/consortium")).await;
         browser
-            .click("form[action='/librarian/consortium/invite'] button")
+            .follow("form[action='/librarian/consortium/invite'] button")
             .await;
         let ticket = browser.prop("#ticket", "value").await;
         let (status, acceptance, stderr) = jalin(&c, &["join", "--offline", &ticket]);
@@ -704,13 +761,13 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         browser.goto(&format!("{url_a}/librarian/consortium")).await;
         browser.fill("#acceptance-1", acceptance.trim()).await;
         browser
-            .click("form[action='/librarian/consortium/accept'] button")
+            .follow("form[action='/librarian/consortium/accept'] button")
             .await;
         let members = browser.text("table.members").await;
         assert!(members.contains("SMP Negeri 2"), "{members}");
         browser.check("accepted").await;
         browser
-            .click("button[aria-label='Keluarkan SMP Negeri 2']")
+            .follow("button[aria-label='Keluarkan SMP Negeri 2']")
             .await;
         let members = browser.text("table.members").await;
         assert!(!members.contains("SMP Negeri 2"), "{members}");
