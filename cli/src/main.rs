@@ -95,7 +95,8 @@ enum Command {
         /// not from the last harvest.
         #[arg(long, requires = "oai_pmh")]
         from: Option<String>,
-        /// With --oai-pmh: keep harvesting, this long apart (6h, 1d).
+        /// With --oai-pmh: keep harvesting, this long apart (6h, 1d; 90s, 30m), from the
+        /// last harvest each time; a failed round is reported and the next one tried.
         #[arg(long, requires = "oai_pmh", value_parser = parse_duration)]
         every: Option<u64>,
         /// Its format (marc, marcxml, csv, slims-csv); default: guessed.
@@ -480,7 +481,7 @@ fn harvest_command(
                 Err(e) => Err(e),
             };
         };
-        std::thread::sleep(std::time::Duration::from_secs(seconds.max(60)));
+        std::thread::sleep(std::time::Duration::from_secs(seconds.max(1)));
     }
 }
 

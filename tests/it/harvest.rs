@@ -338,3 +338,106 @@ fn harvests_another_jalin_node_then_only_its_changes() {
     };
     assert_eq!(count(&text, "read"), 0, "a set with nothing in it: {text}");
 }
+
+/// `--every`: the harvester keeps running, each round taking only what changed at the
+/// source since the last; a round that fails (the source gone) is reported and the next
+/// one tried.
+#[test]
+fn keeps_harvesting_every_interval_and_survives_a_failed_round() {
+    let data = shared_data_or_skip!();
+    let source = start(Some(&data.join("marc/loc/loc-indonesia-3147.mrc")));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let url = format!("{}/oai", source.url);
+    let (dir, library_data) = new_library(1000);
+    drop(library_data);
+    let mut child = Command::new(jalin_binary())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["import", "--oai-pmh", &url, "--every", "1s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("jalin runs");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let lines = {
+        let (send, receive) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let send = send.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if send.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        receive
+    };
+    let child = Kill(child);
+    let mut seen = String::new();
+    // The next line that `wanted` accepts, within a minute.
+    let mut next = |what: &str, wanted: &dyn Fn(&str) -> bool| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} within a minute; the harvester said:\n{seen}"),
+            }
+        }
+    };
+    let first = next("first round", &|l| l.contains(" page(s), "));
+    assert_eq!(count(&first, "added"), 3147, "{first}");
+    // Rounds with nothing new read nothing.
+    let quiet = next("a second round", &|l| l.contains(" page(s), "));
+    assert_eq!(count(&quiet, "read"), 0, "{quiet}");
+
+    let mut ids: Vec<String> = source
+        .library
+        .store
+        .records()
+        .map(|r| r.expect("reads").record_id)
+        .collect();
+    ids.sort();
+    source.library.delete(&ids[10]).expect("deletes");
+    let round = next("the deletion", &|l| {
+        l.contains(" page(s), ") && !l.contains(" 0 deleted")
+    });
+    assert_eq!(count(&round, "deleted"), 1, "{round}");
+    assert!(count(&round, "read") <= 1, "only the change moves: {round}");
+
+    // The source goes away: the round fails in words, and the harvester keeps going.
+    drop(source);
+    let failed = next("a failed round", &|l| l.starts_with("Harvesting "));
+    assert!(
+        failed.contains(&url) && failed.contains("failed"),
+        "{failed}"
+    );
+    let again = next("a round after the failure", &|l| {
+        l.starts_with("Harvesting ")
+    });
+    assert!(again.contains("failed"), "{again}");
+    drop(child);
+
+    let harvested = Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
+        .expect("opens");
+    assert_eq!(harvested.status().expect("status").records, 3147 - 1);
+}
