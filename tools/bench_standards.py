@@ -121,6 +121,34 @@ def main():
     n, seconds = int(out[0]), float(out[1])
     print("## OAI-PMH: Sickle ListRecords oai_dc, every record")
     print(f"{n} records in {seconds:.1f} s = {n / seconds:,.0f} records/s")
+
+    # An incremental harvest: 100 records deleted after a date, then ListIdentifiers
+    # from that date (what a daily harvest of an aggregator asks), and the same with no
+    # change at all; the full harvest above is the baseline.
+    first = urllib.request.urlopen(f"{url}/oai?verb=ListIdentifiers&metadataPrefix=oai_dc").read().decode()
+    ids = [urllib.parse.unquote(i.split("/", 1)[1]) for i in re.findall(r"<identifier>([^<]+)</identifier>", first)][:100]
+    time.sleep(1.1)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    time.sleep(1.1)
+    for record_id in ids:
+        subprocess.run([JALIN, "--data-dir", data, "record", "delete", record_id], check=True, stdout=subprocess.DEVNULL)
+    time.sleep(1.1)
+    after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    incremental = (
+        "import sys, time\n"
+        "from sickle import Sickle\n"
+        "from sickle.oaiexceptions import NoRecordsMatch\n"
+        "t = time.perf_counter()\n"
+        "try:\n"
+        "    n = sum(1 for _ in Sickle(sys.argv[1], timeout=600).ListIdentifiers(metadataPrefix='oai_dc', ignore_deleted=False, **{'from': sys.argv[2]}))\n"
+        "except NoRecordsMatch:\n"
+        "    n = 0\n"
+        "print(n, time.perf_counter() - t)\n"
+    )
+    print(f"## OAI-PMH: incremental ListIdentifiers among {n} records (full harvest above: {seconds:.1f} s)")
+    for label, date in [(f"{len(ids)} deleted since", since), ("nothing changed since", after)]:
+        out = subprocess.run([sys.executable, "-c", incremental, f"{url}/oai", date], capture_output=True, text=True, check=True).stdout.split()
+        print(f"{label} {date}: {out[0]} identifiers in {float(out[1]) * 1000:.0f} ms ({float(out[1]) / seconds:.3f} of the full harvest)")
     node.terminate()
     node.wait()
     shutil.rmtree(work, ignore_errors=True)
