@@ -53,6 +53,18 @@ pub enum ConsortiumError {
     Storage(#[from] sled::Error),
 }
 
+impl ConsortiumError {
+    /// What kind of failure this is, as a stable name (see [`DocError::code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConsortiumError::Document(e) => e.code(),
+            ConsortiumError::NotFound(_) => "not_found",
+            ConsortiumError::Refused(_) => "refused",
+            ConsortiumError::Storage(_) => "storage",
+        }
+    }
+}
+
 /// One consortium as this node holds it.
 #[derive(Clone, Debug)]
 pub struct Consortium {

@@ -34,6 +34,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     details: Option<serde_json::Value>,
+    /// What kind of failure, when the node's core said (`invite_expired`, ...).
+    code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -42,7 +44,23 @@ impl ApiError {
             status,
             message: message.into(),
             details: None,
+            code: None,
         }
+    }
+
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// What kind of failure this is (see `ConsortiumError::code`), when known.
+    pub fn code(&self) -> Option<&'static str> {
+        self.code
+    }
+
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -59,6 +77,9 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({ "error": self.message });
+        if let Some(code) = self.code {
+            body["code"] = code.into();
+        }
         if let Some(details) = self.details {
             body["details"] = details;
         }
@@ -78,7 +99,7 @@ impl From<LibraryError> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("{error}");
         }
-        ApiError::new(status, error.to_string())
+        ApiError::new(status, error.to_string()).with_code(error.code())
     }
 }
 
@@ -538,7 +559,7 @@ impl From<ConsortiumError> for ApiError {
             ConsortiumError::Refused(_) => StatusCode::CONFLICT,
             ConsortiumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, error.to_string())
+        ApiError::new(status, error.to_string()).with_code(error.code())
     }
 }
 

@@ -59,6 +59,22 @@ pub enum LibraryError {
     Export(#[from] WriteError),
 }
 
+impl LibraryError {
+    /// What kind of failure this is, as a stable name (see [`ConsortiumError::code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            LibraryError::Store(_) => "storage",
+            LibraryError::Search(_) => "index",
+            LibraryError::Consortium(e) => e.code(),
+            LibraryError::Io { .. } => "file_unreadable",
+            LibraryError::StrictRejected { .. } => "strict_rejected",
+            LibraryError::Unwritable { .. } => "unwritable",
+            LibraryError::NotFound(_) => "record_not_found",
+            LibraryError::Export(_) => "export",
+        }
+    }
+}
+
 /// Where an import reads from.
 pub enum Source {
     /// A file on disk.
@@ -131,6 +147,10 @@ pub struct Rejected {
     pub location: Location,
     /// Why.
     pub reason: String,
+    /// What kind of damage, as a stable name (`marc_truncated`, `csv_header`, ...;
+    /// `ParseErrorKind::code`).
+    #[serde(default)]
+    pub code: String,
 }
 
 /// What an import did.
@@ -753,6 +773,7 @@ impl Library {
                     summary.rejected.push(Rejected {
                         location: error.location,
                         reason: error.kind.to_string(),
+                        code: error.kind.code().to_string(),
                     });
                     continue;
                 }
@@ -765,6 +786,7 @@ impl Library {
                     summary.rejected.push(Rejected {
                         location: parsed.location,
                         reason: format!("record {record_id}: {error}"),
+                        code: "too_long".to_string(),
                     });
                     continue;
                 }

@@ -7,6 +7,7 @@
 //! chose English (a cookie). Forms that change anything need the session's CSRF token.
 //! Errors are pages that say what went wrong in words, never a trace.
 
+use crate::consortium::ConsortiumError;
 use crate::consortium_requests::Request;
 use crate::http::AppState;
 use crate::library::{ImportOptions, ImportSummary, LibraryError, Progress, Source};
@@ -137,7 +138,8 @@ struct Job {
     file: String,
     bytes: u64,
     progress: Option<Progress>,
-    done: Option<Result<ImportSummary, String>>,
+    /// The summary, or what failed: its kind (`LibraryError::code`) and the core's words.
+    done: Option<Result<ImportSummary, (&'static str, String)>>,
 }
 
 /// What the web interface keeps in memory: librarians' sessions and imports under way.
@@ -260,6 +262,38 @@ impl Visitor {
             context! { heading => self.t("error_title"), detail => detail, hint => self.t("error_back") },
             status,
         )
+    }
+
+    /// The page for a failure the node's core reported: what it means, in the visitor's
+    /// language, when its kind is known, and the core's own words beneath (for whoever
+    /// looks after the node).
+    fn failure(&self, state: &AppState, error: &crate::http::ApiError) -> Response {
+        let detail = error.to_string();
+        match error.code().and_then(|code| self.explain(code)) {
+            Some(explanation) => self.page_with(
+                state,
+                "message.html",
+                &self.t("error_title"),
+                context! {
+                    heading => self.t("error_title"),
+                    detail => explanation,
+                    technical => detail,
+                    hint => self.t("error_back"),
+                },
+                error.status(),
+            ),
+            None => self.error(state, error.status(), &detail),
+        }
+    }
+
+    /// What a kind of failure (`invite_expired`, `marc_truncated`, ...) means, in the
+    /// visitor's language, when the translations say.
+    fn explain(&self, code: &str) -> Option<String> {
+        let key = format!("why_{code}");
+        strings(self.lang)
+            .get(&key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
     }
 
     fn message(&self, state: &AppState, heading: &str, detail: Option<&str>) -> Response {
@@ -952,7 +986,7 @@ async fn import_start(
             .as_ref()
             .is_ok_and(|s| s.added + s.updated + s.deleted > 0);
         job.lock().unwrap_or_else(|p| p.into_inner()).done =
-            Some(result.map_err(|e: LibraryError| e.to_string()));
+            Some(result.map_err(|e: LibraryError| (e.code(), e.to_string())));
         if changed {
             if let Some(net) = net {
                 handle.spawn(async move {
@@ -1008,11 +1042,14 @@ async fn import_job_page(
             &title,
             context! { s => Value::from_serialize(summary), file => job.file.clone() },
         ),
-        Some(Err(failure)) => visitor.page(
+        Some(Err((code, failure))) => visitor.page(
             &state,
             "import_job.html",
             &title,
-            context! { failure => failure },
+            match visitor.explain(code) {
+                Some(explanation) => context! { failure => explanation, technical => failure },
+                None => context! { failure => failure },
+            },
         ),
     }
 }
@@ -1322,7 +1359,7 @@ async fn consortium_action(
             )
         }
         Ok(_) => redirect("/librarian/consortium"),
-        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => visitor.failure(&state, &e),
     }
 }
 
@@ -1342,7 +1379,7 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
     .await
     {
         Ok(answer) => answer,
-        Err(e) => return visitor.error(state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => return visitor.failure(state, &e),
     };
     let acceptance = answer.text.unwrap_or_default();
     let Some(invite) = invite.filter(|i| !i.body.addresses.is_empty()) else {
@@ -1358,7 +1395,7 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
         Ok(documents) => {
             match crate::http::run_request(state, Request::Import { text: documents }).await {
                 Ok(_) => redirect("/librarian/consortium"),
-                Err(e) => visitor.error(state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+                Err(e) => visitor.failure(state, &e),
             }
         }
         Err(e) => visitor.error(
@@ -1377,14 +1414,10 @@ fn agreement_ids(
     state: &AppState,
     consortium: &str,
     agreement: &str,
-) -> Result<(Hash32, Hash32), String> {
+) -> Result<(Hash32, Hash32), ConsortiumError> {
     let consortia = &state.library.consortia;
-    let id = consortia
-        .resolve(Some(consortium))
-        .map_err(|e| e.to_string())?;
-    let aid = consortia
-        .resolve_agreement(&id, Some(agreement))
-        .map_err(|e| e.to_string())?;
+    let id = consortia.resolve(Some(consortium))?;
+    let aid = consortia.resolve_agreement(&id, Some(agreement))?;
     Ok((id, aid))
 }
 
@@ -1403,11 +1436,11 @@ async fn agreement_page(
     }
     let (id, aid) = match agreement_ids(&state, &consortium, &agreement) {
         Ok(ids) => ids,
-        Err(e) => return visitor.error(&state, StatusCode::NOT_FOUND, &e),
+        Err(e) => return visitor.failure(&state, &e.into()),
     };
     let (status, held) = match state.library.consortia.agreement_status(&id, &aid) {
         Ok(s) => s,
-        Err(e) => return visitor.error(&state, StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e) => return visitor.failure(&state, &e.into()),
     };
     let own = state.library.store.library();
     let members = held.log.state();
@@ -1508,7 +1541,7 @@ async fn agreement_sign(
     };
     match crate::http::run_request(&state, request).await {
         Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
-        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => visitor.failure(&state, &e),
     }
 }
 
@@ -1529,7 +1562,7 @@ async fn agreement_amend(
     };
     match crate::http::run_request(&state, request).await {
         Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
-        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => visitor.failure(&state, &e),
     }
 }
 
@@ -1552,7 +1585,7 @@ async fn agreement_export(
             answer.text.unwrap_or_default(),
         )
             .into_response(),
-        Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => visitor.failure(&state, &e),
     }
 }
 
@@ -1586,6 +1619,130 @@ mod tests {
                     "{name} uses tr.{key}, which id.json lacks"
                 );
             }
+        }
+    }
+
+    /// Each kind of failure the core names (`code()` of its errors) has its explanation in
+    /// both languages: a librarian never meets a bare English message.
+    #[test]
+    fn every_kind_of_failure_is_explained_in_both_languages() {
+        use crate::search::SearchError;
+        use crate::store::StoreError;
+        use jalin_protocol::consortium::document::DocError;
+        use jalin_protocol::csv::RowError;
+        use jalin_protocol::format::{Location, ParseError, ParseErrorKind};
+        use jalin_protocol::marc::charset::DecodeError;
+        use jalin_protocol::marc::iso2709::{RecordError, WriteError};
+        use jalin_protocol::marc::marcxml::XmlRecordError;
+        let hash = Hash32([0; 32]);
+        let text = || "x".to_string();
+        let documents = [
+            DocError::NotArmored { expected: text() },
+            DocError::WrongKind {
+                expected: text(),
+                found: text(),
+            },
+            DocError::BadCharacter {
+                position: 1,
+                character: '!',
+            },
+            DocError::Checksum,
+            DocError::TooLarge { size: 2, max: 1 },
+            DocError::Malformed(text()),
+            DocError::NonCanonical,
+            DocError::Signature(jalin_protocol::signing::SignatureError::BadSignature),
+            DocError::WrongConsortium {
+                expected: hash,
+                found: hash,
+            },
+            DocError::Expired {
+                expired_ms: 0,
+                at_ms: 1,
+            },
+            DocError::InviteUsed {
+                invite: hash,
+                by: hash,
+            },
+            DocError::Rejected(text()),
+            DocError::Invalid(text()),
+        ];
+        let mut codes: Vec<&str> = documents.iter().map(DocError::code).collect();
+        let consortium = [
+            ConsortiumError::NotFound(text()),
+            ConsortiumError::Refused(text()),
+            ConsortiumError::Storage(sled::Error::Unsupported(text())),
+        ];
+        codes.extend(consortium.iter().map(ConsortiumError::code));
+        let parse = [
+            ParseErrorKind::Marc(RecordError::BadLength { found: text() }),
+            ParseErrorKind::Marc(RecordError::Truncated {
+                expected: 2,
+                have: 1,
+            }),
+            ParseErrorKind::Marc(RecordError::NoTerminator),
+            ParseErrorKind::Marc(RecordError::BadBaseAddress {
+                found: text(),
+                record_len: 1,
+            }),
+            ParseErrorKind::Marc(RecordError::BadDirectoryLength { len: 1 }),
+            ParseErrorKind::Marc(RecordError::BadDirectoryEntry {
+                index: 0,
+                entry: text(),
+            }),
+            ParseErrorKind::Marc(RecordError::NoFields),
+            ParseErrorKind::Marc(RecordError::Decode {
+                tag: text(),
+                source: DecodeError::InvalidUtf8 { offset: 0 },
+            }),
+            ParseErrorKind::Xml(XmlRecordError::Syntax { reason: text() }),
+            ParseErrorKind::Xml(XmlRecordError::MissingTag { element: text() }),
+            ParseErrorKind::Xml(XmlRecordError::MissingCode { tag: text() }),
+            ParseErrorKind::Xml(XmlRecordError::BadTag { tag: text() }),
+            ParseErrorKind::Xml(XmlRecordError::NoFields),
+            ParseErrorKind::Csv(RowError::Syntax { reason: text() }),
+            ParseErrorKind::Csv(RowError::NoTitle),
+            ParseErrorKind::Csv(RowError::UnknownHeader),
+            ParseErrorKind::WriteOnly,
+        ];
+        codes.extend(parse.iter().map(ParseErrorKind::code));
+        let location = Location {
+            number: 1,
+            offset: 0,
+            is_line: false,
+        };
+        let library = [
+            LibraryError::Store(StoreError::Locked { path: text() }),
+            LibraryError::Search(SearchError::Panicked),
+            LibraryError::Consortium(ConsortiumError::Refused(text())),
+            LibraryError::Io {
+                path: text().into(),
+                source: std::io::Error::other(text()),
+            },
+            LibraryError::StrictRejected {
+                count: 1,
+                first: ParseError {
+                    location,
+                    kind: ParseErrorKind::WriteOnly,
+                },
+            },
+            LibraryError::Unwritable {
+                record_id: text(),
+                source: WriteError::TooLong { len: 100_000 },
+            },
+            LibraryError::NotFound(text()),
+            LibraryError::Export(jalin_protocol::format::WriteError::Io(
+                std::io::Error::other(text()),
+            )),
+        ];
+        codes.extend(library.iter().map(LibraryError::code));
+        // What an import says of a record too long to keep.
+        codes.push("too_long");
+        for lang in ["id", "en"] {
+            let missing: Vec<&&str> = codes
+                .iter()
+                .filter(|code| !strings(lang).contains_key(&format!("why_{code}")))
+                .collect();
+            assert!(missing.is_empty(), "{lang}.json lacks why_ of {missing:?}");
         }
     }
 

@@ -137,6 +137,36 @@ pub enum ParseErrorKind {
     WriteOnly,
 }
 
+impl ParseErrorKind {
+    /// What kind of damage this is, as a stable name (an import report's `code`; the web
+    /// interface explains each in the librarian's language).
+    pub fn code(&self) -> &'static str {
+        use iso2709::RecordError as M;
+        use jcsv::RowError as C;
+        use marcxml::XmlRecordError as X;
+        match self {
+            ParseErrorKind::Marc(M::Truncated { .. }) => "marc_truncated",
+            ParseErrorKind::Marc(M::NoTerminator) => "marc_no_end",
+            ParseErrorKind::Marc(
+                M::BadLength { .. }
+                | M::BadBaseAddress { .. }
+                | M::BadDirectoryLength { .. }
+                | M::BadDirectoryEntry { .. },
+            ) => "marc_structure",
+            ParseErrorKind::Marc(M::NoFields) | ParseErrorKind::Xml(X::NoFields) => "no_fields",
+            ParseErrorKind::Marc(M::Decode { .. }) => "bad_characters",
+            ParseErrorKind::Xml(X::Syntax { .. }) => "xml_syntax",
+            ParseErrorKind::Xml(
+                X::MissingTag { .. } | X::MissingCode { .. } | X::BadTag { .. },
+            ) => "xml_structure",
+            ParseErrorKind::Csv(C::Syntax { .. }) => "csv_syntax",
+            ParseErrorKind::Csv(C::NoTitle) => "no_title",
+            ParseErrorKind::Csv(C::UnknownHeader) => "csv_header",
+            ParseErrorKind::WriteOnly => "write_only",
+        }
+    }
+}
+
 /// A record that could not be read: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{location}: {kind}")]

@@ -532,8 +532,25 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
         let summary = browser.text("#import-summary").await;
         assert!(summary.contains("bad_records.mrc"), "{summary}");
         assert!(summary.contains("ditolak"), "{summary}");
+        // Each rejected record: where (in words, not a data structure), why in
+        // Indonesian, and the reader's own words for whoever looks after the node.
         let report = browser.text("#import-report").await;
-        assert!(!report.trim().is_empty());
+        assert!(
+            report.contains("cantuman nomor 9 (mulai bita 917)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Berkas berakhir di tengah cantuman ini"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Struktur cantuman MARC ini rusak"),
+            "{report}"
+        );
+        assert!(
+            report.contains("file ends after 100 of the record's 127 bytes"),
+            "{report}"
+        );
         browser.check("import-report").await;
         // What the page reports is what the catalog holds.
         let status = server.library.status().expect("status");
@@ -855,6 +872,77 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         server.library.consortia.list().is_empty(),
         "nothing was founded"
     );
+    // A librarian pastes a broken ticket: the page says in Indonesian what is wrong and
+    // what to do, the core's own words beneath.
+    let page = client
+        .get(format!("{}/librarian/consortium", server.url))
+        .header("cookie", &cookie)
+        .send()
+        .expect("GET")
+        .text()
+        .expect("text");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string();
+    let ticket = jalin_node::consortium_requests::execute(
+        &server.library.consortia,
+        jalin_node::consortium_requests::Request::Create {
+            name: "Kemitraan Uji".into(),
+        },
+        jalin_node::http::now_ms(),
+        Vec::new(),
+    )
+    .and_then(|_| {
+        jalin_node::consortium_requests::execute(
+            &server.library.consortia,
+            jalin_node::consortium_requests::Request::Invite {
+                consortium: None,
+                role: jalin_protocol::consortium::log::Role::Member,
+                expires_s: 7 * 86_400,
+                note: String::new(),
+            },
+            jalin_node::http::now_ms(),
+            Vec::new(),
+        )
+    })
+    .expect("an invite")
+    .text
+    .expect("its ticket");
+    // One character changed in copying.
+    let mut mistyped: Vec<char> = ticket.chars().collect();
+    let at = mistyped.len() / 2;
+    mistyped[at] = if mistyped[at] == 'A' { 'B' } else { 'A' };
+    let mistyped: String = mistyped.into_iter().collect();
+    for (pasted, said) in [
+        ("Halo, ini tiketnya", "Ini bukan dokumen Jalin."),
+        (mistyped.as_str(), "Teksnya berubah saat disalin"),
+    ] {
+        let response = client
+            .post(format!("{}/librarian/consortium/join", server.url))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("ticket", pasted)])
+            .send()
+            .expect("POST");
+        assert_eq!(response.status(), 400, "{pasted}");
+        let page = response.text().expect("text");
+        assert!(page.contains(said), "{pasted}: {page}");
+        assert!(page.contains("Rincian teknis:"), "{page}");
+        assert!(!page.contains("panicked"), "{page}");
+    }
+    // The API names the kind of failure beside its words.
+    let answer = client
+        .post(format!("{}/api/consortium", server.url))
+        .bearer_auth(&server.token)
+        .json(&serde_json::json!({ "action": "join", "ticket": mistyped }))
+        .send()
+        .expect("POST");
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().expect("JSON");
+    assert_eq!(body["code"], "mistyped", "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
     // A search too long for the index is told so, in words.
     let long = "kata ".repeat(300);
     let response = client

@@ -202,6 +202,26 @@ pub enum DocError {
     Invalid(String),
 }
 
+impl DocError {
+    /// What kind of failure this is, as a stable name (the API's `code`; the web
+    /// interface explains each in the librarian's language).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DocError::NotArmored { .. } => "not_a_document",
+            DocError::WrongKind { .. } => "wrong_kind",
+            DocError::BadCharacter { .. } | DocError::Checksum => "mistyped",
+            DocError::TooLarge { .. } => "too_large",
+            DocError::Malformed(_) | DocError::NonCanonical => "damaged",
+            DocError::Signature(_) => "bad_signature",
+            DocError::WrongConsortium { .. } => "wrong_consortium",
+            DocError::Expired { .. } => "invite_expired",
+            DocError::InviteUsed { .. } => "invite_used",
+            DocError::Rejected(_) => "not_allowed",
+            DocError::Invalid(_) => "invalid",
+        }
+    }
+}
+
 /// A kind of signed document.
 pub trait Kind: Serialize + DeserializeOwned + Clone {
     /// Its signature domain.
