@@ -130,6 +130,16 @@ pub struct Copy {
     pub status: Option<String>,
 }
 
+impl Copy {
+    /// Whether the copy can be lent: its status is `available` (as Koha's items and
+    /// most systems' exports say), or there is none.
+    pub fn is_available(&self) -> bool {
+        self.status
+            .as_deref()
+            .is_none_or(|s| s.trim().eq_ignore_ascii_case("available"))
+    }
+}
+
 /// One library's holding of a book in the union catalog.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LibraryHolding {
@@ -259,6 +269,10 @@ pub struct Hit {
     /// Copies over all holdings (a record listing no items counts as one).
     #[serde(default)]
     pub copies: usize,
+    /// Of those, the ones available: their status says so, or says nothing (a library
+    /// whose catalog carries no circulation status lends what it lists).
+    #[serde(default)]
+    pub available: usize,
 }
 
 impl Hit {
@@ -1363,6 +1377,16 @@ impl Entry {
         // In library order, whichever record led: the same list on every node.
         holdings.sort_by(|a, b| a.library.cmp(&b.library));
         let copies = holdings.iter().map(|h| h.copies.len().max(1)).sum();
+        let available = holdings
+            .iter()
+            .map(|h| {
+                if h.copies.is_empty() {
+                    1
+                } else {
+                    h.copies.iter().filter(|c| c.is_available()).count()
+                }
+            })
+            .sum();
         Hit {
             record_id: self.key.1,
             library: (!self.own).then_some(self.key.0),
@@ -1372,6 +1396,7 @@ impl Entry {
             score,
             holdings,
             copies,
+            available,
         }
     }
 }

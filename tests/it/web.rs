@@ -956,3 +956,51 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         .expect("text")
         .contains("Pencarian terlalu panjang"));
 }
+
+/// A result says how many copies are available, and the record page each copy's status
+/// in words (Koha's items: `$q` a due date, so on loan).
+#[test]
+fn each_result_says_how_many_copies_are_available() {
+    let server = start(None);
+    let record = br#"<collection xmlns="http://www.loc.gov/MARC21/slim"><record>
+<leader>00000nam a2200000 a 4500</leader>
+<controlfield tag="001">tersedia-1</controlfield>
+<datafield tag="245" ind1="0" ind2="0"><subfield code="a">Kamus Besar Bahasa Jawa</subfield></datafield>
+<datafield tag="952" ind1=" " ind2=" "><subfield code="a">PUSAT</subfield><subfield code="o">499.2 KAM</subfield><subfield code="p">B0001</subfield></datafield>
+<datafield tag="952" ind1=" " ind2=" "><subfield code="a">PUSAT</subfield><subfield code="o">499.2 KAM</subfield><subfield code="p">B0002</subfield><subfield code="q">2026-12-01</subfield></datafield>
+<datafield tag="952" ind1=" " ind2=" "><subfield code="a">PUSAT</subfield><subfield code="o">499.2 KAM</subfield><subfield code="p">B0003</subfield><subfield code="1">1</subfield></datafield>
+</record></collection>"#;
+    let summary = server
+        .library
+        .import(
+            &jalin_node::library::Source::Bytes(record.to_vec()),
+            &jalin_node::library::ImportOptions::default(),
+            |_| {},
+        )
+        .expect("imports");
+    assert_eq!(summary.added, 1, "{:?}", summary.rejected);
+    let results: serde_json::Value =
+        reqwest::blocking::get(format!("{}/api/search?q=kamus+jawa", server.url))
+            .expect("GET")
+            .json()
+            .expect("JSON");
+    assert_eq!(results["hits"][0]["copies"], 3, "{results}");
+    assert_eq!(results["hits"][0]["available"], 1, "{results}");
+    let page = reqwest::blocking::get(format!("{}/?q=kamus+jawa", server.url))
+        .expect("GET")
+        .text()
+        .expect("text");
+    assert!(
+        page.contains("3 eksemplar, <span class=\"availability\">1 tersedia</span>"),
+        "{page}"
+    );
+    let own = server.library.store.library().to_hex();
+    let page = reqwest::blocking::get(format!("{}/record/{own}/tersedia-1", server.url))
+        .expect("GET")
+        .text()
+        .expect("text");
+    for status in ["tersedia", "sedang dipinjam", "hilang"] {
+        assert!(page.contains(status), "{status}: {page}");
+    }
+    assert!(!page.contains("on loan"), "{page}");
+}
