@@ -459,6 +459,12 @@ impl SearchIndex {
         document.add_text(f.title, &title);
         for name in &d.names {
             document.add_text(f.author, &name.name);
+            // A meeting's or body's place and number are words of its heading.
+            if name.kind != jalin_protocol::record::NameKind::Personal {
+                if let Some(qualifier) = &name.dates {
+                    document.add_text(f.author, qualifier);
+                }
+            }
         }
         for subject in &d.subjects {
             document.add_text(f.subject, &subject.heading);

@@ -289,9 +289,13 @@ impl Visitor {
     /// What a kind of failure (`invite_expired`, `marc_truncated`, ...) means, in the
     /// visitor's language, when the translations say.
     fn explain(&self, code: &str) -> Option<String> {
-        let key = format!("why_{code}");
+        self.translation(&format!("why_{code}"))
+    }
+
+    /// The translation of `key`, when there is one.
+    fn translation(&self, key: &str) -> Option<String> {
         strings(self.lang)
-            .get(&key)
+            .get(key)
             .and_then(|v| v.as_str())
             .map(str::to_string)
     }
@@ -555,6 +559,16 @@ async fn search_page(
                 .map(|v| {
                     let (label, link) = if *name == "library" {
                         (name_of(&v.value), href(&q, Some(&v.value), 1))
+                    } else if *name == "lang" {
+                        // The language's name (MARC codes: `ind`, `jav`, ...) where the
+                        // translations have it.
+                        let narrowed = format!("{q} {}", facet_filter(name, &v.value));
+                        (
+                            visitor
+                                .translation(&format!("lang_{}", v.value))
+                                .unwrap_or_else(|| v.value.clone()),
+                            href(&narrowed, only.as_deref(), 1),
+                        )
                     } else {
                         let narrowed = format!("{q} {}", facet_filter(name, &v.value));
                         (v.value.clone(), href(&narrowed, only.as_deref(), 1))

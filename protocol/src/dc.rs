@@ -65,7 +65,7 @@ pub fn elements(record: &MarcRecord) -> Vec<Element> {
             field.tag.as_str(),
             "100" | "110" | "111" | "700" | "710" | "711" | "720"
         ) {
-            push("creator", joined(field, "abcdq"));
+            push("creator", joined(field, "abcdnq"));
         }
     }
     for field in data() {

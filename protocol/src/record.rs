@@ -401,21 +401,24 @@ impl Description {
                     "10" => NameKind::Corporate,
                     _ => NameKind::Meeting,
                 };
-                let name_codes = if kind == NameKind::Personal {
-                    "abcq"
-                } else {
-                    "abcn"
+                // A corporate body's or a meeting's number, date and place ($n $d $c) are
+                // one qualifier, "(5th : 1993 : Jakarta)", kept whole as its dates; a
+                // meeting's $e is a subordinate unit, its relator is $j.
+                let (name_codes, dates_codes, role_code) = match kind {
+                    NameKind::Personal => ("abcq", "d", 'e'),
+                    NameKind::Corporate => ("ab", "ndc", 'e'),
+                    NameKind::Meeting => ("aqe", "ndc", 'j'),
                 };
                 let name = clean(&field.joined(name_codes));
                 if name.is_empty() {
                     return;
                 }
                 let role = field
-                    .first('e')
+                    .first(role_code)
                     .or_else(|| field.first('4'))
                     .map(clean)
                     .and_then(non_empty);
-                let dates = field.first('d').map(clean).and_then(non_empty);
+                let dates = non_empty(clean(&field.joined(dates_codes)));
                 self.names.push(Name {
                     name,
                     dates,
@@ -645,7 +648,12 @@ impl Description {
                 subfields.push(('d', dates.clone()));
             }
             if let Some(role) = &name.role {
-                subfields.push(('e', role.clone()));
+                let code = if name.kind == NameKind::Meeting {
+                    'j'
+                } else {
+                    'e'
+                };
+                subfields.push((code, role.clone()));
             }
             (tag, ind1, subfields)
         };
@@ -733,6 +741,76 @@ impl Description {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A meeting's or a corporate body's qualifier (number, date, place) stays whole, as a
+    /// librarian reads it, and the record written back reads the same.
+    #[test]
+    fn meeting_and_corporate_names_keep_their_qualifier_whole() {
+        use crate::marc::{DataField, MarcRecord};
+        let mut marc = MarcRecord::new(crate::marc::Leader::new_book());
+        marc.push_data(DataField::new(
+            "111",
+            '2',
+            ' ',
+            &[
+                ('a', "Seminar Sejarah Regional Indonesia Timur"),
+                ('d', "(1993 :"),
+                ('c', "Malino, Gowa, Indonesia)"),
+            ],
+        ));
+        marc.push_data(DataField::new(
+            "710",
+            '1',
+            ' ',
+            &[
+                ('a', "Indonesia."),
+                ('b', "Dewan Perwakilan Rakyat."),
+                ('n', "(5th :"),
+                ('d', "1997-1999)."),
+                ('e', "editor."),
+            ],
+        ));
+        marc.push_data(DataField::new(
+            "711",
+            '2',
+            ' ',
+            &[
+                ('a', "Lokakarya Perpustakaan"),
+                ('n', "(2nd :"),
+                ('d', "2001 :"),
+                ('c', "Bogor)"),
+                ('j', "host."),
+            ],
+        ));
+        marc.push_data(DataField::new("245", '0', '0', &[('a', "Prosiding")]));
+        let d = Description::from_marc(&marc);
+        let shown: Vec<(&str, Option<&str>, Option<&str>)> = d
+            .names
+            .iter()
+            .map(|n| (n.name.as_str(), n.dates.as_deref(), n.role.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "Seminar Sejarah Regional Indonesia Timur",
+                    Some("(1993 : Malino, Gowa, Indonesia)"),
+                    None
+                ),
+                (
+                    "Indonesia. Dewan Perwakilan Rakyat",
+                    Some("(5th : 1997-1999)"),
+                    Some("editor")
+                ),
+                (
+                    "Lokakarya Perpustakaan",
+                    Some("(2nd : 2001 : Bogor)"),
+                    Some("host")
+                ),
+            ]
+        );
+        assert_eq!(Description::from_marc(&d.to_marc()).names, d.names);
+    }
 
     #[test]
     fn clean_strips_isbd_punctuation_but_keeps_initials() {

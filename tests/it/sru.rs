@@ -50,7 +50,19 @@ impl Plain {
         other.extend(d.edition.as_deref());
         Plain {
             title: words(&title),
-            authors: d.names.iter().map(|n| words(&n.name)).collect(),
+            // A name's words; a meeting's or a body's qualifier (number, date, place) too.
+            authors: d
+                .names
+                .iter()
+                .map(|n| {
+                    let mut heading = n.name.clone();
+                    if n.kind != jalin_protocol::record::NameKind::Personal {
+                        heading.push(' ');
+                        heading.push_str(n.dates.as_deref().unwrap_or(""));
+                    }
+                    words(&heading)
+                })
+                .collect(),
             subjects: d.subjects.iter().map(|s| words(&s.heading)).collect(),
             publisher: words(d.publication.publisher.as_deref().unwrap_or("")),
             other: words(&other.join(" ")),

@@ -398,6 +398,10 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         // The library facet: each library's share, and a click keeps to one.
         let facet = browser.text("aside.facets ul").await;
         assert!(facet.contains("Perpustakaan Uji (UJI)"), "{facet}");
+        // Languages by name, not by MARC code.
+        let facets = browser.text("aside.facets").await;
+        assert!(facets.contains("Bahasa Indonesia ("), "{facets}");
+        assert!(!facets.lines().any(|l| l.starts_with("ind ")), "{facets}");
         browser
             .follow(&format!("aside.facets a[href*='lib={other_key}']"))
             .await;
@@ -965,6 +969,7 @@ fn each_result_says_how_many_copies_are_available() {
     let record = br#"<collection xmlns="http://www.loc.gov/MARC21/slim"><record>
 <leader>00000nam a2200000 a 4500</leader>
 <controlfield tag="001">tersedia-1</controlfield>
+<datafield tag="111" ind1="2" ind2=" "><subfield code="a">Lokakarya Bahasa Jawa</subfield><subfield code="n">(2nd :</subfield><subfield code="d">2001 :</subfield><subfield code="c">Yogyakarta)</subfield></datafield>
 <datafield tag="245" ind1="0" ind2="0"><subfield code="a">Kamus Besar Bahasa Jawa</subfield></datafield>
 <datafield tag="952" ind1=" " ind2=" "><subfield code="a">PUSAT</subfield><subfield code="o">499.2 KAM</subfield><subfield code="p">B0001</subfield></datafield>
 <datafield tag="952" ind1=" " ind2=" "><subfield code="a">PUSAT</subfield><subfield code="o">499.2 KAM</subfield><subfield code="p">B0002</subfield><subfield code="q">2026-12-01</subfield></datafield>
@@ -1003,4 +1008,9 @@ fn each_result_says_how_many_copies_are_available() {
         assert!(page.contains(status), "{status}: {page}");
     }
     assert!(!page.contains("on loan"), "{page}");
+    // A meeting's heading as a librarian reads it.
+    assert!(
+        page.contains("Lokakarya Bahasa Jawa (2nd : 2001 : Yogyakarta)"),
+        "{page}"
+    );
 }
