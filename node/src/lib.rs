@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod consortium;
 pub mod consortium_requests;
+pub mod edit;
 pub mod files;
 pub mod http;
 pub mod library;

@@ -9,6 +9,7 @@
 
 use crate::consortium::ConsortiumError;
 use crate::consortium_requests::Request;
+use crate::edit::Editable;
 use crate::http::AppState;
 use crate::library::{ImportOptions, ImportSummary, LibraryError, Progress, Source};
 use axum::extract::{Multipart, Path, Query, State};
@@ -19,7 +20,6 @@ use axum::{Form, Router};
 use jalin_protocol::consortium::document::Hash32;
 use jalin_protocol::consortium::log::Role;
 use jalin_protocol::format::Format;
-use jalin_protocol::marc::{DataField, Field, MarcRecord};
 use jalin_protocol::signing::LibraryId;
 use minijinja::{context, Environment, Value};
 use std::collections::HashMap;
@@ -1068,32 +1068,6 @@ async fn import_job_page(
     }
 }
 
-/// Sets the first subfield `code` of the first field `tag` (making the field if absent).
-fn set_subfield(marc: &mut MarcRecord, tag: &str, code: char, value: &str) {
-    let field = marc.fields.iter_mut().find_map(|f| match f {
-        Field::Data(d) if d.tag == tag => Some(d),
-        _ => None,
-    });
-    match field {
-        Some(field) => match field.subfields.iter_mut().find(|s| s.code == code) {
-            Some(subfield) => subfield.value = value.to_string(),
-            None => field.subfields.push(jalin_protocol::marc::Subfield {
-                code,
-                value: value.to_string(),
-            }),
-        },
-        None if !value.is_empty() => {
-            marc.push_data(DataField::new(
-                tag,
-                if tag == "245" { '0' } else { ' ' },
-                if tag == "245" { '0' } else { ' ' },
-                &[(code, value)],
-            ));
-        }
-        None => {}
-    }
-}
-
 async fn edit_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -1115,16 +1089,22 @@ async fn edit_page(
         Ok(_) => return visitor.error(&state, StatusCode::NOT_FOUND, &visitor.t("not_found")),
         Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    let d = &record.description;
+    let shown = Editable::of(&record.description);
     visitor.page(
         &state,
         "edit.html",
         &visitor.t("edit_title"),
         context! {
             record_id => id,
-            d => Value::from_serialize(d),
-            author => d.names.first().map(|n| n.name.clone()).unwrap_or_default(),
-            subjects => d.subjects.iter().map(|s| s.heading.clone()).collect::<Vec<_>>().join("\n"),
+            e => context! {
+                title => shown.title,
+                subtitle => shown.subtitle,
+                author => shown.author,
+                publisher => shown.publisher,
+                year => shown.year,
+                call_number => shown.call_number,
+            },
+            subjects => shown.subjects_text(),
         },
     )
 }
@@ -1140,15 +1120,16 @@ async fn edit_save(
         return *response;
     }
     let field = |name: &str| field(&form, name);
-    let subtitle = field("subtitle");
-    let (title, author, publisher, year, call_number, subjects) = (
-        field("title"),
-        field("author"),
-        field("publisher"),
-        field("year"),
-        field("call_number"),
-        field("subjects"),
-    );
+    let edited = Editable {
+        title: field("title"),
+        subtitle: field("subtitle"),
+        author: field("author"),
+        publisher: field("publisher"),
+        year: field("year"),
+        call_number: field("call_number"),
+        subjects: Editable::parse_subjects(&field("subjects")),
+    };
+    let (title, year) = (&edited.title, &edited.year);
     if title.is_empty() {
         return visitor.error(
             &state,
@@ -1176,30 +1157,8 @@ async fn edit_save(
         if marc.control("001").is_none_or(|v| v.trim().is_empty()) {
             marc.set_control("001", &id_q);
         }
-        set_subfield(&mut marc, "245", 'a', &title);
-        set_subfield(&mut marc, "245", 'b', &subtitle);
-        if subtitle.is_empty() {
-            for field in marc.fields.iter_mut() {
-                if let Field::Data(d) = field {
-                    if d.tag == "245" {
-                        d.subfields.retain(|s| s.code != 'b');
-                    }
-                }
-            }
-        }
-        if !author.is_empty() {
-            set_subfield(&mut marc, "100", 'a', &author);
-        }
-        set_subfield(&mut marc, "260", 'b', &publisher);
-        if !year.is_empty() {
-            set_subfield(&mut marc, "260", 'c', &year);
-        }
-        set_subfield(&mut marc, "090", 'a', &call_number);
-        marc.fields
-            .retain(|f| !matches!(f, Field::Data(d) if d.tag == "650"));
-        for line in subjects.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            marc.push_data(DataField::new("650", ' ', '4', &[('a', line)]));
-        }
+        // Only what the librarian changed is written (against what the form showed).
+        crate::edit::apply(&mut marc, &Editable::of(&record.description), &edited);
         library.put(marc).map_err(|e| e.to_string())
     })
     .await;

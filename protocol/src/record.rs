@@ -242,6 +242,35 @@ fn vocabulary(field: &DataField) -> Option<String> {
     }
 }
 
+/// The fields a record's subjects come from.
+pub const SUBJECT_TAGS: &[&str] = &["600", "610", "611", "630", "648", "650", "651", "655"];
+
+/// A subject field's heading, its subdivisions joined by ` -- ` (`None` when empty).
+pub fn subject_heading(field: &DataField) -> Option<String> {
+    let mut heading = String::new();
+    for subfield in &field.subfields {
+        let part = clean(&subfield.value);
+        if part.is_empty() {
+            continue;
+        }
+        match subfield.code {
+            'a' | 'b' | 'c' | 'd' | 'q' | 't' => {
+                if !heading.is_empty() {
+                    heading.push(' ');
+                }
+            }
+            'v' | 'x' | 'y' | 'z' => {
+                if !heading.is_empty() {
+                    heading.push_str(" -- ");
+                }
+            }
+            _ => continue,
+        }
+        heading.push_str(&part);
+    }
+    non_empty(heading)
+}
+
 /// Content-derived id for a record with no 001: stable across imports of the same row.
 fn derived_id(description: &Description) -> String {
     let author = description
@@ -470,29 +499,8 @@ impl Description {
                     self.notes.push(note);
                 }
             }
-            "600" | "610" | "611" | "630" | "648" | "650" | "651" | "655" => {
-                let mut heading = String::new();
-                for subfield in &field.subfields {
-                    let part = clean(&subfield.value);
-                    if part.is_empty() {
-                        continue;
-                    }
-                    match subfield.code {
-                        'a' | 'b' | 'c' | 'd' | 'q' | 't' => {
-                            if !heading.is_empty() {
-                                heading.push(' ');
-                            }
-                        }
-                        'v' | 'x' | 'y' | 'z' => {
-                            if !heading.is_empty() {
-                                heading.push_str(" -- ");
-                            }
-                        }
-                        _ => continue,
-                    }
-                    heading.push_str(&part);
-                }
-                if !heading.is_empty() {
+            tag if SUBJECT_TAGS.contains(&tag) => {
+                if let Some(heading) = subject_heading(field) {
                     self.subjects.push(Subject {
                         heading,
                         vocabulary: vocabulary(field),

@@ -7,6 +7,7 @@ mod cli;
 mod consortium;
 mod cql;
 mod crash;
+mod edit;
 mod formats;
 mod harvest;
 mod network;
