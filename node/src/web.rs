@@ -480,7 +480,16 @@ async fn search_page(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let q = query.get("q").cloned().unwrap_or_default();
+    // Control characters (a NUL typed into an address) are no part of a search, nor of
+    // the page that shows it again.
+    let q: String = query
+        .get("q")
+        .map(|q| {
+            q.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        })
+        .unwrap_or_default();
     let only = query
         .get("lib")
         .filter(|l| LibraryId::from_hex(l).is_ok())

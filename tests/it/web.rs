@@ -959,6 +959,28 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         .text()
         .expect("text")
         .contains("Pencarian terlalu panjang"));
+    // Odd searches are answered, not failed: syntax left open, control characters.
+    for q in [
+        "\"sejarah",
+        "title:",
+        "year:abc",
+        "(",
+        "*",
+        "sejarah AND",
+        "subject:\"",
+        "\\",
+        "a\u{0}b",
+    ] {
+        let response = client
+            .get(format!("{}/", server.url))
+            .query(&[("q", q)])
+            .send()
+            .expect("GET");
+        assert_eq!(response.status(), 200, "{q:?}");
+        let page = response.text().expect("text");
+        assert!(page.contains("cantuman ditemukan"), "{q:?}: {page}");
+        assert!(!page.contains('\u{0}'), "{q:?}: a NUL shown back");
+    }
 }
 
 /// A result says how many copies are available, and the record page each copy's status
