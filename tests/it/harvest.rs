@@ -186,9 +186,9 @@ fn a_broken_page_stops_the_harvest_with_a_clear_error_and_loses_nothing() {
     );
 }
 
-#[test]
-fn harvests_another_jalin_node_then_only_its_changes() {
-    let data = shared_data_or_skip!();
+/// A node holding `loc-indonesia-3147.mrc`, its OAI-PMH address, and an empty library to
+/// harvest into.
+fn source_and_empty_library(data: &Path) -> (crate::support::Server, String, tempfile::TempDir) {
     let source = start(Some(&data.join("marc/loc/loc-indonesia-3147.mrc")));
     // The harvest's `from` is the provider's clock to the second: keep the import and the
     // first harvest in different seconds.
@@ -196,19 +196,20 @@ fn harvests_another_jalin_node_then_only_its_changes() {
     let url = format!("{}/oai", source.url);
     let (dir, library_data) = new_library(1000);
     drop(library_data);
+    (source, url, dir)
+}
+
+#[test]
+fn harvests_another_jalin_node_then_only_its_changes() {
+    let data = shared_data_or_skip!();
+    let (source, url, dir) = source_and_empty_library(&data);
     let (ok, text) = harvest(dir.path(), &url);
     assert!(ok, "{text}");
     assert_eq!(count(&text, "added"), 3147, "{text}");
     assert!(count(&text, "page(s)") >= 32, "{text}");
 
     let own = source.library.store.library();
-    let mut ids: Vec<String> = source
-        .library
-        .store
-        .records()
-        .map(|r| r.expect("reads").record_id)
-        .collect();
-    ids.sort();
+    let ids = source.own_ids();
     {
         let harvested =
             Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
@@ -345,11 +346,7 @@ fn harvests_another_jalin_node_then_only_its_changes() {
 #[test]
 fn keeps_harvesting_every_interval_and_survives_a_failed_round() {
     let data = shared_data_or_skip!();
-    let source = start(Some(&data.join("marc/loc/loc-indonesia-3147.mrc")));
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let url = format!("{}/oai", source.url);
-    let (dir, library_data) = new_library(1000);
-    drop(library_data);
+    let (source, url, dir) = source_and_empty_library(&data);
     let mut child = Command::new(jalin_binary())
         .arg("--data-dir")
         .arg(dir.path())
@@ -410,13 +407,7 @@ fn keeps_harvesting_every_interval_and_survives_a_failed_round() {
     let quiet = next("a second round", &|l| l.contains(" page(s), "));
     assert_eq!(count(&quiet, "read"), 0, "{quiet}");
 
-    let mut ids: Vec<String> = source
-        .library
-        .store
-        .records()
-        .map(|r| r.expect("reads").record_id)
-        .collect();
-    ids.sort();
+    let ids = source.own_ids();
     source.library.delete(&ids[10]).expect("deletes");
     let round = next("the deletion", &|l| {
         l.contains(" page(s), ") && !l.contains(" 0 deleted")

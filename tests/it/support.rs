@@ -109,6 +109,20 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// The ids of every record of this node's own catalog (deleted ones too), sorted.
+    pub fn own_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .library
+            .store
+            .records()
+            .map(|r| r.expect("reads").record_id)
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
