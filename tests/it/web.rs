@@ -689,6 +689,11 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
             members.contains("Perpustakaan Desa Kemiri") && members.contains("SD Negeri 1 Lor"),
             "{members}"
         );
+        // Roles in the page's language.
+        assert!(
+            members.contains("anggota") && !members.contains("member"),
+            "{members}"
+        );
         browser.check("joined").await;
 
         // A drafts the agreement (A's session cookie is still good on A's port) and signs it.
