@@ -264,6 +264,31 @@ fn edit_call_number(marc: &mut MarcRecord, call_number: &str) {
 /// uncontrolled topical terms (650, second indicator 4), ` -- ` parts as $x.
 fn edit_subjects(marc: &mut MarcRecord, subjects: &[String]) {
     let mut kept: Vec<String> = Vec::new();
+    // Uncontrolled terms (653): each $a is a keyword; those no longer listed go, and the
+    // field with them when none is left.
+    for field in marc.fields.iter_mut() {
+        if let Field::Data(d) = field {
+            if d.tag == "653" {
+                d.subfields.retain(|s| {
+                    if s.code != 'a' {
+                        return true;
+                    }
+                    let term = jalin_protocol::record::clean(&s.value);
+                    if term.is_empty() {
+                        return true;
+                    }
+                    let listed = subjects.contains(&term);
+                    if listed {
+                        kept.push(term);
+                    }
+                    listed
+                });
+            }
+        }
+    }
+    marc.fields.retain(
+        |f| !matches!(f, Field::Data(d) if d.tag == "653" && !d.subfields.iter().any(|s| s.code == 'a')),
+    );
     marc.fields.retain(|f| match f {
         Field::Data(d) if SUBJECT_TAGS.contains(&d.tag.as_str()) => match subject_heading(d) {
             Some(heading) if subjects.contains(&heading) => {
@@ -404,6 +429,39 @@ mod tests {
                 ("651".to_string(), '0', vec!['a', 'x']),
             ]
         );
+    }
+
+    #[test]
+    fn a_keyword_taken_off_leaves_the_others_of_its_field() {
+        let mut marc = record();
+        marc.push_data(DataField::new(
+            "653",
+            ' ',
+            ' ',
+            &[('a', "Sejarah"), ('a', "Nusantara")],
+        ));
+        let before = shown(&marc);
+        let mut edited = before.clone();
+        edited.subjects.retain(|s| s != "Sejarah");
+        apply(&mut marc, &before, &edited);
+        assert_eq!(shown(&marc), edited);
+        let keywords: Vec<&DataField> = marc
+            .fields
+            .iter()
+            .filter_map(|f| match f {
+                Field::Data(d) if d.tag == "653" => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keywords.len(), 1);
+        assert_eq!(keywords[0].subfields.len(), 1);
+        edited.subjects.retain(|s| s != "Nusantara");
+        let before = shown(&marc);
+        apply(&mut marc, &before, &edited);
+        assert!(!marc
+            .fields
+            .iter()
+            .any(|f| matches!(f, Field::Data(d) if d.tag == "653")));
     }
 
     #[test]

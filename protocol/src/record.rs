@@ -499,6 +499,17 @@ impl Description {
                     self.notes.push(note);
                 }
             }
+            // Uncontrolled index terms: each $a a keyword of its own.
+            "653" => {
+                for term in field.subfields.iter().filter(|s| s.code == 'a') {
+                    if let Some(heading) = non_empty(clean(&term.value)) {
+                        self.subjects.push(Subject {
+                            heading,
+                            vocabulary: None,
+                        });
+                    }
+                }
+            }
             tag if SUBJECT_TAGS.contains(&tag) => {
                 if let Some(heading) = subject_heading(field) {
                     self.subjects.push(Subject {
@@ -749,6 +760,24 @@ impl Description {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Uncontrolled index terms (653) are subjects, each $a its own.
+    #[test]
+    fn each_uncontrolled_term_is_a_subject() {
+        use crate::marc::{DataField, Leader, MarcRecord};
+        let mut marc = MarcRecord::new(Leader::new_book());
+        marc.push_data(DataField::new("245", '0', '0', &[('a', "Buku")]));
+        marc.push_data(DataField::new(
+            "653",
+            ' ',
+            ' ',
+            &[('a', "Perpustakaan desa"), ('a', "Literasi.")],
+        ));
+        let d = Description::from_marc(&marc);
+        let headings: Vec<&str> = d.subjects.iter().map(|s| s.heading.as_str()).collect();
+        assert_eq!(headings, ["Perpustakaan desa", "Literasi"]);
+        assert!(d.subjects.iter().all(|s| s.vocabulary.is_none()));
+    }
 
     /// A meeting's or a corporate body's qualifier (number, date, place) stays whole, as a
     /// librarian reads it, and the record written back reads the same.
