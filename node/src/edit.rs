@@ -6,7 +6,7 @@ use jalin_protocol::marc::{DataField, Field, MarcRecord, Subfield};
 use jalin_protocol::record::{subject_heading, Description, NameKind, SUBJECT_TAGS};
 
 /// What the edit form shows of a record, and what it sends back.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Editable {
     /// Title proper (245 $a, with $n and $p).
     pub title: String,

@@ -568,19 +568,18 @@ async fn search_page(
                 .map(|v| {
                     let (label, link) = if *name == "library" {
                         (name_of(&v.value), href(&q, Some(&v.value), 1))
-                    } else if *name == "lang" {
-                        // The language's name (MARC codes: `ind`, `jav`, ...) where the
-                        // translations have it.
-                        let narrowed = format!("{q} {}", facet_filter(name, &v.value));
-                        (
-                            visitor
-                                .translation(&format!("lang_{}", v.value))
-                                .unwrap_or_else(|| v.value.clone()),
-                            href(&narrowed, only.as_deref(), 1),
-                        )
                     } else {
                         let narrowed = format!("{q} {}", facet_filter(name, &v.value));
-                        (v.value.clone(), href(&narrowed, only.as_deref(), 1))
+                        // A language by its name (MARC codes: `ind`, `jav`, ...) where the
+                        // translations have it.
+                        let label = match *name {
+                            "lang" => visitor.translation(&format!("lang_{}", v.value)),
+                            _ => None,
+                        };
+                        (
+                            label.unwrap_or_else(|| v.value.clone()),
+                            href(&narrowed, only.as_deref(), 1),
+                        )
                     };
                     context! { label => label, count => v.count, href => link }
                 })
@@ -1105,15 +1104,8 @@ async fn edit_page(
         &visitor.t("edit_title"),
         context! {
             record_id => id,
-            e => context! {
-                title => shown.title,
-                subtitle => shown.subtitle,
-                author => shown.author,
-                publisher => shown.publisher,
-                year => shown.year,
-                call_number => shown.call_number,
-            },
             subjects => shown.subjects_text(),
+            e => Value::from_serialize(&shown),
         },
     )
 }

@@ -569,30 +569,45 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
             status.records.to_string()
         );
         browser.check("status").await;
-        // Edit a record's title, then delete the record.
-        let id = server
-            .library
-            .store
-            .records()
-            .map(|r| r.expect("reads"))
-            .find(|r| !r.deleted)
-            .expect("an imported record")
-            .record_id;
+        // Edit a record's title, then delete the record: an LC record with names,
+        // subjects and a publication statement.
+        let bytes = std::fs::read(data.join("marc/loc/loc-indonesia-3147.mrc")).expect("file");
+        let rich = jalin_protocol::marc::iso2709::Reader::new(bytes.as_slice())
+            .map(|r| r.expect("reads").record)
+            .find(|m| {
+                let d = jalin_protocol::record::Description::from_marc(m);
+                !d.names.is_empty() && d.subjects.len() > 1 && d.publication.publisher.is_some()
+            })
+            .expect("such a record");
+        let id = server.library.put(rich).expect("stores");
         let own = server.library.store.library().to_hex();
         browser
             .goto(&format!("{}/record/{own}/{id}", server.url))
             .await;
+        let marc_of = |id: &str| {
+            let (_, record) = server.library.get(id).expect("reads").expect("held");
+            record.expect("reads back").marc
+        };
+        let before = marc_of(&id);
         browser.follow("a.button[href$='/edit']").await;
         browser.check("edit").await;
         browser.fill("#title", "Judul Baru Uji").await;
         browser.fill("#subtitle", "").await;
         browser.follow("form.stack button").await;
         assert_eq!(browser.text("h1").await, "Judul Baru Uji");
-        let (_, record) = server.library.get(&id).expect("reads").expect("held");
+        let after = marc_of(&id);
         assert_eq!(
-            record.expect("reads back").description.title,
+            jalin_protocol::record::Description::from_marc(&after).title,
             "Judul Baru Uji"
         );
+        // The fields the form showed and the librarian left are as they were.
+        let but_title = |marc: &jalin_protocol::marc::MarcRecord| {
+            let mut fields = marc.fields.clone();
+            fields.retain(|f| !matches!(f, jalin_protocol::marc::Field::Data(d) if d.tag == "245"));
+            fields
+        };
+        assert_eq!(but_title(&after), but_title(&before));
+
         browser.click("#confirm-delete").await;
         browser.follow("button.danger").await;
         assert_eq!(browser.text("h1").await, "Cantuman sudah dihapus.");
