@@ -605,6 +605,7 @@ pub fn run_node(
         let node_file = DataDir::node_file(&data.path);
         let name = data.config.library.name.clone();
         let api_token = data.api_token.clone();
+        let expose = data.config.http.expose;
         let library = tokio::task::spawn_blocking(move || Library::open(data))
             .await?
             .context("opening the catalog")?;
@@ -612,6 +613,9 @@ pub fn run_node(
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr()?;
+        if let Some(warning) = jalin_node::http::exposure(address, expose)? {
+            eprintln!("{warning}");
+        }
         let url = format!("http://{address}");
         std::fs::write(
             &node_file,
@@ -633,12 +637,7 @@ pub fn run_node(
             })
             .await
             .context("starting the network")?;
-        let state = Arc::new(AppState {
-            library,
-            api_token,
-            net: Some(net.clone()),
-            web: Default::default(),
-        });
+        let state = Arc::new(AppState::new(library, api_token, Some(net.clone())));
         println!("Jalin node for {name} is serving {url}");
         println!("  API: {url}/api/status   (Ctrl-C stops it)");
         // The listen addresses appear once the transport is up.
@@ -702,17 +701,21 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn relay(
     key: &ed25519_dalek::SigningKey,
     listen: libp2p::Multiaddr,
-    members: Option<std::collections::BTreeSet<libp2p::PeerId>>,
+    access: jalin_node::relay::Access,
 ) -> anyhow::Result<ExitCode> {
     let runtime = crate::backend::runtime()?;
     runtime.block_on(async move {
-        match &members {
-            Some(members) => println!("Jalin relay for {} member(s)", members.len()),
-            None => {
-                println!("Jalin relay, open to any peer (give --members to serve members only)")
+        match &access {
+            jalin_node::relay::Access::Members(members) => {
+                println!("Jalin relay for {} member(s)", members.len())
             }
+            jalin_node::relay::Access::Open => println!(
+                "Jalin relay, open to any peer with libp2p's limits for a public relay \
+                 (give --members to serve a consortium's members)"
+            ),
         }
-        let (tx, mut addresses) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut addresses) =
+            tokio::sync::mpsc::channel(jalin_node::relay::ADDRESSES_QUEUED_MAX);
         tokio::spawn(async move {
             let mut first = true;
             while let Some(address) = addresses.recv().await {
@@ -726,7 +729,7 @@ pub fn relay(
                 }
             }
         });
-        jalin_node::relay::run(key, listen, members, tx, async {
+        jalin_node::relay::run(key, listen, access, tx, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

@@ -172,6 +172,8 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("listening on {address}"))?;
+            // The demo is for this machine only.
+            jalin_node::http::exposure(listener.local_addr()?, false)?;
             let url = format!("http://{}", listener.local_addr()?);
             std::fs::write(
                 DataDir::node_file(&library.data.path),
@@ -180,12 +182,11 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
                     pid: std::process::id(),
                 })?,
             )?;
-            let state = Arc::new(AppState {
-                library: library.clone(),
-                api_token: library.data.api_token.clone(),
-                net: Some(nets[i].clone()),
-                web: Default::default(),
-            });
+            let state = Arc::new(AppState::new(
+                library.clone(),
+                library.data.api_token.clone(),
+                Some(nets[i].clone()),
+            ));
             let mut stopped = stopped.clone();
             servers.push(tokio::spawn(jalin_node::http::serve(
                 listener,

@@ -129,6 +129,10 @@ fn texts(xml: &str, name: &str) -> Vec<String> {
     out
 }
 
+/// Pages in a row holding only records already taken in this harvest before it is taken
+/// for a loop (a provider restarting a list resends at most a page or two).
+const PAGES_WITH_NOTHING_NEW_MAX: usize = 5;
+
 /// Harvests once. `fetch` asks the provider; `backend` takes the records.
 pub fn harvest_once(
     fetch: &mut Fetch,
@@ -200,6 +204,10 @@ pub fn harvest_once(
         ..Default::default()
     };
     let mut taken: HashSet<(String, String)> = HashSet::new();
+    // A feed that hands back a token it gave before, or page after page of records
+    // already taken, would be harvested forever.
+    let mut tokens_given: HashSet<String> = HashSet::new();
+    let mut pages_with_nothing_new = 0usize;
     let mut args = first.clone();
     let mut response_date = None;
     loop {
@@ -222,6 +230,7 @@ pub fn harvest_once(
                     tracing::warn!("the provider refused its resumption token ({message}); starting the list again");
                     report.restarts += 1;
                     args = first.clone();
+                    tokens_given.clear();
                     continue;
                 }
                 _ => bail!(
@@ -234,6 +243,8 @@ pub fn harvest_once(
         let mut xml = String::from(marcxml::collection_start());
         let mut records = 0;
         let mut deletions = Vec::new();
+        let skipped_before = report.skipped;
+        let items = page.items.len() as u64;
         for item in page.items {
             let item = match item {
                 Ok(item) => item,
@@ -278,6 +289,30 @@ pub fn harvest_once(
                 .iter()
                 .map(|r| format!("{}: {}", r.location, r.reason)),
         );
+        if items > 0 && report.skipped - skipped_before == items {
+            pages_with_nothing_new += 1;
+        } else {
+            pages_with_nothing_new = 0;
+        }
+        if let Some(token) = &page.token {
+            if !tokens_given.insert(token.clone()) {
+                bail!(
+                    "{} gave the resumption token {token:?} again (page {}): the list would \
+                     never end, so the harvest stops here; records of earlier pages are kept",
+                    options.url,
+                    report.pages
+                );
+            }
+            if pages_with_nothing_new >= PAGES_WITH_NOTHING_NEW_MAX {
+                bail!(
+                    "{} sent {pages_with_nothing_new} pages in a row of records already taken \
+                     in this harvest (up to page {}): the list does not advance, so the \
+                     harvest stops here; records of earlier pages are kept",
+                    options.url,
+                    report.pages
+                );
+            }
+        }
         match page.token {
             Some(token) => {
                 args = vec![

@@ -61,6 +61,10 @@ enum Command {
         /// libp2p listen address (default from the config: /ip4/0.0.0.0/tcp/0).
         #[arg(long)]
         p2p_listen: Option<String>,
+        /// Allow an HTTP address other machines reach (`--listen 0.0.0.0:8080`): they are
+        /// then served the search, OAI-PMH, SRU and the librarian login.
+        #[arg(long)]
+        expose: bool,
     },
     /// How current each member's catalog is here: records, digest, last change received,
     /// last seen, and the sync traffic of the running node.
@@ -166,10 +170,13 @@ enum Command {
         /// Where to listen.
         #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4001")]
         listen: String,
-        /// Serve only the members of the consortium in this file (`jalin consortium export`);
-        /// without it, anyone, under libp2p's default rate limits.
-        #[arg(long)]
+        /// Serve only the members of the consortium in this file (`jalin consortium export`).
+        #[arg(long, conflicts_with = "open")]
         members: Option<PathBuf>,
+        /// Serve anyone instead, under libp2p's limits for a public relay (a circuit
+        /// carries 128 KiB for 2 minutes: enough to punch a hole, not to sync).
+        #[arg(long)]
+        open: bool,
     },
     /// A demo consortium: three libraries in ./jalin-demo, each with part of a real sample,
     /// joined by invites, converging over libp2p on this machine; prints union searches.
@@ -735,8 +742,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Start { listen, p2p_listen } => {
-            let data = open_data(&data_dir(cli.data_dir)?)?;
+        Command::Start {
+            listen,
+            p2p_listen,
+            expose,
+        } => {
+            let mut data = open_data(&data_dir(cli.data_dir)?)?;
+            data.config.http.expose |= expose;
             backend::run_node(data, listen, p2p_listen, None)
         }
         Command::Sync {
@@ -750,19 +762,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Backend::connect(data)?.peers(dial, json)
         }
         Command::Demo { listen } => demo::run(&listen),
-        Command::Relay { listen, members } => {
+        Command::Relay {
+            listen,
+            members,
+            open,
+        } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
-            let members = match members {
-                Some(file) => Some(
+            let access = match (members, open) {
+                (Some(file), _) => jalin_node::relay::Access::Members(
                     jalin_node::relay::members_of_documents(&read_text(&file)?)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
                 ),
-                None => None,
+                (None, true) => jalin_node::relay::Access::Open,
+                (None, false) => bail!(
+                    "a relay without --members would carry anyone's traffic: give \
+                     --members FILE (the consortium's documents, `jalin consortium export`), \
+                     or --open to mean it"
+                ),
             };
             let listen: libp2p::Multiaddr = listen
                 .parse()
                 .with_context(|| format!("{listen:?} is not a libp2p listen address"))?;
-            backend::relay(&data.key, listen, members)
+            backend::relay(&data.key, listen, access)
         }
         Command::Reindex => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

@@ -104,6 +104,15 @@ pub struct HttpSection {
     /// Address to listen on; port 0 picks a free one.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Whether the node may listen on an address other machines reach (its search,
+    /// OAI-PMH, SRU and login page are then served to them). Off: only loopback.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expose: bool,
+    /// Names this node answers to besides `localhost` and loopback addresses (the
+    /// `Host` a browser sends): a request naming any other host is refused, so a web page
+    /// cannot reach the node under a name it controls (DNS rebinding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 fn default_listen() -> String {
@@ -114,6 +123,8 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: default_listen(),
+            expose: false,
+            hosts: Vec::new(),
         }
     }
 }
@@ -166,6 +177,30 @@ pub struct LimitsSection {
     /// costs ~1 KB of memory per record it holds; fewer make imports slower.
     #[serde(default = "default_shard_cache")]
     pub loaded_shards_max: usize,
+    /// Heavy HTTP requests (search, SRU, OAI-PMH, export, import) worked on at once; each
+    /// holds an index searcher or a catalog walk, tens of MB at most.
+    #[serde(default = "default_heavy_requests")]
+    pub heavy_requests_max: usize,
+    /// Heavy requests that may wait for a place; past them the node answers 503 with
+    /// `Retry-After` at once, instead of holding memory for each.
+    #[serde(default = "default_heavy_waiting")]
+    pub heavy_requests_waiting_max: usize,
+    /// A request not answered in this many seconds is answered 503 (uploads excepted:
+    /// an import takes as long as its file).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: u64,
+}
+
+fn default_heavy_requests() -> usize {
+    4
+}
+
+fn default_heavy_waiting() -> usize {
+    32
+}
+
+fn default_request_timeout() -> u64 {
+    120
 }
 
 fn default_upload_mb() -> u64 {
@@ -188,6 +223,9 @@ impl Default for LimitsSection {
             upload_size_max_mb: default_upload_mb(),
             batch_records_max: default_batch_records(),
             loaded_shards_max: default_shard_cache(),
+            heavy_requests_max: default_heavy_requests(),
+            heavy_requests_waiting_max: default_heavy_waiting(),
+            request_timeout_s: default_request_timeout(),
         }
     }
 }
@@ -219,6 +257,47 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
     getrandom::fill(&mut bytes).map_err(|e| ConfigError::Random(e.to_string()))?;
     Ok(bytes)
 }
+
+/// Makes `dir` and everything in it the owner's alone (directories 0700, files 0600),
+/// walking at most [`PERMISSIONS_DEPTH_MAX`] levels. A file made in it later (sled's and
+/// the index's) is unreachable to others through the directory, whatever its own mode.
+pub fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(dir: &Path, depth: usize) -> std::io::Result<()> {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            if depth == PERMISSIONS_DEPTH_MAX {
+                return Ok(());
+            }
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    walk(&entry.path(), depth + 1)?;
+                } else if kind.is_file() {
+                    let mode = entry.metadata()?.permissions().mode();
+                    if mode & 0o077 != 0 {
+                        std::fs::set_permissions(
+                            entry.path(),
+                            std::fs::Permissions::from_mode(mode & 0o700),
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        walk(dir, 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// How deep [`restrict_permissions`] walks: the data dir, `db/`, `index/`, and one more.
+const PERMISSIONS_DEPTH_MAX: usize = 3;
 
 /// Writes a file readable by its owner only.
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
@@ -262,6 +341,7 @@ impl DataDir {
             });
         }
         std::fs::create_dir_all(path).map_err(io(path))?;
+        restrict_permissions(path).map_err(io(path))?;
         let key = SigningKey::from_bytes(&random_bytes::<32>()?);
         let token = hex(&random_bytes::<24>()?);
         write_private(&path.join("library.key"), hex(&key.to_bytes()).as_bytes())?;
@@ -315,6 +395,9 @@ impl DataDir {
             .map_err(io(&token_path))?
             .trim()
             .to_string();
+        // A data dir made by an older version, or copied in, may be open to every user of
+        // the machine: the key, the token and invite tickets are in it.
+        restrict_permissions(path).map_err(io(path))?;
         Ok(DataDir {
             path: path.to_path_buf(),
             config,
@@ -377,6 +460,21 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+            let mode_of = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode();
+            assert_eq!(mode_of(dir.path()) & 0o777, 0o700, "data dir");
+            // An older data dir, open to all, is closed when opened.
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            std::fs::write(dir.path().join("open-file"), "x").expect("write");
+            std::fs::set_permissions(
+                dir.path().join("open-file"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .expect("chmod");
+            DataDir::open(dir.path()).expect("open");
+            assert_eq!(mode_of(dir.path()) & 0o777, 0o700);
+            assert_eq!(mode_of(&dir.path().join("open-file")) & 0o777, 0o600);
+            assert_eq!(mode_of(&dir.path().join("config.toml")) & 0o777, 0o600);
         }
         assert!(matches!(
             DataDir::init(dir.path(), "X", "bad code!"),

@@ -16,6 +16,7 @@
 //! Every write is flushed before it is reported. A document is stored only once it passed
 //! every check; what fails is reported and changes nothing.
 
+use crate::trust::Trust;
 use ed25519_dalek::SigningKey;
 use jalin_protocol::consortium::agreement::{
     self, check_signature, parse_draft, AgreementSignature, AgreementStatus, AgreementVersion,
@@ -31,7 +32,7 @@ use jalin_protocol::consortium::{read_documents, Document};
 use jalin_protocol::signing::LibraryId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Documents of unknown consortia kept, at most.
 const ORPHANS_MAX: usize = 10_000;
@@ -76,13 +77,46 @@ pub struct Consortium {
     pub assertions: BTreeMap<Hash32, Signed<MatchAssertion>>,
 }
 
-/// An invite this library issued.
+/// An invite this library issued, as kept: never its ticket, whose secret lets anyone
+/// holding it join (another user of the machine could read it from the store). What the
+/// node needs of the secret is the public key of the one-off identity it derives.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IssuedInvite {
-    /// The ticket.
-    pub ticket: String,
+    /// The ticket, as versions before 0.1 kept it; rewritten away when the store opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket: Option<String>,
+    /// When it expires (ms since 1970).
+    #[serde(default)]
+    pub expires_ms: u64,
+    /// The public key of the invite holder's one-off network identity
+    /// ([`Invite::join_seed`]), hex.
+    #[serde(default)]
+    pub join_key: String,
     /// The operation that used it.
     pub used_by: Option<Hash32>,
+}
+
+impl IssuedInvite {
+    fn of(invite: &Invite) -> IssuedInvite {
+        let join_key = SigningKey::from_bytes(&invite.join_seed()).verifying_key();
+        IssuedInvite {
+            ticket: None,
+            expires_ms: invite.expires_ms,
+            join_key: jalin_protocol::signing::hex(join_key.as_bytes()),
+            used_by: None,
+        }
+    }
+}
+
+/// An invite not used yet: whose one-off identity may join which consortium, until when.
+#[derive(Clone, Debug)]
+pub struct OpenInvite {
+    /// Its consortium.
+    pub consortium: Hash32,
+    /// The public key of the holder's one-off identity.
+    pub join_key: [u8; 32],
+    /// When it expires.
+    pub expires_ms: u64,
 }
 
 /// One line of a consortium at a glance.
@@ -107,6 +141,16 @@ pub struct ImportReport {
     pub taken: Vec<(usize, String)>,
     /// `(line, why not)` for documents refused.
     pub refused: Vec<(usize, String)>,
+    /// How many of those taken were new here (not already held).
+    pub new: usize,
+}
+
+/// What taking one document did.
+enum Taken {
+    /// Stored: it was new here.
+    New(String),
+    /// Nothing: it was here already.
+    AlreadyHere(String),
 }
 
 /// The consortia of one library.
@@ -118,7 +162,12 @@ pub struct Consortia {
     name: String,
     code: String,
     held: Mutex<BTreeMap<Hash32, Consortium>>,
+    /// The trust rule as of the logs' sizes it was computed from (a log only grows).
+    trust: Mutex<(LogSizes, Arc<Trust>)>,
 }
+
+/// Each consortium held and how many operations its log has.
+type LogSizes = Vec<(Hash32, usize)>;
 
 fn key(kind: u8, consortium: &Hash32, id: Option<&Hash32>) -> Vec<u8> {
     let mut key = Vec::with_capacity(65);
@@ -156,8 +205,10 @@ impl Consortia {
             name: name.to_string(),
             code: code.to_string(),
             held: Mutex::new(BTreeMap::new()),
+            trust: Mutex::new((Vec::new(), Arc::new(Trust::default()))),
         };
         consortia.load()?;
+        consortia.forget_invite_secrets()?;
         Ok(consortia)
     }
 
@@ -235,6 +286,24 @@ impl Consortia {
     /// This library's id.
     pub fn library(&self) -> LibraryId {
         self.library
+    }
+
+    /// The trust rule as the logs held now say ([`Trust`]): folded again only when a log
+    /// has grown since it was last asked.
+    pub fn trust(&self) -> Arc<Trust> {
+        let held = self.held();
+        let sizes: Vec<(Hash32, usize)> =
+            held.iter().map(|(id, c)| (*id, c.log.op_count())).collect();
+        let mut cached = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 != sizes || sizes.is_empty() {
+            let trust = Trust::new(
+                self.library,
+                held.iter()
+                    .map(|(id, c)| (*id, c.log.state().members.keys().copied().collect())),
+            );
+            *cached = (sizes, Arc::new(trust));
+        }
+        cached.1.clone()
     }
 
     /// Every consortium held here.
@@ -353,10 +422,7 @@ impl Consortia {
                 addresses,
             },
         );
-        let issued = IssuedInvite {
-            ticket: invite.to_text(),
-            used_by: None,
-        };
+        let issued = IssuedInvite::of(&invite.body);
         self.tree.insert(
             key(b'i', id, Some(&invite.id())),
             serde_json::to_vec(&issued).unwrap_or_default(),
@@ -365,36 +431,67 @@ impl Consortia {
         Ok(invite)
     }
 
-    /// Invites this library issued for `id`.
-    pub fn issued_invites(&self, id: &Hash32) -> Result<Vec<IssuedInvite>, ConsortiumError> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(key(b'i', id, None)) {
-            let (_, v) = item?;
-            if let Ok(issued) = serde_json::from_slice(&v) {
-                out.push(issued);
-            }
-        }
-        Ok(out)
-    }
-
     /// This library's invites not used yet and not expired at `now_ms`.
-    pub fn open_invites(&self, now_ms: u64) -> Vec<Signed<Invite>> {
+    pub fn open_invites(&self, now_ms: u64) -> Vec<OpenInvite> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix([b'i']) {
-            let Ok((_, v)) = item else { continue };
+            let Ok((k, v)) = item else { continue };
+            let Some(consortium) = k.get(1..33).and_then(|b| b.try_into().ok()) else {
+                continue;
+            };
             let Ok(issued) = serde_json::from_slice::<IssuedInvite>(&v) else {
                 continue;
             };
-            if issued.used_by.is_some() {
-                continue;
-            }
-            if let Ok(invite) = Signed::<Invite>::from_text(&issued.ticket) {
-                if invite.body.expires_ms >= now_ms {
-                    out.push(invite);
+            let join_key = jalin_protocol::signing::unhex(&issued.join_key)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            if let (None, Some(join_key)) = (issued.used_by, join_key) {
+                if issued.expires_ms >= now_ms {
+                    out.push(OpenInvite {
+                        consortium: Hash32(consortium),
+                        join_key,
+                        expires_ms: issued.expires_ms,
+                    });
                 }
             }
         }
         out
+    }
+
+    /// Rewrites invites kept by an older version with their tickets (secrets included)
+    /// into what is kept now.
+    fn forget_invite_secrets(&self) -> Result<(), ConsortiumError> {
+        let mut batch = sled::Batch::default();
+        let mut rewritten = 0usize;
+        for item in self.tree.scan_prefix([b'i']) {
+            let (k, v) = item?;
+            let Ok(issued) = serde_json::from_slice::<IssuedInvite>(&v) else {
+                continue;
+            };
+            let Some(ticket) = &issued.ticket else {
+                continue;
+            };
+            let kept = match Signed::<Invite>::from_text(ticket) {
+                Ok(invite) => IssuedInvite {
+                    used_by: issued.used_by,
+                    ..IssuedInvite::of(&invite.body)
+                },
+                // Unreadable: kept as used, so it admits no one.
+                Err(_) => IssuedInvite {
+                    ticket: None,
+                    expires_ms: 0,
+                    join_key: String::new(),
+                    used_by: issued.used_by.or(Some(Hash32([0; 32]))),
+                },
+            };
+            batch.insert(k, serde_json::to_vec(&kept).unwrap_or_default());
+            rewritten += 1;
+        }
+        if rewritten > 0 {
+            self.tree.apply_batch(batch)?;
+            self.db.flush()?;
+            tracing::info!(rewritten, "invite tickets no longer kept in the store");
+        }
+        Ok(())
     }
 
     /// The invites this library accepted (each names where its inviter's node listened).
@@ -601,10 +698,38 @@ impl Consortia {
     /// Takes in a text of documents (one per line): membership operations, agreement
     /// versions and signatures, of any consortium, in any order.
     pub fn import(&self, text: &str) -> Result<ImportReport, ConsortiumError> {
+        self.import_where(text, |_| true)
+    }
+
+    /// Takes in documents a member's node sent: only those of consortia `peer` shares
+    /// with this library as current members (the trust rule). A consortium this library
+    /// is no member of is neither fetched nor kept, its founding operation included.
+    pub fn import_from_member(
+        &self,
+        text: &str,
+        peer: &LibraryId,
+    ) -> Result<ImportReport, ConsortiumError> {
+        let trust = self.trust();
+        self.import_where(text, |consortium| trust.shares(peer, consortium))
+    }
+
+    fn import_where(
+        &self,
+        text: &str,
+        may_take: impl Fn(&Hash32) -> bool,
+    ) -> Result<ImportReport, ConsortiumError> {
         let mut report = ImportReport::default();
         let mut documents: Vec<(usize, Document)> = Vec::new();
         for (line, document) in read_documents(text) {
             match document {
+                Ok(document) if !may_take(&document.consortium()) => report.refused.push((
+                    line,
+                    format!(
+                        "line {line}: a document of consortium {}, which the sender does not \
+                         share with this library",
+                        document.consortium().short()
+                    ),
+                )),
                 Ok(document) => documents.push((line, document)),
                 Err(error) => report.refused.push((line, format!("line {line}: {error}"))),
             }
@@ -618,7 +743,11 @@ impl Consortia {
         });
         for (line, document) in documents {
             match self.take(document) {
-                Ok(what) => report.taken.push((line, what)),
+                Ok(Taken::New(what)) => {
+                    report.new += 1;
+                    report.taken.push((line, what));
+                }
+                Ok(Taken::AlreadyHere(what)) => report.taken.push((line, what)),
                 Err(error) => report.refused.push((line, format!("line {line}: {error}"))),
             }
         }
@@ -629,7 +758,7 @@ impl Consortia {
     }
 
     /// Takes one document in (not flushed: the caller flushes).
-    fn take(&self, document: Document) -> Result<String, ConsortiumError> {
+    fn take(&self, document: Document) -> Result<Taken, ConsortiumError> {
         match document {
             Document::Op(op) => self.take_op(op),
             Document::Version(version) => {
@@ -644,12 +773,18 @@ impl Consortia {
                     return Err(ConsortiumError::NotFound("consortium gone".into()));
                 };
                 if consortium.agreements.versions.contains_key(&vid) {
-                    return Ok(format!("agreement version {} already here", vid.short()));
+                    return Ok(Taken::AlreadyHere(format!(
+                        "agreement version {} already here",
+                        vid.short()
+                    )));
                 }
                 self.tree
                     .insert(key(b'v', &id, Some(&vid)), version.to_bytes())?;
                 consortium.agreements.versions.insert(vid, version);
-                Ok(format!("agreement version {} taken", vid.short()))
+                Ok(Taken::New(format!(
+                    "agreement version {} taken",
+                    vid.short()
+                )))
             }
             Document::Signature(signature) => {
                 let id = signature.body.consortium;
@@ -663,12 +798,15 @@ impl Consortia {
                     return Err(ConsortiumError::NotFound("consortium gone".into()));
                 };
                 if consortium.agreements.signatures.contains_key(&sid) {
-                    return Ok(format!("signature {} already here", sid.short()));
+                    return Ok(Taken::AlreadyHere(format!(
+                        "signature {} already here",
+                        sid.short()
+                    )));
                 }
                 self.tree
                     .insert(key(b'g', &id, Some(&sid)), signature.to_bytes())?;
                 consortium.agreements.signatures.insert(sid, signature);
-                Ok(format!("signature {} taken", sid.short()))
+                Ok(Taken::New(format!("signature {} taken", sid.short())))
             }
             Document::Match(assertion) => {
                 let id = assertion.body.consortium;
@@ -682,12 +820,15 @@ impl Consortia {
                     return Err(ConsortiumError::NotFound("consortium gone".into()));
                 };
                 if consortium.assertions.contains_key(&aid) {
-                    return Ok(format!("assertion {} already here", aid.short()));
+                    return Ok(Taken::AlreadyHere(format!(
+                        "assertion {} already here",
+                        aid.short()
+                    )));
                 }
                 self.tree
                     .insert(key(b'm', &id, Some(&aid)), assertion.to_bytes())?;
                 consortium.assertions.insert(aid, assertion);
-                Ok(format!("assertion {} taken", aid.short()))
+                Ok(Taken::New(format!("assertion {} taken", aid.short())))
             }
             Document::Invite(_) => Err(ConsortiumError::Refused(
                 "this is an invite: use `jalin join` with it".into(),
@@ -703,7 +844,7 @@ impl Consortia {
         consortium: Hash32,
         id: Hash32,
         document: &Document,
-    ) -> Result<String, ConsortiumError> {
+    ) -> Result<Taken, ConsortiumError> {
         if self.tree.scan_prefix([b'q']).count() >= ORPHANS_MAX {
             return Err(ConsortiumError::Refused(format!(
                 "consortium {} is not known here, and {ORPHANS_MAX} documents already wait for theirs",
@@ -714,20 +855,23 @@ impl Consortia {
             key(b'q', &consortium, Some(&id)),
             document.to_text().into_bytes(),
         )?;
-        Ok(format!(
+        Ok(Taken::New(format!(
             "kept until the genesis of consortium {} arrives",
             consortium.short()
-        ))
+        )))
     }
 
-    fn take_op(&self, op: Op) -> Result<String, ConsortiumError> {
+    fn take_op(&self, op: Op) -> Result<Taken, ConsortiumError> {
         let op_id = op.id();
         let Some(id) = op.body.consortium else {
             // A genesis: a consortium new here, or one already held.
             let log = Log::new(op.clone())?;
             let id = log.id();
             if self.held().contains_key(&id) {
-                return Ok(format!("genesis of {} already here", log.name()));
+                return Ok(Taken::AlreadyHere(format!(
+                    "genesis of {} already here",
+                    log.name()
+                )));
             }
             self.tree.insert(key(b'o', &id, Some(&id)), op.to_bytes())?;
             let name = log.name().to_string();
@@ -753,7 +897,10 @@ impl Consortia {
                     }
                 }
             }
-            return Ok(format!("consortium {name} ({}) taken", id.short()));
+            return Ok(Taken::New(format!(
+                "consortium {name} ({}) taken",
+                id.short()
+            )));
         };
         if !self.held().contains_key(&id) {
             return self.keep_orphan(id, op_id, &Document::Op(op));
@@ -765,7 +912,12 @@ impl Consortia {
         let mut log = consortium.log.clone();
         let inserted = log.insert(op.clone())?;
         let what = match &inserted {
-            Inserted::Duplicate => return Ok(format!("operation {} already here", op_id.short())),
+            Inserted::Duplicate => {
+                return Ok(Taken::AlreadyHere(format!(
+                    "operation {} already here",
+                    op_id.short()
+                )))
+            }
             Inserted::Pending { missing } => format!(
                 "operation {} waits for {} earlier operation(s)",
                 op_id.short(),
@@ -790,7 +942,7 @@ impl Consortia {
         self.tree
             .insert(key(b'o', &id, Some(&op_id)), op.to_bytes())?;
         consortium.log = log;
-        Ok(what)
+        Ok(Taken::New(what))
     }
 
     /// Every document of a consortium, one per line: what another member needs to have

@@ -15,6 +15,7 @@ use jalin_protocol::format::Format;
 use jalin_protocol::marc::{marcxml, Charset, MarcRecord};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Shared by every handler.
 pub struct AppState {
@@ -26,6 +27,88 @@ pub struct AppState {
     pub net: Option<crate::network::NetHandle>,
     /// The web interface's sessions and imports under way.
     pub web: crate::web::WebState,
+    /// How many heavy requests run and wait at once.
+    pub admission: Admission,
+}
+
+impl AppState {
+    /// The state of a node's HTTP edge, its limits from the library's configuration.
+    pub fn new(
+        library: Arc<Library>,
+        api_token: String,
+        net: Option<crate::network::NetHandle>,
+    ) -> AppState {
+        let admission = Admission::new(&library.data.config.limits);
+        AppState {
+            library,
+            api_token,
+            net,
+            web: Default::default(),
+            admission,
+        }
+    }
+}
+
+/// The node-wide limit on heavy requests (search, SRU, OAI-PMH, export, import): a few
+/// run, a few more wait, the rest are told at once to come back (503, `Retry-After`).
+pub struct Admission {
+    running: Arc<tokio::sync::Semaphore>,
+    /// Places for the running and the waiting together.
+    places: Arc<tokio::sync::Semaphore>,
+}
+
+/// A heavy request's place; the work holds it until it ends (also when the client has
+/// gone: the work still runs).
+pub struct Admitted {
+    _running: tokio::sync::OwnedSemaphorePermit,
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Seconds a client refused for load is told to wait.
+const RETRY_AFTER_S: u64 = 2;
+
+impl Admission {
+    fn new(limits: &crate::config::LimitsSection) -> Admission {
+        let running = limits.heavy_requests_max.max(1);
+        Admission {
+            running: Arc::new(tokio::sync::Semaphore::new(running)),
+            places: Arc::new(tokio::sync::Semaphore::new(
+                running.saturating_add(limits.heavy_requests_waiting_max),
+            )),
+        }
+    }
+
+    /// A place for a heavy request: at once if one is free, after a wait if a waiting
+    /// place is, else a 503 the client can act on.
+    pub async fn admit(&self) -> ApiResult<Admitted> {
+        let busy = || {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the node is busy with other searches and exports; try again in \
+                     {RETRY_AFTER_S} seconds"
+                ),
+            )
+            .with_code("busy");
+            error.retry_after_s = Some(RETRY_AFTER_S);
+            error
+        };
+        let place = self
+            .places
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
+        let running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| busy())?;
+        Ok(Admitted {
+            _running: running,
+            _place: place,
+        })
+    }
 }
 
 /// An error answer: status and message.
@@ -36,6 +119,8 @@ pub struct ApiError {
     details: Option<serde_json::Value>,
     /// What kind of failure, when the node's core said (`invite_expired`, ...).
     code: Option<&'static str>,
+    /// For a 503: when to ask again.
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +130,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             code: None,
+            retry_after_s: None,
         }
     }
 
@@ -83,7 +169,13 @@ impl IntoResponse for ApiError {
         if let Some(details) = self.details {
             body["details"] = details;
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -91,6 +183,7 @@ impl From<LibraryError> for ApiError {
     fn from(error: LibraryError) -> Self {
         let status = match &error {
             LibraryError::NotFound(_) => StatusCode::NOT_FOUND,
+            LibraryError::Search(crate::search::SearchError::Limit(_)) => StatusCode::BAD_REQUEST,
             LibraryError::StrictRejected { .. } | LibraryError::Unwritable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -158,8 +251,155 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(crate::web::routes(upload_limit))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            before_the_body,
+        ))
         .with_state(state)
+}
+
+/// Largest request body but an import's: a record, a consortium document, a form.
+const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Whether a request carries a file to import (the routes without a time limit).
+fn is_upload(method: &axum::http::Method, path: &str) -> bool {
+    method == axum::http::Method::POST && matches!(path, "/api/import" | "/librarian/import")
+}
+
+/// What is decided from a request's headers alone, before its body is read: the API's
+/// writes need the token (an unauthenticated upload is refused before a byte of it is
+/// taken), an upload's declared length must fit, and every request but an upload has
+/// `request_timeout_s` to be answered.
+async fn before_the_body(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    // Reads are open; `/api/consortium` says in its body whether it writes (and its
+    // body is small).
+    let writes = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
+    if writes && path.starts_with("/api/") && path != "/api/consortium" {
+        if let Err(refused) = authorize(&state, request.headers()) {
+            return refused.into_response();
+        }
+    }
+    if is_upload(&method, &path) {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let limit_mb = state.library.data.config.limits.upload_size_max_mb;
+        if declared.is_some_and(|bytes| bytes > limit_mb.saturating_mul(1024 * 1024)) {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the upload is larger than {limit_mb} MB (upload_size_max_mb in \
+                     config.toml); import the file with `jalin import` on the node's machine"
+                ),
+            )
+            .with_code("upload_too_large")
+            .into_response();
+        }
+        if path == "/librarian/import" {
+            if let Some(refused) = crate::web::upload_refused(&state, request.headers()) {
+                return refused;
+            }
+        }
+        return next.run(request).await;
+    }
+    let limit = Duration::from_secs(state.library.data.config.limits.request_timeout_s);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%method, path, "request timed out");
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the node took longer than {} s to answer; try again later",
+                    limit.as_secs()
+                ),
+            )
+            .with_code("busy");
+            error.retry_after_s = Some(RETRY_AFTER_S);
+            error.into_response()
+        }
+    }
+}
+
+/// The names a request may give as its `Host`: loopback, the configured names, and the
+/// address the node listens on when that is one address (not `0.0.0.0`).
+#[derive(Clone, Debug)]
+pub struct HostAllowList {
+    names: Vec<String>,
+}
+
+impl HostAllowList {
+    /// For a node listening on `address`, with `[http] hosts`.
+    pub fn new(address: std::net::SocketAddr, configured: &[String]) -> HostAllowList {
+        let mut names: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        if !address.ip().is_unspecified() {
+            names.push(match address.ip() {
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            });
+        }
+        names.extend(configured.iter().map(|n| n.trim().to_ascii_lowercase()));
+        HostAllowList { names }
+    }
+
+    /// Whether a `Host` header (name and maybe a port) is one of them.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        // `name:port`, `[v6]:port`, or either without a port.
+        let name = match host.rsplit_once(':') {
+            Some((name, port))
+                if !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && (!name.starts_with('[') || name.ends_with(']')) =>
+            {
+                name
+            }
+            _ => host.as_str(),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        self.names.iter().any(|allowed| allowed == name)
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+async fn check_host(
+    State(hosts): State<Arc<HostAllowList>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // A browser always sends `Host`; a request without one cannot come from a page.
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}").to_string());
+    match host {
+        Some(host) if !hosts.allows(&host) => {
+            tracing::warn!(host, "request for a host this node is not");
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this node does not answer to {host:?}; add it to [http] hosts in \
+                     config.toml to reach the node under that name"
+                ),
+            )
+            .with_code("unknown_host")
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// An unknown address: a JSON error under `/api`, a page in words elsewhere.
@@ -184,9 +424,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if constant_time_eq(token.trim().as_bytes(), state.api_token.as_bytes()) => {
-            Ok(())
-        }
+        Some(token) if same_secret(token.trim(), &state.api_token) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the API token is wrong (see the data dir's api-token file)",
@@ -198,14 +436,31 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether a secret given (a token, a CSRF token) is the one expected, in time that does
+/// not depend on where they differ.
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs blocking work (store, index) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await?
+}
+
+/// Runs a heavy request's blocking work once the node admits it (see [`Admission`]).
+pub(crate) async fn heavy<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> ApiResult<T> {
+    let admitted = state.admission.admit().await?;
+    blocking(move || {
+        let _admitted = admitted;
+        f()
+    })
+    .await
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<crate::library::Status>> {
@@ -230,19 +485,11 @@ async fn search(
     if query.trim().is_empty() {
         return Err(ApiError::bad_request("give a query: /api/search?q=words"));
     }
-    if query.len() > 1000 {
-        return Err(ApiError::bad_request(
-            "the query is longer than 1000 characters",
-        ));
-    }
     let page = params.page.unwrap_or(1).max(1);
     let per_page = params.per_page.unwrap_or(20);
-    if !(1..=100).contains(&per_page) {
-        return Err(ApiError::bad_request("per_page must be 1 to 100"));
-    }
     let library = state.library.clone();
     Ok(Json(
-        blocking(move || {
+        heavy(&state, move || {
             Ok(library.search_in(&query, page, per_page, params.library.as_deref())?)
         })
         .await?,
@@ -432,9 +679,10 @@ async fn import(
         strict: params.strict,
     };
     let library = state.library.clone();
-    let summary =
-        blocking(move || Ok(library.import(&Source::Bytes(body.to_vec()), &options, |_| {})?))
-            .await?;
+    let summary = heavy(&state, move || {
+        Ok(library.import(&Source::Bytes(Vec::from(body)), &options, |_| {})?)
+    })
+    .await?;
     if summary.read == 0 && !summary.rejected.is_empty() {
         let mut error = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -461,14 +709,75 @@ async fn export(
     Query(params): Query<FormatParam>,
 ) -> ApiResult<Response> {
     let format = format_param(params.format.as_deref(), Format::Marc)?;
-    let library = state.library.clone();
-    let bytes = blocking(move || Ok(library.export(Vec::new(), format)?.1)).await?;
     let content_type = match format {
         Format::Marc => "application/marc",
         Format::Marcxml | Format::Dc => "application/xml; charset=utf-8",
         Format::Csv | Format::SlimsCsv => "text/csv; charset=utf-8",
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let admitted = state.admission.admit().await?;
+    let library = state.library.clone();
+    // The catalog is written as it is read, a chunk at a time, into a small queue the
+    // response drains: an export holds a few chunks, not the catalog.
+    let (chunks, body) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(EXPORT_CHUNKS_QUEUED);
+    tokio::task::spawn_blocking(move || {
+        let _admitted = admitted;
+        let sink = ChunkSink {
+            chunks: chunks.clone(),
+            buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+        };
+        let finished = library
+            .export(sink, format)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|(_, mut sink)| std::io::Write::flush(&mut sink));
+        if let Err(error) = finished {
+            // The client sees a broken transfer, not a short file taken for whole.
+            tracing::error!(%error, "export failed");
+            let _ = chunks.blocking_send(Err(error));
+        }
+    });
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Bytes of an export sent at a time.
+const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks of an export that wait for a slow client before the export pauses.
+const EXPORT_CHUNKS_QUEUED: usize = 4;
+
+/// A writer that hands what is written to a response body, a chunk at a time, waiting
+/// while the client is slow and failing once it has gone.
+struct ChunkSink {
+    chunks: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= EXPORT_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(EXPORT_CHUNK_BYTES),
+        ));
+        self.chunks
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client has gone"))
+    }
 }
 
 /// The base URL a client reached this node at (from its `Host`), with `path`.
@@ -516,7 +825,7 @@ async fn oai(
     let pairs = request_pairs(&method, query, &body);
     let base = base_url(&headers, "/oai");
     let library = state.library.clone();
-    let xml = blocking(move || {
+    let xml = heavy(&state, move || {
         let provider = crate::oai::Provider::new(&library, base)
             .map_err(|e| ApiError::from(LibraryError::from(e)))?;
         Ok(provider.respond(&pairs, now_ms()))
@@ -536,8 +845,42 @@ async fn sru(
     let pairs = request_pairs(&method, query, &body);
     let base = base_url(&headers, "/sru");
     let library = state.library.clone();
-    let xml = blocking(move || Ok(crate::sru::Server::new(&library, base).respond(&pairs))).await?;
+    let xml = heavy(&state, move || {
+        Ok(crate::sru::Server::new(&library, base).respond(&pairs))
+    })
+    .await?;
     Ok(xml_response(xml))
+}
+
+/// A listen address other machines reach, refused for want of `--expose` (or `[http]
+/// expose = true`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{address} is reachable from other machines, which would be served this node's \
+     search, OAI-PMH, SRU and librarian login; listen on 127.0.0.1, or pass --expose \
+     (or set expose = true under [http] in config.toml) to mean it"
+)]
+pub struct NotExposed {
+    /// The address.
+    pub address: std::net::SocketAddr,
+}
+
+/// Whether the node may listen on `address`: loopback always; any other only when
+/// `expose`, and then with a warning to print that names what is exposed.
+pub fn exposure(address: std::net::SocketAddr, expose: bool) -> Result<Option<String>, NotExposed> {
+    if address.ip().is_loopback() {
+        return Ok(None);
+    }
+    if !expose {
+        return Err(NotExposed { address });
+    }
+    Ok(Some(format!(
+        "warning: listening on {address}: every machine that reaches it can search this \
+         node's union catalog, harvest it over OAI-PMH and SRU, and reach the librarian \
+         login (the API token guards every change); requests must name this node as \
+         localhost, {ip} or one of [http] hosts",
+        ip = address.ip()
+    )))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -546,7 +889,12 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let hosts = Arc::new(HostAllowList::new(
+        listener.local_addr()?,
+        &state.library.data.config.http.hosts,
+    ));
+    let app = router(state).layer(axum::middleware::from_fn_with_state(hosts, check_host));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -773,11 +1121,23 @@ async fn agreement_export(
         agreement: Some(agreement),
     };
     let answer = run_request(&state, request).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        answer.text.unwrap_or_default(),
+    Ok(agreement_page(answer.text.unwrap_or_default()))
+}
+
+/// An agreement's printable page, with its own content security policy (the page carries
+/// it too, for when it is opened as a file).
+pub(crate) fn agreement_page(html: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                jalin_protocol::consortium::agreement::EXPORT_CSP,
+            ),
+        ],
+        html,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Milliseconds since 1970, now.

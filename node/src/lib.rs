@@ -22,4 +22,5 @@ pub mod relay;
 pub mod search;
 pub mod sru;
 pub mod store;
+pub mod trust;
 pub mod web;

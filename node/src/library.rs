@@ -64,6 +64,7 @@ impl LibraryError {
     pub fn code(&self) -> &'static str {
         match self {
             LibraryError::Store(_) => "storage",
+            LibraryError::Search(SearchError::Limit(_)) => "search_limit",
             LibraryError::Search(_) => "index",
             LibraryError::Consortium(e) => e.code(),
             LibraryError::Io { .. } => "file_unreadable",
@@ -307,6 +308,11 @@ impl Library {
             .db()
             .open_tree("freshness")
             .map_err(StoreError::from)?;
+        // sled and tantivy made their files with the process's umask.
+        crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
+            path: data.path.clone(),
+            source,
+        })?;
         let library = Library {
             data,
             store,
@@ -320,6 +326,40 @@ impl Library {
         }
         library.catch_up_index()?;
         Ok(library)
+    }
+
+    /// Forgets the catalog of every library this one no longer shares a consortium with
+    /// (removed, or left, or never a co-member): out of the index first, then out of the
+    /// store, so a stop between the two leaves it in the store, to be forgotten at the
+    /// next start. Returns each library forgotten with the records it had here.
+    pub fn forget_strangers(&self) -> Result<Vec<(LibraryId, usize)>, LibraryError> {
+        let trust = self.consortia.trust();
+        let mut forgotten = Vec::new();
+        for namespace in self.store.namespaces()? {
+            if trust.is_co_member(&namespace) {
+                continue;
+            }
+            {
+                let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+                self.index.forget_library(&namespace.to_hex());
+                self.index.commit(self.index.committed_seq())?;
+            }
+            let records = self.store.forget_catalog(&namespace)?;
+            for what in [b'c', b's'] {
+                let mut key = vec![what];
+                key.extend_from_slice(namespace.as_bytes());
+                if let Err(error) = self.freshness.remove(key) {
+                    tracing::warn!(%error, "could not forget when a former member was heard of");
+                }
+            }
+            tracing::info!(
+                library = %namespace.fingerprint(),
+                records,
+                "forgot the catalog of a library this one shares no consortium with"
+            );
+            forgotten.push((namespace, records));
+        }
+        Ok(forgotten)
     }
 
     /// Indexes what changed in the store since the index's last commit (everything, for

@@ -26,9 +26,9 @@
 //! 30 s (and on each new connection) the node catches up with every connected member.
 
 use crate::codec::{Codec, Traffic};
-use crate::consortium::Consortia;
 use crate::library::Library;
 use crate::store::{SignedChange, SHARD_COUNT};
+use crate::trust::Trust;
 use jalin_protocol::consortium::document::{Hash32, Signed};
 use jalin_protocol::consortium::log::{Acceptance, Invite};
 use jalin_protocol::signing::LibraryId;
@@ -211,12 +211,15 @@ struct Behaviour {
 /// Who may connect, and where to find the members.
 #[derive(Default)]
 struct MemberSet {
-    /// Current members of every consortium held here (this library among them).
+    /// Every library sharing a consortium with this one as current members (this library
+    /// among them): the allow-list ([`Trust::co_members`]).
     members: BTreeMap<PeerId, LibraryId>,
     /// One-off identities of this library's open invites, and their consortium.
     joiners: BTreeMap<PeerId, Hash32>,
-    /// The consortia held.
+    /// The consortia this library is a current member of (their gossip topics).
     consortia: Vec<Hash32>,
+    /// The rule behind it all.
+    trust: Arc<Trust>,
     /// Addresses known for members: said when they joined, in invites, seen by identify.
     addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
 }
@@ -336,30 +339,31 @@ pub fn peer_id_of(library: &LibraryId) -> Option<PeerId> {
     Some(identity::PublicKey::from(key).to_peer_id())
 }
 
-/// Every current member of every consortium held here.
-fn members(consortia: &Consortia) -> BTreeMap<PeerId, LibraryId> {
-    let mut out = BTreeMap::new();
-    for summary in consortia.list() {
-        if let Ok(state) = consortia.members(&summary.id) {
-            for library in state.members.keys() {
-                if let Some(peer) = peer_id_of(library) {
-                    out.insert(peer, *library);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Every current member, open invites' identities, the consortia held and members'
-/// known addresses (blocking: reads the logs and the address book).
+/// The co-members, open invites' identities, this library's consortia and the
+/// co-members' known addresses (blocking: reads the logs and the address book). Forgets
+/// first the catalogs of libraries no longer co-members.
 fn member_set(library: &Library) -> MemberSet {
-    let members = members(&library.consortia);
-    let consortia: Vec<Hash32> = library.consortia.list().iter().map(|c| c.id).collect();
+    if let Err(error) = library.forget_strangers() {
+        tracing::error!(%error, "could not forget the catalogs of former members");
+    }
+    let trust = library.consortia.trust();
+    let own = library.store.library();
+    let members: BTreeMap<PeerId, LibraryId> = trust
+        .co_members()
+        .into_iter()
+        .chain([own])
+        .filter_map(|member| Some((peer_id_of(&member)?, member)))
+        .collect();
+    let consortia: Vec<Hash32> = trust.consortia().copied().collect();
     let mut joiners = BTreeMap::new();
     for invite in library.consortia.open_invites(now_ms()) {
-        if let Some(peer) = join_identity(&invite.body).map(|k| k.public().to_peer_id()) {
-            joiners.insert(peer, invite.body.consortium);
+        // An invite of a consortium this library has left admits no one.
+        if !trust.is_member_of(&invite.consortium) {
+            continue;
+        }
+        if let Ok(key) = identity::ed25519::PublicKey::try_from_bytes(&invite.join_key) {
+            let peer = identity::PublicKey::from(key).to_peer_id();
+            joiners.insert(peer, invite.consortium);
         }
     }
     let mut addresses: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
@@ -383,6 +387,9 @@ fn member_set(library: &Library) -> MemberSet {
         }
     }
     for invite in library.consortia.accepted_invites() {
+        if !trust.is_co_member(&invite.author) {
+            continue;
+        }
         if let Some(peer) = peer_id_of(&invite.author) {
             for address in &invite.body.addresses {
                 add(peer, address);
@@ -391,6 +398,9 @@ fn member_set(library: &Library) -> MemberSet {
     }
     for (peer, known) in library.address_book() {
         if let Ok(peer) = peer.parse::<PeerId>() {
+            if !members.contains_key(&peer) {
+                continue;
+            }
             for address in known {
                 add(peer, &address);
             }
@@ -400,6 +410,7 @@ fn member_set(library: &Library) -> MemberSet {
         members,
         joiners,
         consortia,
+        trust,
         addresses,
     }
 }
@@ -445,12 +456,25 @@ fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: Member
     state.allowed = now.members;
     state.joiners = now.joiners;
     state.addresses = now.addresses;
-    for consortium in now.consortia {
-        let topic = topic(&consortium);
-        if state.topics.insert(topic.hash().to_string()) {
-            let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
+    state.trust = now.trust;
+    // The topics of this library's consortia, and no other: a consortium left is not
+    // listened to, nor a message on it passed on.
+    let topics: BTreeMap<String, Hash32> = now
+        .consortia
+        .iter()
+        .map(|c| (topic(c).hash().to_string(), *c))
+        .collect();
+    for (hash, consortium) in &topics {
+        if !state.topics.contains_key(hash) {
+            let _ = swarm.behaviour_mut().gossip.subscribe(&topic(consortium));
         }
     }
+    for (hash, consortium) in &state.topics {
+        if !topics.contains_key(hash) {
+            swarm.behaviour_mut().gossip.unsubscribe(&topic(consortium));
+        }
+    }
+    state.topics = topics;
     dial_members(swarm, state);
 }
 
@@ -485,7 +509,10 @@ struct NetState {
     allowed: BTreeMap<PeerId, LibraryId>,
     joiners: BTreeMap<PeerId, Hash32>,
     addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
-    topics: HashSet<String>,
+    /// Gossip topics subscribed to (by hash), and their consortium.
+    topics: BTreeMap<String, Hash32>,
+    /// The trust rule as of the last membership change.
+    trust: Arc<Trust>,
     /// Where this node listens, interface by interface.
     listening: Vec<Multiaddr>,
     /// Relays this node may connect to (its own and those in members' addresses).
@@ -729,16 +756,34 @@ fn changes_for_notice(
     })
 }
 
-/// Answers a request from the stored catalog and consortia (blocking work).
-fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
+/// Answers a request of `peer` from the stored catalog and consortia (blocking work): only
+/// what the trust rule lets go to it, the catalogs and documents of the consortia it
+/// shares with this library.
+fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResponse {
     let refused = |e: &dyn std::fmt::Display| SyncResponse::Refused {
         reason: e.to_string(),
     };
+    let trust = library.consortia.trust();
+    let not_shared = || refused(&"not shared with you: no consortium has us both as members");
+    match &request {
+        SyncRequest::Summary { namespace }
+        | SyncRequest::Group { namespace, .. }
+        | SyncRequest::Changes { namespace, .. }
+            if !trust.catalog_between(peer, namespace) =>
+        {
+            return not_shared()
+        }
+        SyncRequest::Documents { consortium } if !trust.shares(peer, consortium) => {
+            return not_shared()
+        }
+        _ => {}
+    }
     match request {
         SyncRequest::Hello => {
             let catalogs = match library.store.namespaces() {
                 Ok(namespaces) => namespaces
                     .into_iter()
+                    .filter(|ns| trust.catalog_between(peer, ns))
                     .filter_map(|ns| {
                         let digest = library.store.namespace_digest(&ns).ok()?;
                         Some((ns, ByteArray::new(digest)))
@@ -746,13 +791,12 @@ fn answer(library: &Library, request: SyncRequest) -> SyncResponse {
                     .collect(),
                 Err(e) => return refused(&e),
             };
-            let consortia = library
-                .consortia
-                .list()
-                .into_iter()
+            let consortia = trust
+                .consortia()
+                .filter(|c| trust.shares(peer, c))
                 .filter_map(|c| {
-                    let text = library.consortia.export(&c.id).ok()?;
-                    Some((c.id, ByteArray::new(documents_digest(&text))))
+                    let text = library.consortia.export(c).ok()?;
+                    Some((*c, ByteArray::new(documents_digest(&text))))
                 })
                 .collect();
             SyncResponse::Hello {
@@ -868,9 +912,26 @@ struct FollowUp {
     catalog_changed: Option<LibraryId>,
 }
 
-/// Takes in an answer (blocking work).
-fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
+/// Takes in an answer of `peer` (blocking work): only what the trust rule lets come from
+/// it, asked again here, since membership may have changed while the answer travelled.
+fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> FollowUp {
     let own = library.store.library();
+    let trust = library.consortia.trust();
+    match &response {
+        SyncResponse::Summary { namespace, .. }
+        | SyncResponse::Group { namespace, .. }
+        | SyncResponse::Changes { namespace, .. }
+            if !trust.catalog_between(peer, namespace) =>
+        {
+            tracing::warn!(
+                peer = %peer.fingerprint(),
+                catalog = %namespace.fingerprint(),
+                "refused a catalog from a peer that does not share it with this library"
+            );
+            return FollowUp::default();
+        }
+        _ => {}
+    }
     match response {
         SyncResponse::Hello {
             catalogs,
@@ -878,6 +939,11 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
         } => {
             let mut next = Vec::new();
             for (consortium, digest) in consortia {
+                // A consortium this library is no member of, or the peer is not, is
+                // never fetched.
+                if !trust.shares(peer, &consortium) {
+                    continue;
+                }
                 let mine = library
                     .consortia
                     .export(&consortium)
@@ -888,7 +954,7 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 }
             }
             for (namespace, digest) in catalogs {
-                if namespace == own {
+                if namespace == own || !trust.catalog_between(peer, &namespace) {
                     continue;
                 }
                 if library.store.namespace_digest(&namespace).ok() != Some(digest.into_array()) {
@@ -987,16 +1053,14 @@ fn take_answer(library: &Library, response: SyncResponse) -> FollowUp {
                 catalog_changed: (new > 0).then_some(namespace),
             }
         }
-        SyncResponse::Documents { text } => match library.consortia.import(&text) {
+        SyncResponse::Documents { text } => match library.consortia.import_from_member(&text, peer)
+        {
             Ok(report) => {
                 for (_, why) in &report.refused {
                     tracing::warn!("a member's document was refused: {why}");
                 }
                 FollowUp {
-                    documents_changed: report
-                        .taken
-                        .iter()
-                        .any(|(_, what)| !what.contains("already here")),
+                    documents_changed: report.new > 0,
                     ..FollowUp::default()
                 }
             }
@@ -1167,7 +1231,7 @@ async fn run(
                 response: SyncResponse| {
         tokio::task::spawn_blocking(move || {
             library.note_seen(&member);
-            let follow_up = take_answer(&library, response);
+            let follow_up = take_answer(&library, &member, response);
             if follow_up.documents_changed {
                 let _ = tx.blocking_send(Command::MembersChanged(None));
                 let _ = tx.blocking_send(Command::Announce(None));
@@ -1246,14 +1310,22 @@ async fn run(
                 }
                 Command::Notify(namespace, shards) => {
                     let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
-                    for hash in state.topics.iter() {
+                    // A catalog's news goes only to the consortia that share it; the
+                    // consortia's own (`None`) to each of this library's.
+                    for (hash, consortium) in &state.topics {
+                        if namespace.is_some_and(|ns| !state.trust.shares(&ns, consortium)) {
+                            continue;
+                        }
                         let topic = gossipsub::TopicHash::from_raw(hash.clone());
                         // No peer on the topic yet is not an error: catch-up covers it.
                         let _ = swarm.behaviour_mut().gossip.publish(topic, message.clone());
                     }
                     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
                     for peer in peers {
-                        if state.allowed.contains_key(&peer) {
+                        let shared = state.allowed.get(&peer).is_some_and(|member| {
+                            namespace.is_none_or(|ns| state.trust.catalog_between(member, &ns))
+                        });
+                        if shared {
                             let id = swarm
                                 .behaviour_mut()
                                 .sync
@@ -1364,18 +1436,20 @@ async fn run(
                             });
                             continue;
                         }
-                        if !state.allowed.contains_key(&peer) {
+                        let Some(member) = state.allowed.get(&peer).copied() else {
                             let _ = swarm.behaviour_mut().sync.send_response(
                                 channel,
                                 SyncResponse::Refused { reason: "not a member".into() },
                             );
                             continue;
-                        }
+                        };
                         if let SyncRequest::Changed { namespace, shards } = request {
                             let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Noted);
                             match namespace {
-                                // Nothing to fetch of this library's own catalog.
+                                // Nothing to fetch of this library's own catalog, nor of
+                                // one the peer does not share with it.
                                 Some(namespace) if namespace == own => {}
+                                Some(namespace) if !state.trust.catalog_between(&member, &namespace) => {}
                                 Some(namespace) if notice_is_usable(&shards) => {
                                     // Straight to the changes of the shards that differ.
                                     let library = library.clone();
@@ -1393,7 +1467,7 @@ async fn run(
                         let library = library.clone();
                         let tx = commands_tx.clone();
                         tokio::task::spawn_blocking(move || {
-                            let response = answer(&library, request);
+                            let response = answer(&library, &member, request);
                             let _ = tx.blocking_send(Command::Respond(channel, response));
                         });
                     }
@@ -1412,10 +1486,21 @@ async fn run(
                     propagation_source, message_id, message,
                 })) => {
                     let announcement = serde_json::from_slice::<Announcement>(&message.data).ok();
-                    let from_member = message.source.is_some_and(|s| state.allowed.contains_key(&s))
-                        && state.allowed.contains_key(&propagation_source)
+                    // Members only, on their own consortium's topic, about a catalog of
+                    // that consortium: the author, the member passing it on, and the
+                    // catalog named must all be current members of it.
+                    let consortium = state.topics.get(message.topic.as_str()).copied();
+                    let member_of = |peer: &PeerId| {
+                        state.allowed.get(peer).zip(consortium).is_some_and(|(library, c)| {
+                            state.trust.shares(library, &c)
+                        })
+                    };
+                    let from_member = message.source.as_ref().is_some_and(member_of)
+                        && member_of(&propagation_source)
                         && message.data.len() <= GOSSIP_BYTES_MAX
-                        && announcement.is_some();
+                        && announcement.as_ref().is_some_and(|a| {
+                            a.namespace.zip(consortium).is_none_or(|(ns, c)| state.trust.shares(&ns, &c))
+                        });
                     let verdict = if from_member {
                         gossipsub::MessageAcceptance::Accept
                     } else {
@@ -1429,6 +1514,7 @@ async fn run(
                     // A member that got this library's own catalog from it has nothing of
                     // it to give back.
                     let about_own = announcement
+                        .as_ref()
                         .and_then(|a| a.namespace)
                         .is_some_and(|ns| ns == own);
                     if from_member && !about_own {

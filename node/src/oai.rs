@@ -150,6 +150,14 @@ struct ListState {
     cursor: u64,
 }
 
+/// Longest resumption token taken, in characters: ours are a few hundred (a set name,
+/// two dates and a store key).
+const TOKEN_CHARS_MAX: usize = 2048;
+
+/// Highest cursor a token of ours can carry: records given before a page, far past any
+/// catalog (a forged one near `u64::MAX` would wrap when the page is added).
+const CURSOR_MAX: u64 = 1 << 48;
+
 impl ListState {
     fn token(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -166,6 +174,9 @@ impl ListState {
                 ),
             )
         };
+        if token.len() > TOKEN_CHARS_MAX {
+            return Err(bad());
+        }
         let bytes = data_encoding::BASE64URL_NOPAD
             .decode(token.as_bytes())
             .map_err(|_| bad())?;
@@ -174,6 +185,7 @@ impl ListState {
             .decode(state.after.as_bytes())
             .is_err()
             || !FORMATS.iter().any(|(p, _, _)| *p == state.prefix)
+            || state.cursor > CURSOR_MAX
         {
             return Err(bad());
         }
@@ -630,7 +642,7 @@ impl<'a> Provider<'a> {
         if more {
             let next = ListState {
                 after: data_encoding::HEXLOWER.encode(&last_key),
-                cursor: state.cursor + given,
+                cursor: state.cursor.saturating_add(given),
                 ..state.clone()
             };
             let _ = writeln!(
@@ -643,7 +655,7 @@ impl<'a> Provider<'a> {
             let _ = writeln!(
                 out,
                 "<resumptionToken completeListSize=\"{}\" cursor=\"{}\"/>",
-                state.cursor + given,
+                state.cursor.saturating_add(given),
                 state.cursor
             );
         }
@@ -706,8 +718,13 @@ mod tests {
             after: "72ab".into(),
             cursor: 100,
         };
-        assert_eq!(ListState::from_token(&state.token()), Ok(state));
-        for bad in ["", "!!", "eyJwIjoibm8ifQ"] {
+        assert_eq!(ListState::from_token(&state.token()), Ok(state.clone()));
+        let wrapping = ListState {
+            cursor: u64::MAX,
+            ..state
+        };
+        let long = "A".repeat(TOKEN_CHARS_MAX + 1);
+        for bad in ["", "!!", "eyJwIjoibm8ifQ", &wrapping.token(), &long] {
             assert_eq!(
                 ListState::from_token(bad).map_err(|e| e.code),
                 Err("badResumptionToken")

@@ -4,8 +4,9 @@
 //! AutoNAT probes, so members learn whether they are reachable.
 //!
 //! The relay sees only Noise-encrypted bytes between members. With a member list (the
-//! consortium's documents) it serves members only; without one, anyone, under libp2p's
-//! default rate limits.
+//! consortium's documents) it serves members only, each circuit up to
+//! [`MEMBER_CIRCUIT_BYTES_MAX`]; open (`--open`), anyone, under libp2p's defaults for a
+//! public relay: enough to punch a hole, not to carry a catalog.
 
 use libp2p::futures::StreamExt;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -27,20 +28,59 @@ struct RelayBehaviour {
     autonat: autonat::Behaviour,
 }
 
-/// How long one relayed connection may last before the members dial again.
+/// How long one relayed connection between members may last before they dial again.
 const CIRCUIT_DURATION: Duration = Duration::from_secs(6 * 3600);
+
+/// Bytes one circuit between members may carry: a catalog of a million records
+/// bootstraps in ~250 MB; past this the members connect again.
+pub const MEMBER_CIRCUIT_BYTES_MAX: u64 = 1 << 30;
+
+/// Circuits relayed at once, and per peer: a consortium's members behind NAT, each
+/// reached by a few others at a time.
+const CIRCUITS_MAX: usize = 64;
+const CIRCUITS_PER_PEER_MAX: usize = 8;
+
+/// Addresses the relay reports as it comes up, waiting to be printed.
+pub const ADDRESSES_QUEUED_MAX: usize = 16;
+
+/// Who a relay serves.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// The members of a consortium (their peer ids).
+    Members(BTreeSet<PeerId>),
+    /// Anyone, with libp2p's limits for a public relay.
+    Open,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The data dir's key is not an ed25519 key libp2p takes.
+    #[error("the library key: {0}")]
+    Key(#[from] identity::DecodingError),
+    /// The transport could not be set up.
+    #[error("the network transport: {0}")]
+    Transport(#[from] noise::Error),
+    /// Nothing listens at the address.
+    #[error("listening: {0}")]
+    Listen(#[from] libp2p::TransportError<std::io::Error>),
+}
 
 /// Runs a relay with `key`'s identity on `listen` until `shutdown`; each address it
 /// listens on (with `/p2p/<its peer id>`) is sent to `addresses` as it comes up.
 pub async fn run(
     key: &ed25519_dalek::SigningKey,
     listen: Multiaddr,
-    members: Option<BTreeSet<PeerId>>,
-    addresses: mpsc::UnboundedSender<Multiaddr>,
+    access: Access,
+    addresses: mpsc::Sender<Multiaddr>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), RelayError> {
     let mut secret = key.to_bytes();
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).map_err(|e| e.to_string())?;
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)?;
+    let members = match &access {
+        Access::Members(members) => Some(members.clone()),
+        Access::Open => None,
+    };
     let local = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -48,8 +88,7 @@ pub async fn run(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .with_behaviour(|key| {
             let allowed = members.as_ref().map(|members| {
                 let mut allowed =
@@ -59,11 +98,15 @@ pub async fn run(
                 }
                 allowed
             });
-            let config = relay::Config {
-                max_circuit_duration: CIRCUIT_DURATION,
-                // Catalogs are big: no byte limit on a circuit between members.
-                max_circuit_bytes: 0,
-                ..relay::Config::default()
+            let config = match &access {
+                Access::Members(_) => relay::Config {
+                    max_circuit_duration: CIRCUIT_DURATION,
+                    max_circuit_bytes: MEMBER_CIRCUIT_BYTES_MAX,
+                    max_circuits: CIRCUITS_MAX,
+                    max_circuits_per_peer: CIRCUITS_PER_PEER_MAX,
+                    ..relay::Config::default()
+                },
+                Access::Open => relay::Config::default(),
             };
             RelayBehaviour {
                 allowed: Toggle::from(allowed),
@@ -79,10 +122,10 @@ pub async fn run(
                 ),
             }
         })
-        .map_err(|e| e.to_string())?
+        .map_err(|e| -> RelayError { match e {} })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    swarm.listen_on(listen).map_err(|e| e.to_string())?;
+    swarm.listen_on(listen)?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -92,10 +135,13 @@ pub async fn run(
                     // A relay grants reservations only with an address to give out: where
                     // it listens is where members reach it.
                     swarm.add_external_address(address.clone());
-                    let _ = addresses.send(address.with(libp2p::multiaddr::Protocol::P2p(local)));
+                    let address = address.with(libp2p::multiaddr::Protocol::P2p(local));
+                    if addresses.try_send(address).is_err() {
+                        tracing::debug!("relay address not reported: nobody is reading them");
+                    }
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
-                    tracing::info!("relay: {event:?}");
+                    tracing::info!(?event, "relay");
                 }
                 _ => {}
             }

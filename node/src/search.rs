@@ -39,6 +39,75 @@ pub enum SearchError {
     /// The index directory could not be made.
     #[error("search index directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The search asks for more than a node answers.
+    #[error(transparent)]
+    Limit(#[from] SearchLimit),
+}
+
+/// Longest search accepted in the librarian's syntax, in characters.
+pub const QUERY_CHARS_MAX: usize = 1000;
+/// Most words (and operators) in one search in the librarian's syntax: each becomes a
+/// clause over five fields.
+pub const QUERY_TERMS_MAX: usize = 64;
+/// Most results per page.
+pub const PER_PAGE_MAX: usize = 100;
+/// How deep into a result list a page may reach (page x per page), as search engines
+/// cap it: a page is collected by ranking every result before it.
+pub const RESULTS_DEPTH_MAX: usize = 10_000;
+
+/// Which of a search's limits a request broke, with what it asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SearchLimit {
+    /// The query is too long.
+    #[error("the query is {chars} characters long; at most {QUERY_CHARS_MAX} are searched")]
+    QueryTooLong {
+        /// Its length.
+        chars: usize,
+    },
+    /// The query has too many words.
+    #[error("the query has {terms} words; at most {QUERY_TERMS_MAX} are searched")]
+    TooManyTerms {
+        /// How many.
+        terms: usize,
+    },
+    /// Results per page out of range.
+    #[error("per_page is {per_page}; it must be 1 to {PER_PAGE_MAX}")]
+    PerPage {
+        /// As asked.
+        per_page: usize,
+    },
+    /// A page past the deepest one served.
+    #[error(
+        "page {page} of {per_page} results reaches past result {RESULTS_DEPTH_MAX}; \
+         narrow the search instead"
+    )]
+    TooDeep {
+        /// As asked (from 1).
+        page: usize,
+        /// As asked.
+        per_page: usize,
+    },
+}
+
+impl SearchLimit {
+    /// Checks a search in the librarian's syntax and its page against every limit.
+    pub fn check(query: &str, page: usize, per_page: usize) -> Result<(), SearchLimit> {
+        let chars = query.chars().count();
+        if chars > QUERY_CHARS_MAX {
+            return Err(SearchLimit::QueryTooLong { chars });
+        }
+        let terms = tokens(query).len();
+        if terms > QUERY_TERMS_MAX {
+            return Err(SearchLimit::TooManyTerms { terms });
+        }
+        if !(1..=PER_PAGE_MAX).contains(&per_page) {
+            return Err(SearchLimit::PerPage { per_page });
+        }
+        if page.max(1).saturating_mul(per_page) > RESULTS_DEPTH_MAX {
+            return Err(SearchLimit::TooDeep { page, per_page });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -539,6 +608,12 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Removes every record of another library's catalog (uncommitted, as `put`).
+    pub fn forget_library(&self, library: &str) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_term(Term::from_field_text(self.fields.library, library));
+    }
+
     /// Removes everything (before a rebuild).
     pub fn clear(&self) -> Result<(), SearchError> {
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -776,6 +851,7 @@ impl SearchIndex {
         grouping: &Grouping,
         only: Option<&str>,
     ) -> Result<SearchResults, SearchError> {
+        SearchLimit::check(query, page, per_page)?;
         let f = self.fields;
         let translated = translate_query(query);
         let mut parser = QueryParser::for_index(
@@ -793,8 +869,7 @@ impl SearchIndex {
             Some(library) => self.only_library(parsed, library, grouping),
             None => parsed,
         };
-        let per_page = per_page.clamp(1, 100);
-        let offset = page.saturating_sub(1).saturating_mul(per_page);
+        let offset = page.saturating_sub(1) * per_page;
         let aggregations = AggregationCollector::from_aggs(
             facet_request(),
             AggContextParams::new(
@@ -1100,21 +1175,37 @@ impl SearchIndex {
         use tantivy::query::{AllQuery, BooleanQuery, Occur};
         match node {
             Node::Triple(triple) => {
-                if let Some(modifier) = triple.modifiers.first() {
-                    return Err(unsupported(
-                        46,
-                        &modifier.name,
-                        "Unsupported boolean modifier",
-                    ));
+                // A chain `a or b or c ...` is one left-deep tree: walk its spine in a
+                // loop into one flat BooleanQuery, so neither this nor tantivy's scorer
+                // recurses per term.
+                let boolean = triple.boolean.to_lowercase();
+                let mut rights = Vec::new();
+                let mut node = node;
+                while let Node::Triple(triple) = node {
+                    if let Some(modifier) = triple.modifiers.first() {
+                        return Err(unsupported(
+                            46,
+                            &modifier.name,
+                            "Unsupported boolean modifier",
+                        ));
+                    }
+                    if triple.boolean.to_lowercase() != boolean {
+                        break;
+                    }
+                    rights.push(&triple.right);
+                    node = &triple.left;
                 }
-                let left = self.cql_query(&triple.left)?;
-                let right = self.cql_query(&triple.right)?;
-                let clauses = match triple.boolean.to_lowercase().as_str() {
-                    "and" => vec![(Occur::Must, left), (Occur::Must, right)],
-                    "or" => vec![(Occur::Should, left), (Occur::Should, right)],
-                    "not" => vec![(Occur::Must, left), (Occur::MustNot, right)],
+                let first = self.cql_query(node)?;
+                let (first_occur, rest_occur) = match boolean.as_str() {
+                    "and" => (Occur::Must, Occur::Must),
+                    "or" => (Occur::Should, Occur::Should),
+                    "not" => (Occur::Must, Occur::MustNot),
                     other => return Err(unsupported(37, other, "Unsupported boolean operator")),
                 };
+                let mut clauses = vec![(first_occur, first)];
+                for right in rights.into_iter().rev() {
+                    clauses.push((rest_occur, self.cql_query(right)?));
+                }
                 Ok(Box::new(BooleanQuery::new(clauses)))
             }
             Node::Clause(clause) => {

@@ -328,8 +328,17 @@ impl<'a> Server<'a> {
         let query = match cql::parse(text) {
             Ok(query) => query,
             Err(e) => {
-                tracing::debug!("SRU query {text:?}: {e}");
-                return fail(out, diagnostic(10, None, "Query syntax error"));
+                tracing::debug!(query = text, error = %e, "SRU query refused");
+                // A limit's refusal says which (Zebra gives no details for syntax).
+                let (code, message) = match e.kind {
+                    cql::CqlErrorKind::Syntax => (10, "Query syntax error"),
+                    cql::CqlErrorKind::TooLong => (12, "Too many characters in query"),
+                    cql::CqlErrorKind::TooManyTerms => (38, "Too many boolean operators in query"),
+                    cql::CqlErrorKind::TooDeep => (13, "Invalid or unsupported use of parentheses"),
+                };
+                let details = (e.kind != cql::CqlErrorKind::Syntax).then_some(e.reason.as_str());
+                let refusal = diagnostic(code, details, message);
+                return fail(out, refusal);
             }
         };
         if let Some(key) = query.sort.first() {

@@ -928,6 +928,47 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets another library's catalog whole: its records, shard documents, heads and
+    /// envelopes, in one flushed batch (a library this one no longer shares a consortium
+    /// with). Returns how many of its records were held. This library's own catalog is
+    /// never forgotten.
+    pub fn forget_catalog(&self, namespace: &LibraryId) -> Result<usize, StoreError> {
+        if *namespace == self.library {
+            return Ok(0);
+        }
+        let _writing = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = sled::Batch::default();
+        let mut records = 0usize;
+        for prefix in [b'r', b's', b'c', b'h'] {
+            for k in self.tree.scan_prefix(key(prefix, namespace, &[])).keys() {
+                let k = k?;
+                records += usize::from(prefix == b'r');
+                batch.remove(k);
+            }
+        }
+        // Envelopes are keyed by change hash alone: each says whose catalog it signs.
+        for item in self.tree.scan_prefix([b'e']) {
+            let (k, v) = item?;
+            if serde_json::from_slice::<ChangeEnvelope>(&v)
+                .is_ok_and(|envelope| envelope.namespace == *namespace)
+            {
+                batch.remove(k);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in 0..SHARD_COUNT {
+            cache.evict((*namespace, shard));
+        }
+        drop(cache);
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(namespace);
+        Ok(records)
+    }
+
     /// The heads of one shard document (none for a shard never written).
     pub fn shard_heads(
         &self,

@@ -74,6 +74,9 @@ fn session_cookie(headers: &HeaderMap) -> String {
 const LANG_COOKIE: &str = "jalin_lang";
 /// A librarian's session lasts this long.
 const SESSION_MS: u64 = 12 * 3600 * 1000;
+/// Most librarians' sessions kept at once (a library has a few librarians, each with a
+/// browser or two).
+const SESSIONS_MAX: usize = 64;
 const RESULTS_PER_PAGE: usize = 20;
 /// Imports whose report the web interface keeps.
 const JOBS_KEPT: usize = 32;
@@ -327,7 +330,8 @@ impl Visitor {
         form: &HashMap<String, String>,
     ) -> Result<(), Box<Response>> {
         let csrf = self.librarian()?;
-        if form.get("csrf").map(String::as_str) != Some(csrf.as_str()) {
+        let given = form.get("csrf").map_or("", String::as_str);
+        if !crate::http::same_secret(given, &csrf) {
             return Err(Box::new(self.error(
                 state,
                 StatusCode::FORBIDDEN,
@@ -353,7 +357,17 @@ fn redirect(to: &str) -> Response {
 /// change.
 fn local_path(path: Option<&str>) -> String {
     match path {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        // Browsers drop tabs and line breaks from an address (`/\t/evil.example` is
+        // `//evil.example`) and read `\` as `/`: a path with any of them is not followed.
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '\\') =>
+        {
+            p.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -515,20 +529,11 @@ async fn search_page(
     if q.trim().is_empty() {
         return visitor.page(&state, "search.html", &title, context! { q => q });
     }
-    if q.len() > 1000 {
-        return visitor.error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            &visitor.t("error_query_long"),
-        );
-    }
     let library = state.library.clone();
     let own = library.store.library().to_hex();
     let (query_text, only_q) = (q.clone(), only.clone());
-    let results = blocking(move || {
-        let results = library
-            .search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())
-            .map_err(|e| e.to_string())?;
+    let results = crate::http::heavy(&state, move || {
+        let results = library.search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())?;
         let names: HashMap<String, String> = library
             .library_names()
             .into_iter()
@@ -539,7 +544,7 @@ async fn search_page(
     .await;
     let (results, names) = match results {
         Ok(r) => r,
-        Err(e) => return visitor.error(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(e) => return visitor.failure(&state, &e),
     };
     let name_of = |hex: &str| {
         names
@@ -777,13 +782,7 @@ async fn login(
 ) -> Response {
     let visitor = Visitor::of(&state, &headers, "/login");
     let given = form.get("token").map_or("", |t| t.trim());
-    let expected = state.api_token.as_bytes();
-    let matches = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    let matches = crate::http::same_secret(given, &state.api_token);
     let (id, csrf) = (random_hex(), random_hex());
     if !matches || id.is_empty() || csrf.is_empty() {
         return visitor.page_with(
@@ -795,18 +794,28 @@ async fn login(
             StatusCode::OK,
         );
     }
-    state
-        .web
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            id.clone(),
-            Session {
-                csrf,
-                expires_ms: crate::http::now_ms() + SESSION_MS,
-            },
-        );
+    let now = crate::http::now_ms();
+    let mut sessions = state.web.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    sessions.retain(|_, s| s.expires_ms > now);
+    // A full table gives up its oldest session: a login never fails for want of room,
+    // and logging in again and again cannot grow the node's memory.
+    if sessions.len() >= SESSIONS_MAX {
+        if let Some(oldest) = sessions
+            .iter()
+            .min_by_key(|(_, s)| s.expires_ms)
+            .map(|(id, _)| id.clone())
+        {
+            sessions.remove(&oldest);
+        }
+    }
+    sessions.insert(
+        id.clone(),
+        Session {
+            csrf,
+            expires_ms: now + SESSION_MS,
+        },
+    );
+    drop(sessions);
     let next = local_path(form.get("next").map(String::as_str));
     let next = if next == "/" {
         "/librarian".to_string()
@@ -910,6 +919,26 @@ async fn import_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     )
 }
 
+/// Whether an upload to `/librarian/import` is refused from its headers alone, before
+/// its body is read: not logged in, or not a form with a file.
+pub(crate) fn upload_refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let visitor = Visitor::of(state, headers, "/librarian/import");
+    if let Err(response) = visitor.librarian() {
+        return Some(*response);
+    }
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    (!multipart).then(|| {
+        visitor.error(
+            state,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &visitor.t("error_upload_broken"),
+        )
+    })
+}
+
 async fn import_start(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -923,6 +952,11 @@ async fn import_start(
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or_default().to_string();
                 if name == "file" {
+                    // The form sends its CSRF token before the file: a request that does
+                    // not is refused before the file is read.
+                    if let Err(response) = visitor.check_form(&state, &form) {
+                        return *response;
+                    }
                     let file_name = field.file_name().unwrap_or("upload").to_string();
                     match field.bytes().await {
                         Ok(bytes) => file = Some((file_name, bytes.to_vec())),
@@ -993,10 +1027,15 @@ async fn import_start(
         }
         jobs.insert(job_id.clone(), job.clone());
     }
+    let admitted = match state.admission.admit().await {
+        Ok(admitted) => admitted,
+        Err(busy) => return visitor.failure(&state, &busy),
+    };
     let library = state.library.clone();
     let net = state.net.clone();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let _admitted = admitted;
         let options = ImportOptions {
             format,
             ..ImportOptions::default()
@@ -1554,11 +1593,7 @@ async fn agreement_export(
         agreement: Some(agreement),
     };
     match crate::http::run_request(&state, request).await {
-        Ok(answer) => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            answer.text.unwrap_or_default(),
-        )
-            .into_response(),
+        Ok(answer) => crate::http::agreement_page(answer.text.unwrap_or_default()),
         Err(e) => visitor.failure(&state, &e),
     }
 }
@@ -1566,6 +1601,27 @@ async fn agreement_export(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_paths_on_this_node_are_followed() {
+        for kept in ["/", "/librarian", "/record/ab/12?x=1"] {
+            assert_eq!(local_path(Some(kept)), kept);
+        }
+        for refused in [
+            "//evil.example/x",
+            "/\t/evil.example/x",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "https://evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(Some(refused)), "/", "{refused:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 
     #[test]
     fn both_languages_have_every_string_and_every_template_parses() {
@@ -1718,14 +1774,5 @@ mod tests {
                 .collect();
             assert!(missing.is_empty(), "{lang}.json lacks why_ of {missing:?}");
         }
-    }
-
-    #[test]
-    fn only_local_paths_are_followed() {
-        assert_eq!(local_path(Some("/librarian")), "/librarian");
-        assert_eq!(local_path(Some("//evil.example")), "/");
-        assert_eq!(local_path(Some("https://evil.example")), "/");
-        assert_eq!(local_path(Some("/\\evil")), "/");
-        assert_eq!(local_path(None), "/");
     }
 }

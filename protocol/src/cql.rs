@@ -104,6 +104,21 @@ pub struct CqlError {
     pub position: usize,
     /// What was expected.
     pub reason: String,
+    /// Which rule the query broke: the grammar or one of the limits.
+    pub kind: CqlErrorKind,
+}
+
+/// What kind of refusal a [`CqlError`] is (SRU answers each with its own diagnostic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CqlErrorKind {
+    /// Not CQL.
+    Syntax,
+    /// Longer than [`QUERY_CHARS_MAX`].
+    TooLong,
+    /// More than [`TERMS_MAX`] search terms.
+    TooManyTerms,
+    /// Nested deeper than [`DEPTH_MAX`].
+    TooDeep,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +167,7 @@ fn tokens(query: &str) -> Result<Vec<(Token, usize)>, CqlError> {
                     match chars.get(i) {
                         None => {
                             return Err(CqlError {
+                                kind: CqlErrorKind::Syntax,
                                 position: start,
                                 reason: "a quoted term is not closed (a \" is missing)".into(),
                             })
@@ -226,10 +242,20 @@ struct Parser {
     end: usize,
     /// Nesting depth, bounded: a query is input from anyone.
     depth: usize,
+    /// Search terms read so far, bounded for the same reason: each boolean nests the
+    /// tree one level deeper, and every consumer of the tree walks it.
+    term_count: usize,
 }
 
 /// Deepest nesting of parentheses, prefixes and relations accepted.
-const DEPTH_MAX: usize = 64;
+pub const DEPTH_MAX: usize = 64;
+
+/// Most search terms in one query (so at most one boolean fewer). YAZ's own limit
+/// is the query's length; a tree per term is what this bounds.
+pub const TERMS_MAX: usize = 256;
+
+/// Longest query accepted, in characters: 256 terms of 30 letters.
+pub const QUERY_CHARS_MAX: usize = 8 * 1024;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -237,6 +263,10 @@ impl Parser {
     }
 
     fn error(&self, reason: &str) -> CqlError {
+        self.error_of(CqlErrorKind::Syntax, reason)
+    }
+
+    fn error_of(&self, kind: CqlErrorKind, reason: &str) -> CqlError {
         let position = self.tokens.get(self.at).map_or(self.end, |(_, p)| *p);
         let found = match self.peek() {
             None => "the end of the query".to_string(),
@@ -245,6 +275,7 @@ impl Parser {
         CqlError {
             position,
             reason: format!("expected {reason}, found {found}"),
+            kind,
         }
     }
 
@@ -260,10 +291,24 @@ impl Parser {
         Some(text)
     }
 
+    fn counted(&mut self, count: usize) -> Result<(), CqlError> {
+        self.term_count += count;
+        if self.term_count > TERMS_MAX {
+            return Err(self.error_of(
+                CqlErrorKind::TooManyTerms,
+                &format!("at most {TERMS_MAX} search terms"),
+            ));
+        }
+        Ok(())
+    }
+
     fn deeper(&mut self) -> Result<(), CqlError> {
         self.depth += 1;
         if self.depth > DEPTH_MAX {
-            return Err(self.error(&format!("at most {DEPTH_MAX} levels of nesting")));
+            return Err(self.error_of(
+                CqlErrorKind::TooDeep,
+                &format!("at most {DEPTH_MAX} levels of nesting"),
+            ));
         }
         Ok(())
     }
@@ -342,8 +387,10 @@ impl Parser {
             return Ok(node);
         }
         let mut terms = vec![first];
+        self.counted(1)?;
         while let Some(Token::Term(more)) = self.peek() {
             terms.push(more.clone());
+            self.counted(1)?;
             self.at += 1;
         }
         Ok(Node::Clause(Clause {
@@ -435,12 +482,20 @@ fn apply_prefix(node: &mut Node, name: Option<&str>, identifier: &str) {
 
 /// Parses a CQL query.
 pub fn parse(query: &str) -> Result<Query, CqlError> {
+    if query.len() > QUERY_CHARS_MAX {
+        return Err(CqlError {
+            position: QUERY_CHARS_MAX,
+            reason: format!("a query of at most {QUERY_CHARS_MAX} characters"),
+            kind: CqlErrorKind::TooLong,
+        });
+    }
     let tokens = tokens(query)?;
     let mut parser = Parser {
         tokens,
         at: 0,
         end: query.chars().count(),
         depth: 0,
+        term_count: 0,
     };
     let context = Context {
         index: SERVER_CHOICE.to_string(),
@@ -598,11 +653,24 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let deep = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
+        let deep = format!("{}a{}", "(".repeat(3_000), ")".repeat(3_000));
         let error = parse(&deep).expect_err("too deep");
-        assert!(error.reason.contains("nesting"), "{error}");
+        assert_eq!(error.kind, CqlErrorKind::TooDeep, "{error}");
         let deep = "title = ".repeat(10_000) + "x";
         assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn long_boolean_chains_are_refused_by_count() {
+        let chain = |n: usize| vec!["sejarah"; n].join(" or ");
+        assert!(parse(&chain(TERMS_MAX)).is_ok());
+        let error = parse(&chain(TERMS_MAX + 1)).expect_err("one term too many");
+        assert_eq!(error.kind, CqlErrorKind::TooManyTerms, "{error}");
+        // YAZ's several terms in one clause count one each.
+        let error = parse(&vec!["a"; TERMS_MAX + 1].join(" ")).expect_err("too many terms");
+        assert!(error.reason.contains("search terms"), "{error}");
+        let error = parse(&chain(10_000)).expect_err("far too long");
+        assert_eq!(error.kind, CqlErrorKind::TooLong, "{error}");
     }
 
     #[test]

@@ -721,3 +721,59 @@ fn documents_survive_a_restart_and_a_damaged_text_is_refused_with_its_line() {
         "an operation is not a ticket"
     );
 }
+
+#[test]
+fn an_invite_s_secret_is_not_kept_in_the_store_and_the_invite_still_works() {
+    let a = node(1, "Perpustakaan Desa Kemiri Lor", "KEMIRILOR");
+    let b = node(2, "Perpustakaan SDN 2 Kemiri", "SDN2KEMIRI");
+    let id = a
+        .consortia
+        .create("Jaringan Perpustakaan Desa Kecamatan Kemiri", T0)
+        .expect("creates");
+    let invite = a
+        .consortia
+        .invite(&id, Role::Member, T0 + WEEK_MS, "", Vec::new(), T0 + 1)
+        .expect("invites");
+    let ticket = invite.to_text();
+    // Whoever reads the store's files (another user of the machine) finds neither the
+    // ticket nor its secret.
+    let secret = invite.body.secret;
+    let a = a.reopen();
+    let mut files = 0;
+    let mut dirs = vec![a.dir.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("lists") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("reads");
+            files += 1;
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{} holds the invite's secret",
+                path.display()
+            );
+            assert!(
+                !bytes.windows(40).any(|w| w == &ticket.as_bytes()[20..60]),
+                "{} holds the ticket",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 0, "the store was read");
+    // The invite still admits its holder's one-off identity, and still adds them.
+    let open = a.consortia.open_invites(T0 + 2);
+    assert_eq!(open.len(), 1);
+    let expected = SigningKey::from_bytes(&invite.body.join_seed()).verifying_key();
+    assert_eq!(open[0].join_key, expected.to_bytes());
+    assert!(a.consortia.open_invites(T0 + WEEK_MS + 1).is_empty());
+    let acceptance = b
+        .consortia
+        .join(&ticket, Vec::new(), T0 + 3)
+        .expect("joins")
+        .to_text();
+    a.consortia.accept(&acceptance, T0 + 4).expect("accepts");
+    assert!(a.consortia.open_invites(T0 + 5).is_empty(), "used up");
+}

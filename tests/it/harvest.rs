@@ -21,6 +21,10 @@ enum Mode {
     ExpireOnce,
     /// Gives the broken page for the first list request.
     Broken,
+    /// Answers every token with the first page again, its token unchanged.
+    Repeat,
+    /// Answers every token with the first page again, under a new token each time.
+    Stuck,
 }
 
 /// Serves the recorded OAI-PMH responses: Identify, ListMetadataFormats, ListRecords and
@@ -33,6 +37,7 @@ fn fixture_server(dir: PathBuf, mode: Mode) -> (String, Arc<Mutex<Vec<String>>>)
     let log = seen.clone();
     std::thread::spawn(move || {
         let mut expired = false;
+        let mut given = 0;
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut line = String::new();
@@ -57,6 +62,9 @@ fn fixture_server(dir: PathBuf, mode: Mode) -> (String, Arc<Mutex<Vec<String>>>)
             let file = match (arg("verb").as_deref(), arg("resumptionToken")) {
                 (Some("Identify"), _) => "Identify.xml".to_string(),
                 (Some("ListMetadataFormats"), _) => "ListMetadataFormats.xml".to_string(),
+                (Some("ListRecords"), Some(_)) if matches!(mode, Mode::Repeat | Mode::Stuck) => {
+                    "ListRecords.xml".to_string()
+                }
                 (Some("ListRecords"), Some(token)) => {
                     if mode == Mode::ExpireOnce && token == "ListRecords3.xml" && !expired {
                         expired = true;
@@ -73,7 +81,14 @@ fn fixture_server(dir: PathBuf, mode: Mode) -> (String, Arc<Mutex<Vec<String>>>)
                 (Some("ListRecords"), None) => "ListRecords.xml".to_string(),
                 _ => "badArgument.xml".to_string(),
             };
-            let body = std::fs::read(dir.join(file)).expect("fixture");
+            let mut body = std::fs::read(dir.join(&file)).expect("fixture");
+            if mode == Mode::Stuck && file == "ListRecords.xml" {
+                given += 1;
+                body = String::from_utf8(body)
+                    .expect("UTF-8")
+                    .replace(">ListRecords2.xml<", &format!(">stuck{given}<"))
+                    .into_bytes();
+            }
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -184,6 +199,54 @@ fn a_broken_page_stops_the_harvest_with_a_clear_error_and_loses_nothing() {
                 == 0,
         "a failed harvest notes no date"
     );
+}
+
+#[test]
+fn a_feed_that_does_not_advance_ends_the_harvest_with_what_it_took() {
+    let data = shared_data_or_skip!();
+    for (mode, says) in [
+        (
+            Mode::Repeat,
+            "gave the resumption token \"ListRecords2.xml\" again (page 2)",
+        ),
+        (
+            Mode::Stuck,
+            "sent 5 pages in a row of records already taken",
+        ),
+    ] {
+        let (url, seen) = fixture_server(data.join("oai"), mode);
+        let (dir, library_data) = new_library(1000);
+        drop(library_data);
+        let (ok, text) = harvest(dir.path(), &url);
+        assert!(!ok, "{text}");
+        assert!(text.contains(says), "{text}");
+        assert!(text.contains("records of earlier pages are kept"), "{text}");
+        let lists = seen
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|r| r.contains("ListRecords"))
+            .count();
+        assert!(lists <= 6, "stopped early: {lists} list requests");
+        let library = Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
+            .expect("opens");
+        assert!(
+            library
+                .store
+                .get("oai:test.example.com:1585322")
+                .expect("reads")
+                .is_some(),
+            "the first page's record is kept"
+        );
+        assert!(
+            !dir.path().join("harvest").exists()
+                || std::fs::read_dir(dir.path().join("harvest"))
+                    .expect("lists")
+                    .count()
+                    == 0,
+            "an unfinished harvest notes no date"
+        );
+    }
 }
 
 /// A node holding `loc-indonesia-3147.mrc`, its OAI-PMH address, and an empty library to

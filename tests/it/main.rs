@@ -10,6 +10,7 @@ mod crash;
 mod edit;
 mod formats;
 mod harvest;
+mod hostile;
 mod network;
 mod oai;
 mod replication;

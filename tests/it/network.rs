@@ -220,7 +220,9 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     // B dials A; C knows only B: A's catalog reaches C through B.
     b.net.dial(a.address().await).await.expect("dials");
     c.net.dial(b.address().await).await.expect("dials");
-    d.net.dial(a.address().await).await.expect("dials");
+    // D's own node refuses to dial a library it shares no consortium with; a hostile one
+    // that does is refused by A (`outsiders_and_removed_members_are_refused_by_the_node`).
+    assert!(d.net.dial(a.address().await).await.is_err());
     let target = a.digest(&a_id);
     eventually("A's catalog at B", 60, || b.digest(&a_id) == target).await;
     eventually("A's catalog at C, through B", 60, || {
@@ -751,14 +753,15 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     let relay_members = jalin_node::relay::members_of_documents(&documents).expect("members");
     assert_eq!(relay_members.len(), 2);
     let (relay_dir, relay_data) = new_library(100);
-    let (addresses_tx, mut addresses) = tokio::sync::mpsc::unbounded_channel();
+    let (addresses_tx, mut addresses) =
+        tokio::sync::mpsc::channel(jalin_node::relay::ADDRESSES_QUEUED_MAX);
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay_key = relay_data.key.clone();
     let relay = tokio::spawn(async move {
         jalin_node::relay::run(
             &relay_key,
             "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
-            Some(relay_members),
+            jalin_node::relay::Access::Members(relay_members),
             addresses_tx,
             async {
                 let _ = relay_stopped.await;
@@ -825,7 +828,8 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     let o_library = Arc::new(Library::open(o_data).expect("opens"));
     o_library.consortia.import(&documents).expect("imports");
     let o = start(o_library, o_dir).await;
-    o.net.dial(circuit).await.expect("dial starts");
+    // Its own node does not even dial a library it shares no consortium with.
+    assert!(o.net.dial(circuit).await.is_err());
     never_connected(&[&a, &b], &o, true, 2).await;
     assert!(!o
         .library
@@ -1259,4 +1263,418 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     })
     .await;
     v.stop().await;
+}
+
+/// Imports a file into a library, off the async workers.
+async fn import_file(library: &Arc<Library>, file: std::path::PathBuf) {
+    let importer = library.clone();
+    tokio::task::spawn_blocking(move || {
+        importer
+            .import(&Source::File(file), &ImportOptions::default(), |_| {})
+            .expect("imports")
+    })
+    .await
+    .expect("import task");
+}
+
+/// The OAI-PMH sets a library's provider lists.
+fn oai_sets(library: &Library) -> String {
+    jalin_node::oai::Provider::new(library, "http://localhost/oai".into())
+        .expect("provider")
+        .respond(&[("verb".into(), "ListSets".into())], T)
+}
+
+/// What a library holds of another's catalog: in its store, its index, its OAI sets.
+fn holds_any_of(library: &Library, other: &LibraryId) -> Vec<&'static str> {
+    let mut places = Vec::new();
+    if library
+        .store
+        .namespaces()
+        .expect("namespaces")
+        .contains(other)
+    {
+        places.push("store");
+    }
+    let only = other.to_hex();
+    // Every record: everything but a word no record has.
+    let all = jalin_protocol::cql::parse("cql.serverChoice <> zzqxjw")
+        .expect("CQL")
+        .root;
+    let query = library.index.cql_query(&all).expect("served");
+    let (_, found) = library
+        .index
+        .search_records(query.as_ref(), 0, 100_000)
+        .expect("searches");
+    if found
+        .iter()
+        .any(|(owner, _)| owner.as_deref() == Some(only.as_str()))
+    {
+        places.push("index");
+    }
+    if oai_sets(library).contains(&only) {
+        places.push("OAI-PMH sets");
+    }
+    places
+}
+
+/// The trust boundary, tried as a rogue member would: A founds C with R and B; R founds a
+/// side consortium F with an outsider N. Nothing of N reaches A (nor of A or B reaches N),
+/// A never connects to N, and A never holds F. Then A removes R: within 10 s every member
+/// has cut R off and forgotten its catalog; what R writes after reaches no one, and
+/// nothing A writes after reaches R.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
+    let data = shared_data_or_skip!();
+    let mut c_members = members(3);
+    let (b_library, b_dir) = c_members.pop().expect("B");
+    let (r_library, r_dir) = c_members.pop().expect("R");
+    let (a_library, a_dir) = c_members.pop().expect("A");
+    let c = consortium_of(&a_library);
+    let (n_dir, n_data) = new_library(100);
+    let n_library = Arc::new(Library::open(n_data).expect("opens"));
+    // R's side consortium with N, made by text as `jalin` would.
+    let f = r_library
+        .consortia
+        .create("Jaringan Samping", T + 100)
+        .expect("creates");
+    let ticket = r_library
+        .consortia
+        .invite(&f, Role::Member, T + 3_600_000, "", Vec::new(), T + 101)
+        .expect("invites")
+        .to_text();
+    let acceptance = n_library
+        .consortia
+        .join(&ticket, Vec::new(), T + 102)
+        .expect("joins")
+        .to_text();
+    r_library
+        .consortia
+        .accept(&acceptance, T + 103)
+        .expect("accepts");
+    n_library
+        .consortia
+        .import(&r_library.consortia.export(&f).expect("exports"))
+        .expect("imports");
+    let marc = data.join("marc/evergreen");
+    import_file(&a_library, marc.join("FSL.marc")).await;
+    import_file(&r_library, marc.join("oss.marc")).await;
+    import_file(&n_library, marc.join("hebrew.marc")).await;
+    let (a_id, r_id, b_id, n_id) = (
+        a_library.store.library(),
+        r_library.store.library(),
+        b_library.store.library(),
+        n_library.store.library(),
+    );
+
+    let a = start(a_library, a_dir).await;
+    let r = start(r_library, r_dir).await;
+    let b = start(b_library, b_dir).await;
+    let n = start(n_library, n_dir).await;
+    r.net.dial(a.address().await).await.expect("dials");
+    b.net.dial(a.address().await).await.expect("dials");
+    n.net.dial(r.address().await).await.expect("dials");
+    // N tries A directly too, with the address R's node would give it.
+    let _ = n.net.dial(a.address().await).await;
+
+    eventually("R's catalog at A and B", 60, || {
+        a.digest(&r_id) == r.digest(&r_id) && b.digest(&r_id) == r.digest(&r_id)
+    })
+    .await;
+    eventually("A's catalog at R and B", 60, || {
+        r.digest(&a_id) == a.digest(&a_id) && b.digest(&a_id) == a.digest(&a_id)
+    })
+    .await;
+    eventually("N's catalog at R, R's at N", 60, || {
+        r.digest(&n_id) == n.digest(&n_id) && n.digest(&r_id) == r.digest(&r_id)
+    })
+    .await;
+    // Rounds of catch-up in both directions have run; give any leak a window to show.
+    r.net.catch_up().await.expect("catches up");
+    n.net.catch_up().await.expect("catches up");
+    a.net.catch_up().await.expect("catches up");
+    never_connected(&[&a, &b], &n, false, 3).await;
+    for (holder, name, others) in [
+        (&a, "A", vec![(n_id, "N")]),
+        (&b, "B", vec![(n_id, "N")]),
+        (&n, "N", vec![(a_id, "A"), (b_id, "B")]),
+    ] {
+        for (other, other_name) in others {
+            let places = holds_any_of(&holder.library, &other);
+            assert!(
+                places.is_empty(),
+                "{name} holds {other_name}'s catalog in {places:?}"
+            );
+        }
+    }
+    let held: Vec<Hash32> = a.library.consortia.list().iter().map(|s| s.id).collect();
+    assert_eq!(held, vec![c], "A holds only its own consortium");
+    assert!(
+        !n.library.consortia.list().iter().any(|s| s.id == c),
+        "N holds A's consortium"
+    );
+    // R, in both, holds both sides: it is the wall, not a bridge.
+    assert!(holds_any_of(&r.library, &n_id).contains(&"store"));
+    assert!(holds_any_of(&r.library, &a_id).contains(&"store"));
+
+    // A removes R.
+    a.library
+        .consortia
+        .remove(&c, r_id, "tidak aktif", T + 1_000)
+        .expect("removes");
+    a.net.members_changed().await.expect("network");
+    a.net.announce(None).await.expect("network");
+    let removed_at = Instant::now();
+    let connected = |node: &Node, peer: libp2p::PeerId| {
+        let net = node.net.clone();
+        async move { net.peers().await.expect("peers").contains(&peer) }
+    };
+    loop {
+        let at_a = connected(&a, r.net.peer_id).await;
+        let at_b = connected(&b, r.net.peer_id).await;
+        if !at_a && !at_b {
+            break;
+        }
+        assert!(
+            removed_at.elapsed() < Duration::from_secs(10),
+            "R still connected 10 s after its removal (to A: {at_a}, to B: {at_b})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually("R's catalog forgotten at A and B", 10, || {
+        holds_any_of(&a.library, &r_id).is_empty() && holds_any_of(&b.library, &r_id).is_empty()
+    })
+    .await;
+
+    // After the removal, neither side's writes cross.
+    let a_record = a
+        .library
+        .store
+        .records_of(&a_id)
+        .next()
+        .expect("a record")
+        .expect("reads")
+        .record_id;
+    let r_record = r
+        .library
+        .store
+        .records_of(&r_id)
+        .next()
+        .expect("a record")
+        .expect("reads")
+        .record_id;
+    let (a_writer, r_writer) = (a.library.clone(), r.library.clone());
+    tokio::task::spawn_blocking(move || {
+        add_note(&a_writer, &a_record, "setelah R dikeluarkan");
+        add_note(&r_writer, &r_record, "R menulis setelah dikeluarkan");
+    })
+    .await
+    .expect("writes");
+    a.net.announce(Some(a_id)).await.expect("network");
+    r.net.announce(Some(r_id)).await.expect("network");
+    let a_digest_at_r = r.digest(&a_id);
+    eventually("A's write at B", 30, || b.digest(&a_id) == a.digest(&a_id)).await;
+    let _ = r.net.dial(a.address().await).await;
+    let _ = r.net.dial(b.address().await).await;
+    never_connected(&[&a, &b], &r, false, 3).await;
+    assert_eq!(
+        r.digest(&a_id),
+        a_digest_at_r,
+        "R got A's write after its removal"
+    );
+    for (holder, name) in [(&a, "A"), (&b, "B")] {
+        let places = holds_any_of(&holder.library, &r_id);
+        assert!(places.is_empty(), "{name} holds R's catalog in {places:?}");
+    }
+    for node in [a, r, b, n] {
+        node.stop().await;
+    }
+}
+
+/// A hand-made node under `key` (what a hostile peer could run: it dials whom it likes):
+/// dials `address`, sends `requests` one after another, and returns each answer, or why
+/// none came.
+async fn probe(
+    key: &ed25519_dalek::SigningKey,
+    address: libp2p::Multiaddr,
+    requests: Vec<SyncRequest>,
+) -> Vec<Result<SyncResponse, String>> {
+    let mut secret = key.to_bytes();
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).expect("key");
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                Codec::<SyncRequest, SyncResponse>::new(
+                    64 * 1024,
+                    32 * 1024 * 1024,
+                    Arc::new(Traffic::default()),
+                ),
+                [(
+                    libp2p::StreamProtocol::new("/jalin/sync/1"),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let target = address
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .expect("the address names its peer");
+    swarm.dial(address).expect("dials");
+    let mut out = Vec::new();
+    for request in requests {
+        swarm.behaviour_mut().send_request(&target, request);
+        let answer = async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    }) => return Ok(response),
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        error,
+                        ..
+                    }) => return Err(error.to_string()),
+                    _ => {}
+                }
+            }
+        };
+        out.push(
+            tokio::time::timeout(Duration::from_secs(20), answer)
+                .await
+                .unwrap_or_else(|_| Err("no answer in 20 s".into())),
+        );
+    }
+    out
+}
+
+/// A library in two consortia is a wall between them: B (a member of C with A) asks A,
+/// with a node of its own making, for what A has of its other consortium G (with X), and
+/// is refused each time; an outsider's node is not answered at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_and_removed_members_are_refused_by_the_node() {
+    let data = shared_data_or_skip!();
+    let mut c_members = members(2);
+    let (b_library, b_dir) = c_members.pop().expect("B");
+    let (a_library, a_dir) = c_members.pop().expect("A");
+    let c = consortium_of(&a_library);
+    let (x_dir, x_data) = new_library(100);
+    let x_library = Arc::new(Library::open(x_data).expect("opens"));
+    let g = a_library
+        .consortia
+        .create("Jaringan Lain", T + 100)
+        .expect("creates");
+    let ticket = a_library
+        .consortia
+        .invite(&g, Role::Member, T + 3_600_000, "", Vec::new(), T + 101)
+        .expect("invites")
+        .to_text();
+    let acceptance = x_library
+        .consortia
+        .join(&ticket, Vec::new(), T + 102)
+        .expect("joins")
+        .to_text();
+    a_library
+        .consortia
+        .accept(&acceptance, T + 103)
+        .expect("accepts");
+    x_library
+        .consortia
+        .import(&a_library.consortia.export(&g).expect("exports"))
+        .expect("imports");
+    let marc = data.join("marc/evergreen");
+    import_file(&a_library, marc.join("FSL.marc")).await;
+    import_file(&x_library, marc.join("hebrew.marc")).await;
+    let (a_id, x_id) = (a_library.store.library(), x_library.store.library());
+    let b_key = b_library.data.key.clone();
+    let a = start(a_library, a_dir).await;
+    let x = start(x_library, x_dir).await;
+    x.net.dial(a.address().await).await.expect("dials");
+    eventually("X's catalog at A", 60, || {
+        a.digest(&x_id) == x.digest(&x_id)
+    })
+    .await;
+
+    // B's own node is stopped: B asks with one of its own making.
+    drop(b_library);
+    drop(b_dir);
+    let answers = probe(
+        &b_key,
+        a.address().await,
+        vec![
+            SyncRequest::Hello,
+            SyncRequest::Summary { namespace: x_id },
+            SyncRequest::Changes {
+                namespace: x_id,
+                shards: vec![(0, Vec::new()), (1, Vec::new())],
+            },
+            SyncRequest::Documents { consortium: g },
+            SyncRequest::Summary { namespace: a_id },
+            SyncRequest::Documents { consortium: c },
+        ],
+    )
+    .await;
+    match &answers[0] {
+        Ok(SyncResponse::Hello {
+            catalogs,
+            consortia,
+        }) => {
+            let catalogs: Vec<LibraryId> = catalogs.iter().map(|(id, _)| *id).collect();
+            assert_eq!(catalogs, vec![a_id], "only A's catalog is listed to B");
+            let consortia: Vec<Hash32> = consortia.iter().map(|(id, _)| *id).collect();
+            assert_eq!(consortia, vec![c], "only C is listed to B");
+        }
+        other => panic!("Hello: {other:?}"),
+    }
+    for (what, answer) in ["Summary of X", "Changes of X", "Documents of G"]
+        .iter()
+        .zip(&answers[1..4])
+    {
+        assert!(
+            matches!(answer, Ok(SyncResponse::Refused { .. })),
+            "{what}: {answer:?}"
+        );
+    }
+    assert!(
+        matches!(answers[4], Ok(SyncResponse::Summary { .. })),
+        "{:?}",
+        answers[4]
+    );
+    assert!(
+        matches!(answers[5], Ok(SyncResponse::Documents { .. })),
+        "{:?}",
+        answers[5]
+    );
+
+    // An outsider with a valid key gets no answer at all.
+    let outsider = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let answers = probe(&outsider, a.address().await, vec![SyncRequest::Hello]).await;
+    assert!(answers[0].is_err(), "{:?}", answers[0]);
+
+    // Once A removes B, B's node of its own making is not answered either.
+    a.library
+        .consortia
+        .remove(&c, b_key_id(&b_key), "keluar", T + 1_000)
+        .expect("removes");
+    a.net.members_changed().await.expect("network");
+    let answers = probe(&b_key, a.address().await, vec![SyncRequest::Hello]).await;
+    assert!(answers[0].is_err(), "{:?}", answers[0]);
+    a.stop().await;
+    x.stop().await;
+}
+
+fn b_key_id(key: &ed25519_dalek::SigningKey) -> LibraryId {
+    LibraryId::from_key(&key.verifying_key())
 }

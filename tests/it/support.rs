@@ -148,12 +148,7 @@ pub fn start(import: Option<&std::path::Path>) -> Server {
             )
             .expect("imports");
     }
-    let state = Arc::new(AppState {
-        library: library.clone(),
-        api_token: token.clone(),
-        net: None,
-        web: Default::default(),
-    });
+    let state = Arc::new(AppState::new(library.clone(), token.clone(), None));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address_tx, address_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {

@@ -358,18 +358,49 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// Markdown as HTML, with any raw HTML in it shown as text (an agreement's text is
-/// written by a member: it must not run in another's browser).
+/// Markdown as HTML, made safe to show in another member's browser (an agreement's text
+/// is written by a member): raw HTML is shown as text, a link is kept only to `http`,
+/// `https` or `mailto` (its text stays, unlinked, otherwise), and an image is shown as its
+/// description (an image loads from wherever its author chose, and tells them who read it).
 pub fn markdown(text: &str) -> String {
-    use pulldown_cmark::{Event, Parser};
-    let events = Parser::new(text).map(|event| match event {
-        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
-        other => other,
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    // Whether each open link was kept, so its end goes with it. Links do not nest in
+    // Markdown, but an image can stand inside one.
+    let mut links_kept: Vec<bool> = Vec::new();
+    let events = Parser::new(text).filter_map(|event| match event {
+        Event::Html(html) | Event::InlineHtml(html) => Some(Event::Text(html)),
+        Event::Start(Tag::Link { ref dest_url, .. }) => {
+            let kept = safe_link(dest_url);
+            links_kept.push(kept);
+            kept.then_some(event)
+        }
+        Event::End(TagEnd::Link) => links_kept.pop().unwrap_or(false).then_some(event),
+        Event::Start(Tag::Image { .. }) | Event::End(TagEnd::Image) => None,
+        other => Some(other),
     });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, events);
     out
 }
+
+/// Whether a link may stay a link: `http`, `https` or `mailto`, read as a browser reads
+/// it (ignoring case and the tabs, line breaks and spaces it drops).
+fn safe_link(url: &str) -> bool {
+    let url: String = url
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace() && !c.is_control())
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    ["http://", "https://", "mailto:"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
+/// The content security policy of an agreement's page, in the page itself (it is saved
+/// and opened as a file too): nothing loads from elsewhere, nothing runs, no form goes out.
+pub const EXPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                              form-action 'none'; base-uri 'none'";
 
 /// A UTC date and time (`2026-11-24 14:05 UTC`) from ms since 1970.
 pub fn format_time(ms: u64) -> String {
@@ -428,6 +459,9 @@ pub fn render_html(documents: &[String]) -> Result<String, DocError> {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut html = String::new();
     html.push_str("<!DOCTYPE html>\n<html lang=\"id\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html.push_str(&format!(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"{EXPORT_CSP}\">\n"
+    ));
     html.push_str(&format!("<title>{}</title>\n", escape(&version.body.title)));
     html.push_str("<style>body{font-family:serif;max-width:46em;margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #444;padding:.3em .6em;text-align:left}pre#jalin-documents{font-size:6pt;white-space:pre-wrap;word-break:break-all;color:#555}@media print{pre#jalin-documents{page-break-before:always}}</style>\n</head>\n<body>\n");
     html.push_str(&format!("<h1>{}</h1>\n", escape(&version.body.title)));
@@ -651,6 +685,34 @@ pub fn verify_html(html: &str) -> Result<Verified, DocError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_keeps_only_safe_links_and_no_images() {
+        let html = markdown(
+            "[a](https://perpusnas.go.id) [b](javascript:alert(1)) [c](JaVa\tScRiPt:x) \
+             [d](mailto:pustaka@example.id) [e](data:text/html,x) <javascript:alert(2)> \
+             ![f](https://tracker.example/p.png) [![g](http://x.example/i.png)](vbscript:y) \
+             <script>alert(3)</script>",
+        );
+        let hrefs: Vec<&str> = html
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(
+            hrefs,
+            ["https://perpusnas.go.id", "mailto:pustaka@example.id"],
+            "{html}"
+        );
+        for gone in ["<img", "src=", "<script"] {
+            assert!(!html.contains(gone), "{gone} in {html}");
+        }
+        // The text of a link or image that goes stays, to be read.
+        for kept in [">a<", "b", "c", "f", "g"] {
+            assert!(html.contains(kept), "{kept} lost from {html}");
+        }
+        assert_eq!(html.matches("<a ").count(), html.matches("</a>").count());
+    }
 
     #[test]
     fn a_draft_file_reads_back_as_the_version_it_was_made_from() {

@@ -465,6 +465,12 @@ impl Log {
         self.order().into_iter().map(|id| &self.ops[&id]).collect()
     }
 
+    /// How many operations the log holds (not counting those waiting for parents): the
+    /// log only grows, so an unchanged count is an unchanged log.
+    pub fn op_count(&self) -> usize {
+        self.ops.len()
+    }
+
     /// Operations waiting for parents.
     pub fn pending(&self) -> impl Iterator<Item = &Op> {
         self.pending.values()

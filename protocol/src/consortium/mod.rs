@@ -52,6 +52,18 @@ impl Document {
         })
     }
 
+    /// The consortium the document belongs to (a founding operation's is its own id).
+    pub fn consortium(&self) -> document::Hash32 {
+        match self {
+            Document::Op(op) => op.body.consortium.unwrap_or_else(|| op.id()),
+            Document::Invite(d) => d.body.consortium,
+            Document::Acceptance(d) => d.body.consortium,
+            Document::Version(d) => d.body.consortium,
+            Document::Signature(d) => d.body.consortium,
+            Document::Match(d) => d.body.consortium,
+        }
+    }
+
     /// The document's text form.
     pub fn to_text(&self) -> String {
         match self {
