@@ -3,7 +3,7 @@
 //! changes.
 
 use crate::shared_data_or_skip;
-use crate::support::{start, Server};
+use crate::support::{start, start_with, Server};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
@@ -254,4 +254,150 @@ fn every_integer_parameter_at_its_edges_is_answered_without_harm() {
     assert_eq!(past.status(), StatusCode::BAD_REQUEST);
 
     assert_eq!(fingerprint(&server), before);
+}
+
+/// Sends `head` (a request's line and headers, no body) over a new connection and
+/// returns the status line of the answer, read before any body byte is sent.
+fn status_before_body(server: &Server, head: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(head.as_bytes()).expect("writes");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("an answer before the body is sent");
+    line
+}
+
+#[test]
+fn uploads_are_refused_from_their_headers_before_the_body_is_read() {
+    let server = start(None);
+    let before = fingerprint(&server);
+    // 200 MB announced and none sent: the node must answer from the headers alone (it
+    // read whole uploads before checking the token).
+    let line = status_before_body(
+        &server,
+        "POST /api/import HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 200000000\r\n\
+         Content-Type: application/marc\r\n\r\n",
+    );
+    assert!(line.contains(" 401 "), "{line}");
+    let line = status_before_body(
+        &server,
+        &format!(
+            "POST /api/import HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+             Content-Length: 900000000000\r\n\r\n",
+            server.token
+        ),
+    );
+    assert!(line.contains(" 413 "), "past the upload limit: {line}");
+    let line = status_before_body(
+        &server,
+        "POST /librarian/import HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 200000000\r\n\
+         Content-Type: multipart/form-data; boundary=x\r\n\r\n",
+    );
+    assert!(
+        line.contains(" 303 ") || line.contains(" 401 ") || line.contains(" 403 "),
+        "not logged in: {line}"
+    );
+    let line = status_before_body(
+        &server,
+        "PUT /api/records/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n",
+    );
+    assert!(line.contains(" 401 "), "{line}");
+    assert_eq!(fingerprint(&server), before);
+}
+
+#[test]
+fn a_request_naming_another_host_is_refused() {
+    let server = start(None);
+    let http = client();
+    let port = server.url.rsplit(':').next().expect("port").to_string();
+    for host in ["localhost", "127.0.0.1", "LOCALHOST.", "127.0.0.2"] {
+        let response = http
+            .get(format!("{}/api/status", server.url))
+            .header("Host", format!("{host}:{port}"))
+            .send()
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
+    // A page on evil.example whose name now points at 127.0.0.1 (DNS rebinding).
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "127.0.0.1.evil.example",
+        "localhost.evil",
+    ] {
+        let response = http
+            .get(format!("{}/api/status", server.url))
+            .header("Host", host)
+            .send()
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST, "{host}");
+        let body: serde_json::Value = response.json().expect("JSON");
+        assert_eq!(body["code"], "unknown_host", "{body}");
+    }
+}
+
+#[test]
+fn past_the_heavy_request_limit_the_node_answers_503_and_keeps_serving() {
+    let data = shared_data_or_skip!();
+    let server = start_with(Some(&data.join("marc/loc/loc-books-10k.mrc")), |data| {
+        data.config.limits.heavy_requests_max = 1;
+        data.config.limits.heavy_requests_waiting_max = 0;
+    });
+    let http = client();
+    // An export nobody reads holds its place: 9 MB of MARC fill the socket's buffers and
+    // the export's queue, and the export waits for the client.
+    let mut stalled = http
+        .get(format!("{}/api/export", server.url))
+        .send()
+        .expect("export starts");
+    assert_eq!(stalled.status(), StatusCode::OK);
+    let busy = http
+        .get(format!("{}/api/search?q=history", server.url))
+        .send()
+        .expect("answers");
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.headers()["retry-after"], "2");
+    // Light requests are served meanwhile.
+    still_serving(&http, &server, "a full place");
+    // Once the export is read to its end, its place is free again.
+    let mut exported = Vec::new();
+    std::io::copy(&mut stalled, &mut exported).expect("reads the export");
+    assert!(exported.len() > 9_000_000, "{} bytes", exported.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let search = http
+            .get(format!("{}/api/search?q=history", server.url))
+            .send()
+            .expect("answers");
+        if search.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn listening_where_other_machines_reach_needs_expose() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, _) = crate::cli::jalin(dir.path(), &["init", "--name", "Uji", "--code", "UJI"]);
+    assert_eq!(code, 0);
+    let (code, _, stderr) = crate::cli::jalin(dir.path(), &["start", "--listen", "0.0.0.0:0"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--expose"), "{stderr}");
+    assert!(!dir.path().join("node.json").exists(), "no node ran");
+    // A relay for anyone must be asked for by name.
+    let (code, _, stderr) =
+        crate::cli::jalin(dir.path(), &["relay", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--open"), "{stderr}");
 }

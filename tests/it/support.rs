@@ -136,7 +136,16 @@ impl Drop for Server {
 
 /// A server over a fresh library holding `import`'s records.
 pub fn start(import: Option<&std::path::Path>) -> Server {
-    let (dir, data) = new_library(1000);
+    start_with(import, |_| {})
+}
+
+/// [`start`], the data dir's configuration first set by `configure`.
+pub fn start_with(
+    import: Option<&std::path::Path>,
+    configure: impl FnOnce(&mut jalin_node::config::DataDir),
+) -> Server {
+    let (dir, mut data) = new_library(1000);
+    configure(&mut data);
     let token = data.api_token.clone();
     let library = Arc::new(Library::open(data).expect("opens"));
     if let Some(file) = import {

@@ -978,7 +978,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
     assert!(response
         .text()
         .expect("text")
-        .contains("Pencarian terlalu panjang"));
+        .contains("Pencarian meminta lebih dari yang dilayani simpul"));
     // Odd searches are answered, not failed: syntax left open, control characters.
     for q in [
         "\"sejarah",
