@@ -289,7 +289,9 @@ pub fn harvest_once(
                 .iter()
                 .map(|r| format!("{}: {}", r.location, r.reason)),
         );
-        if items > 0 && report.skipped - skipped_before == items {
+        // A page that brought no record not taken before (empty, all unreadable, or all
+        // already taken) does not advance the list.
+        if report.skipped - skipped_before == items || (records == 0 && deletions.is_empty()) {
             pages_with_nothing_new += 1;
         } else {
             pages_with_nothing_new = 0;

@@ -716,6 +716,7 @@ async fn export(
     };
     let admitted = state.admission.admit().await?;
     let library = state.library.clone();
+    let runtime = tokio::runtime::Handle::current();
     // The catalog is written as it is read, a chunk at a time, into a small queue the
     // response drains: an export holds a few chunks, not the catalog.
     let (chunks, body) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(EXPORT_CHUNKS_QUEUED);
@@ -724,6 +725,7 @@ async fn export(
         let sink = ChunkSink {
             chunks: chunks.clone(),
             buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+            runtime,
         };
         let finished = library
             .export(sink, format)
@@ -755,7 +757,11 @@ const EXPORT_CHUNKS_QUEUED: usize = 4;
 struct ChunkSink {
     chunks: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     buffer: Vec<u8>,
+    runtime: tokio::runtime::Handle,
 }
+
+/// How long an export waits for a client to take its next chunk before giving up.
+const EXPORT_CHUNK_WAIT: Duration = Duration::from_secs(60);
 
 impl std::io::Write for ChunkSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -774,9 +780,19 @@ impl std::io::Write for ChunkSink {
             &mut self.buffer,
             Vec::with_capacity(EXPORT_CHUNK_BYTES),
         ));
-        self.chunks
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client has gone"))
+        // A client that stops reading is given up on, so it cannot hold its place.
+        let send = tokio::time::timeout(EXPORT_CHUNK_WAIT, self.chunks.send(Ok(chunk)));
+        match self.runtime.block_on(send) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client has gone",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading the export",
+            )),
+        }
     }
 }
 

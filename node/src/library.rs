@@ -11,7 +11,7 @@ use jalin_protocol::format::{
 use jalin_protocol::marc::{iso2709, Charset, MarcRecord};
 use jalin_protocol::record::Record;
 use jalin_protocol::signing::LibraryId;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Cursor};
 use std::path::PathBuf;
 
@@ -75,6 +75,9 @@ impl LibraryError {
         }
     }
 }
+
+/// Live records and tombstones of each catalog held.
+type CatalogCounts = BTreeMap<LibraryId, (u64, u64)>;
 
 /// Where an import reads from.
 pub enum Source {
@@ -270,6 +273,8 @@ pub struct Library {
     /// node listens (`a` + peer id: JSON list of addresses).
     freshness: sled::Tree,
     catching_up: std::sync::Mutex<()>,
+    /// Records and tombstones per catalog, as of a store sequence number.
+    counts: std::sync::Mutex<(u64, CatalogCounts)>,
 }
 
 /// How current another library's catalog is here.
@@ -320,6 +325,7 @@ impl Library {
             consortia,
             freshness,
             catching_up: std::sync::Mutex::new(()),
+            counts: std::sync::Mutex::new((0, BTreeMap::new())),
         };
         if index_seq == 0 && library.store.seq()? > 0 {
             tracing::info!("search index missing or damaged: rebuilding it from the catalog");
@@ -339,12 +345,13 @@ impl Library {
             if trust.is_co_member(&namespace) {
                 continue;
             }
-            {
-                let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
-                self.index.forget_library(&namespace.to_hex());
-                self.index.commit(self.index.committed_seq())?;
-            }
+            // Both under the index's catch-up lock: a catch-up between them would index
+            // again what the store still held.
+            let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+            self.index.forget_library(&namespace.to_hex());
+            self.index.commit(self.index.committed_seq())?;
             let records = self.store.forget_catalog(&namespace)?;
+            drop(_one);
             for what in [b'c', b's'] {
                 let mut key = vec![what];
                 key.extend_from_slice(namespace.as_bytes());
@@ -707,14 +714,29 @@ impl Library {
     /// The node's status.
     pub fn status(&self) -> Result<Status, LibraryError> {
         let id = self.store.library();
-        let (records, deleted) = self.store.count_of(&id)?;
+        let seq = self.store.seq()?;
+        // Counting walks every record of a catalog: done once per change of the store,
+        // not for every look at the status page.
+        let count_of = |namespace: &LibraryId| -> Result<(u64, u64), LibraryError> {
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            if counts.0 != seq {
+                *counts = (seq, BTreeMap::new());
+            }
+            if let Some(known) = counts.1.get(namespace) {
+                return Ok(*known);
+            }
+            let counted = self.store.count_of(namespace)?;
+            counts.1.insert(*namespace, counted);
+            Ok(counted)
+        };
+        let (records, deleted) = count_of(&id)?;
         let names = self.library_names();
         let mut replicas = Vec::new();
         for namespace in self.store.namespaces()? {
             if namespace == id {
                 continue;
             }
-            let (records, deleted) = self.store.count_of(&namespace)?;
+            let (records, deleted) = count_of(&namespace)?;
             let fresh = self.freshness(&namespace);
             replicas.push(ReplicaStatus {
                 library_id: namespace.to_hex(),
@@ -733,7 +755,7 @@ impl Library {
             records,
             deleted,
             indexed: self.index.len(),
-            seq: self.store.seq()?,
+            seq,
             store_bytes: self.store.size_on_disk(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             replicas,

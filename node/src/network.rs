@@ -340,12 +340,8 @@ pub fn peer_id_of(library: &LibraryId) -> Option<PeerId> {
 }
 
 /// The co-members, open invites' identities, this library's consortia and the
-/// co-members' known addresses (blocking: reads the logs and the address book). Forgets
-/// first the catalogs of libraries no longer co-members.
+/// co-members' known addresses (blocking: reads the logs and the address book).
 fn member_set(library: &Library) -> MemberSet {
-    if let Err(error) = library.forget_strangers() {
-        tracing::error!(%error, "could not forget the catalogs of former members");
-    }
     let trust = library.consortia.trust();
     let own = library.store.library();
     let members: BTreeMap<PeerId, LibraryId> = trust
@@ -412,6 +408,13 @@ fn member_set(library: &Library) -> MemberSet {
         consortia,
         trust,
         addresses,
+    }
+}
+
+/// Forgets the catalogs of libraries no longer co-members ([`Library::forget_strangers`]).
+fn forget_strangers(library: &Library) {
+    if let Err(error) = library.forget_strangers() {
+        tracing::error!(%error, "could not forget the catalogs of former members");
     }
 }
 
@@ -1032,10 +1035,16 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
             let shards: Vec<(u16, Vec<SignedChange>)> =
                 shards.into_iter().filter(|(_, c)| !c.is_empty()).collect();
             let mut new = 0;
-            for ((shard, _), result) in shards
-                .iter()
-                .zip(library.store_remote_many(&namespace, &shards))
-            {
+            let results = library.store_remote_many(&namespace, &shards);
+            // The membership may have changed while this was written: a catalog no
+            // longer shared leaves again at once.
+            if !library.consortia.trust().is_co_member(&namespace) {
+                if let Err(error) = library.forget_strangers() {
+                    tracing::error!(%error, "could not forget a former member's catalog");
+                }
+                return FollowUp::default();
+            }
+            for ((shard, _), result) in shards.iter().zip(results) {
                 match result {
                     Ok(applied) => new += applied.changes,
                     Err(error) => {
@@ -1182,9 +1191,12 @@ pub async fn spawn(
     }
     // The member set before the first connection, so no member is turned away at start.
     let reader = library.clone();
-    let members = tokio::task::spawn_blocking(move || member_set(&reader))
-        .await
-        .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    let members = tokio::task::spawn_blocking(move || {
+        forget_strangers(&reader);
+        member_set(&reader)
+    })
+    .await
+    .map_err(|e| NetError::Libp2p(e.to_string()))?;
     let mut state = NetState {
         relays,
         ..NetState::default()
@@ -1283,6 +1295,9 @@ async fn run(
                     tokio::task::spawn_blocking(move || {
                         let _ =
                             tx.blocking_send(Command::MembersComputed(member_set(&library), done));
+                        // Cut off first, then forget: the catalogs of libraries no longer
+                        // co-members leave the store and index (which may take a while).
+                        forget_strangers(&library);
                     });
                 }
                 Command::MembersComputed(now, done) => {
@@ -1542,6 +1557,19 @@ async fn run(
     }
 }
 
+/// The lines of `documents` that belong to `consortium` (an inviter's node answers a join
+/// with that consortium's documents; anything else it sends is not taken).
+fn documents_of(documents: &str, consortium: &Hash32) -> String {
+    documents
+        .lines()
+        .filter(|line| {
+            jalin_protocol::consortium::Document::from_text(line.trim())
+                .is_ok_and(|d| d.consortium() == *consortium)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 /// Joins over the network: reaches the inviter's node at the addresses in its invite,
 /// under the invite's one-off identity, and hands it this library's acceptance. Returns
 /// the consortium's documents (this library's add among them), to take in.
@@ -1620,7 +1648,9 @@ pub async fn join_over_network(
                     ..
                 }) => {
                     return match response {
-                        SyncResponse::Joined { documents } => Ok(documents),
+                        SyncResponse::Joined { documents } => {
+                            Ok(documents_of(&documents, &invite.body.consortium))
+                        }
                         SyncResponse::Refused { reason } => {
                             Err(failed(&format!("the inviter's node refused: {reason}")))
                         }

@@ -315,6 +315,17 @@ impl<'a> Server<'a> {
                 diagnostic(6, Some("startRecord"), "Unsupported parameter value"),
             );
         }
+        // A page is collected by ranking every hit before it: no deeper than a search.
+        if start > crate::search::RESULTS_DEPTH_MAX {
+            return fail(
+                out,
+                diagnostic(
+                    61,
+                    Some(&crate::search::RESULTS_DEPTH_MAX.to_string()),
+                    "First record position out of range",
+                ),
+            );
+        }
         let packing = match version {
             Version::One(_) => params.get("recordPacking").unwrap_or("xml"),
             Version::Two => params.get("recordXMLEscaping").unwrap_or("xml"),
