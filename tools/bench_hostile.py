@@ -2,7 +2,7 @@
 """A node under load and under attack: peak RSS under concurrent heavy requests, and each
 hostile request tried many times.
 
-Usage: cargo build --release && python3 tools/bench_hostile.py [RECORDS]
+Usage: cargo build --release && python3 tools/bench_hostile.py [RECORDS] [HEAVY_REQUESTS_MAX]
 
 1. Makes a MARC file of RECORDS records (default 250,000) from
    ../shared/data/marc/loc/loc-books-10k.mrc, each copy with its own 001, imports it
@@ -18,6 +18,8 @@ Usage: cargo build --release && python3 tools/bench_hostile.py [RECORDS]
 import base64
 import concurrent.futures
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,12 +84,19 @@ def rss_peak(pid):
 
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 250_000
+    heavy_max = int(sys.argv[2]) if len(sys.argv) > 2 else None
     work = tempfile.mkdtemp(prefix="jalin-hostile-")
     marc = os.path.join(work, "records.mrc")
     made = make_file(marc, count)
     data = os.path.join(work, "data")
     subprocess.run([JALIN, "--data-dir", data, "init", "--name", "Bench", "--code", "BENCH"], check=True,
                    stdout=subprocess.DEVNULL)
+    if heavy_max is not None:
+        config = os.path.join(data, "config.toml")
+        with open(config) as fh:
+            text = fh.read()
+        with open(config, "w") as fh:
+            fh.write(re.sub(r"heavy_requests_max = \d+", f"heavy_requests_max = {heavy_max}", text))
     started = time.perf_counter()
     subprocess.run([JALIN, "--data-dir", data, "import", marc], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
@@ -135,11 +144,13 @@ def main():
     busy = sum(1 for s, _ in results if s == 503)
     other = [s for s, _ in results if s not in (200, 503)]
     slowest = max(d for d, _ in statuses)
+    times = sorted(d for d, _ in statuses)
+    p50, p99 = times[len(times) // 2], times[min(len(times) - 1, len(times) * 99 // 100)]
     status_failures = sum(1 for _, s in statuses if s != 200)
     print(f"load: 200 heavy requests in {load_s:.1f} s: {ok} answered 200, {busy} answered 503, other: {other}")
     print(f"node RSS: {rss_idle:.0f} MB after start, peak {rss_peak(node.pid):.0f} MB under load")
-    print(f"/api/status during load: {len(statuses)} asked, slowest {slowest * 1000:.0f} ms, "
-          f"{status_failures} not 200")
+    print(f"/api/status during load: {len(statuses)} asked, p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"slowest {slowest * 1000:.0f} ms, {status_failures} not 200")
 
     # 3. Hostile requests.
     def sru(query):
@@ -183,6 +194,7 @@ def main():
         print(f"| {name} | {tries} | {accepted} | {alive} of {tries} |")
     node.terminate()
     node.wait()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

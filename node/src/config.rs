@@ -192,7 +192,9 @@ pub struct LimitsSection {
 }
 
 fn default_heavy_requests() -> usize {
-    4
+    // As many as the cores of the old PC a village library has: light requests (status,
+    // a record's page) still find a core (BENCHMARKS.md, issue 13).
+    2
 }
 
 fn default_heavy_waiting() -> usize {

@@ -349,7 +349,21 @@ impl HostAllowList {
                 std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             });
         }
-        names.extend(configured.iter().map(|n| n.trim().to_ascii_lowercase()));
+        // A name configured with a port or a trailing dot means the name.
+        names.extend(configured.iter().map(|n| {
+            let n = n.trim().to_ascii_lowercase();
+            let n = match n.rsplit_once(':') {
+                Some((name, port))
+                    if port.bytes().all(|b| b.is_ascii_digit())
+                        && !name.is_empty()
+                        && !name.ends_with(':') =>
+                {
+                    name.to_string()
+                }
+                _ => n,
+            };
+            n.trim_end_matches('.').to_string()
+        }));
         HostAllowList { names }
     }
 
@@ -1161,4 +1175,44 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_loopback_the_listen_address_and_the_configured_names() {
+        let configured = [
+            "Perpus-Desa.local.".to_string(),
+            "192.168.1.10:8080".to_string(),
+        ];
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("address");
+        let hosts = HostAllowList::new(any, &configured);
+        for allowed in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "127.0.0.1:8080",
+            "127.9.9.9",
+            "[::1]:8080",
+            "perpus-desa.local",
+            "perpus-desa.local:8080",
+            "192.168.1.10:8080",
+        ] {
+            assert!(hosts.allows(allowed), "{allowed}");
+        }
+        for refused in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "192.168.1.11",
+            "0.0.0.0:8080",
+            "",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        let one: std::net::SocketAddr = "192.168.1.20:80".parse().expect("address");
+        assert!(HostAllowList::new(one, &[]).allows("192.168.1.20"));
+    }
 }

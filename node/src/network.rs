@@ -495,6 +495,10 @@ fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
             {
                 if let Some(relay) = relay_of(address) {
                     swarm.behaviour_mut().allowed.allow_peer(relay);
+                    // A relay carries members' connections; it hears no gossip.
+                    if !state.allowed.contains_key(&relay) {
+                        swarm.behaviour_mut().gossip.blacklist_peer(&relay);
+                    }
                 }
             }
         }
@@ -1310,6 +1314,9 @@ async fn run(
                     // Beside what the log and invites said, not instead of it.
                     let known = state.addresses.entry(peer).or_default();
                     for address in addresses {
+                        if known.len() >= ADDRESSES_PER_PEER_MAX {
+                            break;
+                        }
                         if !known.contains(&address) {
                             known.push(address);
                         }
