@@ -590,6 +590,20 @@ impl Consortia {
             .into());
         }
         let mut held = self.held();
+        // Read again under the lock: two joins at once under one ticket must not both
+        // pass the check above.
+        let issued: IssuedInvite = match self.tree.get(key(b'i', &id, Some(&invite_id)))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ConsortiumError::Refused(format!("stored invite damaged: {e}")))?,
+            None => issued,
+        };
+        if let Some(by) = issued.used_by {
+            return Err(DocError::InviteUsed {
+                invite: invite_id,
+                by,
+            }
+            .into());
+        }
         let consortium = held
             .get_mut(&id)
             .ok_or_else(|| ConsortiumError::NotFound(format!("no consortium {}", id.short())))?;

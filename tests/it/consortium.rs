@@ -777,3 +777,60 @@ fn an_invite_s_secret_is_not_kept_in_the_store_and_the_invite_still_works() {
     a.consortia.accept(&acceptance, T0 + 4).expect("accepts");
     assert!(a.consortia.open_invites(T0 + 5).is_empty(), "used up");
 }
+
+#[test]
+fn one_invite_adds_one_library_even_when_two_accept_it_at_once() {
+    let a = node(1, "Perpustakaan Desa Kemiri Lor", "KEMIRILOR");
+    let id = a
+        .consortia
+        .create("Jaringan Perpustakaan Desa Kecamatan Kemiri", T0)
+        .expect("creates");
+    for round in 0..30u8 {
+        let t = T0 + 100 * u64::from(round) + 10;
+        let invite = a
+            .consortia
+            .invite(&id, Role::Member, t + WEEK_MS, "", Vec::new(), t)
+            .expect("invites");
+        // Two libraries holding the same ticket (it was passed on), accepting together.
+        let acceptances: Vec<String> = [100u8, 150]
+            .iter()
+            .map(|seed| {
+                let key = SigningKey::from_bytes(&[seed.wrapping_add(round); 32]);
+                Signed::sign(
+                    &key,
+                    Acceptance {
+                        consortium: id,
+                        invite: invite.clone(),
+                        name: format!("Perpustakaan {seed}"),
+                        code: format!("P{seed}R{round}"),
+                        time_ms: t + 1,
+                        addresses: Vec::new(),
+                    },
+                )
+                .to_text()
+            })
+            .collect();
+        let barrier = std::sync::Barrier::new(2);
+        let added = std::thread::scope(|scope| {
+            let handles: Vec<_> = acceptances
+                .iter()
+                .map(|text| {
+                    let (consortia, barrier) = (&a.consortia, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        consortia.accept(text, t + 2).is_ok()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("joins"))
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(
+            added, 1,
+            "round {round}: one ticket added {added} libraries"
+        );
+    }
+}
