@@ -6,7 +6,7 @@ use crate::support::{start, Server};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
@@ -14,7 +14,7 @@ fn client() -> Client {
 }
 
 /// What must not change when a request is refused.
-fn fingerprint(server: &Server) -> (u64, u64, u64) {
+pub(crate) fn fingerprint(server: &Server) -> (u64, u64, u64) {
     let status = server.library.status().expect("status");
     (status.seq, status.records, status.deleted)
 }

@@ -115,6 +115,12 @@ fn harvest(data_dir: &Path, url: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Whether no harvest's date is noted in the data dir (none finished).
+fn no_harvest_noted(data_dir: &Path) -> bool {
+    let noted = data_dir.join("harvest");
+    !noted.exists() || std::fs::read_dir(noted).expect("lists").count() == 0
+}
+
 /// A count from the harvest's summary line (`N read`, `N deleted`, ...).
 fn count(text: &str, what: &str) -> u64 {
     let line = text
@@ -192,11 +198,7 @@ fn a_broken_page_stops_the_harvest_with_a_clear_error_and_loses_nothing() {
     assert!(text.contains("the harvest stopped at page 1"), "{text}");
     assert!(text.contains("not readable XML"), "{text}");
     assert!(
-        !dir.path().join("harvest").exists()
-            || std::fs::read_dir(dir.path().join("harvest"))
-                .expect("lists")
-                .count()
-                == 0,
+        no_harvest_noted(dir.path()),
         "a failed harvest notes no date"
     );
 }
@@ -239,11 +241,7 @@ fn a_feed_that_does_not_advance_ends_the_harvest_with_what_it_took() {
             "the first page's record is kept"
         );
         assert!(
-            !dir.path().join("harvest").exists()
-                || std::fs::read_dir(dir.path().join("harvest"))
-                    .expect("lists")
-                    .count()
-                    == 0,
+            no_harvest_noted(dir.path()),
             "an unfinished harvest notes no date"
         );
     }

@@ -2,23 +2,11 @@
 //! with a clear refusal or a bounded answer, the node keeps serving, and nothing stored
 //! changes.
 
+use crate::api::{client, fingerprint};
 use crate::shared_data_or_skip;
 use crate::support::{start, start_with, Server};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .expect("client")
-}
-
-/// What must not change when a request is refused.
-fn fingerprint(server: &Server) -> (u64, u64, u64) {
-    let status = server.library.status().expect("status");
-    (status.seq, status.records, status.deleted)
-}
 
 /// The node still answers (a stack overflow or a failed allocation would have ended it).
 fn still_serving(http: &Client, server: &Server, after: &str) {

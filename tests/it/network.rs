@@ -1317,6 +1317,30 @@ fn holds_any_of(library: &Library, other: &LibraryId) -> Vec<&'static str> {
     places
 }
 
+/// A consortium `founder` makes with `joiner` alone, by text as `jalin` would.
+fn second_consortium(founder: &Library, joiner: &Library, name: &str) -> Hash32 {
+    let id = founder.consortia.create(name, T + 100).expect("creates");
+    let ticket = founder
+        .consortia
+        .invite(&id, Role::Member, T + 3_600_000, "", Vec::new(), T + 101)
+        .expect("invites")
+        .to_text();
+    let acceptance = joiner
+        .consortia
+        .join(&ticket, Vec::new(), T + 102)
+        .expect("joins")
+        .to_text();
+    founder
+        .consortia
+        .accept(&acceptance, T + 103)
+        .expect("accepts");
+    joiner
+        .consortia
+        .import(&founder.consortia.export(&id).expect("exports"))
+        .expect("imports");
+    id
+}
+
 /// The trust boundary, tried as a rogue member would: A founds C with R and B; R founds a
 /// side consortium F with an outsider N. Nothing of N reaches A (nor of A or B reaches N),
 /// A never connects to N, and A never holds F. Then A removes R: within 10 s every member
@@ -1332,29 +1356,7 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
     let c = consortium_of(&a_library);
     let (n_dir, n_data) = new_library(100);
     let n_library = Arc::new(Library::open(n_data).expect("opens"));
-    // R's side consortium with N, made by text as `jalin` would.
-    let f = r_library
-        .consortia
-        .create("Jaringan Samping", T + 100)
-        .expect("creates");
-    let ticket = r_library
-        .consortia
-        .invite(&f, Role::Member, T + 3_600_000, "", Vec::new(), T + 101)
-        .expect("invites")
-        .to_text();
-    let acceptance = n_library
-        .consortia
-        .join(&ticket, Vec::new(), T + 102)
-        .expect("joins")
-        .to_text();
-    r_library
-        .consortia
-        .accept(&acceptance, T + 103)
-        .expect("accepts");
-    n_library
-        .consortia
-        .import(&r_library.consortia.export(&f).expect("exports"))
-        .expect("imports");
+    let f = second_consortium(&r_library, &n_library, "Jaringan Samping");
     let marc = data.join("marc/evergreen");
     import_file(&a_library, marc.join("FSL.marc")).await;
     import_file(&r_library, marc.join("oss.marc")).await;
@@ -1407,7 +1409,8 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
         }
     }
     let held: Vec<Hash32> = a.library.consortia.list().iter().map(|s| s.id).collect();
-    assert_eq!(held, vec![c], "A holds only its own consortium");
+    assert_eq!(held, vec![c], "A holds only its own consortium, not F");
+    assert!(n.library.consortia.list().iter().any(|s| s.id == f));
     assert!(
         !n.library.consortia.list().iter().any(|s| s.id == c),
         "N holds A's consortium"
@@ -1572,28 +1575,7 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
     let c = consortium_of(&a_library);
     let (x_dir, x_data) = new_library(100);
     let x_library = Arc::new(Library::open(x_data).expect("opens"));
-    let g = a_library
-        .consortia
-        .create("Jaringan Lain", T + 100)
-        .expect("creates");
-    let ticket = a_library
-        .consortia
-        .invite(&g, Role::Member, T + 3_600_000, "", Vec::new(), T + 101)
-        .expect("invites")
-        .to_text();
-    let acceptance = x_library
-        .consortia
-        .join(&ticket, Vec::new(), T + 102)
-        .expect("joins")
-        .to_text();
-    a_library
-        .consortia
-        .accept(&acceptance, T + 103)
-        .expect("accepts");
-    x_library
-        .consortia
-        .import(&a_library.consortia.export(&g).expect("exports"))
-        .expect("imports");
+    let g = second_consortium(&a_library, &x_library, "Jaringan Lain");
     let marc = data.join("marc/evergreen");
     import_file(&a_library, marc.join("FSL.marc")).await;
     import_file(&x_library, marc.join("hebrew.marc")).await;
