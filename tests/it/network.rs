@@ -1024,6 +1024,40 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
     }
 }
 
+/// A node of its own making under `key`, speaking only the sync protocol: what a rogue
+/// member or an outsider could run.
+fn hand_made_node(
+    key: &ed25519_dalek::SigningKey,
+) -> libp2p::Swarm<request_response::Behaviour<Codec<SyncRequest, SyncResponse>>> {
+    let mut secret = key.to_bytes();
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).expect("key");
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                Codec::<SyncRequest, SyncResponse>::new(
+                    64 * 1024,
+                    32 * 1024 * 1024,
+                    Arc::new(Traffic::default()),
+                ),
+                [(
+                    libp2p::StreamProtocol::new("/jalin/sync/1"),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 /// What a forging member's node serves for a `Changes` request: `(shard, the asker's
 /// heads)` to the changes sent back.
 type Serve<'a> = &'a dyn Fn(u16, &[[u8; 32]]) -> Vec<SignedChange>;
@@ -1133,33 +1167,7 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     a.stop().await;
     let records_at_v = v_library.store.count_of(&a_id).expect("counts");
 
-    let mut secret = m_library.data.key.to_bytes();
-    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).expect("key");
-    let mut m = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                Codec::<SyncRequest, SyncResponse>::new(
-                    64 * 1024,
-                    32 * 1024 * 1024,
-                    Arc::new(Traffic::default()),
-                ),
-                [(
-                    libp2p::StreamProtocol::new("/jalin/sync/1"),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut m = hand_made_node(&m_library.data.key);
     m.dial(v.address().await).expect("dials");
 
     // A shard of A's, and a change on top of it made by M (as M could, holding A's catalog).
@@ -1501,33 +1509,7 @@ async fn probe(
     address: libp2p::Multiaddr,
     requests: Vec<SyncRequest>,
 ) -> Vec<Result<SyncResponse, String>> {
-    let mut secret = key.to_bytes();
-    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).expect("key");
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                Codec::<SyncRequest, SyncResponse>::new(
-                    64 * 1024,
-                    32 * 1024 * 1024,
-                    Arc::new(Traffic::default()),
-                ),
-                [(
-                    libp2p::StreamProtocol::new("/jalin/sync/1"),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut swarm = hand_made_node(key);
     let target = address
         .iter()
         .find_map(|p| match p {
