@@ -1325,8 +1325,11 @@ fn holds_any_of(library: &Library, other: &LibraryId) -> Vec<&'static str> {
     places
 }
 
-/// A consortium `founder` makes with `joiner` alone, by text as `jalin` would.
-fn second_consortium(founder: &Library, joiner: &Library, name: &str) -> Hash32 {
+/// A consortium `founder` makes with a new library alone, by text as `jalin` would: the
+/// new library, its data dir, and the consortium.
+fn second_consortium(founder: &Library, name: &str) -> (Arc<Library>, tempfile::TempDir, Hash32) {
+    let (dir, data) = new_library(100);
+    let joiner = Arc::new(Library::open(data).expect("opens"));
     let id = founder.consortia.create(name, T + 100).expect("creates");
     let ticket = founder
         .consortia
@@ -1346,7 +1349,7 @@ fn second_consortium(founder: &Library, joiner: &Library, name: &str) -> Hash32 
         .consortia
         .import(&founder.consortia.export(&id).expect("exports"))
         .expect("imports");
-    id
+    (joiner, dir, id)
 }
 
 /// The trust boundary, tried as a rogue member would: A founds C with R and B; R founds a
@@ -1362,9 +1365,7 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
     let (r_library, r_dir) = c_members.pop().expect("R");
     let (a_library, a_dir) = c_members.pop().expect("A");
     let c = consortium_of(&a_library);
-    let (n_dir, n_data) = new_library(100);
-    let n_library = Arc::new(Library::open(n_data).expect("opens"));
-    let f = second_consortium(&r_library, &n_library, "Jaringan Samping");
+    let (n_library, n_dir, f) = second_consortium(&r_library, "Jaringan Samping");
     let marc = data.join("marc/evergreen");
     import_file(&a_library, marc.join("FSL.marc")).await;
     import_file(&r_library, marc.join("oss.marc")).await;
@@ -1555,9 +1556,7 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
     let (b_library, b_dir) = c_members.pop().expect("B");
     let (a_library, a_dir) = c_members.pop().expect("A");
     let c = consortium_of(&a_library);
-    let (x_dir, x_data) = new_library(100);
-    let x_library = Arc::new(Library::open(x_data).expect("opens"));
-    let g = second_consortium(&a_library, &x_library, "Jaringan Lain");
+    let (x_library, x_dir, g) = second_consortium(&a_library, "Jaringan Lain");
     let marc = data.join("marc/evergreen");
     import_file(&a_library, marc.join("FSL.marc")).await;
     import_file(&x_library, marc.join("hebrew.marc")).await;
