@@ -2,11 +2,10 @@
 //! as they are), with explicit size limits, counting every byte each way (what
 //! `jalin sync status` and the catch-up benchmark report).
 
+use jalin_protocol::sync::{self, Message};
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +81,7 @@ impl<Req, Resp> Codec<Req, Resp> {
     }
 }
 
-async fn read<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
+async fn read<T: AsyncRead + Unpin + Send, M: Message>(
     io: &mut T,
     max: u64,
     counter: &AtomicU64,
@@ -92,19 +91,13 @@ async fn read<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
     io.take(max + 1).read_to_end(&mut bytes).await?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     tracing::debug!("sync message in: {} bytes, {}", bytes.len(), kind(&bytes));
-    if bytes.len() as u64 > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("message over {max} bytes"),
-        ));
-    }
-    postcard::from_bytes(&bytes)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    sync::decode(&bytes, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn encode<M: Serialize>(message: M, counter: &AtomicU64) -> io::Result<Vec<u8>> {
-    let bytes = postcard::to_stdvec(&message)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+fn encode<M: Message>(message: M, counter: &AtomicU64) -> io::Result<Vec<u8>> {
+    let bytes =
+        sync::encode(&message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     tracing::debug!("sync message out: {} bytes, {}", bytes.len(), kind(&bytes));
     Ok(bytes)
@@ -119,8 +112,8 @@ fn kind(bytes: &[u8]) -> String {
 
 impl<Req, Resp> request_response::Codec for Codec<Req, Resp>
 where
-    Req: Send + Serialize + DeserializeOwned,
-    Resp: Send + Serialize + DeserializeOwned,
+    Req: Send + Message,
+    Resp: Send + Message,
 {
     type Protocol = StreamProtocol;
     type Request = Req;

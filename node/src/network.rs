@@ -27,11 +27,15 @@
 
 use crate::codec::{Codec, Traffic};
 use crate::library::Library;
-use crate::store::{SignedChange, SHARD_COUNT};
+
 use crate::trust::Trust;
 use jalin_protocol::consortium::document::{Hash32, Signed};
 use jalin_protocol::consortium::log::{Acceptance, Invite};
 use jalin_protocol::signing::LibraryId;
+pub use jalin_protocol::sync::{
+    Announcement, SignedChange, SyncRequest, SyncResponse, DIGEST_BYTES, GROUPS, NOTICE_HEADS_MAX,
+    SHARDS_PER_GROUP, SHARDS_PER_REQUEST, SHARD_COUNT,
+};
 use libp2p::futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -40,7 +44,6 @@ use libp2p::{
     allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, identity, mdns,
     noise, ping, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
-use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteArray, ByteBuf};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -59,16 +62,8 @@ const GOSSIP_BYTES_MAX: usize = 4 * 1024;
 /// Connections at most, and per peer.
 const CONNECTIONS_MAX: u32 = 128;
 const CONNECTIONS_PER_PEER_MAX: u32 = 2;
-/// Shards one `Changes` request may name.
-pub const SHARDS_PER_REQUEST: usize = 32;
 /// Bytes of changes one response carries before it says "more".
 const CHANGES_BYTES_PER_RESPONSE: usize = 8 * 1024 * 1024;
-/// Groups of shards in a catalog's summary.
-pub const GROUPS: u16 = 16;
-/// Shards per group.
-pub const SHARDS_PER_GROUP: u16 = SHARD_COUNT / GROUPS;
-/// Bytes of each digest in a summary (a difference is missed with odds of 2^-64).
-pub const DIGEST_BYTES: usize = 8;
 /// How often to dial members not connected.
 const REDIAL_EVERY: Duration = Duration::from_secs(30);
 /// Addresses kept per member.
@@ -79,120 +74,6 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 const REQUESTS_PER_PEER_MAX: usize = 4;
 /// Most sync requests in the air at once toward all peers together.
 const REQUESTS_IN_AIR_MAX: usize = 8;
-/// Most heads of one shard named in a `Changed` notice (a catalog has one writer: one
-/// head, as a rule).
-pub const NOTICE_HEADS_MAX: usize = 8;
-
-/// What one member asks another.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum SyncRequest {
-    /// Digests of every catalog and consortium the peer holds.
-    Hello,
-    /// The summary of one catalog: a digest per group of shards.
-    Summary {
-        /// Whose catalog.
-        namespace: LibraryId,
-    },
-    /// The digests of the shards of one group.
-    Group {
-        /// Whose catalog.
-        namespace: LibraryId,
-        /// Which group (0..[`GROUPS`]).
-        group: u8,
-    },
-    /// The changes of some shards the asker lacks.
-    Changes {
-        /// Whose catalog.
-        namespace: LibraryId,
-        /// `(shard, the asker's heads of it)`, at most [`SHARDS_PER_REQUEST`].
-        shards: Vec<(u16, Vec<ByteArray<32>>)>,
-    },
-    /// Every document of a consortium.
-    Documents {
-        /// Which.
-        consortium: Hash32,
-    },
-    /// "I stored something new of this catalog (or of the consortia's documents, `None`)":
-    /// the receiver catches up with the sender. Sent to every connected member besides the
-    /// gossip announcement, so a change travels hop by hop even where gossip does not.
-    Changed {
-        /// Which catalog.
-        namespace: Option<LibraryId>,
-        /// `(shard, the sender's heads of it now)` for the shards it wrote, at most
-        /// [`SHARDS_PER_REQUEST`] with at most [`NOTICE_HEADS_MAX`] heads each: the
-        /// receiver asks at once for the changes of those whose heads differ from its
-        /// own (one round trip). Empty: not known, the receiver catches up in full.
-        shards: Vec<(u16, Vec<ByteArray<32>>)>,
-    },
-    /// Join: the acceptance of one of the answering node's open invites, sent under the
-    /// invite's one-off identity ([`Invite::join_seed`]).
-    Join {
-        /// The acceptance's text.
-        acceptance: String,
-    },
-}
-
-/// The answer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum SyncResponse {
-    /// Digests.
-    Hello {
-        /// `(catalog, digest of its shard heads)`.
-        catalogs: Vec<(LibraryId, ByteArray<32>)>,
-        /// `(consortium, digest of its documents)`.
-        consortia: Vec<(Hash32, ByteArray<32>)>,
-    },
-    /// One catalog's summary: [`GROUPS`] digests of [`DIGEST_BYTES`] bytes, one per
-    /// group of shards, whatever the catalog's size.
-    Summary {
-        /// Whose catalog.
-        namespace: LibraryId,
-        /// The digests, concatenated.
-        groups: ByteBuf,
-    },
-    /// One group's shard digests ([`SHARDS_PER_GROUP`] of [`DIGEST_BYTES`] bytes).
-    Group {
-        /// Whose catalog.
-        namespace: LibraryId,
-        /// Which group.
-        group: u8,
-        /// The digests, concatenated (zeros for an empty shard).
-        shards: ByteBuf,
-    },
-    /// Changes, by shard.
-    Changes {
-        /// Whose catalog.
-        namespace: LibraryId,
-        /// `(shard, its changes the asker lacks, each with its envelope)`.
-        shards: Vec<(u16, Vec<SignedChange>)>,
-        /// Some shards asked for did not fit: ask again.
-        more: bool,
-    },
-    /// A consortium's documents, one per line.
-    Documents {
-        /// The text.
-        text: String,
-    },
-    /// Noted (the answer to `Changed`).
-    Noted,
-    /// The join is done: the consortium's documents, the new member's add among them.
-    Joined {
-        /// The documents, one per line.
-        documents: String,
-    },
-    /// Not served, and why.
-    Refused {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// A small signed announcement on a consortium's topic.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Announcement {
-    /// Whose catalog changed (or `None`: the consortium's documents).
-    namespace: Option<LibraryId>,
-}
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -821,9 +702,7 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
             }
         }
         SyncRequest::Group { namespace, group } => {
-            if u16::from(group) >= GROUPS {
-                return refused(&"no such group");
-            }
+            // The group's bounds were checked as the request was read (`sync::decode`).
             match shard_digests(library, &namespace, group_shards(group)) {
                 Ok(digests) => SyncResponse::Group {
                     namespace,
@@ -834,13 +713,6 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
             }
         }
         SyncRequest::Changes { namespace, shards } => {
-            if shards.len() > SHARDS_PER_REQUEST
-                || shards
-                    .iter()
-                    .any(|(shard, have)| *shard >= SHARD_COUNT || have.len() > 64)
-            {
-                return refused(&"too many shards or heads, or no such shard");
-            }
             let mut out = Vec::new();
             let mut bytes = 0usize;
             let mut more = false;

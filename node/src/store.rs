@@ -33,8 +33,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// How many shard documents a library's catalog is split into.
-pub const SHARD_COUNT: u16 = 256;
+pub use jalin_protocol::sync::{SignedChange, SHARD_COUNT};
 /// Incremental change chunks a shard may collect before it is compacted into a snapshot.
 const CHUNKS_BEFORE_COMPACTION: usize = 64;
 /// Shards compacted in one batch at most, unless one has twice the chunks it should: an
@@ -318,17 +317,6 @@ fn heads_from(bytes: &[u8]) -> Vec<[u8; 32]> {
         .chunks_exact(32)
         .filter_map(|c| c.try_into().ok())
         .collect()
-}
-
-/// A change of a shard document as it travels between nodes: the automerge change's bytes
-/// and the owner's signed envelope over its hash.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SignedChange {
-    /// The owner's signature over namespace, shard and change hash.
-    pub envelope: ChangeEnvelope,
-    /// The automerge change.
-    #[serde(with = "serde_bytes")]
-    pub bytes: Vec<u8>,
 }
 
 /// What taking in another library's changes did.

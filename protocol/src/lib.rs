@@ -18,4 +18,5 @@ pub mod marc;
 pub mod oai;
 pub mod record;
 pub mod signing;
+pub mod sync;
 pub mod xml;

@@ -1,0 +1,433 @@
+//! The sync protocol's messages: what one member's node asks another and what it answers,
+//! as plain types with their bounds. No I/O: the node's codec reads at most a message's
+//! byte limit from a stream and hands the bytes to [`decode`], which is also what the fuzz
+//! target feeds (`fuzz/fuzz_targets/sync.rs`).
+//!
+//! On the wire a message is postcard (no field names, byte strings as they are). A decoded
+//! message is checked against the counts below before anything acts on it, so a peer can
+//! neither make a node allocate past the message's own size nor loop past these counts.
+
+use crate::consortium::document::Hash32;
+use crate::signing::{ChangeEnvelope, LibraryId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteArray, ByteBuf};
+
+/// How many shard documents a library's catalog is split into.
+pub const SHARD_COUNT: u16 = 256;
+/// Groups of shards a catalog's summary has: a summary is [`GROUPS`] digests whatever the
+/// catalog's size, so two nodes compare a catalog in one small round trip.
+pub const GROUPS: u16 = 16;
+/// Shards in one group.
+pub const SHARDS_PER_GROUP: u16 = SHARD_COUNT / GROUPS;
+/// Bytes of one shard's or group's digest (a prefix of SHA-256: enough to tell two
+/// states apart, small enough that a group's digests fit in 128 bytes).
+pub const DIGEST_BYTES: usize = 8;
+/// Shards one `Changes` request or `Changed` notice names at most (an answer carrying
+/// their changes stays within a few megabytes).
+pub const SHARDS_PER_REQUEST: usize = 32;
+/// Heads of one shard a `Changes` request may send: a shard written on one node has one
+/// head; concurrent heads come only from merges, a handful at most.
+pub const HEADS_PER_SHARD_MAX: usize = 64;
+/// Heads of one shard a `Changed` notice carries at most (more: the notice names no
+/// shards and the receiver catches up in full).
+pub const NOTICE_HEADS_MAX: usize = 8;
+
+/// What one member asks another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// Digests of every catalog and consortium the peer holds.
+    Hello,
+    /// The summary of one catalog: a digest per group of shards.
+    Summary {
+        /// Whose catalog.
+        namespace: LibraryId,
+    },
+    /// The digests of the shards of one group.
+    Group {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// Which group (0..[`GROUPS`]).
+        group: u8,
+    },
+    /// The changes of some shards the asker lacks.
+    Changes {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// `(shard, the asker's heads of it)`, at most [`SHARDS_PER_REQUEST`] shards with
+        /// at most [`HEADS_PER_SHARD_MAX`] heads each.
+        shards: Vec<(u16, Vec<ByteArray<32>>)>,
+    },
+    /// Every document of a consortium.
+    Documents {
+        /// Which.
+        consortium: Hash32,
+    },
+    /// "I stored something new of this catalog (or of the consortia's documents, `None`)":
+    /// the receiver catches up with the sender. Sent to every connected member besides the
+    /// gossip announcement, so a change travels hop by hop even where gossip does not.
+    Changed {
+        /// Which catalog.
+        namespace: Option<LibraryId>,
+        /// `(shard, the sender's heads of it now)` for the shards it wrote, at most
+        /// [`SHARDS_PER_REQUEST`] with at most [`NOTICE_HEADS_MAX`] heads each: the
+        /// receiver asks at once for the changes of those whose heads differ from its
+        /// own (one round trip). Empty: not known, the receiver catches up in full.
+        shards: Vec<(u16, Vec<ByteArray<32>>)>,
+    },
+    /// Join: the acceptance of one of the answering node's open invites, sent under the
+    /// invite's one-off identity.
+    Join {
+        /// The acceptance's text.
+        acceptance: String,
+    },
+}
+
+/// The answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// Digests.
+    Hello {
+        /// `(catalog, digest of its shard heads)`.
+        catalogs: Vec<(LibraryId, ByteArray<32>)>,
+        /// `(consortium, digest of its documents)`.
+        consortia: Vec<(Hash32, ByteArray<32>)>,
+    },
+    /// One catalog's summary: [`GROUPS`] digests of [`DIGEST_BYTES`] bytes, one per
+    /// group of shards, whatever the catalog's size.
+    Summary {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// The digests, concatenated.
+        groups: ByteBuf,
+    },
+    /// One group's shard digests ([`SHARDS_PER_GROUP`] of [`DIGEST_BYTES`] bytes).
+    Group {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// Which group.
+        group: u8,
+        /// The digests, concatenated (zeros for an empty shard).
+        shards: ByteBuf,
+    },
+    /// Changes, by shard.
+    Changes {
+        /// Whose catalog.
+        namespace: LibraryId,
+        /// `(shard, its changes the asker lacks, each with its envelope)`, at most
+        /// [`SHARDS_PER_REQUEST`] shards.
+        shards: Vec<(u16, Vec<SignedChange>)>,
+        /// Some shards asked for did not fit: ask again.
+        more: bool,
+    },
+    /// A consortium's documents, one per line.
+    Documents {
+        /// The text.
+        text: String,
+    },
+    /// Noted (the answer to `Changed`).
+    Noted,
+    /// The join is done: the consortium's documents, the new member's add among them.
+    Joined {
+        /// The documents, one per line.
+        documents: String,
+    },
+    /// Not served, and why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A change of a shard document as it travels between nodes: the automerge change's bytes
+/// and the owner's signed envelope over its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedChange {
+    /// The owner's signature over namespace, shard and change hash.
+    pub envelope: ChangeEnvelope,
+    /// The automerge change.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A small signed announcement on a consortium's gossip topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Whose catalog changed (or `None`: the consortium's documents).
+    pub namespace: Option<LibraryId>,
+}
+
+/// Which bound a decoded message breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Bound {
+    /// More shards than [`SHARDS_PER_REQUEST`].
+    #[error("more than {SHARDS_PER_REQUEST} shards")]
+    TooManyShards,
+    /// A shard number of [`SHARD_COUNT`] or more.
+    #[error("shard {0} does not exist (a catalog has {SHARD_COUNT})")]
+    NoSuchShard(u16),
+    /// More heads of one shard than the message kind allows.
+    #[error("shard {shard} has {heads} heads, more than {max}")]
+    TooManyHeads {
+        /// The shard.
+        shard: u16,
+        /// Heads sent.
+        heads: usize,
+        /// Allowed.
+        max: usize,
+    },
+    /// A group number of [`GROUPS`] or more.
+    #[error("group {0} does not exist (a catalog has {GROUPS})")]
+    NoSuchGroup(u8),
+    /// Digests whose length is not the count times [`DIGEST_BYTES`].
+    #[error("{got} bytes of digests where {want} belong")]
+    DigestLength {
+        /// Bytes sent.
+        got: usize,
+        /// Bytes expected.
+        want: usize,
+    },
+}
+
+/// Why bytes from a peer are not a message.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Longer than the limit of its kind.
+    #[error("message of {bytes} bytes, over the limit of {max}")]
+    TooBig {
+        /// Bytes received.
+        bytes: usize,
+        /// Allowed.
+        max: usize,
+    },
+    /// Not postcard of the message's type.
+    #[error("not a sync message: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// Well formed but past one of the protocol's bounds.
+    #[error("sync message out of bounds: {0}")]
+    OutOfBounds(#[from] Bound),
+}
+
+/// A message of the sync protocol: checked against the protocol's bounds once decoded.
+pub trait Message: Serialize + DeserializeOwned {
+    /// Whether the message keeps within the protocol's counts.
+    fn check(&self) -> Result<(), Bound>;
+}
+
+fn check_shards<T>(shards: &[(u16, Vec<T>)], heads_max: Option<usize>) -> Result<(), Bound> {
+    if shards.len() > SHARDS_PER_REQUEST {
+        return Err(Bound::TooManyShards);
+    }
+    for (shard, heads) in shards {
+        if *shard >= SHARD_COUNT {
+            return Err(Bound::NoSuchShard(*shard));
+        }
+        if let Some(max) = heads_max.filter(|max| heads.len() > *max) {
+            return Err(Bound::TooManyHeads {
+                shard: *shard,
+                heads: heads.len(),
+                max,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_group(group: u8) -> Result<(), Bound> {
+    if u16::from(group) >= GROUPS {
+        return Err(Bound::NoSuchGroup(group));
+    }
+    Ok(())
+}
+
+fn check_digests(bytes: &[u8], count: u16) -> Result<(), Bound> {
+    let want = usize::from(count) * DIGEST_BYTES;
+    if bytes.len() != want {
+        return Err(Bound::DigestLength {
+            got: bytes.len(),
+            want,
+        });
+    }
+    Ok(())
+}
+
+impl Message for SyncRequest {
+    fn check(&self) -> Result<(), Bound> {
+        match self {
+            SyncRequest::Group { group, .. } => check_group(*group),
+            SyncRequest::Changes { shards, .. } => check_shards(shards, Some(HEADS_PER_SHARD_MAX)),
+            SyncRequest::Changed { shards, .. } => check_shards(shards, Some(NOTICE_HEADS_MAX)),
+            SyncRequest::Hello
+            | SyncRequest::Summary { .. }
+            | SyncRequest::Documents { .. }
+            | SyncRequest::Join { .. } => Ok(()),
+        }
+    }
+}
+
+impl Message for SyncResponse {
+    fn check(&self) -> Result<(), Bound> {
+        match self {
+            SyncResponse::Summary { groups, .. } => check_digests(groups, GROUPS),
+            SyncResponse::Group { group, shards, .. } => {
+                check_group(*group)?;
+                check_digests(shards, SHARDS_PER_GROUP)
+            }
+            SyncResponse::Changes { shards, .. } => check_shards(shards, None),
+            SyncResponse::Hello { .. }
+            | SyncResponse::Documents { .. }
+            | SyncResponse::Noted
+            | SyncResponse::Joined { .. }
+            | SyncResponse::Refused { .. } => Ok(()),
+        }
+    }
+}
+
+impl Message for Announcement {
+    fn check(&self) -> Result<(), Bound> {
+        Ok(())
+    }
+}
+
+/// A message from at most `max` bytes: refused whole when longer, malformed, or past the
+/// protocol's bounds. Allocates no more than the bytes themselves call for (postcard
+/// reads lengths from the input and serde caps what it reserves ahead).
+pub fn decode<M: Message>(bytes: &[u8], max: usize) -> Result<M, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooBig {
+            bytes: bytes.len(),
+            max,
+        });
+    }
+    let message: M = postcard::from_bytes(bytes)?;
+    message.check()?;
+    Ok(message)
+}
+
+/// A message's bytes.
+pub fn encode<M: Message>(message: &M) -> Result<Vec<u8>, WireError> {
+    Ok(postcard::to_stdvec(message)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> LibraryId {
+        LibraryId::from_key(&ed25519_dalek::SigningKey::from_bytes(&[byte; 32]).verifying_key())
+    }
+
+    #[test]
+    fn every_request_goes_there_and_back() {
+        let requests = [
+            SyncRequest::Hello,
+            SyncRequest::Summary { namespace: id(1) },
+            SyncRequest::Group {
+                namespace: id(1),
+                group: 15,
+            },
+            SyncRequest::Changes {
+                namespace: id(2),
+                shards: vec![(255, vec![ByteArray::new([7; 32])])],
+            },
+            SyncRequest::Documents {
+                consortium: Hash32([3; 32]),
+            },
+            SyncRequest::Changed {
+                namespace: None,
+                shards: vec![],
+            },
+            SyncRequest::Join {
+                acceptance: "diterima".into(),
+            },
+        ];
+        for request in requests {
+            let bytes = encode(&request).expect("encodes");
+            let back: SyncRequest = decode(&bytes, 1024).expect("decodes");
+            assert_eq!(back, request);
+        }
+    }
+
+    #[test]
+    fn counts_past_the_bounds_are_refused_with_the_bound() {
+        let cases = [
+            (
+                SyncRequest::Group {
+                    namespace: id(1),
+                    group: 16,
+                },
+                Bound::NoSuchGroup(16),
+            ),
+            (
+                SyncRequest::Changes {
+                    namespace: id(1),
+                    shards: vec![(256, vec![])],
+                },
+                Bound::NoSuchShard(256),
+            ),
+            (
+                SyncRequest::Changes {
+                    namespace: id(1),
+                    shards: (0..33).map(|s| (s, vec![])).collect(),
+                },
+                Bound::TooManyShards,
+            ),
+            (
+                SyncRequest::Changed {
+                    namespace: None,
+                    shards: vec![(4, vec![ByteArray::new([0; 32]); 9])],
+                },
+                Bound::TooManyHeads {
+                    shard: 4,
+                    heads: 9,
+                    max: NOTICE_HEADS_MAX,
+                },
+            ),
+        ];
+        for (request, bound) in cases {
+            let bytes = encode(&request).expect("encodes");
+            match decode::<SyncRequest>(&bytes, 64 * 1024) {
+                Err(WireError::OutOfBounds(got)) => assert_eq!(got, bound),
+                other => panic!("{request:?} gave {other:?}"),
+            }
+        }
+        let short = SyncResponse::Summary {
+            namespace: id(1),
+            groups: ByteBuf::from(vec![0; 7]),
+        };
+        let bytes = encode(&short).expect("encodes");
+        assert!(matches!(
+            decode::<SyncResponse>(&bytes, 1024),
+            Err(WireError::OutOfBounds(Bound::DigestLength {
+                got: 7,
+                want: 128
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_length_prefix_past_the_bytes_or_a_message_past_its_limit_fails() {
+        // `Join` (variant 6) with a string claiming 2^62 bytes, and `Changes` with a vector
+        // claiming as many shards: both end in an error, not an allocation.
+        let mut join = vec![6u8];
+        join.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        assert!(matches!(
+            decode::<SyncRequest>(&join, 1024),
+            Err(WireError::Malformed(_))
+        ));
+        let mut changes = vec![3u8];
+        changes.extend(id(1).as_bytes());
+        changes.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        assert!(matches!(
+            decode::<SyncRequest>(&changes, 1024),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<SyncRequest>(&[0; 2000], 1024),
+            Err(WireError::TooBig {
+                bytes: 2000,
+                max: 1024
+            })
+        ));
+    }
+}
