@@ -727,6 +727,42 @@ impl Consortia {
         self.import_where(text, |consortium| trust.shares(peer, consortium))
     }
 
+    /// Takes in a member's own leave operation, pushed by its node as it goes (the sync
+    /// protocol's `Left`): one operation, signed by `peer`, leaving a consortium it shares
+    /// with this library. Whether it was new here.
+    pub fn take_leave(&self, text: &str, peer: &LibraryId) -> Result<bool, ConsortiumError> {
+        let refused = |why: &str| Err(ConsortiumError::Refused(why.to_string()));
+        match Document::from_text(text.trim())? {
+            Document::Op(op) if op.author == *peer && matches!(op.body.action, Action::Leave) => {}
+            _ => return refused("a farewell carries the sender's own leave operation only"),
+        }
+        let report = self.import_from_member(text, peer)?;
+        if let Some((_, why)) = report.refused.into_iter().next() {
+            return refused(&why);
+        }
+        Ok(report.new > 0)
+    }
+
+    /// This library's own leave operations, by consortium, with the members it left
+    /// behind (whom its node tells before cutting them off).
+    pub fn own_leaves(&self) -> Vec<(Hash32, String, Vec<LibraryId>)> {
+        let own = self.library();
+        let mut out = Vec::new();
+        for (id, consortium) in self.held().iter() {
+            let state = consortium.log.state();
+            let Some((_, by, op)) = state.former.get(&own) else {
+                continue;
+            };
+            if *by != own {
+                continue;
+            }
+            if let Some(op) = consortium.log.ops().into_iter().find(|o| o.id() == *op) {
+                out.push((*id, op.to_text(), state.members.keys().copied().collect()));
+            }
+        }
+        out
+    }
+
     fn import_where(
         &self,
         text: &str,

@@ -46,7 +46,7 @@ use libp2p::{
 };
 use serde_bytes::{ByteArray, ByteBuf};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -103,6 +103,9 @@ struct MemberSet {
     trust: Arc<Trust>,
     /// Addresses known for members: said when they joined, in invites, seen by identify.
     addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// This library's own leave operations and the members each left behind, who are told
+    /// (`SyncRequest::Left`) before they are cut off: `(member, consortium, operation)`.
+    farewells: Vec<(PeerId, Hash32, String)>,
 }
 
 /// What the network task is asked to do.
@@ -283,12 +286,23 @@ fn member_set(library: &Library) -> MemberSet {
             }
         }
     }
+    let farewells = library
+        .consortia
+        .own_leaves()
+        .into_iter()
+        .flat_map(|(consortium, op, left_behind)| {
+            left_behind
+                .into_iter()
+                .filter_map(move |member| Some((peer_id_of(&member)?, consortium, op.clone())))
+        })
+        .collect();
     MemberSet {
         members,
         joiners,
         consortia,
         trust,
         addresses,
+        farewells,
     }
 }
 
@@ -313,9 +327,20 @@ fn now_ms() -> u64 {
 /// Makes the allow-list and the gossip topics follow the member set, and dials members
 /// not connected at the addresses known for them.
 fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: MemberSet) {
+    // Members left behind hear of the leave first: each is cut off once it has answered.
+    for (peer, consortium, op) in &now.farewells {
+        if swarm.is_connected(peer) && state.farewelled.insert((*peer, *consortium)) {
+            let id = swarm
+                .behaviour_mut()
+                .sync
+                .send_request(peer, SyncRequest::Left { op: op.clone() });
+            state.farewells.insert(id, *peer);
+        }
+    }
+    let told: HashSet<PeerId> = state.farewells.values().copied().collect();
     let keep = |peer: &PeerId| now.members.contains_key(peer) || now.joiners.contains_key(peer);
     for peer in state.allowed.keys() {
-        if !keep(peer) && !state.relays.contains(peer) {
+        if !keep(peer) && !state.relays.contains(peer) && !told.contains(peer) {
             swarm.behaviour_mut().allowed.disallow_peer(*peer);
             // Cut off a removed member now, not at its next connection.
             let _ = swarm.disconnect_peer_id(*peer);
@@ -360,6 +385,14 @@ fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: Member
     }
     state.topics = topics;
     dial_members(swarm, state);
+}
+
+/// Cuts off a peer told of this library's leave, unless it is still a co-member.
+fn cut_off_if_gone(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: PeerId) {
+    if !state.allowed.contains_key(&peer) && !state.relays.contains(&peer) {
+        swarm.behaviour_mut().allowed.disallow_peer(peer);
+        let _ = swarm.disconnect_peer_id(peer);
+    }
 }
 
 /// Dials every member not connected, at the addresses known for it.
@@ -411,6 +444,11 @@ struct NetState {
     rounds: Rounds,
     /// `Changed` notices sent and not answered yet (not part of any round).
     nudges: HashSet<request_response::OutboundRequestId>,
+    /// `Left` requests sent and not answered yet, and to whom: a member left behind is
+    /// cut off when its answer comes (or the request fails).
+    farewells: HashMap<request_response::OutboundRequestId, PeerId>,
+    /// `(member, consortium)` told of this library's leave (once each).
+    farewelled: HashSet<(PeerId, Hash32)>,
 }
 
 /// One sync round per peer at a time: a round starts with `Hello` and lasts while any of
@@ -741,6 +779,8 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
             Err(e) => refused(&e),
         },
         SyncRequest::Join { .. } => refused(&"this library is a member already"),
+        // Answered in the swarm task; not here.
+        SyncRequest::Left { .. } => SyncResponse::Noted,
         // Answered in the swarm task; not here.
         SyncRequest::Changed { .. } => SyncResponse::Noted,
     }
@@ -1306,7 +1346,9 @@ async fn run(
                     peer, request_id, error, ..
                 })) => {
                     tracing::debug!("a sync request to {peer} failed: {error}");
-                    if !state.nudges.remove(&request_id) {
+                    if let Some(peer) = state.farewells.remove(&request_id) {
+                        cut_off_if_gone(&mut swarm, &state, peer);
+                    } else if !state.nudges.remove(&request_id) {
                         state.rounds.done(&mut swarm, peer);
                     }
                 }
@@ -1337,6 +1379,24 @@ async fn run(
                             );
                             continue;
                         };
+                        if let SyncRequest::Left { op } = request {
+                            // A member going: its leave taken in, the others told.
+                            let library = library.clone();
+                            let tx = commands_tx.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let taken = library.consortia.take_leave(&op, &member);
+                                let response = match &taken {
+                                    Ok(_) => SyncResponse::Noted,
+                                    Err(error) => SyncResponse::Refused { reason: error.to_string() },
+                                };
+                                let _ = tx.blocking_send(Command::Respond(channel, response));
+                                if matches!(taken, Ok(true)) {
+                                    let _ = tx.blocking_send(Command::MembersChanged(None));
+                                    let _ = tx.blocking_send(Command::Announce(None));
+                                }
+                            });
+                            continue;
+                        }
                         if let SyncRequest::Changed { namespace, shards } = request {
                             let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Noted);
                             match namespace {
@@ -1367,6 +1427,10 @@ async fn run(
                     }
                     request_response::Message::Response { request_id, response } => {
                         if state.nudges.remove(&request_id) {
+                            continue;
+                        }
+                        if let Some(peer) = state.farewells.remove(&request_id) {
+                            cut_off_if_gone(&mut swarm, &state, peer);
                             continue;
                         }
                         if let Some(member) = state.allowed.get(&peer).copied() {

@@ -32,6 +32,9 @@ pub const HEADS_PER_SHARD_MAX: usize = 64;
 /// Heads of one shard a `Changed` notice carries at most (more: the notice names no
 /// shards and the receiver catches up in full).
 pub const NOTICE_HEADS_MAX: usize = 8;
+/// Characters of the one operation a `Left` request carries (an operation's text is a
+/// few hundred).
+pub const LEFT_TEXT_MAX: usize = 4 * 1024;
 
 /// What one member asks another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,14 @@ pub enum SyncRequest {
     Join {
         /// The acceptance's text.
         acceptance: String,
+    },
+    /// "I left a consortium we shared": the sender's leave operation, sent to the members
+    /// it is still connected to before it cuts them off, since once out it no longer
+    /// serves that consortium's documents and they would not learn it left. At most
+    /// [`LEFT_TEXT_MAX`] characters.
+    Left {
+        /// The operation's text.
+        op: String,
     },
 }
 
@@ -176,6 +187,9 @@ pub enum Bound {
         /// Allowed.
         max: usize,
     },
+    /// A `Left` request's text over [`LEFT_TEXT_MAX`].
+    #[error("an operation of {0} characters, over {LEFT_TEXT_MAX}")]
+    LongOperation(usize),
     /// A group number of [`GROUPS`] or more.
     #[error("group {0} does not exist (a catalog has {GROUPS})")]
     NoSuchGroup(u8),
@@ -257,10 +271,14 @@ impl Message for SyncRequest {
             SyncRequest::Group { group, .. } => check_group(*group),
             SyncRequest::Changes { shards, .. } => check_shards(shards, Some(HEADS_PER_SHARD_MAX)),
             SyncRequest::Changed { shards, .. } => check_shards(shards, Some(NOTICE_HEADS_MAX)),
+            SyncRequest::Left { op } if op.len() > LEFT_TEXT_MAX => {
+                Err(Bound::LongOperation(op.len()))
+            }
             SyncRequest::Hello
             | SyncRequest::Summary { .. }
             | SyncRequest::Documents { .. }
-            | SyncRequest::Join { .. } => Ok(()),
+            | SyncRequest::Join { .. }
+            | SyncRequest::Left { .. } => Ok(()),
         }
     }
 }
@@ -339,6 +357,9 @@ mod tests {
             },
             SyncRequest::Join {
                 acceptance: "diterima".into(),
+            },
+            SyncRequest::Left {
+                op: "JALIN-OP:AAAA".into(),
             },
         ];
         for request in requests {

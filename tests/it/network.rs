@@ -20,16 +20,16 @@ use libp2p::swarm::SwarmEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Node {
-    library: Arc<Library>,
-    net: NetHandle,
+pub(crate) struct Node {
+    pub(crate) library: Arc<Library>,
+    pub(crate) net: NetHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
 impl Node {
-    async fn address(&self) -> libp2p::Multiaddr {
+    pub(crate) async fn address(&self) -> libp2p::Multiaddr {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let addresses = self.net.listen_addresses().await.expect("network runs");
@@ -41,14 +41,14 @@ impl Node {
         }
     }
 
-    fn digest(&self, namespace: &LibraryId) -> [u8; 32] {
+    pub(crate) fn digest(&self, namespace: &LibraryId) -> [u8; 32] {
         self.library
             .store
             .namespace_digest(namespace)
             .expect("digest")
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -56,7 +56,7 @@ impl Node {
     }
 }
 
-async fn start(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
+pub(crate) async fn start(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
     start_on(
         library,
         dir,
@@ -86,7 +86,7 @@ async fn start_on(
 }
 
 /// Waits until `condition` holds, at most `seconds`.
-async fn eventually(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
@@ -118,7 +118,7 @@ async fn never_connected(members: &[&Node], outsider: &Node, alone: bool, second
     }
 }
 
-const T: u64 = 1_795_478_400_000;
+pub(crate) const T: u64 = 1_795_478_400_000;
 
 /// Three libraries in a consortium made by text, as `jalin` would, before any network.
 fn three_members() -> Vec<(Arc<Library>, tempfile::TempDir)> {
@@ -1286,7 +1286,7 @@ async fn import_file(library: &Arc<Library>, file: std::path::PathBuf) {
 }
 
 /// The OAI-PMH sets a library's provider lists.
-fn oai_sets(library: &Library) -> String {
+pub(crate) fn oai_sets(library: &Library) -> String {
     jalin_node::oai::Provider::new(library, "http://localhost/oai".into())
         .expect("provider")
         .respond(&[("verb".into(), "ListSets".into())], T)
@@ -1500,6 +1500,88 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
     for node in [a, r, b, n] {
         node.stop().await;
     }
+}
+
+/// A member that leaves tells the members it is connected to before it cuts them off
+/// (`SyncRequest::Left`): once out it no longer serves the consortium's documents, so
+/// otherwise they would never learn it left, keep its catalog and keep dialling it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_leaves_is_known_to_have_left_and_is_forgotten() {
+    let mut libraries = members(3);
+    for (i, (library, _)) in libraries.iter().enumerate() {
+        let library = library.clone();
+        tokio::task::spawn_blocking(move || add_record(&library, i))
+            .await
+            .expect("writes");
+    }
+    let (leaver_library, leaver_dir) = libraries.pop().expect("L");
+    let (b_library, b_dir) = libraries.pop().expect("B");
+    let (a_library, a_dir) = libraries.pop().expect("A");
+    let c = consortium_of(&a_library);
+    let leaver_id = leaver_library.store.library();
+    let a = start(a_library, a_dir).await;
+    let b = start(b_library, b_dir).await;
+    let leaver = start(leaver_library, leaver_dir).await;
+    leaver.net.dial(a.address().await).await.expect("dials");
+    leaver.net.dial(b.address().await).await.expect("dials");
+    b.net.dial(a.address().await).await.expect("dials");
+    eventually("the leaver's catalog at A and B", 30, || {
+        a.digest(&leaver_id) == leaver.digest(&leaver_id)
+            && b.digest(&leaver_id) == leaver.digest(&leaver_id)
+    })
+    .await;
+
+    let going = leaver.library.clone();
+    tokio::task::spawn_blocking(move || going.consortia.leave(&c, T + 5_000))
+        .await
+        .expect("leave task")
+        .expect("leaves");
+    leaver.net.members_changed().await.expect("network");
+    let left_at = Instant::now();
+    let gone = |node: &Node| {
+        node.library
+            .consortia
+            .members(&c)
+            .is_ok_and(|state| state.former.contains_key(&leaver_id))
+    };
+    loop {
+        let a_peers = a.net.peers().await.expect("peers");
+        let b_peers = b.net.peers().await.expect("peers");
+        if gone(&a)
+            && gone(&b)
+            && !a_peers.contains(&leaver.net.peer_id)
+            && !b_peers.contains(&leaver.net.peer_id)
+            && holds_any_of(&a.library, &leaver_id).is_empty()
+            && holds_any_of(&b.library, &leaver_id).is_empty()
+        {
+            break;
+        }
+        assert!(
+            left_at.elapsed() < Duration::from_secs(10),
+            "10 s after leaving: known gone at A {}, at B {}; connected to A {}, to B {}",
+            gone(&a),
+            gone(&b),
+            a_peers.contains(&leaver.net.peer_id),
+            b_peers.contains(&leaver.net.peer_id)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for node in [a, b, leaver] {
+        node.stop().await;
+    }
+}
+
+/// Adds a record of the library's own, numbered `n`.
+fn add_record(library: &Library, n: usize) -> String {
+    let mut marc = jalin_protocol::marc::MarcRecord::new(jalin_protocol::marc::Leader::new_book());
+    marc.push_control("001", &format!("L{n}"));
+    marc.push_data(jalin_protocol::marc::DataField::new(
+        "245",
+        '0',
+        '0',
+        &[('a', &format!("Buku perpustakaan {n}"))],
+    ));
+    library.put(marc).expect("writes")
 }
 
 /// A hand-made node under `key` (what a hostile peer could run: it dials whom it likes):
