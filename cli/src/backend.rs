@@ -5,9 +5,9 @@ use anyhow::{bail, Context};
 use jalin_node::codec::TrafficCounts;
 use jalin_node::config::{DataDir, RunningNode};
 use jalin_node::consortium_requests::{execute, Answer, Request};
-use jalin_node::http::AppState;
 use jalin_node::library::CatalogSync;
 use jalin_node::library::{ImportOptions, ImportSummary, Library, Source};
+use jalin_node::node::{Node, NodeOptions};
 use jalin_node::search::SearchResults;
 use jalin_protocol::consortium::agreement::format_time;
 use jalin_protocol::format::Format;
@@ -188,7 +188,7 @@ impl Backend {
                 check(response)?.json().context("reading the node's answer")
             }
             Backend::Local(library) => {
-                let now_ms = jalin_node::http::now_ms();
+                let now_ms = jalin_node::server::now_ms();
                 Ok(execute(&library.consortia, request, now_ms, Vec::new())?)
             }
         }
@@ -600,92 +600,68 @@ pub fn run_node(
 ) -> anyhow::Result<ExitCode> {
     let runtime = crate::backend::runtime()?;
     runtime.block_on(async move {
-        let listen = listen.unwrap_or_else(|| data.config.http.listen.clone());
-        let p2p_default = data.config.network.listen.clone();
-        let node_file = DataDir::node_file(&data.path);
         let name = data.config.library.name.clone();
-        let api_token = data.api_token.clone();
-        let expose = data.config.http.expose;
+        let options = NodeOptions::from_config(&data, listen, p2p_listen)?;
         let library = tokio::task::spawn_blocking(move || Library::open(data))
             .await?
             .context("opening the catalog")?;
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let address = listener.local_addr()?;
-        if let Some(warning) = jalin_node::http::exposure(address, expose)? {
+        let node = Node::spawn(Arc::new(library), options).await?;
+        if let Some(warning) = node.exposure_warning() {
             eprintln!("{warning}");
         }
-        let url = format!("http://{address}");
-        std::fs::write(
-            &node_file,
-            serde_json::to_string(&RunningNode {
-                url: url.clone(),
-                pid: std::process::id(),
-            })?,
-        )
-        .with_context(|| format!("writing {}", node_file.display()))?;
-        let library = Arc::new(library);
-        let p2p_listen = p2p_listen.unwrap_or(p2p_default);
-        let p2p_address: libp2p::Multiaddr = p2p_listen
-            .parse()
-            .with_context(|| format!("{p2p_listen:?} is not a libp2p listen address"))?;
-        let (stop_network, network_stopped) = tokio::sync::oneshot::channel::<()>();
-        let (net, network_task) =
-            jalin_node::network::spawn(library.clone(), vec![p2p_address], async {
-                let _ = network_stopped.await;
-            })
-            .await
-            .context("starting the network")?;
-        let state = Arc::new(AppState::new(library, api_token, Some(net.clone())));
+        let url = node.url().unwrap_or_default();
         println!("Jalin node for {name} is serving {url}");
         println!("  API: {url}/api/status   (Ctrl-C stops it)");
-        // The listen addresses appear once the transport is up.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let addresses = net.listen_addresses().await.unwrap_or_default();
-            if !addresses.is_empty() || std::time::Instant::now() > deadline {
-                for address in addresses {
-                    println!("  p2p: {address}");
+        if let Some(net) = node.net() {
+            // The listen addresses appear once the transport is up.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let addresses = net.listen_addresses().await.unwrap_or_default();
+                if !addresses.is_empty() || std::time::Instant::now() > deadline {
+                    for address in addresses {
+                        println!("  p2p: {address}");
+                    }
+                    break;
                 }
-                break;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Some(after) = after_start {
             after(&url);
         }
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(term) => term,
-                        Err(_) => {
-                            let _ = ctrl_c.await;
-                            return;
-                        }
-                    };
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = ctrl_c.await;
-            }
-        };
-        let served = jalin_node::http::serve(listener, state, shutdown).await;
-        let _ = stop_network.send(());
-        let _ = network_task.await;
-        let _ = std::fs::remove_file(&node_file);
-        served.context("serving HTTP")?;
+        let cancel = node.cancel_token();
+        tokio::spawn(async move {
+            stop_signal().await;
+            cancel.cancel();
+        });
+        node.wait().await?;
         eprintln!("Jalin node stopped.");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Resolves at Ctrl-C (or SIGTERM on Unix).
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }
 
 /// The runtime a node (or the relay, or the demo) runs on: two worker threads.

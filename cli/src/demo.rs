@@ -4,9 +4,9 @@
 //! converging over libp2p on 127.0.0.1, with example union searches.
 
 use anyhow::Context;
-use jalin_node::config::{DataDir, RunningNode};
-use jalin_node::http::AppState;
+use jalin_node::config::DataDir;
 use jalin_node::library::{ImportOptions, Library, Source};
+use jalin_node::node::{Node, NodeOptions};
 use jalin_protocol::consortium::log::Role;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,23 +109,30 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
     let listen = listen.to_string();
     runtime.block_on(async move {
         let libraries: Vec<Arc<Library>> = libraries.into_iter().map(Arc::new).collect();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut nets = Vec::new();
-        let mut tasks = Vec::new();
-        for library in &libraries {
-            let mut stopped = stopped.clone();
-            let (net, task) = jalin_node::network::spawn(
-                library.clone(),
-                vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-                async move {
-                    let _ = stopped.changed().await;
-                },
-            )
-            .await
-            .context("starting the network")?;
-            nets.push(net);
-            tasks.push(task);
+        // Each library's node: its network, and its API (the first on `listen`, the demo
+        // for this machine only).
+        let mut nodes = Vec::new();
+        for (i, library) in libraries.iter().enumerate() {
+            let options = NodeOptions {
+                http: Some(if i == 0 {
+                    listen.clone()
+                } else {
+                    "127.0.0.1:0".into()
+                }),
+                expose: false,
+                p2p: Some(vec!["/ip4/127.0.0.1/tcp/0".parse()?]),
+                node_file: true,
+            };
+            nodes.push(Node::spawn(library.clone(), options).await?);
         }
+        let nets: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                node.net()
+                    .cloned()
+                    .context("the demo's nodes run the network")
+            })
+            .collect::<anyhow::Result<_>>()?;
         // SDN 2 dials the village library, SMP 1 dials SDN 2: the village library's
         // catalog reaches SMP 1 through SDN 2.
         for (i, j) in [(1, 0), (2, 1)] {
@@ -160,43 +167,7 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
         }
         println!(" done in {:.1} s.", start.elapsed().as_secs_f64());
         examples(&libraries[2])?;
-        // Each library's node serves its API; the first on `listen`.
-        let mut servers = Vec::new();
-        let mut urls = Vec::new();
-        for (i, library) in libraries.iter().enumerate() {
-            let address = if i == 0 {
-                listen.as_str()
-            } else {
-                "127.0.0.1:0"
-            };
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("listening on {address}"))?;
-            // The demo is for this machine only.
-            jalin_node::http::exposure(listener.local_addr()?, false)?;
-            let url = format!("http://{}", listener.local_addr()?);
-            std::fs::write(
-                DataDir::node_file(&library.data.path),
-                serde_json::to_string(&RunningNode {
-                    url: url.clone(),
-                    pid: std::process::id(),
-                })?,
-            )?;
-            let state = Arc::new(AppState::new(
-                library.clone(),
-                library.data.api_token.clone(),
-                Some(nets[i].clone()),
-            ));
-            let mut stopped = stopped.clone();
-            servers.push(tokio::spawn(jalin_node::http::serve(
-                listener,
-                state,
-                async move {
-                    let _ = stopped.changed().await;
-                },
-            )));
-            urls.push(url);
-        }
+        let urls: Vec<String> = nodes.iter().map(|n| n.url().unwrap_or_default()).collect();
         for ((dir, name, _, _), url) in LIBRARIES.iter().zip(&urls) {
             println!("{name} (jalin-demo/{dir}) is serving {url}");
         }
@@ -207,16 +178,9 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
         println!("  jalin --data-dir jalin-demo/smp1 search bandung");
         println!("  jalin --data-dir jalin-demo/sdn2 sync status");
         println!("Ctrl-C stops the three nodes.");
-        wait_for_stop().await;
-        let _ = stop.send(true);
-        for server in servers {
-            let _ = server.await;
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
-        for library in &libraries {
-            let _ = std::fs::remove_file(DataDir::node_file(&library.data.path));
+        crate::backend::stop_signal().await;
+        for node in nodes {
+            node.shutdown().await?;
         }
         eprintln!("Demo stopped.");
         Ok(ExitCode::SUCCESS)
@@ -261,26 +225,4 @@ fn examples(library: &Library) -> anyhow::Result<()> {
     }
     println!();
     Ok(())
-}
-
-async fn wait_for_stop() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

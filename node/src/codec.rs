@@ -22,6 +22,8 @@ pub struct Traffic {
     pub requests_sent: AtomicU64,
     /// Requests answered.
     pub requests_received: AtomicU64,
+    /// Full sync rounds started (`Hello` requests sent).
+    pub rounds_started: AtomicU64,
 }
 
 /// A snapshot of [`Traffic`].
@@ -35,6 +37,9 @@ pub struct TrafficCounts {
     pub requests_sent: u64,
     /// Requests answered.
     pub requests_received: u64,
+    /// Full sync rounds started (`Hello` requests sent).
+    #[serde(default)]
+    pub rounds_started: u64,
 }
 
 impl Traffic {
@@ -45,6 +50,7 @@ impl Traffic {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             requests_sent: self.requests_sent.load(Ordering::Relaxed),
             requests_received: self.requests_received.load(Ordering::Relaxed),
+            rounds_started: self.rounds_started.load(Ordering::Relaxed),
         }
     }
 }
@@ -147,6 +153,9 @@ where
         T: AsyncWrite + Unpin + Send,
     {
         self.traffic.requests_sent.fetch_add(1, Ordering::Relaxed);
+        if request.starts_round() {
+            self.traffic.rounds_started.fetch_add(1, Ordering::Relaxed);
+        }
         let bytes = encode(request, &self.traffic.bytes_sent)?;
         io.write_all(&bytes).await
     }

@@ -143,6 +143,14 @@ pub struct NetworkSection {
     /// them: `/ip4/203.0.113.5/tcp/4001/p2p/12D3KooW...`).
     #[serde(default)]
     pub relays: Vec<String>,
+    /// Seconds between full sync rounds with every connected member (a safety net: each
+    /// change is announced as it is made). Default 30; at least 1.
+    #[serde(default = "default_catch_up_s")]
+    pub catch_up_s: u64,
+}
+
+fn default_catch_up_s() -> u64 {
+    30
 }
 
 fn default_true() -> bool {
@@ -159,6 +167,7 @@ impl Default for NetworkSection {
             listen: default_p2p_listen(),
             mdns: true,
             relays: Vec::new(),
+            catch_up_s: default_catch_up_s(),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - [`search`]: the tantivy index derived from the store;
 //! - [`library`]: one library's catalog: store and index together, import, edit, delete;
 //! - [`http`]: the JSON API (axum);
-//! - [`files`]: catalog files on disk.
+//! - [`files`]: catalog files on disk;
+//! - [`node`]: a running node, the owner of the library, the network and the HTTP server.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod codec;
@@ -17,9 +18,11 @@ pub mod files;
 pub mod http;
 pub mod library;
 pub mod network;
+pub mod node;
 pub mod oai;
 pub mod relay;
 pub mod search;
+pub mod server;
 pub mod sru;
 pub mod store;
 pub mod trust;

@@ -68,8 +68,6 @@ const CHANGES_BYTES_PER_RESPONSE: usize = 8 * 1024 * 1024;
 const REDIAL_EVERY: Duration = Duration::from_secs(30);
 /// Addresses kept per member.
 const ADDRESSES_PER_PEER_MAX: usize = 8;
-/// How often to catch up with every connected member.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 /// Most requests of a sync round in the air at once toward one peer.
 const REQUESTS_PER_PEER_MAX: usize = 4;
 /// Most sync requests in the air at once toward all peers together.
@@ -366,6 +364,19 @@ fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: Member
     state.joiners = now.joiners;
     state.addresses = now.addresses;
     state.trust = now.trust;
+    // A relay is let in while a member's address names it (or this library uses it):
+    // one named only by a removed member, or by an address since changed, is cut off.
+    let relays = member_relays(&state.addresses, &state.allowed);
+    for relay in state.member_relays.difference(&relays) {
+        let still_needed = state.relays.contains(relay)
+            || state.allowed.contains_key(relay)
+            || state.joiners.contains_key(relay);
+        if !still_needed {
+            swarm.behaviour_mut().allowed.disallow_peer(*relay);
+            let _ = swarm.disconnect_peer_id(*relay);
+        }
+    }
+    state.member_relays = relays;
     // The topics of this library's consortia, and no other: a consortium left is not
     // listened to, nor a message on it passed on.
     let topics: BTreeMap<String, Hash32> = now
@@ -395,6 +406,26 @@ fn cut_off_if_gone(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: PeerId)
     }
 }
 
+/// The relays named in the circuit addresses of current members.
+fn member_relays(
+    addresses: &BTreeMap<PeerId, Vec<Multiaddr>>,
+    members: &BTreeMap<PeerId, LibraryId>,
+) -> HashSet<PeerId> {
+    addresses
+        .iter()
+        .filter(|(peer, _)| members.contains_key(peer))
+        .flat_map(|(_, addresses)| addresses)
+        .filter(|address| is_circuit(address))
+        .filter_map(relay_of)
+        .collect()
+}
+
+fn is_circuit(address: &Multiaddr) -> bool {
+    address
+        .iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
 /// Dials every member not connected, at the addresses known for it.
 fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
     let me = *swarm.local_peer_id();
@@ -403,10 +434,7 @@ fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
             continue;
         }
         for address in addresses {
-            if address
-                .iter()
-                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
-            {
+            if is_circuit(address) {
                 if let Some(relay) = relay_of(address) {
                     swarm.behaviour_mut().allowed.allow_peer(relay);
                     // A relay carries members' connections; it hears no gossip.
@@ -438,6 +466,8 @@ struct NetState {
     listening: Vec<Multiaddr>,
     /// Relays this node may connect to (its own and those in members' addresses).
     relays: HashSet<PeerId>,
+    /// Relays named in current members' circuit addresses (let in for them alone).
+    member_relays: HashSet<PeerId>,
     /// Identities of used invites still connected: off the allow-list once they close.
     leaving: HashSet<PeerId>,
     /// Sync rounds in progress, per peer.
@@ -1002,13 +1032,21 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
     }
 }
 
-/// Starts the network task listening on `listen` (and through the relays of the
-/// library's `[network] relays`); it runs until `shutdown` resolves.
-pub async fn spawn(
+/// Builds the swarm listening on `listen` (and through the relays of the library's
+/// `[network] relays`), and gives back its handle and the loop that drives it, to spawn
+/// (the one task that owns the swarm: [`crate::node::Node::spawn`]); the loop runs until
+/// `shutdown` resolves.
+pub async fn start(
     library: Arc<Library>,
     listen: Vec<Multiaddr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(NetHandle, tokio::task::JoinHandle<()>), NetError> {
+) -> Result<
+    (
+        NetHandle,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ),
+    NetError,
+> {
     let mut secret = library.data.key.to_bytes();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
         .map_err(|e| NetError::Libp2p(e.to_string()))?;
@@ -1124,8 +1162,21 @@ pub async fn spawn(
         peer_id,
         traffic,
     };
-    let task = tokio::spawn(run(swarm, library, state, tx, rx, shutdown));
-    Ok((handle, task))
+    Ok((handle, run(swarm, library, state, tx, rx, shutdown)))
+}
+
+/// Announces a change of `namespace`'s catalog (`None`: of the consortia's documents):
+/// the shards written since the last announcement are read off the loop, then sent as
+/// [`Command::Notify`].
+fn announce(library: &Arc<Library>, tx: &mpsc::Sender<Command>, namespace: Option<LibraryId>) {
+    let library = library.clone();
+    let tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let shards = namespace
+            .map(|ns| written_shards(&library, &ns))
+            .unwrap_or_default();
+        let _ = tx.blocking_send(Command::Notify(namespace, shards));
+    });
 }
 
 /// Notes that a member's node is connected now (off the loop: it writes to sled).
@@ -1145,7 +1196,9 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     tokio::pin!(shutdown);
-    let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+    // How often to catch up with every connected member (`[network] catch_up_s`).
+    let every = Duration::from_secs(library.data.config.network.catch_up_s.max(1));
+    let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let own = library.store.library();
     let mut redial = tokio::time::interval(REDIAL_EVERY);
@@ -1178,13 +1231,16 @@ async fn run(
             let _ = tx.blocking_send(Command::Done(peer));
         });
     };
+    // Every write to this library's catalog is announced, whoever made it.
+    let mut own_writes = library.store.watch_own_writes();
     loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break,
+            Ok(()) = own_writes.changed() => announce(&library, &commands_tx, Some(own)),
             Some(command) = commands.recv() => match command {
                 Command::Dial(address, reply) => {
-                    if address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit)) {
+                    if is_circuit(&address) {
                         // Through a relay: the relay itself must be let in.
                         if let Some(relay) = relay_of(&address) {
                             swarm.behaviour_mut().allowed.allow_peer(relay);
@@ -1234,14 +1290,7 @@ async fn run(
                         }
                     }
                 }
-                Command::Announce(namespace) => {
-                    let library = library.clone();
-                    let tx = commands_tx.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let shards = namespace.map(|ns| written_shards(&library, &ns)).unwrap_or_default();
-                        let _ = tx.blocking_send(Command::Notify(namespace, shards));
-                    });
-                }
+                Command::Announce(namespace) => announce(&library, &commands_tx, namespace),
                 Command::Notify(namespace, shards) => {
                     let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
                     // A catalog's news goes only to the consortia that share it; the
@@ -1615,4 +1664,36 @@ pub async fn join_over_network(
             timeout.as_secs()
         ))
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        identity::Keypair::generate_ed25519().public().to_peer_id()
+    }
+
+    /// Only relays in current members' circuit addresses are let in: not one named by a
+    /// library that is no member, nor the member itself in its direct address.
+    #[test]
+    fn only_relays_in_current_members_circuit_addresses_are_kept() {
+        let (member, stranger, kept, dropped) = (peer(), peer(), peer(), peer());
+        let circuit = |relay: PeerId, to: PeerId| -> Multiaddr {
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{to}")
+                .parse()
+                .expect("address")
+        };
+        let direct: Multiaddr = format!("/ip4/127.0.0.1/tcp/4002/p2p/{member}")
+            .parse()
+            .expect("address");
+        let addresses = BTreeMap::from([
+            (member, vec![direct, circuit(kept, member)]),
+            (stranger, vec![circuit(dropped, stranger)]),
+        ]);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let members = BTreeMap::from([(member, LibraryId::from_key(&key))]);
+        assert_eq!(member_relays(&addresses, &members), HashSet::from([kept]));
+        assert!(member_relays(&addresses, &BTreeMap::new()).is_empty());
+    }
 }

@@ -360,6 +360,9 @@ pub struct Store {
     /// Shards written since [`Store::take_touched`] last asked, by namespace: what a
     /// node tells its members it changed.
     touched: Mutex<HashMap<LibraryId, BTreeSet<u16>>>,
+    /// Counts the writes to this library's own catalog: the network watches it to
+    /// announce each one, whichever path wrote it (API, web page, import, harvest).
+    own_writes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -415,6 +418,7 @@ impl Store {
             }),
             write_lock: Mutex::new(()),
             touched: Mutex::new(HashMap::new()),
+            own_writes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -428,12 +432,23 @@ impl Store {
     }
 
     fn touch(&self, namespace: &LibraryId, shards: impl IntoIterator<Item = u16>) {
-        self.touched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(*namespace)
-            .or_default()
-            .extend(shards);
+        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = touched.entry(*namespace).or_default();
+        let mut any = false;
+        for shard in shards {
+            entry.insert(shard);
+            any = true;
+        }
+        drop(touched);
+        if any && *namespace == self.library {
+            self.own_writes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Wakes at each write to this library's own catalog (stored and durable by then;
+    /// several quick writes may wake it once).
+    pub fn watch_own_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.own_writes.subscribe()
     }
 
     /// This node's library.

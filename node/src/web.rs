@@ -10,8 +10,8 @@
 use crate::consortium::ConsortiumError;
 use crate::consortium_requests::Request;
 use crate::edit::Editable;
-use crate::http::AppState;
 use crate::library::{ImportOptions, ImportSummary, LibraryError, Progress, Source};
+use crate::server::AppState;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -186,7 +186,7 @@ impl Visitor {
             Some("en") => "en",
             _ => "id",
         };
-        let now = crate::http::now_ms();
+        let now = crate::server::now_ms();
         let csrf = cookie(headers, &session_cookie(headers)).and_then(|id| {
             let mut sessions = state.web.sessions.lock().unwrap_or_else(|p| p.into_inner());
             sessions.retain(|_, s| s.expires_ms > now);
@@ -270,7 +270,7 @@ impl Visitor {
     /// The page for a failure the node's core reported: what it means, in the visitor's
     /// language, when its kind is known, and the core's own words beneath (for whoever
     /// looks after the node).
-    fn failure(&self, state: &AppState, error: &crate::http::ApiError) -> Response {
+    fn failure(&self, state: &AppState, error: &crate::server::ApiError) -> Response {
         let detail = error.to_string();
         match error.code().and_then(|code| self.explain(code)) {
             Some(explanation) => self.page_with(
@@ -331,7 +331,7 @@ impl Visitor {
     ) -> Result<(), Box<Response>> {
         let csrf = self.librarian()?;
         let given = form.get("csrf").map_or("", String::as_str);
-        if !crate::http::same_secret(given, &csrf) {
+        if !crate::server::same_secret(given, &csrf) {
             return Err(Box::new(self.error(
                 state,
                 StatusCode::FORBIDDEN,
@@ -532,7 +532,7 @@ async fn search_page(
     let library = state.library.clone();
     let own = library.store.library().to_hex();
     let (query_text, only_q) = (q.clone(), only.clone());
-    let results = crate::http::heavy(&state, move || {
+    let results = crate::server::heavy(&state, move || {
         let results = library.search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())?;
         let names: HashMap<String, String> = library
             .library_names()
@@ -782,7 +782,7 @@ async fn login(
 ) -> Response {
     let visitor = Visitor::of(&state, &headers, "/login");
     let given = form.get("token").map_or("", |t| t.trim());
-    let matches = crate::http::same_secret(given, &state.api_token);
+    let matches = crate::server::same_secret(given, &state.api_token);
     let (id, csrf) = (random_hex(), random_hex());
     if !matches || id.is_empty() || csrf.is_empty() {
         return visitor.page_with(
@@ -794,7 +794,7 @@ async fn login(
             StatusCode::OK,
         );
     }
-    let now = crate::http::now_ms();
+    let now = crate::server::now_ms();
     let mut sessions = state.web.sessions.lock().unwrap_or_else(|p| p.into_inner());
     sessions.retain(|_, s| s.expires_ms > now);
     // A full table gives up its oldest session: a login never fails for want of room,
@@ -1032,8 +1032,6 @@ async fn import_start(
         Err(busy) => return visitor.failure(&state, &busy),
     };
     let library = state.library.clone();
-    let net = state.net.clone();
-    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _admitted = admitted;
         let options = ImportOptions {
@@ -1043,18 +1041,8 @@ async fn import_start(
         let result = library.import(&Source::Bytes(bytes), &options, |progress| {
             job.lock().unwrap_or_else(|p| p.into_inner()).progress = Some(progress.clone());
         });
-        let changed = result
-            .as_ref()
-            .is_ok_and(|s| s.added + s.updated + s.deleted > 0);
         job.lock().unwrap_or_else(|p| p.into_inner()).done =
             Some(result.map_err(|e: LibraryError| (e.code(), e.to_string())));
-        if changed {
-            if let Some(net) = net {
-                handle.spawn(async move {
-                    let _ = net.announce(None).await;
-                });
-            }
-        }
     });
     redirect(&format!("/librarian/import/{job_id}"))
 }
@@ -1186,7 +1174,6 @@ async fn edit_save(
         );
     }
     let library = state.library.clone();
-    let net = state.net.clone();
     let id_q = id.clone();
     let saved = blocking(move || {
         let Some((_, Some(record))) = library.get(&id_q).map_err(|e| e.to_string())? else {
@@ -1203,16 +1190,11 @@ async fn edit_save(
     })
     .await;
     match saved {
-        Ok(_) => {
-            if let Some(net) = net {
-                let _ = net.announce(None).await;
-            }
-            redirect(&format!(
-                "/record/{}/{}",
-                state.library.store.library().to_hex(),
-                urlencode(&id)
-            ))
-        }
+        Ok(_) => redirect(&format!(
+            "/record/{}/{}",
+            state.library.store.library().to_hex(),
+            urlencode(&id)
+        )),
         Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e),
     }
 }
@@ -1229,12 +1211,7 @@ async fn delete_record(
     }
     let library = state.library.clone();
     match blocking(move || library.delete(&id).map_err(|e| e.to_string())).await {
-        Ok(()) => {
-            if let Some(net) = &state.net {
-                let _ = net.announce(None).await;
-            }
-            visitor.message(&state, &visitor.t("deleted"), None)
-        }
+        Ok(()) => visitor.message(&state, &visitor.t("deleted"), None),
         Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e),
     }
 }
@@ -1361,7 +1338,7 @@ async fn consortium_action(
             )
         }
     };
-    match crate::http::run_request(&state, request).await {
+    match crate::server::run_request(&state, request).await {
         Ok(answer) if action == "invite" => {
             let ticket = answer.text.unwrap_or_default();
             visitor.page(
@@ -1383,7 +1360,7 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
         jalin_protocol::consortium::log::Invite,
     >::from_text(ticket)
     .ok();
-    let answer = match crate::http::run_request(
+    let answer = match crate::server::run_request(
         state,
         Request::Join {
             ticket: ticket.to_string(),
@@ -1406,7 +1383,7 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
     .await
     {
         Ok(documents) => {
-            match crate::http::run_request(state, Request::Import { text: documents }).await {
+            match crate::server::run_request(state, Request::Import { text: documents }).await {
                 Ok(_) => redirect("/librarian/consortium"),
                 Err(e) => visitor.failure(state, &e),
             }
@@ -1552,7 +1529,7 @@ async fn agreement_sign(
         agreement: Some(agreement.clone()),
         version: form.get("version").cloned(),
     };
-    match crate::http::run_request(&state, request).await {
+    match crate::server::run_request(&state, request).await {
         Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
         Err(e) => visitor.failure(&state, &e),
     }
@@ -1573,7 +1550,7 @@ async fn agreement_amend(
         agreement: agreement.clone(),
         text: form.get("text").cloned().unwrap_or_default(),
     };
-    match crate::http::run_request(&state, request).await {
+    match crate::server::run_request(&state, request).await {
         Ok(_) => redirect(&format!("/librarian/agreement/{consortium}/{agreement}")),
         Err(e) => visitor.failure(&state, &e),
     }
@@ -1592,8 +1569,8 @@ async fn agreement_export(
         consortium: Some(consortium),
         agreement: Some(agreement),
     };
-    match crate::http::run_request(&state, request).await {
-        Ok(answer) => crate::http::agreement_page(answer.text.unwrap_or_default()),
+    match crate::server::run_request(&state, request).await {
+        Ok(answer) => crate::server::agreement_page(answer.text.unwrap_or_default()),
         Err(e) => visitor.failure(&state, &e),
     }
 }

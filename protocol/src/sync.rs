@@ -226,6 +226,12 @@ pub enum WireError {
 pub trait Message: Serialize + DeserializeOwned {
     /// Whether the message keeps within the protocol's counts.
     fn check(&self) -> Result<(), Bound>;
+
+    /// Whether this request starts a full sync round (a `Hello`): counted apart, since a
+    /// change fetched by its `Changed` notice needs none.
+    fn starts_round(&self) -> bool {
+        false
+    }
 }
 
 fn check_shards<T>(shards: &[(u16, Vec<T>)], heads_max: Option<usize>) -> Result<(), Bound> {
@@ -266,6 +272,10 @@ fn check_digests(bytes: &[u8], count: u16) -> Result<(), Bound> {
 }
 
 impl Message for SyncRequest {
+    fn starts_round(&self) -> bool {
+        matches!(self, SyncRequest::Hello)
+    }
+
     fn check(&self) -> Result<(), Bound> {
         match self {
             SyncRequest::Group { group, .. } => check_group(*group),

@@ -93,3 +93,60 @@ fn protocol_pulls_in_no_io_crates() {
         "the walk found the protocol's real dependencies: {seen:?}"
     );
 }
+
+/// The node's source files, by name, with their text.
+fn node_sources() -> Vec<(String, String)> {
+    let dir = workspace_root().join("node/src");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("node/src") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            out.push((name, std::fs::read_to_string(&path).expect("reads")));
+        }
+    }
+    assert!(out.len() > 10, "found the node's sources: {}", out.len());
+    out
+}
+
+/// The invariants of ARCHITECTURE.md that a grep can check: the HTTP edge never touches
+/// libp2p's swarm, and the API and the web pages do not use each other (both stand on
+/// `server`); only `network.rs` (the node's swarm and the one-off joining swarm) and
+/// `relay.rs` (the relay's own process) build a swarm; only `node.rs` spawns the
+/// network's loop.
+#[test]
+fn the_http_edge_and_the_network_keep_apart() {
+    let sources = node_sources();
+    let text = |name: &str| {
+        sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_else(|| panic!("node/src/{name} exists"))
+    };
+    for edge in ["http.rs", "web.rs", "server.rs"] {
+        for forbidden in ["Swarm", "swarm", "gossipsub", "request_response"] {
+            assert!(
+                !text(edge).contains(forbidden),
+                "{edge} touches libp2p ({forbidden})"
+            );
+        }
+    }
+    assert!(!text("http.rs").contains("crate::web"), "http.rs uses web");
+    assert!(!text("web.rs").contains("crate::http"), "web.rs uses http");
+    for (name, source) in &sources {
+        if source.contains("SwarmBuilder") {
+            assert!(
+                matches!(name.as_str(), "network.rs" | "relay.rs"),
+                "{name} builds a swarm"
+            );
+        }
+        if source.contains("network::start(") {
+            assert_eq!(name, "node.rs", "{name} starts the network's loop");
+        }
+    }
+}

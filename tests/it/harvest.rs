@@ -345,7 +345,7 @@ fn harvests_another_jalin_node_then_only_its_changes() {
 
     // --set and --from, given: only that library's records changed since then.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let since = jalin_node::oai::datestamp(jalin_node::http::now_ms());
+    let since = jalin_node::oai::datestamp(jalin_node::server::now_ms());
     let mut again = jalin_node::library::decode(
         &source
             .library

@@ -8,7 +8,8 @@ use crate::support::new_library;
 use automerge::transaction::Transactable;
 use jalin_node::codec::{Codec, Traffic};
 use jalin_node::library::{ImportOptions, Library, Source};
-use jalin_node::network::{self, NetHandle, SyncRequest, SyncResponse};
+use jalin_node::network::{NetHandle, SyncRequest, SyncResponse};
+use jalin_node::node::{NodeHandle, NodeOptions};
 use jalin_node::store::{SignedChange, SHARD_COUNT};
 use jalin_protocol::consortium::document::Hash32;
 use jalin_protocol::consortium::log::Role;
@@ -23,8 +24,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Node {
     pub(crate) library: Arc<Library>,
     pub(crate) net: NetHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    node: NodeHandle,
     _dir: tempfile::TempDir,
 }
 
@@ -48,11 +48,13 @@ impl Node {
             .expect("digest")
     }
 
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
+    /// The HTTP base URL (a node started by [`start_serving`]).
+    fn url(&self) -> String {
+        self.node.url().expect("the node serves HTTP")
+    }
+
+    pub(crate) async fn stop(self) {
+        self.node.shutdown().await.expect("the node stops cleanly");
     }
 }
 
@@ -70,17 +72,32 @@ async fn start_on(
     dir: tempfile::TempDir,
     listen: Vec<libp2p::Multiaddr>,
 ) -> Node {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (net, task) = network::spawn(library.clone(), listen, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("the network starts");
+    let options = NodeOptions {
+        p2p: Some(listen),
+        ..NodeOptions::default()
+    };
+    spawn(library, dir, options).await
+}
+
+/// A node with its HTTP server too (API and web pages on 127.0.0.1).
+async fn start_serving(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
+    let options = NodeOptions {
+        http: Some("127.0.0.1:0".into()),
+        p2p: Some(vec!["/ip4/127.0.0.1/tcp/0".parse().expect("address")]),
+        ..NodeOptions::default()
+    };
+    spawn(library, dir, options).await
+}
+
+async fn spawn(library: Arc<Library>, dir: tempfile::TempDir, options: NodeOptions) -> Node {
+    let node = jalin_node::node::Node::spawn(library.clone(), options)
+        .await
+        .expect("the network starts");
+    let net = node.net().expect("runs the network").clone();
     Node {
         library,
         net,
-        stop: Some(stop),
-        task,
+        node,
         _dir: dir,
     }
 }
@@ -1722,4 +1739,127 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
 
 fn b_key_id(key: &ed25519_dalek::SigningKey) -> LibraryId {
     LibraryId::from_key(&key.verifying_key())
+}
+
+/// An edit saved in the librarian's web page reaches a member by the changed-shard path,
+/// as one made through the API does: the member fetches the shards named in the
+/// `Changed` notice and starts no full sync round (a `Hello`) for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_saved_in_the_browser_reaches_a_member_by_the_changed_shards() {
+    // No periodic round during the test: only announcements move the edits.
+    let mut libraries = members_with(2, |_, data| data.config.network.catch_up_s = 3_600);
+    let (b_library, b_dir) = libraries.pop().expect("B");
+    let (a_library, a_dir) = libraries.pop().expect("A");
+    let id = add_record(&a_library, 1);
+    let a_id = a_library.store.library();
+    let token = a_library.data.api_token.clone();
+    let a = start_serving(a_library, a_dir).await;
+    let b = start(b_library, b_dir).await;
+    b.net.dial(a.address().await).await.expect("dials");
+    eventually("A's catalog at B", 30, || {
+        b.digest(&a_id) == a.digest(&a_id)
+    })
+    .await;
+    let title_at_b = |b: &Node| {
+        b.library
+            .store
+            .get_of(&a_id, &id)
+            .ok()
+            .flatten()
+            .and_then(|stored| jalin_node::library::decode(&stored))
+            .map(|record| record.description.title)
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Through the API.
+    let mut marc = a
+        .library
+        .get(&id)
+        .expect("reads")
+        .expect("held")
+        .1
+        .expect("live")
+        .marc;
+    marc.fields.retain(|f| f.tag() != "245");
+    marc.push_data(jalin_protocol::marc::DataField::new(
+        "245",
+        '0',
+        '0',
+        &[('a', "Sejarah Bandung lewat API")],
+    ));
+    let rounds = b.net.traffic.counts().rounds_started;
+    let put = client
+        .put(format!("{}/api/records/{id}", a.url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "marc": marc }))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), 200);
+    eventually("the API edit at B", 30, || {
+        title_at_b(&b).is_some_and(|t| t.contains("lewat API"))
+    })
+    .await;
+    assert_eq!(
+        b.net.traffic.counts().rounds_started,
+        rounds,
+        "no round for the API edit"
+    );
+
+    // Through the web page, as a librarian's browser sends it.
+    let login = client
+        .post(format!("{}/login", a.url()))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let form = client
+        .get(format!("{}/librarian/record/{id}/edit", a.url()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF token")
+        .to_string();
+    let saved = client
+        .post(format!("{}/librarian/record/{id}/edit", a.url()))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("title", "Sejarah Bandung lewat peramban"),
+            ("year", "1998"),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert!(saved.status().is_redirection(), "{}", saved.status());
+    eventually("the browser's edit at B", 30, || {
+        title_at_b(&b).is_some_and(|t| t.contains("lewat peramban"))
+    })
+    .await;
+    assert_eq!(
+        b.net.traffic.counts().rounds_started,
+        rounds,
+        "no round for the browser's edit"
+    );
+    for node in [a, b] {
+        node.stop().await;
+    }
 }

@@ -94,7 +94,7 @@ fn every_verb_and_every_error_validate_against_the_oai_pmh_schema() {
         .next()
         .expect("a record")
         .expect("reads");
-    let deletion = jalin_node::oai::datestamp(jalin_node::http::now_ms());
+    let deletion = jalin_node::oai::datestamp(jalin_node::server::now_ms());
     server.library.delete(&gone.record_id).expect("deletes");
 
     let identify = get(&server, "verb=Identify");
@@ -186,7 +186,7 @@ fn every_verb_and_every_error_validate_against_the_oai_pmh_schema() {
     assert_eq!(identifiers(&posted), first);
 
     // from/until select by datestamp: everything was written just now.
-    let today = jalin_node::oai::datestamp(jalin_node::http::now_ms());
+    let today = jalin_node::oai::datestamp(jalin_node::server::now_ms());
     let since = get(
         &server,
         &format!(

@@ -1,7 +1,7 @@
 //! What the tests share: where the real test data is, and the `jalin` binary.
 
-use jalin_node::http::{serve, AppState};
 use jalin_node::library::{ImportOptions, Library, Source};
+use jalin_node::node::{Node, NodeOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -157,9 +157,9 @@ pub fn start_with(
             )
             .expect("imports");
     }
-    let state = Arc::new(AppState::new(library.clone(), token.clone(), None));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address_tx, address_rx) = std::sync::mpsc::channel();
+    let served = library.clone();
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -167,17 +167,16 @@ pub fn start_with(
             .build()
             .expect("runtime");
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("binds");
+            let options = NodeOptions {
+                http: Some("127.0.0.1:0".into()),
+                ..NodeOptions::default()
+            };
+            let node = Node::spawn(served, options).await.expect("serves");
             address_tx
-                .send(listener.local_addr().expect("address"))
+                .send(node.http_address().expect("an HTTP address"))
                 .expect("test waits");
-            serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serves");
+            let _ = stopped.await;
+            node.shutdown().await.expect("stops cleanly");
         });
     });
     let address = address_rx.recv().expect("server started");

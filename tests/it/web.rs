@@ -916,7 +916,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         jalin_node::consortium_requests::Request::Create {
             name: "Kemitraan Uji".into(),
         },
-        jalin_node::http::now_ms(),
+        jalin_node::server::now_ms(),
         Vec::new(),
     )
     .and_then(|_| {
@@ -928,7 +928,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
                 expires_s: 7 * 86_400,
                 note: String::new(),
             },
-            jalin_node::http::now_ms(),
+            jalin_node::server::now_ms(),
             Vec::new(),
         )
     })

@@ -1,0 +1,355 @@
+//! A running node: one owner for the library, its network and its HTTP server.
+//!
+//! [`Node::spawn`] starts the parts over an opened [`Library`] and gives back a
+//! [`NodeHandle`], which holds the tasks (one [`JoinSet`]) and one [`CancellationToken`].
+//! `jalin start`, `jalin demo` and the tests all start nodes this way.
+//!
+//! Shutdown goes in this order, whoever asks for it (Ctrl-C, [`NodeHandle::shutdown`], or a
+//! part that ends by itself, which takes the others down with it):
+//!
+//! 1. the token is cancelled;
+//! 2. the HTTP server stops taking connections and lets the requests in flight finish
+//!    (they may still announce a write to the network, so the network is still up);
+//! 3. the network task stops: no new sync round, the swarm is dropped and its connections
+//!    close;
+//! 4. `node.json` is removed, so the CLI no longer finds the node;
+//! 5. the library (store and index) is closed when the last holder of it lets it go.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libp2p::Multiaddr;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DataDir, RunningNode};
+use crate::library::Library;
+use crate::network::{NetError, NetHandle};
+use crate::server::{AppState, NotExposed};
+
+/// What to start besides the library.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Where the HTTP server listens (`None`: no HTTP server).
+    pub http: Option<String>,
+    /// Whether the HTTP server may listen on an address other machines reach.
+    pub expose: bool,
+    /// The libp2p listen addresses (`None`: no network).
+    pub p2p: Option<Vec<Multiaddr>>,
+    /// Write `node.json` (the HTTP URL and the process id) into the data dir, for the CLI.
+    pub node_file: bool,
+}
+
+impl NodeOptions {
+    /// What `jalin start` runs: HTTP and the network at the data dir's configured
+    /// addresses, unless given others.
+    pub fn from_config(
+        data: &DataDir,
+        http: Option<String>,
+        p2p: Option<String>,
+    ) -> Result<NodeOptions, NodeError> {
+        let p2p = p2p.unwrap_or_else(|| data.config.network.listen.clone());
+        let address = p2p.parse().map_err(|source| NodeError::P2pAddress {
+            address: p2p.clone(),
+            source,
+        })?;
+        Ok(NodeOptions {
+            http: Some(http.unwrap_or_else(|| data.config.http.listen.clone())),
+            expose: data.config.http.expose,
+            p2p: Some(vec![address]),
+            node_file: true,
+        })
+    }
+}
+
+/// Why a node could not start, or how one of its parts ended.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The HTTP listen address could not be bound.
+    #[error("listening on {address}: {source}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP listen address is reachable from other machines, and that was not asked.
+    #[error(transparent)]
+    NotExposed(#[from] NotExposed),
+    /// A libp2p listen address that does not parse.
+    #[error("{address:?} is not a libp2p listen address: {source}")]
+    P2pAddress {
+        /// The text given.
+        address: String,
+        /// Why.
+        source: libp2p::multiaddr::Error,
+    },
+    /// The network could not start.
+    #[error("starting the network: {0}")]
+    Network(#[from] NetError),
+    /// `node.json` could not be written.
+    #[error("writing {path}: {source}")]
+    NodeFile {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("serving HTTP: {0}")]
+    Http(std::io::Error),
+    /// A part's task panicked or was aborted.
+    #[error("the node's {part} task ended abnormally: {source}")]
+    Task {
+        /// Which part.
+        part: Part,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+}
+
+/// A part of a running node, each one task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The HTTP server (API, OAI-PMH, SRU, web pages).
+    Http,
+    /// The libp2p swarm and the sync protocol.
+    Network,
+    /// The waiter that stops the network once HTTP is done (when there is no HTTP
+    /// server, it stops it at once).
+    Shutdown,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Http => "HTTP",
+            Part::Network => "network",
+            Part::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// Starts nodes.
+pub struct Node;
+
+impl Node {
+    /// Starts the parts `options` ask for over `library`, and returns once each listens.
+    /// Nothing is left running when it fails.
+    pub async fn spawn(
+        library: Arc<Library>,
+        options: NodeOptions,
+    ) -> Result<NodeHandle, NodeError> {
+        let cancel = CancellationToken::new();
+        // Cancelled once the HTTP server has drained: the network stops after it.
+        let http_done = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut parts = HashMap::new();
+
+        let listener = match &options.http {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|source| NodeError::Bind {
+                        address: address.clone(),
+                        source,
+                    })?;
+                let local = listener.local_addr().map_err(|source| NodeError::Bind {
+                    address: address.clone(),
+                    source,
+                })?;
+                let warning = crate::server::exposure(local, options.expose)?;
+                Some((listener, local, warning))
+            }
+            None => None,
+        };
+
+        let net = match options.p2p {
+            Some(listen) => {
+                let stop = http_done.clone();
+                let (net, run) = crate::network::start(library.clone(), listen, async move {
+                    stop.cancelled().await;
+                })
+                .await?;
+                let task = tasks.spawn(async move {
+                    run.await;
+                    Ok(())
+                });
+                parts.insert(task.id(), Part::Network);
+                Some(net)
+            }
+            None => None,
+        };
+
+        let mut http = None;
+        let mut exposure_warning = None;
+        match listener {
+            Some((listener, local, warning)) => {
+                exposure_warning = warning;
+                let state = Arc::new(AppState::new(
+                    library.clone(),
+                    library.data.api_token.clone(),
+                    net.clone(),
+                ));
+                let (stop, done) = (cancel.clone(), http_done.clone());
+                let task = tasks.spawn(async move {
+                    let served =
+                        crate::server::serve(listener, state, stop.cancelled_owned()).await;
+                    done.cancel();
+                    served.map_err(NodeError::Http)
+                });
+                parts.insert(task.id(), Part::Http);
+                http = Some(local);
+            }
+            None => {
+                let (stop, done) = (cancel.clone(), http_done.clone());
+                let task = tasks.spawn(async move {
+                    stop.cancelled().await;
+                    done.cancel();
+                    Ok(())
+                });
+                parts.insert(task.id(), Part::Shutdown);
+            }
+        }
+
+        let mut handle = NodeHandle {
+            library,
+            net,
+            http,
+            exposure_warning,
+            cancel,
+            tasks,
+            parts,
+            node_file: None,
+        };
+        if options.node_file {
+            if let Err(error) = handle.write_node_file() {
+                handle.shutdown().await.ok();
+                return Err(error);
+            }
+        }
+        Ok(handle)
+    }
+}
+
+/// A running node. Dropping it aborts its tasks; [`NodeHandle::shutdown`] stops them in
+/// order.
+pub struct NodeHandle {
+    library: Arc<Library>,
+    net: Option<NetHandle>,
+    http: Option<SocketAddr>,
+    exposure_warning: Option<String>,
+    cancel: CancellationToken,
+    tasks: JoinSet<Result<(), NodeError>>,
+    /// Which part each task runs.
+    parts: HashMap<tokio::task::Id, Part>,
+    node_file: Option<PathBuf>,
+}
+
+impl NodeHandle {
+    /// The node's library.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+
+    /// The network, when the node runs one.
+    pub fn net(&self) -> Option<&NetHandle> {
+        self.net.as_ref()
+    }
+
+    /// Where the HTTP server listens, when there is one.
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The HTTP base URL (`http://address`), when there is an HTTP server.
+    pub fn url(&self) -> Option<String> {
+        self.http.map(|address| format!("http://{address}"))
+    }
+
+    /// What listening on a non-loopback address exposes, to print (`None` on loopback).
+    pub fn exposure_warning(&self) -> Option<&str> {
+        self.exposure_warning.as_deref()
+    }
+
+    /// The token whose cancellation stops the node (in the order of the module's docs).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    fn write_node_file(&mut self) -> Result<(), NodeError> {
+        let Some(url) = self.url() else {
+            return Ok(());
+        };
+        let path = DataDir::node_file(&self.library.data.path);
+        let text = serde_json::to_string(&RunningNode {
+            url,
+            pid: std::process::id(),
+        })
+        .map_err(|e| NodeError::NodeFile {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&path, text).map_err(|source| NodeError::NodeFile {
+            path: path.clone(),
+            source,
+        })?;
+        self.node_file = Some(path);
+        Ok(())
+    }
+
+    /// Runs until the token is cancelled or a part ends by itself, then shuts the node
+    /// down in order. The first part's error, if any, is returned.
+    pub async fn wait(mut self) -> Result<(), NodeError> {
+        let first = tokio::select! {
+            () = self.cancel.cancelled() => None,
+            Some(ended) = self.tasks.join_next_with_id() => Some(ended),
+        };
+        let mut outcome = first.map_or(Ok(()), |ended| self.settle(ended));
+        if let Err(error) = &outcome {
+            tracing::error!(%error, "a part of the node failed: stopping the node");
+        }
+        let rest = self.shutdown().await;
+        if outcome.is_ok() {
+            outcome = rest;
+        }
+        outcome
+    }
+
+    /// Stops the node in order (see the module's docs) and waits for every part.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.cancel.cancel();
+        let mut outcome = Ok(());
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            if let Err(error) = self.settle(ended) {
+                if outcome.is_ok() {
+                    outcome = Err(error);
+                }
+            }
+        }
+        if let Some(path) = self.node_file.take() {
+            let _removed = std::fs::remove_file(path);
+        }
+        outcome
+    }
+
+    /// A part's outcome, with a panic or an abort as a [`NodeError::Task`].
+    fn settle(
+        &self,
+        ended: Result<(tokio::task::Id, Result<(), NodeError>), tokio::task::JoinError>,
+    ) -> Result<(), NodeError> {
+        match ended {
+            Ok((_, outcome)) => outcome,
+            Err(source) => Err(NodeError::Task {
+                part: self
+                    .parts
+                    .get(&source.id())
+                    .copied()
+                    .unwrap_or(Part::Shutdown),
+                source,
+            }),
+        }
+    }
+}
