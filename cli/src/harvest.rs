@@ -91,8 +91,10 @@ fn page(fetch: &mut Fetch, args: &[(&str, String)]) -> anyhow::Result<Page> {
             Ok(page) => return Ok(page),
             Err(e) => {
                 tracing::warn!(
-                    "OAI-PMH request {args:?} failed (try {}): {e:#}",
-                    attempt + 1
+                    request = ?args,
+                    attempt = attempt + 1,
+                    error = %crate::describe(&e),
+                    "OAI-PMH request failed"
                 );
                 last = Some(e);
             }

@@ -32,7 +32,10 @@ use std::process::ExitCode;
 #[command(
     name = "jalin",
     version,
-    about = "Jalin: a peer-to-peer union catalog for library partnerships"
+    about = "Jalin: a peer-to-peer union catalog for library partnerships",
+    after_help = "Exit codes: 0 done; 1 done, but part of the input was refused (damaged \
+                  records, a rejected document, an invalid signature: each is listed); \
+                  2 nothing done (an error, said on stderr, or a wrong command line)."
 )]
 struct Cli {
     /// The library's data directory (default: the platform's data directory).
@@ -479,7 +482,7 @@ fn harvest_command(
                     println!("The next harvest asks for changes from {next}.");
                 }
             }
-            Err(error) => eprintln!("Harvesting {} failed: {error:#}", options.url),
+            Err(error) => eprintln!("Harvesting {} failed: {}", options.url, describe(error)),
         }
         let Some(seconds) = every else {
             return match result {
@@ -722,7 +725,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for problem in &conversion.unwritable {
                 eprintln!("  not written: {problem}");
             }
-            Ok(ExitCode::SUCCESS)
+            // Some records left out: say so in the exit code too.
+            Ok(
+                if conversion.rejected.is_empty() && conversion.unwritable.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                },
+            )
         }
         Command::Init { name, code } => {
             let path = data_dir(cli.data_dir)?;
@@ -1135,8 +1145,22 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose words its error
+/// already shows (thiserror's `"...: {0}"` with `#[from]`) is not repeated.
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }

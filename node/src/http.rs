@@ -67,6 +67,12 @@ struct SearchParams {
     library: Option<String>,
 }
 
+/// Results per page of `/api/search` when the client names none.
+const PER_PAGE_DEFAULT: usize = 20;
+/// Damaged records listed in a refused upload's answer (the rest are counted): enough to
+/// see what is wrong, small enough to read.
+const REJECTED_SHOWN_MAX: usize = 100;
+
 async fn search(
     State(state): State<Arc<AppState>>,
     Query(params): Query<SearchParams>,
@@ -76,7 +82,7 @@ async fn search(
         return Err(ApiError::bad_request("give a query: /api/search?q=words"));
     }
     let page = params.page.unwrap_or(1).max(1);
-    let per_page = params.per_page.unwrap_or(20);
+    let per_page = params.per_page.unwrap_or(PER_PAGE_DEFAULT);
     let library = state.library.clone();
     Ok(Json(
         heavy(&state, move || {
@@ -282,7 +288,7 @@ async fn import(
         );
         let mut details = serde_json::to_value(&summary).unwrap_or_default();
         if let Some(rejected) = details.get_mut("rejected").and_then(|r| r.as_array_mut()) {
-            rejected.truncate(100);
+            rejected.truncate(REJECTED_SHOWN_MAX);
         }
         error.details = Some(details);
         return Err(error);

@@ -792,6 +792,7 @@ impl Library {
         mut progress: impl FnMut(&Progress),
     ) -> Result<ImportSummary, LibraryError> {
         let format = source.format(options.format)?;
+        let _span = tracing::info_span!("import", %format, strict = options.strict).entered();
         let mut summary = ImportSummary {
             format: Some(format),
             ..Default::default()

@@ -66,6 +66,15 @@ const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 const CHANGES_BYTES_PER_RESPONSE: usize = 8 * 1024 * 1024;
 /// How often to dial members not connected.
 const REDIAL_EVERY: Duration = Duration::from_secs(30);
+/// How long a sync request may wait for its answer: a `Changes` answer can be 32 MiB,
+/// which takes about two minutes at 2 Mbit/s (a village library's link).
+const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a connection with nothing on it stays open: longer than the catch-up interval,
+/// so members stay connected between rounds.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Gossipsub's heartbeat: how often it repairs its mesh and gossips message ids. Half a
+/// second keeps an announcement's path short in a consortium of a few dozen members.
+const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(500);
 /// Addresses kept per member.
 const ADDRESSES_PER_PEER_MAX: usize = 8;
 /// Most requests of a sync round in the air at once toward one peer.
@@ -108,7 +117,10 @@ struct MemberSet {
 
 /// What the network task is asked to do.
 enum Command {
-    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Dial(
+        Multiaddr,
+        oneshot::Sender<Result<(), libp2p::swarm::DialError>>,
+    ),
     Disconnect(PeerId),
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     Peers(oneshot::Sender<Vec<PeerId>>),
@@ -145,12 +157,73 @@ pub struct NetHandle {
 /// Why the network could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    /// libp2p refused something.
-    #[error("network: {0}")]
-    Libp2p(String),
+    /// The library's key is not a libp2p identity.
+    #[error("the library key is no network identity: {0}")]
+    Key(identity::DecodingError),
+    /// The transport (TCP, noise, yamux, the relay client) or a behaviour could not be
+    /// set up.
+    #[error("setting up the network: {0}")]
+    Setup(Box<dyn std::error::Error + Send + Sync>),
+    /// A listen address could not be listened on.
+    #[error("listening on {address}: {error}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        error: libp2p::TransportError<std::io::Error>,
+    },
+    /// A relay in `[network] relays` that cannot be used.
+    #[error("relay address {address:?}: {reason}")]
+    RelayAddress {
+        /// The address as configured.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A dial that could not start.
+    #[error("dialing: {0}")]
+    Dial(libp2p::swarm::DialError),
+    /// Joining over the network failed.
+    #[error(transparent)]
+    Join(#[from] JoinError),
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,
+}
+
+/// Why joining a consortium over the network failed (the acceptance can still be sent
+/// by hand while the invite is open).
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The invite names no address of the inviter's node: it was made offline.
+    #[error(
+        "the invite names no address of the inviter's node (it was made offline): send the \
+         acceptance by hand"
+    )]
+    NoAddress,
+    /// The invite's author key or join secret does not make a network identity.
+    #[error("the invite does not make a network identity ({0})")]
+    BadInvite(&'static str),
+    /// No address of the inviter's node answered.
+    #[error("could not reach the inviter's node at {addresses}: {error}")]
+    Unreachable {
+        /// The addresses tried.
+        addresses: String,
+        /// libp2p's account of the failure.
+        error: String,
+    },
+    /// The inviter's node refused the join, and said why.
+    #[error("the inviter's node refused: {0}")]
+    Refused(String),
+    /// The inviter's node answered with something other than the consortium's documents.
+    #[error("the inviter's node answered something else")]
+    Unexpected,
+    /// The join request failed on the way.
+    #[error("the join request failed: {0}")]
+    Failed(request_response::OutboundFailure),
+    /// No answer in time.
+    #[error("no answer from the inviter's node in {} s", .0.as_secs())]
+    Timeout(Duration),
 }
 
 impl NetHandle {
@@ -170,7 +243,7 @@ impl NetHandle {
     pub async fn dial(&self, address: Multiaddr) -> Result<(), NetError> {
         self.ask(|tx| Command::Dial(address, tx))
             .await?
-            .map_err(NetError::Libp2p)
+            .map_err(NetError::Dial)
     }
 
     /// Closes every connection to a peer (it may dial again).
@@ -994,7 +1067,7 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
                 match result {
                     Ok(applied) => new += applied.changes,
                     Err(error) => {
-                        tracing::warn!("refused changes of {namespace:?} shard {shard}: {error}")
+                        tracing::warn!(%namespace, shard, %error, "refused a member's changes")
                     }
                 }
             }
@@ -1012,7 +1085,7 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
         {
             Ok(report) => {
                 for (_, why) in &report.refused {
-                    tracing::warn!("a member's document was refused: {why}");
+                    tracing::warn!(reason = %why, "refused a member's document");
                 }
                 FollowUp {
                     documents_changed: report.new > 0,
@@ -1020,13 +1093,13 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
                 }
             }
             Err(error) => {
-                tracing::warn!("taking a member's documents failed: {error}");
+                tracing::warn!(%error, "taking a member's documents failed");
                 FollowUp::default()
             }
         },
         SyncResponse::Joined { .. } | SyncResponse::Noted => FollowUp::default(),
         SyncResponse::Refused { reason } => {
-            tracing::debug!("a member refused a sync request: {reason}");
+            tracing::debug!(%reason, "a member refused a sync request");
             FollowUp::default()
         }
     }
@@ -1048,8 +1121,7 @@ pub async fn start(
     NetError,
 > {
     let mut secret = library.data.key.to_bytes();
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
-        .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).map_err(NetError::Key)?;
     let peer_id = keypair.public().to_peer_id();
     let traffic = Arc::new(Traffic::default());
     let use_mdns = library.data.config.network.mdns;
@@ -1060,9 +1132,9 @@ pub async fn start(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| NetError::Libp2p(e.to_string()))?
+        .map_err(|e| NetError::Setup(e.into()))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| NetError::Libp2p(e.to_string()))?
+        .map_err(|e| NetError::Setup(e.into()))?
         .with_behaviour(|key, relay_client| {
             let mdns_behaviour = if use_mdns {
                 match mdns::tokio::Behaviour::new(
@@ -1071,7 +1143,7 @@ pub async fn start(
                 ) {
                     Ok(behaviour) => Some(behaviour),
                     Err(error) => {
-                        tracing::warn!("mDNS is off: {error}");
+                        tracing::warn!(%error, "mDNS is off");
                         None
                     }
                 }
@@ -1082,7 +1154,7 @@ pub async fn start(
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .validate_messages()
                 .max_transmit_size(GOSSIP_BYTES_MAX)
-                .heartbeat_interval(Duration::from_millis(500))
+                .heartbeat_interval(GOSSIP_HEARTBEAT)
                 .build()
                 .map_err(|e| e.to_string())?;
             let gossip = gossipsub::Behaviour::new(
@@ -1105,8 +1177,7 @@ pub async fn start(
                 sync: request_response::Behaviour::with_codec(
                     codec,
                     [(StreamProtocol::new("/jalin/sync/1"), ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(120)),
+                    request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
                 ),
                 gossip,
                 mdns: Toggle::from(mdns_behaviour),
@@ -1118,30 +1189,36 @@ pub async fn start(
                 ),
             })
         })
-        .map_err(|e| NetError::Libp2p(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .map_err(|e| NetError::Setup(e.into()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
     for address in listen {
         swarm
-            .listen_on(address)
-            .map_err(|e| NetError::Libp2p(e.to_string()))?;
+            .listen_on(address.clone())
+            .map_err(|error| NetError::Listen { address, error })?;
     }
     let mut relays = HashSet::new();
     for text in &library.data.config.network.relays {
-        let address: Multiaddr = text
-            .parse()
-            .map_err(|e| NetError::Libp2p(format!("relay address {text:?}: {e}")))?;
+        let address: Multiaddr = text.parse().map_err(|e| NetError::RelayAddress {
+            address: text.clone(),
+            reason: format!("{e}"),
+        })?;
         let Some(relay) = relay_of(&address) else {
-            return Err(NetError::Libp2p(format!(
-                "relay address {text:?} must end with /p2p/<the relay's peer id>"
-            )));
+            return Err(NetError::RelayAddress {
+                address: text.clone(),
+                reason: "it must end with /p2p/<the relay's peer id>".into(),
+            });
         };
         // Reachable through the relay: members behind NAT are dialed at this address.
         swarm.behaviour_mut().allowed.allow_peer(relay);
         relays.insert(relay);
+        let circuit = address.with(libp2p::multiaddr::Protocol::P2pCircuit);
         swarm
-            .listen_on(address.with(libp2p::multiaddr::Protocol::P2pCircuit))
-            .map_err(|e| NetError::Libp2p(format!("listening through relay {text}: {e}")))?;
+            .listen_on(circuit.clone())
+            .map_err(|error| NetError::Listen {
+                address: circuit,
+                error,
+            })?;
     }
     // The member set before the first connection, so no member is turned away at start.
     let reader = library.clone();
@@ -1150,7 +1227,7 @@ pub async fn start(
         member_set(&reader)
     })
     .await
-    .map_err(|e| NetError::Libp2p(e.to_string()))?;
+    .map_err(|e| NetError::Setup(e.into()))?;
     let mut state = NetState {
         relays,
         ..NetState::default()
@@ -1165,13 +1242,20 @@ pub async fn start(
     Ok((handle, run(swarm, library, state, tx, rx, shutdown)))
 }
 
+/// Runs blocking work (store, automerge) on a worker thread, in the span it was started
+/// from (the node's, a peer's): a worker thread does not inherit it.
+fn off_loop(work: impl FnOnce() + Send + 'static) {
+    let span = tracing::Span::current();
+    drop(tokio::task::spawn_blocking(move || span.in_scope(work)));
+}
+
 /// Announces a change of `namespace`'s catalog (`None`: of the consortia's documents):
 /// the shards written since the last announcement are read off the loop, then sent as
 /// [`Command::Notify`].
 fn announce(library: &Arc<Library>, tx: &mpsc::Sender<Command>, namespace: Option<LibraryId>) {
     let library = library.clone();
     let tx = tx.clone();
-    tokio::task::spawn_blocking(move || {
+    off_loop(move || {
         let shards = namespace
             .map(|ns| written_shards(&library, &ns))
             .unwrap_or_default();
@@ -1183,7 +1267,7 @@ fn announce(library: &Arc<Library>, tx: &mpsc::Sender<Command>, namespace: Optio
 fn seen(library: &Arc<Library>, member: Option<&LibraryId>) {
     if let Some(member) = member.copied() {
         let library = library.clone();
-        tokio::task::spawn_blocking(move || library.note_seen(&member));
+        off_loop(move || library.note_seen(&member));
     }
 }
 
@@ -1210,7 +1294,9 @@ async fn run(
                 peer: PeerId,
                 member: LibraryId,
                 response: SyncResponse| {
-        tokio::task::spawn_blocking(move || {
+        let span = tracing::debug_span!("peer", %peer, library = %member.fingerprint());
+        let _entered = span.enter();
+        off_loop(move || {
             library.note_seen(&member);
             let follow_up = take_answer(&library, &member, response);
             if follow_up.documents_changed {
@@ -1247,7 +1333,7 @@ async fn run(
                             state.relays.insert(relay);
                         }
                     }
-                    let _ = reply.send(swarm.dial(address).map_err(|e| e.to_string()));
+                    let _ = reply.send(swarm.dial(address));
                 }
                 Command::Disconnect(peer) => {
                     let _ = swarm.disconnect_peer_id(peer);
@@ -1264,7 +1350,7 @@ async fn run(
                     // back as a command.
                     let library = library.clone();
                     let tx = commands_tx.clone();
-                    tokio::task::spawn_blocking(move || {
+                    off_loop(move || {
                         let _ =
                             tx.blocking_send(Command::MembersComputed(member_set(&library), done));
                         // Cut off first, then forget: the catalogs of libraries no longer
@@ -1337,7 +1423,7 @@ async fn run(
             },
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
-                    tracing::info!("libp2p listening on {address}/p2p/{}", swarm.local_peer_id());
+                    tracing::info!(%address, peer = %swarm.local_peer_id(), "libp2p listening");
                     state.listening.push(address);
                 }
                 SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -1356,7 +1442,7 @@ async fn run(
                             .collect();
                         let library = library.clone();
                         let tx = commands_tx.clone();
-                        tokio::task::spawn_blocking(move || {
+                        off_loop(move || {
                             library.note_addresses(
                                 &peer_id.to_string(),
                                 addresses.iter().map(ToString::to_string).collect(),
@@ -1378,7 +1464,7 @@ async fn run(
                     }
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                    tracing::debug!("connected to {peer_id}");
+                    tracing::debug!(peer = %peer_id, "connected");
                     seen(&library, state.allowed.get(&peer_id));
                     if num_established.get() == 1 && state.allowed.contains_key(&peer_id) {
                         state.rounds.hello(&mut swarm, peer_id);
@@ -1394,7 +1480,7 @@ async fn run(
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                     peer, request_id, error, ..
                 })) => {
-                    tracing::debug!("a sync request to {peer} failed: {error}");
+                    tracing::debug!(%peer, %error, "a sync request failed");
                     if let Some(peer) = state.farewells.remove(&request_id) {
                         cut_off_if_gone(&mut swarm, &state, peer);
                     } else if !state.nudges.remove(&request_id) {
@@ -1408,7 +1494,7 @@ async fn run(
                         if let Some(consortium) = state.joiners.get(&peer).copied() {
                             let library = library.clone();
                             let tx = commands_tx.clone();
-                            tokio::task::spawn_blocking(move || {
+                            off_loop(move || {
                                 let response = answer_joiner(&library, consortium, request);
                                 let joined = matches!(response, SyncResponse::Joined { .. });
                                 let _ = tx.blocking_send(Command::Respond(channel, response));
@@ -1432,7 +1518,7 @@ async fn run(
                             // A member going: its leave taken in, the others told.
                             let library = library.clone();
                             let tx = commands_tx.clone();
-                            tokio::task::spawn_blocking(move || {
+                            off_loop(move || {
                                 let taken = library.consortia.take_leave(&op, &member);
                                 let response = match &taken {
                                     Ok(_) => SyncResponse::Noted,
@@ -1457,7 +1543,7 @@ async fn run(
                                     // Straight to the changes of the shards that differ.
                                     let library = library.clone();
                                     let tx = commands_tx.clone();
-                                    tokio::task::spawn_blocking(move || {
+                                    off_loop(move || {
                                         if let Some(request) = changes_for_notice(&library, namespace, shards) {
                                             let _ = tx.blocking_send(Command::Request(peer, request));
                                         }
@@ -1469,7 +1555,9 @@ async fn run(
                         }
                         let library = library.clone();
                         let tx = commands_tx.clone();
-                        tokio::task::spawn_blocking(move || {
+                        let span = tracing::debug_span!("peer", %peer, library = %member.fingerprint());
+                        let _entered = span.enter();
+                        off_loop(move || {
                             let response = answer(&library, &member, request);
                             let _ = tx.blocking_send(Command::Respond(channel, response));
                         });
@@ -1570,10 +1658,8 @@ pub async fn join_over_network(
     acceptance: String,
     timeout: Duration,
 ) -> Result<String, NetError> {
-    let failed = |e: &dyn std::fmt::Display| NetError::Libp2p(e.to_string());
-    let keypair =
-        join_identity(&invite.body).ok_or_else(|| failed(&"no identity from the invite"))?;
-    let inviter = peer_id_of(&invite.author).ok_or_else(|| failed(&"the inviter's key"))?;
+    let keypair = join_identity(&invite.body).ok_or(JoinError::BadInvite("its join secret"))?;
+    let inviter = peer_id_of(&invite.author).ok_or(JoinError::BadInvite("the inviter's key"))?;
     let addresses: Vec<Multiaddr> = invite
         .body
         .addresses
@@ -1581,9 +1667,7 @@ pub async fn join_over_network(
         .filter_map(|a| a.parse().ok())
         .collect();
     if addresses.is_empty() {
-        return Err(failed(
-            &"the invite names no address of the inviter's node (it was made offline): send the acceptance by hand",
-        ));
+        return Err(JoinError::NoAddress.into());
     }
     let traffic = Arc::new(Traffic::default());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -1593,7 +1677,7 @@ pub async fn join_over_network(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| failed(&e))?
+        .map_err(|e| NetError::Setup(e.into()))?
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
                 Codec::<SyncRequest, SyncResponse>::new(
@@ -1608,12 +1692,12 @@ pub async fn join_over_network(
                 request_response::Config::default().with_request_timeout(timeout),
             )
         })
-        .map_err(|e| failed(&e))?
+        .map_err(|e| NetError::Setup(e.into()))?
         .build();
     let options = libp2p::swarm::dial_opts::DialOpts::peer_id(inviter)
         .addresses(addresses.clone())
         .build();
-    swarm.dial(options).map_err(|e| failed(&e))?;
+    swarm.dial(options).map_err(NetError::Dial)?;
     let mut acceptance = Some(acceptance);
     let work = async {
         loop {
@@ -1626,14 +1710,14 @@ pub async fn join_over_network(
                     }
                 }
                 SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    return Err(failed(&format!(
-                        "could not reach the inviter's node at {}: {error}",
-                        addresses
+                    return Err(JoinError::Unreachable {
+                        addresses: addresses
                             .iter()
                             .map(ToString::to_string)
                             .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
+                            .join(", "),
+                        error: error.to_string(),
+                    });
                 }
                 SwarmEvent::Behaviour(request_response::Event::Message {
                     message: request_response::Message::Response { response, .. },
@@ -1643,27 +1727,22 @@ pub async fn join_over_network(
                         SyncResponse::Joined { documents } => {
                             Ok(documents_of(&documents, &invite.body.consortium))
                         }
-                        SyncResponse::Refused { reason } => {
-                            Err(failed(&format!("the inviter's node refused: {reason}")))
-                        }
-                        _ => Err(failed(&"the inviter's node answered something else")),
+                        SyncResponse::Refused { reason } => Err(JoinError::Refused(reason)),
+                        _ => Err(JoinError::Unexpected),
                     };
                 }
                 SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
                     error, ..
                 }) => {
-                    return Err(failed(&format!("the join request failed: {error}")));
+                    return Err(JoinError::Failed(error));
                 }
                 _ => {}
             }
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| {
-        failed(&format!(
-            "no answer from the inviter's node in {} s",
-            timeout.as_secs()
-        ))
-    })?
+    Ok(tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| JoinError::Timeout(timeout))??)
 }
 
 #[cfg(test)]

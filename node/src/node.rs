@@ -23,6 +23,7 @@ use std::sync::Arc;
 use libp2p::Multiaddr;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{DataDir, RunningNode};
 use crate::library::Library;
@@ -142,6 +143,9 @@ impl Node {
         library: Arc<Library>,
         options: NodeOptions,
     ) -> Result<NodeHandle, NodeError> {
+        // Every log line of this node's tasks names the library (several nodes may run
+        // in one process: the demo, the tests).
+        let span = tracing::info_span!("node", library = %library.store.library().fingerprint());
         let cancel = CancellationToken::new();
         // Cancelled once the HTTP server has drained: the network stops after it.
         let http_done = CancellationToken::new();
@@ -173,10 +177,13 @@ impl Node {
                     stop.cancelled().await;
                 })
                 .await?;
-                let task = tasks.spawn(async move {
-                    run.await;
-                    Ok(())
-                });
+                let task = tasks.spawn(
+                    async move {
+                        run.await;
+                        Ok(())
+                    }
+                    .instrument(span.clone()),
+                );
                 parts.insert(task.id(), Part::Network);
                 Some(net)
             }
@@ -194,12 +201,15 @@ impl Node {
                     net.clone(),
                 ));
                 let (stop, done) = (cancel.clone(), http_done.clone());
-                let task = tasks.spawn(async move {
-                    let served =
-                        crate::server::serve(listener, state, stop.cancelled_owned()).await;
-                    done.cancel();
-                    served.map_err(NodeError::Http)
-                });
+                let task = tasks.spawn(
+                    async move {
+                        let served =
+                            crate::server::serve(listener, state, stop.cancelled_owned()).await;
+                        done.cancel();
+                        served.map_err(NodeError::Http)
+                    }
+                    .instrument(span.clone()),
+                );
                 parts.insert(task.id(), Part::Http);
                 http = Some(local);
             }

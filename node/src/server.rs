@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Shared by every handler.
 pub struct AppState {
@@ -220,7 +221,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             .config
             .limits
             .upload_size_max_mb
-            .saturating_mul(1024 * 1024),
+            .saturating_mul(MIB),
     )
     .unwrap_or(usize::MAX);
     crate::http::routes(upload_limit)
@@ -233,6 +234,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .with_state(state)
 }
+
+/// Bytes in a MiB (`upload_size_max_mb` is in MiB).
+const MIB: u64 = 1024 * 1024;
 
 /// Largest request body but an import's: a record, a consortium document, a form.
 const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -253,6 +257,19 @@ async fn before_the_body(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let span = tracing::debug_span!("request", %method, path);
+    before_the_body_in(state, request, next, method, path)
+        .instrument(span)
+        .await
+}
+
+async fn before_the_body_in(
+    state: Arc<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+    method: axum::http::Method,
+    path: String,
+) -> Response {
     // Reads are open; `/api/consortium` says in its body whether it writes (and its
     // body is small).
     let writes = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
@@ -267,7 +284,7 @@ async fn before_the_body(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let limit_mb = state.library.data.config.limits.upload_size_max_mb;
-        if declared.is_some_and(|bytes| bytes > limit_mb.saturating_mul(1024 * 1024)) {
+        if declared.is_some_and(|bytes| bytes > limit_mb.saturating_mul(MIB)) {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(

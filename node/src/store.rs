@@ -44,8 +44,11 @@ const COMPACTIONS_PER_BATCH: usize = 16;
 const SHARDS_PER_GROUP: usize = 16;
 /// How long opening waits for a just-closed store's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-/// sled's page cache.
-const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache. sled keeps much more than this resident after a walk over the
+/// whole tree (status counts, an export: ~100 MB for 250,000 records, whatever the
+/// setting); 16 MB rather than 64 took the loaded node's peak from ~400 MB to ~310 MB with
+/// no slower import (BENCHMARKS.md, issue 13).
+const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// sled's log segment. Its default (512 KB) sends every value over 64 KB (a shard's
 /// snapshot) to a file of its own; 8 MB segments made a 250,000-record import ~10% faster
 /// and its store ~15% smaller (BENCHMARKS.md).

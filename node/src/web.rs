@@ -1388,14 +1388,21 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
                 Err(e) => visitor.failure(state, &e),
             }
         }
-        Err(e) => visitor.error(
-            state,
-            StatusCode::BAD_GATEWAY,
-            &format!(
-                "{} ({e})\n{acceptance}",
-                visitor.t("error_join_unreachable")
-            ),
-        ),
+        Err(e) => {
+            // A refusal is the inviter's answer (ask for a new ticket); anything else is
+            // the way there (send the acceptance by hand).
+            let (status, words) = match &e {
+                crate::network::NetError::Join(crate::network::JoinError::Refused(_)) => {
+                    (StatusCode::CONFLICT, "error_join_refused")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "error_join_unreachable"),
+            };
+            visitor.error(
+                state,
+                status,
+                &format!("{} ({e})\n{acceptance}", visitor.t(words)),
+            )
+        }
     }
 }
 

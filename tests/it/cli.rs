@@ -623,3 +623,29 @@ fn joining_a_running_inviter_over_the_network() {
     assert_eq!(terminate(&mut node_a.0), Some(0));
     assert_eq!(terminate(&mut node_b.0), Some(0));
 }
+
+/// A failure is said once, and the exit code says nothing was done (2, as `--help`
+/// documents): a cause whose words its error already carries is not printed again.
+#[test]
+fn an_error_is_said_once_with_the_exit_code_help_documents() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, _) = jalin(dir.path(), &["init", "--name", "Uji", "--code", "UJI"]);
+    assert_eq!(code, 0);
+    let (code, _, stderr) = jalin(dir.path(), &["join", "JALIN-INVITE:AAAAAAAAAAAAAAAA"]);
+    assert_eq!(code, 2, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    let words = line.trim_start_matches("error: ");
+    // Every part of the chain appears once: no part of it repeats further on.
+    let parts: Vec<&str> = words.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(part),
+            "{part:?} is said twice in {line:?}"
+        );
+    }
+    let (_, help, _) = jalin(dir.path(), &["--help"]);
+    assert!(help.contains("Exit codes: 0 done; 1 done, but"), "{help}");
+}

@@ -529,6 +529,13 @@ fn cli_convert_between_every_format() {
         stderr.contains("3147 record(s) written as marcxml"),
         "{stderr}"
     );
+    // A file of nothing but damage: nothing is written, and the exit code says so.
+    let junk = dir.path().join("junk.mrc");
+    std::fs::write(&junk, b"00042 this is no MARC record at all\x1d").expect("writes");
+    let (code, stderr) = convert(&junk, &dir.path().join("junk.xml"), &["--from", "marc"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("0 record(s) written"), "{stderr}");
+    assert!(stderr.contains("rejected: "), "{stderr}");
     let marc = dir.path().join("back.mrc");
     assert_eq!(convert(&xml, &marc, &[]).0, Some(0));
     let (original, _) = read_marc(&input, None);
@@ -607,13 +614,14 @@ fn cli_convert_between_every_format() {
         "{stderr}"
     );
     assert!(!strict_out.exists());
-    // Lenient: the good records are written, the bad ones listed.
+    // Lenient: the good records are written, the bad ones listed, and the exit code says
+    // some were left out.
     let (code, stderr) = convert(
         &data.join("marc/edge/pymarc/bad_records.mrc"),
         &strict_out,
         &[],
     );
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("5 record(s) written") && stderr.matches("rejected: record").count() == 4,
         "{stderr}"
