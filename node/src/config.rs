@@ -282,18 +282,27 @@ pub fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
                 return Ok(());
             }
             for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                let kind = entry.file_type()?;
-                if kind.is_dir() {
-                    walk(&entry.path(), depth + 1)?;
-                } else if kind.is_file() {
-                    let mode = entry.metadata()?.permissions().mode();
-                    if mode & 0o077 != 0 {
-                        std::fs::set_permissions(
-                            entry.path(),
-                            std::fs::Permissions::from_mode(mode & 0o700),
-                        )?;
+                // A running node removes files as it works (the index merges segments):
+                // one gone since the listing needs no restricting.
+                let restricted = (|| -> std::io::Result<()> {
+                    let entry = entry?;
+                    let kind = entry.file_type()?;
+                    if kind.is_dir() {
+                        walk(&entry.path(), depth + 1)?;
+                    } else if kind.is_file() {
+                        let mode = entry.metadata()?.permissions().mode();
+                        if mode & 0o077 != 0 {
+                            std::fs::set_permissions(
+                                entry.path(),
+                                std::fs::Permissions::from_mode(mode & 0o700),
+                            )?;
+                        }
                     }
+                    Ok(())
+                })();
+                match restricted {
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other?,
                 }
             }
             Ok(())

@@ -1816,13 +1816,7 @@ async fn an_edit_saved_in_the_browser_reaches_a_member_by_the_changed_shards() {
         .send()
         .await
         .expect("POST");
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_string();
+    let cookie = crate::support::session_cookie(login.headers());
     let form = client
         .get(format!("{}/librarian/record/{id}/edit", a.url()))
         .header("cookie", &cookie)
@@ -1832,12 +1826,7 @@ async fn an_edit_saved_in_the_browser_reaches_a_member_by_the_changed_shards() {
         .text()
         .await
         .expect("text");
-    let csrf = form
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the form's CSRF token")
-        .to_string();
+    let csrf = crate::support::csrf_of(&form);
     let saved = client
         .post(format!("{}/librarian/record/{id}/edit", a.url()))
         .header("cookie", &cookie)

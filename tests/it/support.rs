@@ -208,3 +208,23 @@ pub fn replicate(from: &Library, to: &Library) {
         result.expect("applies");
     }
 }
+
+/// The session cookie (`name=value`) a login answer sets.
+pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> String {
+    headers["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string()
+}
+
+/// The CSRF token of a librarian's page (its forms carry it).
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string()
+}

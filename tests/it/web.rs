@@ -876,13 +876,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         .send()
         .expect("POST");
     assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_string();
+    let cookie = crate::support::session_cookie(login.headers());
     let refused = client
         .post(format!("{}/librarian/consortium/create", server.url))
         .header("cookie", &cookie)
@@ -905,12 +899,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         .expect("GET")
         .text()
         .expect("text");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's CSRF token")
-        .to_string();
+    let csrf = crate::support::csrf_of(&page);
     let ticket = jalin_node::consortium_requests::execute(
         &server.library.consortia,
         jalin_node::consortium_requests::Request::Create {
