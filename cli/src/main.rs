@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use jalin_node::config::DataDir;
 use jalin_node::consortium_requests::{Answer, Request};
 use jalin_node::files;
+use jalin_node::joining::Joined;
 use jalin_node::library::ImportOptions;
 use jalin_protocol::consortium::log::Role;
 use jalin_protocol::format::Format;
@@ -977,47 +978,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     ticket
                 };
-            let invite = jalin_protocol::consortium::document::Signed::<
-                jalin_protocol::consortium::log::Invite,
-            >::from_text(ticket.trim())
-            .ok();
-            let answer = consortium(cli.data_dir.clone(), Request::Join { ticket })?;
-            let acceptance = answer.text.clone().unwrap_or_default();
-            let mut failed = false;
-            if let Some(invite) = invite.filter(|i| !offline && !i.body.addresses.is_empty()) {
-                eprintln!(
-                    "Reaching {}'s node to join {:?}...",
-                    invite.body.inviter_name, invite.body.consortium_name
-                );
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting the runtime")?;
-                let joined = runtime.block_on(jalin_node::network::join_over_network(
-                    &invite,
-                    acceptance.clone(),
-                    std::time::Duration::from_secs(30),
-                ));
-                match joined {
-                    Ok(documents) => {
-                        let report = consortium(cli.data_dir, Request::Import { text: documents })?;
-                        eprintln!("{}", report.message);
-                        println!(
-                            "Joined {:?}: {} accepted this library over the network.",
-                            invite.body.consortium_name, invite.body.inviter_name
-                        );
-                        return Ok(ExitCode::SUCCESS);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let data_dir = cli.data_dir.clone();
+            let joined = runtime.block_on(jalin_node::joining::join_with_ticket(
+                &ticket,
+                offline,
+                |invite| {
+                    eprintln!(
+                        "Reaching {}'s node to join {:?}...",
+                        invite.inviter_name, invite.consortium_name
+                    );
+                },
+                // The CLI's requests block (the running node's API, or the store in
+                // process): off the runtime's thread.
+                |request| {
+                    let data_dir = data_dir.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || consortium(data_dir, request))
+                            .await
+                            .context("the consortium request stopped")?
                     }
-                    Err(error) => {
-                        failed = true;
-                        eprintln!(
-                            "Could not join over the network: {error}\nThe acceptance (to send back by hand, if the invite is still open):"
-                        );
-                    }
+                },
+            ))?;
+            let (acceptance, failed) = match joined {
+                Joined::OverNetwork {
+                    consortium_name,
+                    inviter_name,
+                    report,
+                } => {
+                    eprintln!("{}", report.message);
+                    println!(
+                        "Joined {consortium_name:?}: {inviter_name} accepted this library over the network."
+                    );
+                    return Ok(ExitCode::SUCCESS);
                 }
-            } else {
-                eprintln!("{}", answer.message);
-            }
+                Joined::ByHand {
+                    acceptance,
+                    message,
+                    failure: None,
+                } => {
+                    eprintln!("{message}");
+                    (acceptance, false)
+                }
+                Joined::ByHand {
+                    acceptance,
+                    failure: Some(error),
+                    ..
+                } => {
+                    eprintln!(
+                        "Could not join over the network: {error}\nThe acceptance (to send back by hand, if the invite is still open):"
+                    );
+                    (acceptance, true)
+                }
+            };
             match out {
                 Some(file) => {
                     write_text(&file, &format!("{acceptance}\n"))?;

@@ -16,6 +16,7 @@ pub mod consortium_requests;
 pub mod edit;
 pub mod files;
 pub mod http;
+pub mod joining;
 pub mod library;
 pub mod network;
 pub mod node;

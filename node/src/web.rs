@@ -1356,43 +1356,34 @@ async fn consortium_action(
 /// Joins with a ticket: the acceptance goes to the inviter's node over the network, and
 /// the consortium's documents come back.
 async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Response {
-    let invite = jalin_protocol::consortium::document::Signed::<
-        jalin_protocol::consortium::log::Invite,
-    >::from_text(ticket)
-    .ok();
-    let answer = match crate::server::run_request(
-        state,
-        Request::Join {
-            ticket: ticket.to_string(),
+    use crate::joining::{join_with_ticket, Joined};
+    use crate::network::{JoinError, NetError};
+    let joined = join_with_ticket(
+        ticket,
+        false,
+        |_| {},
+        |request| {
+            let state = state.clone();
+            async move { crate::server::run_request(&state, request).await }
         },
     )
-    .await
-    {
-        Ok(answer) => answer,
-        Err(e) => return visitor.failure(state, &e),
-    };
-    let acceptance = answer.text.unwrap_or_default();
-    let Some(invite) = invite.filter(|i| !i.body.addresses.is_empty()) else {
-        return visitor.message(state, &visitor.t("join_title"), Some(&acceptance));
-    };
-    match crate::network::join_over_network(
-        &invite,
-        acceptance.clone(),
-        std::time::Duration::from_secs(30),
-    )
-    .await
-    {
-        Ok(documents) => {
-            match crate::server::run_request(state, Request::Import { text: documents }).await {
-                Ok(_) => redirect("/librarian/consortium"),
-                Err(e) => visitor.failure(state, &e),
-            }
-        }
-        Err(e) => {
+    .await;
+    match joined {
+        Ok(Joined::OverNetwork { .. }) => redirect("/librarian/consortium"),
+        Ok(Joined::ByHand {
+            acceptance,
+            failure: None,
+            ..
+        }) => visitor.message(state, &visitor.t("join_title"), Some(&acceptance)),
+        Ok(Joined::ByHand {
+            acceptance,
+            failure: Some(e),
+            ..
+        }) => {
             // A refusal is the inviter's answer (ask for a new ticket); anything else is
             // the way there (send the acceptance by hand).
             let (status, words) = match &e {
-                crate::network::NetError::Join(crate::network::JoinError::Refused(_)) => {
+                NetError::Join(JoinError::Refused(_)) => {
                     (StatusCode::CONFLICT, "error_join_refused")
                 }
                 _ => (StatusCode::BAD_GATEWAY, "error_join_unreachable"),
@@ -1403,6 +1394,7 @@ async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Respons
                 &format!("{} ({e})\n{acceptance}", visitor.t(words)),
             )
         }
+        Err(e) => visitor.failure(state, &e),
     }
 }
 
