@@ -77,10 +77,12 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(500);
 /// Addresses kept per member.
 const ADDRESSES_PER_PEER_MAX: usize = 8;
-/// Most requests of a sync round in the air at once toward one peer.
-const REQUESTS_PER_PEER_MAX: usize = 4;
-/// Most sync requests in the air at once toward all peers together.
-const REQUESTS_IN_AIR_MAX: usize = 8;
+
+mod join;
+mod rounds;
+
+pub use join::{join_over_network, JoinError};
+use rounds::Rounds;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -189,41 +191,6 @@ pub enum NetError {
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,
-}
-
-/// Why joining a consortium over the network failed (the acceptance can still be sent
-/// by hand while the invite is open).
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    /// The invite names no address of the inviter's node: it was made offline.
-    #[error(
-        "the invite names no address of the inviter's node (it was made offline): send the \
-         acceptance by hand"
-    )]
-    NoAddress,
-    /// The invite's author key or join secret does not make a network identity.
-    #[error("the invite does not make a network identity ({0})")]
-    BadInvite(&'static str),
-    /// No address of the inviter's node answered.
-    #[error("could not reach the inviter's node at {addresses}: {error}")]
-    Unreachable {
-        /// The addresses tried.
-        addresses: String,
-        /// libp2p's account of the failure.
-        error: String,
-    },
-    /// The inviter's node refused the join, and said why.
-    #[error("the inviter's node refused: {0}")]
-    Refused(String),
-    /// The inviter's node answered with something other than the consortium's documents.
-    #[error("the inviter's node answered something else")]
-    Unexpected,
-    /// The join request failed on the way.
-    #[error("the join request failed: {0}")]
-    Failed(request_response::OutboundFailure),
-    /// No answer in time.
-    #[error("no answer from the inviter's node in {} s", .0.as_secs())]
-    Timeout(Duration),
 }
 
 impl NetHandle {
@@ -471,6 +438,13 @@ fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, now: Member
     dial_members(swarm, state);
 }
 
+/// Sends the requests the round scheduler lets go.
+fn send(swarm: &mut Swarm<Behaviour>, requests: Vec<(PeerId, SyncRequest)>) {
+    for (peer, request) in requests {
+        swarm.behaviour_mut().sync.send_request(&peer, request);
+    }
+}
+
 /// Cuts off a peer told of this library's leave, unless it is still a co-member.
 fn cut_off_if_gone(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: PeerId) {
     if !state.allowed.contains_key(&peer) && !state.relays.contains(&peer) {
@@ -552,101 +526,6 @@ struct NetState {
     farewells: HashMap<request_response::OutboundRequestId, PeerId>,
     /// `(member, consortium)` told of this library's leave (once each).
     farewelled: HashSet<(PeerId, Hash32)>,
-}
-
-/// One sync round per peer at a time: a round starts with `Hello` and lasts while any of
-/// its requests (or the work on their answers) is outstanding. A reason to sync again that
-/// comes during a round (an announcement, the timer) starts one more round after it, not
-/// a second one beside it: parallel rounds would ask for the same changes twice and fill
-/// the peer's stream limit.
-///
-/// At most [`REQUESTS_PER_PEER_MAX`] requests of a round are in the air (sent, or their
-/// answer being taken in) toward one peer, and [`REQUESTS_IN_AIR_MAX`] toward all peers
-/// together; the rest wait in order, and peers take turns. A catalog of a million records
-/// asks for many shards' changes, each answer can hold megabytes, and a new member asks
-/// every member at once: taking them all at once would hold them all in memory at once.
-#[derive(Default)]
-struct Rounds {
-    /// Requests of the round not done yet (in the air or waiting), per peer.
-    outstanding: std::collections::HashMap<PeerId, usize>,
-    /// Requests in the air, per peer.
-    in_air: std::collections::HashMap<PeerId, usize>,
-    /// Requests waiting for one in the air to be done.
-    waiting: std::collections::BTreeMap<PeerId, std::collections::VecDeque<SyncRequest>>,
-    again: HashSet<PeerId>,
-}
-
-impl Rounds {
-    fn hello(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
-        if self.outstanding.get(&peer).copied().unwrap_or(0) > 0 {
-            self.again.insert(peer);
-            return;
-        }
-        self.request(swarm, peer, SyncRequest::Hello);
-    }
-
-    fn request(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, request: SyncRequest) {
-        *self.outstanding.entry(peer).or_insert(0) += 1;
-        self.waiting.entry(peer).or_default().push_back(request);
-        self.send_waiting(swarm);
-    }
-
-    /// Sends waiting requests while the limits allow, one peer after another.
-    fn send_waiting(&mut self, swarm: &mut Swarm<Behaviour>) {
-        let mut total: usize = self.in_air.values().sum();
-        loop {
-            let mut sent = false;
-            for (peer, queue) in &mut self.waiting {
-                if total >= REQUESTS_IN_AIR_MAX {
-                    return;
-                }
-                let in_air = self.in_air.entry(*peer).or_insert(0);
-                if *in_air >= REQUESTS_PER_PEER_MAX {
-                    continue;
-                }
-                if let Some(request) = queue.pop_front() {
-                    swarm.behaviour_mut().sync.send_request(peer, request);
-                    *in_air += 1;
-                    total += 1;
-                    sent = true;
-                }
-            }
-            self.waiting.retain(|_, queue| !queue.is_empty());
-            if !sent {
-                return;
-            }
-        }
-    }
-
-    /// One request's answer has been dealt with (its follow-ups are already sent).
-    fn done(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
-        if let Some(in_air) = self.in_air.get_mut(&peer) {
-            *in_air = in_air.saturating_sub(1);
-        }
-        let left = match self.outstanding.get_mut(&peer) {
-            Some(count) => {
-                *count = count.saturating_sub(1);
-                *count
-            }
-            None => 0,
-        };
-        if left == 0 {
-            self.outstanding.remove(&peer);
-            self.in_air.remove(&peer);
-            self.waiting.remove(&peer);
-            if self.again.remove(&peer) && swarm.is_connected(&peer) {
-                self.request(swarm, peer, SyncRequest::Hello);
-            }
-        }
-        self.send_waiting(swarm);
-    }
-
-    fn forget(&mut self, peer: &PeerId) {
-        self.outstanding.remove(peer);
-        self.in_air.remove(peer);
-        self.waiting.remove(peer);
-        self.again.remove(peer);
-    }
 }
 
 /// `address` ending with `/p2p/<peer>` (as it is already for an address through a relay).
@@ -1407,15 +1286,15 @@ async fn run(
                     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
                     for peer in peers {
                         if state.allowed.contains_key(&peer) {
-                            state.rounds.hello(&mut swarm, peer);
+                            send(&mut swarm, state.rounds.hello(peer));
                         }
                     }
                 }
                 Command::Request(peer, request) => {
-                    state.rounds.request(&mut swarm, peer, request);
+                    send(&mut swarm, state.rounds.request(peer, request));
                 }
                 Command::Done(peer) => {
-                    state.rounds.done(&mut swarm, peer);
+                    { let connected = swarm.is_connected(&peer); send(&mut swarm, state.rounds.done(peer, connected)) };
                 }
                 Command::Respond(channel, response) => {
                     let _ = swarm.behaviour_mut().sync.send_response(channel, response);
@@ -1467,7 +1346,7 @@ async fn run(
                     tracing::debug!(peer = %peer_id, "connected");
                     seen(&library, state.allowed.get(&peer_id));
                     if num_established.get() == 1 && state.allowed.contains_key(&peer_id) {
-                        state.rounds.hello(&mut swarm, peer_id);
+                        send(&mut swarm, state.rounds.hello(peer_id));
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
@@ -1484,7 +1363,7 @@ async fn run(
                     if let Some(peer) = state.farewells.remove(&request_id) {
                         cut_off_if_gone(&mut swarm, &state, peer);
                     } else if !state.nudges.remove(&request_id) {
-                        state.rounds.done(&mut swarm, peer);
+                        { let connected = swarm.is_connected(&peer); send(&mut swarm, state.rounds.done(peer, connected)) };
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
@@ -1549,7 +1428,7 @@ async fn run(
                                         }
                                     });
                                 }
-                                _ => state.rounds.hello(&mut swarm, peer),
+                                _ => send(&mut swarm, state.rounds.hello(peer)),
                             }
                             continue;
                         }
@@ -1573,7 +1452,7 @@ async fn run(
                         if let Some(member) = state.allowed.get(&peer).copied() {
                             work(library.clone(), commands_tx.clone(), peer, member, response);
                         } else {
-                            state.rounds.done(&mut swarm, peer);
+                            { let connected = swarm.is_connected(&peer); send(&mut swarm, state.rounds.done(peer, connected)) };
                         }
                     }
                 },
@@ -1617,7 +1496,7 @@ async fn run(
                         // directly; else pull from the member that passed it on.
                         if let Some(source) = message.source {
                             if !swarm.is_connected(&source) {
-                                state.rounds.hello(&mut swarm, propagation_source);
+                                send(&mut swarm, state.rounds.hello(propagation_source));
                             }
                         }
                     }
@@ -1629,120 +1508,12 @@ async fn run(
                 let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
                 for peer in peers {
                     if state.allowed.contains_key(&peer) {
-                        state.rounds.hello(&mut swarm, peer);
+                        send(&mut swarm, state.rounds.hello(peer));
                     }
                 }
             }
         }
     }
-}
-
-/// The lines of `documents` that belong to `consortium` (an inviter's node answers a join
-/// with that consortium's documents; anything else it sends is not taken).
-fn documents_of(documents: &str, consortium: &Hash32) -> String {
-    documents
-        .lines()
-        .filter(|line| {
-            jalin_protocol::consortium::Document::from_text(line.trim())
-                .is_ok_and(|d| d.consortium() == *consortium)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
-
-/// Joins over the network: reaches the inviter's node at the addresses in its invite,
-/// under the invite's one-off identity, and hands it this library's acceptance. Returns
-/// the consortium's documents (this library's add among them), to take in.
-pub async fn join_over_network(
-    invite: &Signed<Invite>,
-    acceptance: String,
-    timeout: Duration,
-) -> Result<String, NetError> {
-    let keypair = join_identity(&invite.body).ok_or(JoinError::BadInvite("its join secret"))?;
-    let inviter = peer_id_of(&invite.author).ok_or(JoinError::BadInvite("the inviter's key"))?;
-    let addresses: Vec<Multiaddr> = invite
-        .body
-        .addresses
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    if addresses.is_empty() {
-        return Err(JoinError::NoAddress.into());
-    }
-    let traffic = Arc::new(Traffic::default());
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NetError::Setup(e.into()))?
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                Codec::<SyncRequest, SyncResponse>::new(
-                    REQUEST_BYTES_MAX,
-                    RESPONSE_BYTES_MAX,
-                    traffic,
-                ),
-                [(
-                    StreamProtocol::new("/jalin/sync/1"),
-                    ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default().with_request_timeout(timeout),
-            )
-        })
-        .map_err(|e| NetError::Setup(e.into()))?
-        .build();
-    let options = libp2p::swarm::dial_opts::DialOpts::peer_id(inviter)
-        .addresses(addresses.clone())
-        .build();
-    swarm.dial(options).map_err(NetError::Dial)?;
-    let mut acceptance = Some(acceptance);
-    let work = async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == inviter => {
-                    if let Some(acceptance) = acceptance.take() {
-                        swarm
-                            .behaviour_mut()
-                            .send_request(&inviter, SyncRequest::Join { acceptance });
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    return Err(JoinError::Unreachable {
-                        addresses: addresses
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        error: error.to_string(),
-                    });
-                }
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { response, .. },
-                    ..
-                }) => {
-                    return match response {
-                        SyncResponse::Joined { documents } => {
-                            Ok(documents_of(&documents, &invite.body.consortium))
-                        }
-                        SyncResponse::Refused { reason } => Err(JoinError::Refused(reason)),
-                        _ => Err(JoinError::Unexpected),
-                    };
-                }
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    error, ..
-                }) => {
-                    return Err(JoinError::Failed(error));
-                }
-                _ => {}
-            }
-        }
-    };
-    Ok(tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| JoinError::Timeout(timeout))??)
 }
 
 #[cfg(test)]
