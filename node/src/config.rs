@@ -186,6 +186,11 @@ pub struct LimitsSection {
     /// costs ~1 KB of memory per record it holds; fewer make imports slower.
     #[serde(default = "default_shard_cache")]
     pub loaded_shards_max: usize,
+    /// MB of sled's page cache. Less holds the node's memory lower under load, more
+    /// imports faster (BENCHMARKS.md, issue 13: 64 MB imported 250,000 records ~20% faster
+    /// than 16 MB; 16 MB peaked ~90 MB lower under 200 heavy requests).
+    #[serde(default = "default_store_cache_mb")]
+    pub store_cache_mb: u64,
     /// Heavy HTTP requests (search, SRU, OAI-PMH, export, import) worked on at once; each
     /// holds an index searcher or a catalog walk, tens of MB at most.
     #[serde(default = "default_heavy_requests")]
@@ -198,6 +203,10 @@ pub struct LimitsSection {
     /// an import takes as long as its file).
     #[serde(default = "default_request_timeout")]
     pub request_timeout_s: u64,
+}
+
+fn default_store_cache_mb() -> u64 {
+    32
 }
 
 fn default_heavy_requests() -> usize {
@@ -234,6 +243,7 @@ impl Default for LimitsSection {
             upload_size_max_mb: default_upload_mb(),
             batch_records_max: default_batch_records(),
             loaded_shards_max: default_shard_cache(),
+            store_cache_mb: default_store_cache_mb(),
             heavy_requests_max: default_heavy_requests(),
             heavy_requests_waiting_max: default_heavy_waiting(),
             request_timeout_s: default_request_timeout(),

@@ -301,6 +301,7 @@ impl Library {
             &data.db_path(),
             data.key.clone(),
             data.config.limits.loaded_shards_max,
+            data.config.limits.store_cache_mb.saturating_mul(1 << 20),
         )?;
         let (index, index_seq) = SearchIndex::open(&data.index_path())?;
         let consortia = Consortia::open(

@@ -44,11 +44,6 @@ const COMPACTIONS_PER_BATCH: usize = 16;
 const SHARDS_PER_GROUP: usize = 16;
 /// How long opening waits for a just-closed store's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-/// sled's page cache. sled keeps much more than this resident after a walk over the
-/// whole tree (status counts, an export: ~100 MB for 250,000 records, whatever the
-/// setting); 16 MB rather than 64 took the loaded node's peak from ~400 MB to ~310 MB with
-/// no slower import (BENCHMARKS.md, issue 13).
-const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// sled's log segment. Its default (512 KB) sends every value over 64 KB (a shard's
 /// snapshot) to a file of its own; 8 MB segments made a 250,000-record import ~10% faster
 /// and its store ~15% smaller (BENCHMARKS.md).
@@ -374,11 +369,15 @@ impl Store {
         path: &Path,
         key: SigningKey,
         loaded_shards_max: usize,
+        cache_bytes: u64,
     ) -> Result<Store, StoreError> {
-        // sled's page cache defaults to 1 GB; the shard documents are cached above it.
+        // sled's page cache (`[limits] store_cache_mb`; sled's default is 1 GB); the shard
+        // documents are cached above it. sled keeps more than this resident after a walk
+        // over the whole tree (status counts, an export): ~100 MB for 250,000 records,
+        // whatever the setting (BENCHMARKS.md, issue 13).
         let mut config = sled::Config::new()
             .path(path)
-            .cache_capacity(SLED_CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .segment_size(SLED_SEGMENT_BYTES);
         // A store closed a moment ago may still hold its lock: sled releases it from its
         // flusher thread. Wait a little for that before saying another process has it.
@@ -1398,7 +1397,7 @@ mod tests {
 
     fn store(dir: &Path, loaded_shards_max: usize) -> Store {
         let key = SigningKey::from_bytes(&[7; 32]);
-        Store::open(&dir.join("db"), key, loaded_shards_max).expect("opens")
+        Store::open(&dir.join("db"), key, loaded_shards_max, 16 << 20).expect("opens")
     }
 
     /// One record id in each of `count` different shards.
