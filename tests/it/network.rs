@@ -1746,8 +1746,12 @@ fn b_key_id(key: &ed25519_dalek::SigningKey) -> LibraryId {
 /// `Changed` notice and starts no full sync round (a `Hello`) for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_saved_in_the_browser_reaches_a_member_by_the_changed_shards() {
-    // No periodic round during the test: only announcements move the edits.
-    let mut libraries = members_with(2, |_, data| data.config.network.catch_up_s = 3_600);
+    // No periodic round during the test, and no second way to find each other (mDNS):
+    // only announcements move the edits.
+    let mut libraries = members_with(2, |_, data| {
+        data.config.network.catch_up_s = 3_600;
+        data.config.network.mdns = false;
+    });
     let (b_library, b_dir) = libraries.pop().expect("B");
     let (a_library, a_dir) = libraries.pop().expect("A");
     let id = add_record(&a_library, 1);
