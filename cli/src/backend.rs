@@ -189,7 +189,7 @@ impl Backend {
             }
             Backend::Local(library) => {
                 let now_ms = jalin_node::server::now_ms();
-                Ok(execute(&library.consortia, request, now_ms, Vec::new())?)
+                Ok(execute(library.consortia(), request, now_ms, Vec::new())?)
             }
         }
     }
@@ -260,7 +260,7 @@ impl Backend {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
-                (summary, Some(library.data.path.clone()))
+                (summary, Some(library.data().path.clone()))
             }
         };
         println!(

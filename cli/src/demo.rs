@@ -76,21 +76,21 @@ fn prepare(root: &Path) -> anyhow::Result<Vec<Library>> {
         library.import(&Source::Bytes(mine), &ImportOptions::default(), |_| {})?;
         libraries.push(library);
     }
-    if libraries[0].consortia.list().is_empty() {
+    if libraries[0].consortia().list().is_empty() {
         // The consortium, by invites, as the librarians would make it.
-        let founder = &libraries[0].consortia;
+        let founder = &libraries[0].consortia();
         let id = founder.create("Jaringan Perpustakaan Kecamatan Kemiri", now_ms())?;
         for joiner in &libraries[1..] {
             let t = now_ms();
             let ticket = founder
                 .invite(&id, Role::Member, t + 7 * 86_400_000, "demo", Vec::new(), t)?
                 .to_text();
-            let acceptance = joiner.consortia.join(&ticket, Vec::new(), t)?.to_text();
+            let acceptance = joiner.consortia().join(&ticket, Vec::new(), t)?.to_text();
             founder.accept(&acceptance, t)?;
         }
         let documents = founder.export(&id)?;
         for joiner in &libraries[1..] {
-            joiner.consortia.import(&documents)?;
+            joiner.consortia().import(&documents)?;
         }
     }
     Ok(libraries)
@@ -148,14 +148,14 @@ pub fn run(listen: &str) -> anyhow::Result<ExitCode> {
         }
         print!("Converging over libp2p on 127.0.0.1 ...");
         let start = Instant::now();
-        let owners: Vec<_> = libraries.iter().map(|l| l.store.library()).collect();
+        let owners: Vec<_> = libraries.iter().map(|l| l.id()).collect();
         loop {
             let converged = owners.iter().enumerate().all(|(o, owner)| {
-                let truth = libraries[o].store.namespace_digest(owner).ok();
+                let truth = libraries[o].store().namespace_digest(owner).ok();
                 libraries
                     .iter()
-                    .all(|l| l.store.namespace_digest(owner).ok() == truth)
-            }) && libraries.iter().all(|l| l.index.len() == 600);
+                    .all(|l| l.store().namespace_digest(owner).ok() == truth)
+            }) && libraries.iter().all(|l| l.index().len() == 600);
             if converged {
                 break;
             }
@@ -192,7 +192,7 @@ fn examples(library: &Library) -> anyhow::Result<()> {
     println!();
     println!(
         "Union searches at {} (its own {} records and its partners' 400):",
-        library.data.config.library.name,
+        library.data().config.library.name,
         library.status()?.records
     );
     for query in [

@@ -517,8 +517,8 @@ async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ne
     let library = state.library.clone();
     let members: std::collections::BTreeMap<String, String> = blocking(move || {
         let mut out = std::collections::BTreeMap::new();
-        for c in library.consortia.list() {
-            if let Ok(state) = library.consortia.members(&c.id) {
+        for c in library.consortia().list() {
+            if let Ok(state) = library.consortia().members(&c.id) {
                 for m in state.members.values() {
                     if let Some(peer) = crate::network::peer_id_of(&m.library) {
                         out.insert(peer.to_string(), format!("{} ({})", m.name, m.code));

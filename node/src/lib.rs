@@ -9,6 +9,7 @@
 //! - [`node`]: a running node, the owner of the library, the network and the HTTP server.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod catalogs;
 pub mod codec;
 pub mod config;
 pub mod consortium;

@@ -261,13 +261,13 @@ pub struct CatalogSync {
 /// A library's catalog.
 pub struct Library {
     /// The data directory.
-    pub data: DataDir,
-    /// The store.
-    pub store: Store,
-    /// The index.
-    pub index: SearchIndex,
+    data: DataDir,
+    /// The store: written only through `Library`'s methods.
+    store: Store,
+    /// The index: written only through `Library`'s methods.
+    index: SearchIndex,
     /// The consortia it belongs to.
-    pub consortia: Consortia,
+    consortia: Consortia,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
     /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64); where its
     /// node listens (`a` + peer id: JSON list of addresses).
@@ -293,6 +293,51 @@ fn now_ms() -> u64 {
 }
 
 impl Library {
+    /// This library's id (its public key).
+    pub fn id(&self) -> LibraryId {
+        self.store.library()
+    }
+
+    /// The data directory: configuration, key and paths.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// The store, to read (its writing methods are the crate's, called from here alone).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The search index, to read (written from here alone).
+    pub fn index(&self) -> &SearchIndex {
+        &self.index
+    }
+
+    /// The consortia this library belongs to, their documents and agreements.
+    pub fn consortia(&self) -> &Consortia {
+        &self.consortia
+    }
+
+    /// Takes the shards of `namespace` written since the last call (for a `Changed`
+    /// notice).
+    pub fn take_touched(&self, namespace: &LibraryId) -> std::collections::BTreeSet<u16> {
+        self.store.take_touched(namespace)
+    }
+
+    /// The heads of one shard of a catalog held here.
+    pub fn shard_heads(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.store.shard_heads(namespace, shard)
+    }
+
+    /// Bumped after each write of this library's own catalog.
+    pub fn watch_own_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.watch_own_writes()
+    }
+
     /// Opens the library in a data directory; brings the index up to date with the store
     /// (only what changed since the index was last committed, or everything when the index
     /// is missing or damaged).

@@ -145,7 +145,7 @@ impl Node {
     ) -> Result<NodeHandle, NodeError> {
         // Every log line of this node's tasks names the library (several nodes may run
         // in one process: the demo, the tests).
-        let span = tracing::info_span!("node", library = %library.store.library().fingerprint());
+        let span = tracing::info_span!("node", library = %library.id().fingerprint());
         let cancel = CancellationToken::new();
         // Cancelled once the HTTP server has drained: the network stops after it.
         let http_done = CancellationToken::new();
@@ -197,7 +197,7 @@ impl Node {
                 exposure_warning = warning;
                 let state = Arc::new(AppState::new(
                     library.clone(),
-                    library.data.api_token.clone(),
+                    library.data().api_token.clone(),
                     net.clone(),
                 ));
                 let (stop, done) = (cancel.clone(), http_done.clone());
@@ -293,7 +293,7 @@ impl NodeHandle {
         let Some(url) = self.url() else {
             return Ok(());
         };
-        let path = DataDir::node_file(&self.library.data.path);
+        let path = DataDir::node_file(&self.library.data().path);
         let text = serde_json::to_string(&RunningNode {
             url,
             pid: std::process::id(),

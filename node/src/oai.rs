@@ -254,7 +254,7 @@ impl<'a> Provider<'a> {
         Ok(Provider {
             library,
             base_url,
-            times: library.store.write_times()?,
+            times: library.store().write_times()?,
         })
     }
 
@@ -423,7 +423,7 @@ impl<'a> Provider<'a> {
     }
 
     fn identify(&self) -> Result<String, OaiError> {
-        let config = &self.library.data.config.library;
+        let config = &self.library.data().config.library;
         let earliest = self
             .times
             .first()
@@ -470,8 +470,8 @@ impl<'a> Provider<'a> {
     /// The member libraries whose records this node holds, with their names.
     fn sets(&self) -> Vec<(LibraryId, String)> {
         let names = self.library.library_names();
-        let mut held = self.library.store.namespaces().unwrap_or_default();
-        let own = self.library.store.library();
+        let mut held = self.library.store().namespaces().unwrap_or_default();
+        let own = self.library.id();
         if !held.contains(&own) {
             held.push(own);
         }
@@ -497,7 +497,7 @@ impl<'a> Provider<'a> {
         let (library, record_id) = parse_identifier(id).ok_or_else(missing)?;
         let record = self
             .library
-            .store
+            .store()
             .get_of(&library, &record_id)
             .map_err(|e| error("badArgument", format!("reading {id:?}: {e}")))?
             .ok_or_else(missing)?;
@@ -595,7 +595,7 @@ impl<'a> Provider<'a> {
         let times = &self.times;
         let page = self
             .library
-            .store
+            .store()
             .union_page(
                 set.as_ref(),
                 (!after.is_empty()).then_some(after.as_slice()),

@@ -466,7 +466,7 @@ impl SearchIndex {
     }
 
     /// Replaces a record's entry (or removes it, for `None`: a tombstone).
-    pub fn put(
+    pub(crate) fn put(
         &self,
         record_id: &str,
         description: Option<&Description>,
@@ -489,7 +489,7 @@ impl SearchIndex {
     }
 
     /// Replaces another library's record's entry (or removes it, for `None`).
-    pub fn put_replica(
+    pub(crate) fn put_replica(
         &self,
         library: &str,
         record_id: &str,
@@ -584,7 +584,7 @@ impl SearchIndex {
     }
 
     /// Makes what was put searchable and records the store sequence number it reflects.
-    pub fn commit(&self, seq: u64) -> Result<(), SearchError> {
+    pub(crate) fn commit(&self, seq: u64) -> Result<(), SearchError> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&seq.to_string());
@@ -609,13 +609,13 @@ impl SearchIndex {
     }
 
     /// Removes every record of another library's catalog (uncommitted, as `put`).
-    pub fn forget_library(&self, library: &str) {
+    pub(crate) fn forget_library(&self, library: &str) {
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(self.fields.library, library));
     }
 
     /// Removes everything (before a rebuild).
-    pub fn clear(&self) -> Result<(), SearchError> {
+    pub(crate) fn clear(&self) -> Result<(), SearchError> {
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_all_documents()?;
         Ok(())

@@ -36,7 +36,7 @@ impl AppState {
         api_token: String,
         net: Option<crate::network::NetHandle>,
     ) -> AppState {
-        let admission = Admission::new(&library.data.config.limits);
+        let admission = Admission::new(&library.data().config.limits);
         AppState {
             library,
             api_token,
@@ -217,7 +217,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let upload_limit = usize::try_from(
         state
             .library
-            .data
+            .data()
             .config
             .limits
             .upload_size_max_mb
@@ -283,7 +283,7 @@ async fn before_the_body_in(
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let limit_mb = state.library.data.config.limits.upload_size_max_mb;
+        let limit_mb = state.library.data().config.limits.upload_size_max_mb;
         if declared.is_some_and(|bytes| bytes > limit_mb.saturating_mul(MIB)) {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -302,7 +302,7 @@ async fn before_the_body_in(
         }
         return next.run(request).await;
     }
-    let limit = Duration::from_secs(state.library.data.config.limits.request_timeout_s);
+    let limit = Duration::from_secs(state.library.data().config.limits.request_timeout_s);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -509,7 +509,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let hosts = Arc::new(HostAllowList::new(
         listener.local_addr()?,
-        &state.library.data.config.http.hosts,
+        &state.library.data().config.http.hosts,
     ));
     let app = router(state).layer(axum::middleware::from_fn_with_state(hosts, check_host));
     axum::serve(listener, app)
@@ -541,7 +541,7 @@ pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiR
         None => Vec::new(),
     };
     let answer =
-        blocking(move || Ok(execute(&library.consortia, request, now_ms(), addresses)?)).await?;
+        blocking(move || Ok(execute(library.consortia(), request, now_ms(), addresses)?)).await?;
     if writes {
         if let Some(net) = &state.net {
             // Membership and documents may have changed: tell the network and the members.

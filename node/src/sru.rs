@@ -355,7 +355,7 @@ impl<'a> Server<'a> {
         if let Some(key) = query.sort.first() {
             return fail(out, diagnostic(80, Some(&key.index), "Sort not supported"));
         }
-        let index = &self.library.index;
+        let index = &self.library.index();
         let tantivy_query = match index.cql_query(&query.root) {
             Ok(q) => q,
             Err(u) => return fail(out, u.into()),
@@ -439,7 +439,7 @@ impl<'a> Server<'a> {
     /// A record in a schema; an empty Dublin Core record if it cannot be read (which would
     /// be a bug: the index points only at stored records).
     fn record_xml(&self, library: Option<&str>, record_id: &str, schema: Schema) -> String {
-        let store = &self.library.store;
+        let store = &self.library.store();
         let stored = match library {
             None => store.get(record_id),
             Some(hex) => match LibraryId::from_hex(hex) {
@@ -496,7 +496,7 @@ impl<'a> Server<'a> {
         };
         let terms = match self
             .library
-            .index
+            .index()
             .scan(&index, set.as_deref(), &term, count)
         {
             Ok(terms) => terms,
@@ -567,7 +567,7 @@ impl<'a> Server<'a> {
             &mut out,
             &format!(
                 "{}: Jalin union catalog",
-                self.library.data.config.library.name
+                self.library.data().config.library.name
             ),
         );
         out.push_str("</title></databaseInfo><indexInfo>");

@@ -425,7 +425,7 @@ impl Store {
     }
 
     /// The shards of `namespace` written since the last call (and forgets them).
-    pub fn take_touched(&self, namespace: &LibraryId) -> BTreeSet<u16> {
+    pub(crate) fn take_touched(&self, namespace: &LibraryId) -> BTreeSet<u16> {
         self.touched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -714,7 +714,7 @@ impl Store {
     /// batch is flushed to disk. Shards are independent, so their automerge work is split
     /// between two threads, a few shards at a time: at most the cache's capacity plus one
     /// group of documents is loaded at any moment, however many shards the batch touches.
-    pub fn apply(&self, changes: &[Change], now_ms: u64) -> Result<u64, StoreError> {
+    pub(crate) fn apply(&self, changes: &[Change], now_ms: u64) -> Result<u64, StoreError> {
         let _writer = self
             .write_lock
             .lock()
@@ -942,7 +942,7 @@ impl Store {
     /// envelopes, in one flushed batch (a library this one no longer shares a consortium
     /// with). Returns how many of its records were held. This library's own catalog is
     /// never forgotten.
-    pub fn forget_catalog(&self, namespace: &LibraryId) -> Result<usize, StoreError> {
+    pub(crate) fn forget_catalog(&self, namespace: &LibraryId) -> Result<usize, StoreError> {
         if *namespace == self.library {
             return Ok(0);
         }
@@ -1109,25 +1109,13 @@ impl Store {
         result
     }
 
-    /// Takes in changes of another library's shard document, from any node that holds
-    /// them. Each must carry the owner's valid envelope for this namespace and shard over
-    /// exactly its bytes, and the batch must hold every change its changes depend on;
-    /// otherwise nothing is stored.
-    pub fn apply_remote(
-        &self,
-        namespace: &LibraryId,
-        shard: u16,
-        changes: &[SignedChange],
-    ) -> Result<RemoteApplied, ReplicaError> {
-        self.apply_remote_many(namespace, &[(shard, changes.to_vec())])
-            .pop()
-            .unwrap_or_else(|| Ok(RemoteApplied::default()))
-    }
-
-    /// [`Store::apply_remote`] for several shards of one namespace, in one durable write:
-    /// one result per shard, in order. A shard refused stores nothing; the others are
+    /// Takes in changes of another library's shard documents, from any node that holds
+    /// them, several shards of one namespace in one durable write: one result per shard,
+    /// in order. Each change must carry the owner's valid envelope for this namespace and
+    /// shard over exactly its bytes, and each shard's batch must hold every change its
+    /// changes depend on; otherwise nothing of that shard is stored. A shard refused stores nothing; the others are
     /// stored.
-    pub fn apply_remote_many(
+    pub(crate) fn apply_remote_many(
         &self,
         namespace: &LibraryId,
         shards: &[(u16, Vec<SignedChange>)],

@@ -216,7 +216,7 @@ impl Visitor {
         values: Value,
         status: StatusCode,
     ) -> Response {
-        let config = &state.library.data.config.library;
+        let config = &state.library.data().config.library;
         let base = context! {
             lang => self.lang,
             other_lang => if self.lang == "en" { "id" } else { "en" },
@@ -530,7 +530,7 @@ async fn search_page(
         return visitor.page(&state, "search.html", &title, context! { q => q });
     }
     let library = state.library.clone();
-    let own = library.store.library().to_hex();
+    let own = library.id().to_hex();
     let (query_text, only_q) = (q.clone(), only.clone());
     let results = crate::server::heavy(&state, move || {
         let results = library.search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())?;
@@ -654,7 +654,7 @@ async fn record_page(
         );
     };
     let d = &record.description;
-    let own = owner == state.library.store.library().to_hex();
+    let own = owner == state.library.id().to_hex();
     let holdings: Vec<Value> = hit
         .map(|hit| hit.holdings)
         .unwrap_or_default()
@@ -1192,7 +1192,7 @@ async fn edit_save(
     match saved {
         Ok(_) => redirect(&format!(
             "/record/{}/{}",
-            state.library.store.library().to_hex(),
+            state.library.id().to_hex(),
             urlencode(&id)
         )),
         Err(e) => visitor.error(&state, StatusCode::UNPROCESSABLE_ENTITY, &e),
@@ -1223,8 +1223,8 @@ async fn consortium_page(State(state): State<Arc<AppState>>, headers: HeaderMap)
     }
     let library = state.library.clone();
     let built = blocking(move || {
-        let consortia = &library.consortia;
-        let own = library.store.library();
+        let consortia = &library.consortia();
+        let own = library.id();
         let mut out = Vec::new();
         for summary in consortia.list() {
             let members = consortia.members(&summary.id).map_err(|e| e.to_string())?;
@@ -1234,7 +1234,7 @@ async fn consortium_page(State(state): State<Arc<AppState>>, headers: HeaderMap)
                 .values()
                 .map(|m| {
                     let fresh = library.freshness(&m.library);
-                    let records = library.store.count_of(&m.library).map(|(live, _)| live).unwrap_or(0);
+                    let records = library.store().count_of(&m.library).map(|(live, _)| live).unwrap_or(0);
                     context! {
                         name => m.name.clone(),
                         code => m.code.clone(),
@@ -1404,7 +1404,7 @@ fn agreement_ids(
     consortium: &str,
     agreement: &str,
 ) -> Result<(Hash32, Hash32), ConsortiumError> {
-    let consortia = &state.library.consortia;
+    let consortia = &state.library.consortia();
     let id = consortia.resolve(Some(consortium))?;
     let aid = consortia.resolve_agreement(&id, Some(agreement))?;
     Ok((id, aid))
@@ -1427,11 +1427,11 @@ async fn agreement_page(
         Ok(ids) => ids,
         Err(e) => return visitor.failure(&state, &e.into()),
     };
-    let (status, held) = match state.library.consortia.agreement_status(&id, &aid) {
+    let (status, held) = match state.library.consortia().agreement_status(&id, &aid) {
         Ok(s) => s,
         Err(e) => return visitor.failure(&state, &e.into()),
     };
-    let own = state.library.store.library();
+    let own = state.library.id();
     let members = held.log.state();
     let name_of = |library: &LibraryId| {
         members.members.get(library).map_or_else(

@@ -158,3 +158,53 @@ fn the_http_edge_and_the_network_keep_apart() {
         }
     }
 }
+
+#[test]
+fn only_the_library_writes_the_store_and_the_index() {
+    // Outside jalin-node the writing methods are not public (the compiler holds that);
+    // inside it, only `library.rs` (and the two types themselves) may call them.
+    let writes = [
+        "store().apply(",
+        "store().apply_remote_many(",
+        "store().forget_catalog(",
+        "store().take_touched(",
+        "index().put(",
+        "index().put_replica(",
+        "index().commit(",
+        "index().clear(",
+        "index().forget_library(",
+    ];
+    for (name, source) in node_sources() {
+        if matches!(name.as_str(), "library.rs" | "store.rs" | "search.rs") {
+            continue;
+        }
+        let flat: String = source.chars().filter(|c| !c.is_whitespace()).collect();
+        for write in writes {
+            assert!(!flat.contains(write), "{name} writes directly: {write}");
+        }
+        for field in [".store.", ".index."] {
+            assert!(
+                !flat.contains(&format!("library{field}")),
+                "{name} reaches into Library's fields ({field})"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_network_reaches_the_catalogs_through_the_shared_view_alone() {
+    let sources = node_sources();
+    let network: Vec<_> = sources
+        .iter()
+        .filter(|(name, _)| name.starts_with("network/"))
+        .collect();
+    assert!(network.len() >= 2, "node/src/network/ has its files");
+    for (name, source) in network {
+        for forbidden in ["store()", "index()", "Store", "SearchIndex"] {
+            assert!(
+                !source.contains(forbidden),
+                "{name} reaches the catalogs past `SharedCatalogs` ({forbidden})"
+            );
+        }
+    }
+}

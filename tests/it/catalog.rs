@@ -74,23 +74,23 @@ fn import_then_export_gives_the_records_back_and_reimport_changes_nothing() {
 
     // Every change was signed, and the envelopes verify.
     let envelopes: Vec<_> = library
-        .store
+        .store()
         .envelopes()
         .collect::<Result<_, _>>()
         .expect("envelopes read");
     assert!(!envelopes.is_empty());
     assert!(envelopes
         .iter()
-        .all(|e| e.verify().is_ok() && e.author == library.store.library()));
+        .all(|e| e.verify().is_ok() && e.author == library.id()));
 
     // The automerge shard documents hold exactly the records, each in its shard, the same
     // bytes as the store's record view.
     let mut in_shards = 0;
     for shard in 0..SHARD_COUNT {
-        for (id, deleted, marc) in library.store.shard_records(shard).expect("shard loads") {
+        for (id, deleted, marc) in library.store().shard_records(shard).expect("shard loads") {
             assert_eq!(shard_of(&id), shard);
             assert!(!deleted);
-            let stored = library.store.get(&id).expect("reads").expect("present");
+            let stored = library.store().get(&id).expect("reads").expect("present");
             assert_eq!(marc, stored.marc, "record {id}");
             in_shards += 1;
         }
@@ -177,7 +177,11 @@ fn strict_import_of_a_damaged_file_imports_nothing() {
         .expect_err("strict refuses");
     assert!(error.to_string().contains("byte offset"), "{error}");
     assert_eq!(library.status().expect("status").records, 0);
-    assert_eq!(library.store.seq().expect("seq"), 0, "nothing was written");
+    assert_eq!(
+        library.store().seq().expect("seq"),
+        0,
+        "nothing was written"
+    );
     // Lenient: the readable records go in, the rest are listed with their positions.
     let summary = library
         .import(&Source::File(file), &ImportOptions::default(), |_| {})
@@ -276,7 +280,7 @@ proptest! {
                 }
             }
             let mut live = BTreeMap::new();
-            for stored in library.store.records() {
+            for stored in library.store().records() {
                 let stored = stored.expect("reads");
                 if !stored.deleted {
                     let record = jalin_node::library::decode(&stored).expect("decodes");

@@ -102,7 +102,7 @@ fn killed_imports_lose_no_reported_batch() {
         let library = Library::open(DataDir::open(dir.path()).expect("data dir"))
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         for id in &ids[..durable_prefix] {
-            let stored = library.store.get(id).expect("reads").unwrap_or_else(|| {
+            let stored = library.store().get(id).expect("reads").unwrap_or_else(|| {
                 panic!("round {round}: record {id} was reported committed but is missing")
             });
             assert!(!stored.deleted);

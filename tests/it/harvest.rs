@@ -161,7 +161,7 @@ fn harvests_the_recorded_responses_through_their_tokens() {
         let library = Library::open(jalin_node::config::DataDir::open(dir.path()).expect("opens"))
             .expect("opens");
         let stored = library
-            .store
+            .store()
             .get("oai:test.example.com:1585322")
             .expect("reads")
             .expect("the harvested record");
@@ -170,7 +170,7 @@ fn harvests_the_recorded_responses_through_their_tokens() {
         assert_eq!(record.description.names[0].name, "John Doe");
         assert_eq!(record.description.year, Some(2010));
         assert_eq!(
-            library.store.records().count(),
+            library.store().records().count(),
             1,
             "one live record; the deleted one never held"
         );
@@ -234,7 +234,7 @@ fn a_feed_that_does_not_advance_ends_the_harvest_with_what_it_took() {
             .expect("opens");
         assert!(
             library
-                .store
+                .store()
                 .get("oai:test.example.com:1585322")
                 .expect("reads")
                 .is_some(),
@@ -269,7 +269,7 @@ fn harvests_another_jalin_node_then_only_its_changes() {
     assert_eq!(count(&text, "added"), 3147, "{text}");
     assert!(count(&text, "page(s)") >= 32, "{text}");
 
-    let own = source.library.store.library();
+    let own = source.library.id();
     let ids = source.own_ids();
     {
         let harvested =
@@ -277,11 +277,16 @@ fn harvests_another_jalin_node_then_only_its_changes() {
                 .expect("opens");
         for id in [&ids[0], &ids[1000], &ids[3146]] {
             let theirs = jalin_node::library::decode(
-                &source.library.store.get(id).expect("reads").expect("held"),
+                &source
+                    .library
+                    .store()
+                    .get(id)
+                    .expect("reads")
+                    .expect("held"),
             )
             .expect("decodes");
             let ours = harvested
-                .store
+                .store()
                 .get(&jalin_node::oai::identifier(&own, id))
                 .expect("reads")
                 .map(|s| jalin_node::library::decode(&s).expect("decodes"))
@@ -298,7 +303,7 @@ fn harvests_another_jalin_node_then_only_its_changes() {
     let mut edited = jalin_node::library::decode(
         &source
             .library
-            .store
+            .store()
             .get(&ids[7])
             .expect("reads")
             .expect("held"),
@@ -330,7 +335,7 @@ fn harvests_another_jalin_node_then_only_its_changes() {
         .expect("opens");
     for id in [&ids[5], &ids[6]] {
         let stored = harvested
-            .store
+            .store()
             .get(&jalin_node::oai::identifier(&own, id))
             .expect("reads")
             .expect("held");
@@ -349,7 +354,7 @@ fn harvests_another_jalin_node_then_only_its_changes() {
     let mut again = jalin_node::library::decode(
         &source
             .library
-            .store
+            .store()
             .get(&ids[8])
             .expect("reads")
             .expect("held"),

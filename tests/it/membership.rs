@@ -108,7 +108,7 @@ impl Model {
     fn up_to_date(&self, nodes: &[Node], x: usize) -> bool {
         nodes[x]
             .library
-            .consortia
+            .consortia()
             .list()
             .iter()
             .all(|held| self.members.get(&held.id).is_some_and(|m| m.contains(&x)))
@@ -121,7 +121,7 @@ fn member_set(
     node: usize,
     consortium: &Hash32,
 ) -> BTreeSet<usize> {
-    let Ok(state) = nodes[node].library.consortia.members(consortium) else {
+    let Ok(state) = nodes[node].library.consortia().members(consortium) else {
         return BTreeSet::new();
     };
     state
@@ -136,12 +136,12 @@ fn index_owners(library: &Library, ids: &[LibraryId]) -> BTreeSet<usize> {
     let all = jalin_protocol::cql::parse("cql.serverChoice <> zzqxjw")
         .expect("CQL")
         .root;
-    let query = library.index.cql_query(&all).expect("served");
+    let query = library.index().cql_query(&all).expect("served");
     let (_, found) = library
-        .index
+        .index()
         .search_records(query.as_ref(), 0, 100_000)
         .expect("searches");
-    let own = library.store.library();
+    let own = library.id();
     found
         .into_iter()
         .filter_map(|(owner, _)| {
@@ -179,7 +179,7 @@ async fn holds(nodes: &[Node], ids: &[LibraryId], model: &Model) -> Result<(), S
             }
         }
         // The union catalog: its co-members' catalogs, as their owners hold them.
-        let trust = node.library.consortia.trust();
+        let trust = node.library.consortia().trust();
         let seen: BTreeSet<usize> = std::iter::once(x)
             .chain(
                 trust
@@ -190,7 +190,7 @@ async fn holds(nodes: &[Node], ids: &[LibraryId], model: &Model) -> Result<(), S
             .collect();
         let stored: BTreeSet<usize> = node
             .library
-            .store
+            .store()
             .namespaces()
             .map_err(|e| e.to_string())?
             .iter()
@@ -273,7 +273,7 @@ async fn apply(
     let is_admin = |node: usize, c: &Hash32| {
         nodes[node]
             .library
-            .consortia
+            .consortia()
             .members(c)
             .ok()
             .and_then(|state| state.role(&ids[node]))
@@ -299,9 +299,11 @@ async fn apply(
                 return None;
             }
             let name = format!("Jaringan {}", model.consortia.len());
-            let id = blocking(&nodes[by].library, move |l| l.consortia.create(&name, now))
-                .await
-                .expect("creates");
+            let id = blocking(&nodes[by].library, move |l| {
+                l.consortia().create(&name, now)
+            })
+            .await
+            .expect("creates");
             model.consortia.push(id);
             done = format!("L{by} founds c{}", model.consortia.len() - 1);
             model.members.insert(id, BTreeSet::from([by]));
@@ -318,7 +320,7 @@ async fn apply(
             // property is about who is in, not about re-admission.
             let former = nodes[by]
                 .library
-                .consortia
+                .consortia()
                 .members(&c)
                 .map(|state| state.former.keys().copied().collect::<Vec<_>>())
                 .unwrap_or_default();
@@ -334,21 +336,21 @@ async fn apply(
             let there = vec![nodes[who].address().await.to_string()];
             let documents = tokio::task::spawn_blocking(move || {
                 let ticket = inviter
-                    .consortia
+                    .consortia()
                     .invite(&c, Role::Member, now + 3_600_000, "", here, now)
                     .expect("invites")
                     .to_text();
                 let acceptance = joiner
-                    .consortia
+                    .consortia()
                     .join(&ticket, there, now + 1)
                     .expect("joins")
                     .to_text();
                 inviter
-                    .consortia
+                    .consortia()
                     .accept(&acceptance, now + 2)
                     .expect("accepts");
-                let documents = inviter.consortia.export(&c).expect("exports");
-                joiner.consortia.import(&documents).expect("imports");
+                let documents = inviter.consortia().export(&c).expect("exports");
+                joiner.consortia().import(&documents).expect("imports");
             })
             .await;
             documents.expect("join task");
@@ -384,7 +386,7 @@ async fn apply(
             let who = pick(others, who)?;
             let removed = ids[who];
             if blocking(&nodes[by].library, move |l| {
-                l.consortia.remove(&c, removed, "diuji", now)
+                l.consortia().remove(&c, removed, "diuji", now)
             })
             .await
             .is_err()
@@ -398,7 +400,7 @@ async fn apply(
         Step::Leave { consortium, who } => {
             let c = consortium_at(consortium)?;
             let who = pick(model.members[&c].iter().copied().collect(), who)?;
-            if blocking(&nodes[who].library, move |l| l.consortia.leave(&c, now))
+            if blocking(&nodes[who].library, move |l| l.consortia().leave(&c, now))
                 .await
                 .is_err()
             {
@@ -426,7 +428,7 @@ async fn apply(
             let who = pick(others, who)?;
             let (member, role) = (ids[who], if admin { Role::Admin } else { Role::Member });
             if blocking(&nodes[by].library, move |l| {
-                l.consortia.set_role(&c, member, role, now)
+                l.consortia().set_role(&c, member, role, now)
             })
             .await
             .is_err()
@@ -460,7 +462,7 @@ async fn run(steps: &[Step]) {
         let library = Arc::new(Library::open(data).expect("opens"));
         nodes.push(start(library, dir).await);
     }
-    let ids: Vec<LibraryId> = nodes.iter().map(|n| n.library.store.library()).collect();
+    let ids: Vec<LibraryId> = nodes.iter().map(|n| n.library.id()).collect();
     let mut model = Model {
         consortia: Vec::new(),
         members: BTreeMap::new(),

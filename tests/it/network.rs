@@ -43,7 +43,7 @@ impl Node {
 
     pub(crate) fn digest(&self, namespace: &LibraryId) -> [u8; 32] {
         self.library
-            .store
+            .store()
             .namespace_digest(namespace)
             .expect("digest")
     }
@@ -158,7 +158,7 @@ fn members_with(
         configure(i, &mut data);
         out.push((Arc::new(Library::open(data).expect("opens")), dir));
     }
-    let a = &out[0].0.consortia;
+    let a = &out[0].0.consortia();
     let id = a.create("Jaringan Uji", T).expect("creates");
     for (i, joiner) in out[1..].iter().map(|(l, _)| l).enumerate() {
         let t = T + 10 * (i as u64 + 1);
@@ -167,7 +167,7 @@ fn members_with(
             .expect("invites")
             .to_text();
         let acceptance = joiner
-            .consortia
+            .consortia()
             .join(&ticket, Vec::new(), t + 1)
             .expect("joins")
             .to_text();
@@ -175,7 +175,7 @@ fn members_with(
     }
     let documents = a.export(&id).expect("exports");
     for (library, _) in &out[1..] {
-        let report = library.consortia.import(&documents).expect("imports");
+        let report = library.consortia().import(&documents).expect("imports");
         assert!(report.refused.is_empty());
     }
     out
@@ -200,7 +200,7 @@ fn add_note(library: &Library, record_id: &str, note: &str) -> String {
 }
 
 fn consortium_of(library: &Library) -> Hash32 {
-    library.consortia.list()[0].id
+    library.consortia().list()[0].id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,15 +219,15 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     })
     .await
     .expect("import task");
-    let a_id = a_library.store.library();
+    let a_id = a_library.id();
     let id = consortium_of(&a_library);
 
     // An outsider that read the consortium's documents (so it would gladly connect).
     let (d_dir, d_data) = new_library(100);
     let d_library = Arc::new(Library::open(d_data).expect("opens"));
     d_library
-        .consortia
-        .import(&a_library.consortia.export(&id).expect("exports"))
+        .consortia()
+        .import(&a_library.consortia().export(&id).expect("exports"))
         .expect("imports");
 
     let a = start(a_library, a_dir).await;
@@ -248,7 +248,7 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     .await;
     let at_c: Vec<_> = c
         .library
-        .store
+        .store()
         .records_of(&a_id)
         .map(|r| r.expect("reads").record_id)
         .collect();
@@ -276,7 +276,7 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     let edited = a.library.clone();
     tokio::task::spawn_blocking(move || {
         let gone = edited
-            .store
+            .store()
             .records()
             .nth(5)
             .expect("a record")
@@ -292,7 +292,7 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     eventually("the deletion at C", 30, || c.digest(&a_id) == target).await;
     // A deleted record leaves the union catalog.
     eventually("the deletion out of C's index", 30, || {
-        c.library.index.len() == 3146
+        c.library.index().len() == 3146
     })
     .await;
 
@@ -300,7 +300,7 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     let drafter = a.library.clone();
     let agreement = tokio::task::spawn_blocking(move || {
         drafter
-            .consortia
+            .consortia()
             .draft(
                 &id,
                 "+++\ntitle = \"Perjanjian\"\nunion_catalog = true\ninterlibrary_loan = false\ncoordinated_acquisition = false\nstaff_development = false\nloan_period_days = 14\nitems_per_request = 1\nevaluation_period_months = 12\n+++\nTeks.\n",
@@ -313,7 +313,7 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     a.net.announce(None).await.expect("announces");
     eventually("the agreement at C", 30, || {
         c.library
-            .consortia
+            .consortia()
             .agreement_status(&id, &agreement)
             .is_ok()
     })
@@ -322,10 +322,10 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     // A removes C: A and B (once it has the removal) cut C off, and C's later changes
     // reach no one.
     let remover = a.library.clone();
-    let c_id = c.library.store.library();
+    let c_id = c.library.id();
     tokio::task::spawn_blocking(move || {
         remover
-            .consortia
+            .consortia()
             .remove(&id, c_id, "left the district", T + 2_000)
             .expect("removes")
     })
@@ -335,7 +335,7 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     a.net.announce(None).await.expect("announces");
     eventually("B learns of the removal", 30, || {
         b.library
-            .consortia
+            .consortia()
             .members(&id)
             .expect("members")
             .members
@@ -371,13 +371,13 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     never_connected(&[&a, &b], &c, false, 2).await;
     assert!(!a
         .library
-        .store
+        .store()
         .namespaces()
         .expect("namespaces")
         .contains(&c_id));
     assert!(!b
         .library
-        .store
+        .store()
         .namespaces()
         .expect("namespaces")
         .contains(&c_id));
@@ -385,7 +385,12 @@ async fn catalogs_and_documents_reach_every_member_and_no_outsider() {
     // The outsider: A refused its connection; it holds nothing of A's catalog.
     let a_peers = a.net.peers().await.expect("peers");
     assert!(!a_peers.contains(&d.net.peer_id), "A let a non-member in");
-    assert!(d.library.store.namespaces().expect("namespaces").is_empty());
+    assert!(d
+        .library
+        .store()
+        .namespaces()
+        .expect("namespaces")
+        .is_empty());
     assert!(d.net.peers().await.expect("peers").is_empty());
 
     for node in [a, b, c, d] {
@@ -493,7 +498,7 @@ fn partitions_heal_to_the_same_catalogs_whatever_the_schedule() {
                             })
                             .await
                             .expect("edit task");
-                            let own = nodes[node].library.store.library();
+                            let own = nodes[node].library.id();
                             nodes[node]
                                 .net
                                 .announce(Some(own))
@@ -531,8 +536,7 @@ fn partitions_heal_to_the_same_catalogs_whatever_the_schedule() {
                         .await
                         .expect("dials");
                 }
-                let owners: Vec<LibraryId> =
-                    nodes.iter().map(|n| n.library.store.library()).collect();
+                let owners: Vec<LibraryId> = nodes.iter().map(|n| n.library.id()).collect();
                 eventually(
                     "every node holds every catalog as its owner does",
                     60,
@@ -619,7 +623,7 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
     })
     .await
     .expect("import task");
-    let (a_id, b_id) = (a_library.store.library(), b_library.store.library());
+    let (a_id, b_id) = (a_library.id(), b_library.id());
     let a = start(a_library, a_dir).await;
     let b = start(b_library, b_dir).await;
     let c = start(c_library, c_dir).await;
@@ -635,7 +639,7 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
             .await;
         }
         eventually("both catalogs searchable", 60, || {
-            node.library.index.len() == 10_003
+            node.library.index().len() == 10_003
         })
         .await;
     }
@@ -709,7 +713,7 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
             }
         };
         asserter
-            .consortia
+            .consortia()
             .assert_match(
                 &id,
                 reference(a_id, &a_1899),
@@ -719,7 +723,7 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
             )
             .expect("asserts");
         asserter
-            .consortia
+            .consortia()
             .assert_match(
                 &id,
                 reference(b_id, &b_1925),
@@ -764,7 +768,7 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     let (b_library, b_dir) = libraries.pop().expect("B");
     let (a_library, a_dir) = libraries.pop().expect("A");
     let documents = a_library
-        .consortia
+        .consortia()
         .export(&consortium_of(&a_library))
         .expect("exports");
     let relay_members = jalin_node::relay::members_of_documents(&documents).expect("members");
@@ -792,7 +796,7 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
         .expect("an address");
 
     // A: no listen address of its own, only the relay (reopened with it configured).
-    let a_id = a_library.store.library();
+    let a_id = a_library.id();
     drop(a_library);
     let mut a_data = jalin_node::config::DataDir::open(a_dir.path()).expect("opens");
     a_data.config.network.relays = vec![relay_address.to_string()];
@@ -843,14 +847,14 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     let (o_dir, mut o_data) = new_library(100);
     o_data.config.network.mdns = false;
     let o_library = Arc::new(Library::open(o_data).expect("opens"));
-    o_library.consortia.import(&documents).expect("imports");
+    o_library.consortia().import(&documents).expect("imports");
     let o = start(o_library, o_dir).await;
     // Its own node does not even dial a library it shares no consortium with.
     assert!(o.net.dial(circuit).await.is_err());
     never_connected(&[&a, &b], &o, true, 2).await;
     assert!(!o
         .library
-        .store
+        .store()
         .namespaces()
         .expect("namespaces")
         .contains(&a_id));
@@ -874,7 +878,7 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
     let f_library = Arc::new(Library::open(f_data).expect("opens"));
     let a_library = libraries[0].0.clone();
     let id = consortium_of(&a_library);
-    let a_id = a_library.store.library();
+    let a_id = a_library.id();
     let file = data.join("marc/loc/loc-indonesia-3147.mrc");
     let importer = a_library.clone();
     tokio::task::spawn_blocking(move || {
@@ -916,7 +920,7 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
     // An edit at A: a word no record has, found everywhere.
     let editor = nodes[0].library.clone();
     let (edited, deleted, deleted_title) = tokio::task::spawn_blocking(move || {
-        let mut records = editor.store.records();
+        let mut records = editor.store().records();
         let first = records.next().expect("a record").expect("reads");
         let second = records.next().expect("a record").expect("reads");
         add_note(&editor, &first.record_id, "Zamrudkhatulistiwa.");
@@ -957,33 +961,33 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
         let query = format!("title:\"{}\"", deleted_title.replace('"', ""));
         let hits = node.library.search(&query, 1, 50).expect("searches").hits;
         assert!(hits.iter().all(|h| h.record_id != deleted), "{hits:?}");
-        let (records, tombstones) = node.library.store.count_of(&a_id).expect("counts");
+        let (records, tombstones) = node.library.store().count_of(&a_id).expect("counts");
         assert_eq!((records, tombstones), (3146, 1));
     }
 
     // F joins while A is online (A accepts), then A goes offline; F knows only E.
-    let a_consortia = &nodes[0].library.consortia;
+    let a_consortia = &nodes[0].library.consortia();
     let ticket = a_consortia
         .invite(&id, Role::Member, T + 90_000_000, "", Vec::new(), T + 100)
         .expect("invites")
         .to_text();
     let acceptance = f_library
-        .consortia
+        .consortia()
         .join(&ticket, Vec::new(), T + 101)
         .expect("joins")
         .to_text();
     a_consortia.accept(&acceptance, T + 102).expect("accepts");
     f_library
-        .consortia
+        .consortia()
         .import(&a_consortia.export(&id).expect("exports"))
         .expect("imports");
     nodes[0].net.members_changed().await.expect("runs");
     nodes[0].net.announce(None).await.expect("announces");
-    let f_key = f_library.store.library();
+    let f_key = f_library.id();
     for node in &nodes[1..] {
         eventually("every member knows F", 60, || {
             node.library
-                .consortia
+                .consortia()
                 .members(&id)
                 .expect("members")
                 .members
@@ -997,7 +1001,7 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
     a.stop().await;
 
     // F's sync stops half way (a restart): the first half of A's shards, as E serves them.
-    let e_store = &nodes[3].library.store;
+    let e_store = &nodes[3].library.store();
     let half: Vec<(u16, Vec<jalin_node::store::SignedChange>)> = (0..128u16)
         .map(|shard| {
             (
@@ -1010,10 +1014,10 @@ async fn five_members_search_edit_delete_and_an_offline_owner() {
     for result in f_library.apply_remote_many(&a_id, &half) {
         result.expect("applies");
     }
-    let (partial, _) = f_library.store.count_of(&a_id).expect("counts");
+    let (partial, _) = f_library.store().count_of(&a_id).expect("counts");
     assert!(partial > 0 && partial < 3146, "{partial}");
     assert_ne!(
-        f_library.store.namespace_digest(&a_id).expect("digest"),
+        f_library.store().namespace_digest(&a_id).expect("digest"),
         target
     );
     let f_path = f_dir.path().to_path_buf();
@@ -1164,7 +1168,7 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     let (v_library, v_dir) = libraries.pop().expect("three");
     // A's data dir outlives its node: A edits after its node stops.
     let (a_library, _a_dir) = libraries.pop().expect("three");
-    let a_id = a_library.store.library();
+    let a_id = a_library.id();
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../cli/demo/loc-indonesia-sample.mrc");
     let importer = a_library.clone();
@@ -1178,27 +1182,27 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     let a = start(a_library.clone(), tempfile::tempdir().expect("temp dir")).await;
     let v = start(v_library.clone(), v_dir).await;
     v.net.dial(a.address().await).await.expect("dials");
-    let a_digest = || a_library.store.namespace_digest(&a_id).expect("digest");
+    let a_digest = || a_library.store().namespace_digest(&a_id).expect("digest");
     eventually("A's catalog at V", 60, || v.digest(&a_id) == a_digest()).await;
     // A goes offline: from now on V hears of A's catalog only from M.
     a.stop().await;
-    let records_at_v = v_library.store.count_of(&a_id).expect("counts");
+    let records_at_v = v_library.store().count_of(&a_id).expect("counts");
 
-    let mut m = hand_made_node(&m_library.data.key);
+    let mut m = hand_made_node(&m_library.data().key);
     m.dial(v.address().await).expect("dials");
 
     // A shard of A's, and a change on top of it made by M (as M could, holding A's catalog).
     let shard = (0..SHARD_COUNT)
         .find(|s| {
             !a_library
-                .store
+                .store()
                 .changes_since(&a_id, *s, &[])
                 .expect("changes")
                 .is_empty()
         })
         .expect("a shard of A's");
     let genuine = a_library
-        .store
+        .store()
         .changes_since(&a_id, shard, &[])
         .expect("changes");
     // Under A's actor id, as A's own changes are: only the signatures tell them apart.
@@ -1212,8 +1216,8 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
         .expect("writes");
     let forged = doc.get_last_local_change().expect("M's change");
     let forged_bytes = forged.raw_bytes().to_vec();
-    let m_key = m_library.data.key.clone();
-    let m_id = m_library.store.library();
+    let m_key = m_library.data().key.clone();
+    let m_id = m_library.store().library();
     let attempts: Vec<(&str, Vec<SignedChange>)> = vec![
         (
             "signed by the forger",
@@ -1250,7 +1254,7 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     for (what, batch) in attempts {
         serve_after_notice(&mut m, v.net.peer_id, a_id, shard, &|_, _| batch.clone()).await;
         assert_eq!(
-            v_library.store.count_of(&a_id).expect("counts"),
+            v_library.store().count_of(&a_id).expect("counts"),
             records_at_v,
             "{what}"
         );
@@ -1260,7 +1264,7 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     let editor = a_library.clone();
     let edited = tokio::task::spawn_blocking(move || {
         let first = editor
-            .store
+            .store()
             .records()
             .next()
             .expect("a record")
@@ -1272,7 +1276,10 @@ async fn a_member_forging_another_librarys_changes_is_refused_over_the_network()
     let edited_shard = jalin_node::store::shard_of(&edited);
     let owner = a_library.clone();
     serve_after_notice(&mut m, v.net.peer_id, a_id, edited_shard, &|s, have| {
-        owner.store.changes_since(&a_id, s, have).expect("changes")
+        owner
+            .store()
+            .changes_since(&a_id, s, have)
+            .expect("changes")
     })
     .await;
     eventually("A's genuine edit at V, and nothing forged", 30, || {
@@ -1313,7 +1320,7 @@ pub(crate) fn oai_sets(library: &Library) -> String {
 fn holds_any_of(library: &Library, other: &LibraryId) -> Vec<&'static str> {
     let mut places = Vec::new();
     if library
-        .store
+        .store()
         .namespaces()
         .expect("namespaces")
         .contains(other)
@@ -1325,9 +1332,9 @@ fn holds_any_of(library: &Library, other: &LibraryId) -> Vec<&'static str> {
     let all = jalin_protocol::cql::parse("cql.serverChoice <> zzqxjw")
         .expect("CQL")
         .root;
-    let query = library.index.cql_query(&all).expect("served");
+    let query = library.index().cql_query(&all).expect("served");
     let (_, found) = library
-        .index
+        .index()
         .search_records(query.as_ref(), 0, 100_000)
         .expect("searches");
     if found
@@ -1347,24 +1354,24 @@ fn holds_any_of(library: &Library, other: &LibraryId) -> Vec<&'static str> {
 fn second_consortium(founder: &Library, name: &str) -> (Arc<Library>, tempfile::TempDir, Hash32) {
     let (dir, data) = new_library(100);
     let joiner = Arc::new(Library::open(data).expect("opens"));
-    let id = founder.consortia.create(name, T + 100).expect("creates");
+    let id = founder.consortia().create(name, T + 100).expect("creates");
     let ticket = founder
-        .consortia
+        .consortia()
         .invite(&id, Role::Member, T + 3_600_000, "", Vec::new(), T + 101)
         .expect("invites")
         .to_text();
     let acceptance = joiner
-        .consortia
+        .consortia()
         .join(&ticket, Vec::new(), T + 102)
         .expect("joins")
         .to_text();
     founder
-        .consortia
+        .consortia()
         .accept(&acceptance, T + 103)
         .expect("accepts");
     joiner
-        .consortia
-        .import(&founder.consortia.export(&id).expect("exports"))
+        .consortia()
+        .import(&founder.consortia().export(&id).expect("exports"))
         .expect("imports");
     (joiner, dir, id)
 }
@@ -1388,10 +1395,10 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
     import_file(&r_library, marc.join("oss.marc")).await;
     import_file(&n_library, marc.join("hebrew.marc")).await;
     let (a_id, r_id, b_id, n_id) = (
-        a_library.store.library(),
-        r_library.store.library(),
-        b_library.store.library(),
-        n_library.store.library(),
+        a_library.id(),
+        r_library.id(),
+        b_library.id(),
+        n_library.id(),
     );
 
     let a = start(a_library, a_dir).await;
@@ -1434,11 +1441,11 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
             );
         }
     }
-    let held: Vec<Hash32> = a.library.consortia.list().iter().map(|s| s.id).collect();
+    let held: Vec<Hash32> = a.library.consortia().list().iter().map(|s| s.id).collect();
     assert_eq!(held, vec![c], "A holds only its own consortium, not F");
-    assert!(n.library.consortia.list().iter().any(|s| s.id == f));
+    assert!(n.library.consortia().list().iter().any(|s| s.id == f));
     assert!(
-        !n.library.consortia.list().iter().any(|s| s.id == c),
+        !n.library.consortia().list().iter().any(|s| s.id == c),
         "N holds A's consortium"
     );
     // R, in both, holds both sides: it is the wall, not a bridge.
@@ -1447,7 +1454,7 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
 
     // A removes R.
     a.library
-        .consortia
+        .consortia()
         .remove(&c, r_id, "tidak aktif", T + 1_000)
         .expect("removes");
     a.net.members_changed().await.expect("network");
@@ -1477,7 +1484,7 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
     // After the removal, neither side's writes cross.
     let a_record = a
         .library
-        .store
+        .store()
         .records_of(&a_id)
         .next()
         .expect("a record")
@@ -1485,7 +1492,7 @@ async fn a_side_consortium_leaks_nothing_and_a_removal_cuts_the_member_off() {
         .record_id;
     let r_record = r
         .library
-        .store
+        .store()
         .records_of(&r_id)
         .next()
         .expect("a record")
@@ -1535,7 +1542,7 @@ async fn a_member_that_leaves_is_known_to_have_left_and_is_forgotten() {
     let (b_library, b_dir) = libraries.pop().expect("B");
     let (a_library, a_dir) = libraries.pop().expect("A");
     let c = consortium_of(&a_library);
-    let leaver_id = leaver_library.store.library();
+    let leaver_id = leaver_library.store().library();
     let a = start(a_library, a_dir).await;
     let b = start(b_library, b_dir).await;
     let leaver = start(leaver_library, leaver_dir).await;
@@ -1549,7 +1556,7 @@ async fn a_member_that_leaves_is_known_to_have_left_and_is_forgotten() {
     .await;
 
     let going = leaver.library.clone();
-    tokio::task::spawn_blocking(move || going.consortia.leave(&c, T + 5_000))
+    tokio::task::spawn_blocking(move || going.consortia().leave(&c, T + 5_000))
         .await
         .expect("leave task")
         .expect("leaves");
@@ -1557,7 +1564,7 @@ async fn a_member_that_leaves_is_known_to_have_left_and_is_forgotten() {
     let left_at = Instant::now();
     let gone = |node: &Node| {
         node.library
-            .consortia
+            .consortia()
             .members(&c)
             .is_ok_and(|state| state.former.contains_key(&leaver_id))
     };
@@ -1659,8 +1666,8 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
     let marc = data.join("marc/evergreen");
     import_file(&a_library, marc.join("FSL.marc")).await;
     import_file(&x_library, marc.join("hebrew.marc")).await;
-    let (a_id, x_id) = (a_library.store.library(), x_library.store.library());
-    let b_key = b_library.data.key.clone();
+    let (a_id, x_id) = (a_library.id(), x_library.store().library());
+    let b_key = b_library.data().key.clone();
     let a = start(a_library, a_dir).await;
     let x = start(x_library, x_dir).await;
     x.net.dial(a.address().await).await.expect("dials");
@@ -1727,7 +1734,7 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
 
     // Once A removes B, B's node of its own making is not answered either.
     a.library
-        .consortia
+        .consortia()
         .remove(&c, b_key_id(&b_key), "keluar", T + 1_000)
         .expect("removes");
     a.net.members_changed().await.expect("network");
@@ -1755,8 +1762,8 @@ async fn an_edit_saved_in_the_browser_reaches_a_member_by_the_changed_shards() {
     let (b_library, b_dir) = libraries.pop().expect("B");
     let (a_library, a_dir) = libraries.pop().expect("A");
     let id = add_record(&a_library, 1);
-    let a_id = a_library.store.library();
-    let token = a_library.data.api_token.clone();
+    let a_id = a_library.id();
+    let token = a_library.data().api_token.clone();
     let a = start_serving(a_library, a_dir).await;
     let b = start(b_library, b_dir).await;
     b.net.dial(a.address().await).await.expect("dials");
@@ -1766,7 +1773,7 @@ async fn an_edit_saved_in_the_browser_reaches_a_member_by_the_changed_shards() {
     .await;
     let title_at_b = |b: &Node| {
         b.library
-            .store
+            .store()
             .get_of(&a_id, &id)
             .ok()
             .flatten()

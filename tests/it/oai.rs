@@ -89,7 +89,7 @@ fn every_verb_and_every_error_validate_against_the_oai_pmh_schema() {
     let server = start(Some(&loc_indonesia(&data)));
     let gone = server
         .library
-        .store
+        .store()
         .records()
         .next()
         .expect("a record")
@@ -104,7 +104,7 @@ fn every_verb_and_every_error_validate_against_the_oai_pmh_schema() {
 
     let sets = get(&server, "verb=ListSets");
     validate(&schema, &sets, "ListSets");
-    let own = server.library.store.library().to_hex();
+    let own = server.library.id().to_hex();
     assert!(
         sets.contains(&format!("<setSpec>{own}</setSpec>")),
         "{sets}"
@@ -140,7 +140,7 @@ fn every_verb_and_every_error_validate_against_the_oai_pmh_schema() {
     }
 
     let first = identifiers(&get(&server, "verb=ListIdentifiers&metadataPrefix=oai_dc"));
-    let deleted_id = jalin_node::oai::identifier(&server.library.store.library(), &gone.record_id);
+    let deleted_id = jalin_node::oai::identifier(&server.library.id(), &gone.record_id);
     let live_id = first
         .iter()
         .find(|id| **id != deleted_id)
@@ -319,7 +319,7 @@ print(json.dumps({"pages": Counting.pages, "records": seen}), flush=True)
     let template = {
         let stored = server
             .library
-            .store
+            .store()
             .get(&ids[10])
             .expect("reads")
             .expect("held");
@@ -338,7 +338,7 @@ print(json.dumps({"pages": Counting.pages, "records": seen}), flush=True)
     let result: serde_json::Value = serde_json::from_str(&line).expect("JSON");
     let pages = result["pages"].as_u64().expect("pages");
     assert!(pages >= 10, "{pages} pages");
-    let own = server.library.store.library();
+    let own = server.library.id();
     let id_of = |record_id: &str| jalin_node::oai::identifier(&own, record_id);
     let mut live = std::collections::BTreeSet::new();
     let mut gone = std::collections::BTreeSet::new();
@@ -420,7 +420,7 @@ while (my $set = $sets->next) { print "set: ", $set->setSpec, " ", $set->setName
         "{text}"
     );
     assert!(text.contains("deleted: persistent"), "{text}");
-    let own = server.library.store.library().to_hex();
+    let own = server.library.id().to_hex();
     assert!(
         text.contains(&format!("set: {own} Perpustakaan Uji (UJI)")),
         "{text}"
@@ -469,7 +469,7 @@ fn the_union_catalog_is_served_with_a_set_per_library() {
             |_| {},
         )
         .expect("imports");
-    let theirs = other.store.library();
+    let theirs = other.store().library();
     crate::support::replicate(&other, &server.library);
 
     let sets = get(&server, "verb=ListSets");
@@ -502,7 +502,7 @@ fn the_union_catalog_is_served_with_a_set_per_library() {
     assert_eq!(count, 10_000, "every record of the other library's set");
 
     let one = other
-        .store
+        .store()
         .records()
         .next()
         .expect("a record")

@@ -12,7 +12,7 @@ use jalin_protocol::signing::{ChangeEnvelope, LibraryId};
 
 /// Brings `to`'s replica of `namespace` up to `from`'s, shard by shard. Returns the
 /// number of shards that differed, changes moved and their bytes (change + envelope).
-fn pull(from: &Store, to: &Store, namespace: &LibraryId) -> (usize, usize, usize) {
+fn pull(from: &Library, to: &Library, namespace: &LibraryId) -> (usize, usize, usize) {
     let (mut shards, mut changes, mut bytes) = (0, 0, 0);
     for shard in 0..SHARD_COUNT {
         let have = to.shard_heads(namespace, shard).expect("heads");
@@ -21,6 +21,7 @@ fn pull(from: &Store, to: &Store, namespace: &LibraryId) -> (usize, usize, usize
         }
         shards += 1;
         let missing = from
+            .store()
             .changes_since(namespace, shard, &have)
             .expect("changes");
         changes += missing.len();
@@ -28,8 +29,9 @@ fn pull(from: &Store, to: &Store, namespace: &LibraryId) -> (usize, usize, usize
             .iter()
             .map(|c| c.bytes.len() + 32 + 32 + 2 + 32 + 64)
             .sum::<usize>();
-        to.apply_remote(namespace, shard, &missing)
-            .expect("applies");
+        for applied in to.apply_remote_many(namespace, &[(shard, missing)]) {
+            applied.expect("applies");
+        }
     }
     (shards, changes, bytes)
 }
@@ -64,39 +66,35 @@ fn a_catalog_replicates_by_shard_heads_and_reaches_a_third_library_through_a_sec
     let b = Library::open(b_data).expect("opens");
     let c = Library::open(c_data.clone()).expect("opens");
     import(&a, &data.join("marc/loc/loc-indonesia-3147.mrc"));
-    let ns = a.store.library();
-    assert_eq!(a.store.namespaces().expect("namespaces"), vec![ns]);
+    let ns = a.id();
+    assert_eq!(a.store().namespaces().expect("namespaces"), vec![ns]);
 
-    let (shards, _, _) = pull(&a.store, &b.store, &ns);
+    let (shards, _, _) = pull(&a, &b, &ns);
     assert_eq!(shards, usize::from(SHARD_COUNT));
-    assert_eq!(catalog(&b.store, &ns), catalog(&a.store, &ns));
-    assert_eq!(catalog(&b.store, &ns).len(), 3147);
+    assert_eq!(catalog(b.store(), &ns), catalog(a.store(), &ns));
+    assert_eq!(catalog(b.store(), &ns).len(), 3147);
     assert_eq!(
-        b.store.namespace_digest(&ns).expect("digest"),
-        a.store.namespace_digest(&ns).expect("digest")
+        b.store().namespace_digest(&ns).expect("digest"),
+        a.store().namespace_digest(&ns).expect("digest")
     );
-    assert_eq!(
-        pull(&a.store, &b.store, &ns),
-        (0, 0, 0),
-        "in sync: nothing moves"
-    );
+    assert_eq!(pull(&a, &b, &ns), (0, 0, 0), "in sync: nothing moves");
 
     // One edit and one deletion: only their shards move, one change each.
     let (_, record) = a.get("00369705").expect("reads").expect("present");
     let mut record = record.expect("decodes").marc;
     record.fields.retain(|f| f.tag() != "500");
     a.put(record).expect("edits");
-    let gone = catalog(&a.store, &ns)[10].0.clone();
+    let gone = catalog(a.store(), &ns)[10].0.clone();
     a.delete(&gone).expect("deletes");
-    let (shards, changes, bytes) = pull(&a.store, &b.store, &ns);
+    let (shards, changes, bytes) = pull(&a, &b, &ns);
     assert!(
         shards <= 2 && changes == shards,
         "{shards} shards, {changes} changes"
     );
     assert!(bytes < 4096, "{bytes} bytes for two records");
-    assert_eq!(catalog(&b.store, &ns), catalog(&a.store, &ns));
+    assert_eq!(catalog(b.store(), &ns), catalog(a.store(), &ns));
     let deleted = b
-        .store
+        .store()
         .records_of(&ns)
         .map(|r| r.expect("reads"))
         .find(|r| r.record_id == gone)
@@ -105,13 +103,13 @@ fn a_catalog_replicates_by_shard_heads_and_reaches_a_third_library_through_a_sec
 
     // A is away: C gets A's catalog from B, and keeps it across a restart.
     drop(a);
-    pull(&b.store, &c.store, &ns);
-    assert_eq!(catalog(&c.store, &ns), catalog(&b.store, &ns));
-    let digest = c.store.namespace_digest(&ns).expect("digest");
+    pull(&b, &c, &ns);
+    assert_eq!(catalog(c.store(), &ns), catalog(b.store(), &ns));
+    let digest = c.store().namespace_digest(&ns).expect("digest");
     drop(c);
     let c = Library::open(c_data).expect("reopens");
-    assert_eq!(c.store.namespace_digest(&ns).expect("digest"), digest);
-    assert_eq!(catalog(&c.store, &ns), catalog(&b.store, &ns));
+    assert_eq!(c.store().namespace_digest(&ns).expect("digest"), digest);
+    assert_eq!(catalog(c.store(), &ns), catalog(b.store(), &ns));
     drop(c_dir);
 }
 
@@ -135,13 +133,19 @@ fn forged_damaged_and_incomplete_changes_are_refused_and_store_nothing() {
     let small = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(small.path(), &bytes[..cut]).expect("writes");
     import(&a, small.path());
-    let ns = a.store.library();
+    let ns = a.id();
     let shard = (0..SHARD_COUNT)
-        .find(|s| a.store.changes_since(&ns, *s, &[]).expect("changes").len() >= 2)
+        .find(|s| {
+            a.store()
+                .changes_since(&ns, *s, &[])
+                .expect("changes")
+                .len()
+                >= 2
+        })
         .expect("a shard with two changes");
-    let changes = a.store.changes_since(&ns, shard, &[]).expect("changes");
-    let b_key = b.data.key.clone();
-    let b_id = b.store.library();
+    let changes = a.store().changes_since(&ns, shard, &[]).expect("changes");
+    let b_key = b.data().key.clone();
+    let b_id = b.id();
 
     let attempts: Vec<(&str, u16, Vec<SignedChange>, &str)> = vec![
         (
@@ -191,31 +195,36 @@ fn forged_damaged_and_incomplete_changes_are_refused_and_store_nothing() {
     for (what, to_shard, batch, expected) in attempts {
         let target = if expected == "own catalog" { b_id } else { ns };
         let before = (
-            b.store.seq().expect("seq"),
-            catalog(&b.store, &target).len(),
-            b.store.shard_heads(&target, to_shard).expect("heads"),
+            b.store().seq().expect("seq"),
+            catalog(b.store(), &target).len(),
+            b.store().shard_heads(&target, to_shard).expect("heads"),
         );
         let error = b
-            .store
-            .apply_remote(&target, to_shard, &batch)
+            .apply_remote_many(&target, &[(to_shard, batch.clone())])
+            .pop()
+            .expect("one result")
             .expect_err(what);
         assert!(
             error.to_string().contains(expected),
             "{what}: {error} (expected {expected:?})"
         );
         let after = (
-            b.store.seq().expect("seq"),
-            catalog(&b.store, &target).len(),
-            b.store.shard_heads(&target, to_shard).expect("heads"),
+            b.store().seq().expect("seq"),
+            catalog(b.store(), &target).len(),
+            b.store().shard_heads(&target, to_shard).expect("heads"),
         );
         assert_eq!(before, after, "{what}: something was stored");
     }
     // The genuine batch is still taken afterwards.
-    let applied = b.store.apply_remote(&ns, shard, &changes).expect("applies");
+    let applied = b
+        .apply_remote_many(&ns, &[(shard, changes.clone())])
+        .pop()
+        .expect("one result")
+        .expect("applies");
     assert_eq!(applied.changes, changes.len());
     assert!(!applied.records.is_empty());
     assert_eq!(
-        b.store.shard_heads(&ns, shard).expect("heads"),
-        a.store.shard_heads(&ns, shard).expect("heads")
+        b.store().shard_heads(&ns, shard).expect("heads"),
+        a.store().shard_heads(&ns, shard).expect("heads")
     );
 }

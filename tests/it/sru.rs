@@ -199,7 +199,7 @@ fn corpus(data: &std::path::Path) -> Corpus {
     let server = start(Some(&data.join("marc/loc/loc-indonesia-3147.mrc")));
     let mut plain = Vec::new();
     let mut isbn = None;
-    for stored in server.library.store.records() {
+    for stored in server.library.store().records() {
         let record = jalin_node::library::decode(&stored.expect("reads")).expect("decodes");
         if isbn.is_none() {
             let raw = record

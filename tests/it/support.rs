@@ -114,7 +114,7 @@ impl Server {
     pub fn own_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .library
-            .store
+            .store()
             .records()
             .map(|r| r.expect("reads").record_id)
             .collect();
@@ -193,11 +193,11 @@ pub fn start_with(
 /// Gives `to` every record of `from`'s catalog as the network would: `from`'s signed
 /// changes, shard by shard, taken in and indexed.
 pub fn replicate(from: &Library, to: &Library) {
-    let namespace = from.store.library();
+    let namespace = from.id();
     let mut shards = Vec::new();
     for shard in 0..jalin_node::store::SHARD_COUNT {
         let changes = from
-            .store
+            .store()
             .changes_since(&namespace, shard, &[])
             .expect("changes");
         if !changes.is_empty() {

@@ -330,7 +330,7 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
         .expect("imports");
     replicate(&other, &server.library);
     // The API keeps to one library too.
-    let other_key = other.store.library().to_hex();
+    let other_key = other.store().library().to_hex();
     let only: serde_json::Value = reqwest::blocking::get(format!(
         "{}/api/search?q=sejarah&library={other_key}",
         server.url
@@ -580,7 +580,7 @@ fn a_librarian_logs_in_uploads_a_marc_file_and_sees_its_report() {
             })
             .expect("such a record");
         let id = server.library.put(rich).expect("stores");
-        let own = server.library.store.library().to_hex();
+        let own = server.library.id().to_hex();
         browser
             .goto(&format!("{}/record/{own}/{id}", server.url))
             .await;
@@ -826,7 +826,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let own = server.library.store.library().to_hex();
+    let own = server.library.id().to_hex();
     let missing = client
         .get(format!("{}/record/{own}/no-such-record", server.url))
         .send()
@@ -887,7 +887,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
     let page = refused.text().expect("text");
     assert!(page.contains("Formulir ini sudah kedaluwarsa"), "{page}");
     assert!(
-        server.library.consortia.list().is_empty(),
+        server.library.consortia().list().is_empty(),
         "nothing was founded"
     );
     // A librarian pastes a broken ticket: the page says in Indonesian what is wrong and
@@ -901,7 +901,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
         .expect("text");
     let csrf = crate::support::csrf_of(&page);
     let ticket = jalin_node::consortium_requests::execute(
-        &server.library.consortia,
+        server.library.consortia(),
         jalin_node::consortium_requests::Request::Create {
             name: "Kemitraan Uji".into(),
         },
@@ -910,7 +910,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
     )
     .and_then(|_| {
         jalin_node::consortium_requests::execute(
-            &server.library.consortia,
+            server.library.consortia(),
             jalin_node::consortium_requests::Request::Invite {
                 consortium: None,
                 role: jalin_protocol::consortium::log::Role::Member,
@@ -1030,7 +1030,7 @@ fn each_result_says_how_many_copies_are_available() {
         page.contains("3 eksemplar, <span class=\"availability\">1 tersedia</span>"),
         "{page}"
     );
-    let own = server.library.store.library().to_hex();
+    let own = server.library.id().to_hex();
     let page = reqwest::blocking::get(format!("{}/record/{own}/tersedia-1", server.url))
         .expect("GET")
         .text()

@@ -12,7 +12,7 @@
 //!    group of 16 shards (the same size for 10 records or a million).
 //! 3. `Group` for each group whose digest differs: its 16 shard digests.
 //! 4. `Changes` for each shard whose digest differs, naming this node's heads: the signed
-//!    changes it lacks, checked ([`crate::store::Store::apply_remote`]) before they are
+//!    changes it lacks, checked ([`crate::catalogs::SharedCatalogs::store_from`]) before they are
 //!    stored. Any member serves any catalog it holds.
 //! 5. `Documents` for each consortium whose digest differs: its documents, taken in as
 //!    `jalin consortium import` would.
@@ -25,6 +25,7 @@
 //! Gossip messages are signed by their sender's key and accepted only from members. Every
 //! 30 s (and on each new connection) the node catches up with every connected member.
 
+use crate::catalogs::{CatalogError, SharedCatalogs};
 use crate::codec::{Codec, Traffic};
 use crate::library::Library;
 
@@ -264,8 +265,8 @@ pub fn peer_id_of(library: &LibraryId) -> Option<PeerId> {
 /// The co-members, open invites' identities, this library's consortia and the
 /// co-members' known addresses (blocking: reads the logs and the address book).
 fn member_set(library: &Library) -> MemberSet {
-    let trust = library.consortia.trust();
-    let own = library.store.library();
+    let trust = library.consortia().trust();
+    let own = library.id();
     let members: BTreeMap<PeerId, LibraryId> = trust
         .co_members()
         .into_iter()
@@ -274,7 +275,7 @@ fn member_set(library: &Library) -> MemberSet {
         .collect();
     let consortia: Vec<Hash32> = trust.consortia().copied().collect();
     let mut joiners = BTreeMap::new();
-    for invite in library.consortia.open_invites(now_ms()) {
+    for invite in library.consortia().open_invites(now_ms()) {
         // An invite of a consortium this library has left admits no one.
         if !trust.is_member_of(&invite.consortium) {
             continue;
@@ -294,7 +295,7 @@ fn member_set(library: &Library) -> MemberSet {
         }
     };
     for id in &consortia {
-        if let Ok(state) = library.consortia.members(id) {
+        if let Ok(state) = library.consortia().members(id) {
             for member in state.members.values() {
                 if let Some(peer) = peer_id_of(&member.library) {
                     for address in &member.addresses {
@@ -304,7 +305,7 @@ fn member_set(library: &Library) -> MemberSet {
             }
         }
     }
-    for invite in library.consortia.accepted_invites() {
+    for invite in library.consortia().accepted_invites() {
         if !trust.is_co_member(&invite.author) {
             continue;
         }
@@ -325,7 +326,7 @@ fn member_set(library: &Library) -> MemberSet {
         }
     }
     let farewells = library
-        .consortia
+        .consortia()
         .own_leaves()
         .into_iter()
         .flat_map(|(consortium, op, left_behind)| {
@@ -575,13 +576,13 @@ fn group_shards(group: u8) -> std::ops::Range<u16> {
 /// Each shard's digest: the first [`DIGEST_BYTES`] of SHA-256 over its heads (zeros for
 /// an empty shard).
 fn shard_digests(
-    library: &Library,
+    catalogs: &SharedCatalogs,
     namespace: &LibraryId,
     shards: std::ops::Range<u16>,
-) -> Result<Vec<[u8; DIGEST_BYTES]>, crate::store::StoreError> {
+) -> Result<Vec<[u8; DIGEST_BYTES]>, CatalogError> {
     shards
         .map(|shard| {
-            let heads = library.store.shard_heads(namespace, shard)?;
+            let heads = catalogs.shard_heads(namespace, shard)?;
             if heads.is_empty() {
                 return Ok([0u8; DIGEST_BYTES]);
             }
@@ -613,13 +614,13 @@ fn group_digests(shards: &[[u8; DIGEST_BYTES]]) -> Vec<u8> {
 /// The shards of `namespace` written since the last announcement, with their heads, for
 /// a `Changed` notice; empty when too many to name (the receivers catch up in full).
 fn written_shards(library: &Library, namespace: &LibraryId) -> Vec<(u16, Vec<ByteArray<32>>)> {
-    let touched = library.store.take_touched(namespace);
+    let touched = library.take_touched(namespace);
     if touched.len() > SHARDS_PER_REQUEST {
         return Vec::new();
     }
     let mut out = Vec::with_capacity(touched.len());
     for shard in touched {
-        match library.store.shard_heads(namespace, shard) {
+        match library.shard_heads(namespace, shard) {
             Ok(heads) if heads.len() <= NOTICE_HEADS_MAX => {
                 out.push((shard, heads.into_iter().map(ByteArray::new).collect()));
             }
@@ -641,13 +642,13 @@ fn notice_is_usable(shards: &[(u16, Vec<ByteArray<32>>)]) -> bool {
 /// The `Changes` request for the shards of a notice whose heads differ from this node's
 /// (blocking work); `None` when all are the same here.
 fn changes_for_notice(
-    library: &Library,
+    catalogs: &SharedCatalogs,
     namespace: LibraryId,
     shards: Vec<(u16, Vec<ByteArray<32>>)>,
 ) -> Option<SyncRequest> {
     let mut differ = Vec::new();
     for (shard, theirs) in shards {
-        let Ok(mine) = library.store.shard_heads(&namespace, shard) else {
+        let Ok(mine) = catalogs.shard_heads(&namespace, shard) else {
             continue;
         };
         let mut theirs: Vec<[u8; 32]> = theirs.into_iter().map(ByteArray::into_array).collect();
@@ -671,31 +672,21 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
     let refused = |e: &dyn std::fmt::Display| SyncResponse::Refused {
         reason: e.to_string(),
     };
-    let trust = library.consortia.trust();
-    let not_shared = || refused(&"not shared with you: no consortium has us both as members");
-    match &request {
-        SyncRequest::Summary { namespace }
-        | SyncRequest::Group { namespace, .. }
-        | SyncRequest::Changes { namespace, .. }
-            if !trust.catalog_between(peer, namespace) =>
-        {
-            return not_shared()
+    // Every catalog read goes through the view, which asks the trust rule; documents are
+    // asked here.
+    let shared = library.shared_with(peer);
+    let trust = shared.trust();
+    if let SyncRequest::Documents { consortium } = &request {
+        if !trust.shares(peer, consortium) {
+            return refused(&CatalogError::NotShared);
         }
-        SyncRequest::Documents { consortium } if !trust.shares(peer, consortium) => {
-            return not_shared()
-        }
-        _ => {}
     }
     match request {
         SyncRequest::Hello => {
-            let catalogs = match library.store.namespaces() {
-                Ok(namespaces) => namespaces
+            let catalogs = match shared.digests() {
+                Ok(digests) => digests
                     .into_iter()
-                    .filter(|ns| trust.catalog_between(peer, ns))
-                    .filter_map(|ns| {
-                        let digest = library.store.namespace_digest(&ns).ok()?;
-                        Some((ns, ByteArray::new(digest)))
-                    })
+                    .map(|(ns, digest)| (ns, ByteArray::new(digest)))
                     .collect(),
                 Err(e) => return refused(&e),
             };
@@ -703,7 +694,7 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
                 .consortia()
                 .filter(|c| trust.shares(peer, c))
                 .filter_map(|c| {
-                    let text = library.consortia.export(c).ok()?;
+                    let text = library.consortia().export(c).ok()?;
                     Some((*c, ByteArray::new(documents_digest(&text))))
                 })
                 .collect();
@@ -713,7 +704,7 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
             }
         }
         SyncRequest::Summary { namespace } => {
-            match shard_digests(library, &namespace, 0..SHARD_COUNT) {
+            match shard_digests(&shared, &namespace, 0..SHARD_COUNT) {
                 Ok(digests) => SyncResponse::Summary {
                     namespace,
                     groups: ByteBuf::from(group_digests(&digests)),
@@ -723,7 +714,7 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
         }
         SyncRequest::Group { namespace, group } => {
             // The group's bounds were checked as the request was read (`sync::decode`).
-            match shard_digests(library, &namespace, group_shards(group)) {
+            match shard_digests(&shared, &namespace, group_shards(group)) {
                 Ok(digests) => SyncResponse::Group {
                     namespace,
                     group,
@@ -742,7 +733,7 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
                     break;
                 }
                 let have: Vec<[u8; 32]> = have.into_iter().map(ByteArray::into_array).collect();
-                match library.store.changes_since(&namespace, shard, &have) {
+                match shared.changes_since(&namespace, shard, &have) {
                     Ok(changes) => {
                         bytes += changes.iter().map(|c| c.bytes.len() + 256).sum::<usize>();
                         out.push((shard, changes));
@@ -756,7 +747,7 @@ fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) -> SyncResp
                 more,
             }
         }
-        SyncRequest::Documents { consortium } => match library.consortia.export(&consortium) {
+        SyncRequest::Documents { consortium } => match library.consortia().export(&consortium) {
             Ok(text) => SyncResponse::Documents { text },
             Err(e) => refused(&e),
         },
@@ -787,13 +778,13 @@ fn answer_joiner(library: &Library, consortium: Hash32, request: SyncRequest) ->
         })
         .and_then(|()| {
             library
-                .consortia
+                .consortia()
                 .accept(&acceptance, now_ms())
                 .map_err(|e| e.to_string())
         });
     match accepted.and_then(|_| {
         library
-            .consortia
+            .consortia()
             .export(&consortium)
             .map_err(|e| e.to_string())
     }) {
@@ -816,13 +807,14 @@ struct FollowUp {
 /// Takes in an answer of `peer` (blocking work): only what the trust rule lets come from
 /// it, asked again here, since membership may have changed while the answer travelled.
 fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> FollowUp {
-    let own = library.store.library();
-    let trust = library.consortia.trust();
+    let own = library.id();
+    let shared = library.shared_with(peer);
+    let trust = shared.trust();
     match &response {
         SyncResponse::Summary { namespace, .. }
         | SyncResponse::Group { namespace, .. }
         | SyncResponse::Changes { namespace, .. }
-            if !trust.catalog_between(peer, namespace) =>
+            if !shared.is_shared(namespace) =>
         {
             tracing::warn!(
                 peer = %peer.fingerprint(),
@@ -846,7 +838,7 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
                     continue;
                 }
                 let mine = library
-                    .consortia
+                    .consortia()
                     .export(&consortium)
                     .map(|t| documents_digest(&t))
                     .ok();
@@ -855,10 +847,10 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
                 }
             }
             for (namespace, digest) in catalogs {
-                if namespace == own || !trust.catalog_between(peer, &namespace) {
+                if namespace == own || !shared.is_shared(&namespace) {
                     continue;
                 }
-                if library.store.namespace_digest(&namespace).ok() != Some(digest.into_array()) {
+                if shared.digest(&namespace).ok() != Some(digest.into_array()) {
                     next.push(SyncRequest::Summary { namespace });
                 }
             }
@@ -871,7 +863,7 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
             if namespace == own {
                 return FollowUp::default();
             }
-            let Ok(mine) = shard_digests(library, &namespace, 0..SHARD_COUNT) else {
+            let Ok(mine) = shard_digests(&shared, &namespace, 0..SHARD_COUNT) else {
                 return FollowUp::default();
             };
             let mine = group_digests(&mine);
@@ -897,7 +889,7 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
             if namespace == own || u16::from(group) >= GROUPS {
                 return FollowUp::default();
             }
-            let Ok(mine) = shard_digests(library, &namespace, group_shards(group)) else {
+            let Ok(mine) = shard_digests(&shared, &namespace, group_shards(group)) else {
                 return FollowUp::default();
             };
             let mut differ = Vec::new();
@@ -908,7 +900,7 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
                 if theirs == [0u8; DIGEST_BYTES] || theirs == mine {
                     continue;
                 }
-                let Ok(heads) = library.store.shard_heads(&namespace, shard) else {
+                let Ok(heads) = shared.shard_heads(&namespace, shard) else {
                     continue;
                 };
                 differ.push((shard, heads.into_iter().map(ByteArray::new).collect()));
@@ -933,15 +925,11 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
             let shards: Vec<(u16, Vec<SignedChange>)> =
                 shards.into_iter().filter(|(_, c)| !c.is_empty()).collect();
             let mut new = 0;
-            let results = library.store_remote_many(&namespace, &shards);
-            // The membership may have changed while this was written: a catalog no
-            // longer shared leaves again at once.
-            if !library.consortia.trust().is_co_member(&namespace) {
-                if let Err(error) = library.forget_strangers() {
-                    tracing::error!(%error, "could not forget a former member's catalog");
-                }
+            // The membership may change while this is written: a catalog no longer
+            // shared leaves again at once (`store_from`).
+            let Ok(results) = shared.store_from(&namespace, &shards) else {
                 return FollowUp::default();
-            }
+            };
             for ((shard, _), result) in shards.iter().zip(results) {
                 match result {
                     Ok(applied) => new += applied.changes,
@@ -960,22 +948,23 @@ fn take_answer(library: &Library, peer: &LibraryId, response: SyncResponse) -> F
                 catalog_changed: (new > 0).then_some(namespace),
             }
         }
-        SyncResponse::Documents { text } => match library.consortia.import_from_member(&text, peer)
-        {
-            Ok(report) => {
-                for (_, why) in &report.refused {
-                    tracing::warn!(reason = %why, "refused a member's document");
+        SyncResponse::Documents { text } => {
+            match library.consortia().import_from_member(&text, peer) {
+                Ok(report) => {
+                    for (_, why) in &report.refused {
+                        tracing::warn!(reason = %why, "refused a member's document");
+                    }
+                    FollowUp {
+                        documents_changed: report.new > 0,
+                        ..FollowUp::default()
+                    }
                 }
-                FollowUp {
-                    documents_changed: report.new > 0,
-                    ..FollowUp::default()
+                Err(error) => {
+                    tracing::warn!(%error, "taking a member's documents failed");
+                    FollowUp::default()
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "taking a member's documents failed");
-                FollowUp::default()
-            }
-        },
+        }
         SyncResponse::Joined { .. } | SyncResponse::Noted => FollowUp::default(),
         SyncResponse::Refused { reason } => {
             tracing::debug!(%reason, "a member refused a sync request");
@@ -999,11 +988,11 @@ pub async fn start(
     ),
     NetError,
 > {
-    let mut secret = library.data.key.to_bytes();
+    let mut secret = library.data().key.to_bytes();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).map_err(NetError::Key)?;
     let peer_id = keypair.public().to_peer_id();
     let traffic = Arc::new(Traffic::default());
-    let use_mdns = library.data.config.network.mdns;
+    let use_mdns = library.data().config.network.mdns;
     let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -1077,7 +1066,7 @@ pub async fn start(
             .map_err(|error| NetError::Listen { address, error })?;
     }
     let mut relays = HashSet::new();
-    for text in &library.data.config.network.relays {
+    for text in &library.data().config.network.relays {
         let address: Multiaddr = text.parse().map_err(|e| NetError::RelayAddress {
             address: text.clone(),
             reason: format!("{e}"),
@@ -1160,10 +1149,10 @@ async fn run(
 ) {
     tokio::pin!(shutdown);
     // How often to catch up with every connected member (`[network] catch_up_s`).
-    let every = Duration::from_secs(library.data.config.network.catch_up_s.max(1));
+    let every = Duration::from_secs(library.data().config.network.catch_up_s.max(1));
     let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let own = library.store.library();
+    let own = library.id();
     let mut redial = tokio::time::interval(REDIAL_EVERY);
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Blocking work (store, automerge) goes to worker threads; what it decides comes back
@@ -1197,7 +1186,7 @@ async fn run(
         });
     };
     // Every write to this library's catalog is announced, whoever made it.
-    let mut own_writes = library.store.watch_own_writes();
+    let mut own_writes = library.watch_own_writes();
     loop {
         tokio::select! {
             biased;
@@ -1398,7 +1387,7 @@ async fn run(
                             let library = library.clone();
                             let tx = commands_tx.clone();
                             off_loop(move || {
-                                let taken = library.consortia.take_leave(&op, &member);
+                                let taken = library.consortia().take_leave(&op, &member);
                                 let response = match &taken {
                                     Ok(_) => SyncResponse::Noted,
                                     Err(error) => SyncResponse::Refused { reason: error.to_string() },
@@ -1423,7 +1412,8 @@ async fn run(
                                     let library = library.clone();
                                     let tx = commands_tx.clone();
                                     off_loop(move || {
-                                        if let Some(request) = changes_for_notice(&library, namespace, shards) {
+                                        let catalogs = library.shared_with(&member);
+                                        if let Some(request) = changes_for_notice(&catalogs, namespace, shards) {
                                             let _ = tx.blocking_send(Command::Request(peer, request));
                                         }
                                     });
