@@ -1,0 +1,616 @@
+//! The network's event loop: the one task that owns the swarm.
+//!
+//! It takes [`Command`]s from the node's [`NetHandle`]s, events from the swarm, and the
+//! results of its workers. Blocking work (the store, automerge, sled) runs on worker
+//! threads held in a `JoinSet`; what each decides comes back as a [`Worked`] for the loop
+//! to act on, so the swarm is only ever touched here. At shutdown the loop stops taking
+//! anything new and waits for the workers it started, so none is cut off halfway
+//! through a write.
+
+use super::answers::{answer, answer_joiner, changes_for_notice, notice_is_usable};
+use super::answers::{take_answer, written_shards, FollowUp};
+use super::members::{apply_members, cut_off_if_gone, dial_members, member_set, MemberSet};
+use super::*;
+use tokio::task::JoinSet;
+
+/// What the swarm task keeps besides the swarm.
+#[derive(Default)]
+pub(super) struct NetState {
+    pub(super) allowed: BTreeMap<PeerId, LibraryId>,
+    pub(super) joiners: BTreeMap<PeerId, Hash32>,
+    pub(super) addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// Gossip topics subscribed to (by hash), and their consortium.
+    pub(super) topics: BTreeMap<String, Hash32>,
+    /// The trust rule as of the last membership change.
+    pub(super) trust: Arc<Trust>,
+    /// Where this node listens, interface by interface.
+    pub(super) listening: Vec<Multiaddr>,
+    /// Relays this node may connect to (its own and those in members' addresses).
+    pub(super) relays: HashSet<PeerId>,
+    /// Relays named in current members' circuit addresses (let in for them alone).
+    pub(super) member_relays: HashSet<PeerId>,
+    /// Identities of used invites still connected: off the allow-list once they close.
+    pub(super) leaving: HashSet<PeerId>,
+    /// Sync rounds in progress, per peer.
+    pub(super) rounds: Rounds,
+    /// `Changed` notices sent and not answered yet (not part of any round).
+    pub(super) nudges: HashSet<request_response::OutboundRequestId>,
+    /// `Left` requests sent and not answered yet, and to whom: a member left behind is
+    /// cut off when its answer comes (or the request fails).
+    pub(super) farewells: HashMap<request_response::OutboundRequestId, PeerId>,
+    /// `(member, consortium)` told of this library's leave (once each).
+    pub(super) farewelled: HashSet<(PeerId, Hash32)>,
+}
+
+/// What a worker found, for the loop to act on.
+pub(super) enum Worked {
+    /// The member set and consortia as read from the logs, and whom to tell once the
+    /// allow-list follows them.
+    Members(MemberSet, Option<oneshot::Sender<()>>),
+    /// Where a member's node listens, as identify told (and now in the address book).
+    Learned(PeerId, Vec<Multiaddr>),
+    /// The shards of a catalog written since its last announcement, with their heads: to
+    /// announce (`None`: the consortia's documents changed).
+    Written(Option<LibraryId>, Vec<(u16, Vec<ByteArray<32>>)>),
+    /// A peer's answer, taken in, and what it calls for.
+    Answered(PeerId, FollowUp),
+    /// The answer to a peer's request; `members_changed` when taking the request in
+    /// changed the membership (a joiner's acceptance, a member's leave).
+    Respond {
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+        members_changed: bool,
+    },
+    /// A request to make of a peer (the shards of its `Changed` notice that differ here).
+    Request(PeerId, SyncRequest),
+    /// Nothing left to do.
+    Nothing,
+}
+
+/// The swarm, what the loop keeps beside it, and the workers it started.
+pub(super) struct NetLoop {
+    swarm: Swarm<Behaviour>,
+    library: Arc<Library>,
+    state: NetState,
+    own: LibraryId,
+    workers: JoinSet<Worked>,
+}
+
+impl NetLoop {
+    pub(super) fn new(swarm: Swarm<Behaviour>, library: Arc<Library>, state: NetState) -> NetLoop {
+        NetLoop {
+            swarm,
+            own: library.id(),
+            library,
+            state,
+            workers: JoinSet::new(),
+        }
+    }
+
+    /// Runs blocking work on a worker thread, in the span it was started from (a worker
+    /// thread does not inherit it); its result comes back to [`NetLoop::handle_worked`].
+    fn off_loop(&mut self, work: impl FnOnce() -> Worked + Send + 'static) {
+        let span = tracing::Span::current();
+        self.workers.spawn_blocking(move || span.in_scope(work));
+    }
+
+    /// Announces a change of `namespace`'s catalog (`None`: of the consortia's
+    /// documents): the shards written since the last announcement are read off the loop.
+    fn announce(&mut self, namespace: Option<LibraryId>) {
+        let library = self.library.clone();
+        self.off_loop(move || {
+            let shards = namespace
+                .map(|ns| written_shards(&library, &ns))
+                .unwrap_or_default();
+            Worked::Written(namespace, shards)
+        });
+    }
+
+    /// Reads the member set again (the logs may have changed), off the loop.
+    fn members_changed(&mut self, done: Option<oneshot::Sender<()>>) {
+        let library = self.library.clone();
+        self.off_loop(move || Worked::Members(member_set(&library), done));
+    }
+
+    /// Notes that a member's node is connected now (off the loop: it writes to sled).
+    fn seen(&mut self, peer: &PeerId) {
+        if let Some(member) = self.state.allowed.get(peer).copied() {
+            let library = self.library.clone();
+            self.off_loop(move || {
+                library.note_seen(&member);
+                Worked::Nothing
+            });
+        }
+    }
+
+    /// Sends the requests the round scheduler lets go.
+    fn send(&mut self, requests: Vec<(PeerId, SyncRequest)>) {
+        for (peer, request) in requests {
+            self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        }
+    }
+
+    /// A round's request to `peer` is dealt with: the next one, if any.
+    fn round_done(&mut self, peer: PeerId) {
+        let connected = self.swarm.is_connected(&peer);
+        let next = self.state.rounds.done(peer, connected);
+        self.send(next);
+    }
+
+    /// Starts a round with every connected member.
+    fn catch_up(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            if self.state.allowed.contains_key(&peer) {
+                let hello = self.state.rounds.hello(peer);
+                self.send(hello);
+            }
+        }
+    }
+
+    pub(super) fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Dial(address, reply) => {
+                if is_circuit(&address) {
+                    // Through a relay: the relay itself must be let in.
+                    if let Some(relay) = relay_of(&address) {
+                        self.swarm.behaviour_mut().allowed.allow_peer(relay);
+                        self.state.relays.insert(relay);
+                    }
+                }
+                // The asker may have given up waiting; nothing to tell then.
+                let _ = reply.send(self.swarm.dial(address));
+            }
+            Command::Disconnect(peer) => {
+                // Not connected: nothing to close.
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::ListenAddresses(reply) => {
+                let me = *self.swarm.local_peer_id();
+                let listening = self
+                    .state
+                    .listening
+                    .iter()
+                    .map(|a| with_peer(a, me))
+                    .collect();
+                let _ = reply.send(listening);
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::MembersChanged(done) => self.members_changed(done),
+            Command::Announce(namespace) => self.announce(namespace),
+            Command::CatchUp => self.catch_up(),
+        }
+    }
+
+    fn handle_worked(&mut self, worked: Worked) {
+        match worked {
+            Worked::Members(now, done) => {
+                apply_members(&mut self.swarm, &mut self.state, now);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                // Cut off first, then forget: the catalogs of libraries no longer
+                // co-members leave the store and index (which may take a while).
+                let library = self.library.clone();
+                self.off_loop(move || {
+                    if let Err(error) = library.forget_strangers() {
+                        tracing::error!(%error, "could not forget the catalogs of former members");
+                    }
+                    Worked::Nothing
+                });
+            }
+            Worked::Learned(peer, addresses) => {
+                // Beside what the log and invites said, not instead of it.
+                let known = self.state.addresses.entry(peer).or_default();
+                for address in addresses {
+                    if known.len() >= ADDRESSES_PER_PEER_MAX {
+                        break;
+                    }
+                    if !known.contains(&address) {
+                        known.push(address);
+                    }
+                }
+            }
+            Worked::Written(namespace, shards) => self.notify(namespace, shards),
+            Worked::Answered(peer, follow_up) => {
+                if follow_up.documents_changed {
+                    self.members_changed(None);
+                    self.announce(None);
+                }
+                if let Some(namespace) = follow_up.catalog_changed {
+                    // What this node now holds, its other members may lack: tell them
+                    // first, so they fetch while this node indexes.
+                    self.announce(Some(namespace));
+                    let library = self.library.clone();
+                    self.off_loop(move || {
+                        library.index_or_warn();
+                        Worked::Nothing
+                    });
+                }
+                for request in follow_up.requests {
+                    let next = self.state.rounds.request(peer, request);
+                    self.send(next);
+                }
+                self.round_done(peer);
+            }
+            Worked::Respond {
+                channel,
+                response,
+                members_changed,
+            } => {
+                // The asker may be gone; it asks again when it comes back.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+                if members_changed {
+                    self.members_changed(None);
+                    self.announce(None);
+                }
+            }
+            Worked::Request(peer, request) => {
+                let next = self.state.rounds.request(peer, request);
+                self.send(next);
+            }
+            Worked::Nothing => {}
+        }
+    }
+
+    /// Sends the announcement of a change and the `Changed` notices naming its shards.
+    fn notify(&mut self, namespace: Option<LibraryId>, shards: Vec<(u16, Vec<ByteArray<32>>)>) {
+        let message = serde_json::to_vec(&Announcement { namespace }).unwrap_or_default();
+        // A catalog's news goes only to the consortia that share it; the consortia's own
+        // (`None`) to each of this library's.
+        for (hash, consortium) in &self.state.topics {
+            if namespace.is_some_and(|ns| !self.state.trust.shares(&ns, consortium)) {
+                continue;
+            }
+            let topic = gossipsub::TopicHash::from_raw(hash.clone());
+            // No peer on the topic yet is not an error: catch-up covers it.
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossip
+                .publish(topic, message.clone());
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let shared = self.state.allowed.get(&peer).is_some_and(|member| {
+                namespace.is_none_or(|ns| self.state.trust.catalog_between(member, &ns))
+            });
+            if shared {
+                let notice = SyncRequest::Changed {
+                    namespace,
+                    shards: shards.clone(),
+                };
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, notice);
+                self.state.nudges.insert(id);
+            }
+        }
+    }
+
+    pub(super) fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, peer = %self.swarm.local_peer_id(), "libp2p listening");
+                self.state.listening.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.state.listening.retain(|a| *a != address);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if self.state.allowed.contains_key(&peer_id) => {
+                // The address book: where a member listens, kept across restarts.
+                let addresses: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| {
+                        !a.iter().any(|p| {
+                            matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified())
+                        })
+                    })
+                    .take(ADDRESSES_PER_PEER_MAX)
+                    .collect();
+                let library = self.library.clone();
+                self.off_loop(move || {
+                    library.note_addresses(
+                        &peer_id.to_string(),
+                        addresses.iter().map(ToString::to_string).collect(),
+                    );
+                    Worked::Learned(peer_id, addresses)
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                // Members on the local network: dial them (anyone else is ignored).
+                for (peer, address) in found {
+                    if self.state.allowed.contains_key(&peer) && !self.swarm.is_connected(&peer) {
+                        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                            .addresses(vec![address])
+                            .condition(
+                                libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
+                            )
+                            .build();
+                        // A failed dial comes back as an event; the redial covers it.
+                        let _ = self.swarm.dial(options);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, "connected");
+                self.seen(&peer_id);
+                if num_established.get() == 1 && self.state.allowed.contains_key(&peer_id) {
+                    let hello = self.state.rounds.hello(peer_id);
+                    self.send(hello);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if self.state.leaving.remove(&peer_id) && !self.state.joiners.contains_key(&peer_id)
+                {
+                    self.swarm.behaviour_mut().allowed.disallow_peer(peer_id);
+                }
+                self.seen(&peer_id);
+                self.state.rounds.forget(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                },
+            )) => {
+                tracing::debug!(%peer, %error, "a sync request failed");
+                if let Some(peer) = self.state.farewells.remove(&request_id) {
+                    cut_off_if_gone(&mut self.swarm, &self.state, peer);
+                } else if !self.state.nudges.remove(&request_id) {
+                    self.round_done(peer);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.handle_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.handle_response(peer, request_id, response),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.handle_gossip(propagation_source, &message_id, &message),
+            _ => {}
+        }
+    }
+
+    /// A peer's sync request: a joiner's, a member's leave or `Changed` notice, or a
+    /// request answered from the catalogs (off the loop).
+    fn handle_request(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: ResponseChannel<SyncResponse>,
+    ) {
+        if let Some(consortium) = self.state.joiners.get(&peer).copied() {
+            let library = self.library.clone();
+            self.off_loop(move || {
+                let response = answer_joiner(&library, consortium, request);
+                // A new member: let it in under its own identity, and tell the others.
+                let members_changed = matches!(response, SyncResponse::Joined { .. });
+                Worked::Respond {
+                    channel,
+                    response,
+                    members_changed,
+                }
+            });
+            return;
+        }
+        let Some(member) = self.state.allowed.get(&peer).copied() else {
+            let refused = SyncResponse::Refused {
+                reason: "not a member".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, refused);
+            return;
+        };
+        let span = tracing::debug_span!("peer", %peer, library = %member.fingerprint());
+        let _entered = span.enter();
+        match request {
+            SyncRequest::Left { op } => {
+                // A member going: its leave taken in, the others told.
+                let library = self.library.clone();
+                self.off_loop(move || {
+                    let taken = library.consortia().take_leave(&op, &member);
+                    let response = match &taken {
+                        Ok(_) => SyncResponse::Noted,
+                        Err(error) => SyncResponse::Refused {
+                            reason: error.to_string(),
+                        },
+                    };
+                    Worked::Respond {
+                        channel,
+                        response,
+                        members_changed: matches!(taken, Ok(true)),
+                    }
+                });
+            }
+            SyncRequest::Changed { namespace, shards } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, SyncResponse::Noted);
+                match namespace {
+                    // Nothing to fetch of this library's own catalog, nor of one the
+                    // peer does not share with it.
+                    Some(namespace) if namespace == self.own => {}
+                    Some(namespace) if !self.state.trust.catalog_between(&member, &namespace) => {}
+                    Some(namespace) if notice_is_usable(&shards) => {
+                        // Straight to the changes of the shards that differ.
+                        let library = self.library.clone();
+                        self.off_loop(move || {
+                            let catalogs = library.shared_with(&member);
+                            match changes_for_notice(&catalogs, namespace, shards) {
+                                Some(request) => Worked::Request(peer, request),
+                                None => Worked::Nothing,
+                            }
+                        });
+                    }
+                    _ => {
+                        let hello = self.state.rounds.hello(peer);
+                        self.send(hello);
+                    }
+                }
+            }
+            request => {
+                let library = self.library.clone();
+                self.off_loop(move || Worked::Respond {
+                    response: answer(&library, &member, request),
+                    channel,
+                    members_changed: false,
+                });
+            }
+        }
+    }
+
+    /// A peer's answer to a request of this node: taken in off the loop.
+    fn handle_response(
+        &mut self,
+        peer: PeerId,
+        request_id: request_response::OutboundRequestId,
+        response: SyncResponse,
+    ) {
+        if self.state.nudges.remove(&request_id) {
+            return;
+        }
+        if let Some(peer) = self.state.farewells.remove(&request_id) {
+            cut_off_if_gone(&mut self.swarm, &self.state, peer);
+            return;
+        }
+        let Some(member) = self.state.allowed.get(&peer).copied() else {
+            self.round_done(peer);
+            return;
+        };
+        let span = tracing::debug_span!("peer", %peer, library = %member.fingerprint());
+        let _entered = span.enter();
+        let library = self.library.clone();
+        self.off_loop(move || {
+            library.note_seen(&member);
+            Worked::Answered(peer, take_answer(&library, &member, response))
+        });
+    }
+
+    /// An announcement on a consortium's topic: accepted (and passed on) only from
+    /// members, about a catalog of that consortium.
+    fn handle_gossip(
+        &mut self,
+        propagation_source: PeerId,
+        message_id: &gossipsub::MessageId,
+        message: &gossipsub::Message,
+    ) {
+        let state = &self.state;
+        let announcement = serde_json::from_slice::<Announcement>(&message.data).ok();
+        // Members only, on their own consortium's topic, about a catalog of that
+        // consortium: the author, the member passing it on, and the catalog named must all
+        // be current members of it.
+        let consortium = state.topics.get(message.topic.as_str()).copied();
+        let member_of = |peer: &PeerId| {
+            state
+                .allowed
+                .get(peer)
+                .zip(consortium)
+                .is_some_and(|(library, c)| state.trust.shares(library, &c))
+        };
+        let from_member = message.source.as_ref().is_some_and(member_of)
+            && member_of(&propagation_source)
+            && message.data.len() <= GOSSIP_BYTES_MAX
+            && announcement.as_ref().is_some_and(|a| {
+                a.namespace
+                    .zip(consortium)
+                    .is_none_or(|(ns, c)| state.trust.shares(&ns, &c))
+            });
+        let verdict = if from_member {
+            gossipsub::MessageAcceptance::Accept
+        } else {
+            gossipsub::MessageAcceptance::Reject
+        };
+        // The message may have left gossipsub's cache already: nothing to report then.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(message_id, &propagation_source, verdict);
+        // A member that got this library's own catalog from it has nothing of it to give
+        // back.
+        let about_own = announcement
+            .as_ref()
+            .and_then(|a| a.namespace)
+            .is_some_and(|ns| ns == self.own);
+        if from_member && !about_own {
+            // An announcer connected here has sent its `Changed` notice directly; else
+            // pull from the member that passed it on.
+            if let Some(source) = message.source {
+                if !self.swarm.is_connected(&source) {
+                    let hello = self.state.rounds.hello(propagation_source);
+                    self.send(hello);
+                }
+            }
+        }
+    }
+}
+
+/// Drives the swarm until `shutdown` resolves, then waits for the workers it started.
+pub(super) async fn run(
+    mut net: NetLoop,
+    mut commands: mpsc::Receiver<Command>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(shutdown);
+    // How often to catch up with every connected member (`[network] catch_up_s`).
+    let every = Duration::from_secs(net.library.data().config.network.catch_up_s.max(1));
+    let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut redial = tokio::time::interval(REDIAL_EVERY);
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every write to this library's catalog is announced, whoever made it.
+    let mut own_writes = net.library.watch_own_writes();
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(ended) = net.workers.join_next() => match ended {
+                Ok(worked) => net.handle_worked(worked),
+                Err(error) => tracing::error!(%error, "a network worker failed"),
+            },
+            Ok(()) = own_writes.changed() => net.announce(Some(net.own)),
+            Some(command) = commands.recv() => net.handle_command(command),
+            event = net.swarm.select_next_some() => net.handle_swarm_event(event),
+            _ = redial.tick() => dial_members(&mut net.swarm, &net.state),
+            _ = catch_up.tick() => net.catch_up(),
+        }
+    }
+    // Workers write to the store and the index: each finishes what it started.
+    while net.workers.join_next().await.is_some() {}
+}
