@@ -474,7 +474,7 @@ impl SearchIndex {
         // Delete and add under one hold of the writer, so two puts of one record never
         // interleave into two entries.
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.delete_term(Term::from_field_text(self.fields.id, record_id));
+        writer.delete_term(IndexKey::Own(record_id).term(self.fields.id));
         match description {
             Some(d) => self.add_locked(&writer, None, record_id, d),
             None => Ok(()),
@@ -495,9 +495,9 @@ impl SearchIndex {
         record_id: &str,
         description: Option<&Description>,
     ) -> Result<(), SearchError> {
-        let key = format!("{library}/{record_id}");
+        let key = IndexKey::of(Some(library), record_id);
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.delete_term(Term::from_field_text(self.fields.id, &key));
+        writer.delete_term(key.term(self.fields.id));
         match description {
             Some(d) => self.add_locked(&writer, Some(library), record_id, d),
             None => Ok(()),
@@ -513,12 +513,9 @@ impl SearchIndex {
     ) -> Result<(), SearchError> {
         let f = self.fields;
         let mut document = TantivyDocument::default();
-        match library {
-            Some(library) => {
-                document.add_text(f.id, format!("{library}/{record_id}"));
-                document.add_text(f.library, library);
-            }
-            None => document.add_text(f.id, record_id),
+        document.add_text(f.id, IndexKey::of(library, record_id).to_string());
+        if let Some(library) = library {
+            document.add_text(f.library, library);
         }
         let mut title = d.title.clone();
         if let Some(subtitle) = &d.subtitle {
@@ -643,7 +640,7 @@ impl SearchIndex {
         let id = text(f.id).into_iter().next().unwrap_or_default();
         let (key, own) = match library {
             Some(library) => {
-                let record_id = replica_record_id(&id, &library);
+                let record_id = IndexKey::record_id(&id, Some(&library)).to_string();
                 ((library, record_id), false)
             }
             None => ((grouping.own.clone(), id), true),
@@ -713,12 +710,9 @@ impl SearchIndex {
             if !same {
                 continue;
             }
-            let id = if *other.0 == grouping.own {
-                other.1.clone()
-            } else {
-                format!("{}/{}", other.0, other.1)
-            };
-            let query = TermQuery::new(Term::from_field_text(f.id, &id), IndexRecordOption::Basic);
+            let library = (*other.0 != grouping.own).then_some(other.0.as_str());
+            let term = IndexKey::of(library, &other.1).term(f.id);
+            let query = TermQuery::new(term, IndexRecordOption::Basic);
             for (_, address) in searcher.search(&query, &TopDocs::with_limit(1).order_by_score())? {
                 let document: TantivyDocument = searcher.doc(address)?;
                 consider(self.entry(&document, grouping), Some(Match::Asserted));
@@ -809,13 +803,9 @@ impl SearchIndex {
         record_id: &str,
         grouping: &Grouping,
     ) -> Result<Option<Hit>, SearchError> {
-        let id = match library {
-            Some(library) => format!("{library}/{record_id}"),
-            None => record_id.to_string(),
-        };
         let searcher = self.reader.searcher();
         let query = TermQuery::new(
-            Term::from_field_text(self.fields.id, &id),
+            IndexKey::of(library, record_id).term(self.fields.id),
             IndexRecordOption::Basic,
         );
         let Some((_, address)) = searcher
@@ -1367,7 +1357,7 @@ impl SearchIndex {
             let id = text(f.id).unwrap_or_default();
             match text(f.library) {
                 Some(library) => {
-                    let record_id = replica_record_id(&id, &library);
+                    let record_id = IndexKey::record_id(&id, Some(&library)).to_string();
                     out.push((Some(library), record_id));
                 }
                 None => out.push((None, id)),
@@ -1498,12 +1488,48 @@ impl Entry {
     }
 }
 
-/// The record id within a replica's index id (`library/record id`).
-fn replica_record_id(id: &str, library: &str) -> String {
-    id.strip_prefix(library)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .unwrap_or(id)
-        .to_string()
+/// A record's id in the index, in one place: its own id for this library's records,
+/// `library/record id` (the library's key in hex) for another library's, whose record
+/// ids may be the same as this library's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IndexKey<'a> {
+    Own(&'a str),
+    Replica {
+        library: &'a str,
+        record_id: &'a str,
+    },
+}
+
+impl<'a> IndexKey<'a> {
+    /// The key of `record_id` of `library` (None: this library).
+    fn of(library: Option<&'a str>, record_id: &'a str) -> IndexKey<'a> {
+        match library {
+            Some(library) => IndexKey::Replica { library, record_id },
+            None => IndexKey::Own(record_id),
+        }
+    }
+
+    /// The record id within an indexed id, given the library the document names.
+    fn record_id(indexed: &'a str, library: Option<&str>) -> &'a str {
+        library
+            .and_then(|library| indexed.strip_prefix(library))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(indexed)
+    }
+
+    /// The term of the `id` field.
+    fn term(self, field: Field) -> Term {
+        Term::from_field_text(field, &self.to_string())
+    }
+}
+
+impl std::fmt::Display for IndexKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexKey::Own(record_id) => f.write_str(record_id),
+            IndexKey::Replica { library, record_id } => write!(f, "{library}/{record_id}"),
+        }
+    }
 }
 
 /// Splits a query into tokens, keeping `"quoted phrases"` (with any `field:` before them)
@@ -1637,6 +1663,20 @@ pub fn translate_query(query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_keys_give_back_their_record_ids() {
+        let library = "ab".repeat(32);
+        for record_id in ["00281477", "a/b", "/", ""] {
+            let replica = IndexKey::of(Some(&library), record_id).to_string();
+            assert_eq!(replica, format!("{library}/{record_id}"));
+            assert_eq!(IndexKey::record_id(&replica, Some(&library)), record_id);
+            // An own record's id is the key itself, slashes and all.
+            let own = IndexKey::of(None, record_id).to_string();
+            assert_eq!(own, record_id);
+            assert_eq!(IndexKey::record_id(&own, None), record_id);
+        }
+    }
 
     #[test]
     fn translation_of_the_librarian_syntax() {

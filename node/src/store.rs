@@ -126,6 +126,49 @@ fn compress_into(data: &[u8], out: &mut Vec<u8>) -> bool {
 const STORED_DELETED: u8 = 1;
 const STORED_COMPRESSED: u8 = 2;
 
+/// The layout of a stored record's value, in one place: `[flags, updated_ms (8 bytes,
+/// big-endian), seq (8 bytes, big-endian), record]`.
+mod stored_layout {
+    use std::ops::Range;
+    /// The flags byte ([`super::STORED_DELETED`], [`super::STORED_COMPRESSED`]).
+    pub const FLAGS: usize = 0;
+    /// When the record was last changed, ms since 1970.
+    pub const UPDATED_MS: Range<usize> = 1..9;
+    /// The store sequence number of its last change.
+    pub const SEQ: Range<usize> = 9..17;
+    /// Where the record itself starts.
+    pub const RECORD: usize = 17;
+}
+
+/// A stored value's header, read without decoding the record (scans filter on it).
+struct StoredHeader<'a>(&'a [u8]);
+
+impl StoredHeader<'_> {
+    fn number(&self, range: std::ops::Range<usize>) -> Option<u64> {
+        self.0
+            .get(range)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+    }
+
+    /// Whether the record is a tombstone.
+    fn deleted(&self) -> bool {
+        self.0
+            .get(stored_layout::FLAGS)
+            .is_some_and(|flags| flags & STORED_DELETED != 0)
+    }
+
+    /// When it was last changed (None: the value is shorter than its header).
+    fn updated_ms(&self) -> Option<u64> {
+        self.number(stored_layout::UPDATED_MS)
+    }
+
+    /// The store sequence number of its last change (None: shorter than its header).
+    fn seq(&self) -> Option<u64> {
+        self.number(stored_layout::SEQ)
+    }
+}
+
 impl StoredRecord {
     /// `[flags, updated_ms (8 bytes, big-endian), seq (8 bytes), record]`, the record
     /// compressed with zstd when the flags say so. Made from the record's value in its shard
@@ -149,27 +192,29 @@ impl StoredRecord {
             record_id: record_id.to_string(),
             reason: reason.to_string(),
         };
-        if bytes.len() < 17 {
+        let header = StoredHeader(bytes);
+        let (Some(updated_ms), Some(seq), Some(record)) = (
+            header.updated_ms(),
+            header.seq(),
+            bytes.get(stored_layout::RECORD..),
+        ) else {
             return Err(damaged("shorter than its header"));
-        }
-        let number = |range: std::ops::Range<usize>| {
-            u64::from_be_bytes(bytes[range].try_into().unwrap_or([0; 8]))
         };
-        let flags = bytes[0];
+        let flags = bytes[stored_layout::FLAGS];
         if flags & !(STORED_DELETED | STORED_COMPRESSED) != 0 {
             return Err(damaged(&format!("unknown flags {flags:#04x}")));
         }
         let marc = if flags & STORED_COMPRESSED != 0 {
-            zstd::bulk::decompress(&bytes[17..], MARC_MAX)
+            zstd::bulk::decompress(record, MARC_MAX)
                 .map_err(|e| damaged(&format!("the compressed record does not expand: {e}")))?
         } else {
-            bytes[17..].to_vec()
+            record.to_vec()
         };
         Ok(StoredRecord {
             record_id: record_id.to_string(),
             deleted: flags & STORED_DELETED != 0,
-            updated_ms: number(1..9),
-            seq: number(9..17),
+            updated_ms,
+            seq,
             marc,
         })
     }
@@ -530,13 +575,9 @@ impl Store {
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            let header = |range: std::ops::Range<usize>| {
-                v.get(range)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_be_bytes)
-            };
-            let deleted = v.first().is_some_and(|f| f & STORED_DELETED != 0);
-            if !keep(deleted, header(9..17), header(1..9)) {
+            let header = StoredHeader(&v);
+            let (seq, updated) = (header.seq().unwrap_or(0), header.updated_ms().unwrap_or(0));
+            if !keep(header.deleted(), seq, updated) {
                 continue;
             }
             let namespace = namespace_of_key(&k)?;
@@ -589,10 +630,7 @@ impl Store {
         self.tree
             .scan_prefix(prefix.clone())
             .filter(move |item| match item {
-                Ok((_, v)) => v
-                    .get(9..17)
-                    .and_then(|b| b.try_into().ok())
-                    .is_none_or(|b| u64::from_be_bytes(b) > seq),
+                Ok((_, v)) => StoredHeader(v).seq().is_none_or(|changed| changed > seq),
                 Err(_) => true,
             })
             .map(move |item| {
@@ -614,9 +652,7 @@ impl Store {
             .filter(move |item| match item {
                 Ok((k, v)) => {
                     k.get(1..33) != Some(own.as_bytes().as_slice())
-                        && v.get(9..17)
-                            .and_then(|b| b.try_into().ok())
-                            .is_none_or(|b| u64::from_be_bytes(b) > seq)
+                        && StoredHeader(v).seq().is_none_or(|changed| changed > seq)
                 }
                 Err(_) => true,
             })
@@ -1025,10 +1061,7 @@ impl Store {
     pub fn count_of(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
         let (mut live, mut deleted) = (0, 0);
         for value in self.tree.scan_prefix(key(b'r', namespace, &[])).values() {
-            if value?
-                .first()
-                .is_some_and(|flags| flags & STORED_DELETED != 0)
-            {
+            if StoredHeader(&value?).deleted() {
                 deleted += 1;
             } else {
                 live += 1;
