@@ -194,6 +194,25 @@ impl Backend {
         }
     }
 
+    /// Runs an interlibrary-loan request in the running node, or here.
+    pub fn ill(
+        self,
+        request: jalin_node::ill_requests::IllRequest,
+    ) -> anyhow::Result<jalin_node::ill_requests::IllAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/ill", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::ill_requests::execute(&library, request)?),
+        }
+    }
+
     pub fn import(
         self,
         file: &Path,

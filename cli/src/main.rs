@@ -8,6 +8,7 @@
 mod backend;
 mod demo;
 mod harvest;
+mod ill;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
 // node's threads; mimalloc returns it (see BENCHMARKS.md).
@@ -211,10 +212,17 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// The consortium's written agreement: draft, amend, sign, show, export, verify.
+    /// The consortium's written agreement: template, draft, amend, sign, show, export,
+    /// verify.
     Agreement {
         #[command(subcommand)]
         action: AgreementAction,
+    },
+    /// Interlibrary loan (silang layanan) between members: request, answer, ship,
+    /// receive, renew, return, check in.
+    Ill {
+        #[command(subcommand)]
+        action: ill::IllAction,
     },
     /// Report what catalog files hold: format, record count, charsets, every damaged
     /// record with its position. Exits 1 when a file has damaged records.
@@ -373,6 +381,13 @@ enum InviteAction {
 
 #[derive(Subcommand)]
 enum AgreementAction {
+    /// Print a complete agreement file to start from: every term with its default,
+    /// explained in Indonesian.
+    Template {
+        /// Write it to this file instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Draft an agreement from FILE: terms between "+++" lines (TOML), then Markdown.
     Draft {
         /// The file.
@@ -1048,6 +1063,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Agreement {
+            action: AgreementAction::Template { out },
+        } => ill::template(out),
+        Command::Ill { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            ill::run(Backend::connect(data)?, action)
+        }
+        Command::Agreement {
             action: AgreementAction::Verify { file },
         } => {
             let html = read_text(&file)?;
@@ -1135,7 +1157,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     false,
                     Some(out),
                 ),
-                AgreementAction::Verify { .. } => unreachable!("handled above"),
+                AgreementAction::Verify { .. } | AgreementAction::Template { .. } => {
+                    unreachable!("handled above")
+                }
             };
             let answer = consortium(cli.data_dir, request)?;
             if let (Some(file), Some(text)) = (&out, &answer.text) {

@@ -20,7 +20,7 @@ use crate::trust::Trust;
 use ed25519_dalek::SigningKey;
 use jalin_protocol::consortium::agreement::{
     self, check_signature, parse_draft, AgreementSignature, AgreementStatus, AgreementVersion,
-    Agreements,
+    Agreements, Terms,
 };
 use jalin_protocol::consortium::assertion::{self, MatchAssertion, RecordRef};
 use jalin_protocol::consortium::document::{DocError, Hash32, Signed};
@@ -1142,6 +1142,22 @@ impl Consortia {
             consortium.agreements.signatures.insert(sid, signature);
         }
         Ok(target)
+    }
+
+    /// The terms in force in a consortium: those of the newest version in force among
+    /// its agreements (by the time it was written, then id); `None` when none is in force.
+    pub fn terms_in_force(&self, id: &Hash32) -> Result<Option<Terms>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let members = consortium.log.state();
+        let newest = consortium
+            .agreements
+            .ids()
+            .iter()
+            .filter_map(|aid| consortium.agreements.status(aid, &members)?.in_force)
+            .filter_map(|vid| consortium.agreements.versions.get(&vid))
+            .max_by_key(|v| (v.body.time_ms, v.id()))
+            .map(|v| v.body.terms.clone());
+        Ok(newest)
     }
 
     /// Where an agreement stands.

@@ -38,6 +38,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/oai", get(oai).post(oai))
         .route("/sru", get(sru).post(sru))
         .route("/api/consortium", post(consortium_request))
+        .route("/api/ill", post(ill_request))
         .route("/api/network", get(network_status))
         .route("/api/network/dial", post(network_dial))
         .route("/api/consortia", get(consortia_list))
@@ -571,6 +572,24 @@ async fn network_dial(
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Json(serde_json::json!({ "dialing": body.address })))
+}
+
+/// `POST /api/ill`: any interlibrary-loan request (JSON, `{"action": ...}`). Every one
+/// needs the token: the loans carry the library's own patron references.
+async fn ill_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::ill_requests::IllAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::ill_requests::IllRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not an interlibrary-loan request ({e}); send JSON like {{\"action\": \"list\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let answer = blocking(move || Ok(crate::ill_requests::execute(&library, request)?)).await?;
+    Ok(Json(answer))
 }
 
 /// `POST /api/consortium`: any consortium request (JSON, `{"action": ...}`); the token for

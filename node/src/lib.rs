@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod catalogs;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod consortium;
@@ -17,6 +18,8 @@ pub mod consortium_requests;
 pub mod edit;
 pub mod files;
 pub mod http;
+pub mod ill;
+pub mod ill_requests;
 pub mod joining;
 pub mod library;
 pub mod network;

@@ -57,6 +57,9 @@ pub enum LibraryError {
     /// Writing an export failed.
     #[error("export: {0}")]
     Export(#[from] WriteError),
+    /// An interlibrary loan refused or failed.
+    #[error(transparent)]
+    Loan(#[from] crate::ill::LoanError),
 }
 
 impl LibraryError {
@@ -72,6 +75,7 @@ impl LibraryError {
             LibraryError::Unwritable { .. } => "unwritable",
             LibraryError::NotFound(_) => "record_not_found",
             LibraryError::Export(_) => "export",
+            LibraryError::Loan(e) => e.code(),
         }
     }
 }
@@ -268,6 +272,10 @@ pub struct Library {
     index: SearchIndex,
     /// The consortia it belongs to.
     consortia: Consortia,
+    /// Its interlibrary loans.
+    loans: crate::ill::Loans,
+    /// Where it reads the time.
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
     /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64); where its
     /// node listens (`a` + peer id: JSON list of addresses).
@@ -318,6 +326,16 @@ impl Library {
         &self.consortia
     }
 
+    /// Its interlibrary loans.
+    pub fn loans(&self) -> &crate::ill::Loans {
+        &self.loans
+    }
+
+    /// Now, by the clock the library was given.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// Takes the shards of `namespace` written since the last call (for a `Changed`
     /// notice).
     pub fn take_touched(&self, namespace: &LibraryId) -> std::collections::BTreeSet<u16> {
@@ -342,6 +360,14 @@ impl Library {
     /// (only what changed since the index was last committed, or everything when the index
     /// is missing or damaged).
     pub fn open(data: DataDir) -> Result<Library, LibraryError> {
+        Library::open_with_clock(data, std::sync::Arc::new(crate::clock::SystemClock))
+    }
+
+    /// [`Library::open`] reading the time from `clock`.
+    pub fn open_with_clock(
+        data: DataDir,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Result<Library, LibraryError> {
         let store = Store::open(
             &data.db_path(),
             data.key.clone(),
@@ -359,6 +385,7 @@ impl Library {
             .db()
             .open_tree("freshness")
             .map_err(StoreError::from)?;
+        let loans = crate::ill::Loans::open(&store.db(), data.key.clone())?;
         // sled and tantivy made their files with the process's umask.
         crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
             path: data.path.clone(),
@@ -369,6 +396,8 @@ impl Library {
             store,
             index,
             consortia,
+            loans,
+            clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),
             counts: std::sync::Mutex::new((0, BTreeMap::new())),

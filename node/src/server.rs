@@ -188,6 +188,21 @@ impl From<LibraryError> for ApiError {
             LibraryError::StrictRejected { .. } | LibraryError::Unwritable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            LibraryError::Loan(loan) => {
+                use crate::ill::LoanError;
+                match loan {
+                    LoanError::NotFound(_) => StatusCode::NOT_FOUND,
+                    LoanError::Storage(_) | LoanError::Damaged(_) => {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                    LoanError::Consortium(_) => StatusCode::CONFLICT,
+                    LoanError::Ill(_)
+                    | LoanError::Document(_)
+                    | LoanError::Ambiguous(_)
+                    | LoanError::PatronTooLong => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::CONFLICT,
+                }
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

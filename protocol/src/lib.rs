@@ -13,6 +13,7 @@ pub mod csv;
 pub mod dc;
 pub mod dedup;
 pub mod format;
+pub mod ill;
 pub mod isbn;
 pub mod marc;
 pub mod oai;

@@ -147,6 +147,8 @@ pub enum Domain {
     AgreementSignature,
     /// A member's assertion that two records are (not) the same book.
     MatchAssertion,
+    /// A message of an interlibrary loan between two members.
+    IllMessage,
 }
 
 impl Domain {
@@ -161,6 +163,7 @@ impl Domain {
             Domain::AgreementVersion => b"jalin/v1/agreement-version\0",
             Domain::AgreementSignature => b"jalin/v1/agreement-signature\0",
             Domain::MatchAssertion => b"jalin/v1/match-assertion\0",
+            Domain::IllMessage => b"jalin/v1/ill-message\0",
         }
     }
 }

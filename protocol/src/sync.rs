@@ -193,6 +193,14 @@ pub enum Bound {
     /// A group number of [`GROUPS`] or more.
     #[error("group {0} does not exist (a catalog has {GROUPS})")]
     NoSuchGroup(u8),
+    /// More interlibrary-loan messages in one push than
+    /// [`crate::ill::PUSH_MESSAGES_MAX`], or results in an answer.
+    #[error("{0} interlibrary-loan messages in one push, over {max}", max = crate::ill::PUSH_MESSAGES_MAX)]
+    TooManyMessages(usize),
+    /// An interlibrary-loan message over [`crate::ill::MESSAGE_BYTES_MAX`], or a reason
+    /// in an answer over [`crate::ill::TEXT_MAX`].
+    #[error("an interlibrary-loan message or reason of {0} bytes, over the limit")]
+    LongMessage(usize),
     /// Digests whose length is not the count times [`DIGEST_BYTES`].
     #[error("{got} bytes of digests where {want} belong")]
     DigestLength {

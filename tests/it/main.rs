@@ -11,6 +11,7 @@ mod edit;
 mod formats;
 mod harvest;
 mod hostile;
+mod ill;
 mod membership;
 mod network;
 mod oai;

@@ -40,6 +40,10 @@ pub(super) struct NetState {
     pub(super) farewells: HashMap<request_response::OutboundRequestId, PeerId>,
     /// `(member, consortium)` told of this library's leave (once each).
     pub(super) farewelled: HashSet<(PeerId, Hash32)>,
+    /// Interlibrary-loan pushes in the air: to whom, and the messages in each.
+    pub(super) ill_in_flight: HashMap<request_response::OutboundRequestId, (PeerId, Vec<Hash32>)>,
+    /// Peers whose outbox is being read or pushed (one push to a peer at a time).
+    pub(super) ill_pushing: HashSet<PeerId>,
 }
 
 /// What a worker found, for the loop to act on.
@@ -63,6 +67,15 @@ pub(super) enum Worked {
     },
     /// A request to make of a peer (the shards of its `Changed` notice that differ here).
     Request(PeerId, SyncRequest),
+    /// Interlibrary-loan messages waiting for a peer (none: nothing to push).
+    IllOutbox(PeerId, Vec<(Hash32, Vec<u8>)>),
+    /// The receipts for a peer's interlibrary-loan push.
+    IllRespond {
+        channel: ResponseChannel<IllAck>,
+        ack: IllAck,
+    },
+    /// A push to a peer was answered and its outbox updated; `more`: push again.
+    IllDelivered(PeerId, bool),
     /// Nothing left to do.
     Nothing,
 }
@@ -255,8 +268,139 @@ impl NetLoop {
                 let next = self.state.rounds.request(peer, request);
                 self.send(next);
             }
+            Worked::IllOutbox(peer, messages) => {
+                if messages.is_empty() || !self.swarm.is_connected(&peer) {
+                    self.state.ill_pushing.remove(&peer);
+                    return;
+                }
+                let ids = messages.iter().map(|(id, _)| *id).collect();
+                let push = IllPush {
+                    messages: messages
+                        .into_iter()
+                        .map(|(_, bytes)| serde_bytes::ByteBuf::from(bytes))
+                        .collect(),
+                };
+                let request = self.swarm.behaviour_mut().ill.send_request(&peer, push);
+                self.state.ill_in_flight.insert(request, (peer, ids));
+            }
+            Worked::IllRespond { channel, ack } => {
+                // The pusher may be gone; it pushes again when it comes back.
+                let _ = self.swarm.behaviour_mut().ill.send_response(channel, ack);
+            }
+            Worked::IllDelivered(peer, more) => {
+                self.state.ill_pushing.remove(&peer);
+                if more {
+                    self.push_ill(peer);
+                }
+            }
             Worked::Nothing => {}
         }
+    }
+
+    /// Pushes the interlibrary-loan messages waiting for a connected member (one push
+    /// at a time per peer; the rest after its answer).
+    fn push_ill(&mut self, peer: PeerId) {
+        let Some(member) = self.state.allowed.get(&peer).copied() else {
+            return;
+        };
+        if !self.swarm.is_connected(&peer) || !self.state.ill_pushing.insert(peer) {
+            return;
+        }
+        let library = self.library.clone();
+        self.off_loop(move || match library.loans().outbox(&member) {
+            Ok(messages) => Worked::IllOutbox(peer, messages),
+            Err(error) => {
+                tracing::error!(%error, "could not read the interlibrary-loan outbox");
+                Worked::IllOutbox(peer, Vec::new())
+            }
+        });
+    }
+
+    /// Pushes to every connected member whatever waits for it.
+    fn push_ill_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.push_ill(peer);
+        }
+    }
+
+    /// A member's interlibrary-loan messages: taken in off the loop, a receipt each.
+    fn handle_ill_push(&mut self, peer: PeerId, push: IllPush, channel: ResponseChannel<IllAck>) {
+        let Some(member) = self.state.allowed.get(&peer).copied() else {
+            let refused = IllAck {
+                receipts: push
+                    .messages
+                    .iter()
+                    .map(|_| Receipt::Refused {
+                        reason: "not a member".into(),
+                        retry: false,
+                    })
+                    .collect(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .ill
+                .send_response(channel, refused);
+            return;
+        };
+        let span = tracing::debug_span!("peer", %peer, library = %member.fingerprint());
+        let _entered = span.enter();
+        let library = self.library.clone();
+        self.off_loop(move || {
+            let messages: Vec<Vec<u8>> = push.messages.into_iter().map(|m| m.into_vec()).collect();
+            let now = library.now_ms();
+            let receipts = library
+                .loans()
+                .take_in(library.consortia(), &member, &messages, now)
+                .into_iter()
+                .map(|result| match result {
+                    Ok(_) => Receipt::Taken,
+                    Err(error) => {
+                        tracing::warn!(%error, "refused an interlibrary-loan message");
+                        Receipt::Refused {
+                            retry: error.is_transient(),
+                            reason: error.to_string(),
+                        }
+                    }
+                })
+                .collect();
+            Worked::IllRespond {
+                channel,
+                ack: IllAck { receipts },
+            }
+        });
+    }
+
+    /// A member's receipts: what it took (or refused for good) leaves the outbox.
+    fn handle_ill_ack(&mut self, request_id: request_response::OutboundRequestId, ack: IllAck) {
+        let Some((peer, ids)) = self.state.ill_in_flight.remove(&request_id) else {
+            return;
+        };
+        let Some(member) = self.state.allowed.get(&peer).copied() else {
+            self.state.ill_pushing.remove(&peer);
+            return;
+        };
+        let library = self.library.clone();
+        self.off_loop(move || {
+            let mut done = Vec::new();
+            for (id, receipt) in ids.iter().zip(&ack.receipts) {
+                match receipt {
+                    Receipt::Taken => done.push(*id),
+                    Receipt::Refused { reason, retry } => {
+                        tracing::warn!(message = %id.short(), %reason, retry, "a member refused an interlibrary-loan message");
+                        if !retry {
+                            done.push(*id);
+                        }
+                    }
+                }
+            }
+            let more = !done.is_empty();
+            if let Err(error) = library.loans().delivered(&member, &done) {
+                tracing::error!(%error, "could not update the interlibrary-loan outbox");
+            }
+            Worked::IllDelivered(peer, more)
+        });
     }
 
     /// Sends the announcement of a change and the `Changed` notices naming its shards.
@@ -351,6 +495,7 @@ impl NetLoop {
                 if num_established.get() == 1 && self.state.allowed.contains_key(&peer_id) {
                     let hello = self.state.rounds.hello(peer_id);
                     self.send(hello);
+                    self.push_ill(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -393,6 +538,31 @@ impl NetLoop {
                     response,
                 } => self.handle_response(peer, request_id, response),
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Ill(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.handle_ill_push(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.handle_ill_ack(request_id, response),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Ill(
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                },
+            )) => {
+                tracing::debug!(%peer, %error, "an interlibrary-loan push failed");
+                self.state.ill_in_flight.remove(&request_id);
+                self.state.ill_pushing.remove(&peer);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -596,6 +766,8 @@ pub(super) async fn run(
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Every write to this library's catalog is announced, whoever made it.
     let mut own_writes = net.library.watch_own_writes();
+    // Every interlibrary-loan message queued goes to its library when connected.
+    let mut ill_outbox = net.library.loans().watch_outbox();
     loop {
         tokio::select! {
             biased;
@@ -605,9 +777,14 @@ pub(super) async fn run(
                 Err(error) => tracing::error!(%error, "a network worker failed"),
             },
             Ok(()) = own_writes.changed() => net.announce(Some(net.own)),
+            Ok(()) = ill_outbox.changed() => net.push_ill_all(),
             Some(command) = commands.recv() => net.handle_command(command),
             event = net.swarm.select_next_some() => net.handle_swarm_event(event),
-            _ = redial.tick() => dial_members(&mut net.swarm, &net.state),
+            _ = redial.tick() => {
+                dial_members(&mut net.swarm, &net.state);
+                // Pushes that failed (a connection lost midway) go again.
+                net.push_ill_all();
+            }
             _ = catch_up.tick() => net.catch_up(),
         }
     }

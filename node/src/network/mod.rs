@@ -32,6 +32,7 @@ use crate::library::Library;
 use crate::trust::Trust;
 use jalin_protocol::consortium::document::{Hash32, Signed};
 use jalin_protocol::consortium::log::{Acceptance, Invite};
+use jalin_protocol::ill::{IllAck, IllPush, Receipt};
 use jalin_protocol::signing::LibraryId;
 pub use jalin_protocol::sync::{
     Announcement, SignedChange, SyncRequest, SyncResponse, DIGEST_BYTES, GROUPS, NOTICE_HEADS_MAX,
@@ -58,6 +59,12 @@ const COMMANDS_MAX: usize = 256;
 const REQUEST_BYTES_MAX: u64 = 64 * 1024;
 /// Largest sync response (one shard's changes, or a consortium's documents).
 const RESPONSE_BYTES_MAX: u64 = 32 * 1024 * 1024;
+/// Largest interlibrary-loan push: its messages and their framing.
+const ILL_PUSH_BYTES_MAX: u64 =
+    (jalin_protocol::ill::PUSH_MESSAGES_MAX * (jalin_protocol::ill::MESSAGE_BYTES_MAX + 8)) as u64;
+/// Largest answer to a push: a receipt per message, each reason bounded.
+const ILL_ACK_BYTES_MAX: u64 =
+    (jalin_protocol::ill::PUSH_MESSAGES_MAX * (jalin_protocol::ill::TEXT_MAX + 8)) as u64;
 /// Largest gossip message.
 const GOSSIP_BYTES_MAX: usize = 4 * 1024;
 /// Connections at most, and per peer.
@@ -97,6 +104,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     sync: request_response::Behaviour<Codec<SyncRequest, SyncResponse>>,
+    ill: request_response::Behaviour<Codec<IllPush, IllAck>>,
     gossip: gossipsub::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     relay_client: relay::client::Behaviour,
@@ -344,6 +352,11 @@ pub async fn start(
                 sync: request_response::Behaviour::with_codec(
                     codec,
                     [(StreamProtocol::new("/jalin/sync/1"), ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
+                ),
+                ill: request_response::Behaviour::with_codec(
+                    Codec::new(ILL_PUSH_BYTES_MAX, ILL_ACK_BYTES_MAX, traffic.clone()),
+                    [(StreamProtocol::new("/jalin/ill/1"), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
                 ),
                 gossip,

@@ -31,6 +31,90 @@ pub struct Terms {
     pub evaluation_period_months: u32,
     /// Signatures that put a version in force; `None`: all current members.
     pub signatures_required: Option<u32>,
+    /// Days a lender has to answer a loan request before it goes to the next library.
+    pub answer_within_days: u32,
+    /// Renewals one loan may have.
+    pub max_renewals: u32,
+    /// Days a renewal adds to the due date.
+    pub renewal_days: u32,
+    /// Loans open at once between one borrowing and one lending library.
+    pub max_open_loans: u32,
+}
+
+impl Terms {
+    /// `answer_within_days` when an agreement does not name it.
+    pub const DEFAULT_ANSWER_WITHIN_DAYS: u32 = 3;
+}
+
+impl Default for Terms {
+    /// The terms an agreement has where its file names none (`jalin agreement template`
+    /// prints them): the union catalog shared, no other form of cooperation.
+    fn default() -> Terms {
+        Terms {
+            union_catalog: true,
+            interlibrary_loan: false,
+            coordinated_acquisition: false,
+            staff_development: false,
+            loan_period_days: 14,
+            items_per_request: 3,
+            evaluation_period_months: 12,
+            signatures_required: None,
+            answer_within_days: Terms::DEFAULT_ANSWER_WITHIN_DAYS,
+            max_renewals: 1,
+            renewal_days: 14,
+            max_open_loans: 5,
+        }
+    }
+}
+
+/// A complete agreement file to start from: every term with its default, explained in
+/// Indonesian.
+pub fn template() -> String {
+    let t = Terms::default();
+    format!(
+        "+++\n\
+# Judul perjanjian (wajib).\n\
+title = \"Perjanjian Kerja Sama Perpustakaan\"\n\
+# Katalog induk bersama: koleksi anggota tampil di katalog setiap anggota.\n\
+union_catalog = {}\n\
+# Silang layanan (pinjam antarperpustakaan).\n\
+interlibrary_loan = {}\n\
+# Pengadaan bahan pustaka bersama.\n\
+coordinated_acquisition = {}\n\
+# Pengembangan staf bersama.\n\
+staff_development = {}\n\
+# Lama pinjam antarperpustakaan, dalam hari.\n\
+loan_period_days = {}\n\
+# Jumlah eksemplar paling banyak dalam satu permintaan.\n\
+items_per_request = {}\n\
+# Batas hari perpustakaan pemilik menjawab permintaan; lewat dari itu permintaan\n\
+# diteruskan ke perpustakaan berikutnya.\n\
+answer_within_days = {}\n\
+# Berapa kali satu pinjaman boleh diperpanjang.\n\
+max_renewals = {}\n\
+# Tambahan hari untuk setiap perpanjangan.\n\
+renewal_days = {}\n\
+# Pinjaman terbuka paling banyak antara dua perpustakaan sekaligus.\n\
+max_open_loans = {}\n\
+# Evaluasi kemitraan setiap berapa bulan.\n\
+evaluation_period_months = {}\n\
+# Tanda tangan yang membuat perjanjian berlaku: \"all\" (semua anggota) atau angka.\n\
+signatures_required = \"all\"\n\
++++\n\
+\n\
+Tulis isi perjanjian di sini (Markdown).\n",
+        t.union_catalog,
+        t.interlibrary_loan,
+        t.coordinated_acquisition,
+        t.staff_development,
+        t.loan_period_days,
+        t.items_per_request,
+        t.answer_within_days,
+        t.max_renewals,
+        t.renewal_days,
+        t.max_open_loans,
+        t.evaluation_period_months,
+    )
 }
 
 /// One version of an agreement.
@@ -154,7 +238,9 @@ pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
         #[serde(flatten)]
         terms: FrontTerms,
     }
+    // Every term may be left out: it then has its default (`Terms::default`).
     #[derive(Deserialize)]
+    #[serde(default)]
     struct FrontTerms {
         union_catalog: bool,
         interlibrary_loan: bool,
@@ -163,8 +249,30 @@ pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
         loan_period_days: u32,
         items_per_request: u32,
         evaluation_period_months: u32,
-        #[serde(default)]
         signatures_required: Option<toml::Value>,
+        answer_within_days: u32,
+        max_renewals: u32,
+        renewal_days: u32,
+        max_open_loans: u32,
+    }
+    impl Default for FrontTerms {
+        fn default() -> FrontTerms {
+            let t = Terms::default();
+            FrontTerms {
+                union_catalog: t.union_catalog,
+                interlibrary_loan: t.interlibrary_loan,
+                coordinated_acquisition: t.coordinated_acquisition,
+                staff_development: t.staff_development,
+                loan_period_days: t.loan_period_days,
+                items_per_request: t.items_per_request,
+                evaluation_period_months: t.evaluation_period_months,
+                signatures_required: None,
+                answer_within_days: t.answer_within_days,
+                max_renewals: t.max_renewals,
+                renewal_days: t.renewal_days,
+                max_open_loans: t.max_open_loans,
+            }
+        }
     }
     let file = file
         .strip_prefix('\u{feff}')
@@ -206,6 +314,10 @@ pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
             items_per_request: t.items_per_request,
             evaluation_period_months: t.evaluation_period_months,
             signatures_required,
+            answer_within_days: t.answer_within_days,
+            max_renewals: t.max_renewals,
+            renewal_days: t.renewal_days,
+            max_open_loans: t.max_open_loans,
         },
         text.trim_start_matches('\n').to_string(),
     ))
@@ -500,6 +612,16 @@ pub fn render_html(documents: &[String]) -> Result<String, DocError> {
             terms.items_per_request.to_string(),
         ),
         (
+            "Lender answers within (days)",
+            terms.answer_within_days.to_string(),
+        ),
+        ("Renewals per loan", terms.max_renewals.to_string()),
+        ("Days a renewal adds", terms.renewal_days.to_string()),
+        (
+            "Open loans between two libraries",
+            terms.max_open_loans.to_string(),
+        ),
+        (
             "Evaluation every (months)",
             terms.evaluation_period_months.to_string(),
         ),
@@ -715,6 +837,25 @@ mod tests {
     }
 
     #[test]
+    fn the_template_and_a_file_naming_few_terms_read_as_the_defaults() {
+        let (title, terms, text) = parse_draft(&template()).expect("the template reads");
+        assert_eq!(title, "Perjanjian Kerja Sama Perpustakaan");
+        assert_eq!(terms, Terms::default());
+        assert!(text.starts_with("Tulis isi"));
+        let (_, terms, _) = parse_draft("+++\ntitle = \"T\"\ninterlibrary_loan = true\n+++\nX\n")
+            .expect("a file naming one term reads");
+        assert_eq!(
+            terms,
+            Terms {
+                interlibrary_loan: true,
+                ..Terms::default()
+            }
+        );
+        // A term misspelt is an error, not a default.
+        assert!(parse_draft("+++\ntitle = \"T\"\nmax_renewal = 3\n+++\nX\n").is_err());
+    }
+
+    #[test]
     fn a_draft_file_reads_back_as_the_version_it_was_made_from() {
         for signatures_required in [None, Some(2)] {
             let version = AgreementVersion {
@@ -732,6 +873,10 @@ mod tests {
                     items_per_request: 2,
                     evaluation_period_months: 6,
                     signatures_required,
+                    answer_within_days: 5,
+                    max_renewals: 2,
+                    renewal_days: 7,
+                    max_open_loans: 9,
                 },
                 time_ms: 0,
             };

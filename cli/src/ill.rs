@@ -1,0 +1,277 @@
+//! `jalin ill`: interlibrary loan between members, from the command line.
+
+use crate::backend::Backend;
+use clap::Subcommand;
+use jalin_node::ill_requests::{IllAnswer, IllRequest, LoanView, SimpleStep};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum IllAction {
+    /// Ask the libraries holding a book to lend it: RECORD_KEY is a holding as the union
+    /// catalog shows it (CODE:RECORD_ID).
+    Request {
+        /// The holding, `CODE:RECORD_ID`.
+        record: String,
+        /// This library's own reference to the patron (stays on this node).
+        #[arg(long)]
+        patron: Option<String>,
+        /// The day the patron needs it by (YYYY-MM-DD).
+        #[arg(long)]
+        need_before: Option<String>,
+        /// A note to the lending library.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Ask only these libraries (code or key), preferring them in this order.
+        #[arg(long = "lender")]
+        lenders: Vec<String>,
+        /// Items asked for.
+        #[arg(long, default_value_t = 1)]
+        items: u16,
+    },
+    /// The loans of this library: requests it made and requests it received.
+    List {
+        /// Only requests to this library.
+        #[arg(long)]
+        incoming: bool,
+        /// Only this library's requests.
+        #[arg(long)]
+        outgoing: bool,
+        /// Only in this state (requested, request_received, will_supply, loaned, received,
+        /// shipped_return, lost, loan_completed, unfilled, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One loan with every message.
+    Show {
+        /// The loan (its id, or its first 8 hex digits or more).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a request (the lending library).
+    Answer {
+        /// The loan.
+        id: String,
+        /// It will be supplied.
+        #[arg(long, conflicts_with = "unfilled")]
+        will_supply: bool,
+        /// It cannot be supplied, and why.
+        #[arg(long)]
+        unfilled: Option<String>,
+        /// Loan conditions the borrowing library must accept (implies --will-supply).
+        #[arg(long, conflicts_with = "unfilled")]
+        conditions: Option<String>,
+    },
+    /// Accept or decline the lender's loan conditions (the borrowing library).
+    Conditions {
+        /// The loan.
+        id: String,
+        /// Accept them.
+        #[arg(long, conflicts_with = "decline")]
+        accept: bool,
+        /// Decline them (the request goes to the next library).
+        #[arg(long)]
+        decline: bool,
+    },
+    /// The book is sent (the lending library): due after the agreement's loan period.
+    Ship {
+        /// The loan.
+        id: String,
+    },
+    /// The book has arrived (the borrowing library).
+    Receive {
+        /// The loan.
+        id: String,
+    },
+    /// Ask for more time (the borrowing library).
+    Renew {
+        /// The loan.
+        id: String,
+    },
+    /// The book is sent back (the borrowing library).
+    Return {
+        /// The loan.
+        id: String,
+    },
+    /// The book is back: close the loan (the lending library).
+    Checkin {
+        /// The loan.
+        id: String,
+    },
+    /// Withdraw a request before the book is sent (the borrowing library).
+    Cancel {
+        /// The loan.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The book is lost (the borrowing library).
+    Lost {
+        /// The loan.
+        id: String,
+    },
+    /// Ask for the book back before its due date (the lending library).
+    Recall {
+        /// The loan.
+        id: String,
+    },
+    /// Send a note to the other library.
+    Notify {
+        /// The loan.
+        id: String,
+        /// The note.
+        note: String,
+    },
+}
+
+fn print_loan(loan: &LoanView, full: bool) {
+    let peer = loan.peer_name.clone().unwrap_or_else(|| loan.peer.clone());
+    let direction = if loan.role == "borrower" {
+        format!("from {peer}")
+    } else {
+        format!("to {peer}")
+    };
+    let due = loan
+        .due
+        .as_ref()
+        .map(|d| format!(", due {d}{}", if loan.overdue { " OVERDUE" } else { "" }))
+        .unwrap_or_default();
+    println!(
+        "{}  {:<16} {} {direction}{due}",
+        &loan.id[..12],
+        loan.state,
+        loan.title
+    );
+    if full {
+        println!("  id:      {}", loan.id);
+        println!("  record:  {} ({} item(s))", loan.record_id, loan.items);
+        if let Some(patron) = &loan.patron {
+            println!("  patron:  {patron} (kept on this node only)");
+        }
+        if let Some(need) = &loan.need_before {
+            println!("  needed before {need}");
+        }
+        if let Some(conditions) = &loan.conditions {
+            println!("  conditions: {conditions}");
+        }
+        if let Some(reason) = &loan.reason {
+            println!("  reason:  {reason}");
+        }
+        for line in &loan.history {
+            println!("  {line}");
+        }
+        if !loan.next.is_empty() {
+            println!("  next:    {}", loan.next.join(", "));
+        }
+    }
+}
+
+fn print(answer: &IllAnswer, json: bool, full: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !answer.message.is_empty() {
+        println!("{}", answer.message);
+    }
+    for loan in &answer.loans {
+        print_loan(loan, full);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `jalin ill ACTION` through the running node, or on the data dir.
+pub fn run(backend: Backend, action: IllAction) -> anyhow::Result<ExitCode> {
+    let step = |id: String, step: SimpleStep| IllRequest::Step { id, step };
+    let (request, json, full) = match action {
+        IllAction::Request {
+            record,
+            patron,
+            need_before,
+            note,
+            lenders,
+            items,
+        } => (
+            IllRequest::Request {
+                record,
+                patron,
+                need_before,
+                note,
+                lenders,
+                items,
+            },
+            false,
+            true,
+        ),
+        IllAction::List {
+            incoming,
+            outgoing,
+            state,
+            json,
+        } => (
+            IllRequest::List {
+                incoming,
+                outgoing,
+                state,
+            },
+            json,
+            false,
+        ),
+        IllAction::Show { id, json } => (IllRequest::Show { id }, json, true),
+        IllAction::Answer {
+            id,
+            will_supply,
+            unfilled,
+            conditions,
+        } => (
+            IllRequest::Answer {
+                id,
+                will_supply,
+                unfilled,
+                conditions,
+            },
+            false,
+            true,
+        ),
+        IllAction::Conditions {
+            id,
+            accept,
+            decline,
+        } => {
+            if accept == decline {
+                anyhow::bail!("say --accept or --decline");
+            }
+            (IllRequest::Conditions { id, accept }, false, true)
+        }
+        IllAction::Ship { id } => (step(id, SimpleStep::Ship), false, true),
+        IllAction::Receive { id } => (step(id, SimpleStep::Receive), false, true),
+        IllAction::Renew { id } => (step(id, SimpleStep::Renew), false, true),
+        IllAction::Return { id } => (step(id, SimpleStep::Return), false, true),
+        IllAction::Checkin { id } => (step(id, SimpleStep::Checkin), false, true),
+        IllAction::Lost { id } => (step(id, SimpleStep::Lost), false, true),
+        IllAction::Recall { id } => (step(id, SimpleStep::Recall), false, true),
+        IllAction::Cancel { id, reason } => (IllRequest::Cancel { id, reason }, false, true),
+        IllAction::Notify { id, note } => (IllRequest::Notify { id, note }, false, true),
+    };
+    let answer = backend.ill(request)?;
+    print(&answer, json, full)
+}
+
+/// Where `jalin agreement template` writes (stdout when none).
+pub fn template(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let text = jalin_protocol::consortium::agreement::template();
+    match out {
+        Some(file) => {
+            std::fs::write(&file, text)?;
+            eprintln!("Written to {}", file.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

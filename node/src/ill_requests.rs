@@ -1,0 +1,565 @@
+//! One `IllRequest` type for every interlibrary-loan command, run the same way from the
+//! CLI (in process, or through the running node's `POST /api/ill`) and the API. Each
+//! request first moves the borrower's rotas on as the library's clock says.
+
+use crate::ill::{Candidate, Loan, LoanError, NewRequest, Role};
+use crate::library::{Library, LibraryError};
+use jalin_protocol::ill::{Action, Day, Status, Transaction};
+use jalin_protocol::signing::LibraryId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An interlibrary-loan command.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum IllRequest {
+    /// Ask the libraries holding a book to lend it.
+    Request {
+        /// The holding seen in the union catalog: `CODE:RECORD_ID`.
+        record: String,
+        /// The borrowing library's own reference to its patron (kept on this node).
+        #[serde(default)]
+        patron: Option<String>,
+        /// `YYYY-MM-DD`.
+        #[serde(default)]
+        need_before: Option<String>,
+        /// A note to the lenders.
+        #[serde(default)]
+        note: String,
+        /// Only these libraries (code, fingerprint or key), in this order of preference.
+        #[serde(default)]
+        lenders: Vec<String>,
+        /// Items asked for.
+        #[serde(default = "one")]
+        items: u16,
+    },
+    /// The loans held here.
+    List {
+        /// Only requests to this library (it lends).
+        #[serde(default)]
+        incoming: bool,
+        /// Only this library's requests (it borrows).
+        #[serde(default)]
+        outgoing: bool,
+        /// Only in this state (`requested`, `loaned`, ...).
+        #[serde(default)]
+        state: Option<String>,
+    },
+    /// One loan with its history.
+    Show {
+        /// Its id (or its first 8+ hex digits).
+        id: String,
+    },
+    /// The lender's answer.
+    Answer {
+        /// The loan.
+        id: String,
+        /// Will supply (maybe on conditions).
+        #[serde(default)]
+        will_supply: bool,
+        /// Cannot supply: why.
+        #[serde(default)]
+        unfilled: Option<String>,
+        /// Loan conditions the borrower must accept.
+        #[serde(default)]
+        conditions: Option<String>,
+    },
+    /// The borrower's answer to loan conditions.
+    Conditions {
+        /// The loan.
+        id: String,
+        /// Accepted or declined.
+        accept: bool,
+    },
+    /// A step with no arguments: `ship`, `receive`, `renew`, `return`, `checkin`, `lost`,
+    /// `recall`, `overdue`.
+    Step {
+        /// The loan.
+        id: String,
+        /// Which.
+        step: SimpleStep,
+    },
+    /// The borrower withdraws its request.
+    Cancel {
+        /// The loan.
+        id: String,
+        /// Why.
+        #[serde(default)]
+        reason: String,
+    },
+    /// The lender's answer to a cancellation.
+    CancelAnswer {
+        /// The loan.
+        id: String,
+        /// Whether it agrees.
+        accept: bool,
+    },
+    /// A note to the other library.
+    Notify {
+        /// The loan.
+        id: String,
+        /// The note.
+        note: String,
+    },
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// The steps that take no argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimpleStep {
+    /// The lender sends the book (due after the agreement's loan period).
+    Ship,
+    /// The borrower has it.
+    Receive,
+    /// The borrower asks for more time.
+    Renew,
+    /// The borrower sends it back.
+    Return,
+    /// The lender has it back: the loan is closed.
+    Checkin,
+    /// The borrower lost it.
+    Lost,
+    /// The lender wants it back early.
+    Recall,
+    /// The lender says it is overdue.
+    Overdue,
+}
+
+/// A loan as the CLI, the API and the pages show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoanView {
+    /// Its id (hex).
+    pub id: String,
+    /// `borrower` or `lender`: this library's role.
+    pub role: String,
+    /// The other library (fingerprint) and its name where known.
+    pub peer: String,
+    /// The other library's name.
+    pub peer_name: Option<String>,
+    /// Where it stands (`Status::name`).
+    pub state: String,
+    /// Title and author.
+    pub title: String,
+    /// The first author.
+    pub author: String,
+    /// The lender's record id.
+    pub record_id: String,
+    /// Items.
+    pub items: u16,
+    /// Due date, once lent.
+    pub due: Option<String>,
+    /// Past its due date now.
+    pub overdue: bool,
+    /// Renewals granted.
+    pub renewals: u32,
+    /// Conditions, and whether accepted.
+    pub conditions: Option<String>,
+    /// Why unfilled or cancelled.
+    pub reason: Option<String>,
+    /// Needed before.
+    pub need_before: Option<String>,
+    /// The patron reference (borrower only; this node's alone).
+    pub patron: Option<String>,
+    /// Every message: time, who, what, and why it was ignored if it was.
+    pub history: Vec<String>,
+    /// What this library can do next (`IllRequest` steps by name).
+    pub next: Vec<String>,
+}
+
+/// What a command answers.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IllAnswer {
+    /// For people.
+    pub message: String,
+    /// The loans concerned.
+    pub loans: Vec<LoanView>,
+}
+
+impl LoanView {
+    fn of(loan: &Loan, names: &BTreeMap<LibraryId, String>, now_ms: u64) -> LoanView {
+        let tx = &loan.transaction;
+        let party = match loan.local.role {
+            Role::Borrower => jalin_protocol::ill::Party::Borrower,
+            Role::Lender => jalin_protocol::ill::Party::Lender,
+        };
+        let who = |p: jalin_protocol::ill::Party| match p {
+            jalin_protocol::ill::Party::Borrower => "borrower",
+            jalin_protocol::ill::Party::Lender => "lender",
+        };
+        let history = tx
+            .history
+            .iter()
+            .map(|e| {
+                let what = e.action.as_ref().map_or("Request", |a| a.iso_name());
+                let mut line = format!(
+                    "{} {} {what}",
+                    jalin_protocol::consortium::agreement::format_time(e.at_ms),
+                    who(e.party)
+                );
+                if let Some(why) = &e.ignored {
+                    line.push_str(&format!(" (ignored: {why})"));
+                }
+                line
+            })
+            .collect();
+        LoanView {
+            id: tx.id.to_hex(),
+            role: match loan.local.role {
+                Role::Borrower => "borrower".into(),
+                Role::Lender => "lender".into(),
+            },
+            peer: loan.local.peer.fingerprint(),
+            peer_name: names.get(&loan.local.peer).cloned(),
+            state: tx.status.name().into(),
+            title: tx.request.title.clone(),
+            author: tx.request.author.clone(),
+            record_id: tx.request.record_id.clone(),
+            items: tx.request.items,
+            due: tx.due.map(|d| d.to_string()),
+            overdue: tx.is_overdue(Day::of_ms(now_ms)),
+            renewals: tx.renewals,
+            conditions: tx.conditions.as_ref().map(|(c, answer)| match answer {
+                None => format!("{c} (not answered)"),
+                Some(true) => format!("{c} (accepted)"),
+                Some(false) => format!("{c} (declined)"),
+            }),
+            reason: tx.reason.clone(),
+            need_before: tx.request.need_before.map(|d| d.to_string()),
+            patron: loan.local.patron.clone(),
+            history,
+            next: next_steps(tx, party),
+        }
+    }
+}
+
+/// The steps `party` may take now, by the names the CLI and the pages use.
+pub fn next_steps(tx: &Transaction, party: jalin_protocol::ill::Party) -> Vec<String> {
+    let candidates: [(&str, Action); 14] = [
+        ("will_supply", Action::WillSupply { conditions: None }),
+        (
+            "unfilled",
+            Action::Unfilled {
+                reason: String::new(),
+            },
+        ),
+        ("ship", Action::Loaned { due: Day(0) }),
+        (
+            "accept_conditions",
+            Action::ConditionsAnswer { accepted: true },
+        ),
+        ("receive", Action::Received),
+        ("renew", Action::Renew),
+        ("return", Action::ShippedReturn),
+        ("checkin", Action::LoanCompleted),
+        (
+            "cancel",
+            Action::Cancel {
+                reason: String::new(),
+            },
+        ),
+        ("cancel_answer", Action::CancelAnswer { accepted: true }),
+        ("lost", Action::Lost),
+        ("recall", Action::Recalled),
+        ("overdue", Action::Overdue),
+        (
+            "notify",
+            Action::Notification {
+                note: String::new(),
+            },
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, action)| tx.check(party, action).is_ok())
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The libraries that may be asked for the book `record` (`CODE:RECORD_ID`), in the
+/// order to ask them: a copy shown available first, then the library that has lent
+/// least to this one relative to what it borrowed from it (as far as this node's own
+/// loans tell), then the librarian's order (`lenders`, which also limits who is asked).
+fn candidates(
+    library: &Library,
+    record: &str,
+    lenders: &[String],
+) -> Result<(String, String, Vec<Candidate>), LibraryError> {
+    let Some((code, record_id)) = record.split_once(':') else {
+        return Err(LoanError::NoLender(format!(
+            "{record:?}: name the holding as CODE:RECORD_ID, as the union catalog shows it"
+        ))
+        .into());
+    };
+    let consortia = library.consortia();
+    let trust = consortia.trust();
+    let find = |who: &str| -> Option<LibraryId> {
+        trust
+            .consortia()
+            .find_map(|c| consortia.find_member(c, who.trim()).ok())
+    };
+    let owner = find(code).ok_or_else(|| {
+        LoanError::NoLender(format!("no member of this library's consortia is {code:?}"))
+    })?;
+    let view = library
+        .record_view(&owner.to_hex(), record_id.trim())?
+        .ok_or_else(|| LibraryError::NotFound(record.to_string()))?;
+    let (_, record, hit) = view;
+    let (title, author) = record
+        .map(|r| {
+            (
+                r.description.title.clone(),
+                r.description
+                    .names
+                    .first()
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .unwrap_or_default();
+    let wanted: Vec<LibraryId> = lenders.iter().filter_map(|l| find(l)).collect();
+    if wanted.len() < lenders.len() {
+        return Err(LoanError::NoLender(format!(
+            "not every library named is a member of this library's consortia: {}",
+            lenders.join(", ")
+        ))
+        .into());
+    }
+    let ledger = library.loans().ledger()?;
+    let mut out = Vec::new();
+    for holding in hit.map(|h| h.holdings).unwrap_or_default() {
+        if holding.own {
+            continue;
+        }
+        let Ok(holder) = LibraryId::from_hex(&holding.library) else {
+            continue;
+        };
+        if !wanted.is_empty() && !wanted.contains(&holder) {
+            continue;
+        }
+        // A consortium of both whose agreement in force allows loans.
+        let consortium = trust.consortia().copied().find(|c| {
+            trust.shares(&holder, c)
+                && consortia
+                    .terms_in_force(c)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|t| t.interlibrary_loan)
+        });
+        let Some(consortium) = consortium else {
+            continue;
+        };
+        let available =
+            holding.copies.is_empty() || holding.copies.iter().any(|c| c.is_available());
+        let between = ledger.get(&holder).cloned().unwrap_or_default();
+        // What it lent this library over what it borrowed from it (this node's view).
+        let fairness = (u64::from(between.borrowed) + 1) * 1000 / (u64::from(between.lent) + 1);
+        let order = wanted
+            .iter()
+            .position(|w| *w == holder)
+            .unwrap_or(usize::MAX);
+        out.push((
+            (!available, fairness, order, holder),
+            Candidate {
+                library: holder,
+                record_id: holding.record_id,
+                consortium,
+            },
+        ));
+    }
+    out.sort_by_key(|(key, _)| *key);
+    Ok((title, author, out.into_iter().map(|(_, c)| c).collect()))
+}
+
+/// Runs an interlibrary-loan command (blocking: the store).
+pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, LibraryError> {
+    let now = library.now_ms();
+    let loans = library.loans();
+    let consortia = library.consortia();
+    loans.advance(consortia, now)?;
+    let names = library.library_names();
+    let view =
+        |id: &jalin_protocol::consortium::document::Hash32| -> Result<LoanView, LibraryError> {
+            Ok(LoanView::of(&loans.get(id)?, &names, now))
+        };
+    let one = |message: String, id| -> Result<IllAnswer, LibraryError> {
+        Ok(IllAnswer {
+            message,
+            loans: vec![view(&id)?],
+        })
+    };
+    match request {
+        IllRequest::Request {
+            record,
+            patron,
+            need_before,
+            note,
+            lenders,
+            items,
+        } => {
+            let need_before = match need_before.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => Some(Day::parse(text).ok_or_else(|| {
+                    LoanError::NoLender(format!("{text:?} is not a date: write YYYY-MM-DD"))
+                })?),
+            };
+            let (title, author, candidates) = candidates(library, &record, &lenders)?;
+            if candidates.is_empty() {
+                return Err(LoanError::NoLender(
+                    "no other library holding it shares a consortium with this one whose \
+                     agreement in force allows interlibrary loan"
+                        .into(),
+                )
+                .into());
+            }
+            let rota = loans.request(
+                consortia,
+                NewRequest {
+                    title,
+                    author,
+                    lenders: candidates,
+                    items,
+                    need_before,
+                    note,
+                    patron,
+                },
+                now,
+            )?;
+            let first = rota
+                .attempts
+                .last()
+                .copied()
+                .ok_or_else(|| LoanError::NoLender(rota.skipped.join("; ")))?;
+            let order: Vec<String> = rota
+                .lenders
+                .iter()
+                .map(|c| {
+                    names
+                        .get(&c.library)
+                        .cloned()
+                        .unwrap_or_else(|| c.library.fingerprint())
+                })
+                .collect();
+            one(
+                format!(
+                    "Requested from {} (then, if it cannot: {})",
+                    order.first().cloned().unwrap_or_default(),
+                    if order.len() > 1 {
+                        order[1..].join(", ")
+                    } else {
+                        "no one else".into()
+                    }
+                ),
+                first,
+            )
+        }
+        IllRequest::List {
+            incoming,
+            outgoing,
+            state,
+        } => {
+            if let Some(state) = &state {
+                if !Status::ALL.iter().any(|s| s.name() == state) {
+                    let names: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+                    return Err(LoanError::NotFound(format!(
+                        "state {state:?}: one of {}",
+                        names.join(", ")
+                    ))
+                    .into());
+                }
+            }
+            let mut shown = Vec::new();
+            for loan in loans.list()? {
+                let role_ok = match loan.local.role {
+                    Role::Lender => incoming || !outgoing,
+                    Role::Borrower => outgoing || !incoming,
+                };
+                let state_ok = state
+                    .as_deref()
+                    .is_none_or(|s| s == loan.transaction.status.name());
+                if role_ok && state_ok {
+                    shown.push(LoanView::of(&loan, &names, now));
+                }
+            }
+            Ok(IllAnswer {
+                message: format!("{} loan(s)", shown.len()),
+                loans: shown,
+            })
+        }
+        IllRequest::Show { id } => {
+            let id = loans.resolve(&id)?;
+            one(String::new(), id)
+        }
+        IllRequest::Answer {
+            id,
+            will_supply,
+            unfilled,
+            conditions,
+        } => {
+            let id = loans.resolve(&id)?;
+            let action = match (will_supply || conditions.is_some(), unfilled) {
+                (false, Some(reason)) => Action::Unfilled { reason },
+                (true, None) => Action::WillSupply { conditions },
+                _ => {
+                    return Err(LoanError::Ill(jalin_protocol::ill::IllError::NotNow {
+                        action: "answer",
+                        why: "answer either --will-supply (with --conditions if any) or --unfilled REASON".into(),
+                    })
+                    .into())
+                }
+            };
+            loans.act(&id, action, now)?;
+            one("Answered".into(), id)
+        }
+        IllRequest::Conditions { id, accept } => {
+            let id = loans.resolve(&id)?;
+            loans.act(&id, Action::ConditionsAnswer { accepted: accept }, now)?;
+            one("Answered the conditions".into(), id)
+        }
+        IllRequest::Step { id, step } => {
+            let id = loans.resolve(&id)?;
+            match step {
+                SimpleStep::Ship => {
+                    loans.ship(consortia, &id, now)?;
+                }
+                other => {
+                    let action = match other {
+                        SimpleStep::Receive => Action::Received,
+                        SimpleStep::Renew => Action::Renew,
+                        SimpleStep::Return => Action::ShippedReturn,
+                        SimpleStep::Checkin => Action::LoanCompleted,
+                        SimpleStep::Lost => Action::Lost,
+                        SimpleStep::Recall => Action::Recalled,
+                        SimpleStep::Overdue => Action::Overdue,
+                        SimpleStep::Ship => unreachable!("handled above"),
+                    };
+                    loans.act(&id, action, now)?;
+                }
+            }
+            one("Done".into(), id)
+        }
+        IllRequest::Cancel { id, reason } => {
+            let id = loans.resolve(&id)?;
+            let reason = if reason.trim().is_empty() {
+                "withdrawn by the borrowing library".to_string()
+            } else {
+                reason
+            };
+            loans.withdraw(&id, reason, now)?;
+            one("Withdrawn".into(), id)
+        }
+        IllRequest::CancelAnswer { id, accept } => {
+            let id = loans.resolve(&id)?;
+            loans.act(&id, Action::CancelAnswer { accepted: accept }, now)?;
+            one("Answered the cancellation".into(), id)
+        }
+        IllRequest::Notify { id, note } => {
+            let id = loans.resolve(&id)?;
+            loans.act(&id, Action::Notification { note }, now)?;
+            one("Sent".into(), id)
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Interlibrary loan between members' nodes over real libp2p connections on 127.0.0.1,
+//! each node with its own injected clock: a whole loan, both sides agreeing at each
+//! step; the rota passing a request on; requests refused for want of an agreement.
+
+use crate::network::{start, Node, T};
+use crate::support::new_library;
+use jalin_node::clock::ManualClock;
+use jalin_node::ill_requests::{execute, IllAnswer, IllRequest, LoanView, SimpleStep};
+use jalin_node::library::{Library, LibraryError};
+use jalin_protocol::consortium::document::Hash32;
+use jalin_protocol::consortium::log::Role;
+use std::sync::Arc;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Libraries `codes[i]`, each with its own clock at `T`, in one consortium made by text;
+/// the first founded it.
+fn libraries(codes: &[&str]) -> Vec<(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)> {
+    let mut out = Vec::new();
+    for code in codes {
+        let (dir, mut data) = new_library(100);
+        data.config.library.code = code.to_string();
+        data.config.library.name = format!("Perpustakaan {code}");
+        let clock = Arc::new(ManualClock::at(T));
+        let library = Library::open_with_clock(data, clock.clone()).expect("opens");
+        out.push((Arc::new(library), clock, dir));
+    }
+    let a = out[0].0.consortia();
+    let id = a.create("Jaringan Pinjam", T).expect("creates");
+    for (i, (joiner, _, _)) in out[1..].iter().enumerate() {
+        let t = T + 10 * (i as u64 + 1);
+        let ticket = a
+            .invite(&id, Role::Member, t + 3_600_000, "", Vec::new(), t)
+            .expect("invites")
+            .to_text();
+        let acceptance = joiner
+            .consortia()
+            .join(&ticket, Vec::new(), t + 1)
+            .expect("joins")
+            .to_text();
+        a.accept(&acceptance, t + 2).expect("accepts");
+    }
+    share_documents(&out);
+    out
+}
+
+/// Every library takes in every other's documents of the consortium (by text).
+fn share_documents(libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)]) {
+    for _ in 0..2 {
+        for (from, _, _) in libraries {
+            let id = consortium(from);
+            let documents = from.consortia().export(&id).expect("exports");
+            for (to, _, _) in libraries {
+                to.consortia().import(&documents).expect("imports");
+            }
+        }
+    }
+}
+
+fn consortium(library: &Library) -> Hash32 {
+    library.consortia().list()[0].id
+}
+
+/// An agreement with interlibrary loan (or not), signed by every member.
+fn agree(libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)], loans: bool) {
+    let founder = &libraries[0].0;
+    let id = consortium(founder);
+    let file = format!(
+        "+++\ntitle = \"Perjanjian Silang Layanan\"\ninterlibrary_loan = {loans}\n\
+         loan_period_days = 14\nitems_per_request = 2\nanswer_within_days = 3\n\
+         max_renewals = 1\nrenewal_days = 7\n+++\nPara pihak saling meminjamkan koleksi.\n"
+    );
+    let agreement = founder
+        .consortia()
+        .draft(&id, &file, T + 1_000)
+        .expect("drafts");
+    share_documents(libraries);
+    for (library, _, _) in libraries {
+        library
+            .consortia()
+            .sign(&id, &agreement, None, T + 2_000)
+            .expect("signs");
+    }
+    share_documents(libraries);
+    let terms = founder.consortia().terms_in_force(&id).expect("reads");
+    assert_eq!(terms.map(|t| t.interlibrary_loan), Some(loans));
+}
+
+/// The same book (one ISBN) in each of `holders`' catalogs, and every catalog at every
+/// library, so each union catalog groups the holdings.
+fn the_same_book(
+    libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)],
+    holders: &[usize],
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for &i in holders {
+        let mut marc =
+            jalin_protocol::marc::MarcRecord::new(jalin_protocol::marc::Leader::new_book());
+        marc.push_control("001", &format!("LP{i}"));
+        marc.push_data(jalin_protocol::marc::DataField::new(
+            "020",
+            ' ',
+            ' ',
+            &[('a', "9789793062792")],
+        ));
+        marc.push_data(jalin_protocol::marc::DataField::new(
+            "100",
+            '1',
+            ' ',
+            &[('a', "Hirata, Andrea")],
+        ));
+        marc.push_data(jalin_protocol::marc::DataField::new(
+            "245",
+            '1',
+            '0',
+            &[('a', "Laskar pelangi")],
+        ));
+        ids.push(libraries[i].0.put(marc).expect("writes"));
+    }
+    for (from, _, _) in libraries {
+        for (to, _, _) in libraries {
+            if from.id() != to.id() {
+                crate::support::replicate(from, to);
+            }
+        }
+    }
+    ids
+}
+
+async fn run(library: &Arc<Library>, request: IllRequest) -> Result<IllAnswer, LibraryError> {
+    let library = library.clone();
+    tokio::task::spawn_blocking(move || execute(&library, request))
+        .await
+        .expect("runs")
+}
+
+async fn ok(library: &Arc<Library>, request: IllRequest) -> IllAnswer {
+    run(library, request).await.expect("the request is taken")
+}
+
+fn show(id: &str) -> IllRequest {
+    IllRequest::Show { id: id.into() }
+}
+
+/// The loan as `library` shows it now.
+async fn loan(library: &Arc<Library>, id: &str) -> LoanView {
+    ok(library, show(id)).await.loans.remove(0)
+}
+
+/// Waits until both libraries show the loan in `state`; returns both views.
+async fn both_in(a: &Node, b: &Node, id: &str, state: &str) -> (LoanView, LoanView) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (mine, theirs) = (
+            run(&a.library, show(id)).await,
+            run(&b.library, show(id)).await,
+        );
+        if let (Ok(mut mine), Ok(mut theirs)) = (mine, theirs) {
+            let (mine, theirs) = (mine.loans.remove(0), theirs.loans.remove(0));
+            if mine.state == state && theirs.state == state {
+                return (mine, theirs);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {state}: borrower shows {}, lender {}",
+                mine.state,
+                theirs.state
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(nodes: &[&Node]) {
+    for (i, from) in nodes.iter().enumerate() {
+        for to in &nodes[i + 1..] {
+            from.net.dial(to.address().await).await.expect("dials");
+        }
+    }
+    for node in nodes {
+        let others = nodes.len() - 1;
+        let net = node.net.clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while net.peers().await.expect("peers").len() < others {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "members never connected"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn step(id: &str, step: SimpleStep) -> IllRequest {
+    IllRequest::Step {
+        id: id.into(),
+        step,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_loan_between_two_nodes_both_sides_agreeing_at_each_step() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let mut it = libraries.into_iter();
+    let (a_lib, a_clock, a_dir) = it.next().expect("a");
+    let (b_lib, b_clock, b_dir) = it.next().expect("b");
+    let (a, b) = (start(a_lib, a_dir).await, start(b_lib, b_dir).await);
+    connect(&[&a, &b]).await;
+
+    let asked = ok(
+        &a.library,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: Some("ANGGOTA-0042".into()),
+            need_before: Some("2026-12-31".into()),
+            note: "untuk tugas sekolah".into(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .await;
+    let id = asked.loans[0].id.clone();
+    assert_eq!(asked.loans[0].role, "borrower");
+    // The lender's node confirms receipt by itself (ISO 18626's RequestReceived).
+    let (mine, theirs) = both_in(&a, &b, &id, "request_received").await;
+    assert_eq!(theirs.role, "lender");
+    assert_eq!(theirs.title, "Laskar pelangi");
+    assert_eq!(
+        theirs.patron, None,
+        "the patron reference stays with the borrower"
+    );
+    assert_eq!(mine.patron.as_deref(), Some("ANGGOTA-0042"));
+
+    ok(
+        &b.library,
+        IllRequest::Answer {
+            id: id.clone(),
+            will_supply: true,
+            unfilled: None,
+            conditions: None,
+        },
+    )
+    .await;
+    both_in(&a, &b, &id, "will_supply").await;
+
+    b_clock.advance(DAY_MS);
+    ok(&b.library, step(&id, SimpleStep::Ship)).await;
+    let (mine, theirs) = both_in(&a, &b, &id, "loaned").await;
+    // Shipped a day after T, due 14 days later (the agreement's loan period).
+    let due = jalin_protocol::ill::Day::of_ms(T + DAY_MS)
+        .plus(14)
+        .to_string();
+    assert_eq!(mine.due.as_deref(), Some(due.as_str()));
+    assert_eq!(theirs.due, mine.due);
+
+    a_clock.advance(2 * DAY_MS);
+    ok(&a.library, step(&id, SimpleStep::Receive)).await;
+    both_in(&a, &b, &id, "received").await;
+
+    // A renewal: the lender's node answers as the agreement says (7 more days, once).
+    ok(&a.library, step(&id, SimpleStep::Renew)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (mine, theirs) = (loan(&a.library, &id).await, loan(&b.library, &id).await);
+        if mine.renewals == 1 && theirs.renewals == 1 {
+            let renewed = jalin_protocol::ill::Day::of_ms(T + DAY_MS)
+                .plus(21)
+                .to_string();
+            assert_eq!(mine.due.as_deref(), Some(renewed.as_str()));
+            assert_eq!(theirs.due, mine.due);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewal was never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A second renewal is past the agreement's max_renewals: answered no.
+    ok(&a.library, step(&id, SimpleStep::Renew)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !loan(&a.library, &id)
+        .await
+        .history
+        .iter()
+        .filter(|l| l.contains("RenewResponse"))
+        .nth(1)
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second renewal was never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(loan(&a.library, &id).await.renewals, 1);
+
+    ok(&a.library, step(&id, SimpleStep::Return)).await;
+    both_in(&a, &b, &id, "shipped_return").await;
+    ok(&b.library, step(&id, SimpleStep::Checkin)).await;
+    let (mine, theirs) = both_in(&a, &b, &id, "loan_completed").await;
+    assert_eq!(mine.history.len(), theirs.history.len());
+    assert!(
+        mine.next.is_empty() && theirs.next.is_empty(),
+        "a closed loan has no next step"
+    );
+
+    // Steps out of turn are refused, saying why, and change nothing.
+    let refused = run(&a.library, step(&id, SimpleStep::Receive))
+        .await
+        .expect_err("a closed loan takes no step");
+    assert!(refused.to_string().contains("closed"), "{refused}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rota_passes_a_request_on_when_a_lender_is_silent_or_cannot_supply() {
+    let libraries = libraries(&["PERPUSDESA", "DIAM", "KOSONG", "ADA"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1, 2, 3]).remove(0);
+    let mut it = libraries.into_iter();
+    let mut nodes = Vec::new();
+    let mut clocks = Vec::new();
+    for _ in 0..4 {
+        let (library, clock, dir) = it.next().expect("library");
+        nodes.push(start(library, dir).await);
+        clocks.push(clock);
+    }
+    connect(&nodes.iter().collect::<Vec<_>>()).await;
+    let [a, silent, empty, has] = &nodes[..] else {
+        unreachable!()
+    };
+    let asked = ok(
+        &a.library,
+        IllRequest::Request {
+            record: format!("DIAM:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: vec!["DIAM".into(), "KOSONG".into(), "ADA".into()],
+            items: 1,
+        },
+    )
+    .await;
+    let first = asked.loans[0].id.clone();
+    both_in(a, silent, &first, "request_received").await;
+
+    // The first lender says nothing for the agreement's 3 days: the borrower's node
+    // withdraws the request there and asks the second.
+    clocks[0].advance(3 * DAY_MS);
+    let outgoing = |answer: &IllAnswer| {
+        answer
+            .loans
+            .iter()
+            .map(|l| (l.peer_name.clone().unwrap_or_default(), l.state.clone()))
+            .collect::<Vec<_>>()
+    };
+    let listed = ok(
+        &a.library,
+        IllRequest::List {
+            incoming: false,
+            outgoing: true,
+            state: None,
+        },
+    )
+    .await;
+    let seen = outgoing(&listed);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let second = listed
+        .loans
+        .iter()
+        .find(|l| l.id != first)
+        .expect("a second request")
+        .id
+        .clone();
+    assert!(loan(&a.library, &first)
+        .await
+        .reason
+        .unwrap_or_default()
+        .contains("no answer within 3 days"));
+    both_in(a, empty, &second, "request_received").await;
+    ok(
+        &empty.library,
+        IllRequest::Answer {
+            id: second.clone(),
+            will_supply: false,
+            unfilled: Some("NotOnShelf".into()),
+            conditions: None,
+        },
+    )
+    .await;
+    both_in(a, empty, &second, "unfilled").await;
+    // The next request the borrower's node makes goes to the third library.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let third = loop {
+        let listed = ok(
+            &a.library,
+            IllRequest::List {
+                incoming: false,
+                outgoing: true,
+                state: None,
+            },
+        )
+        .await;
+        if let Some(third) = listed
+            .loans
+            .iter()
+            .find(|l| l.id != first && l.id != second)
+        {
+            break third.id.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third library was never asked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    both_in(a, has, &third, "request_received").await;
+    assert_eq!(
+        loan(&has.library, &third).await.peer_name.as_deref(),
+        Some("Perpustakaan PERPUSDESA (PERPUSDESA)")
+    );
+    ok(
+        &has.library,
+        IllRequest::Answer {
+            id: third.clone(),
+            will_supply: true,
+            unfilled: None,
+            conditions: None,
+        },
+    )
+    .await;
+    ok(&has.library, step(&third, SimpleStep::Ship)).await;
+    both_in(a, has, &third, "loaned").await;
+    // The silent library saw its request withdrawn; none of them saw the others'.
+    both_in(a, silent, &first, "cancelled").await;
+    for other in [silent, empty] {
+        let theirs = ok(
+            &other.library,
+            IllRequest::List {
+                incoming: false,
+                outgoing: false,
+                state: None,
+            },
+        )
+        .await;
+        assert_eq!(theirs.loans.len(), 1, "a lender sees its own request only");
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_no_agreement_allows_is_refused_saying_why() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let request = || IllRequest::Request {
+        record: format!("SMP1KEMIRI:{record}"),
+        patron: None,
+        need_before: None,
+        note: String::new(),
+        lenders: Vec::new(),
+        items: 1,
+    };
+    // No agreement in force yet.
+    let error = run(&libraries[0].0, request()).await.expect_err("refused");
+    assert!(
+        error.to_string().contains("agreement in force allows"),
+        "{error}"
+    );
+    // An agreement in force that does not allow loans.
+    agree(&libraries, false);
+    let error = run(&libraries[0].0, request()).await.expect_err("refused");
+    assert!(
+        error.to_string().contains("agreement in force allows"),
+        "{error}"
+    );
+    assert_eq!(error.code(), "ill_no_lender");
+    // Nothing was stored.
+    assert!(libraries[0].0.loans().list().expect("lists").is_empty());
+}
