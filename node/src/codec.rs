@@ -24,7 +24,13 @@ pub struct Traffic {
     pub requests_received: AtomicU64,
     /// Full sync rounds started (`Hello` requests sent).
     pub rounds_started: AtomicU64,
+    /// A copy of every message sent, once [`Traffic::keep_sent`] asked for it (tests that
+    /// look for what must never leave the node), at most [`SENT_COPY_MAX`] bytes.
+    sent_copy: std::sync::Mutex<Option<Vec<u8>>>,
 }
+
+/// Bytes of sent messages [`Traffic::keep_sent`] keeps, at most.
+pub const SENT_COPY_MAX: usize = 64 << 20;
 
 /// A snapshot of [`Traffic`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +49,30 @@ pub struct TrafficCounts {
 }
 
 impl Traffic {
+    /// From now on, keeps a copy of every message sent (sync and interlibrary loan, in
+    /// their plain encoding, before the connection encrypts them).
+    pub fn keep_sent(&self) {
+        let mut copy = self.sent_copy.lock().unwrap_or_else(|p| p.into_inner());
+        copy.get_or_insert_with(Vec::new);
+    }
+
+    /// The messages sent since [`Traffic::keep_sent`], end to end.
+    pub fn sent(&self) -> Vec<u8> {
+        let copy = self.sent_copy.lock().unwrap_or_else(|p| p.into_inner());
+        copy.clone().unwrap_or_default()
+    }
+
+    fn note_sent(&self, bytes: &[u8]) {
+        self.bytes_sent
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let mut copy = self.sent_copy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(copy) = copy.as_mut() {
+            if copy.len() + bytes.len() <= SENT_COPY_MAX {
+                copy.extend_from_slice(bytes);
+            }
+        }
+    }
+
     /// The counts now.
     pub fn counts(&self) -> TrafficCounts {
         TrafficCounts {
@@ -101,10 +131,10 @@ async fn read<T: AsyncRead + Unpin + Send, M: Message>(
     sync::decode(&bytes, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn encode<M: Message>(message: M, counter: &AtomicU64) -> io::Result<Vec<u8>> {
+fn encode<M: Message>(message: M, traffic: &Traffic) -> io::Result<Vec<u8>> {
     let bytes =
         sync::encode(&message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    traffic.note_sent(&bytes);
     tracing::debug!("sync message out: {} bytes, {}", bytes.len(), kind(&bytes));
     Ok(bytes)
 }
@@ -156,7 +186,7 @@ where
         if request.starts_round() {
             self.traffic.rounds_started.fetch_add(1, Ordering::Relaxed);
         }
-        let bytes = encode(request, &self.traffic.bytes_sent)?;
+        let bytes = encode(request, &self.traffic)?;
         io.write_all(&bytes).await
     }
 
@@ -169,7 +199,7 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let bytes = encode(response, &self.traffic.bytes_sent)?;
+        let bytes = encode(response, &self.traffic)?;
         io.write_all(&bytes).await
     }
 }

@@ -213,6 +213,9 @@ async fn a_whole_loan_between_two_nodes_both_sides_agreeing_at_each_step() {
     let (a, b) = (start(a_lib, a_dir).await, start(b_lib, b_dir).await);
     connect(&[&a, &b]).await;
 
+    // Every message either node sends from now on is kept, to look for the patron.
+    a.net.traffic.keep_sent();
+    b.net.traffic.keep_sent();
     let asked = ok(
         &a.library,
         IllRequest::Request {
@@ -316,6 +319,113 @@ async fn a_whole_loan_between_two_nodes_both_sides_agreeing_at_each_step() {
         .await
         .expect_err("a closed loan takes no step");
     assert!(refused.to_string().contains("closed"), "{refused}");
+
+    // Privacy: no byte either node sent names the patron; the book's title, sent in
+    // the same messages, shows the copy is the real traffic.
+    let (sent_a, sent_b) = (a.net.traffic.sent(), b.net.traffic.sent());
+    let holds =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        holds(&sent_a, "Laskar pelangi"),
+        "the borrower's request was kept"
+    );
+    let transaction = Hash32::from_hex(&id).expect("hex").0;
+    assert!(
+        sent_b.windows(32).any(|w| w == transaction),
+        "the lender's steps (naming the transaction) were kept"
+    );
+    for (who, sent) in [("borrower", &sent_a), ("lender", &sent_b)] {
+        assert!(
+            !holds(sent, "ANGGOTA-0042"),
+            "the {who}'s node sent the patron reference"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_an_offline_lender_and_a_restarted_node_resumes_the_loan() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let mut it = libraries.into_iter();
+    let (a_lib, a_clock, a_dir) = it.next().expect("a");
+    let (b_lib, b_clock, b_dir) = it.next().expect("b");
+    // The lender's node is not running when the request is made.
+    let a = start(a_lib, a_dir).await;
+    let asked = ok(
+        &a.library,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 2,
+        },
+    )
+    .await;
+    let id = asked.loans[0].id.clone();
+    assert_eq!(asked.loans[0].state, "requested");
+    assert!(
+        run(&b_lib, show(&id)).await.is_err(),
+        "the lender has not heard of it"
+    );
+    let b = start(b_lib, b_dir).await;
+    connect(&[&a, &b]).await;
+    both_in(&a, &b, &id, "request_received").await;
+    ok(
+        &b.library,
+        IllRequest::Answer {
+            id: id.clone(),
+            will_supply: false,
+            unfilled: None,
+            conditions: Some("baca di tempat saja".into()),
+        },
+    )
+    .await;
+    let (mine, _) = both_in(&a, &b, &id, "will_supply").await;
+    assert_eq!(mine.next, vec!["accept_conditions", "cancel", "notify"]);
+
+    // The borrower's node stops mid-transaction; the lender goes on; the borrower's
+    // node, started again on the same data dir, takes up where it was.
+    let a_dir = a.stop_keeping_dir().await;
+    let shipped = run(&b.library, step(&id, SimpleStep::Ship))
+        .await
+        .expect_err("not before the conditions are accepted");
+    assert!(shipped.to_string().contains("conditions"), "{shipped}");
+    let data = jalin_node::config::DataDir::open(a_dir.path()).expect("the data dir");
+    let a_lib = Arc::new(Library::open_with_clock(data, a_clock.clone()).expect("reopens"));
+    let a = start(a_lib, a_dir).await;
+    connect(&[&a, &b]).await;
+    assert_eq!(loan(&a.library, &id).await.state, "will_supply");
+    ok(
+        &a.library,
+        IllRequest::Conditions {
+            id: id.clone(),
+            accept: true,
+        },
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while loan(&b.library, &id).await.conditions.as_deref()
+        != Some("baca di tempat saja (accepted)")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the acceptance never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    b_clock.advance(DAY_MS);
+    ok(&b.library, step(&id, SimpleStep::Ship)).await;
+    let (mine, theirs) = both_in(&a, &b, &id, "loaned").await;
+    assert_eq!(mine.due, theirs.due);
+    // Overdue as each node's own clock says: not yet, then past the due date.
+    assert!(!mine.overdue);
+    a_clock.advance(20 * DAY_MS);
+    assert!(loan(&a.library, &id).await.overdue);
     a.stop().await;
     b.stop().await;
 }

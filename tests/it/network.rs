@@ -56,6 +56,19 @@ impl Node {
     pub(crate) async fn stop(self) {
         self.node.shutdown().await.expect("the node stops cleanly");
     }
+
+    /// Stops the node and hands back its data dir (to start it again).
+    pub(crate) async fn stop_keeping_dir(self) -> tempfile::TempDir {
+        let Node {
+            library,
+            net,
+            node,
+            _dir,
+        } = self;
+        drop((library, net));
+        node.shutdown().await.expect("the node stops cleanly");
+        _dir
+    }
 }
 
 pub(crate) async fn start(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
