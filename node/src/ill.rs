@@ -85,6 +85,9 @@ pub enum LoanError {
     /// A request addressed to another library.
     #[error("the request is addressed to another library")]
     NotForUs,
+    /// A message held already: a replay, or the same message sent twice.
+    #[error("this message is here already (sent twice, or replayed): nothing changes")]
+    Replayed,
     /// A step of a transaction this node does not hold.
     #[error("no such transaction here (its request never arrived, or was refused)")]
     UnknownTransaction,
@@ -128,6 +131,7 @@ impl LoanError {
             LoanError::NotFromSender => "ill_not_from_sender",
             LoanError::NotForUs => "ill_not_for_us",
             LoanError::UnknownTransaction => "ill_unknown_transaction",
+            LoanError::Replayed => "ill_replayed",
             LoanError::PatronTooLong => "too_long",
             LoanError::WrongRole(_) => "ill_wrong_role",
             LoanError::Storage(_) | LoanError::Damaged(_) => "storage",
@@ -624,15 +628,16 @@ impl Loans {
         self.act(transaction, Action::Loaned { due }, now_ms)
     }
 
-    /// Takes in messages `from` a peer; one result per message (`Ok(false)`: held
-    /// already). Answers the peer's requests and renewals as the agreement says.
+    /// Takes in messages `from` a peer; one result per message ([`LoanError::Replayed`]
+    /// for one held already). Answers the peer's requests and renewals as the agreement
+    /// says.
     pub fn take_in(
         &self,
         consortia: &Consortia,
         from: &LibraryId,
         messages: &[Vec<u8>],
         now_ms: u64,
-    ) -> Vec<Result<bool, LoanError>> {
+    ) -> Vec<Result<(), LoanError>> {
         messages
             .iter()
             .map(|bytes| self.take_one(consortia, from, bytes, now_ms))
@@ -645,7 +650,7 @@ impl Loans {
         from: &LibraryId,
         bytes: &[u8],
         now_ms: u64,
-    ) -> Result<bool, LoanError> {
+    ) -> Result<(), LoanError> {
         let message = Signed::<IllMessage>::from_bytes(bytes)?;
         message.body.check_bounds()?;
         if message.author != *from {
@@ -658,7 +663,7 @@ impl Loans {
                     return Err(LoanError::NotForUs);
                 }
                 if self.tree.contains_key(key(b'm', &id.0, &id.0))? {
-                    return Ok(false);
+                    return Err(LoanError::Replayed);
                 }
                 let terms = self.terms_with(consortia, &request.consortium, from)?;
                 if u32::from(request.items) > terms.items_per_request {
@@ -683,7 +688,7 @@ impl Loans {
                 self.store(&id, &message, Some(&local), None)?;
                 // The standard's confirmation: the request has arrived.
                 self.act(&id, Action::RequestReceived, now_ms)?;
-                Ok(true)
+                Ok(())
             }
             IllMessage::Step(step) => {
                 let transaction = step.transaction;
@@ -694,7 +699,7 @@ impl Loans {
                     return Err(IllError::NotAParty.into());
                 }
                 if self.tree.contains_key(key(b'm', &transaction.0, &id.0))? {
-                    return Ok(false);
+                    return Err(LoanError::Replayed);
                 }
                 let before = Transaction::fold(&self.messages(&transaction)?)?;
                 if before.history.len() + before.waiting.len() >= MESSAGES_MAX {
@@ -714,7 +719,7 @@ impl Loans {
                     });
                     self.act(&transaction, Action::RenewAnswer { due }, now_ms)?;
                 }
-                Ok(true)
+                Ok(())
             }
         }
     }

@@ -597,3 +597,268 @@ async fn a_request_no_agreement_allows_is_refused_saying_why() {
     // Nothing was stored.
     assert!(libraries[0].0.loans().list().expect("lists").is_empty());
 }
+
+/// A step of `key`'s library in `transaction`, after `after`.
+fn signed_step(
+    key: &ed25519_dalek::SigningKey,
+    transaction: Hash32,
+    after: Vec<Hash32>,
+    action: jalin_protocol::ill::Action,
+) -> Vec<u8> {
+    jalin_protocol::consortium::document::Signed::sign(
+        key,
+        jalin_protocol::ill::IllMessage::Step(jalin_protocol::ill::Step {
+            transaction,
+            after,
+            at_ms: T + 5_000,
+            action,
+        }),
+    )
+    .to_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_out_of_place_messages_are_refused_and_change_nothing() {
+    use jalin_node::ill::LoanError;
+    use jalin_protocol::ill::Action;
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI", "SDN2KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b, c) = (&libraries[0].0, &libraries[1].0, &libraries[2].0);
+    let key = |library: &Library| library.data().key.clone();
+    // A asks B; B takes the request in (by hand here: the network does the same).
+    let asked = ok(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 2,
+        },
+    )
+    .await;
+    let id = Hash32::from_hex(&asked.loans[0].id).expect("hex");
+    let request = a.loans().outbox(&b.id()).expect("outbox");
+    assert_eq!(request.len(), 1);
+    let request = request[0].1.clone();
+    let take = |from: &Library, bytes: Vec<u8>| {
+        b.loans()
+            .take_in(b.consortia(), &from.id(), &[bytes], T + 5_000)
+            .remove(0)
+    };
+    take(a, request.clone()).expect("the request is taken");
+    let before = b.loans().get(&id).expect("held").transaction;
+    let after = before.heads.clone();
+    let unchanged = || {
+        let now = b.loans().get(&id).expect("held").transaction;
+        assert_eq!(now, before, "the state changed");
+    };
+
+    // Replayed: the same request again.
+    let error = take(a, request.clone()).expect_err("a replay");
+    assert!(matches!(error, LoanError::Replayed), "{error}");
+    unchanged();
+
+    // Forged: a step said to be A's, its signature changed.
+    let mut forged = signed_step(&key(a), id, after.clone(), Action::Received);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let error = take(a, forged).expect_err("a forgery");
+    assert!(error.to_string().contains("signature"), "{error}");
+    unchanged();
+
+    // A third member: its own step in A and B's loan, and A's step passed on by it.
+    let error = take(
+        c,
+        signed_step(
+            &key(c),
+            id,
+            after.clone(),
+            Action::Cancel {
+                reason: "saya".into(),
+            },
+        ),
+    )
+    .expect_err("a third member's step");
+    assert!(
+        error
+            .to_string()
+            .contains("neither the borrower nor the lender"),
+        "{error}"
+    );
+    let relayed = signed_step(
+        &key(a),
+        id,
+        after.clone(),
+        Action::Notification {
+            note: "lewat C".into(),
+        },
+    );
+    let error = take(c, relayed).expect_err("a step passed on");
+    assert!(matches!(error, LoanError::NotFromSender), "{error}");
+    unchanged();
+
+    // Too many items: the agreement allows 2 per request.
+    let too_many = jalin_protocol::consortium::document::Signed::sign(
+        &key(a),
+        jalin_protocol::ill::IllMessage::Request(jalin_protocol::ill::LoanRequest {
+            consortium: consortium(a),
+            lender: b.id(),
+            record_id: record.clone(),
+            title: "Laskar pelangi".into(),
+            author: String::new(),
+            items: 3,
+            need_before: None,
+            note: String::new(),
+            at_ms: T + 6_000,
+            nonce: [7; 16],
+        }),
+    );
+    let error = take(a, too_many.to_bytes()).expect_err("too many items");
+    assert!(
+        matches!(error, LoanError::TooManyItems { items: 3, max: 2 }),
+        "{error}"
+    );
+    assert_eq!(
+        b.loans().list().expect("lists").len(),
+        1,
+        "nothing new was stored"
+    );
+
+    // A removed library: the founder (A) removes B; B's next step in the loan is
+    // refused by A's node, and A's view of the loan stays as it was.
+    let cid = consortium(a);
+    a.consortia()
+        .remove(&cid, b.id(), "diuji", T + 7_000)
+        .expect("the founder removes B");
+    let a_before = a.loans().get(&id).expect("held").transaction;
+    let b_step = signed_step(
+        &key(b),
+        id,
+        a_before.heads.clone(),
+        Action::WillSupply { conditions: None },
+    );
+    let error = a
+        .loans()
+        .take_in(a.consortia(), &b.id(), &[b_step], T + 8_000)
+        .remove(0)
+        .expect_err("B is no longer A's co-member");
+    assert!(matches!(error, LoanError::NotAllowed(_)), "{error}");
+    assert!(error.to_string().contains("share no consortium"), "{error}");
+    assert_eq!(a.loans().get(&id).expect("held").transaction, a_before);
+    unchanged();
+}
+
+/// What one side sends, as a wire would carry it: (to the borrower?, bytes).
+type Wire = Vec<(bool, Vec<u8>)>;
+
+/// Moves what `from` has queued for `to` onto the wire.
+fn onto_wire(from: &Library, to: &Library, wire: &mut Wire, to_borrower: bool) {
+    let waiting = from.loans().outbox(&to.id()).expect("outbox");
+    let ids: Vec<Hash32> = waiting.iter().map(|(id, _)| *id).collect();
+    from.loans().delivered(&to.id(), &ids).expect("delivered");
+    wire.extend(waiting.into_iter().map(|(_, bytes)| (to_borrower, bytes)));
+}
+
+/// Delivers the message at `pick` (modulo the wire's length); keeps it on the wire when
+/// `twice` (to arrive again) or when the receiver cannot take it yet.
+fn deliver(a: &Library, b: &Library, wire: &mut Wire, pick: usize, twice: bool, now: u64) {
+    if wire.is_empty() {
+        return;
+    }
+    let (to_borrower, bytes) = wire.remove(pick % wire.len());
+    let (to, from) = if to_borrower { (a, b) } else { (b, a) };
+    let result = to
+        .loans()
+        .take_in(to.consortia(), &from.id(), &[bytes.clone()], now)
+        .remove(0);
+    let keep = match &result {
+        Ok(()) | Err(jalin_node::ill::LoanError::Replayed) => twice,
+        Err(error) if error.is_transient() => true,
+        Err(error) => panic!("a genuine message was refused: {error}"),
+    };
+    if keep {
+        wire.push((to_borrower, bytes));
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+    /// The messages of a whole loan delayed, duplicated and reordered at random between
+    /// two libraries' stores (each side acting once its state allows): both end in the
+    /// same state, the loan completed with its renewal.
+    #[test]
+    fn delayed_duplicated_reordered_messages_end_in_the_same_state_on_both_sides(
+        schedule in proptest::collection::vec((0..64usize, proptest::bool::weighted(0.3)), 64),
+    ) {
+        use jalin_protocol::ill::{Action, Party};
+        let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+        agree(&libraries, true);
+        let record = the_same_book(&libraries, &[1]).remove(0);
+        let (a, b) = (&libraries[0].0, &libraries[1].0);
+        let now = T + 10_000;
+        let answer = execute(a, IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: Some("P-1".into()),
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 1,
+        }).expect("requests");
+        let id = Hash32::from_hex(&answer.loans[0].id).expect("hex");
+        let script: Vec<(Party, Action)> = vec![
+            (Party::Lender, Action::WillSupply { conditions: None }),
+            (Party::Lender, Action::Loaned { due: jalin_protocol::ill::Day::of_ms(now).plus(14) }),
+            (Party::Borrower, Action::Received),
+            (Party::Borrower, Action::Renew),
+            (Party::Borrower, Action::ShippedReturn),
+            (Party::Lender, Action::LoanCompleted),
+        ];
+        let mut wire: Wire = Vec::new();
+        let mut turns = schedule.into_iter().cycle();
+        onto_wire(a, b, &mut wire, false);
+        for (party, action) in script {
+            let actor = match party {
+                Party::Borrower => a,
+                Party::Lender => b,
+            };
+            // Deliver at random until the actor holds the loan and may act.
+            let mut tries = 0;
+            loop {
+                let ready = actor.loans().get(&id).ok().is_some_and(|loan| {
+                    loan.transaction.check(party, &action).is_ok()
+                        && !(action == Action::ShippedReturn && loan.transaction.renew_pending)
+                });
+                if ready {
+                    break;
+                }
+                let (pick, twice) = turns.next().expect("cycles");
+                deliver(a, b, &mut wire, pick, twice && tries < 200, now);
+                onto_wire(a, b, &mut wire, false);
+                onto_wire(b, a, &mut wire, true);
+                tries += 1;
+                proptest::prop_assert!(tries < 2_000, "never ready for {action:?}");
+            }
+            actor.loans().act(&id, action, now).expect("acts");
+            onto_wire(a, b, &mut wire, false);
+            onto_wire(b, a, &mut wire, true);
+        }
+        // Everything still on the wire arrives, in reverse order.
+        while !wire.is_empty() {
+            let last = wire.len() - 1;
+            deliver(a, b, &mut wire, last, false, now);
+            onto_wire(a, b, &mut wire, false);
+            onto_wire(b, a, &mut wire, true);
+        }
+        let (mine, theirs) = (
+            a.loans().get(&id).expect("held").transaction,
+            b.loans().get(&id).expect("held").transaction,
+        );
+        proptest::prop_assert_eq!(&mine, &theirs);
+        proptest::prop_assert_eq!(mine.status, jalin_protocol::ill::Status::LoanCompleted);
+        proptest::prop_assert_eq!(mine.renewals, 1);
+        proptest::prop_assert!(mine.waiting.is_empty());
+    }
+}

@@ -355,7 +355,8 @@ impl NetLoop {
                 .take_in(library.consortia(), &member, &messages, now)
                 .into_iter()
                 .map(|result| match result {
-                    Ok(_) => Receipt::Taken,
+                    // Held already: the sender may forget it.
+                    Ok(()) | Err(crate::ill::LoanError::Replayed) => Receipt::Taken,
                     Err(error) => {
                         tracing::warn!(%error, "refused an interlibrary-loan message");
                         Receipt::Refused {
