@@ -772,7 +772,12 @@ fn deliver(a: &Library, b: &Library, wire: &mut Wire, pick: usize, twice: bool, 
     let (to, from) = if to_borrower { (a, b) } else { (b, a) };
     let result = to
         .loans()
-        .take_in(to.consortia(), &from.id(), &[bytes.clone()], now)
+        .take_in(
+            to.consortia(),
+            &from.id(),
+            std::slice::from_ref(&bytes),
+            now,
+        )
         .remove(0);
     let keep = match &result {
         Ok(()) | Err(jalin_node::ill::LoanError::Replayed) => twice,
