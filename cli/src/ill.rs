@@ -128,6 +128,16 @@ pub enum IllAction {
         /// The note.
         note: String,
     },
+    /// Write the loan as ISO 18626 XML: one message per step, each a file in the
+    /// directory OUT (01-request.xml, 02-RequestReceived.xml, ...), each valid against
+    /// the standard's 2021-2 schema.
+    Export {
+        /// The loan.
+        id: String,
+        /// The directory (made if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn print_loan(loan: &LoanView, full: bool) {
@@ -189,6 +199,23 @@ fn print(answer: &IllAnswer, json: bool, full: bool) -> anyhow::Result<ExitCode>
 /// Runs `jalin ill ACTION` through the running node, or on the data dir.
 pub fn run(backend: Backend, action: IllAction) -> anyhow::Result<ExitCode> {
     let step = |id: String, step: SimpleStep| IllRequest::Step { id, step };
+    if let IllAction::Export { id, out } = action {
+        let answer = backend.ill(IllRequest::Export { id })?;
+        std::fs::create_dir_all(&out)?;
+        for (name, xml) in &answer.files {
+            // Names are the node's own (`NN-Kind.xml`); never a path.
+            let name = std::path::Path::new(name)
+                .file_name()
+                .ok_or_else(|| anyhow::anyhow!("the node named a file {name:?}"))?;
+            std::fs::write(out.join(name), xml)?;
+        }
+        eprintln!(
+            "{} message(s) written to {}",
+            answer.files.len(),
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (request, json, full) = match action {
         IllAction::Request {
             record,
@@ -258,6 +285,7 @@ pub fn run(backend: Backend, action: IllAction) -> anyhow::Result<ExitCode> {
         IllAction::Recall { id } => (step(id, SimpleStep::Recall), false, true),
         IllAction::Cancel { id, reason } => (IllRequest::Cancel { id, reason }, false, true),
         IllAction::Notify { id, note } => (IllRequest::Notify { id, note }, false, true),
+        IllAction::Export { .. } => unreachable!("handled above"),
     };
     let answer = backend.ill(request)?;
     print(&answer, json, full)

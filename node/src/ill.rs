@@ -342,6 +342,16 @@ impl Loans {
         Ok(Loan { transaction, local })
     }
 
+    /// A transaction as ISO 18626 messages (file name, XML), one per step.
+    pub fn export(&self, transaction: &Hash32) -> Result<Vec<(String, String)>, LoanError> {
+        if self.local(transaction)?.is_none() {
+            return Err(LoanError::NotFound(transaction.short()));
+        }
+        Ok(jalin_protocol::ill::iso::export(
+            &self.messages(transaction)?,
+        )?)
+    }
+
     /// The transaction an id or an id's start (8 hex digits or more) names.
     pub fn resolve(&self, text: &str) -> Result<Hash32, LoanError> {
         let text = text.trim().to_ascii_lowercase();

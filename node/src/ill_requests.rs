@@ -101,6 +101,11 @@ pub enum IllRequest {
         /// The note.
         note: String,
     },
+    /// The loan as ISO 18626 messages, one per step.
+    Export {
+        /// The loan.
+        id: String,
+    },
 }
 
 fn one() -> u16 {
@@ -177,6 +182,9 @@ pub struct IllAnswer {
     pub message: String,
     /// The loans concerned.
     pub loans: Vec<LoanView>,
+    /// Files made (an export): name and text.
+    #[serde(default)]
+    pub files: Vec<(String, String)>,
 }
 
 impl LoanView {
@@ -389,6 +397,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
         Ok(IllAnswer {
             message,
             loans: vec![view(&id)?],
+            files: Vec::new(),
         })
     };
     match request {
@@ -487,6 +496,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
             Ok(IllAnswer {
                 message: format!("{} loan(s)", shown.len()),
                 loans: shown,
+                files: Vec::new(),
             })
         }
         IllRequest::Show { id } => {
@@ -560,6 +570,15 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
             let id = loans.resolve(&id)?;
             loans.act(&id, Action::Notification { note }, now)?;
             one("Sent".into(), id)
+        }
+        IllRequest::Export { id } => {
+            let id = loans.resolve(&id)?;
+            let files = loans.export(&id)?;
+            Ok(IllAnswer {
+                message: format!("{} ISO 18626 message(s)", files.len()),
+                loans: vec![view(&id)?],
+                files,
+            })
         }
     }
 }

@@ -867,3 +867,108 @@ proptest::proptest! {
         proptest::prop_assert!(mine.waiting.is_empty());
     }
 }
+
+/// Passes everything queued between the two libraries until nothing is left.
+fn exchange(a: &Library, b: &Library, now: u64) {
+    let mut wire: Wire = Vec::new();
+    loop {
+        onto_wire(a, b, &mut wire, false);
+        onto_wire(b, a, &mut wire, true);
+        if wire.is_empty() {
+            return;
+        }
+        deliver(a, b, &mut wire, 0, false, now);
+    }
+}
+
+#[test]
+fn every_exported_message_validates_against_the_iso_18626_schema() {
+    use jalin_protocol::ill::Action;
+    let data = crate::shared_data_or_skip!();
+    if !crate::support::have_tool("xmllint", &["--version"]) {
+        return;
+    }
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let now = T + 10_000;
+    let answer = execute(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: Some("P-7 <rahasia>".into()),
+            need_before: Some("2026-12-31".into()),
+            note: "catatan & \"tanda\" <kutip>".into(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .expect("requests");
+    let id = Hash32::from_hex(&answer.loans[0].id).expect("hex");
+    exchange(a, b, now);
+    let steps: Vec<(&Library, Action)> = vec![
+        (b, Action::ExpectToSupply),
+        (
+            b,
+            Action::WillSupply {
+                conditions: Some("baca di tempat".into()),
+            },
+        ),
+        (a, Action::ConditionsAnswer { accepted: true }),
+        (
+            b,
+            Action::Loaned {
+                due: jalin_protocol::ill::Day::of_ms(now).plus(14),
+            },
+        ),
+        (a, Action::Received),
+        (
+            b,
+            Action::Notification {
+                note: "harap dijaga".into(),
+            },
+        ),
+        (a, Action::Renew),
+        (a, Action::ShippedReturn),
+        (b, Action::LoanCompleted),
+    ];
+    for (who, action) in steps {
+        who.loans().act(&id, action, now).expect("acts");
+        exchange(a, b, now);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let schema = data.join("xsd/ISO-18626-2021-2.xsd");
+    for (side, library) in [("borrower", a), ("lender", b)] {
+        let files = library.loans().export(&id).expect("exports");
+        // The request, the lender's RequestReceived, the nine steps, the renewal's answer.
+        assert_eq!(
+            files.len(),
+            12,
+            "{side}: {:?}",
+            files.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        for (name, xml) in &files {
+            assert!(!xml.contains("P-7"), "{side}: {name} names the patron");
+            let path = dir.path().join(format!("{side}-{name}"));
+            std::fs::write(&path, xml).expect("writes");
+            let out = std::process::Command::new("xmllint")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(&schema)
+                .arg(&path)
+                .output()
+                .expect("xmllint runs");
+            assert!(
+                out.status.success(),
+                "{side}: {name} is not valid ISO 18626: {}\n{xml}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert_eq!(
+        a.loans().export(&id).expect("exports"),
+        b.loans().export(&id).expect("exports"),
+        "both sides export the same messages"
+    );
+}

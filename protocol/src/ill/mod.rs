@@ -16,6 +16,8 @@
 //! No patron is named in any message: the borrowing library keeps its own reference to
 //! the patron beside the transaction, on its own node.
 
+pub mod iso;
+
 use crate::consortium::document::{Hash32, Kind, Signed};
 use crate::signing::{Domain, LibraryId};
 use crate::sync::{Bound, Message};
