@@ -82,6 +82,39 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// The ISO 18626 gateway for interlibrary-loan systems outside Jalin.
+    #[serde(default, skip_serializing_if = "Iso18626Section::is_off")]
+    pub iso18626: Iso18626Section,
+}
+
+/// `[iso18626]`: `POST /iso18626` takes ISO 18626 messages from the agencies listed,
+/// each proving itself with its shared secret (`Authorization: Bearer SECRET`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Iso18626Section {
+    /// This library's agency id as those systems know it (its ISIL, say); none: the
+    /// library's code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_id: Option<String>,
+    /// The agencies that may send messages.
+    #[serde(default)]
+    pub peers: Vec<Iso18626Peer>,
+}
+
+impl Iso18626Section {
+    fn is_off(&self) -> bool {
+        self.agency_id.is_none() && self.peers.is_empty()
+    }
+}
+
+/// One agency outside Jalin.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Iso18626Peer {
+    /// Its agency id value (`agencyIdValue`).
+    pub agency_id: String,
+    /// The secret it sends as `Authorization: Bearer SECRET`.
+    pub secret: String,
 }
 
 /// `[library]`.
@@ -385,6 +418,7 @@ impl DataDir {
             http: HttpSection::default(),
             network: NetworkSection::default(),
             limits: LimitsSection::default(),
+            iso18626: Iso18626Section::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),

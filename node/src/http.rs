@@ -39,6 +39,12 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/sru", get(sru).post(sru))
         .route("/api/consortium", post(consortium_request))
         .route("/api/ill", post(ill_request))
+        .route(
+            "/iso18626",
+            post(iso18626).layer(DefaultBodyLimit::max(
+                jalin_protocol::ill::iso::INCOMING_BYTES_MAX,
+            )),
+        )
         .route("/api/network", get(network_status))
         .route("/api/network/dial", post(network_dial))
         .route("/api/consortia", get(consortia_list))
@@ -572,6 +578,35 @@ async fn network_dial(
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Json(serde_json::json!({ "dialing": body.address })))
+}
+
+/// `POST /iso18626`: an ISO 18626 message from an agency of `[iso18626] peers`, answered
+/// with the standard's confirmation (XML) whatever happens.
+async fn iso18626(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|s| s.trim().to_string());
+    let library = state.library.clone();
+    let (status, xml) = blocking(move || {
+        let config = library.data().config.iso18626.clone();
+        let now = library.now_ms();
+        Ok(library
+            .gateway()
+            .receive(&config, &library.agency_id(), &body, secret.as_deref(), now))
+    })
+    .await?;
+    Ok((
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        xml,
+    )
+        .into_response())
 }
 
 /// `POST /api/ill`: any interlibrary-loan request (JSON, `{"action": ...}`). Every one

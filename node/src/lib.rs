@@ -17,6 +17,7 @@ pub mod consortium;
 pub mod consortium_requests;
 pub mod edit;
 pub mod files;
+pub mod gateway;
 pub mod http;
 pub mod ill;
 pub mod ill_requests;

@@ -274,6 +274,8 @@ pub struct Library {
     consortia: Consortia,
     /// Its interlibrary loans.
     loans: crate::ill::Loans,
+    /// Transactions of ILL systems outside Jalin (ISO 18626).
+    gateway: crate::gateway::Gateway,
     /// Where it reads the time.
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
@@ -331,6 +333,21 @@ impl Library {
         &self.loans
     }
 
+    /// The ISO 18626 gateway's transactions.
+    pub fn gateway(&self) -> &crate::gateway::Gateway {
+        &self.gateway
+    }
+
+    /// This library's ISO 18626 agency id: `[iso18626] agency_id`, or its code.
+    pub fn agency_id(&self) -> String {
+        let config = &self.data.config;
+        config
+            .iso18626
+            .agency_id
+            .clone()
+            .unwrap_or_else(|| config.library.code.clone())
+    }
+
     /// Now, by the clock the library was given.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
@@ -386,6 +403,7 @@ impl Library {
             .open_tree("freshness")
             .map_err(StoreError::from)?;
         let loans = crate::ill::Loans::open(&store.db(), data.key.clone())?;
+        let gateway = crate::gateway::Gateway::open(&store.db()).map_err(StoreError::from)?;
         // sled and tantivy made their files with the process's umask.
         crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
             path: data.path.clone(),
@@ -397,6 +415,7 @@ impl Library {
             index,
             consortia,
             loans,
+            gateway,
             clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),

@@ -972,3 +972,188 @@ fn every_exported_message_validates_against_the_iso_18626_schema() {
         "both sides export the same messages"
     );
 }
+
+/// The agency that sends a message (the requesting agency, or a supplying agency's
+/// message's supplier), as the gateway reads it.
+fn sender_of(xml: &[u8]) -> Option<String> {
+    let m = jalin_protocol::ill::iso::read(xml).ok()?;
+    Some(match m.kind? {
+        jalin_protocol::ill::iso::Kind::SupplyingAgencyMessage => m.supplying_agency,
+        _ => m.requesting_agency,
+    })
+}
+
+/// `messageStatus` and `errorType` of a confirmation.
+fn confirmation_of(xml: &str) -> (String, Option<String>) {
+    let text = |tag: &str| {
+        let open = format!("<{tag}>");
+        let start = xml.find(&open)? + open.len();
+        let end = xml[start..].find('<')? + start;
+        Some(xml[start..end].to_string())
+    };
+    (text("messageStatus").unwrap_or_default(), text("errorType"))
+}
+
+#[test]
+fn every_crosslink_message_gets_a_confirmation_and_the_valid_requests_a_transaction() {
+    let data = crate::shared_data_or_skip!();
+    if !crate::support::have_tool("xmllint", &["--version"]) {
+        return;
+    }
+    let agencies = [
+        "REQ",
+        "SUP",
+        "SUP1",
+        "SUP_A",
+        "SUP_B",
+        "SLNP_ONE",
+        "SLNP_TWO_A",
+    ];
+    let server = crate::support::start_with(None, |data| {
+        data.config.iso18626.agency_id = Some("BROKER".into());
+        data.config.iso18626.peers = agencies
+            .iter()
+            .map(|a| jalin_node::config::Iso18626Peer {
+                agency_id: a.to_string(),
+                secret: format!("rahasia-{a}"),
+            })
+            .collect();
+    });
+    let client = reqwest::blocking::Client::new();
+    let schema = data.join("xsd/ISO-18626-2021-2.xsd");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let post = |name: &str, body: Vec<u8>, secret: Option<String>| {
+        let mut request = client
+            .post(format!("{}/iso18626", server.url))
+            .header("content-type", "application/xml")
+            .body(body);
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        let response = request.send().expect("answers");
+        let status = response.status().as_u16();
+        let xml = response.text().expect("text");
+        // Every answer is a confirmation valid against the 2021-2 schema.
+        let path = dir.path().join(format!("confirmation-{name}"));
+        std::fs::write(&path, &xml).expect("writes");
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(&path)
+            .output()
+            .expect("xmllint runs");
+        assert!(
+            out.status.success(),
+            "{name}: the confirmation is not valid ISO 18626: {}\n{xml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (status, confirmation_of(&xml), xml)
+    };
+    let udv = Some("UnrecognisedDataValue");
+    let expected: [(&str, Option<&str>); 32] = [
+        ("illmock-cancel-req.xml", None),
+        ("illmock-error-req.xml", udv),
+        ("illmock-renew-req.xml", udv),
+        ("illmock-req.xml", udv),
+        ("misc-request-mock-error.xml", udv),
+        ("misc-request-mock-multiple.xml", udv),
+        ("misc-request-mock-unfilled.xml", udv),
+        ("reqmsg-no-reqid.xml", udv),
+        ("reqmsg-notification.xml", udv),
+        ("reqmsg-ok.xml", udv),
+        ("request-loaned-overdue-renew.xml", None),
+        ("request-loaned-overdue.xml", None),
+        ("request-loaned.xml", None),
+        ("request-locally-available.xml", None),
+        ("request-no-reqid.xml", udv),
+        ("request-reminder.xml", udv),
+        ("request-retry-1.xml", None),
+        ("request-retry-after-unfilled.xml", udv),
+        ("request-retry-changed-bibinfo.xml", None),
+        ("request-retry-cost-loaned.xml", None),
+        ("request-retry-non-existing.xml", udv),
+        ("request-retry-onloan-loaned.xml", None),
+        ("request-unfilled-2.xml", None),
+        ("request-unfilled-willsupply.xml", None),
+        ("request-unfilled.xml", None),
+        ("request-willsupply-loaned-cancel.xml", udv),
+        ("request-willsupply-loaned.xml", None),
+        ("request-willsupply-unfilled-willsupply-loaned.xml", None),
+        ("supmsg-no-reqid.xml", udv),
+        ("supmsg-notification-2.xml", udv),
+        ("supmsg-notification.xml", udv),
+        ("supmsg-ok.xml", udv),
+    ];
+    let folder = data.join("iso18626/crosslink");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&folder)
+        .expect("the crosslink messages")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    assert_eq!(
+        on_disk,
+        expected
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>(),
+        "every file has its expected answer"
+    );
+    for (name, error) in expected {
+        let bytes = std::fs::read(folder.join(name)).expect("reads");
+        let secret = sender_of(&bytes).map(|a| format!("rahasia-{a}"));
+        let (_, (status, error_type), xml) = post(name, bytes, secret);
+        match error {
+            None => assert_eq!((status.as_str(), error_type), ("OK", None), "{name}: {xml}"),
+            Some(kind) => assert_eq!(
+                (status.as_str(), error_type.as_deref()),
+                ("ERROR", Some(kind)),
+                "{name}: {xml}"
+            ),
+        }
+    }
+    let opened = server.library.gateway().transactions().expect("reads");
+    assert_eq!(opened.len(), 14, "one transaction per valid request");
+    assert!(opened.iter().all(|t| t.requesting_agency == "REQ"));
+
+    // The requesting agency cancels its first request: taken into the transaction.
+    let cancel = std::fs::read_to_string(folder.join("reqmsg-ok.xml"))
+        .expect("reads")
+        .replace("SLNP_TWO_A", "BROKER")
+        .replace("SLNP_ONE", "REQ")
+        .replace(">reqid<", ">js-test-1017<");
+    let (http, (status, _), xml) = post(
+        "cancel",
+        cancel.clone().into_bytes(),
+        Some("rahasia-REQ".into()),
+    );
+    assert_eq!((http, status.as_str()), (200, "OK"), "{xml}");
+    let held = server.library.gateway().transactions().expect("reads");
+    let first = held
+        .iter()
+        .find(|t| t.request_id == "js-test-1017")
+        .expect("held");
+    assert_eq!(first.last_action, "Cancel");
+    assert_eq!(first.messages.len(), 2);
+    // A wrong secret, an action the standard lacks, a message with no request id, and
+    // bytes that are not XML: each an error of its own type, nothing stored.
+    let (http, (_, kind), _) = post(
+        "wrong-secret",
+        cancel.clone().into_bytes(),
+        Some("salah".into()),
+    );
+    assert_eq!((http, kind.as_deref()), (401, udv));
+    let dance = cancel.replace("<action>Cancel</action>", "<action>Dance</action>");
+    let (_, (_, kind), _) = post("dance", dance.into_bytes(), Some("rahasia-REQ".into()));
+    assert_eq!(kind.as_deref(), Some("UnsupportedActionType"));
+    let no_id = cancel.replace(
+        "<requestingAgencyRequestId>js-test-1017</requestingAgencyRequestId>",
+        "",
+    );
+    let (_, (_, kind), _) = post("no-id", no_id.into_bytes(), Some("rahasia-REQ".into()));
+    assert_eq!(kind.as_deref(), Some("UnrecognisedDataElement"));
+    let (_, (_, kind), _) = post("garbage", b"<ISO18626Message><request>".to_vec(), None);
+    assert_eq!(kind.as_deref(), Some("BadlyFormedMessage"));
+    let after = server.library.gateway().transactions().expect("reads");
+    assert_eq!(after, held, "refused messages changed nothing");
+}

@@ -318,6 +318,10 @@ pub struct Incoming {
     pub note: String,
     /// The version attribute.
     pub version: String,
+    /// Whether the header has a `requestingAgencyRequestId` element (even empty).
+    pub has_request_id: bool,
+    /// A request's `requestingAgencyPreviousRequestId` (a retry names it).
+    pub previous_request_id: String,
 }
 
 /// Elements deeper than this are refused (the schema's deepest is 5).
@@ -390,9 +394,14 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
                 ),
             )
         })?;
+        let empty = matches!(event, Event::Empty(_));
         match event {
-            Event::Start(start) => {
+            Event::Start(start) | Event::Empty(start) => {
                 let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                if name == "requestingAgencyRequestId" && path.last().is_some_and(|p| p == "header")
+                {
+                    message.has_request_id = true;
+                }
                 if path.is_empty() {
                     if name != "ISO18626Message" || root_seen {
                         return Err(iso_error(
@@ -428,6 +437,9 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
                         format!("elements nested deeper than {DEPTH_MAX}"),
                     ));
                 }
+                if empty {
+                    path.pop();
+                }
             }
             Event::End(_) => {
                 path.pop();
@@ -458,6 +470,9 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
                     }
                     ["serviceType", "serviceInfo", ..] => &mut message.service_type,
                     ["requestType", "serviceInfo", ..] => &mut message.request_type,
+                    ["requestingAgencyPreviousRequestId", "serviceInfo", ..] => {
+                        &mut message.previous_request_id
+                    }
                     ["status", "statusInfo", ..] => &mut message.status,
                     ["reasonForMessage", "messageInfo", ..] => &mut message.reason_for_message,
                     ["action", "requestingAgencyMessage", ..] => &mut message.action,
@@ -469,7 +484,15 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
                 };
                 *slot = value.chars().take(super::TEXT_MAX).collect();
             }
-            Event::Eof => break,
+            Event::Eof => {
+                if let Some(open) = path.last() {
+                    return Err(iso_error(
+                        ErrorType::BadlyFormedMessage,
+                        format!("the document ends inside <{open}>: cut short"),
+                    ));
+                }
+                break;
+            }
             _ => {}
         }
         buf.clear();
@@ -486,8 +509,14 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
             format!("{what} is missing"),
         )
     };
-    if message.requesting_request_id.is_empty() {
+    if !message.has_request_id {
         return Err(missing("header/requestingAgencyRequestId"));
+    }
+    if message.requesting_request_id.is_empty() {
+        return Err(iso_error(
+            ErrorType::UnrecognisedDataValue,
+            "requestingAgencyRequestId: cannot be empty",
+        ));
     }
     if message.requesting_agency.is_empty() {
         return Err(missing("header/requestingAgencyId"));
@@ -497,6 +526,12 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
     }
     match kind {
         Kind::Request => {
+            if !["", "New", "Retry", "Reminder"].contains(&message.request_type.as_str()) {
+                return Err(iso_error(
+                    ErrorType::UnrecognisedDataValue,
+                    format!("requestType {}", message.request_type),
+                ));
+            }
             if !message.service_type.is_empty()
                 && !["Loan", "Copy", "CopyOrLoan"].contains(&message.service_type.as_str())
             {
