@@ -128,6 +128,16 @@ pub enum IllAction {
         /// The note.
         note: String,
     },
+    /// This library's figures: requests made and received, filled, unfilled by reason,
+    /// fill rate, turnaround, open and overdue loans, lent to borrowed.
+    Report {
+        /// Only requests made since this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the loan as ISO 18626 XML: one message per step, each a file in the
     /// directory OUT (01-request.xml, 02-RequestReceived.xml, ...), each valid against
     /// the standard's 2021-2 schema.
@@ -189,6 +199,47 @@ fn print(answer: &IllAnswer, json: bool, full: bool) -> anyhow::Result<ExitCode>
     }
     if !answer.message.is_empty() {
         println!("{}", answer.message);
+    }
+    if let Some(r) = &answer.report {
+        let days = |d: Option<f64>| d.map_or("-".to_string(), |d| format!("{d} days"));
+        let rate = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r}"));
+        println!(
+            "Interlibrary loan{}",
+            r.since
+                .as_ref()
+                .map(|s| format!(" since {s}"))
+                .unwrap_or_default()
+        );
+        println!(
+            "  requests made:       {} (filled {})",
+            r.made, r.filled_made
+        );
+        println!(
+            "  requests received:   {} (filled {})",
+            r.received, r.filled_received
+        );
+        println!("  fill rate:           {}", rate(r.fill_rate));
+        for (reason, count) in &r.unfilled_by_reason {
+            println!("  unfilled, {reason}: {count}");
+        }
+        println!(
+            "  request to received: {} (median)",
+            days(r.days_to_received)
+        );
+        println!(
+            "  request to shipped:  {} (median)",
+            days(r.days_to_shipped)
+        );
+        println!(
+            "  open loans:          {} ({} overdue)",
+            r.open_loans, r.overdue_loans
+        );
+        println!(
+            "  lent / borrowed:     {} / {} ({})",
+            r.lent,
+            r.borrowed,
+            rate(r.lent_to_borrowed)
+        );
     }
     for loan in &answer.loans {
         print_loan(loan, full);
@@ -286,6 +337,7 @@ pub fn run(backend: Backend, action: IllAction) -> anyhow::Result<ExitCode> {
         IllAction::Cancel { id, reason } => (IllRequest::Cancel { id, reason }, false, true),
         IllAction::Notify { id, note } => (IllRequest::Notify { id, note }, false, true),
         IllAction::Export { .. } => unreachable!("handled above"),
+        IllAction::Report { since, json } => (IllRequest::Report { since }, json, false),
     };
     let answer = backend.ill(request)?;
     print(&answer, json, full)

@@ -238,6 +238,58 @@ pub struct Ledger {
     pub borrowed: u32,
 }
 
+/// This library's interlibrary-loan figures over a period, from the transactions it
+/// was a party to (each lender asked counts as one request).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The period's first day, if any (else since the first loan).
+    pub since: Option<String>,
+    /// Requests this library made.
+    pub made: u32,
+    /// Requests this library received.
+    pub received: u32,
+    /// Of those made, how many were shipped to it.
+    pub filled_made: u32,
+    /// Of those received, how many it shipped.
+    pub filled_received: u32,
+    /// Requests it could not fill, by the reason it gave.
+    pub unfilled_by_reason: BTreeMap<String, u32>,
+    /// Filled over received (as a lender).
+    pub fill_rate: Option<f64>,
+    /// Median days from request to the book at the borrower (its own requests).
+    pub days_to_received: Option<f64>,
+    /// Median days from request to shipping (requests it filled).
+    pub days_to_shipped: Option<f64>,
+    /// Loans open now (shipped, not yet back), both ways.
+    pub open_loans: u32,
+    /// Of those, past their due date.
+    pub overdue_loans: u32,
+    /// Loans it made, and took.
+    pub lent: u32,
+    /// Loans it took.
+    pub borrowed: u32,
+    /// Lent over borrowed.
+    pub lent_to_borrowed: Option<f64>,
+}
+
+fn median_days(mut spans_ms: Vec<u64>) -> Option<f64> {
+    if spans_ms.is_empty() {
+        return None;
+    }
+    spans_ms.sort_unstable();
+    let mid = spans_ms.len() / 2;
+    let ms = if spans_ms.len() % 2 == 0 {
+        (spans_ms[mid - 1] + spans_ms[mid]) as f64 / 2.0
+    } else {
+        spans_ms[mid] as f64
+    };
+    Some((ms / 86_400_000.0 * 10.0).round() / 10.0)
+}
+
+fn ratio(a: u32, b: u32) -> Option<f64> {
+    (b > 0).then(|| (f64::from(a) / f64::from(b) * 100.0).round() / 100.0)
+}
+
 /// The loans of this node.
 pub struct Loans {
     db: sled::Db,
@@ -406,6 +458,58 @@ impl Loans {
             }
         }
         Ok(out)
+    }
+
+    /// The figures of the loans requested since `since` (all when `None`), as of `now_ms`.
+    pub fn report(&self, since: Option<Day>, now_ms: u64) -> Result<Report, LoanError> {
+        let mut report = Report {
+            since: since.map(|d| d.to_string()),
+            ..Report::default()
+        };
+        let (mut to_received, mut to_shipped) = (Vec::new(), Vec::new());
+        let today = Day::of_ms(now_ms);
+        for loan in self.list()? {
+            let tx = &loan.transaction;
+            if since.is_some_and(|day| tx.request.at_ms < day.start_ms()) {
+                continue;
+            }
+            let shipped = tx.times.shipped_ms;
+            match loan.local.role {
+                Role::Borrower => {
+                    report.made += 1;
+                    if shipped.is_some() {
+                        report.filled_made += 1;
+                        report.borrowed += 1;
+                    }
+                    if let Some(at) = tx.times.received_ms {
+                        to_received.push(at.saturating_sub(tx.request.at_ms));
+                    }
+                }
+                Role::Lender => {
+                    report.received += 1;
+                    if let Some(at) = shipped {
+                        report.filled_received += 1;
+                        report.lent += 1;
+                        to_shipped.push(at.saturating_sub(tx.request.at_ms));
+                    }
+                    if tx.status == Status::Unfilled {
+                        let reason = tx.reason.clone().unwrap_or_default();
+                        *report.unfilled_by_reason.entry(reason).or_default() += 1;
+                    }
+                }
+            }
+            if tx.status.is_on_loan() {
+                report.open_loans += 1;
+                if tx.is_overdue(today) {
+                    report.overdue_loans += 1;
+                }
+            }
+        }
+        report.fill_rate = ratio(report.filled_received, report.received);
+        report.days_to_received = median_days(to_received);
+        report.days_to_shipped = median_days(to_shipped);
+        report.lent_to_borrowed = ratio(report.lent, report.borrowed);
+        Ok(report)
     }
 
     /// Stores a message and queues it for `peer`, in one batch.

@@ -106,6 +106,13 @@ pub enum IllRequest {
         /// The loan.
         id: String,
     },
+    /// This library's figures: requests made and received, filled, unfilled by reason,
+    /// fill rate, turnaround, open and overdue loans, lent to borrowed.
+    Report {
+        /// `YYYY-MM-DD`: only requests made since.
+        #[serde(default)]
+        since: Option<String>,
+    },
 }
 
 fn one() -> u16 {
@@ -185,6 +192,9 @@ pub struct IllAnswer {
     /// Files made (an export): name and text.
     #[serde(default)]
     pub files: Vec<(String, String)>,
+    /// The figures (a report).
+    #[serde(default)]
+    pub report: Option<crate::ill::Report>,
 }
 
 impl LoanView {
@@ -398,6 +408,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
             message,
             loans: vec![view(&id)?],
             files: Vec::new(),
+            report: None,
         })
     };
     match request {
@@ -497,6 +508,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                 message: format!("{} loan(s)", shown.len()),
                 loans: shown,
                 files: Vec::new(),
+                report: None,
             })
         }
         IllRequest::Show { id } => {
@@ -578,6 +590,22 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                 message: format!("{} ISO 18626 message(s)", files.len()),
                 loans: vec![view(&id)?],
                 files,
+                report: None,
+            })
+        }
+        IllRequest::Report { since } => {
+            let since = match since.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => Some(Day::parse(text).ok_or_else(|| {
+                    LoanError::NotFound(format!("{text:?} is not a date: write YYYY-MM-DD"))
+                })?),
+            };
+            let report = loans.report(since, now)?;
+            Ok(IllAnswer {
+                message: String::new(),
+                loans: Vec::new(),
+                files: Vec::new(),
+                report: Some(report),
             })
         }
     }

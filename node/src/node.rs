@@ -121,6 +121,8 @@ pub enum Part {
     /// The waiter that stops the network once HTTP is done (when there is no HTTP
     /// server, it stops it at once).
     Shutdown,
+    /// The interlibrary-loan clock: moves the borrower's rotas on.
+    Loans,
 }
 
 impl std::fmt::Display for Part {
@@ -129,7 +131,28 @@ impl std::fmt::Display for Part {
             Part::Http => "HTTP",
             Part::Network => "network",
             Part::Shutdown => "shutdown",
+            Part::Loans => "interlibrary loan",
         })
+    }
+}
+
+/// How often a running node moves the borrower's interlibrary-loan rotas on
+/// ([`crate::ill::Loans::advance`]): a day's deadline is met within a minute.
+const ROTA_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Moves the borrower's rotas on as the library's clock says (off the async workers).
+async fn advance_rotas(library: Arc<Library>) {
+    let moved = tokio::task::spawn_blocking(move || {
+        library
+            .loans()
+            .advance(library.consortia(), library.now_ms())
+    })
+    .await;
+    match moved {
+        Ok(Ok(0)) => {}
+        Ok(Ok(rotas)) => tracing::info!(rotas, "interlibrary-loan requests passed on"),
+        Ok(Err(error)) => tracing::warn!(%error, "moving interlibrary-loan requests on failed"),
+        Err(error) => tracing::error!(%error, "the interlibrary-loan clock failed"),
     }
 }
 
@@ -222,6 +245,26 @@ impl Node {
                 });
                 parts.insert(task.id(), Part::Shutdown);
             }
+        }
+
+        // A borrower's request moves on by the clock even when no one asks (a lender
+        // silent past the agreement's days): checked every minute.
+        {
+            let (stop, library) = (cancel.clone(), library.clone());
+            let task = tasks.spawn(
+                async move {
+                    let mut every = tokio::time::interval(ROTA_CHECK_EVERY);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            _ = every.tick() => advance_rotas(library.clone()).await,
+                        }
+                    }
+                }
+                .instrument(span.clone()),
+            );
+            parts.insert(task.id(), Part::Loans);
         }
 
         let mut handle = NodeHandle {

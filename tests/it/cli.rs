@@ -649,3 +649,46 @@ fn an_error_is_said_once_with_the_exit_code_help_documents() {
     let (_, help, _) = jalin(dir.path(), &["--help"]);
     assert!(help.contains("Exit codes: 0 done; 1 done, but"), "{help}");
 }
+
+#[test]
+fn the_agreement_template_and_the_ill_commands_from_the_cli() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, _) = jalin(dir.path(), &["init", "--name", "Uji", "--code", "UJI"]);
+    assert_eq!(code, 0);
+    // The template names every term, in Indonesian, and reads back as the defaults.
+    let (code, template, _) = jalin(dir.path(), &["agreement", "template"]);
+    assert_eq!(code, 0);
+    for term in [
+        "interlibrary_loan",
+        "loan_period_days",
+        "items_per_request",
+        "answer_within_days",
+        "max_renewals",
+        "renewal_days",
+        "max_open_loans",
+        "Silang layanan",
+    ] {
+        assert!(template.contains(term), "{term} missing:\n{template}");
+    }
+    let (_, terms, _) =
+        jalin_protocol::consortium::agreement::parse_draft(&template).expect("reads back");
+    assert_eq!(
+        terms,
+        jalin_protocol::consortium::agreement::Terms::default()
+    );
+    // With no consortium there is no one to ask: refused, saying why, exit 2.
+    let (code, _, stderr) = jalin(dir.path(), &["ill", "request", "SMP1KEMIRI:00281477"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no member of this library's consortia"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = jalin(dir.path(), &["ill", "list"]);
+    assert_eq!((code, stdout.trim()), (0, "0 loan(s)"));
+    let (code, stdout, _) = jalin(dir.path(), &["ill", "report"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("requests made:       0"), "{stdout}");
+    let (code, _, stderr) = jalin(dir.path(), &["ill", "show", "abcdef12"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no interlibrary loan abcdef12"), "{stderr}");
+}

@@ -320,6 +320,49 @@ async fn a_whole_loan_between_two_nodes_both_sides_agreeing_at_each_step() {
         .expect_err("a closed loan takes no step");
     assert!(refused.to_string().contains("closed"), "{refused}");
 
+    // The figures, each side from its own loans.
+    let report = |library: &Arc<Library>| {
+        let library = library.clone();
+        async move {
+            ok(
+                &library,
+                IllRequest::Report {
+                    since: Some("2026-11-01".into()),
+                },
+            )
+            .await
+            .report
+            .expect("a report")
+        }
+    };
+    let (mine, theirs) = (report(&a.library).await, report(&b.library).await);
+    assert_eq!(
+        (mine.made, mine.filled_made, mine.borrowed, mine.lent),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(
+        mine.days_to_received,
+        Some(2.0),
+        "requested at T, received at T + 2 days"
+    );
+    assert_eq!(
+        (theirs.received, theirs.filled_received, theirs.lent),
+        (1, 1, 1)
+    );
+    assert_eq!(theirs.fill_rate, Some(1.0));
+    assert_eq!(theirs.days_to_shipped, Some(1.0));
+    assert_eq!((mine.open_loans, theirs.open_loans), (0, 0));
+    let later = ok(
+        &a.library,
+        IllRequest::Report {
+            since: Some("2027-01-01".into()),
+        },
+    )
+    .await
+    .report
+    .expect("a report");
+    assert_eq!(later.made, 0, "a period after the loan counts nothing");
+
     // Privacy: no byte either node sent names the patron; the book's title, sent in
     // the same messages, shows the copy is the real traffic.
     let (sent_a, sent_b) = (a.net.traffic.sent(), b.net.traffic.sent());
