@@ -15,7 +15,9 @@ const DAY_MS: u64 = 86_400_000;
 
 /// Libraries `codes[i]`, each with its own clock at `T`, in one consortium made by text;
 /// the first founded it.
-fn libraries(codes: &[&str]) -> Vec<(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)> {
+pub(crate) fn libraries(
+    codes: &[&str],
+) -> Vec<(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)> {
     let mut out = Vec::new();
     for code in codes {
         let (dir, mut data) = new_library(100);
@@ -62,7 +64,10 @@ fn consortium(library: &Library) -> Hash32 {
 }
 
 /// An agreement with interlibrary loan (or not), signed by every member.
-fn agree(libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)], loans: bool) {
+pub(crate) fn agree(
+    libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)],
+    loans: bool,
+) {
     let founder = &libraries[0].0;
     let id = consortium(founder);
     let file = format!(
@@ -88,7 +93,7 @@ fn agree(libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)], loan
 
 /// The same book (one ISBN) in each of `holders`' catalogs, and every catalog at every
 /// library, so each union catalog groups the holdings.
-fn the_same_book(
+pub(crate) fn the_same_book(
     libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)],
     holders: &[usize],
 ) -> Vec<String> {
@@ -175,7 +180,7 @@ async fn both_in(a: &Node, b: &Node, id: &str, state: &str) -> (LoanView, LoanVi
     }
 }
 
-async fn connect(nodes: &[&Node]) {
+pub(crate) async fn connect(nodes: &[&Node]) {
     for (i, from) in nodes.iter().enumerate() {
         for to in &nodes[i + 1..] {
             from.net.dial(to.address().await).await.expect("dials");

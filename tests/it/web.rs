@@ -1045,3 +1045,136 @@ fn each_result_says_how_many_copies_are_available() {
         "{page}"
     );
 }
+
+/// Logs in on the node at `url` with its token.
+async fn login(browser: &Browser, url: &str, token: &str) {
+    browser.goto(&format!("{url}/login")).await;
+    browser.fill("#token", token).await;
+    browser.follow("form.stack button").await;
+}
+
+#[test]
+fn a_librarian_borrows_a_book_that_another_librarian_supplies_each_on_their_own_node() {
+    use crate::ill::{agree, libraries, the_same_book};
+    use jalin_node::node::{Node, NodeOptions};
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (libraries[0].0.clone(), libraries[1].0.clone());
+    let b_hex = b.id().to_hex();
+    runtime().block_on(async {
+        let options = || NodeOptions {
+            http: Some("127.0.0.1:0".into()),
+            p2p: Some(vec!["/ip4/127.0.0.1/tcp/0".parse().expect("address")]),
+            ..NodeOptions::default()
+        };
+        let node_a = Node::spawn(a.clone(), options()).await.expect("A runs");
+        let node_b = Node::spawn(b.clone(), options()).await.expect("B runs");
+        let (net_a, net_b) = (
+            node_a.net().expect("network").clone(),
+            node_b.net().expect("network").clone(),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let address = loop {
+            if let Some(address) = net_b
+                .listen_addresses()
+                .await
+                .expect("runs")
+                .into_iter()
+                .next()
+            {
+                break address;
+            }
+            assert!(std::time::Instant::now() < deadline, "B never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        net_a.dial(address).await.expect("dials");
+        let (url_a, url_b) = (
+            node_a.url().expect("A serves"),
+            node_b.url().expect("B serves"),
+        );
+        let mut browser = Browser::open("ill", axe).await;
+        // A's librarian finds the book (B's record, in A's union catalog) and asks.
+        login(&browser, &url_a, &a.data().api_token).await;
+        browser
+            .goto(&format!("{url_a}/record/{b_hex}/{record}"))
+            .await;
+        assert_eq!(
+            browser.text("#ill-heading").await,
+            "Pinjam dari perpustakaan lain"
+        );
+        browser.check("record-with-request").await;
+        browser.fill("#ill-patron", "ANGGOTA-0042").await;
+        browser.fill("#ill-note", "untuk tugas sekolah").await;
+        browser.follow("#ill-request").await;
+        let id_url = browser.client.current_url().await.expect("url").to_string();
+        let id = id_url.rsplit('/').next().expect("an id").to_string();
+        assert_eq!(id.len(), 64, "{id_url}");
+        browser.check("requested").await;
+
+        // B's librarian, on B's node, sees it in the lending queue and supplies it.
+        login(&browser, &url_b, &b.data().api_token).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            browser.goto(&format!("{url_b}/librarian/ill")).await;
+            if browser.text("main").await.contains("Laskar pelangi") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request never reached B"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        browser.check("lender-queue").await;
+        browser.follow(&format!("#will_supply-{}", &id[..12])).await;
+        assert_eq!(browser.text("#loan-state").await, "akan dipinjamkan");
+        browser.follow("#do-ship").await;
+        assert_eq!(browser.text("#loan-state").await, "dikirim");
+        browser.check("shipped").await;
+        browser
+            .goto(&format!("{url_b}/librarian/ill/{id}/slip"))
+            .await;
+        let slip = browser.text("main").await;
+        assert!(
+            slip.contains("Laskar pelangi") && slip.contains("Perpustakaan PERPUSDESA"),
+            "{slip}"
+        );
+        assert!(
+            !slip.contains("ANGGOTA-0042"),
+            "the lender never sees the patron"
+        );
+        browser.check("slip").await;
+
+        // A's librarian, back on A's node, receives it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            browser.goto(&format!("{url_a}/librarian/ill/{id}")).await;
+            if browser.text("#loan-state").await == "dikirim" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shipment never reached A"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        browser.follow("#do-receive").await;
+        assert_eq!(
+            browser.text("#loan-state").await,
+            "ada di perpustakaan peminjam"
+        );
+        assert!(
+            browser.text("main").await.contains("ANGGOTA-0042"),
+            "A keeps its patron reference"
+        );
+        browser.check("received").await;
+        browser.close().await;
+        node_a.shutdown().await.expect("A stops");
+        node_b.shutdown().await.expect("B stops");
+    });
+}

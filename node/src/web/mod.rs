@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 mod catalog;
 mod consortium;
+mod ill;
 mod import;
 mod session;
 
@@ -36,7 +37,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -71,6 +72,15 @@ const TEMPLATES: [(&str, &str); 11] = [
     (
         "agreement.html",
         include_str!("../../web/templates/agreement.html"),
+    ),
+    ("ill.html", include_str!("../../web/templates/ill.html")),
+    (
+        "ill_loan.html",
+        include_str!("../../web/templates/ill_loan.html"),
+    ),
+    (
+        "ill_print.html",
+        include_str!("../../web/templates/ill_print.html"),
     ),
 ];
 const INVITE_TEMPLATE: (&str, &str) = (
@@ -425,6 +435,13 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             "/librarian/agreement/{consortium}/{agreement}/export",
             get(agreement_export),
         )
+        .route("/librarian/ill", get(ill::ill_page))
+        .route("/librarian/ill/request", post(ill::request))
+        .route("/librarian/ill/{id}", get(ill::loan_page))
+        .route(
+            "/librarian/ill/{id}/{step}",
+            get(ill::print_page).post(ill::loan_step),
+        )
 }
 
 async fn css() -> Response {
@@ -649,6 +666,28 @@ mod tests {
             )),
         ];
         codes.extend(library.iter().map(LibraryError::code));
+        use crate::ill::LoanError;
+        let loans = [
+            LoanError::Ill(jalin_protocol::ill::IllError::NotAParty),
+            LoanError::Ill(jalin_protocol::ill::IllError::NotNow {
+                action: "Renew",
+                why: text(),
+            }),
+            LoanError::NotFound(text()),
+            LoanError::Ambiguous(text()),
+            LoanError::NoLender(text()),
+            LoanError::NotAllowed(text()),
+            LoanError::TooManyItems { items: 2, max: 1 },
+            LoanError::TooManyOpen { open: 2, max: 1 },
+            LoanError::NotFromSender,
+            LoanError::NotForUs,
+            LoanError::Replayed,
+            LoanError::UnknownTransaction,
+            LoanError::PatronTooLong,
+            LoanError::WrongRole("lender"),
+            LoanError::Damaged(text()),
+        ];
+        codes.extend(loans.iter().map(LoanError::code));
         // What an import says of a record too long to keep.
         codes.push("too_long");
         for lang in ["id", "en"] {
