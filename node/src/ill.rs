@@ -444,6 +444,24 @@ impl Loans {
         Ok(out)
     }
 
+    /// The lenders' records out on interlibrary loan now, as this node knows them (its
+    /// own lent, and those lent to it): `(lender, record id)`.
+    pub fn out_on_loan(
+        &self,
+    ) -> Result<std::collections::BTreeSet<(LibraryId, String)>, LoanError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|l| l.transaction.status.is_on_loan())
+            .map(|l| {
+                (
+                    l.transaction.request.lender,
+                    l.transaction.request.record_id.clone(),
+                )
+            })
+            .collect())
+    }
+
     /// Loans shipped between this library and each other library, from both sides.
     pub fn ledger(&self) -> Result<BTreeMap<LibraryId, Ledger>, LoanError> {
         let mut out: BTreeMap<LibraryId, Ledger> = BTreeMap::new();

@@ -1149,6 +1149,13 @@ fn a_librarian_borrows_a_book_that_another_librarian_supplies_each_on_their_own_
             "the lender never sees the patron"
         );
         browser.check("slip").await;
+        // The lender's holding shows the copy out on interlibrary loan.
+        browser
+            .goto(&format!("{url_b}/record/{b_hex}/{record}"))
+            .await;
+        let held = browser.text("table.holdings").await;
+        assert!(held.contains("sedang dipinjam antarperpustakaan"), "{held}");
+        browser.check("holding-out").await;
 
         // A's librarian, back on A's node, receives it.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

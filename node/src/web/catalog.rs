@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::edit::Editable;
+use crate::library::LibraryError;
 use crate::server::blocking;
 use jalin_protocol::format::Format;
 use jalin_protocol::signing::LibraryId;
@@ -177,6 +178,11 @@ pub(super) async fn record_page(
     };
     let d = &record.description;
     let own = owner == state.library.id().to_hex();
+    // Copies out on interlibrary loan, as this node knows (it lent them, or borrowed).
+    let library = state.library.clone();
+    let out = blocking(move || Ok(library.loans().out_on_loan().map_err(LibraryError::from)?))
+        .await
+        .unwrap_or_default();
     let holdings: Vec<Value> = hit
         .map(|hit| hit.holdings)
         .unwrap_or_default()
@@ -185,7 +191,9 @@ pub(super) async fn record_page(
             let fresh = h
                 .last_change_ms
                 .map(jalin_protocol::consortium::agreement::format_time);
-            context! { fresh => fresh, ..Value::from_serialize(&h) }
+            let on_ill = LibraryId::from_hex(&h.library)
+                .is_ok_and(|library| out.contains(&(library, h.record_id.clone())));
+            context! { fresh => fresh, on_ill => on_ill, ..Value::from_serialize(&h) }
         })
         .collect();
     let publication = [
