@@ -48,10 +48,13 @@ pub enum ConsortiumError {
     NotFound(String),
     /// Not allowed, or not possible in this state.
     #[error("{0}")]
-    Refused(String),
+    Refused(Refusal),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
+    /// Stored data that does not read back.
+    #[error("stored data is damaged: {0}")]
+    Damaged(String),
 }
 
 impl ConsortiumError {
@@ -60,9 +63,110 @@ impl ConsortiumError {
         match self {
             ConsortiumError::Document(e) => e.code(),
             ConsortiumError::NotFound(_) => "not_found",
-            ConsortiumError::Refused(_) => "refused",
-            ConsortiumError::Storage(_) => "storage",
+            ConsortiumError::Refused(refusal) => refusal.code(),
+            ConsortiumError::Storage(_) | ConsortiumError::Damaged(_) => "storage",
         }
+    }
+}
+
+/// Why the consortium's rules refuse a request, each kind apart (its `code()` is what the
+/// API sends and the web pages explain in the librarian's language).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A consortium without a name.
+    #[error("a consortium needs a name")]
+    NoName,
+    /// Only admins may do it.
+    #[error("only admins {0}; this library is a member")]
+    AdminsOnly(&'static str),
+    /// This library is not a member.
+    #[error("this library is not a member of {0}")]
+    NotMember(String),
+    /// An invite already expired when made.
+    #[error("an invite must expire in the future")]
+    ExpiryPassed,
+    /// An invite's lifetime out of bounds.
+    #[error("an invite lives between 1 second and 365 days")]
+    InviteLifetime,
+    /// A library trying its own ticket.
+    #[error("this ticket was made by this library; give it to the library you invite")]
+    OwnTicket,
+    /// Already a member.
+    #[error("this library is already a member of {0}")]
+    AlreadyMember(String),
+    /// An acceptance of someone else's invite.
+    #[error("this acceptance answers an invite this library did not issue")]
+    NotOurInvite,
+    /// A name or id prefix matching several.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// A farewell that is not the sender's own leave.
+    #[error("a farewell carries the sender's own leave operation only")]
+    NotAFarewell,
+    /// A document of a kind this command does not take.
+    #[error("this is {0}")]
+    WrongDocument(&'static str),
+    /// Too many documents wait for an unknown consortium.
+    #[error("consortium {consortium} is not known here, and {ORPHANS_MAX} documents already wait for theirs")]
+    TooManyWaiting {
+        /// The consortium named.
+        consortium: String,
+    },
+    /// A record named not as LIBRARY:RECORD-ID.
+    #[error("{0:?}: name a record as LIBRARY:RECORD-ID (the library by its code or key)")]
+    BadRecordRef(String),
+    /// An operation that is not an add.
+    #[error("not an add")]
+    NotAnAdd,
+    /// A document the membership log did not take, and why.
+    #[error("{0}")]
+    NotTaken(String),
+}
+
+impl Refusal {
+    /// What kind of refusal this is, as a stable name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoName => "no_name",
+            Refusal::AdminsOnly(_) => "admins_only",
+            Refusal::NotMember(_) => "not_member",
+            Refusal::ExpiryPassed => "expiry_passed",
+            Refusal::InviteLifetime => "invite_lifetime",
+            Refusal::OwnTicket => "own_ticket",
+            Refusal::AlreadyMember(_) => "already_member",
+            Refusal::NotOurInvite => "not_our_invite",
+            Refusal::Ambiguous(_) => "ambiguous",
+            Refusal::NotAFarewell => "not_a_farewell",
+            Refusal::WrongDocument(_) => "wrong_document",
+            Refusal::TooManyWaiting { .. } => "too_many_waiting",
+            Refusal::BadRecordRef(_) => "bad_record_ref",
+            Refusal::NotAnAdd => "not_an_add",
+            Refusal::NotTaken(_) => "refused",
+        }
+    }
+
+    /// Every kind, for the test that each is explained in both languages.
+    #[doc(hidden)]
+    pub fn examples() -> Vec<Refusal> {
+        vec![
+            Refusal::NoName,
+            Refusal::AdminsOnly("invite"),
+            Refusal::NotMember(String::new()),
+            Refusal::ExpiryPassed,
+            Refusal::InviteLifetime,
+            Refusal::OwnTicket,
+            Refusal::AlreadyMember(String::new()),
+            Refusal::NotOurInvite,
+            Refusal::Ambiguous(String::new()),
+            Refusal::NotAFarewell,
+            Refusal::WrongDocument("an invite"),
+            Refusal::TooManyWaiting {
+                consortium: String::new(),
+            },
+            Refusal::BadRecordRef(String::new()),
+            Refusal::NotAnAdd,
+            Refusal::NotTaken(String::new()),
+        ]
     }
 }
 
@@ -347,7 +451,7 @@ impl Consortia {
     /// Founds a consortium with this library as its first admin.
     pub fn create(&self, name: &str, now_ms: u64) -> Result<Hash32, ConsortiumError> {
         if name.trim().is_empty() {
-            return Err(ConsortiumError::Refused("a consortium needs a name".into()));
+            return Err(ConsortiumError::Refused(Refusal::NoName));
         }
         let genesis = mlog::genesis(
             &self.key,
@@ -377,16 +481,13 @@ impl Consortia {
         &self,
         consortium: &Consortium,
         role: Role,
-        what: &str,
+        what: &'static str,
     ) -> Result<(), ConsortiumError> {
         match consortium.log.state().role(&self.library) {
             Some(have) if have >= role => Ok(()),
-            Some(_) => Err(ConsortiumError::Refused(format!(
-                "only admins {what}; this library is a member"
-            ))),
-            None => Err(ConsortiumError::Refused(format!(
-                "this library is not a member of {}",
-                consortium.log.name()
+            Some(_) => Err(ConsortiumError::Refused(Refusal::AdminsOnly(what))),
+            None => Err(ConsortiumError::Refused(Refusal::NotMember(
+                consortium.log.name().to_string(),
             ))),
         }
     }
@@ -404,9 +505,7 @@ impl Consortia {
         let consortium = self.get(id)?;
         self.require_role(&consortium, Role::Admin, "invite")?;
         if expires_ms <= now_ms {
-            return Err(ConsortiumError::Refused(
-                "an invite must expire in the future".into(),
-            ));
+            return Err(ConsortiumError::Refused(Refusal::ExpiryPassed));
         }
         let invite = Signed::sign(
             &self.key,
@@ -512,9 +611,7 @@ impl Consortia {
     ) -> Result<Signed<Acceptance>, ConsortiumError> {
         let invite = Signed::<Invite>::from_text(ticket)?;
         if invite.author == self.library {
-            return Err(ConsortiumError::Refused(
-                "this ticket was made by this library; give it to the library you invite".into(),
-            ));
+            return Err(ConsortiumError::Refused(Refusal::OwnTicket));
         }
         if now_ms > invite.body.expires_ms {
             return Err(DocError::Expired {
@@ -525,9 +622,8 @@ impl Consortia {
         }
         if let Some(consortium) = self.held().get(&invite.body.consortium) {
             if consortium.log.state().members.contains_key(&self.library) {
-                return Err(ConsortiumError::Refused(format!(
-                    "this library is already a member of {}",
-                    consortium.log.name()
+                return Err(ConsortiumError::Refused(Refusal::AlreadyMember(
+                    consortium.log.name().to_string(),
                 )));
             }
         }
@@ -567,12 +663,10 @@ impl Consortia {
                 }
                 .into());
             }
-            return Err(ConsortiumError::Refused(
-                "this acceptance answers an invite this library did not issue".into(),
-            ));
+            return Err(ConsortiumError::Refused(Refusal::NotOurInvite));
         };
         let issued: IssuedInvite = serde_json::from_slice(&issued)
-            .map_err(|e| ConsortiumError::Refused(format!("stored invite damaged: {e}")))?;
+            .map_err(|e| ConsortiumError::Damaged(format!("a stored invite: {e}")))?;
         if let Some(by) = issued.used_by {
             return Err(DocError::InviteUsed {
                 invite: invite_id,
@@ -594,7 +688,7 @@ impl Consortia {
         // pass the check above.
         let issued: IssuedInvite = match self.tree.get(key(b'i', &id, Some(&invite_id)))? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ConsortiumError::Refused(format!("stored invite damaged: {e}")))?,
+                .map_err(|e| ConsortiumError::Damaged(format!("a stored invite: {e}")))?,
             None => issued,
         };
         if let Some(by) = issued.used_by {
@@ -703,9 +797,9 @@ impl Consortia {
             [] => Err(ConsortiumError::NotFound(format!(
                 "no member {who:?} (give its code, fingerprint or key)"
             ))),
-            _ => Err(ConsortiumError::Refused(format!(
+            _ => Err(ConsortiumError::Refused(Refusal::Ambiguous(format!(
                 "{who:?} names more than one library; give more of its key"
-            ))),
+            )))),
         }
     }
 
@@ -731,14 +825,13 @@ impl Consortia {
     /// protocol's `Left`): one operation, signed by `peer`, leaving a consortium it shares
     /// with this library. Whether it was new here.
     pub fn take_leave(&self, text: &str, peer: &LibraryId) -> Result<bool, ConsortiumError> {
-        let refused = |why: &str| Err(ConsortiumError::Refused(why.to_string()));
         match Document::from_text(text.trim())? {
             Document::Op(op) if op.author == *peer && matches!(op.body.action, Action::Leave) => {}
-            _ => return refused("a farewell carries the sender's own leave operation only"),
+            _ => return Err(ConsortiumError::Refused(Refusal::NotAFarewell)),
         }
         let report = self.import_from_member(text, peer)?;
         if let Some((_, why)) = report.refused.into_iter().next() {
-            return refused(&why);
+            return Err(ConsortiumError::Refused(Refusal::NotTaken(why)));
         }
         Ok(report.new > 0)
     }
@@ -880,12 +973,12 @@ impl Consortia {
                 consortium.assertions.insert(aid, assertion);
                 Ok(Taken::New(format!("assertion {} taken", aid.short())))
             }
-            Document::Invite(_) => Err(ConsortiumError::Refused(
-                "this is an invite: use `jalin join` with it".into(),
-            )),
-            Document::Acceptance(_) => Err(ConsortiumError::Refused(
-                "this is an acceptance: use `jalin consortium accept` with it".into(),
-            )),
+            Document::Invite(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
+                "an invite: use `jalin join` with it",
+            ))),
+            Document::Acceptance(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
+                "an acceptance: use `jalin consortium accept` with it",
+            ))),
         }
     }
 
@@ -896,10 +989,9 @@ impl Consortia {
         document: &Document,
     ) -> Result<Taken, ConsortiumError> {
         if self.tree.scan_prefix([b'q']).count() >= ORPHANS_MAX {
-            return Err(ConsortiumError::Refused(format!(
-                "consortium {} is not known here, and {ORPHANS_MAX} documents already wait for theirs",
-                consortium.short()
-            )));
+            return Err(ConsortiumError::Refused(Refusal::TooManyWaiting {
+                consortium: consortium.short(),
+            }));
         }
         self.tree.insert(
             key(b'q', &consortium, Some(&id)),
@@ -1250,10 +1342,10 @@ fn resolve_prefix(
             } else {
                 format!("no {what} here yet ({how})")
             })),
-            _ => Err(ConsortiumError::Refused(format!(
+            _ => Err(ConsortiumError::Refused(Refusal::Ambiguous(format!(
                 "there are {} {what}s here: name one by (the start of) its id",
                 ids.len()
-            ))),
+            )))),
         },
         Some(prefix) => {
             let prefix = prefix.trim().to_lowercase();
@@ -1264,10 +1356,10 @@ fn resolve_prefix(
             match found.as_slice() {
                 [one] => Ok(**one),
                 [] => Err(ConsortiumError::NotFound(format!("no {what} {prefix}"))),
-                _ => Err(ConsortiumError::Refused(format!(
+                _ => Err(ConsortiumError::Refused(Refusal::Ambiguous(format!(
                     "{prefix} starts the ids of {} {what}s: give more of it",
                     found.len()
-                ))),
+                )))),
             }
         }
     }

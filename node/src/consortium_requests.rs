@@ -1,7 +1,7 @@
 //! What a user asks of the consortia, as one request type: the CLI sends it to the running
 //! node (`POST /api/consortium`) or runs it in process, and both take the same path here.
 
-use crate::consortium::{Consortia, ConsortiumError};
+use crate::consortium::{Consortia, ConsortiumError, Refusal};
 use jalin_protocol::consortium::agreement::format_time;
 use jalin_protocol::consortium::assertion::RecordRef;
 use jalin_protocol::consortium::log::{OpStatus, Role};
@@ -173,8 +173,8 @@ fn record_ref(
     text: &str,
 ) -> Result<RecordRef, ConsortiumError> {
     let Some((library, record_id)) = text.split_once(':') else {
-        return Err(ConsortiumError::Refused(format!(
-            "{text:?}: name a record as LIBRARY:RECORD-ID (the library by its code or key)"
+        return Err(ConsortiumError::Refused(Refusal::BadRecordRef(
+            text.to_string(),
         )));
     };
     Ok(RecordRef {
@@ -295,9 +295,7 @@ pub fn execute(
         } => {
             let id = resolve(&consortium)?;
             if expires_s == 0 || expires_s > INVITE_LIFETIME_MAX_S {
-                return Err(ConsortiumError::Refused(
-                    "an invite lives between 1 second and 365 days".into(),
-                ));
+                return Err(ConsortiumError::Refused(Refusal::InviteLifetime));
             }
             let invite = consortia.invite(
                 &id,
@@ -334,7 +332,7 @@ pub fn execute(
         Request::Accept { acceptance } => {
             let op = consortia.accept(&acceptance, now_ms)?;
             let Some(id) = op.body.consortium else {
-                return Err(ConsortiumError::Refused("not an add".into()));
+                return Err(ConsortiumError::Refused(Refusal::NotAnAdd));
             };
             let joiner = match &op.body.action {
                 jalin_protocol::consortium::log::Action::Add { acceptance } => {

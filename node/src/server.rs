@@ -538,7 +538,9 @@ impl From<ConsortiumError> for ApiError {
             ConsortiumError::Document(_) => StatusCode::BAD_REQUEST,
             ConsortiumError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsortiumError::Refused(_) => StatusCode::CONFLICT,
-            ConsortiumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ConsortiumError::Storage(_) | ConsortiumError::Damaged(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, error.to_string()).with_code(error.code())
     }

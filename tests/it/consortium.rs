@@ -834,3 +834,49 @@ fn one_invite_adds_one_library_even_when_two_accept_it_at_once() {
         );
     }
 }
+
+#[test]
+fn each_refusal_has_its_own_kind_for_the_api_and_the_pages() {
+    use jalin_node::consortium::{ConsortiumError, Refusal};
+    let formed = form();
+    let (a, b, id) = (&formed.a, &formed.b, formed.id);
+    // B is a member, not an admin: it may not invite.
+    let error = b
+        .consortia
+        .invite(
+            &id,
+            Role::Member,
+            T0 + 2 * WEEK_MS,
+            "",
+            Vec::new(),
+            T0 + 1_000,
+        )
+        .expect_err("a member may not invite");
+    assert!(
+        matches!(
+            error,
+            ConsortiumError::Refused(Refusal::AdminsOnly("invite"))
+        ),
+        "{error}"
+    );
+    assert_eq!(error.code(), "admins_only");
+    // A ticket tried by the library that made it.
+    let ticket = a
+        .consortia
+        .invite(&id, Role::Member, T0 + WEEK_MS, "", Vec::new(), T0 + 1_000)
+        .expect("invites")
+        .to_text();
+    let error = a
+        .consortia
+        .join(&ticket, Vec::new(), T0 + 1_001)
+        .expect_err("not one's own ticket");
+    assert_eq!(error.code(), "own_ticket", "{error}");
+    // Every kind is explained to librarians in both languages.
+    for lang in ["id", "en"] {
+        let strings = jalin_node::web::strings(lang);
+        for refusal in Refusal::examples() {
+            let key = format!("why_{}", refusal.code());
+            assert!(strings.contains_key(&key), "{lang}: {key}");
+        }
+    }
+}

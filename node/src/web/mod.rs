@@ -600,10 +600,15 @@ mod tests {
         let mut codes: Vec<&str> = documents.iter().map(DocError::code).collect();
         let consortium = [
             ConsortiumError::NotFound(text()),
-            ConsortiumError::Refused(text()),
+            ConsortiumError::Refused(crate::consortium::Refusal::NoName),
             ConsortiumError::Storage(sled::Error::Unsupported(text())),
         ];
         codes.extend(consortium.iter().map(ConsortiumError::code));
+        codes.extend(
+            crate::consortium::Refusal::examples()
+                .iter()
+                .map(crate::consortium::Refusal::code),
+        );
         let parse = [
             ParseErrorKind::Marc(RecordError::BadLength { found: text() }),
             ParseErrorKind::Marc(RecordError::Truncated {
@@ -644,7 +649,7 @@ mod tests {
         let library = [
             LibraryError::Store(StoreError::Locked { path: text() }),
             LibraryError::Search(SearchError::Panicked),
-            LibraryError::Consortium(ConsortiumError::Refused(text())),
+            LibraryError::Consortium(ConsortiumError::Refused(crate::consortium::Refusal::NoName)),
             LibraryError::Io {
                 path: text().into(),
                 source: std::io::Error::other(text()),
