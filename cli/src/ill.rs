@@ -183,6 +183,9 @@ fn print_loan(loan: &LoanView, full: bool) {
         if let Some(reason) = &loan.reason {
             println!("  reason:  {reason}");
         }
+        if let Some(ended) = &loan.request_ended {
+            println!("  the request ended: {ended}");
+        }
         for line in &loan.history {
             println!("  {line}");
         }

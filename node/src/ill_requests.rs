@@ -180,6 +180,10 @@ pub struct LoanView {
     pub history: Vec<String>,
     /// What this library can do next (`IllRequest` steps by name).
     pub next: Vec<String>,
+    /// The borrower's request ended here without a loan, and why (no library left to
+    /// ask, or withdrawn).
+    #[serde(default)]
+    pub request_ended: Option<String>,
 }
 
 /// What a command answers.
@@ -198,8 +202,21 @@ pub struct IllAnswer {
 }
 
 impl LoanView {
-    fn of(loan: &Loan, names: &BTreeMap<LibraryId, String>, now_ms: u64) -> LoanView {
+    fn of(
+        loan: &Loan,
+        names: &BTreeMap<LibraryId, String>,
+        rotas: &BTreeMap<String, crate::ill::Rota>,
+        now_ms: u64,
+    ) -> LoanView {
         let tx = &loan.transaction;
+        // The last attempt of a rota that ended carries why it ended.
+        let request_ended = loan
+            .local
+            .rota
+            .as_ref()
+            .and_then(|id| rotas.get(id))
+            .filter(|rota| rota.attempts.last() == Some(&tx.id))
+            .and_then(|rota| rota.ended.clone());
         let party = match loan.local.role {
             Role::Borrower => jalin_protocol::ill::Party::Borrower,
             Role::Lender => jalin_protocol::ill::Party::Lender,
@@ -250,6 +267,7 @@ impl LoanView {
             patron: loan.local.patron.clone(),
             history,
             next: next_steps(tx, party),
+            request_ended,
         }
     }
 }
@@ -399,9 +417,14 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
     let consortia = library.consortia();
     loans.advance(consortia, now)?;
     let names = library.library_names();
+    let rotas: BTreeMap<String, crate::ill::Rota> = loans
+        .rotas()?
+        .into_iter()
+        .map(|rota| (rota.id.clone(), rota))
+        .collect();
     let view =
         |id: &jalin_protocol::consortium::document::Hash32| -> Result<LoanView, LibraryError> {
-            Ok(LoanView::of(&loans.get(id)?, &names, now))
+            Ok(LoanView::of(&loans.get(id)?, &names, &rotas, now))
         };
     let one = |message: String, id| -> Result<IllAnswer, LibraryError> {
         Ok(IllAnswer {
@@ -501,7 +524,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                     .as_deref()
                     .is_none_or(|s| s == loan.transaction.status.name());
                 if role_ok && state_ok {
-                    shown.push(LoanView::of(&loan, &names, now));
+                    shown.push(LoanView::of(&loan, &names, &rotas, now));
                 }
             }
             Ok(IllAnswer {

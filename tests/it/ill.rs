@@ -1205,3 +1205,180 @@ fn every_crosslink_message_gets_a_confirmation_and_the_valid_requests_a_transact
     let after = server.library.gateway().transactions().expect("reads");
     assert_eq!(after, held, "refused messages changed nothing");
 }
+
+#[test]
+fn the_ill_api_needs_the_token_and_answers_json() {
+    let server = crate::support::start(None);
+    let client = reqwest::blocking::Client::new();
+    let post = |body: serde_json::Value, token: Option<&str>| {
+        let mut request = client.post(format!("{}/api/ill", server.url)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().expect("answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<serde_json::Value>().unwrap_or_default(),
+        )
+    };
+    // The loans carry patron references: every request needs the token, reads too.
+    let (status, body) = post(serde_json::json!({"action": "list"}), None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post(serde_json::json!({"action": "list"}), Some(&server.token));
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (200, Some("0 loan(s)")),
+        "{body}"
+    );
+    let (status, body) = post(serde_json::json!({"action": "report"}), Some(&server.token));
+    assert_eq!(
+        (status, body["report"]["made"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    let (status, body) = post(
+        serde_json::json!({"action": "show", "id": "abcdef12"}),
+        Some(&server.token),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = post(serde_json::json!({"action": "dance"}), Some(&server.token));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not an interlibrary-loan request"));
+}
+
+#[test]
+fn after_the_last_lender_the_request_ends_and_the_librarian_is_told() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let answer = execute(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .expect("requests");
+    let id = answer.loans[0].id.clone();
+    exchange(a, b, T);
+    execute(
+        b,
+        IllRequest::Answer {
+            id: id.clone(),
+            will_supply: false,
+            unfilled: Some("NotOnShelf".into()),
+            conditions: None,
+        },
+    )
+    .expect("answers");
+    exchange(a, b, T);
+    // The borrower's next command moves the rota on: no one is left to ask.
+    let shown = execute(a, IllRequest::Show { id: id.clone() })
+        .expect("shows")
+        .loans
+        .remove(0);
+    assert_eq!(shown.state, "unfilled");
+    assert_eq!(shown.reason.as_deref(), Some("NotOnShelf"));
+    assert_eq!(
+        shown.request_ended.as_deref(),
+        Some("no library could supply it")
+    );
+    // The lender's view says nothing of the borrower's rota.
+    let theirs = execute(b, IllRequest::Show { id })
+        .expect("shows")
+        .loans
+        .remove(0);
+    assert_eq!(theirs.request_ended, None);
+    let report = execute(b, IllRequest::Report { since: None })
+        .expect("reports")
+        .report
+        .expect("a report");
+    assert_eq!(report.unfilled_by_reason.get("NotOnShelf"), Some(&1));
+    assert_eq!(report.fill_rate, Some(0.0));
+}
+
+#[test]
+fn a_second_open_loan_past_the_agreement_s_limit_is_refused_on_both_sides() {
+    use jalin_node::ill::LoanError;
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    // At most one open loan between the two.
+    let founder = &libraries[0].0;
+    let id = consortium(founder);
+    let agreement = founder
+        .consortia()
+        .draft(
+            &id,
+            "+++\ntitle = \"Satu pinjaman\"\ninterlibrary_loan = true\nmax_open_loans = 1\n+++\nTeks.\n",
+            T + 1_000,
+        )
+        .expect("drafts");
+    share_documents(&libraries);
+    for (library, _, _) in &libraries {
+        library
+            .consortia()
+            .sign(&id, &agreement, None, T + 2_000)
+            .expect("signs");
+    }
+    share_documents(&libraries);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let request = || IllRequest::Request {
+        record: format!("SMP1KEMIRI:{record}"),
+        patron: None,
+        need_before: None,
+        note: String::new(),
+        lenders: Vec::new(),
+        items: 1,
+    };
+    execute(a, request()).expect("the first request");
+    exchange(a, b, T);
+    // The borrower's node refuses a second before sending it, saying why.
+    let error = execute(a, request()).expect_err("a second open loan");
+    assert!(
+        matches!(
+            &error,
+            LibraryError::Loan(LoanError::TooManyOpen { open: 1, max: 1 })
+        ),
+        "{error}"
+    );
+    assert_eq!(b.loans().list().expect("lists").len(), 1);
+    // A borrower's node that sent one anyway: the lender's node refuses it.
+    let second = jalin_protocol::consortium::document::Signed::sign(
+        &a.data().key,
+        jalin_protocol::ill::IllMessage::Request(jalin_protocol::ill::LoanRequest {
+            consortium: id,
+            lender: b.id(),
+            record_id: record.clone(),
+            title: "Laskar pelangi".into(),
+            author: String::new(),
+            items: 1,
+            need_before: None,
+            note: String::new(),
+            at_ms: T + 9_000,
+            nonce: [9; 16],
+        }),
+    );
+    let error = b
+        .loans()
+        .take_in(b.consortia(), &a.id(), &[second.to_bytes()], T + 9_000)
+        .remove(0)
+        .expect_err("past the limit");
+    assert!(
+        matches!(error, LoanError::TooManyOpen { open: 1, max: 1 }),
+        "{error}"
+    );
+    assert_eq!(b.loans().list().expect("lists").len(), 1);
+}
