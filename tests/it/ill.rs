@@ -646,6 +646,33 @@ async fn a_request_no_agreement_allows_is_refused_saying_why() {
     assert!(libraries[0].0.loans().list().expect("lists").is_empty());
 }
 
+/// A request of `key`'s library to `lender` for one book, signed (what a borrower's node
+/// sends; a test sends it by hand).
+fn signed_request(
+    key: &ed25519_dalek::SigningKey,
+    consortium: Hash32,
+    lender: jalin_protocol::signing::LibraryId,
+    record_id: &str,
+    items: u16,
+    nonce: u8,
+) -> jalin_protocol::consortium::document::Signed<jalin_protocol::ill::IllMessage> {
+    jalin_protocol::consortium::document::Signed::sign(
+        key,
+        jalin_protocol::ill::IllMessage::Request(jalin_protocol::ill::LoanRequest {
+            consortium,
+            lender,
+            record_id: record_id.to_string(),
+            title: "Laskar pelangi".into(),
+            author: String::new(),
+            items,
+            need_before: None,
+            note: String::new(),
+            at_ms: T + 6_000 + u64::from(nonce),
+            nonce: [nonce; 16],
+        }),
+    )
+}
+
 /// A step of `key`'s library in `transaction`, after `after`.
 fn signed_step(
     key: &ed25519_dalek::SigningKey,
@@ -749,21 +776,7 @@ async fn forged_replayed_and_out_of_place_messages_are_refused_and_change_nothin
     unchanged();
 
     // Too many items: the agreement allows 2 per request.
-    let too_many = jalin_protocol::consortium::document::Signed::sign(
-        &key(a),
-        jalin_protocol::ill::IllMessage::Request(jalin_protocol::ill::LoanRequest {
-            consortium: consortium(a),
-            lender: b.id(),
-            record_id: record.clone(),
-            title: "Laskar pelangi".into(),
-            author: String::new(),
-            items: 3,
-            need_before: None,
-            note: String::new(),
-            at_ms: T + 6_000,
-            nonce: [7; 16],
-        }),
-    );
+    let too_many = signed_request(&key(a), consortium(a), b.id(), &record, 3, 7);
     let error = take(a, too_many.to_bytes()).expect_err("too many items");
     assert!(
         matches!(error, LoanError::TooManyItems { items: 3, max: 2 }),
@@ -1356,21 +1369,7 @@ fn a_second_open_loan_past_the_agreement_s_limit_is_refused_on_both_sides() {
     );
     assert_eq!(b.loans().list().expect("lists").len(), 1);
     // A borrower's node that sent one anyway: the lender's node refuses it.
-    let second = jalin_protocol::consortium::document::Signed::sign(
-        &a.data().key,
-        jalin_protocol::ill::IllMessage::Request(jalin_protocol::ill::LoanRequest {
-            consortium: id,
-            lender: b.id(),
-            record_id: record.clone(),
-            title: "Laskar pelangi".into(),
-            author: String::new(),
-            items: 1,
-            need_before: None,
-            note: String::new(),
-            at_ms: T + 9_000,
-            nonce: [9; 16],
-        }),
-    );
+    let second = signed_request(&a.data().key, id, b.id(), &record, 1, 9);
     let error = b
         .loans()
         .take_in(b.consortia(), &a.id(), &[second.to_bytes()], T + 9_000)

@@ -517,19 +517,8 @@ pub const EXPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img
 /// A UTC date and time (`2026-11-24 14:05 UTC`) from ms since 1970.
 pub fn format_time(ms: u64) -> String {
     let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
     let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+    format!("{} {hour:02}:{minute:02} UTC", crate::ill::Day::of_ms(ms))
 }
 
 const BEGIN: &str = "<pre id=\"jalin-documents\">\n";
