@@ -247,6 +247,15 @@ fn print(answer: &IllAnswer, json: bool, full: bool) -> anyhow::Result<ExitCode>
     for loan in &answer.loans {
         print_loan(loan, full);
     }
+    if !answer.external.is_empty() {
+        println!("Requests from systems outside Jalin (ISO 18626):");
+        for t in &answer.external {
+            println!(
+                "  {} {}  {:<16} {}",
+                t.requesting_agency, t.request_id, t.last_action, t.title
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -199,6 +199,10 @@ pub struct IllAnswer {
     /// The figures (a report).
     #[serde(default)]
     pub report: Option<crate::ill::Report>,
+    /// Requests from systems outside Jalin (ISO 18626 gateway), in a list of incoming
+    /// loans.
+    #[serde(default)]
+    pub external: Vec<crate::gateway::External>,
 }
 
 impl LoanView {
@@ -432,6 +436,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
             loans: vec![view(&id)?],
             files: Vec::new(),
             report: None,
+            external: Vec::new(),
         })
     };
     match request {
@@ -527,11 +532,21 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                     shown.push(LoanView::of(&loan, &names, &rotas, now));
                 }
             }
+            // Outside systems' requests are incoming; they have no Jalin state.
+            let external = if outgoing && !incoming || state.is_some() {
+                Vec::new()
+            } else {
+                library
+                    .gateway()
+                    .transactions()
+                    .map_err(crate::store::StoreError::from)?
+            };
             Ok(IllAnswer {
                 message: format!("{} loan(s)", shown.len()),
                 loans: shown,
                 files: Vec::new(),
                 report: None,
+                external,
             })
         }
         IllRequest::Show { id } => {
@@ -614,6 +629,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                 loans: vec![view(&id)?],
                 files,
                 report: None,
+                external: Vec::new(),
             })
         }
         IllRequest::Report { since } => {
@@ -629,6 +645,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                 loans: Vec::new(),
                 files: Vec::new(),
                 report: Some(report),
+                external: Vec::new(),
             })
         }
     }

@@ -1217,6 +1217,47 @@ fn every_crosslink_message_gets_a_confirmation_and_the_valid_requests_a_transact
     assert_eq!(kind.as_deref(), Some("BadlyFormedMessage"));
     let after = server.library.gateway().transactions().expect("reads");
     assert_eq!(after, held, "refused messages changed nothing");
+    // The librarian sees them among the incoming requests.
+    let listed = execute(
+        &server.library,
+        IllRequest::List {
+            incoming: true,
+            outgoing: false,
+            state: None,
+        },
+    )
+    .expect("lists");
+    assert_eq!(listed.external.len(), 14);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let anonymous = client
+        .get(format!("{}/librarian/ill", server.url))
+        .send()
+        .expect("answers");
+    assert_eq!(anonymous.status(), 303, "the page needs a login");
+    let login = client
+        .post(format!("{}/login", server.url))
+        .form(&[("token", server.token.as_str())])
+        .send()
+        .expect("logs in");
+    let cookie = crate::support::session_cookie(login.headers());
+    let page = client
+        .get(format!("{}/librarian/ill", server.url))
+        .header("cookie", &cookie)
+        .send()
+        .expect("answers")
+        .text()
+        .expect("text");
+    assert!(
+        page.contains("Permintaan dari sistem di luar Jalin"),
+        "{page}"
+    );
+    assert!(
+        page.contains("js-test-1017") && page.contains("Lord of the Rings"),
+        "{page}"
+    );
 }
 
 #[test]

@@ -75,6 +75,7 @@ pub(super) async fn ill_page(State(state): State<Arc<AppState>>, headers: Header
         &visitor.t("ill_title"),
         context! {
             queues => queues,
+            external => Value::from_serialize(&listed.external),
             report => Value::from_serialize(&report.report),
             simple => SIMPLE_STEPS.to_vec(),
         },
