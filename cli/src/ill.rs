@@ -164,7 +164,7 @@ fn print_loan(loan: &LoanView, full: bool) {
         .unwrap_or_default();
     println!(
         "{}  {:<16} {} {direction}{due}",
-        &loan.id[..12],
+        loan.id.get(..12).unwrap_or(&loan.id),
         loan.state,
         loan.title
     );
