@@ -30,6 +30,10 @@ use std::collections::BTreeMap;
 
 /// Messages of one push to a peer, at most (the wire's own bound).
 pub const PUSH_MAX: usize = jalin_protocol::ill::PUSH_MESSAGES_MAX;
+/// Requests one library may send this one in a day, whatever becomes of them: a member
+/// asking and withdrawing in a loop cannot fill the lender's disk (a village library
+/// asks a few a week; a busy school, a few a day).
+pub const REQUESTS_PER_PEER_PER_DAY: usize = 200;
 /// Characters of a patron reference (kept here, never sent).
 pub const PATRON_MAX: usize = 200;
 /// Transactions a borrower may have open with one lender at once when the agreement
@@ -71,6 +75,9 @@ pub enum LoanError {
         /// Allowed.
         max: u32,
     },
+    /// Too many requests from one library today.
+    #[error("{0} requests from this library in the last day: at most {REQUESTS_PER_PEER_PER_DAY}")]
+    TooManyToday(usize),
     /// Too many loans open already.
     #[error("{open} loans are open between these libraries; the agreement allows {max}")]
     TooManyOpen {
@@ -128,6 +135,7 @@ impl LoanError {
             LoanError::NotAllowed(_) => "ill_not_allowed",
             LoanError::TooManyItems { .. } => "ill_too_many_items",
             LoanError::TooManyOpen { .. } => "ill_too_many_open",
+            LoanError::TooManyToday(_) => "ill_too_many_today",
             LoanError::NotFromSender => "ill_not_from_sender",
             LoanError::NotForUs => "ill_not_for_us",
             LoanError::UnknownTransaction => "ill_unknown_transaction",
@@ -159,6 +167,10 @@ pub struct Local {
     pub patron: Option<String>,
     /// The rota this attempt belongs to (borrower only).
     pub rota: Option<String>,
+    /// When the request arrived here, by this node's clock (lender only): what the daily
+    /// limit counts, whatever time the borrower wrote in it.
+    #[serde(default)]
+    pub received_ms: Option<u64>,
 }
 
 /// A library a borrower may ask, and its record of the book.
@@ -699,6 +711,7 @@ impl Loans {
                 peer: candidate.library,
                 patron: rota.patron.clone(),
                 rota: Some(rota.id.clone()),
+                received_ms: None,
             };
             self.store(&id, &message, Some(&local), Some(&candidate.library))?;
             rota.attempts.push(id);
@@ -804,6 +817,20 @@ impl Loans {
                         max: terms.items_per_request,
                     });
                 }
+                let today = self
+                    .list()?
+                    .iter()
+                    .filter(|l| {
+                        l.local.peer == *from
+                            && l.local.role == Role::Lender
+                            && l.local
+                                .received_ms
+                                .is_some_and(|at| at.saturating_add(86_400_000) > now_ms)
+                    })
+                    .count();
+                if today >= REQUESTS_PER_PEER_PER_DAY {
+                    return Err(LoanError::TooManyToday(today));
+                }
                 let open = self.open_with(from, Role::Lender)?;
                 if open >= terms.max_open_loans {
                     return Err(LoanError::TooManyOpen {
@@ -816,6 +843,7 @@ impl Loans {
                     peer: *from,
                     patron: None,
                     rota: None,
+                    received_ms: Some(now_ms),
                 };
                 self.store(&id, &message, Some(&local), None)?;
                 // The standard's confirmation: the request has arrived.

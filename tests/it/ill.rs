@@ -1422,3 +1422,45 @@ fn a_second_open_loan_past_the_agreement_s_limit_is_refused_on_both_sides() {
     );
     assert_eq!(b.loans().list().expect("lists").len(), 1);
 }
+
+#[test]
+fn a_member_asking_and_withdrawing_in_a_loop_is_stopped_at_the_daily_limit() {
+    use jalin_node::ill::{LoanError, REQUESTS_PER_PEER_PER_DAY};
+    use jalin_protocol::ill::Action;
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let (key, cid) = (a.data().key.clone(), consortium(a));
+    let take = |bytes: Vec<u8>| {
+        b.loans()
+            .take_in(b.consortia(), &a.id(), &[bytes], T + 10_000)
+            .remove(0)
+    };
+    // Each request withdrawn at once: none stays open, yet each is stored.
+    for n in 0..REQUESTS_PER_PEER_PER_DAY {
+        let nonce = u8::try_from(n).expect("the limit is under 256");
+        let request = signed_request(&key, cid, b.id(), &record, 1, nonce);
+        let id = request.id();
+        take(request.to_bytes()).expect("taken");
+        let cancel = signed_step(
+            &key,
+            id,
+            vec![id],
+            Action::Cancel {
+                reason: "uji".into(),
+            },
+        );
+        take(cancel).expect("taken");
+    }
+    let one_more = signed_request(&key, cid, b.id(), &record, 1, 251);
+    let error = take(one_more.to_bytes()).expect_err("past the daily limit");
+    assert!(
+        matches!(error, LoanError::TooManyToday(n) if n == REQUESTS_PER_PEER_PER_DAY),
+        "{error}"
+    );
+    assert_eq!(
+        b.loans().list().expect("lists").len(),
+        REQUESTS_PER_PEER_PER_DAY
+    );
+}

@@ -684,6 +684,7 @@ mod tests {
             LoanError::NotAllowed(text()),
             LoanError::TooManyItems { items: 2, max: 1 },
             LoanError::TooManyOpen { open: 2, max: 1 },
+            LoanError::TooManyToday(201),
             LoanError::NotFromSender,
             LoanError::NotForUs,
             LoanError::Replayed,
