@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 /// Messages kept per transaction, at most (later ones are confirmed, not kept).
 const MESSAGES_KEPT_MAX: usize = 64;
+/// New requests one agency may send in a day: an ILS flooding the gateway cannot fill
+/// the library's disk.
+pub const REQUESTS_PER_AGENCY_PER_DAY: usize = 500;
 
 /// A transaction opened by an agency outside Jalin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +167,27 @@ impl Gateway {
                 })?;
                 match (m.request_type.as_str(), held) {
                     ("" | "New", None) => {
+                        let today = self
+                            .transactions()
+                            .map_err(|e| Refusal {
+                                http: 500,
+                                error: value_error(e.to_string()),
+                            })?
+                            .iter()
+                            .filter(|t| {
+                                t.requesting_agency == m.requesting_agency
+                                    && t.created_ms.saturating_add(86_400_000) > now_ms
+                            })
+                            .count();
+                        if today >= REQUESTS_PER_AGENCY_PER_DAY {
+                            return Err(Refusal {
+                                http: 429,
+                                error: value_error(format!(
+                                    "{}: {today} requests in the last day, at most {REQUESTS_PER_AGENCY_PER_DAY}",
+                                    m.requesting_agency
+                                )),
+                            });
+                        }
                         let external = External {
                             requesting_agency: m.requesting_agency.clone(),
                             request_id: m.requesting_request_id.clone(),

@@ -1464,3 +1464,55 @@ fn a_member_asking_and_withdrawing_in_a_loop_is_stopped_at_the_daily_limit() {
         REQUESTS_PER_PEER_PER_DAY
     );
 }
+
+#[test]
+fn an_outside_system_flooding_the_gateway_is_stopped_at_the_daily_limit() {
+    use jalin_node::gateway::REQUESTS_PER_AGENCY_PER_DAY;
+    let (_dir, data) = new_library(100);
+    let library = Library::open(data).expect("opens");
+    let config = jalin_node::config::Iso18626Section {
+        agency_id: Some("BROKER".into()),
+        peers: vec![jalin_node::config::Iso18626Peer {
+            agency_id: "REQ".into(),
+            secret: "rahasia".into(),
+        }],
+    };
+    let request = |n: usize| {
+        format!(
+            "<ISO18626Message xmlns=\"http://illtransactions.org/2013/iso18626\" xmlns:ill=\"http://illtransactions.org/2013/iso18626\" ill:version=\"2021-2\"><request><header><supplyingAgencyId><agencyIdType>ISIL</agencyIdType><agencyIdValue>BROKER</agencyIdValue></supplyingAgencyId><requestingAgencyId><agencyIdType>ISIL</agencyIdType><agencyIdValue>REQ</agencyIdValue></requestingAgencyId><timestamp>2026-12-04T10:00:00Z</timestamp><requestingAgencyRequestId>r-{n}</requestingAgencyRequestId></header><bibliographicInfo><title>Buku {n}</title></bibliographicInfo><serviceInfo><serviceType>Loan</serviceType></serviceInfo></request></ISO18626Message>"
+        )
+    };
+    for n in 0..REQUESTS_PER_AGENCY_PER_DAY {
+        let (status, xml) =
+            library
+                .gateway()
+                .receive(&config, "BROKER", request(n).as_bytes(), Some("rahasia"), T);
+        assert_eq!(status, 200, "{xml}");
+        assert!(xml.contains("<messageStatus>OK</messageStatus>"), "{xml}");
+    }
+    let (status, xml) = library.gateway().receive(
+        &config,
+        "BROKER",
+        request(REQUESTS_PER_AGENCY_PER_DAY).as_bytes(),
+        Some("rahasia"),
+        T + 1_000,
+    );
+    assert_eq!(status, 429, "{xml}");
+    assert!(
+        xml.contains("<errorType>UnrecognisedDataValue</errorType>"),
+        "{xml}"
+    );
+    // A day later the agency may ask again.
+    let (status, _) = library.gateway().receive(
+        &config,
+        "BROKER",
+        request(REQUESTS_PER_AGENCY_PER_DAY + 1).as_bytes(),
+        Some("rahasia"),
+        T + DAY_MS + 1,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        library.gateway().transactions().expect("reads").len(),
+        REQUESTS_PER_AGENCY_PER_DAY + 1
+    );
+}
