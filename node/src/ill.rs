@@ -954,12 +954,23 @@ impl Loans {
         Ok(tx)
     }
 
-    /// Moves the borrower's rotas on as the clock says: a lender that has not answered
+    /// Moves loans on as the clock says: the lender tells the borrower once when a loan
+    /// is overdue; and the borrower's rotas: a lender that has not answered
     /// within the agreement's `answer_within_days` is told the request is withdrawn, and
     /// a request unfilled, withdrawn or declined goes to the next lender. Returns how many
-    /// rotas moved.
+    /// loans and rotas moved.
     pub fn advance(&self, consortia: &Consortia, now_ms: u64) -> Result<usize, LoanError> {
         let mut moved = 0;
+        // The lender says once that a loan is overdue (ISO 18626's Overdue), the day
+        // after its due date.
+        let today = Day::of_ms(now_ms);
+        for loan in self.list()? {
+            let tx = &loan.transaction;
+            if loan.local.role == Role::Lender && tx.is_overdue(today) && !tx.overdue_notified {
+                self.act(&tx.id, Action::Overdue, now_ms)?;
+                moved += 1;
+            }
+        }
         for mut rota in self.rotas()? {
             if rota.ended.is_some() {
                 continue;

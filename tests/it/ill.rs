@@ -1516,3 +1516,58 @@ fn an_outside_system_flooding_the_gateway_is_stopped_at_the_daily_limit() {
         REQUESTS_PER_AGENCY_PER_DAY + 1
     );
 }
+
+#[test]
+fn the_lender_says_once_that_a_loan_is_overdue_the_day_after_its_due_date() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let b_clock = libraries[1].1.clone();
+    let id = execute(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .expect("requests")
+    .loans
+    .remove(0)
+    .id;
+    exchange(a, b, T);
+    execute(
+        b,
+        IllRequest::Answer {
+            id: id.clone(),
+            will_supply: true,
+            unfilled: None,
+            conditions: None,
+        },
+    )
+    .expect("answers");
+    execute(b, step(&id, SimpleStep::Ship)).expect("ships");
+    exchange(a, b, T);
+    let overdue_notices = |library: &Library| {
+        execute(library, IllRequest::Show { id: id.clone() })
+            .expect("shows")
+            .loans
+            .remove(0)
+            .history
+            .iter()
+            .filter(|line| line.ends_with("Overdue"))
+            .count()
+    };
+    // On the due date: nothing yet. The day after: one notice, and only one.
+    b_clock.advance(14 * DAY_MS);
+    assert_eq!(overdue_notices(b), 0);
+    b_clock.advance(DAY_MS);
+    assert_eq!(overdue_notices(b), 1);
+    assert_eq!(overdue_notices(b), 1, "said once");
+    exchange(a, b, T);
+    assert_eq!(overdue_notices(a), 1, "the borrower hears of it");
+}
