@@ -8,6 +8,7 @@
 //! v | consortium | version id   -> an agreement version
 //! g | consortium | signature id -> a signature on a version
 //! m | consortium | assertion id -> a "same" / "not the same" assertion about two records
+//! t | consortium | library key  -> a member's newest interlibrary-loan tally
 //! i | consortium | invite id    -> an invite this library issued (JSON: ticket, used by)
 //! j | consortium                -> a ticket this library accepted (it is joining)
 //! q | consortium | doc id       -> a document of a consortium not known here yet
@@ -28,6 +29,7 @@ use jalin_protocol::consortium::log::{
     self as mlog, check_acceptance, Acceptance, Action, Inserted, Invite, Log, MemberState, Op,
     Role,
 };
+use jalin_protocol::consortium::tally::LoanTally;
 use jalin_protocol::consortium::{read_documents, Document};
 use jalin_protocol::signing::LibraryId;
 use serde::{Deserialize, Serialize};
@@ -179,6 +181,8 @@ pub struct Consortium {
     pub agreements: Agreements,
     /// "Same" / "not the same" assertions, by id.
     pub assertions: BTreeMap<Hash32, Signed<MatchAssertion>>,
+    /// Each member's newest interlibrary-loan tally.
+    pub tallies: BTreeMap<LibraryId, Signed<LoanTally>>,
 }
 
 /// An invite this library issued, as kept: never its ticket, whose secret lets anyone
@@ -369,12 +373,20 @@ impl Consortia {
                     assertions.insert(assertion.id(), assertion);
                 }
             }
+            let mut tallies = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b't', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(tally) = Signed::<LoanTally>::from_bytes(&v) {
+                    tallies.insert(tally.author, tally);
+                }
+            }
             held.insert(
                 id,
                 Consortium {
                     log,
                     agreements,
                     assertions,
+                    tallies,
                 },
             );
         }
@@ -472,6 +484,7 @@ impl Consortia {
                 log,
                 agreements: Agreements::default(),
                 assertions: BTreeMap::new(),
+                tallies: BTreeMap::new(),
             },
         );
         Ok(id)
@@ -973,6 +986,40 @@ impl Consortia {
                 consortium.assertions.insert(aid, assertion);
                 Ok(Taken::New(format!("assertion {} taken", aid.short())))
             }
+            Document::Tally(tally) => {
+                let id = tally.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, tally.id(), &Document::Tally(tally));
+                }
+                LoanTally::check(&tally, id)?;
+                let mut held = self.held();
+                let Some(consortium) = held.get_mut(&id) else {
+                    return Err(ConsortiumError::NotFound("consortium gone".into()));
+                };
+                // Only a member's, and only its newest, stands (and is kept).
+                if !consortium.log.state().members.contains_key(&tally.author) {
+                    return Err(DocError::Rejected(
+                        "a loan tally of a library that is not a member".into(),
+                    )
+                    .into());
+                }
+                let newer = consortium.tallies.get(&tally.author).is_none_or(|held| {
+                    (held.body.time_ms, held.id()) < (tally.body.time_ms, tally.id())
+                });
+                if !newer {
+                    return Ok(Taken::AlreadyHere(format!(
+                        "a tally of {} as new or newer is here",
+                        tally.author.fingerprint()
+                    )));
+                }
+                self.tree.insert(
+                    key(b't', &id, Some(&Hash32(*tally.author.as_bytes()))),
+                    tally.to_bytes(),
+                )?;
+                let tid = tally.id();
+                consortium.tallies.insert(tally.author, tally);
+                Ok(Taken::New(format!("loan tally {} taken", tid.short())))
+            }
             Document::Invite(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
                 "an invite: use `jalin join` with it",
             ))),
@@ -1023,6 +1070,7 @@ impl Consortia {
                     log,
                     agreements: Agreements::default(),
                     assertions: BTreeMap::new(),
+                    tallies: BTreeMap::new(),
                 },
             );
             // Documents that waited for this consortium.
@@ -1114,6 +1162,10 @@ impl Consortia {
         }
         for assertion in consortium.assertions.values() {
             out.push_str(&assertion.to_text());
+            out.push('\n');
+        }
+        for tally in consortium.tallies.values() {
+            out.push_str(&tally.to_text());
             out.push('\n');
         }
         Ok(out)
@@ -1277,6 +1329,61 @@ impl Consortia {
         let consortium = self.get(id)?;
         let documents = agreement::bundle(&consortium.log, &consortium.agreements, agreement);
         Ok(agreement::render_html(&documents)?)
+    }
+
+    /// Signs and keeps this library's loan tally in consortium `id`, unless the newest
+    /// held already says the same. Whether a new one was made.
+    pub fn publish_tally(
+        &self,
+        id: &Hash32,
+        lent: u32,
+        borrowed: u32,
+        now_ms: u64,
+    ) -> Result<bool, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "publish a loan tally")?;
+        if consortium
+            .tallies
+            .get(&self.library)
+            .is_some_and(|t| (t.body.lent, t.body.borrowed) == (lent, borrowed))
+        {
+            return Ok(false);
+        }
+        let tally = Signed::sign(
+            &self.key,
+            LoanTally {
+                consortium: *id,
+                lent,
+                borrowed,
+                time_ms: now_ms,
+            },
+        );
+        self.tree.insert(
+            key(b't', id, Some(&Hash32(*self.library.as_bytes()))),
+            tally.to_bytes(),
+        )?;
+        self.db.flush()?;
+        if let Some(consortium) = self.held().get_mut(id) {
+            consortium.tallies.insert(self.library, tally);
+        }
+        Ok(true)
+    }
+
+    /// Each member's newest loan tally over the consortia held: `(lent, borrowed)`.
+    pub fn loan_tallies(&self) -> BTreeMap<LibraryId, (u32, u32)> {
+        let mut newest: BTreeMap<LibraryId, (u64, u32, u32)> = BTreeMap::new();
+        for consortium in self.held().values() {
+            for (library, tally) in &consortium.tallies {
+                let seen = newest.entry(*library).or_insert((0, 0, 0));
+                if tally.body.time_ms >= seen.0 {
+                    *seen = (tally.body.time_ms, tally.body.lent, tally.body.borrowed);
+                }
+            }
+        }
+        newest
+            .into_iter()
+            .map(|(library, (_, lent, borrowed))| (library, (lent, borrowed)))
+            .collect()
     }
 
     /// Asserts that two records of two libraries are (or are not) the same book; the

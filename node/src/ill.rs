@@ -961,6 +961,19 @@ impl Loans {
     /// loans and rotas moved.
     pub fn advance(&self, consortia: &Consortia, now_ms: u64) -> Result<usize, LoanError> {
         let mut moved = 0;
+        // This library's tally, shared with each of its consortia when it changed: what
+        // the other members' rotas balance their lenders by.
+        let (lent, borrowed) = self
+            .ledger()?
+            .values()
+            .fold((0, 0), |(l, b), x| (l + x.lent, b + x.borrowed));
+        // A library that never lent or borrowed has nothing to share (and adds no
+        // document to its consortia).
+        if lent + borrowed > 0 {
+            for consortium in consortia.trust().consortia() {
+                consortia.publish_tally(consortium, lent, borrowed, now_ms)?;
+            }
+        }
         // The lender says once that a loan is overdue (ISO 18626's Overdue), the day
         // after its due date.
         let today = Day::of_ms(now_ms);

@@ -4,6 +4,7 @@
 
 use crate::ill::{Candidate, Loan, LoanError, NewRequest, Role};
 use crate::library::{Library, LibraryError};
+use jalin_protocol::consortium::tally::LoanTally;
 use jalin_protocol::ill::{Action, Day, Status, Transaction};
 use jalin_protocol::signing::LibraryId;
 use serde::{Deserialize, Serialize};
@@ -321,8 +322,9 @@ pub fn next_steps(tx: &Transaction, party: jalin_protocol::ill::Party) -> Vec<St
 
 /// The libraries that may be asked for the book `record` (`CODE:RECORD_ID`), in the
 /// order to ask them: a copy shown available first, then the library that has lent
-/// least to this one relative to what it borrowed from it (as far as this node's own
-/// loans tell), then the librarian's order (`lenders`, which also limits who is asked).
+/// least relative to what it borrowed (its shared tally; for a library that has shared
+/// none, this node's own loans with it), then the librarian's order (`lenders`, which
+/// also limits who is asked).
 fn candidates(
     library: &Library,
     record: &str,
@@ -368,6 +370,9 @@ fn candidates(
         ))
         .into());
     }
+    // Each library's balance: its own shared tally (lent and borrowed over every
+    // member), else what this node's own loans with it say.
+    let tallies = consortia.loan_tallies();
     let ledger = library.loans().ledger()?;
     let mut out = Vec::new();
     for holding in hit.map(|h| h.holdings).unwrap_or_default() {
@@ -394,9 +399,14 @@ fn candidates(
         };
         let available =
             holding.copies.is_empty() || holding.copies.iter().any(|c| c.is_available());
-        let between = ledger.get(&holder).cloned().unwrap_or_default();
-        // What it lent this library over what it borrowed from it (this node's view).
-        let fairness = (u64::from(between.borrowed) + 1) * 1000 / (u64::from(between.lent) + 1);
+        let fairness = match tallies.get(&holder) {
+            Some((lent, borrowed)) => LoanTally::balance(*lent, *borrowed),
+            None => {
+                // What it lent this library over what it borrowed from it.
+                let between = ledger.get(&holder).cloned().unwrap_or_default();
+                LoanTally::balance(between.borrowed, between.lent)
+            }
+        };
         let order = wanted
             .iter()
             .position(|w| *w == holder)

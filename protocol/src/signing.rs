@@ -149,6 +149,8 @@ pub enum Domain {
     MatchAssertion,
     /// A message of an interlibrary loan between two members.
     IllMessage,
+    /// A member's tally of loans lent and borrowed.
+    LoanTally,
 }
 
 impl Domain {
@@ -164,6 +166,7 @@ impl Domain {
             Domain::AgreementSignature => b"jalin/v1/agreement-signature\0",
             Domain::MatchAssertion => b"jalin/v1/match-assertion\0",
             Domain::IllMessage => b"jalin/v1/ill-message\0",
+            Domain::LoanTally => b"jalin/v1/loan-tally\0",
         }
     }
 }

@@ -1571,3 +1571,129 @@ fn the_lender_says_once_that_a_loan_is_overdue_the_day_after_its_due_date() {
     exchange(a, b, T);
     assert_eq!(overdue_notices(a), 1, "the borrower hears of it");
 }
+
+#[test]
+fn the_rota_asks_first_the_library_that_has_lent_least_relative_to_what_it_borrowed() {
+    let libraries = libraries(&["PERPUSDESA", "BANYAKPINJAMKAN", "BANYAKPINJAM"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1, 2]).remove(0);
+    let (a, generous, needy) = (&libraries[0].0, &libraries[1].0, &libraries[2].0);
+    let cid = consortium(a);
+    let first_asked = |a: &Library| {
+        let answer = execute(
+            a,
+            IllRequest::Request {
+                record: format!("BANYAKPINJAMKAN:{record}"),
+                patron: None,
+                need_before: None,
+                note: String::new(),
+                lenders: Vec::new(),
+                items: 1,
+            },
+        )
+        .expect("requests");
+        let first = answer.loans[0].peer_name.clone().unwrap_or_default();
+        // Withdrawn at once: the next request starts afresh.
+        execute(
+            a,
+            IllRequest::Cancel {
+                id: answer.loans[0].id.clone(),
+                reason: String::new(),
+            },
+        )
+        .expect("withdraws");
+        first
+    };
+    // The one has lent 5 and borrowed none; the other lent none and borrowed 3. Each
+    // tally travels with the consortium's documents.
+    generous
+        .consortia()
+        .publish_tally(&cid, 5, 0, T + 3_000)
+        .expect("publishes");
+    needy
+        .consortia()
+        .publish_tally(&cid, 0, 3, T + 3_000)
+        .expect("publishes");
+    share_documents(&libraries);
+    assert!(
+        first_asked(a).contains("BANYAKPINJAM)"),
+        "the one that lent least is asked first"
+    );
+    // The tallies turn round: so does the order.
+    generous
+        .consortia()
+        .publish_tally(&cid, 5, 20, T + 4_000)
+        .expect("publishes");
+    needy
+        .consortia()
+        .publish_tally(&cid, 30, 3, T + 4_000)
+        .expect("publishes");
+    share_documents(&libraries);
+    assert!(first_asked(a).contains("BANYAKPINJAMKAN)"));
+    // An older tally does not replace a newer one.
+    let text = needy.consortia().export(&cid).expect("exports");
+    let older = generous
+        .consortia()
+        .publish_tally(&cid, 5, 20, T + 4_000)
+        .expect("same");
+    assert!(!older, "an unchanged tally is not signed again");
+    assert_eq!(
+        a.consortia().loan_tallies().get(&needy.id()),
+        Some(&(30, 3)),
+        "{text}"
+    );
+}
+
+#[test]
+fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    // Nothing lent or borrowed: no tally, no document added.
+    execute(
+        a,
+        IllRequest::List {
+            incoming: false,
+            outgoing: false,
+            state: None,
+        },
+    )
+    .expect("lists");
+    assert!(a.consortia().loan_tallies().is_empty());
+    let id = execute(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .expect("requests")
+    .loans
+    .remove(0)
+    .id;
+    exchange(a, b, T);
+    execute(
+        b,
+        IllRequest::Answer {
+            id: id.clone(),
+            will_supply: true,
+            unfilled: None,
+            conditions: None,
+        },
+    )
+    .expect("answers");
+    execute(b, step(&id, SimpleStep::Ship)).expect("ships");
+    exchange(a, b, T);
+    // Each library's next command shares its tally; the documents carry it over.
+    execute(a, IllRequest::Report { since: None }).expect("reports");
+    execute(b, IllRequest::Report { since: None }).expect("reports");
+    share_documents(&libraries);
+    let tallies = a.consortia().loan_tallies();
+    assert_eq!(tallies.get(&a.id()), Some(&(0, 1)));
+    assert_eq!(tallies.get(&b.id()), Some(&(1, 0)));
+}

@@ -9,6 +9,7 @@ pub mod agreement;
 pub mod assertion;
 pub mod document;
 pub mod log;
+pub mod tally;
 
 use agreement::{AgreementSignature, AgreementVersion};
 use assertion::MatchAssertion;
@@ -30,6 +31,8 @@ pub enum Document {
     Signature(Signed<AgreementSignature>),
     /// An assertion that two records are (not) the same book.
     Match(Signed<MatchAssertion>),
+    /// A member's tally of loans lent and borrowed.
+    Tally(Signed<tally::LoanTally>),
 }
 
 impl Document {
@@ -43,9 +46,10 @@ impl Document {
             "AGREEMENT" => Document::Version(Signed::from_text(text)?),
             "SIGNATURE" => Document::Signature(Signed::from_text(text)?),
             "MATCH" => Document::Match(Signed::from_text(text)?),
+            "TALLY" => Document::Tally(Signed::from_text(text)?),
             other => {
                 return Err(DocError::WrongKind {
-                    expected: "op, invite, acceptance, agreement, signature or match".into(),
+                    expected: "op, invite, acceptance, agreement, signature, match or tally".into(),
                     found: other.to_lowercase(),
                 })
             }
@@ -61,6 +65,7 @@ impl Document {
             Document::Version(d) => d.body.consortium,
             Document::Signature(d) => d.body.consortium,
             Document::Match(d) => d.body.consortium,
+            Document::Tally(d) => d.body.consortium,
         }
     }
 
@@ -73,6 +78,7 @@ impl Document {
             Document::Version(d) => d.to_text(),
             Document::Signature(d) => d.to_text(),
             Document::Match(d) => d.to_text(),
+            Document::Tally(d) => d.to_text(),
         }
     }
 }
