@@ -865,18 +865,25 @@ impl Loans {
                 if before.history.len() + before.waiting.len() >= MESSAGES_MAX {
                     return Err(IllError::TooMany.into());
                 }
-                let terms = self.terms_with(consortia, &before.request.consortium, from)?;
+                // A loan under way goes on to its end while both are co-members, even if
+                // the agreement in force changed since (a book lent must come back);
+                // a library removed from the consortium is refused.
+                let consortium = before.request.consortium;
+                if !consortia.trust().shares(from, &consortium) {
+                    return Err(LoanError::NotAllowed(from.fingerprint()));
+                }
                 self.store(&transaction, &message, None, None)?;
                 let after = Transaction::fold(&self.messages(&transaction)?)?;
                 if local.role == Role::Lender && after.renew_pending && !before.renew_pending {
-                    // Renewals as the agreement says: yes while under its limit and not
-                    // recalled, a new due date `renewal_days` on.
-                    let due = (after.renewals < terms.max_renewals && !after.recalled).then(|| {
-                        after
-                            .due
-                            .unwrap_or(Day::of_ms(now_ms))
-                            .plus(terms.renewal_days)
-                    });
+                    // Renewals as the agreement in force says: yes while under its limit
+                    // and not recalled, a new due date `renewal_days` on; no agreement
+                    // allowing loans any more, no renewal.
+                    let terms = consortia
+                        .terms_in_force(&consortium)?
+                        .filter(|t| t.interlibrary_loan);
+                    let due = terms
+                        .filter(|t| after.renewals < t.max_renewals && !after.recalled)
+                        .map(|t| after.due.unwrap_or(Day::of_ms(now_ms)).plus(t.renewal_days));
                     self.act(&transaction, Action::RenewAnswer { due }, now_ms)?;
                 }
                 Ok(())

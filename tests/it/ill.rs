@@ -1697,3 +1697,98 @@ fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
     assert_eq!(tallies.get(&a.id()), Some(&(0, 1)));
     assert_eq!(tallies.get(&b.id()), Some(&(1, 0)));
 }
+
+#[test]
+fn a_loan_under_way_ends_normally_after_the_agreement_stops_allowing_loans() {
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    agree(&libraries, true);
+    let record = the_same_book(&libraries, &[1]).remove(0);
+    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let id = execute(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .expect("requests")
+    .loans
+    .remove(0)
+    .id;
+    exchange(a, b, T);
+    execute(
+        b,
+        IllRequest::Answer {
+            id: id.clone(),
+            will_supply: true,
+            unfilled: None,
+            conditions: None,
+        },
+    )
+    .expect("answers");
+    execute(b, step(&id, SimpleStep::Ship)).expect("ships");
+    exchange(a, b, T);
+    execute(a, step(&id, SimpleStep::Receive)).expect("receives");
+    exchange(a, b, T);
+    // The partnership amends its agreement: no more interlibrary loan.
+    let cid = consortium(a);
+    let agreement = a.consortia().get(&cid).expect("held").agreements.ids()[0];
+    a.consortia()
+        .amend(
+            &cid,
+            &agreement,
+            "+++\ntitle = \"Perjanjian Silang Layanan\"\ninterlibrary_loan = false\n+++\nTidak lagi.\n",
+            T + 50_000,
+        )
+        .expect("amends");
+    share_documents(&libraries);
+    for (library, _, _) in &libraries {
+        library
+            .consortia()
+            .sign(&cid, &agreement, None, T + 60_000)
+            .expect("signs");
+    }
+    share_documents(&libraries);
+    assert_eq!(
+        a.consortia()
+            .terms_in_force(&cid)
+            .expect("reads")
+            .map(|t| t.interlibrary_loan),
+        Some(false)
+    );
+    // A renewal is answered no; the book goes back and the loan closes on both sides.
+    execute(a, step(&id, SimpleStep::Renew)).expect("asks");
+    exchange(a, b, T);
+    execute(a, step(&id, SimpleStep::Return)).expect("returns");
+    exchange(a, b, T);
+    execute(b, step(&id, SimpleStep::Checkin)).expect("checks in");
+    exchange(a, b, T);
+    for library in [a, b] {
+        let loan = execute(library, IllRequest::Show { id: id.clone() })
+            .expect("shows")
+            .loans
+            .remove(0);
+        assert_eq!((loan.state.as_str(), loan.renewals), ("loan_completed", 0));
+    }
+    // And no new request can be made.
+    let error = execute(
+        a,
+        IllRequest::Request {
+            record: format!("SMP1KEMIRI:{record}"),
+            patron: None,
+            need_before: None,
+            note: String::new(),
+            lenders: Vec::new(),
+            items: 1,
+        },
+    )
+    .expect_err("no agreement allows it");
+    assert!(
+        error.to_string().contains("agreement in force allows"),
+        "{error}"
+    );
+}
