@@ -200,6 +200,28 @@ pub(crate) async fn connect(nodes: &[&Node]) {
     }
 }
 
+/// A request for a holding with nothing else said (the librarian's defaults).
+fn ask(record: String) -> IllRequest {
+    IllRequest::Request {
+        record,
+        patron: None,
+        need_before: None,
+        note: String::new(),
+        lenders: Vec::new(),
+        items: 1,
+    }
+}
+
+/// The lender's "will supply", without conditions.
+fn will_supply(id: &str) -> IllRequest {
+    IllRequest::Answer {
+        id: id.into(),
+        will_supply: true,
+        unfilled: None,
+        conditions: None,
+    }
+}
+
 fn step(id: &str, step: SimpleStep) -> IllRequest {
     IllRequest::Step {
         id: id.into(),
@@ -245,16 +267,7 @@ async fn a_whole_loan_between_two_nodes_both_sides_agreeing_at_each_step() {
     );
     assert_eq!(mine.patron.as_deref(), Some("ANGGOTA-0042"));
 
-    ok(
-        &b.library,
-        IllRequest::Answer {
-            id: id.clone(),
-            will_supply: true,
-            unfilled: None,
-            conditions: None,
-        },
-    )
-    .await;
+    ok(&b.library, will_supply(&id)).await;
     both_in(&a, &b, &id, "will_supply").await;
 
     b_clock.advance(DAY_MS);
@@ -585,16 +598,7 @@ async fn the_rota_passes_a_request_on_when_a_lender_is_silent_or_cannot_supply()
         loan(&has.library, &third).await.peer_name.as_deref(),
         Some("Perpustakaan PERPUSDESA (PERPUSDESA)")
     );
-    ok(
-        &has.library,
-        IllRequest::Answer {
-            id: third.clone(),
-            will_supply: true,
-            unfilled: None,
-            conditions: None,
-        },
-    )
-    .await;
+    ok(&has.library, will_supply(&third)).await;
     ok(&has.library, step(&third, SimpleStep::Ship)).await;
     both_in(a, has, &third, "loaned").await;
     // The silent library saw its request withdrawn; none of them saw the others'.
@@ -620,14 +624,7 @@ async fn the_rota_passes_a_request_on_when_a_lender_is_silent_or_cannot_supply()
 async fn a_request_no_agreement_allows_is_refused_saying_why() {
     let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
     let record = the_same_book(&libraries, &[1]).remove(0);
-    let request = || IllRequest::Request {
-        record: format!("SMP1KEMIRI:{record}"),
-        patron: None,
-        need_before: None,
-        note: String::new(),
-        lenders: Vec::new(),
-        items: 1,
-    };
+    let request = || ask(format!("SMP1KEMIRI:{record}"));
     // No agreement in force yet.
     let error = run(&libraries[0].0, request()).await.expect_err("refused");
     assert!(
@@ -1314,18 +1311,7 @@ fn after_the_last_lender_the_request_ends_and_the_librarian_is_told() {
     agree(&libraries, true);
     let record = the_same_book(&libraries, &[1]).remove(0);
     let (a, b) = (&libraries[0].0, &libraries[1].0);
-    let answer = execute(
-        a,
-        IllRequest::Request {
-            record: format!("SMP1KEMIRI:{record}"),
-            patron: None,
-            need_before: None,
-            note: String::new(),
-            lenders: Vec::new(),
-            items: 1,
-        },
-    )
-    .expect("requests");
+    let answer = execute(a, ask(format!("SMP1KEMIRI:{record}"))).expect("requests");
     let id = answer.loans[0].id.clone();
     exchange(a, b, T);
     execute(
@@ -1389,14 +1375,7 @@ fn a_second_open_loan_past_the_agreement_s_limit_is_refused_on_both_sides() {
     share_documents(&libraries);
     let record = the_same_book(&libraries, &[1]).remove(0);
     let (a, b) = (&libraries[0].0, &libraries[1].0);
-    let request = || IllRequest::Request {
-        record: format!("SMP1KEMIRI:{record}"),
-        patron: None,
-        need_before: None,
-        note: String::new(),
-        lenders: Vec::new(),
-        items: 1,
-    };
+    let request = || ask(format!("SMP1KEMIRI:{record}"));
     execute(a, request()).expect("the first request");
     exchange(a, b, T);
     // The borrower's node refuses a second before sending it, saying why.
@@ -1524,32 +1503,13 @@ fn the_lender_says_once_that_a_loan_is_overdue_the_day_after_its_due_date() {
     let record = the_same_book(&libraries, &[1]).remove(0);
     let (a, b) = (&libraries[0].0, &libraries[1].0);
     let b_clock = libraries[1].1.clone();
-    let id = execute(
-        a,
-        IllRequest::Request {
-            record: format!("SMP1KEMIRI:{record}"),
-            patron: None,
-            need_before: None,
-            note: String::new(),
-            lenders: Vec::new(),
-            items: 1,
-        },
-    )
-    .expect("requests")
-    .loans
-    .remove(0)
-    .id;
+    let id = execute(a, ask(format!("SMP1KEMIRI:{record}")))
+        .expect("requests")
+        .loans
+        .remove(0)
+        .id;
     exchange(a, b, T);
-    execute(
-        b,
-        IllRequest::Answer {
-            id: id.clone(),
-            will_supply: true,
-            unfilled: None,
-            conditions: None,
-        },
-    )
-    .expect("answers");
+    execute(b, will_supply(&id)).expect("answers");
     execute(b, step(&id, SimpleStep::Ship)).expect("ships");
     exchange(a, b, T);
     let overdue_notices = |library: &Library| {
@@ -1580,18 +1540,7 @@ fn the_rota_asks_first_the_library_that_has_lent_least_relative_to_what_it_borro
     let (a, generous, needy) = (&libraries[0].0, &libraries[1].0, &libraries[2].0);
     let cid = consortium(a);
     let first_asked = |a: &Library| {
-        let answer = execute(
-            a,
-            IllRequest::Request {
-                record: format!("BANYAKPINJAMKAN:{record}"),
-                patron: None,
-                need_before: None,
-                note: String::new(),
-                lenders: Vec::new(),
-                items: 1,
-            },
-        )
-        .expect("requests");
+        let answer = execute(a, ask(format!("BANYAKPINJAMKAN:{record}"))).expect("requests");
         let first = answer.loans[0].peer_name.clone().unwrap_or_default();
         // Withdrawn at once: the next request starts afresh.
         execute(
@@ -1661,32 +1610,13 @@ fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
     )
     .expect("lists");
     assert!(a.consortia().loan_tallies().is_empty());
-    let id = execute(
-        a,
-        IllRequest::Request {
-            record: format!("SMP1KEMIRI:{record}"),
-            patron: None,
-            need_before: None,
-            note: String::new(),
-            lenders: Vec::new(),
-            items: 1,
-        },
-    )
-    .expect("requests")
-    .loans
-    .remove(0)
-    .id;
+    let id = execute(a, ask(format!("SMP1KEMIRI:{record}")))
+        .expect("requests")
+        .loans
+        .remove(0)
+        .id;
     exchange(a, b, T);
-    execute(
-        b,
-        IllRequest::Answer {
-            id: id.clone(),
-            will_supply: true,
-            unfilled: None,
-            conditions: None,
-        },
-    )
-    .expect("answers");
+    execute(b, will_supply(&id)).expect("answers");
     execute(b, step(&id, SimpleStep::Ship)).expect("ships");
     exchange(a, b, T);
     // Each library's next command shares its tally; the documents carry it over.
@@ -1704,32 +1634,13 @@ fn a_loan_under_way_ends_normally_after_the_agreement_stops_allowing_loans() {
     agree(&libraries, true);
     let record = the_same_book(&libraries, &[1]).remove(0);
     let (a, b) = (&libraries[0].0, &libraries[1].0);
-    let id = execute(
-        a,
-        IllRequest::Request {
-            record: format!("SMP1KEMIRI:{record}"),
-            patron: None,
-            need_before: None,
-            note: String::new(),
-            lenders: Vec::new(),
-            items: 1,
-        },
-    )
-    .expect("requests")
-    .loans
-    .remove(0)
-    .id;
+    let id = execute(a, ask(format!("SMP1KEMIRI:{record}")))
+        .expect("requests")
+        .loans
+        .remove(0)
+        .id;
     exchange(a, b, T);
-    execute(
-        b,
-        IllRequest::Answer {
-            id: id.clone(),
-            will_supply: true,
-            unfilled: None,
-            conditions: None,
-        },
-    )
-    .expect("answers");
+    execute(b, will_supply(&id)).expect("answers");
     execute(b, step(&id, SimpleStep::Ship)).expect("ships");
     exchange(a, b, T);
     execute(a, step(&id, SimpleStep::Receive)).expect("receives");
@@ -1775,18 +1686,8 @@ fn a_loan_under_way_ends_normally_after_the_agreement_stops_allowing_loans() {
         assert_eq!((loan.state.as_str(), loan.renewals), ("loan_completed", 0));
     }
     // And no new request can be made.
-    let error = execute(
-        a,
-        IllRequest::Request {
-            record: format!("SMP1KEMIRI:{record}"),
-            patron: None,
-            need_before: None,
-            note: String::new(),
-            lenders: Vec::new(),
-            items: 1,
-        },
-    )
-    .expect_err("no agreement allows it");
+    let error =
+        execute(a, ask(format!("SMP1KEMIRI:{record}"))).expect_err("no agreement allows it");
     assert!(
         error.to_string().contains("agreement in force allows"),
         "{error}"
