@@ -1338,23 +1338,29 @@ impl Consortia {
         id: &Hash32,
         lent: u32,
         borrowed: u32,
+        mut on_loan: Vec<String>,
         now_ms: u64,
     ) -> Result<bool, ConsortiumError> {
         let consortium = self.get(id)?;
         self.require_role(&consortium, Role::Member, "publish a loan tally")?;
-        if consortium
-            .tallies
-            .get(&self.library)
-            .is_some_and(|t| (t.body.lent, t.body.borrowed) == (lent, borrowed))
-        {
+        on_loan.sort();
+        on_loan.dedup();
+        on_loan.truncate(jalin_protocol::consortium::tally::ON_LOAN_MAX);
+        let previous = consortium.tallies.get(&self.library);
+        if previous.is_some_and(|t| {
+            (t.body.lent, t.body.borrowed, &t.body.on_loan) == (lent, borrowed, &on_loan)
+        }) {
             return Ok(false);
         }
+        // Newer than the last, whatever the clock says: the newest stands everywhere.
+        let now_ms = previous.map_or(now_ms, |t| now_ms.max(t.body.time_ms + 1));
         let tally = Signed::sign(
             &self.key,
             LoanTally {
                 consortium: *id,
                 lent,
                 borrowed,
+                on_loan,
                 time_ms: now_ms,
             },
         );
@@ -1383,6 +1389,31 @@ impl Consortia {
         newest
             .into_iter()
             .map(|(library, (_, lent, borrowed))| (library, (lent, borrowed)))
+            .collect()
+    }
+
+    /// The records other members say are out on interlibrary loan now (their newest
+    /// tallies): `(holder, record id)`.
+    pub fn out_on_loan(&self) -> std::collections::BTreeSet<(LibraryId, String)> {
+        let mut newest: BTreeMap<LibraryId, &Signed<LoanTally>> = BTreeMap::new();
+        let held = self.held();
+        for consortium in held.values() {
+            for (library, tally) in &consortium.tallies {
+                let seen = newest.entry(*library).or_insert(tally);
+                if tally.body.time_ms > seen.body.time_ms {
+                    *seen = tally;
+                }
+            }
+        }
+        newest
+            .into_iter()
+            .flat_map(|(library, tally)| {
+                tally
+                    .body
+                    .on_loan
+                    .iter()
+                    .map(move |id| (library, id.clone()))
+            })
             .collect()
     }
 

@@ -977,8 +977,15 @@ impl Loans {
         // A library that never lent or borrowed has nothing to share (and adds no
         // document to its consortia).
         if lent + borrowed > 0 {
+            // This library's own copies out on loan now.
+            let on_loan: Vec<String> = self
+                .list()?
+                .into_iter()
+                .filter(|l| l.local.role == Role::Lender && l.transaction.status.is_on_loan())
+                .map(|l| l.transaction.request.record_id)
+                .collect();
             for consortium in consortia.trust().consortia() {
-                consortia.publish_tally(consortium, lent, borrowed, now_ms)?;
+                consortia.publish_tally(consortium, lent, borrowed, on_loan.clone(), now_ms)?;
             }
         }
         // The lender says once that a loan is overdue (ISO 18626's Overdue), the day

@@ -1557,11 +1557,11 @@ fn the_rota_asks_first_the_library_that_has_lent_least_relative_to_what_it_borro
     // tally travels with the consortium's documents.
     generous
         .consortia()
-        .publish_tally(&cid, 5, 0, T + 3_000)
+        .publish_tally(&cid, 5, 0, Vec::new(), T + 3_000)
         .expect("publishes");
     needy
         .consortia()
-        .publish_tally(&cid, 0, 3, T + 3_000)
+        .publish_tally(&cid, 0, 3, Vec::new(), T + 3_000)
         .expect("publishes");
     share_documents(&libraries);
     assert!(
@@ -1571,11 +1571,11 @@ fn the_rota_asks_first_the_library_that_has_lent_least_relative_to_what_it_borro
     // The tallies turn round: so does the order.
     generous
         .consortia()
-        .publish_tally(&cid, 5, 20, T + 4_000)
+        .publish_tally(&cid, 5, 20, Vec::new(), T + 4_000)
         .expect("publishes");
     needy
         .consortia()
-        .publish_tally(&cid, 30, 3, T + 4_000)
+        .publish_tally(&cid, 30, 3, Vec::new(), T + 4_000)
         .expect("publishes");
     share_documents(&libraries);
     assert!(first_asked(a).contains("BANYAKPINJAMKAN)"));
@@ -1583,7 +1583,7 @@ fn the_rota_asks_first_the_library_that_has_lent_least_relative_to_what_it_borro
     let text = needy.consortia().export(&cid).expect("exports");
     let older = generous
         .consortia()
-        .publish_tally(&cid, 5, 20, T + 4_000)
+        .publish_tally(&cid, 5, 20, Vec::new(), T + 4_000)
         .expect("same");
     assert!(!older, "an unchanged tally is not signed again");
     assert_eq!(
@@ -1595,10 +1595,10 @@ fn the_rota_asks_first_the_library_that_has_lent_least_relative_to_what_it_borro
 
 #[test]
 fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
-    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI"]);
+    let libraries = libraries(&["PERPUSDESA", "SMP1KEMIRI", "SDN2KEMIRI"]);
     agree(&libraries, true);
     let record = the_same_book(&libraries, &[1]).remove(0);
-    let (a, b) = (&libraries[0].0, &libraries[1].0);
+    let (a, b, third) = (&libraries[0].0, &libraries[1].0, &libraries[2].0);
     // Nothing lent or borrowed: no tally, no document added.
     execute(
         a,
@@ -1626,6 +1626,19 @@ fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
     let tallies = a.consortia().loan_tallies();
     assert_eq!(tallies.get(&a.id()), Some(&(0, 1)));
     assert_eq!(tallies.get(&b.id()), Some(&(1, 0)));
+    // A third member, party to nothing, learns that B's copy is out on loan; once it is
+    // back, that it is not.
+    let out = (b.id(), record.clone());
+    assert!(third.consortia().out_on_loan().contains(&out));
+    execute(a, step(&id, SimpleStep::Receive)).expect("receives");
+    exchange(a, b, T);
+    execute(a, step(&id, SimpleStep::Return)).expect("returns");
+    exchange(a, b, T);
+    execute(b, step(&id, SimpleStep::Checkin)).expect("checks in");
+    // B's next command (or its node's minute tick) shares the tally again.
+    execute(b, IllRequest::Report { since: None }).expect("reports");
+    share_documents(&libraries);
+    assert!(!third.consortia().out_on_loan().contains(&out));
 }
 
 #[test]

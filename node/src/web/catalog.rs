@@ -178,11 +178,16 @@ pub(super) async fn record_page(
     };
     let d = &record.description;
     let own = owner == state.library.id().to_hex();
-    // Copies out on interlibrary loan, as this node knows (it lent them, or borrowed).
+    // Copies out on interlibrary loan: this node's own loans, and what the other
+    // members' tallies say of theirs.
     let library = state.library.clone();
-    let out = blocking(move || Ok(library.loans().out_on_loan().map_err(LibraryError::from)?))
-        .await
-        .unwrap_or_default();
+    let out = blocking(move || {
+        let mut out = library.loans().out_on_loan().map_err(LibraryError::from)?;
+        out.extend(library.consortia().out_on_loan());
+        Ok(out)
+    })
+    .await
+    .unwrap_or_default();
     let holdings: Vec<Value> = hit
         .map(|hit| hit.holdings)
         .unwrap_or_default()

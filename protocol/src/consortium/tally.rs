@@ -1,11 +1,16 @@
 //! A member's interlibrary-loan tally (`JALIN-TALLY:`): how many loans it has lent and
 //! borrowed, signed and shared with the consortium's other documents, so every
 //! borrower's rota can put first the library that has lent least relative to what it
-//! borrowed (as ReShare balances its lenders). The newest tally of each member stands.
+//! borrowed (as ReShare balances its lenders), and every member's union catalog can show
+//! which of its copies are out on interlibrary loan. The newest tally of each member
+//! stands.
 
 use super::document::{DocError, Hash32, Kind, Signed};
 use crate::signing::Domain;
 use serde::{Deserialize, Serialize};
+
+/// Records a tally may list as out on loan.
+pub const ON_LOAN_MAX: usize = 1_000;
 
 /// One member's counts of loans shipped, as of a moment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +21,8 @@ pub struct LoanTally {
     pub lent: u32,
     /// Loans other members have shipped to it.
     pub borrowed: u32,
+    /// Its records whose copy is out on interlibrary loan now (sorted).
+    pub on_loan: Vec<String>,
     /// When (ms since 1970, the member's clock): the newest stands.
     pub time_ms: u64,
 }
@@ -34,6 +41,17 @@ impl LoanTally {
                 expected: consortium,
                 found: tally.body.consortium,
             });
+        }
+        let on_loan = &tally.body.on_loan;
+        if on_loan.len() > ON_LOAN_MAX
+            || on_loan
+                .iter()
+                .any(|id| id.is_empty() || id.len() > crate::ill::RECORD_ID_MAX)
+        {
+            return Err(DocError::Invalid(format!(
+                "a tally lists at most {ON_LOAN_MAX} records out on loan, each 1 to {} bytes",
+                crate::ill::RECORD_ID_MAX
+            )));
         }
         Ok(())
     }
