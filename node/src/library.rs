@@ -80,6 +80,26 @@ impl LibraryError {
     }
 }
 
+/// Marks the holdings of `hit` whose copy is out on interlibrary loan (`out`: the
+/// holders' shared tallies), one copy each fewer available.
+fn mark_out_on_loan(hit: &mut Hit, out: &std::collections::BTreeSet<(LibraryId, String)>) {
+    for holding in &mut hit.holdings {
+        let lent = LibraryId::from_hex(&holding.library)
+            .is_ok_and(|library| out.contains(&(library, holding.record_id.clone())));
+        if lent && !holding.on_ill {
+            holding.on_ill = true;
+            let had = if holding.copies.is_empty() {
+                1
+            } else {
+                holding.copies.iter().filter(|c| c.is_available()).count()
+            };
+            if had > 0 {
+                hit.available = hit.available.saturating_sub(1);
+            }
+        }
+    }
+}
+
 /// Live records and tombstones of each catalog held.
 type CatalogCounts = BTreeMap<LibraryId, (u64, u64)>;
 
@@ -778,6 +798,10 @@ impl Library {
             .index
             .search_in(query, page, per_page, &self.grouping(), only)?;
         self.name_holdings(results.hits.iter_mut().flat_map(|h| h.holdings.iter_mut()));
+        let out = self.consortia.out_on_loan();
+        for hit in &mut results.hits {
+            mark_out_on_loan(hit, &out);
+        }
         Ok(results)
     }
 
@@ -800,6 +824,7 @@ impl Library {
             .hit_for((!own).then_some(library), record_id, &self.grouping())?;
         if let Some(hit) = hit.as_mut() {
             self.name_holdings(hit.holdings.iter_mut());
+            mark_out_on_loan(hit, &self.consortia.out_on_loan());
         }
         let record = decode(&stored);
         Ok(Some((stored, record, hit)))

@@ -239,6 +239,9 @@ pub struct LibraryHolding {
     /// When that library's node was last seen by this one (ms since 1970).
     #[serde(default)]
     pub last_seen_ms: Option<u64>,
+    /// A copy is out on interlibrary loan now (the holding library's shared tally says).
+    #[serde(default)]
+    pub on_ill: bool,
 }
 
 /// The stored form of a record's holding (call number and copies).
@@ -1455,6 +1458,7 @@ impl Entry {
             matched: matched.map(|m| m.as_str().to_string()),
             last_change_ms: None,
             last_seen_ms: None,
+            on_ill: false,
         }
     }
 

@@ -1630,6 +1630,18 @@ fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
     // back, that it is not.
     let out = (b.id(), record.clone());
     assert!(third.consortia().out_on_loan().contains(&out));
+    // The third member's search shows it, one copy fewer available.
+    let lent = |library: &Library| {
+        let results = library.search("laskar pelangi", 1, 20).expect("searches");
+        let hit = &results.hits[0];
+        let holding = hit
+            .holdings
+            .iter()
+            .find(|h| h.library == b.id().to_hex())
+            .expect("B's holding");
+        (holding.on_ill, hit.available)
+    };
+    assert_eq!(lent(third), (true, 0));
     execute(a, step(&id, SimpleStep::Receive)).expect("receives");
     exchange(a, b, T);
     execute(a, step(&id, SimpleStep::Return)).expect("returns");
@@ -1639,6 +1651,7 @@ fn each_library_shares_its_tally_once_it_has_lent_or_borrowed() {
     execute(b, IllRequest::Report { since: None }).expect("reports");
     share_documents(&libraries);
     assert!(!third.consortia().out_on_loan().contains(&out));
+    assert_eq!(lent(third), (false, 1));
 }
 
 #[test]

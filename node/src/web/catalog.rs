@@ -178,16 +178,12 @@ pub(super) async fn record_page(
     };
     let d = &record.description;
     let own = owner == state.library.id().to_hex();
-    // Copies out on interlibrary loan: this node's own loans, and what the other
-    // members' tallies say of theirs.
+    // Copies out on interlibrary loan: this node's own loans (at once), and what the
+    // members' tallies say (`LibraryHolding::on_ill`).
     let library = state.library.clone();
-    let out = blocking(move || {
-        let mut out = library.loans().out_on_loan().map_err(LibraryError::from)?;
-        out.extend(library.consortia().out_on_loan());
-        Ok(out)
-    })
-    .await
-    .unwrap_or_default();
+    let out = blocking(move || Ok(library.loans().out_on_loan().map_err(LibraryError::from)?))
+        .await
+        .unwrap_or_default();
     let holdings: Vec<Value> = hit
         .map(|hit| hit.holdings)
         .unwrap_or_default()
@@ -196,8 +192,9 @@ pub(super) async fn record_page(
             let fresh = h
                 .last_change_ms
                 .map(jalin_protocol::consortium::agreement::format_time);
-            let on_ill = LibraryId::from_hex(&h.library)
-                .is_ok_and(|library| out.contains(&(library, h.record_id.clone())));
+            let on_ill = h.on_ill
+                || LibraryId::from_hex(&h.library)
+                    .is_ok_and(|library| out.contains(&(library, h.record_id.clone())));
             context! { fresh => fresh, on_ill => on_ill, ..Value::from_serialize(&h) }
         })
         .collect();
