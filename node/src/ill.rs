@@ -36,8 +36,7 @@ pub const PUSH_MAX: usize = jalin_protocol::ill::PUSH_MESSAGES_MAX;
 pub const REQUESTS_PER_PEER_PER_DAY: usize = 200;
 /// Characters of a patron reference (kept here, never sent).
 pub const PATRON_MAX: usize = 200;
-/// Transactions a borrower may have open with one lender at once when the agreement
-/// says nothing (its `max_open_loans`), and lenders in a rota.
+/// Lenders one request asks in turn, at most (more holders than this are not asked).
 pub const ROTA_MAX: usize = 16;
 
 /// What goes wrong with a loan, each kind apart (the API's `code`).
