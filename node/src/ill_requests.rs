@@ -179,12 +179,28 @@ pub struct LoanView {
     pub patron: Option<String>,
     /// Every message: time, who, what, and why it was ignored if it was.
     pub history: Vec<String>,
+    /// The same, as data for the pages to put in the reader's language.
+    #[serde(default)]
+    pub events: Vec<EventView>,
     /// What this library can do next (`IllRequest` steps by name).
     pub next: Vec<String>,
     /// The borrower's request ended here without a loan, and why (no library left to
     /// ask, or withdrawn).
     #[serde(default)]
     pub request_ended: Option<String>,
+}
+
+/// One message of a loan, for a page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventView {
+    /// When (its sender's clock).
+    pub at: String,
+    /// `borrower` or `lender`.
+    pub party: String,
+    /// The action's ISO 18626 name (`Request` for the request).
+    pub action: String,
+    /// Why it was ignored, if it was.
+    pub ignored: Option<String>,
 }
 
 /// What a command answers.
@@ -230,6 +246,20 @@ impl LoanView {
             jalin_protocol::ill::Party::Borrower => "borrower",
             jalin_protocol::ill::Party::Lender => "lender",
         };
+        let events = tx
+            .history
+            .iter()
+            .map(|e| EventView {
+                at: jalin_protocol::consortium::agreement::format_time(e.at_ms),
+                party: who(e.party).to_string(),
+                action: e
+                    .action
+                    .as_ref()
+                    .map_or("Request", |a| a.iso_name())
+                    .to_string(),
+                ignored: e.ignored.clone(),
+            })
+            .collect();
         let history = tx
             .history
             .iter()
@@ -271,14 +301,15 @@ impl LoanView {
             need_before: tx.request.need_before.map(|d| d.to_string()),
             patron: loan.local.patron.clone(),
             history,
-            next: next_steps(tx, party),
+            next: next_steps(tx, party, Day::of_ms(now_ms)),
+            events,
             request_ended,
         }
     }
 }
 
 /// The steps `party` may take now, by the names the CLI and the pages use.
-pub fn next_steps(tx: &Transaction, party: jalin_protocol::ill::Party) -> Vec<String> {
+pub fn next_steps(tx: &Transaction, party: jalin_protocol::ill::Party, today: Day) -> Vec<String> {
     let candidates: [(&str, Action); 14] = [
         ("will_supply", Action::WillSupply { conditions: None }),
         (
@@ -316,6 +347,8 @@ pub fn next_steps(tx: &Transaction, party: jalin_protocol::ill::Party) -> Vec<St
     candidates
         .into_iter()
         .filter(|(_, action)| tx.check(party, action).is_ok())
+        // "Overdue" is offered once the due date has passed, and not said twice.
+        .filter(|(name, _)| *name != "overdue" || (tx.is_overdue(today) && !tx.overdue_notified))
         .map(|(name, _)| name.to_string())
         .collect()
 }

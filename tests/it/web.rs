@@ -1179,6 +1179,12 @@ fn a_librarian_borrows_a_book_that_another_librarian_supplies_each_on_their_own_
             browser.text("main").await.contains("ANGGOTA-0042"),
             "A keeps its patron reference"
         );
+        // The history in the page's language, not the protocol's.
+        let history = browser.text("main ol").await;
+        assert!(
+            history.contains("perpustakaan pemilik, mengirim buku"),
+            "{history}"
+        );
         browser.check("received").await;
         browser.close().await;
         node_a.shutdown().await.expect("A stops");
