@@ -8,7 +8,6 @@ use jalin_node::clock::ManualClock;
 use jalin_node::ill_requests::{execute, IllAnswer, IllRequest, LoanView, SimpleStep};
 use jalin_node::library::{Library, LibraryError};
 use jalin_protocol::consortium::document::Hash32;
-use jalin_protocol::consortium::log::Role;
 use std::sync::Arc;
 
 const DAY_MS: u64 = 86_400_000;
@@ -27,21 +26,8 @@ pub(crate) fn libraries(
         let library = Library::open_with_clock(data, clock.clone()).expect("opens");
         out.push((Arc::new(library), clock, dir));
     }
-    let a = out[0].0.consortia();
-    let id = a.create("Jaringan Pinjam", T).expect("creates");
-    for (i, (joiner, _, _)) in out[1..].iter().enumerate() {
-        let t = T + 10 * (i as u64 + 1);
-        let ticket = a
-            .invite(&id, Role::Member, t + 3_600_000, "", Vec::new(), t)
-            .expect("invites")
-            .to_text();
-        let acceptance = joiner
-            .consortia()
-            .join(&ticket, Vec::new(), t + 1)
-            .expect("joins")
-            .to_text();
-        a.accept(&acceptance, t + 2).expect("accepts");
-    }
+    let members: Vec<&Library> = out.iter().map(|(l, _, _)| l.as_ref()).collect();
+    crate::network::form_consortium("Jaringan Pinjam", &members);
     share_documents(&out);
     out
 }

@@ -160,20 +160,12 @@ fn members(n: usize) -> Vec<(Arc<Library>, tempfile::TempDir)> {
     members_with(n, |_, _| {})
 }
 
-/// `n` libraries in a consortium, each data dir's configuration first set by `configure`.
-fn members_with(
-    n: usize,
-    configure: impl Fn(usize, &mut jalin_node::config::DataDir),
-) -> Vec<(Arc<Library>, tempfile::TempDir)> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let (dir, mut data) = new_library(100);
-        configure(i, &mut data);
-        out.push((Arc::new(Library::open(data).expect("opens")), dir));
-    }
-    let a = &out[0].0.consortia();
-    let id = a.create("Jaringan Uji", T).expect("creates");
-    for (i, joiner) in out[1..].iter().map(|(l, _)| l).enumerate() {
+/// The first of `libraries` founds a consortium named `name` and admits the others by
+/// invite and acceptance (as `jalin` would, by text); each takes in its documents.
+pub(crate) fn form_consortium(name: &str, libraries: &[&Library]) -> Hash32 {
+    let a = libraries[0].consortia();
+    let id = a.create(name, T).expect("creates");
+    for (i, joiner) in libraries[1..].iter().enumerate() {
         let t = T + 10 * (i as u64 + 1);
         let ticket = a
             .invite(&id, Role::Member, t + 3_600_000, "", Vec::new(), t)
@@ -187,10 +179,26 @@ fn members_with(
         a.accept(&acceptance, t + 2).expect("accepts");
     }
     let documents = a.export(&id).expect("exports");
-    for (library, _) in &out[1..] {
+    for library in &libraries[1..] {
         let report = library.consortia().import(&documents).expect("imports");
         assert!(report.refused.is_empty());
     }
+    id
+}
+
+/// `n` libraries in a consortium, each data dir's configuration first set by `configure`.
+fn members_with(
+    n: usize,
+    configure: impl Fn(usize, &mut jalin_node::config::DataDir),
+) -> Vec<(Arc<Library>, tempfile::TempDir)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (dir, mut data) = new_library(100);
+        configure(i, &mut data);
+        out.push((Arc::new(Library::open(data).expect("opens")), dir));
+    }
+    let libraries: Vec<&Library> = out.iter().map(|(l, _)| l.as_ref()).collect();
+    form_consortium("Jaringan Uji", &libraries);
     out
 }
 
