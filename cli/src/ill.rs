@@ -128,6 +128,21 @@ pub enum IllAction {
         /// The note.
         note: String,
     },
+    /// Answer a request from a system outside Jalin (ISO 18626 gateway); the answer is
+    /// posted to the agency's `url` in `[iso18626] peers`. STEP: will-supply, unfilled
+    /// (with --text REASON), ship, checkin, renew-yes, renew-no, cancel-yes, cancel-no,
+    /// recall, notify (with --text NOTE).
+    External {
+        /// The requesting agency (its agency id).
+        agency: String,
+        /// Its request id.
+        request_id: String,
+        /// The step.
+        step: String,
+        /// Loan conditions (will-supply), the reason (unfilled) or the note (notify).
+        #[arg(long, default_value = "")]
+        text: String,
+    },
     /// This library's figures: requests made and received, filled, unfilled by reason,
     /// fill rate, turnaround, open and overdue loans, lent to borrowed.
     Report {
@@ -250,10 +265,49 @@ fn print(answer: &IllAnswer, json: bool, full: bool) -> anyhow::Result<ExitCode>
     if !answer.external.is_empty() {
         println!("Requests from systems outside Jalin (ISO 18626):");
         for t in &answer.external {
+            let r = &t.request;
             println!(
                 "  {} {}  {:<16} {}",
-                t.requesting_agency, t.request_id, t.last_action, t.title
+                r.requesting_agency, r.request_id, t.state, r.title
             );
+            if !r.last_action.is_empty() && r.last_action != "Request" {
+                println!("      their last message: {}", r.last_action);
+            }
+            if let Some(due) = &t.due_date {
+                println!(
+                    "      due {due}{}",
+                    if t.overdue { " (OVERDUE)" } else { "" }
+                );
+            }
+            if full {
+                for a in &r.answers {
+                    let delivery = match &a.delivery {
+                        jalin_node::gateway::Delivery::Waiting { attempts, error } => match error {
+                            Some(e) => format!("waiting ({attempts} failed: {e})"),
+                            None => "waiting".into(),
+                        },
+                        jalin_node::gateway::Delivery::Delivered { .. } => "delivered".into(),
+                        jalin_node::gateway::Delivery::Refused { error } => {
+                            format!("REFUSED by the agency: {error}")
+                        }
+                    };
+                    println!(
+                        "      {} {:<14} {delivery}",
+                        jalin_protocol::consortium::agreement::format_time(a.at_ms),
+                        a.status
+                    );
+                }
+            }
+            if !t.next.is_empty() {
+                println!(
+                    "      next: {}",
+                    t.next
+                        .iter()
+                        .map(|s| s.replace('_', "-"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -348,6 +402,21 @@ pub fn run(backend: Backend, action: IllAction) -> anyhow::Result<ExitCode> {
         IllAction::Recall { id } => (step(id, SimpleStep::Recall), false, true),
         IllAction::Cancel { id, reason } => (IllRequest::Cancel { id, reason }, false, true),
         IllAction::Notify { id, note } => (IllRequest::Notify { id, note }, false, true),
+        IllAction::External {
+            agency,
+            request_id,
+            step,
+            text,
+        } => (
+            IllRequest::External {
+                agency,
+                request_id,
+                step: step.replace('-', "_"),
+                text,
+            },
+            false,
+            true,
+        ),
         IllAction::Export { .. } => unreachable!("handled above"),
         IllAction::Report { since, json } => (IllRequest::Report { since }, json, false),
     };

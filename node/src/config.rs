@@ -99,11 +99,37 @@ pub struct Iso18626Section {
     /// The agencies that may send messages.
     #[serde(default)]
     pub peers: Vec<Iso18626Peer>,
+    /// Days a book lent to such an agency may stay out (default
+    /// [`Iso18626Section::LOAN_PERIOD_DAYS`]): no agreement covers them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loan_period_days: Option<u32>,
+    /// Days one renewal adds (default [`Iso18626Section::RENEWAL_DAYS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_days: Option<u32>,
 }
 
 impl Iso18626Section {
+    /// Days a loan to an agency outside Jalin lasts when the section does not say.
+    pub const LOAN_PERIOD_DAYS: u32 = 28;
+    /// Days a renewal adds when the section does not say.
+    pub const RENEWAL_DAYS: u32 = 14;
+
     fn is_off(&self) -> bool {
         self.agency_id.is_none() && self.peers.is_empty()
+    }
+
+    /// The loan period, in days (at least 1, at most a year).
+    pub fn loan_days(&self) -> u32 {
+        self.loan_period_days
+            .unwrap_or(Self::LOAN_PERIOD_DAYS)
+            .clamp(1, 366)
+    }
+
+    /// Days a renewal adds (at least 1, at most a year).
+    pub fn renew_days(&self) -> u32 {
+        self.renewal_days
+            .unwrap_or(Self::RENEWAL_DAYS)
+            .clamp(1, 366)
     }
 }
 
@@ -113,8 +139,14 @@ impl Iso18626Section {
 pub struct Iso18626Peer {
     /// Its agency id value (`agencyIdValue`).
     pub agency_id: String,
-    /// The secret it sends as `Authorization: Bearer SECRET`.
+    /// The secret it sends as `Authorization: Bearer SECRET`, and this library sends it
+    /// back with its own messages.
     pub secret: String,
+    /// Where it takes ISO 18626 messages (`https://...`): this library's answers to its
+    /// requests (will supply, loaned, ...) are posted there. None: it cannot be answered,
+    /// only its messages taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// `[library]`.

@@ -109,6 +109,9 @@ pub enum LoanError {
     /// Stored data that does not read back.
     #[error("stored loan data is damaged: {0}")]
     Damaged(String),
+    /// A step on a request from a system outside Jalin (the ISO 18626 gateway).
+    #[error(transparent)]
+    External(#[from] crate::gateway::StepError),
 }
 
 impl LoanError {
@@ -142,6 +145,12 @@ impl LoanError {
             LoanError::PatronTooLong => "too_long",
             LoanError::WrongRole(_) => "ill_wrong_role",
             LoanError::Storage(_) | LoanError::Damaged(_) => "storage",
+            LoanError::External(e) => match e {
+                crate::gateway::StepError::NotFound { .. } => "not_found",
+                crate::gateway::StepError::NotNow(_) => "ill_not_now",
+                crate::gateway::StepError::NoAddress(_) => "ill_no_address",
+                crate::gateway::StepError::Storage(_) => "storage",
+            },
         }
     }
 }

@@ -107,6 +107,19 @@ pub enum IllRequest {
         /// The loan.
         id: String,
     },
+    /// A step on a request from a system outside Jalin (the ISO 18626 gateway): the
+    /// answer is posted to the agency.
+    External {
+        /// The requesting agency (`agencyIdValue`).
+        agency: String,
+        /// Its request id.
+        request_id: String,
+        /// One of [`crate::gateway::STEPS`].
+        step: String,
+        /// The conditions, the reason unfilled or the note.
+        #[serde(default)]
+        text: String,
+    },
     /// This library's figures: requests made and received, filled, unfilled by reason,
     /// fill rate, turnaround, open and overdue loans, lent to borrowed.
     Report {
@@ -219,7 +232,49 @@ pub struct IllAnswer {
     /// Requests from systems outside Jalin (ISO 18626 gateway), in a list of incoming
     /// loans.
     #[serde(default)]
-    pub external: Vec<crate::gateway::External>,
+    pub external: Vec<ExternalView>,
+}
+
+/// A request from a system outside Jalin, as the CLI, the API and the pages show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExternalView {
+    /// The transaction as stored.
+    #[serde(flatten)]
+    pub request: crate::gateway::External,
+    /// This library's status in the standard's words.
+    pub state: String,
+    /// The due date, once lent.
+    pub due_date: Option<String>,
+    /// Past its due date now.
+    pub overdue: bool,
+    /// Answers not confirmed by the agency yet.
+    pub waiting: usize,
+    /// The steps the librarian may take now (of [`crate::gateway::STEPS`]).
+    pub next: Vec<String>,
+}
+
+impl ExternalView {
+    fn of(
+        request: crate::gateway::External,
+        config: &crate::config::Iso18626Section,
+        now_ms: u64,
+    ) -> ExternalView {
+        let today = Day::of_ms(now_ms);
+        ExternalView {
+            state: request.status_name().into(),
+            due_date: request.due.map(|d| d.to_string()),
+            overdue: request.due.is_some_and(|due| {
+                due < today && ["Loaned", "Recalled"].contains(&request.status_name())
+            }),
+            waiting: request.waiting(),
+            next: request
+                .next_steps(today, config)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            request,
+        }
+    }
 }
 
 impl LoanView {
@@ -579,10 +634,14 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
             let external = if outgoing && !incoming || state.is_some() {
                 Vec::new()
             } else {
+                let config = &library.data().config.iso18626;
                 library
                     .gateway()
                     .transactions()
                     .map_err(crate::store::StoreError::from)?
+                    .into_iter()
+                    .map(|t| ExternalView::of(t, config, now))
+                    .collect()
             };
             Ok(IllAnswer {
                 message: format!("{} loan(s)", shown.len()),
@@ -673,6 +732,40 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                 files,
                 report: None,
                 external: Vec::new(),
+            })
+        }
+        IllRequest::External {
+            agency,
+            request_id,
+            step,
+            text,
+        } => {
+            let config = &library.data().config.iso18626;
+            let parsed = crate::gateway::Step::parse(&step, &text)
+                .ok_or_else(|| {
+                    crate::gateway::StepError::NotNow(format!(
+                        "{step:?} is not a step: one of {}",
+                        crate::gateway::STEPS.join(", ")
+                    ))
+                })
+                .map_err(LoanError::from)?;
+            let done = library
+                .gateway()
+                .act(
+                    config,
+                    &library.agency_id(),
+                    &agency,
+                    &request_id,
+                    &parsed,
+                    now,
+                )
+                .map_err(LoanError::from)?;
+            Ok(IllAnswer {
+                message: format!("{} ({}): queued for {agency}", done.status_name(), step),
+                loans: Vec::new(),
+                files: Vec::new(),
+                report: None,
+                external: vec![ExternalView::of(done, config, now)],
             })
         }
         IllRequest::Report { since } => {

@@ -123,6 +123,8 @@ pub enum Part {
     Shutdown,
     /// The interlibrary-loan clock: moves the borrower's rotas on.
     Loans,
+    /// Posts the ISO 18626 gateway's answers to agencies outside Jalin.
+    Gateway,
 }
 
 impl std::fmt::Display for Part {
@@ -132,6 +134,7 @@ impl std::fmt::Display for Part {
             Part::Network => "network",
             Part::Shutdown => "shutdown",
             Part::Loans => "interlibrary loan",
+            Part::Gateway => "ISO 18626 delivery",
         })
     }
 }
@@ -265,6 +268,37 @@ impl Node {
                 .instrument(span.clone()),
             );
             parts.insert(task.id(), Part::Loans);
+        }
+
+        // The gateway's answers to agencies outside Jalin: posted when queued, and the
+        // ones not delivered tried again every minute.
+        if !library.data().config.iso18626.peers.is_empty() {
+            let (stop, library) = (cancel.clone(), library.clone());
+            let client = crate::gateway::client().map_err(|e| {
+                NodeError::Http(std::io::Error::other(format!("the ISO 18626 client: {e}")))
+            })?;
+            let task = tasks.spawn(
+                async move {
+                    let mut queued = library.gateway().watch_queue();
+                    let mut every = tokio::time::interval(ROTA_CHECK_EVERY);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            _ = queued.changed() => {}
+                            _ = every.tick() => {}
+                        }
+                        // A post may hang up to its timeout: stopping does not wait
+                        // for it (an answer cut off is posted again next time).
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            _ = crate::gateway::deliver(library.clone(), &client) => {}
+                        }
+                    }
+                }
+                .instrument(span.clone()),
+            );
+            parts.insert(task.id(), Part::Gateway);
         }
 
         let mut handle = NodeHandle {

@@ -196,6 +196,15 @@ impl From<LibraryError> for ApiError {
                         StatusCode::INTERNAL_SERVER_ERROR
                     }
                     LoanError::Consortium(_) => StatusCode::CONFLICT,
+                    LoanError::External(external) => {
+                        use crate::gateway::StepError;
+                        match external {
+                            StepError::NotFound { .. } => StatusCode::NOT_FOUND,
+                            StepError::NotNow(_) => StatusCode::BAD_REQUEST,
+                            StepError::NoAddress(_) => StatusCode::CONFLICT,
+                            StepError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                        }
+                    }
                     LoanError::Ill(_)
                     | LoanError::Document(_)
                     | LoanError::Ambiguous(_)

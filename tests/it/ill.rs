@@ -1060,6 +1060,7 @@ fn every_crosslink_message_gets_a_confirmation_and_the_valid_requests_a_transact
             .map(|a| jalin_node::config::Iso18626Peer {
                 agency_id: a.to_string(),
                 secret: format!("rahasia-{a}"),
+                url: None,
             })
             .collect();
     });
@@ -1440,7 +1441,9 @@ fn an_outside_system_flooding_the_gateway_is_stopped_at_the_daily_limit() {
         peers: vec![jalin_node::config::Iso18626Peer {
             agency_id: "REQ".into(),
             secret: "rahasia".into(),
+            url: None,
         }],
+        ..Default::default()
     };
     let request = |n: usize| {
         format!(

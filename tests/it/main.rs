@@ -9,6 +9,7 @@ mod cql;
 mod crash;
 mod edit;
 mod formats;
+mod gateway;
 mod harvest;
 mod hostile;
 mod ill;

@@ -144,10 +144,25 @@ pub fn start_with(
     import: Option<&std::path::Path>,
     configure: impl FnOnce(&mut jalin_node::config::DataDir),
 ) -> Server {
+    start_clocked(import, configure, None)
+}
+
+/// [`start_with`], the library reading the time from `clock` (the system's if none).
+pub fn start_clocked(
+    import: Option<&std::path::Path>,
+    configure: impl FnOnce(&mut jalin_node::config::DataDir),
+    clock: Option<Arc<dyn jalin_node::clock::Clock>>,
+) -> Server {
     let (dir, mut data) = new_library(1000);
     configure(&mut data);
     let token = data.api_token.clone();
-    let library = Arc::new(Library::open(data).expect("opens"));
+    let library = Arc::new(
+        match clock {
+            Some(clock) => Library::open_with_clock(data, clock),
+            None => Library::open(data),
+        }
+        .expect("opens"),
+    );
     if let Some(file) = import {
         library
             .import(

@@ -256,3 +256,26 @@ pub(super) async fn request(
         Err(e) => visitor.failure(&state, &e),
     }
 }
+
+/// `POST /librarian/ill/external`: a step on a request from a system outside Jalin,
+/// then the queues again.
+pub(super) async fn external_step(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/ill");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let request = IllRequest::External {
+        agency: field(&form, "agency"),
+        request_id: field(&form, "request_id"),
+        step: field(&form, "step"),
+        text: field(&form, "text"),
+    };
+    match run(&state, request).await {
+        Ok(_) => redirect("/librarian/ill#q-external"),
+        Err(e) => visitor.failure(&state, &e),
+    }
+}

@@ -437,6 +437,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         )
         .route("/librarian/ill", get(ill::ill_page))
         .route("/librarian/ill/request", post(ill::request))
+        .route("/librarian/ill/external", post(ill::external_step))
         .route("/librarian/ill/{id}", get(ill::loan_page))
         .route(
             "/librarian/ill/{id}/{step}",

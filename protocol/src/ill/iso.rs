@@ -46,10 +46,18 @@ fn element(out: &mut String, name: &str, text: &str) {
 }
 
 fn agency(out: &mut String, name: &str, key: &str) {
-    out.push_str(&format!(
-        "<{name}><agencyIdType>{AGENCY_TYPE}</agencyIdType>"
-    ));
-    element(out, "agencyIdValue", key);
+    typed_agency(out, name, AGENCY_TYPE, key);
+}
+
+/// An agency id of any type (`ISIL`, `JALIN`, ...): an empty type is written as Jalin's.
+fn typed_agency(out: &mut String, name: &str, kind: &str, value: &str) {
+    out.push_str(&format!("<{name}>"));
+    element(
+        out,
+        "agencyIdType",
+        if kind.is_empty() { AGENCY_TYPE } else { kind },
+    );
+    element(out, "agencyIdValue", value);
     out.push_str(&format!("</{name}>"));
 }
 
@@ -290,8 +298,12 @@ pub struct Incoming {
     pub kind: Option<Kind>,
     /// The supplying agency's id value.
     pub supplying_agency: String,
+    /// Its id type (`ISIL`, ...), as written.
+    pub supplying_agency_type: String,
     /// The requesting agency's id value.
     pub requesting_agency: String,
+    /// Its id type, as written.
+    pub requesting_agency_type: String,
     /// The header's timestamp, as written.
     pub timestamp: String,
     /// The requesting agency's request id.
@@ -458,6 +470,12 @@ pub fn read(bytes: &[u8]) -> Result<Incoming, IsoError> {
                     ["agencyIdValue", "requestingAgencyId", "header", ..] => {
                         &mut message.requesting_agency
                     }
+                    ["agencyIdType", "supplyingAgencyId", "header", ..] => {
+                        &mut message.supplying_agency_type
+                    }
+                    ["agencyIdType", "requestingAgencyId", "header", ..] => {
+                        &mut message.requesting_agency_type
+                    }
                     ["timestamp", "header", ..] => &mut message.timestamp,
                     ["requestingAgencyRequestId", "header", ..] => {
                         &mut message.requesting_request_id
@@ -587,10 +605,20 @@ pub fn confirmation(
     xml.push_str(&format!("<{}><confirmationHeader>", kind.confirmation()));
     if let Some(m) = incoming {
         if !m.supplying_agency.is_empty() {
-            agency(&mut xml, "supplyingAgencyId", &m.supplying_agency);
+            typed_agency(
+                &mut xml,
+                "supplyingAgencyId",
+                &m.supplying_agency_type,
+                &m.supplying_agency,
+            );
         }
         if !m.requesting_agency.is_empty() {
-            agency(&mut xml, "requestingAgencyId", &m.requesting_agency);
+            typed_agency(
+                &mut xml,
+                "requestingAgencyId",
+                &m.requesting_agency_type,
+                &m.requesting_agency,
+            );
         }
     }
     element(&mut xml, "timestamp", &date_time(now_ms));
@@ -634,9 +662,220 @@ pub fn confirmation(
     xml
 }
 
+/// A supplying agency's message to a system outside Jalin: the gateway's answers to the
+/// requests it took. Agencies are `(type, value)`.
+#[derive(Clone, Debug, Default)]
+pub struct SupplierMessage<'a> {
+    /// This library, as that system knows it.
+    pub supplying_agency: (&'a str, &'a str),
+    /// The requesting agency.
+    pub requesting_agency: (&'a str, &'a str),
+    /// Its request id.
+    pub requesting_request_id: &'a str,
+    /// `RequestResponse`, `RenewResponse`, `CancelResponse`, `StatusChange` or
+    /// `Notification`.
+    pub reason: &'a str,
+    /// The yes or no of a renew or cancel response.
+    pub answer: Option<bool>,
+    /// A note (loan conditions, a notification).
+    pub note: &'a str,
+    /// Why it cannot be supplied (with status `Unfilled`).
+    pub reason_unfilled: &'a str,
+    /// The status after this message (one of the standard's).
+    pub status: &'a str,
+    /// The due date (ms since 1970), once lent.
+    pub due_ms: Option<u64>,
+    /// With status `Loaned`: the item sent (its record id), if known.
+    pub item_id: Option<&'a str>,
+    /// When.
+    pub now_ms: u64,
+}
+
+/// Writes a supplying agency message: a document valid against the 2021-2 schema.
+pub fn supplying_agency_message(m: &SupplierMessage) -> String {
+    let mut xml = String::new();
+    open(&mut xml);
+    xml.push_str("<supplyingAgencyMessage><header>");
+    typed_agency(
+        &mut xml,
+        "supplyingAgencyId",
+        m.supplying_agency.0,
+        m.supplying_agency.1,
+    );
+    typed_agency(
+        &mut xml,
+        "requestingAgencyId",
+        m.requesting_agency.0,
+        m.requesting_agency.1,
+    );
+    element(&mut xml, "timestamp", &date_time(m.now_ms));
+    element(
+        &mut xml,
+        "requestingAgencyRequestId",
+        m.requesting_request_id,
+    );
+    xml.push_str("</header><messageInfo>");
+    element(&mut xml, "reasonForMessage", m.reason);
+    if let Some(yes) = m.answer {
+        element(&mut xml, "answerYesNo", if yes { "Y" } else { "N" });
+    }
+    if !m.note.is_empty() {
+        element(&mut xml, "note", m.note);
+    }
+    if !m.reason_unfilled.is_empty() {
+        element(&mut xml, "reasonUnfilled", m.reason_unfilled);
+    }
+    xml.push_str("</messageInfo><statusInfo>");
+    element(&mut xml, "status", m.status);
+    if let Some(due) = m.due_ms {
+        element(&mut xml, "dueDate", &date_time(due));
+    }
+    element(&mut xml, "lastChange", &date_time(m.now_ms));
+    xml.push_str("</statusInfo>");
+    if m.status == "Loaned" {
+        xml.push_str("<deliveryInfo>");
+        element(&mut xml, "dateSent", &date_time(m.now_ms));
+        if let Some(item) = m.item_id.filter(|i| !i.is_empty()) {
+            element(&mut xml, "itemId", item);
+        }
+        xml.push_str("</deliveryInfo>");
+    }
+    xml.push_str("</supplyingAgencyMessage></ISO18626Message>\n");
+    xml
+}
+
+/// What a system outside Jalin answered to a message this library sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmed {
+    /// `messageStatus` was `OK`.
+    pub ok: bool,
+    /// With `ERROR`: the `errorType` and `errorValue` given (maybe empty).
+    pub error: Option<(String, String)>,
+}
+
+/// Reads a confirmation (`requestConfirmation`, `supplyingAgencyMessageConfirmation`,
+/// `requestingAgencyMessageConfirmation`), bounded as [`read`] is. A document without
+/// a `messageStatus` of `OK` or `ERROR` is not a confirmation: the error says why.
+pub fn read_confirmation(bytes: &[u8]) -> Result<Confirmed, String> {
+    if bytes.len() > INCOMING_BYTES_MAX {
+        return Err(format!(
+            "{} bytes, over the limit of {INCOMING_BYTES_MAX}",
+            bytes.len()
+        ));
+    }
+    let mut reader = Reader::from_reader(bytes);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let (mut status, mut error_type, mut error_value) = (None, None, None);
+    let mut root = None;
+    let mut buf = Vec::new();
+    loop {
+        let event = reader.read_event_into(&mut buf).map_err(|e| {
+            format!(
+                "not well-formed XML at byte {}: {e}",
+                reader.buffer_position()
+            )
+        })?;
+        let empty = matches!(event, Event::Empty(_));
+        match event {
+            Event::Start(start) | Event::Empty(start) if root.is_none() => {
+                root = Some(String::from_utf8_lossy(start.local_name().as_ref()).into_owned());
+                if !empty {
+                    path.extend(root.clone());
+                }
+            }
+            Event::Start(start) => {
+                path.push(String::from_utf8_lossy(start.local_name().as_ref()).into_owned());
+                if path.len() > DEPTH_MAX {
+                    return Err(format!("elements nested deeper than {DEPTH_MAX}"));
+                }
+            }
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(text) => {
+                let value = text.unescape().map_err(|e| e.to_string())?;
+                let value: String = value.trim().chars().take(super::TEXT_MAX).collect();
+                match path.last().map(String::as_str) {
+                    Some("messageStatus") => status = Some(value),
+                    Some("errorType") => error_type = Some(value),
+                    Some("errorValue") => error_value = Some(value),
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if let Some(open) = path.last() {
+        return Err(format!("the document ends inside <{open}>: cut short"));
+    }
+    if root.as_deref() != Some("ISO18626Message") {
+        return Err("the root element is not ISO18626Message".into());
+    }
+    match status.as_deref() {
+        Some("OK") => Ok(Confirmed {
+            ok: true,
+            error: None,
+        }),
+        Some("ERROR") => Ok(Confirmed {
+            ok: false,
+            error: Some((
+                error_type.unwrap_or_default(),
+                error_value.unwrap_or_default(),
+            )),
+        }),
+        Some(other) => Err(format!("messageStatus {other:?}: neither OK nor ERROR")),
+        None => Err("no messageStatus: not an ISO 18626 confirmation".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confirmations_are_read_back_and_anything_else_is_refused() {
+        let incoming = Incoming {
+            kind: Some(Kind::SupplyingAgencyMessage),
+            supplying_agency: "ID-KMR".into(),
+            supplying_agency_type: "ISIL".into(),
+            requesting_agency: "ID-JKT".into(),
+            requesting_agency_type: "ISIL".into(),
+            requesting_request_id: "r-1".into(),
+            reason_for_message: "RequestResponse".into(),
+            ..Incoming::default()
+        };
+        let ok = confirmation(incoming.kind, Some(&incoming), None, 0);
+        assert!(ok.contains("<agencyIdType>ISIL</agencyIdType>"), "{ok}");
+        assert_eq!(
+            read_confirmation(ok.as_bytes()),
+            Ok(Confirmed {
+                ok: true,
+                error: None
+            })
+        );
+        let error = IsoError {
+            kind: ErrorType::UnrecognisedDataValue,
+            value: "no such request".into(),
+        };
+        let refused = confirmation(incoming.kind, Some(&incoming), Some(&error), 0);
+        assert_eq!(
+            read_confirmation(refused.as_bytes()),
+            Ok(Confirmed {
+                ok: false,
+                error: Some(("UnrecognisedDataValue".into(), "no such request".into()))
+            })
+        );
+        for bad in ["", "<html>busy</html>", "<a><b>", "<ISO18626Message/>"] {
+            assert!(read_confirmation(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let deep = "<ISO18626Message>".to_string() + &"<a>".repeat(40);
+        assert!(read_confirmation(deep.as_bytes())
+            .expect_err("too deep")
+            .contains("deeper"));
+    }
 
     #[test]
     fn date_times_are_utc_with_milliseconds() {
