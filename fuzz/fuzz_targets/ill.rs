@@ -36,4 +36,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let confirmation = iso::confirmation(kind, incoming, error, 0);
     assert!(confirmation.starts_with("<?xml"));
+    // The same bytes as an outside agency's answer to this library's message; and the
+    // confirmation just written reads back as one.
+    let _ = iso::read_confirmation(data);
+    let back = iso::read_confirmation(confirmation.as_bytes()).expect("reads back");
+    assert_eq!(back.ok, error.is_none());
 });

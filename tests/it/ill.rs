@@ -34,15 +34,8 @@ pub(crate) fn libraries(
 
 /// Every library takes in every other's documents of the consortium (by text).
 fn share_documents(libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)]) {
-    for _ in 0..2 {
-        for (from, _, _) in libraries {
-            let id = consortium(from);
-            let documents = from.consortia().export(&id).expect("exports");
-            for (to, _, _) in libraries {
-                to.consortia().import(&documents).expect("imports");
-            }
-        }
-    }
+    let members: Vec<&Library> = libraries.iter().map(|(l, _, _)| l.as_ref()).collect();
+    jalin_tests::fixtures::share_documents(&members);
 }
 
 fn consortium(library: &Library) -> Hash32 {
@@ -54,26 +47,23 @@ pub(crate) fn agree(
     libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)],
     loans: bool,
 ) {
-    let founder = &libraries[0].0;
-    let id = consortium(founder);
-    let file = format!(
-        "+++\ntitle = \"Perjanjian Silang Layanan\"\ninterlibrary_loan = {loans}\n\
-         loan_period_days = 14\nitems_per_request = 2\nanswer_within_days = 3\n\
-         max_renewals = 1\nrenewal_days = 7\n+++\nPara pihak saling meminjamkan koleksi.\n"
+    let members: Vec<&Library> = libraries.iter().map(|(l, _, _)| l.as_ref()).collect();
+    jalin_tests::fixtures::agree(
+        &members,
+        &format!(
+            "interlibrary_loan = {loans}
+loan_period_days = 14
+items_per_request = 2
+             answer_within_days = 3
+max_renewals = 1
+renewal_days = 7"
+        ),
     );
-    let agreement = founder
+    let founder = &libraries[0].0;
+    let terms = founder
         .consortia()
-        .draft(&id, &file, T + 1_000)
-        .expect("drafts");
-    share_documents(libraries);
-    for (library, _, _) in libraries {
-        library
-            .consortia()
-            .sign(&id, &agreement, None, T + 2_000)
-            .expect("signs");
-    }
-    share_documents(libraries);
-    let terms = founder.consortia().terms_in_force(&id).expect("reads");
+        .terms_in_force(&consortium(founder))
+        .expect("reads");
     assert_eq!(terms.map(|t| t.interlibrary_loan), Some(loans));
 }
 
@@ -83,39 +73,8 @@ pub(crate) fn the_same_book(
     libraries: &[(Arc<Library>, Arc<ManualClock>, tempfile::TempDir)],
     holders: &[usize],
 ) -> Vec<String> {
-    let mut ids = Vec::new();
-    for &i in holders {
-        let mut marc =
-            jalin_protocol::marc::MarcRecord::new(jalin_protocol::marc::Leader::new_book());
-        marc.push_control("001", &format!("LP{i}"));
-        marc.push_data(jalin_protocol::marc::DataField::new(
-            "020",
-            ' ',
-            ' ',
-            &[('a', "9789793062792")],
-        ));
-        marc.push_data(jalin_protocol::marc::DataField::new(
-            "100",
-            '1',
-            ' ',
-            &[('a', "Hirata, Andrea")],
-        ));
-        marc.push_data(jalin_protocol::marc::DataField::new(
-            "245",
-            '1',
-            '0',
-            &[('a', "Laskar pelangi")],
-        ));
-        ids.push(libraries[i].0.put(marc).expect("writes"));
-    }
-    for (from, _, _) in libraries {
-        for (to, _, _) in libraries {
-            if from.id() != to.id() {
-                crate::support::replicate(from, to);
-            }
-        }
-    }
-    ids
+    let members: Vec<&Library> = libraries.iter().map(|(l, _, _)| l.as_ref()).collect();
+    jalin_tests::fixtures::the_same_book(&members, holders)
 }
 
 async fn run(library: &Arc<Library>, request: IllRequest) -> Result<IllAnswer, LibraryError> {

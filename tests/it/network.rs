@@ -148,7 +148,7 @@ async fn never_connected(members: &[&Node], outsider: &Node, alone: bool, second
     }
 }
 
-pub(crate) const T: u64 = 1_795_478_400_000;
+pub(crate) use jalin_tests::fixtures::{form_consortium, T};
 
 /// Three libraries in a consortium made by text, as `jalin` would, before any network.
 fn three_members() -> Vec<(Arc<Library>, tempfile::TempDir)> {
@@ -158,32 +158,6 @@ fn three_members() -> Vec<(Arc<Library>, tempfile::TempDir)> {
 /// `n` libraries in a consortium made by text; the first founded it.
 fn members(n: usize) -> Vec<(Arc<Library>, tempfile::TempDir)> {
     members_with(n, |_, _| {})
-}
-
-/// The first of `libraries` founds a consortium named `name` and admits the others by
-/// invite and acceptance (as `jalin` would, by text); each takes in its documents.
-pub(crate) fn form_consortium(name: &str, libraries: &[&Library]) -> Hash32 {
-    let a = libraries[0].consortia();
-    let id = a.create(name, T).expect("creates");
-    for (i, joiner) in libraries[1..].iter().enumerate() {
-        let t = T + 10 * (i as u64 + 1);
-        let ticket = a
-            .invite(&id, Role::Member, t + 3_600_000, "", Vec::new(), t)
-            .expect("invites")
-            .to_text();
-        let acceptance = joiner
-            .consortia()
-            .join(&ticket, Vec::new(), t + 1)
-            .expect("joins")
-            .to_text();
-        a.accept(&acceptance, t + 2).expect("accepts");
-    }
-    let documents = a.export(&id).expect("exports");
-    for library in &libraries[1..] {
-        let report = library.consortia().import(&documents).expect("imports");
-        assert!(report.refused.is_empty());
-    }
-    id
 }
 
 /// `n` libraries in a consortium, each data dir's configuration first set by `configure`.

@@ -89,14 +89,7 @@ pub fn have_tool(program: &str, args: &[&str]) -> bool {
     ok
 }
 
-/// A fresh library in a temporary directory, with `batch` records per import batch.
-pub fn new_library(batch: usize) -> (tempfile::TempDir, jalin_node::config::DataDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut data =
-        jalin_node::config::DataDir::init(dir.path(), "Perpustakaan Uji", "UJI").expect("init");
-    data.config.limits.batch_records_max = batch;
-    (dir, data)
-}
+pub use jalin_tests::fixtures::new_library;
 
 /// A node's HTTP server on 127.0.0.1 (a free port) over a fresh library; stopped when
 /// dropped.
@@ -205,24 +198,7 @@ pub fn start_clocked(
     }
 }
 
-/// Gives `to` every record of `from`'s catalog as the network would: `from`'s signed
-/// changes, shard by shard, taken in and indexed.
-pub fn replicate(from: &Library, to: &Library) {
-    let namespace = from.id();
-    let mut shards = Vec::new();
-    for shard in 0..jalin_node::store::SHARD_COUNT {
-        let changes = from
-            .store()
-            .changes_since(&namespace, shard, &[])
-            .expect("changes");
-        if !changes.is_empty() {
-            shards.push((shard, changes));
-        }
-    }
-    for result in to.apply_remote_many(&namespace, &shards) {
-        result.expect("applies");
-    }
-}
+pub use jalin_tests::fixtures::replicate;
 
 /// The session cookie (`name=value`) a login answer sets.
 pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> String {
