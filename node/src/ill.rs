@@ -405,12 +405,20 @@ impl Loans {
         }
     }
 
-    /// One transaction, with this node's side of it.
+    /// One transaction, with this node's side of it: its state as last folded (kept
+    /// under `s` by [`Loans::store`]), or folded from its messages when none is kept.
     pub fn get(&self, transaction: &Hash32) -> Result<Loan, LoanError> {
         let local = self
             .local(transaction)?
             .ok_or_else(|| LoanError::NotFound(transaction.short()))?;
-        let transaction = Transaction::fold(&self.messages(transaction)?)?;
+        let kept = self
+            .tree
+            .get(key(b's', &transaction.0, &[]))?
+            .and_then(|bytes| postcard::from_bytes::<Transaction>(&bytes).ok());
+        let transaction = match kept {
+            Some(kept) => kept,
+            None => Transaction::fold(&self.messages(transaction)?)?,
+        };
         Ok(Loan { transaction, local })
     }
 
@@ -484,8 +492,12 @@ impl Loans {
 
     /// Loans shipped between this library and each other library, from both sides.
     pub fn ledger(&self) -> Result<BTreeMap<LibraryId, Ledger>, LoanError> {
+        Ok(Self::ledger_of(&self.list()?))
+    }
+
+    fn ledger_of(loans: &[Loan]) -> BTreeMap<LibraryId, Ledger> {
         let mut out: BTreeMap<LibraryId, Ledger> = BTreeMap::new();
-        for loan in self.list()? {
+        for loan in loans {
             if loan.transaction.times.shipped_ms.is_none() {
                 continue;
             }
@@ -495,7 +507,7 @@ impl Loans {
                 Role::Borrower => entry.borrowed += 1,
             }
         }
-        Ok(out)
+        out
     }
 
     /// The figures of the loans requested since `since` (all when `None`), as of `now_ms`.
@@ -561,6 +573,21 @@ impl Loans {
         let id = message.id();
         let mut batch = sled::Batch::default();
         batch.insert(key(b'm', &transaction.0, &id.0), message.to_bytes());
+        // The state after it, kept so that reading the transaction needs no fold (and
+        // no signature checked again). A set of messages that does not fold keeps none:
+        // reading it then says why.
+        let mut all = self.messages(transaction)?;
+        if !all.iter().any(|m| m.id() == id) {
+            all.push(message.clone());
+        }
+        match Transaction::fold(&all) {
+            Ok(state) => {
+                let bytes =
+                    postcard::to_allocvec(&state).map_err(|e| LoanError::Damaged(e.to_string()))?;
+                batch.insert(key(b's', &transaction.0, &[]), bytes);
+            }
+            Err(_) => batch.remove(key(b's', &transaction.0, &[])),
+        }
         if let Some(local) = local {
             let json = serde_json::to_vec(local).map_err(|e| LoanError::Damaged(e.to_string()))?;
             batch.insert(key(b'x', &transaction.0, &[]), json);
@@ -976,21 +1003,20 @@ impl Loans {
     /// loans and rotas moved.
     pub fn advance(&self, consortia: &Consortia, now_ms: u64) -> Result<usize, LoanError> {
         let mut moved = 0;
+        let loans = self.list()?;
         // This library's tally, shared with each of its consortia when it changed: what
         // the other members' rotas balance their lenders by.
-        let (lent, borrowed) = self
-            .ledger()?
+        let (lent, borrowed) = Self::ledger_of(&loans)
             .values()
             .fold((0, 0), |(l, b), x| (l + x.lent, b + x.borrowed));
         // A library that never lent or borrowed has nothing to share (and adds no
         // document to its consortia).
         if lent + borrowed > 0 {
             // This library's own copies out on loan now.
-            let on_loan: Vec<String> = self
-                .list()?
-                .into_iter()
+            let on_loan: Vec<String> = loans
+                .iter()
                 .filter(|l| l.local.role == Role::Lender && l.transaction.status.is_on_loan())
-                .map(|l| l.transaction.request.record_id)
+                .map(|l| l.transaction.request.record_id.clone())
                 .collect();
             for consortium in consortia.trust().consortia() {
                 consortia.publish_tally(consortium, lent, borrowed, on_loan.clone(), now_ms)?;
@@ -999,7 +1025,7 @@ impl Loans {
         // The lender says once that a loan is overdue (ISO 18626's Overdue), the day
         // after its due date.
         let today = Day::of_ms(now_ms);
-        for loan in self.list()? {
+        for loan in &loans {
             let tx = &loan.transaction;
             if loan.local.role == Role::Lender && tx.is_overdue(today) && !tx.overdue_notified {
                 self.act(&tx.id, Action::Overdue, now_ms)?;

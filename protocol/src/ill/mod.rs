@@ -276,7 +276,7 @@ pub enum Action {
 }
 
 /// Who may send an action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Party {
     /// The borrowing (requesting) library.
     Borrower,
@@ -534,7 +534,7 @@ impl Status {
 }
 
 /// When things happened (the senders' clocks, ms since 1970).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Times {
     /// The request was made.
     pub requested_ms: u64,
@@ -551,7 +551,7 @@ pub struct Times {
 }
 
 /// One message as the fold took it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The message's id.
     pub id: Hash32,
@@ -565,8 +565,9 @@ pub struct Entry {
     pub ignored: Option<String>,
 }
 
-/// A transaction as computed from its messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A transaction as computed from its messages (kept beside them by a node, so reading
+/// it back needs no fold).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
     /// Its id (the request's).
     pub id: Hash32,
