@@ -351,13 +351,101 @@ impl Loans {
     /// The loans in `db`'s `ill` tree, signed with `key`.
     pub fn open(db: &sled::Db, key: SigningKey) -> Result<Loans, LoanError> {
         let own = LibraryId::from_key(&key.verifying_key());
-        Ok(Loans {
+        let loans = Loans {
             db: db.clone(),
             tree: db.open_tree("ill")?,
             key,
             own,
             outbox_watch: tokio::sync::watch::channel(0).0,
-        })
+        };
+        loans.mark_all()?;
+        Ok(loans)
+    }
+
+    /// Writes the kept states and the markers (open loans, loans shipped, rotas to
+    /// watch) for a tree written before they existed; once.
+    fn mark_all(&self) -> Result<(), LoanError> {
+        const MARKED: &[u8] = b"v-marked-1";
+        if self.tree.contains_key(MARKED)? {
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        for item in self.tree.scan_prefix([b'x']) {
+            let (k, _) = item?;
+            if let Ok(id) = <[u8; 32]>::try_from(&k[1..]) {
+                ids.push(Hash32(id));
+            }
+        }
+        for id in ids {
+            let Some(local) = self.local(&id)? else {
+                continue;
+            };
+            let mut batch = sled::Batch::default();
+            if let Ok(state) = Transaction::fold(&self.messages(&id)?) {
+                Self::mark(&mut batch, &id, &local, None, &state)?;
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        for rota in self.all_rotas()? {
+            self.mark_rota(&rota)?;
+        }
+        self.tree.insert(MARKED, &[])?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// The kept state of a transaction and its markers, into `batch`: `p` while it is
+    /// open, `h` (by peer and role) once shipped, its rota's `q` off once the book is
+    /// lent (`previous`: the state before, if any).
+    fn mark(
+        batch: &mut sled::Batch,
+        id: &Hash32,
+        local: &Local,
+        previous: Option<&Transaction>,
+        state: &Transaction,
+    ) -> Result<(), LoanError> {
+        let bytes = postcard::to_allocvec(state).map_err(|e| LoanError::Damaged(e.to_string()))?;
+        batch.insert(key(b's', &id.0, &[]), bytes);
+        if state.status.is_final() {
+            batch.remove(key(b'p', &id.0, &[]));
+        } else {
+            batch.insert(key(b'p', &id.0, &[]), &[]);
+        }
+        if state.times.shipped_ms.is_some() && previous.is_none_or(|p| p.times.shipped_ms.is_none())
+        {
+            let role = match local.role {
+                Role::Lender => b'L',
+                Role::Borrower => b'B',
+            };
+            let mut marker = key(b'h', local.peer.as_bytes(), &[role]);
+            marker.extend_from_slice(&id.0);
+            batch.insert(marker, &[]);
+        }
+        if let Some(rota) = &local.rota {
+            if state.status.is_on_loan() || state.status == Status::LoanCompleted {
+                batch.remove(key(b'q', rota.as_bytes(), &[]));
+            }
+        }
+        Ok(())
+    }
+
+    /// A rota's `q` marker: on while it may need moving on.
+    fn mark_rota(&self, rota: &Rota) -> Result<(), LoanError> {
+        let marker = key(b'q', rota.id.as_bytes(), &[]);
+        let settled = rota.ended.is_some()
+            || match rota.attempts.last() {
+                Some(current) => self.get(current).is_ok_and(|l| {
+                    l.transaction.status.is_on_loan()
+                        || l.transaction.status == Status::LoanCompleted
+                }),
+                None => true,
+            };
+        if settled {
+            self.tree.remove(marker)?;
+        } else {
+            self.tree.insert(marker, &[])?;
+        }
+        Ok(())
     }
 
     /// Bumped whenever a message is queued for a peer.
@@ -492,22 +580,24 @@ impl Loans {
 
     /// Loans shipped between this library and each other library, from both sides.
     pub fn ledger(&self) -> Result<BTreeMap<LibraryId, Ledger>, LoanError> {
-        Ok(Self::ledger_of(&self.list()?))
-    }
-
-    fn ledger_of(loans: &[Loan]) -> BTreeMap<LibraryId, Ledger> {
+        // The `h` markers: peer (32 bytes), role, transaction.
         let mut out: BTreeMap<LibraryId, Ledger> = BTreeMap::new();
-        for loan in loans {
-            if loan.transaction.times.shipped_ms.is_none() {
-                continue;
-            }
-            let entry = out.entry(loan.local.peer).or_default();
-            match loan.local.role {
-                Role::Lender => entry.lent += 1,
-                Role::Borrower => entry.borrowed += 1,
+        for item in self.tree.scan_prefix([b'h']) {
+            let (k, _) = item?;
+            let peer: [u8; 32] = k
+                .get(1..33)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| LoanError::Damaged("a ledger key of the wrong length".into()))?;
+            let peer = LibraryId::from_bytes(peer)
+                .map_err(|e| LoanError::Damaged(format!("a ledger key: {e}")))?;
+            let entry = out.entry(peer).or_default();
+            match k.get(33) {
+                Some(b'L') => entry.lent += 1,
+                Some(b'B') => entry.borrowed += 1,
+                _ => return Err(LoanError::Damaged("a ledger key of no role".into())),
             }
         }
-        out
+        Ok(out)
     }
 
     /// The figures of the loans requested since `since` (all when `None`), as of `now_ms`.
@@ -580,13 +670,16 @@ impl Loans {
         if !all.iter().any(|m| m.id() == id) {
             all.push(message.clone());
         }
-        match Transaction::fold(&all) {
-            Ok(state) => {
-                let bytes =
-                    postcard::to_allocvec(&state).map_err(|e| LoanError::Damaged(e.to_string()))?;
-                batch.insert(key(b's', &transaction.0, &[]), bytes);
+        let local_now = match local {
+            Some(local) => Some(local.clone()),
+            None => self.local(transaction)?,
+        };
+        match (Transaction::fold(&all), local_now) {
+            (Ok(state), Some(local)) => {
+                let previous = self.get(transaction).ok().map(|l| l.transaction);
+                Self::mark(&mut batch, transaction, &local, previous.as_ref(), &state)?;
             }
-            Err(_) => batch.remove(key(b's', &transaction.0, &[])),
+            _ => batch.remove(key(b's', &transaction.0, &[])),
         }
         if let Some(local) = local {
             let json = serde_json::to_vec(local).map_err(|e| LoanError::Damaged(e.to_string()))?;
@@ -678,12 +771,23 @@ impl Loans {
     fn save_rota(&self, rota: &Rota) -> Result<(), LoanError> {
         let json = serde_json::to_vec(rota).map_err(|e| LoanError::Damaged(e.to_string()))?;
         self.tree.insert(key(b'r', rota.id.as_bytes(), &[]), json)?;
+        self.mark_rota(rota)?;
         self.tree.flush()?;
         Ok(())
     }
 
-    /// The borrower's rotas.
-    pub fn rotas(&self) -> Result<Vec<Rota>, LoanError> {
+    /// One of the borrower's rotas.
+    pub fn rota(&self, id: &str) -> Result<Option<Rota>, LoanError> {
+        match self.tree.get(key(b'r', id.as_bytes(), &[]))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| LoanError::Damaged(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Every rota of the borrower's, ended or not.
+    fn all_rotas(&self) -> Result<Vec<Rota>, LoanError> {
         self.tree
             .scan_prefix([b'r'])
             .map(|item| {
@@ -691,6 +795,30 @@ impl Loans {
                 serde_json::from_slice(&bytes).map_err(|e| LoanError::Damaged(e.to_string()))
             })
             .collect()
+    }
+
+    /// The borrower's rotas that may need moving on: not ended, their book not lent yet.
+    pub fn rotas(&self) -> Result<Vec<Rota>, LoanError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([b'q']) {
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k[1..]).into_owned();
+            out.extend(self.rota(&id)?);
+        }
+        Ok(out)
+    }
+
+    /// The transactions not closed yet.
+    pub fn open_loans(&self) -> Result<Vec<Loan>, LoanError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([b'p']) {
+            let (k, _) = item?;
+            let id: [u8; 32] = k[1..]
+                .try_into()
+                .map_err(|_| LoanError::Damaged("an open-loan key of the wrong length".into()))?;
+            out.push(self.get(&Hash32(id))?);
+        }
+        Ok(out)
     }
 
     /// Opens a transaction with the rota's next lender still allowed (or ends the rota).
@@ -1003,10 +1131,11 @@ impl Loans {
     /// loans and rotas moved.
     pub fn advance(&self, consortia: &Consortia, now_ms: u64) -> Result<usize, LoanError> {
         let mut moved = 0;
-        let loans = self.list()?;
+        let loans = self.open_loans()?;
         // This library's tally, shared with each of its consortia when it changed: what
         // the other members' rotas balance their lenders by.
-        let (lent, borrowed) = Self::ledger_of(&loans)
+        let (lent, borrowed) = self
+            .ledger()?
             .values()
             .fold((0, 0), |(l, b), x| (l + x.lent, b + x.borrowed));
         // A library that never lent or borrowed has nothing to share (and adds no

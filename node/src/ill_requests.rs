@@ -281,7 +281,7 @@ impl LoanView {
     fn of(
         loan: &Loan,
         names: &BTreeMap<LibraryId, String>,
-        rotas: &BTreeMap<String, crate::ill::Rota>,
+        loans: &crate::ill::Loans,
         now_ms: u64,
     ) -> LoanView {
         let tx = &loan.transaction;
@@ -290,7 +290,7 @@ impl LoanView {
             .local
             .rota
             .as_ref()
-            .and_then(|id| rotas.get(id))
+            .and_then(|id| loans.rota(id).ok().flatten())
             .filter(|rota| rota.attempts.last() == Some(&tx.id))
             .and_then(|rota| rota.ended.clone());
         let party = match loan.local.role {
@@ -519,14 +519,9 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
     let consortia = library.consortia();
     loans.advance(consortia, now)?;
     let names = library.library_names();
-    let rotas: BTreeMap<String, crate::ill::Rota> = loans
-        .rotas()?
-        .into_iter()
-        .map(|rota| (rota.id.clone(), rota))
-        .collect();
     let view =
         |id: &jalin_protocol::consortium::document::Hash32| -> Result<LoanView, LibraryError> {
-            Ok(LoanView::of(&loans.get(id)?, &names, &rotas, now))
+            Ok(LoanView::of(&loans.get(id)?, &names, loans, now))
         };
     let one = |message: String, id| -> Result<IllAnswer, LibraryError> {
         Ok(IllAnswer {
@@ -627,7 +622,7 @@ pub fn execute(library: &Library, request: IllRequest) -> Result<IllAnswer, Libr
                     .as_deref()
                     .is_none_or(|s| s == loan.transaction.status.name());
                 if role_ok && state_ok {
-                    shown.push(LoanView::of(&loan, &names, &rotas, now));
+                    shown.push(LoanView::of(&loan, &names, loans, now));
                 }
             }
             // Outside systems' requests are incoming; they have no Jalin state.
