@@ -365,7 +365,7 @@ impl Loans {
     /// Writes the kept states and the markers (open loans, loans shipped, rotas to
     /// watch) for a tree written before they existed; once.
     fn mark_all(&self) -> Result<(), LoanError> {
-        const MARKED: &[u8] = b"v-marked-1";
+        const MARKED: &[u8] = b"v-marked-2";
         if self.tree.contains_key(MARKED)? {
             return Ok(());
         }
@@ -421,12 +421,34 @@ impl Loans {
             marker.extend_from_slice(&id.0);
             batch.insert(marker, &[]);
         }
+        if let (Role::Lender, Some(at)) = (local.role, local.received_ms) {
+            let mut marker = key(b'd', local.peer.as_bytes(), &at.to_be_bytes());
+            marker.extend_from_slice(&id.0);
+            batch.insert(marker, &[]);
+        }
         if let Some(rota) = &local.rota {
             if state.status.is_on_loan() || state.status == Status::LoanCompleted {
                 batch.remove(key(b'q', rota.as_bytes(), &[]));
             }
         }
         Ok(())
+    }
+
+    /// Requests taken from `peer` (this library lending) at or after `since_ms`, by the
+    /// `d` markers (peer, time taken, transaction).
+    fn received_since(&self, peer: &LibraryId, since_ms: u64) -> Result<usize, LoanError> {
+        let from = {
+            let mut k = key(b'd', peer.as_bytes(), &since_ms.to_be_bytes());
+            k.extend_from_slice(&[0; 32]);
+            k
+        };
+        let to = key(b'd', peer.as_bytes(), &[0xff; 41]);
+        let mut count = 0;
+        for item in self.tree.range(from..to) {
+            item?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// A rota's `q` marker: on while it may need moving on.
@@ -566,7 +588,7 @@ impl Loans {
         &self,
     ) -> Result<std::collections::BTreeSet<(LibraryId, String)>, LoanError> {
         Ok(self
-            .list()?
+            .open_loans()?
             .into_iter()
             .filter(|l| l.transaction.status.is_on_loan())
             .map(|l| {
@@ -703,11 +725,9 @@ impl Loans {
     /// Open transactions between this library (as `role`) and `peer`.
     fn open_with(&self, peer: &LibraryId, role: Role) -> Result<u32, LoanError> {
         Ok(self
-            .list()?
+            .open_loans()?
             .iter()
-            .filter(|l| {
-                l.local.peer == *peer && l.local.role == role && !l.transaction.status.is_final()
-            })
+            .filter(|l| l.local.peer == *peer && l.local.role == role)
             .count() as u32)
     }
 
@@ -980,17 +1000,7 @@ impl Loans {
                         max: terms.items_per_request,
                     });
                 }
-                let today = self
-                    .list()?
-                    .iter()
-                    .filter(|l| {
-                        l.local.peer == *from
-                            && l.local.role == Role::Lender
-                            && l.local
-                                .received_ms
-                                .is_some_and(|at| at.saturating_add(86_400_000) > now_ms)
-                    })
-                    .count();
+                let today = self.received_since(from, now_ms.saturating_sub(86_399_999))?;
                 if today >= REQUESTS_PER_PEER_PER_DAY {
                     return Err(LoanError::TooManyToday(today));
                 }

@@ -18,6 +18,10 @@ const SIMPLE_STEPS: [&str; 9] = [
     "cancel_answer",
     "recall",
 ];
+/// Closed loans the queues show, per queue (the most recent); every loan is in
+/// `jalin ill list` and the API.
+const CLOSED_SHOWN: usize = 50;
+
 /// The steps whose form has a text field.
 const WITH_TEXT: [&str; 4] = ["will_supply", "unfilled", "cancel", "notify"];
 
@@ -57,17 +61,40 @@ pub(super) async fn ill_page(State(state): State<Arc<AppState>>, headers: Header
             .position(|s| s.name() == l.state)
             .unwrap_or(usize::MAX)
     };
-    loans.sort_by_key(|l| (!l.overdue, rank(l)));
-    let queue = |role: &str| -> Vec<Value> {
-        loans
+    // The last change first within a state.
+    let last = |l: &LoanView| l.events.last().map(|e| e.at.clone()).unwrap_or_default();
+    loans.sort_by(|a, b| {
+        (!a.overdue, rank(a))
+            .cmp(&(!b.overdue, rank(b)))
+            .then_with(|| last(b).cmp(&last(a)))
+    });
+    let closed = |l: &LoanView| {
+        jalin_protocol::ill::Status::ALL
             .iter()
-            .filter(|l| l.role == role)
-            .map(Value::from_serialize)
-            .collect()
+            .any(|s| s.name() == l.state && s.is_final())
     };
+    let queue = |role: &str| -> (Vec<Value>, usize) {
+        let mine: Vec<&LoanView> = loans.iter().filter(|l| l.role == role).collect();
+        let mut recent: Vec<&LoanView> = mine.iter().copied().filter(|l| closed(l)).collect();
+        recent.sort_by_key(|l| std::cmp::Reverse(last(l)));
+        let hidden = recent.len().saturating_sub(CLOSED_SHOWN);
+        let cutoff: std::collections::HashSet<&str> = recent
+            .iter()
+            .skip(CLOSED_SHOWN)
+            .map(|l| l.id.as_str())
+            .collect();
+        let shown = mine
+            .into_iter()
+            .filter(|l| !cutoff.contains(l.id.as_str()))
+            .map(Value::from_serialize)
+            .collect();
+        (shown, hidden)
+    };
+    let (outgoing, outgoing_hidden) = queue("borrower");
+    let (incoming, incoming_hidden) = queue("lender");
     let queues = vec![
-        context! { id => "outgoing", heading => "ill_outgoing", loans => queue("borrower") },
-        context! { id => "incoming", heading => "ill_incoming", loans => queue("lender") },
+        context! { id => "outgoing", heading => "ill_outgoing", loans => outgoing, hidden => outgoing_hidden },
+        context! { id => "incoming", heading => "ill_incoming", loans => incoming, hidden => incoming_hidden },
     ];
     visitor.page(
         &state,
