@@ -602,22 +602,27 @@ impl Loans {
 
     /// Loans shipped between this library and each other library, from both sides.
     pub fn ledger(&self) -> Result<BTreeMap<LibraryId, Ledger>, LoanError> {
-        // The `h` markers: peer (32 bytes), role, transaction.
-        let mut out: BTreeMap<LibraryId, Ledger> = BTreeMap::new();
+        // The `h` markers: peer (32 bytes), role, transaction. Counted by the peer's
+        // bytes; each peer's key read once (reading one checks it is a valid key).
+        let mut counts: BTreeMap<[u8; 32], Ledger> = BTreeMap::new();
         for item in self.tree.scan_prefix([b'h']) {
             let (k, _) = item?;
             let peer: [u8; 32] = k
                 .get(1..33)
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| LoanError::Damaged("a ledger key of the wrong length".into()))?;
-            let peer = LibraryId::from_bytes(peer)
-                .map_err(|e| LoanError::Damaged(format!("a ledger key: {e}")))?;
-            let entry = out.entry(peer).or_default();
+            let entry = counts.entry(peer).or_default();
             match k.get(33) {
                 Some(b'L') => entry.lent += 1,
                 Some(b'B') => entry.borrowed += 1,
                 _ => return Err(LoanError::Damaged("a ledger key of no role".into())),
             }
+        }
+        let mut out = BTreeMap::new();
+        for (peer, ledger) in counts {
+            let peer = LibraryId::from_bytes(peer)
+                .map_err(|e| LoanError::Damaged(format!("a ledger key: {e}")))?;
+            out.insert(peer, ledger);
         }
         Ok(out)
     }
