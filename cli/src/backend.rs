@@ -213,6 +213,24 @@ impl Backend {
         }
     }
 
+    pub fn needs(
+        self,
+        request: jalin_node::needs::NeedsRequest,
+    ) -> anyhow::Result<jalin_node::needs::NeedsAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/needs", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::needs::execute(&library, request)?),
+        }
+    }
+
     pub fn import(
         self,
         file: &Path,

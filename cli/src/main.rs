@@ -224,6 +224,12 @@ enum Command {
         #[command(subcommand)]
         action: ill::IllAction,
     },
+    /// What patrons look for: the OPAC's searches and their book suggestions, kept on
+    /// this node only.
+    Needs {
+        #[command(subcommand)]
+        action: NeedsAction,
+    },
     /// Report what catalog files hold: format, record count, charsets, every damaged
     /// record with its position. Exits 1 when a file has damaged records.
     Inspect {
@@ -1069,6 +1075,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             ill::run(Backend::connect(data)?, action)
         }
+        Command::Needs { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            needs(Backend::connect(data)?, action)
+        }
         Command::Agreement {
             action: AgreementAction::Verify { file },
         } => {
@@ -1203,4 +1213,81 @@ pub(crate) fn describe(error: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// `jalin needs ...`.
+#[derive(Subcommand)]
+enum NeedsAction {
+    /// The top searches, the searches that found nothing and the suggestions, each with
+    /// who holds it in the union catalog (this library, a partner, no one).
+    Report {
+        /// Only since this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every search and suggestion logged before a day.
+    Forget {
+        /// The day (YYYY-MM-DD).
+        #[arg(long)]
+        before: String,
+    },
+}
+
+fn needs(backend: Backend, action: NeedsAction) -> anyhow::Result<ExitCode> {
+    use jalin_node::needs::NeedsRequest;
+    let (request, json) = match action {
+        NeedsAction::Report { since, json } => (NeedsRequest::Report { since }, json),
+        NeedsAction::Forget { before } => (NeedsRequest::Forget { before }, false),
+    };
+    let answer = backend.needs(request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", answer.message);
+    let Some(report) = &answer.report else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let held = |key: &str| match answer.held.get(key) {
+        Some(h) if h.by == "here" => "held here".to_string(),
+        Some(h) if h.by == "partner" => format!("held by {}", h.partners.join(", ")),
+        Some(_) => "held by no one: a purchase candidate".to_string(),
+        None => String::new(),
+    };
+    for (heading, rows) in [
+        ("Searched most:", &report.top),
+        ("Searched for and not found:", &report.empty),
+    ] {
+        println!("{heading}");
+        for row in rows {
+            println!(
+                "  {:>5}x  {:<40} {:>5} found  {}",
+                row.count,
+                row.query,
+                row.hits,
+                held(&row.query)
+            );
+        }
+    }
+    println!("Suggestions:");
+    for s in &report.suggestions {
+        println!(
+            "  {}  {}{}  {}",
+            jalin_protocol::consortium::agreement::format_time(s.at_ms),
+            s.title,
+            if s.author.is_empty() {
+                String::new()
+            } else {
+                format!(" / {}", s.author)
+            },
+            held(&jalin_node::needs::suggestion_query(s))
+        );
+        if !s.why.is_empty() {
+            println!("      {}", s.why);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

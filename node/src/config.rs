@@ -85,6 +85,38 @@ pub struct Config {
     /// The ISO 18626 gateway for interlibrary-loan systems outside Jalin.
     #[serde(default, skip_serializing_if = "Iso18626Section::is_off")]
     pub iso18626: Iso18626Section,
+    /// What patrons look for: the OPAC's search log and suggestions.
+    #[serde(default)]
+    pub needs: NeedsSection,
+}
+
+/// `[needs]`: the OPAC's searches and patrons' suggestions, kept on this node only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NeedsSection {
+    /// Log each search of the OPAC (the query, its hits, the time; nothing about who).
+    #[serde(default = "yes")]
+    pub log_searches: bool,
+    /// Months (of 30 days) a search or a suggestion is kept, then deleted.
+    #[serde(default = "default_keep_months")]
+    pub keep_months: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_keep_months() -> u32 {
+    12
+}
+
+impl Default for NeedsSection {
+    fn default() -> Self {
+        NeedsSection {
+            log_searches: true,
+            keep_months: default_keep_months(),
+        }
+    }
 }
 
 /// `[iso18626]`: `POST /iso18626` takes ISO 18626 messages from the agencies listed,
@@ -451,6 +483,7 @@ impl DataDir {
             network: NetworkSection::default(),
             limits: LimitsSection::default(),
             iso18626: Iso18626Section::default(),
+            needs: NeedsSection::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),

@@ -39,6 +39,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/sru", get(sru).post(sru))
         .route("/api/consortium", post(consortium_request))
         .route("/api/ill", post(ill_request))
+        .route("/api/needs", post(needs_request))
         .route(
             "/iso18626",
             post(iso18626).layer(DefaultBodyLimit::max(
@@ -611,6 +612,24 @@ async fn iso18626(
 
 /// `POST /api/ill`: any interlibrary-loan request (JSON, `{"action": ...}`). Every one
 /// needs the token: the loans carry the library's own patron references.
+/// `POST /api/needs`: the needs log's report, or forgetting (JSON, `{"action": ...}`).
+/// Needs the token: what patrons searched for is the library's alone.
+async fn needs_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::needs::NeedsAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::needs::NeedsRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a needs request ({e}); send JSON like {{\"action\": \"report\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let answer = blocking(move || Ok(crate::needs::execute(&library, request)?)).await?;
+    Ok(Json(answer))
+}
+
 async fn ill_request(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

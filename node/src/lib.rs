@@ -23,6 +23,7 @@ pub mod ill;
 pub mod ill_requests;
 pub mod joining;
 pub mod library;
+pub mod needs;
 pub mod network;
 pub mod node;
 pub mod oai;

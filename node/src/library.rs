@@ -60,6 +60,9 @@ pub enum LibraryError {
     /// An interlibrary loan refused or failed.
     #[error(transparent)]
     Loan(#[from] crate::ill::LoanError),
+    /// The needs log refused or failed.
+    #[error(transparent)]
+    Needs(#[from] crate::needs::NeedsError),
 }
 
 impl LibraryError {
@@ -76,6 +79,7 @@ impl LibraryError {
             LibraryError::NotFound(_) => "record_not_found",
             LibraryError::Export(_) => "export",
             LibraryError::Loan(e) => e.code(),
+            LibraryError::Needs(e) => e.code(),
         }
     }
 }
@@ -296,6 +300,8 @@ pub struct Library {
     loans: crate::ill::Loans,
     /// Transactions of ILL systems outside Jalin (ISO 18626).
     gateway: crate::gateway::Gateway,
+    /// What its patrons look for (kept here only).
+    needs: crate::needs::Needs,
     /// Where it reads the time.
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
@@ -351,6 +357,11 @@ impl Library {
     /// Its interlibrary loans.
     pub fn loans(&self) -> &crate::ill::Loans {
         &self.loans
+    }
+
+    /// What its patrons look for: the OPAC's searches and suggestions.
+    pub fn needs(&self) -> &crate::needs::Needs {
+        &self.needs
     }
 
     /// The ISO 18626 gateway's transactions.
@@ -424,6 +435,7 @@ impl Library {
             .map_err(StoreError::from)?;
         let loans = crate::ill::Loans::open(&store.db(), data.key.clone())?;
         let gateway = crate::gateway::Gateway::open(&store.db()).map_err(StoreError::from)?;
+        let needs = crate::needs::Needs::open(&store.db()).map_err(StoreError::from)?;
         // sled and tantivy made their files with the process's umask.
         crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
             path: data.path.clone(),
@@ -436,6 +448,7 @@ impl Library {
             consortia,
             loans,
             gateway,
+            needs,
             clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),

@@ -146,6 +146,13 @@ const ROTA_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60)
 /// Moves the borrower's rotas on as the library's clock says (off the async workers).
 async fn advance_rotas(library: Arc<Library>) {
     let moved = tokio::task::spawn_blocking(move || {
+        // The needs log's old entries go by the same clock.
+        let keep = library.data().config.needs.keep_months;
+        match library.needs().expire(keep, library.now_ms()) {
+            Ok(0) => {}
+            Ok(gone) => tracing::info!(gone, "old searches and suggestions deleted"),
+            Err(error) => tracing::warn!(%error, "deleting old searches failed"),
+        }
         library
             .loans()
             .advance(library.consortia(), library.now_ms())

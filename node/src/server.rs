@@ -188,6 +188,13 @@ impl From<LibraryError> for ApiError {
             LibraryError::StrictRejected { .. } | LibraryError::Unwritable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            LibraryError::Needs(needs) => match needs {
+                crate::needs::NeedsError::NoTitle | crate::needs::NeedsError::BadDate(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                crate::needs::NeedsError::TooManyToday(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             LibraryError::Loan(loan) => {
                 use crate::ill::LoanError;
                 match loan {

@@ -14,6 +14,7 @@ mod harvest;
 mod hostile;
 mod ill;
 mod membership;
+mod needs;
 mod network;
 mod oai;
 mod replication;

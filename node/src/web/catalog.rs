@@ -62,6 +62,17 @@ pub(super) async fn search_page(
     let (query_text, only_q) = (q.clone(), only.clone());
     let results = crate::server::heavy(&state, move || {
         let results = library.search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())?;
+        // The OPAC's searches are what the patrons look for: the first page of each
+        // (the query, its hits, the time; nothing about who asked).
+        if page == 1 && library.data().config.needs.log_searches {
+            if let Err(error) =
+                library
+                    .needs()
+                    .log_search(&query_text, results.total as u64, library.now_ms())
+            {
+                tracing::warn!(%error, "logging a search failed");
+            }
+        }
         let names: HashMap<String, String> = library
             .library_names()
             .into_iter()

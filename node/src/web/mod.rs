@@ -24,6 +24,7 @@ mod catalog;
 mod consortium;
 mod ill;
 mod import;
+mod needs;
 mod session;
 
 use catalog::{
@@ -37,7 +38,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 14] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -82,6 +83,7 @@ const TEMPLATES: [(&str, &str); 14] = [
         "ill_print.html",
         include_str!("../../web/templates/ill_print.html"),
     ),
+    ("needs.html", include_str!("../../web/templates/needs.html")),
 ];
 const INVITE_TEMPLATE: (&str, &str) = (
     "invite.html",
@@ -435,6 +437,9 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             "/librarian/agreement/{consortium}/{agreement}/export",
             get(agreement_export),
         )
+        .route("/suggest", post(needs::suggest))
+        .route("/librarian/needs", get(needs::needs_page))
+        .route("/librarian/needs/forget", post(needs::forget))
         .route("/librarian/ill", get(ill::ill_page))
         .route("/librarian/ill/request", post(ill::request))
         .route("/librarian/ill/external", post(ill::external_step))

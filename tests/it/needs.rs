@@ -1,0 +1,275 @@
+//! What patrons look for, kept at home: the OPAC's search log, the "Usulkan buku" form
+//! after a search that found nothing, the librarian's report beside the union catalog,
+//! and the log's forgetting (by hand, and by the clock).
+
+use jalin_node::clock::ManualClock;
+use jalin_node::library::Library;
+use jalin_node::node::NodeOptions;
+use jalin_tests::fixtures::{form_consortium, new_library, the_same_book, T};
+use std::sync::Arc;
+
+const MONTH_MS: u64 = jalin_node::needs::MONTH_MS;
+
+/// Two members on one clock; the second holds "Laskar pelangi", which the first's union
+/// catalog shows.
+fn two_members(clock: &Arc<ManualClock>) -> Vec<(Arc<Library>, tempfile::TempDir)> {
+    let mut out = Vec::new();
+    for code in ["PERPUSDESA", "SMP1KEMIRI"] {
+        let (dir, mut data) = new_library(100);
+        data.config.library.code = code.into();
+        data.config.library.name = format!("Perpustakaan {code}");
+        let library = Library::open_with_clock(data, clock.clone()).expect("opens");
+        out.push((Arc::new(library), dir));
+    }
+    let members: Vec<&Library> = out.iter().map(|(l, _)| l.as_ref()).collect();
+    form_consortium("Jaringan Baca", &members);
+    the_same_book(&members, &[1]);
+    out
+}
+
+/// Every byte `library` keeps in its database, every tree.
+fn every_byte(library: &Library) -> Vec<u8> {
+    let db = library.store().db();
+    let mut out = Vec::new();
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name).expect("tree");
+        for item in tree.iter() {
+            let (k, v) = item.expect("reads");
+            out.extend_from_slice(&k);
+            out.extend_from_slice(&v);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opac_logs_what_patrons_look_for_and_nothing_about_who() {
+    let clock = Arc::new(ManualClock::at(T));
+    let members = two_members(&clock);
+    let (a, _a_dir) = (&members[0].0, &members[0].1);
+    let node = jalin_node::node::Node::spawn(
+        a.clone(),
+        NodeOptions {
+            http: Some("127.0.0.1:0".into()),
+            ..NodeOptions::default()
+        },
+    )
+    .await
+    .expect("serves");
+    let url = node.url().expect("url");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let patron_agent = "Peramban-Pemustaka/7431";
+    let opac = |q: &str| {
+        let request = client
+            .get(format!("{url}/"))
+            .query(&[("q", q)])
+            .header("user-agent", patron_agent)
+            .header("cookie", "lang=id; pelacak=rahasia-cookie-99");
+        async move {
+            let response = request.send().await.expect("answers");
+            assert_eq!(response.status(), 200);
+            response.text().await.expect("text")
+        }
+    };
+    let page = opac("Laskar Pelangi").await;
+    assert!(page.contains("Laskar pelangi"), "{page}");
+    assert!(
+        !page.contains("suggest-send"),
+        "a search that found a book offers no form"
+    );
+    let page = opac("bertani padi sawah").await;
+    assert!(
+        page.contains("Usulkan buku") && page.contains("suggest-send"),
+        "{page}"
+    );
+    opac("  Bertani   PADI sawah ").await;
+    // A second page and the API are not the OPAC's searches.
+    let second = client
+        .get(format!("{url}/"))
+        .query(&[("q", "laskar pelangi"), ("page", "2")])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(second.status(), 200);
+    let api = client
+        .get(format!("{url}/api/search"))
+        .query(&[("q", "pencarian mesin")])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(api.status(), 200);
+
+    // The suggestion form: taken from the node's own page, refused from another site
+    // and without a title.
+    let suggest = |origin: Option<&str>, title: &str| {
+        let mut request = client
+            .post(format!("{url}/suggest"))
+            .header("user-agent", patron_agent)
+            .form(&[
+                ("title", title),
+                ("author", "Sutanto"),
+                ("why", "untuk kelompok tani di desa"),
+                ("q", "bertani padi sawah"),
+            ]);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move {
+            let response = request.send().await.expect("answers");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("text"),
+            )
+        }
+    };
+    let host = url.trim_start_matches("http://").to_string();
+    let (status, page) = suggest(Some(&format!("http://{host}")), "Budidaya Padi Sawah").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Terima kasih"), "{page}");
+    let (status, _) = suggest(Some("http://jahat.example"), "Iklan Judi").await;
+    assert_eq!(status, 403);
+    let (status, page) = suggest(None, "  ").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("Usulan perlu judul buku"), "{page}");
+
+    // What was kept: three searches, folded; nothing about who asked.
+    let searches = a.needs().searches().expect("reads");
+    let queries: Vec<(&str, u64)> = searches
+        .iter()
+        .map(|(_, s)| (s.query.as_str(), s.hits))
+        .collect();
+    assert_eq!(
+        queries,
+        [
+            ("laskar pelangi", 1),
+            ("bertani padi sawah", 0),
+            ("bertani padi sawah", 0)
+        ]
+    );
+    assert!(searches.iter().all(|(at, _)| *at == T));
+    let kept = every_byte(a);
+    for secret in [patron_agent, "rahasia-cookie-99", "127.0.0.1", "Iklan Judi"] {
+        assert!(
+            !contains(&kept, secret),
+            "{secret:?} is kept in the database"
+        );
+    }
+
+    // The librarian's report: each query beside who holds it.
+    let needs = |body: serde_json::Value| {
+        let request = client
+            .post(format!("{url}/api/needs"))
+            .bearer_auth(&a.data().api_token)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("answers");
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let unauthorized = client
+        .post(format!("{url}/api/needs"))
+        .json(&serde_json::json!({"action": "report"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unauthorized.status(), 401);
+    let (status, body) = needs(serde_json::json!({"action": "report"})).await;
+    assert_eq!(status, 200, "{body}");
+    let report = &body["report"];
+    assert_eq!(
+        (
+            report["searches"].as_u64(),
+            report["searches_empty"].as_u64()
+        ),
+        (Some(3), Some(2)),
+        "{body}"
+    );
+    assert_eq!(report["top"][0]["query"], "bertani padi sawah");
+    assert_eq!(report["top"][0]["count"], 2);
+    assert_eq!(report["empty"][0]["query"], "bertani padi sawah");
+    assert_eq!(body["held"]["laskar pelangi"]["by"], "partner", "{body}");
+    assert_eq!(
+        body["held"]["laskar pelangi"]["partners"][0],
+        "Perpustakaan SMP1KEMIRI (SMP1KEMIRI)"
+    );
+    assert_eq!(body["held"]["bertani padi sawah"]["by"], "none");
+    assert_eq!(report["suggestions"][0]["title"], "Budidaya Padi Sawah");
+    assert_eq!(body["held"]["Budidaya Padi Sawah Sutanto"]["by"], "none");
+
+    // The page says the same, in Indonesian.
+    let login = client
+        .post(format!("{url}/login"))
+        .form(&[("token", a.data().api_token.as_str())])
+        .send()
+        .await
+        .expect("logs in");
+    let cookie = crate::support::session_cookie(login.headers());
+    let page = client
+        .get(format!("{url}/librarian/needs"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    for text in [
+        "Kebutuhan pemustaka",
+        "Dimiliki mitra",
+        "Perpustakaan SMP1KEMIRI",
+        "Belum dimiliki siapa pun",
+        "Budidaya Padi Sawah",
+        "untuk kelompok tani di desa",
+    ] {
+        assert!(page.contains(text), "{text:?} not on the page: {page}");
+    }
+
+    // Forgetting by hand: before tomorrow is everything.
+    let (status, body) =
+        needs(serde_json::json!({"action": "forget", "before": "2026-13-01"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_date")),
+        "{body}"
+    );
+    let tomorrow = jalin_protocol::ill::Day::of_ms(T).plus(1).to_string();
+    let (status, body) = needs(serde_json::json!({"action": "forget", "before": tomorrow})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(a.needs().searches().expect("reads").is_empty());
+    let (_, body) = needs(serde_json::json!({"action": "report"})).await;
+    assert_eq!(
+        body["report"]["suggestions"].as_array().map(Vec::len),
+        Some(0)
+    );
+
+    // Forgetting by the clock: kept for 12 months (the default), then gone.
+    opac("sejarah kemiri").await;
+    clock.advance(12 * MONTH_MS - 1);
+    let (_, body) = needs(serde_json::json!({"action": "report"})).await;
+    assert_eq!(body["report"]["searches"], 1, "{body}");
+    clock.advance(2);
+    let (_, body) = needs(serde_json::json!({"action": "report"})).await;
+    assert_eq!(body["report"]["searches"], 0, "{body}");
+    assert!(!contains(&every_byte(a), "sejarah kemiri"));
+    node.shutdown().await.expect("stops");
+}
+
+#[test]
+fn with_logging_off_the_opac_logs_nothing() {
+    let server = crate::support::start_with(None, |d| d.config.needs.log_searches = false);
+    let response = reqwest::blocking::get(format!("{}/?q=sejarah", server.url)).expect("answers");
+    assert_eq!(response.status(), 200);
+    assert!(server.library.needs().searches().expect("reads").is_empty());
+}
