@@ -118,6 +118,10 @@ impl Browser {
         );
         let url = format!("http://127.0.0.1:{}", driver.1);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Two TLS backends are built into the tests (the node's HTTP client uses ring,
+        // the WebDriver client aws-lc-rs): the WebDriver client needs one chosen for
+        // the process. Installing it twice (a second browser) is no error.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = loop {
             match ClientBuilder::rustls()
                 .expect("TLS roots")
