@@ -24,6 +24,12 @@ use std::sync::Mutex;
 
 /// Messages kept per transaction, at most (later ones are confirmed, not kept).
 const MESSAGES_KEPT_MAX: usize = 64;
+/// Bytes of one message kept, at most (an ISO 18626 message is a few KB; the rest of a
+/// larger one is cut).
+const MESSAGE_KEPT_BYTES: usize = 8 * 1024;
+/// Messages one transaction takes after its request, at most: an agency's flood of
+/// reminders or notes is refused, not written again and again.
+const MESSAGES_TAKEN_MAX: u32 = 1_000;
 /// New requests one agency may send in a day: an ILS flooding the gateway cannot fill
 /// the library's disk.
 pub const REQUESTS_PER_AGENCY_PER_DAY: usize = 500;
@@ -68,6 +74,12 @@ pub struct External {
     /// The agency's `Renew` or `Cancel` waiting for the librarian's yes or no.
     #[serde(default)]
     pub awaiting: Option<String>,
+    /// The agency said the book is lost: a check-in closes the loan without it.
+    #[serde(default)]
+    pub lost: bool,
+    /// Messages taken from the agency for this request (kept or not).
+    #[serde(default)]
+    pub taken: u32,
     /// This library's answers, in order.
     #[serde(default)]
     pub answers: Vec<Answer>,
@@ -213,13 +225,16 @@ struct Plan {
     answered: bool,
 }
 
-const OPEN: [&str; 3] = ["", "ExpectToSupply", "WillSupply"];
+/// Before the book is lent (`""`: nothing said yet; `RequestReceived` as a note or a
+/// refused cancellation leaves it).
+const OPEN: [&str; 4] = ["", "RequestReceived", "ExpectToSupply", "WillSupply"];
 const OUT: [&str; 3] = ["Loaned", "Overdue", "Recalled"];
 
 /// What `step` does to `t` today, or why it cannot be taken now.
 fn plan(t: &External, step: &Step, today: Day, config: &Iso18626Section) -> Result<Plan, String> {
     let status = t.status.as_str();
-    let first = t.answers.is_empty();
+    // The first answer to the request (a note before it is no answer).
+    let first = t.answers.iter().all(|a| a.step == "notify");
     let base = |status: &'static str| Plan {
         status,
         reason: if first {
@@ -281,7 +296,7 @@ fn plan(t: &External, step: &Step, today: Day, config: &Iso18626Section) -> Resu
             if !OUT.contains(&status) {
                 return refuse("only a book out on loan can be checked in");
             }
-            let lost = t.last_action == "Lost";
+            let lost = t.lost;
             Ok(base(if lost {
                 "CompletedWithoutReturn"
             } else {
@@ -442,6 +457,16 @@ fn key(agency: &str, request_id: &str) -> Vec<u8> {
     out
 }
 
+/// The key counting an agency's new requests by day: `d`, agency, 0, time, transaction.
+fn day_key(agency: &str, at_ms: u64, transaction: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'd'];
+    out.extend_from_slice(agency.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&at_ms.to_be_bytes());
+    out.extend_from_slice(transaction);
+    out
+}
+
 fn value_error(value: impl Into<String>) -> IsoError {
     IsoError {
         kind: ErrorType::UnrecognisedDataValue,
@@ -579,8 +604,14 @@ impl Gateway {
             let Ok(queued) = serde_json::from_slice::<Queued>(&bytes) else {
                 continue;
             };
-            let Some(t) = self.get(&queued.key).map_err(StepError::Storage)? else {
-                continue;
+            let t = match self.get(&queued.key) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                // One damaged transaction does not stop the answers to every agency.
+                Err(error) => {
+                    tracing::warn!(error, "an ISO 18626 answer's transaction is damaged");
+                    continue;
+                }
             };
             if let Some(answer) = t.answers.get(queued.index) {
                 out.push((queue_key.to_vec(), t.requesting_agency, answer.xml.clone()));
@@ -679,7 +710,6 @@ impl Gateway {
             }
         };
         let kind = incoming.kind;
-        let _one = self.write.lock().unwrap_or_else(|e| e.into_inner());
         match self.take(config, own_agency, &incoming, bytes, secret, now_ms) {
             Ok(()) => (200, iso::confirmation(kind, Some(&incoming), None, now_ms)),
             Err(refusal) => (
@@ -706,22 +736,22 @@ impl Gateway {
             Kind::SupplyingAgencyMessage => &m.supplying_agency,
             _ => &m.requesting_agency,
         };
-        let Some(peer) = config.peers.iter().find(|p| p.agency_id == *sender) else {
-            return Err(Refusal {
-                http: 403,
-                error: value_error(format!(
-                    "{sender}: not an agency this library exchanges with"
-                )),
-            });
-        };
-        if !secret.is_some_and(|s| crate::server::same_secret(s, &peer.secret)) {
+        // An agency not listed and a wrong secret are answered alike: the answer does
+        // not tell a stranger which agency ids this library knows.
+        let known = config.peers.iter().find(|p| p.agency_id == *sender);
+        if !known
+            .is_some_and(|peer| secret.is_some_and(|s| crate::server::same_secret(s, &peer.secret)))
+        {
             return Err(Refusal {
                 http: 401,
                 error: value_error(format!(
-                    "{sender}: the shared secret is missing or wrong (Authorization: Bearer SECRET)"
+                    "{sender}: not an agency this library exchanges with, or the shared \
+                     secret is missing or wrong (Authorization: Bearer SECRET)"
                 )),
             });
         }
+        // One writer at a time, once the sender is known.
+        let _one = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let xml = String::from_utf8_lossy(bytes).into_owned();
         match kind {
             Kind::Request => {
@@ -738,18 +768,10 @@ impl Gateway {
                 })?;
                 match (m.request_type.as_str(), held) {
                     ("" | "New", None) => {
-                        let today = self
-                            .transactions()
-                            .map_err(|e| Refusal {
-                                http: 500,
-                                error: value_error(e.to_string()),
-                            })?
-                            .iter()
-                            .filter(|t| {
-                                t.requesting_agency == m.requesting_agency
-                                    && t.created_ms.saturating_add(86_400_000) > now_ms
-                            })
-                            .count();
+                        let today = self.requests_since(
+                            &m.requesting_agency,
+                            now_ms.saturating_sub(86_399_999),
+                        );
                         if today >= REQUESTS_PER_AGENCY_PER_DAY {
                             return Err(Refusal {
                                 http: 429,
@@ -766,6 +788,8 @@ impl Gateway {
                             due: None,
                             renewals: 0,
                             awaiting: None,
+                            lost: false,
+                            taken: 1,
                             answers: Vec::new(),
                             requesting_agency: m.requesting_agency.clone(),
                             request_id: m.requesting_request_id.clone(),
@@ -775,18 +799,23 @@ impl Gateway {
                             last_action: "Request".into(),
                             created_ms: now_ms,
                             changed_ms: now_ms,
-                            messages: vec![xml],
+                            messages: vec![Self::cut(xml)],
                         };
-                        self.put(&k, &external)
+                        self.put(&k, &external)?;
+                        self.tree
+                            .insert(day_key(&m.requesting_agency, now_ms, &k), &[])
+                            .map(|_| ())
+                            .map_err(|e| Refusal {
+                                http: 500,
+                                error: value_error(format!("this library could not store it: {e}")),
+                            })
                     }
                     ("" | "New", Some(_)) => Err(refused(value_error(
                         "requestingAgencyRequestId: a request with this id exists already",
                     ))),
                     ("Reminder", Some(mut held)) => {
                         held.changed_ms = now_ms;
-                        if held.messages.len() < MESSAGES_KEPT_MAX {
-                            held.messages.push(xml);
-                        }
+                        Self::keep(&mut held, xml)?;
                         self.put(&k, &held)
                     }
                     ("Reminder", None) => Err(refused(value_error(
@@ -816,14 +845,21 @@ impl Gateway {
                 held.last_action = m.action.clone();
                 held.changed_ms = now_ms;
                 match m.action.as_str() {
-                    "Renew" | "Cancel" => held.awaiting = Some(m.action.clone()),
+                    // A cancellation is asked before the book is lent, a renewal after:
+                    // a renewal never hides a cancellation waiting for its answer.
+                    "Cancel" => held.awaiting = Some(m.action.clone()),
+                    "Renew" if held.awaiting.as_deref() != Some("Cancel") => {
+                        held.awaiting = Some(m.action.clone());
+                    }
                     // A renewal not answered before the book comes back needs no answer.
-                    "ShippedReturn" | "Lost" => held.awaiting = None,
+                    "ShippedReturn" => held.awaiting = None,
+                    "Lost" => {
+                        held.awaiting = None;
+                        held.lost = true;
+                    }
                     _ => {}
                 }
-                if held.messages.len() < MESSAGES_KEPT_MAX {
-                    held.messages.push(xml);
-                }
+                Self::keep(&mut held, xml)?;
                 self.put(&k, &held)
             }
             Kind::SupplyingAgencyMessage => {
@@ -840,6 +876,47 @@ impl Gateway {
                 )))
             }
         }
+    }
+
+    /// New requests `agency` sent since `since_ms`.
+    fn requests_since(&self, agency: &str, since_ms: u64) -> usize {
+        let from = day_key(agency, since_ms, &[]);
+        let mut to = vec![b'd'];
+        to.extend_from_slice(agency.as_bytes());
+        to.push(1);
+        self.tree.range(from..to).count()
+    }
+
+    /// A message as kept: at most [`MESSAGE_KEPT_BYTES`].
+    fn cut(mut xml: String) -> String {
+        if xml.len() > MESSAGE_KEPT_BYTES {
+            let mut end = MESSAGE_KEPT_BYTES;
+            while !xml.is_char_boundary(end) {
+                end -= 1;
+            }
+            xml.truncate(end);
+            xml.push_str("<!-- cut: the rest was not kept -->");
+        }
+        xml
+    }
+
+    /// Counts a message into `held` and keeps it while there is room; refuses one past
+    /// [`MESSAGES_TAKEN_MAX`].
+    fn keep(held: &mut External, xml: String) -> Result<(), Refusal> {
+        if held.taken >= MESSAGES_TAKEN_MAX {
+            return Err(Refusal {
+                http: 429,
+                error: value_error(format!(
+                    "requestingAgencyRequestId: {} messages for this request already, at most {MESSAGES_TAKEN_MAX}",
+                    held.taken
+                )),
+            });
+        }
+        held.taken += 1;
+        if held.messages.len() < MESSAGES_KEPT_MAX {
+            held.messages.push(Self::cut(xml));
+        }
+        Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<External>, String> {
@@ -914,10 +991,17 @@ async fn post(
         body.extend_from_slice(&chunk);
     }
     match iso::read_confirmation(&body) {
-        Ok(confirmed) if confirmed.ok => Ok(Ok(())),
-        Ok(confirmed) => {
+        Ok(confirmed) if confirmed.ok && status.is_success() => Ok(Ok(())),
+        // Refused for good only when the agency answered as it meant to (2xx); an ERROR
+        // with 401, 429 or 5xx (a secret being changed, a limit, its storage failing)
+        // is tried again.
+        Ok(confirmed) if status.is_success() => {
             let (kind, value) = confirmed.error.unwrap_or_default();
             Ok(Err(format!("{kind}: {value}")))
+        }
+        Ok(confirmed) => {
+            let (kind, value) = confirmed.error.unwrap_or_default();
+            Err(format!("{url} answered HTTP {status}: {kind}: {value}"))
         }
         Err(why) => Err(format!(
             "{url} answered HTTP {status}, not an ISO 18626 confirmation: {why}"

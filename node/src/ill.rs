@@ -317,6 +317,9 @@ pub struct Loans {
     key: SigningKey,
     own: LibraryId,
     outbox_watch: tokio::sync::watch::Sender<u64>,
+    /// One message stored at a time: each keeps the state folded from every message
+    /// held, so two at once must not each miss the other's.
+    write: std::sync::Mutex<()>,
 }
 
 fn key(prefix: u8, a: &[u8], b: &[u8]) -> Vec<u8> {
@@ -357,6 +360,7 @@ impl Loans {
             key,
             own,
             outbox_watch: tokio::sync::watch::channel(0).0,
+            write: std::sync::Mutex::new(()),
         };
         loans.mark_all()?;
         Ok(loans)
@@ -365,7 +369,7 @@ impl Loans {
     /// Writes the kept states and the markers (open loans, loans shipped, rotas to
     /// watch) for a tree written before they existed; once.
     fn mark_all(&self) -> Result<(), LoanError> {
-        const MARKED: &[u8] = b"v-marked-2";
+        const MARKED: &[u8] = b"v-marked-3";
         if self.tree.contains_key(MARKED)? {
             return Ok(());
         }
@@ -382,7 +386,7 @@ impl Loans {
             };
             let mut batch = sled::Batch::default();
             if let Ok(state) = Transaction::fold(&self.messages(&id)?) {
-                Self::mark(&mut batch, &id, &local, None, &state)?;
+                Self::mark(&mut batch, &id, &local, &state)?;
             }
             self.tree.apply_batch(batch)?;
         }
@@ -394,14 +398,13 @@ impl Loans {
         Ok(())
     }
 
-    /// The kept state of a transaction and its markers, into `batch`: `p` while it is
-    /// open, `h` (by peer and role) once shipped, its rota's `q` off once the book is
-    /// lent (`previous`: the state before, if any).
+    /// The kept state of a transaction and its markers, into `batch`, as `state` has
+    /// them (a late message may undo what an earlier fold said): `p` while it is open,
+    /// `h` (by peer and role) while it counts as shipped, `d` once taken as a request.
     fn mark(
         batch: &mut sled::Batch,
         id: &Hash32,
         local: &Local,
-        previous: Option<&Transaction>,
         state: &Transaction,
     ) -> Result<(), LoanError> {
         let bytes = postcard::to_allocvec(state).map_err(|e| LoanError::Damaged(e.to_string()))?;
@@ -411,25 +414,21 @@ impl Loans {
         } else {
             batch.insert(key(b'p', &id.0, &[]), &[]);
         }
-        if state.times.shipped_ms.is_some() && previous.is_none_or(|p| p.times.shipped_ms.is_none())
-        {
-            let role = match local.role {
-                Role::Lender => b'L',
-                Role::Borrower => b'B',
-            };
-            let mut marker = key(b'h', local.peer.as_bytes(), &[role]);
-            marker.extend_from_slice(&id.0);
-            batch.insert(marker, &[]);
+        let role = match local.role {
+            Role::Lender => b'L',
+            Role::Borrower => b'B',
+        };
+        let mut shipped = key(b'h', local.peer.as_bytes(), &[role]);
+        shipped.extend_from_slice(&id.0);
+        if state.times.shipped_ms.is_some() {
+            batch.insert(shipped, &[]);
+        } else {
+            batch.remove(shipped);
         }
         if let (Role::Lender, Some(at)) = (local.role, local.received_ms) {
             let mut marker = key(b'd', local.peer.as_bytes(), &at.to_be_bytes());
             marker.extend_from_slice(&id.0);
             batch.insert(marker, &[]);
-        }
-        if let Some(rota) = &local.rota {
-            if state.status.is_on_loan() || state.status == Status::LoanCompleted {
-                batch.remove(key(b'q', rota.as_bytes(), &[]));
-            }
         }
         Ok(())
     }
@@ -491,6 +490,14 @@ impl Loans {
             Some(terms) if terms.interlibrary_loan => Ok(terms),
             _ => Err(not_allowed()),
         }
+    }
+
+    /// The signed messages of a transaction held here (each checked again as read).
+    pub fn signed_messages(
+        &self,
+        transaction: &Hash32,
+    ) -> Result<Vec<Signed<IllMessage>>, LoanError> {
+        self.messages(transaction)
     }
 
     /// The messages of a transaction held here.
@@ -688,6 +695,7 @@ impl Loans {
         send_to: Option<&LibraryId>,
     ) -> Result<(), LoanError> {
         let id = message.id();
+        let _one = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = sled::Batch::default();
         batch.insert(key(b'm', &transaction.0, &id.0), message.to_bytes());
         // The state after it, kept so that reading the transaction needs no fold (and
@@ -701,11 +709,9 @@ impl Loans {
             Some(local) => Some(local.clone()),
             None => self.local(transaction)?,
         };
+        let rota = local_now.as_ref().and_then(|l| l.rota.clone());
         match (Transaction::fold(&all), local_now) {
-            (Ok(state), Some(local)) => {
-                let previous = self.get(transaction).ok().map(|l| l.transaction);
-                Self::mark(&mut batch, transaction, &local, previous.as_ref(), &state)?;
-            }
+            (Ok(state), Some(local)) => Self::mark(&mut batch, transaction, &local, &state)?,
             _ => batch.remove(key(b's', &transaction.0, &[])),
         }
         if let Some(local) = local {
@@ -720,6 +726,15 @@ impl Loans {
             );
         }
         self.tree.apply_batch(batch)?;
+        // Its rota (the borrower's) is watched while its current attempt has no book.
+        if let Some(rota) = rota
+            .as_deref()
+            .map(|id| self.rota(id))
+            .transpose()?
+            .flatten()
+        {
+            self.mark_rota(&rota)?;
+        }
         self.tree.flush()?;
         if send_to.is_some() {
             self.outbox_watch.send_modify(|n| *n += 1);
@@ -1131,7 +1146,7 @@ impl Loans {
         }
         let tx = self.act(transaction, Action::Cancel { reason }, now_ms)?;
         if let Some(rota_id) = &loan.local.rota {
-            if let Some(mut rota) = self.rotas()?.into_iter().find(|r| r.id == *rota_id) {
+            if let Some(mut rota) = self.rota(rota_id)? {
                 rota.ended = Some("withdrawn by the librarian".into());
                 self.save_rota(&rota)?;
             }

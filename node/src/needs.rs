@@ -29,6 +29,11 @@ pub const SEARCHES_PER_DAY_MAX: usize = 50_000;
 pub const SUGGESTIONS_PER_DAY_MAX: usize = 500;
 /// Queries listed in a report's tables, at most.
 pub const REPORT_ROWS_MAX: usize = 50;
+/// Distinct queries a report tallies, at most (the rest are counted, not told apart): a
+/// year of a bot's distinct queries does not fill the memory.
+pub const QUERIES_TALLIED_MAX: usize = 20_000;
+/// Suggestions a report lists, at most (the newest; the total is given).
+pub const SUGGESTIONS_LISTED_MAX: usize = 200;
 
 const DAY_MS: u64 = 86_400_000;
 /// A month, for the retention: 30 days.
@@ -115,8 +120,14 @@ pub struct NeedsReport {
     pub top: Vec<Asked>,
     /// The queries that found nothing, most asked first (at most [`REPORT_ROWS_MAX`]).
     pub empty: Vec<Asked>,
-    /// The suggestions, newest first.
+    /// The suggestions, newest first (at most [`SUGGESTIONS_LISTED_MAX`]).
     pub suggestions: Vec<Suggestion>,
+    /// Suggestions in the period, all of them.
+    #[serde(default)]
+    pub suggestions_total: u64,
+    /// Searches of queries past the [`QUERIES_TALLIED_MAX`] told apart.
+    #[serde(default)]
+    pub searches_untallied: u64,
 }
 
 /// The needs log.
@@ -195,7 +206,19 @@ impl Needs {
         if query.is_empty() {
             return Ok(false);
         }
-        if self.count_since(b'q', now_ms.saturating_sub(DAY_MS)) >= SEARCHES_PER_DAY_MAX {
+        // The day's count, one key per day (`c` + day): no scan per search.
+        let mut counter = vec![b'c'];
+        counter.extend_from_slice(&(now_ms / DAY_MS).to_be_bytes());
+        let today = self.tree.update_and_fetch(&counter, |old| {
+            let n = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(n.saturating_add(1).to_be_bytes().to_vec())
+        })?;
+        let today = today
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        if today > SEARCHES_PER_DAY_MAX as u64 {
             return Ok(false);
         }
         let json = serde_json::to_vec(&Search { query, hits })
@@ -232,6 +255,14 @@ impl Needs {
     /// Deletes every search and suggestion from before `before_ms`. Returns how many.
     pub fn forget(&self, before_ms: u64) -> Result<usize, NeedsError> {
         let mut gone = 0;
+        // The days' counters go with them (they tell nothing but a number).
+        let mut day_from = vec![b'c'];
+        day_from.extend_from_slice(&0u64.to_be_bytes());
+        let mut day_to = vec![b'c'];
+        day_to.extend_from_slice(&(before_ms / DAY_MS).to_be_bytes());
+        for k in self.tree.range(day_from..day_to).keys() {
+            self.tree.remove(k?)?;
+        }
         for prefix in [b'q', b's'] {
             let keys: Vec<sled::IVec> = self
                 .tree
@@ -287,6 +318,10 @@ impl Needs {
             if search.hits == 0 {
                 report.searches_empty += 1;
             }
+            if asked.len() >= QUERIES_TALLIED_MAX && !asked.contains_key(&search.query) {
+                report.searches_untallied += 1;
+                continue;
+            }
             let entry = asked.entry(search.query).or_insert((0, 0));
             entry.0 += 1;
             entry.1 = search.hits;
@@ -311,9 +346,12 @@ impl Needs {
             .rev()
         {
             let (_, v) = item?;
-            report
-                .suggestions
-                .push(serde_json::from_slice(&v).map_err(|e| NeedsError::Damaged(e.to_string()))?);
+            report.suggestions_total += 1;
+            if report.suggestions.len() < SUGGESTIONS_LISTED_MAX {
+                report.suggestions.push(
+                    serde_json::from_slice(&v).map_err(|e| NeedsError::Damaged(e.to_string()))?,
+                );
+            }
         }
         Ok(report)
     }
@@ -446,9 +484,7 @@ pub fn execute(
             Ok(NeedsAnswer {
                 message: format!(
                     "{} searches ({} found nothing), {} suggestions",
-                    report.searches,
-                    report.searches_empty,
-                    report.suggestions.len()
+                    report.searches, report.searches_empty, report.suggestions_total
                 ),
                 report: Some(report),
                 held,

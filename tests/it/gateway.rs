@@ -27,7 +27,7 @@ struct Posted {
 
 /// An agency's ISO 18626 endpoint on 127.0.0.1: answers each message with a
 /// confirmation (`OK`, or `ERROR` in [`REFUSE`] mode) or, [`DOWN`], with HTTP 503 and
-/// a page that is no confirmation. Returns its url, its mode and what it was sent.
+/// an `ERROR` confirmation. Returns its url, its mode and what it was sent.
 fn agency_server() -> (String, Arc<AtomicU8>, Receiver<Posted>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
     let url = format!(
@@ -58,23 +58,20 @@ fn agency_server() -> (String, Arc<AtomicU8>, Receiver<Posted>) {
                 continue;
             }
             let body = String::from_utf8_lossy(&body).into_owned();
-            let (status, answer) = match answering.load(Ordering::SeqCst) {
-                DOWN => (
-                    "503 Service Unavailable",
-                    "<html>maintenance</html>".to_string(),
-                ),
-                mode => {
-                    let incoming = iso::read(body.as_bytes()).ok();
-                    let error = (mode == REFUSE).then(|| iso::IsoError {
-                        kind: iso::ErrorType::UnrecognisedDataValue,
-                        value: "no such request here".into(),
-                    });
-                    let kind = incoming.as_ref().and_then(|m| m.kind);
-                    (
-                        "200 OK",
-                        iso::confirmation(kind, incoming.as_ref(), error.as_ref(), T),
-                    )
-                }
+            // Down: HTTP 503 with an ERROR confirmation (its storage failing, say): a
+            // failure for now, not a refusal.
+            let mode = answering.load(Ordering::SeqCst);
+            let incoming = iso::read(body.as_bytes()).ok();
+            let error = (mode != CONFIRM).then(|| iso::IsoError {
+                kind: iso::ErrorType::UnrecognisedDataValue,
+                value: "no such request here".into(),
+            });
+            let kind = incoming.as_ref().and_then(|m| m.kind);
+            let answer = iso::confirmation(kind, incoming.as_ref(), error.as_ref(), T);
+            let status = if mode == DOWN {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
             };
             let _ = write!(
                 stream,
@@ -220,6 +217,19 @@ fn an_outside_agency_gets_the_librarian_s_answers_posted_back_in_order() {
     let (status, body) = step("unfilled", "");
     assert_eq!(status, 400, "the reason is needed: {body}");
 
+    // A note first, before any answer: the request stays open to be answered.
+    let (status, body) = step("notify", "sedang dicari di rak");
+    assert_eq!(status, 200, "{body}");
+    let posted = next(&seen);
+    assert_valid(&posted.body);
+    assert_eq!(
+        (
+            text_of(&posted.body, "reasonForMessage").as_deref(),
+            text_of(&posted.body, "status").as_deref()
+        ),
+        (Some("Notification"), Some("RequestReceived"))
+    );
+
     // Will supply, on conditions: posted at once, with the agency's own secret.
     let (status, body) = step("will_supply", "baca di tempat");
     assert_eq!(status, 200, "{body}");
@@ -295,7 +305,7 @@ fn an_outside_agency_gets_the_librarian_s_answers_posted_back_in_order() {
         t.answers.last()
     );
     assert!(
-        t.answers[..3]
+        t.answers[..4]
             .iter()
             .all(|a| matches!(a.delivery, Delivery::Delivered { .. })),
         "{:?}",
@@ -316,7 +326,7 @@ fn an_outside_agency_gets_the_librarian_s_answers_posted_back_in_order() {
             assert_eq!(*attempts, 1);
             let error = error.as_deref().unwrap_or_default();
             assert!(
-                error.contains("503") && error.contains("not an ISO 18626 confirmation"),
+                error.contains("HTTP 503") && error.contains("no such request here"),
                 "{error}"
             );
         }

@@ -867,6 +867,20 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&mine, &theirs);
         proptest::prop_assert_eq!(mine.status, jalin_protocol::ill::Status::LoanCompleted);
         proptest::prop_assert_eq!(mine.renewals, 1);
+        // What each side keeps beside the messages agrees with the messages: the state
+        // read back is a fresh fold, the loan is no longer open, and it counts once as
+        // lent on one side and borrowed on the other.
+        for (library, lent) in [(a, 0), (b, 1)] {
+            let fresh = jalin_protocol::ill::Transaction::fold(
+                &library.loans().signed_messages(&id).expect("messages"),
+            )
+            .expect("folds");
+            proptest::prop_assert_eq!(&fresh, &mine);
+            proptest::prop_assert!(library.loans().open_loans().expect("open").is_empty());
+            let ledger = library.loans().ledger().expect("ledger");
+            let counted: Vec<(u32, u32)> = ledger.values().map(|l| (l.lent, l.borrowed)).collect();
+            proptest::prop_assert_eq!(counted, vec![(lent, 1 - lent)]);
+        }
         proptest::prop_assert!(mine.waiting.is_empty());
     }
 }

@@ -107,6 +107,26 @@ async fn the_opac_logs_what_patrons_look_for_and_nothing_about_who() {
         .await
         .expect("answers");
     assert_eq!(api.status(), 200);
+    // Nor is a search another site's page makes the browser ask (its words would fill
+    // the log), nor one kept to one library's records.
+    let planted = client
+        .get(format!("{url}/"))
+        .query(&[("q", "kata titipan situs lain")])
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(planted.status(), 200);
+    let one_library = client
+        .get(format!("{url}/"))
+        .query(&[
+            ("q", "laskar pelangi"),
+            ("lib", &members[1].0.id().to_hex()),
+        ])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(one_library.status(), 200);
 
     // The suggestion form: taken from the node's own page, refused from another site
     // and without a title.

@@ -60,11 +60,18 @@ pub(super) async fn search_page(
     let library = state.library.clone();
     let own = library.id().to_hex();
     let (query_text, only_q) = (q.clone(), only.clone());
+    // A patron's search: the first page, all libraries, asked from a page of this node
+    // or typed in (another site's page cannot fill the log with its words).
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site == "cross-site");
+    let log_it = page == 1 && only.is_none() && !cross_site;
     let results = crate::server::heavy(&state, move || {
         let results = library.search_in(&query_text, page, RESULTS_PER_PAGE, only_q.as_deref())?;
         // The OPAC's searches are what the patrons look for: the first page of each
         // (the query, its hits, the time; nothing about who asked).
-        if page == 1 && library.data().config.needs.log_searches {
+        if log_it && library.data().config.needs.log_searches {
             if let Err(error) =
                 library
                     .needs()

@@ -796,10 +796,16 @@ pub fn read_confirmation(bytes: &[u8]) -> Result<Confirmed, String> {
             Event::Text(text) => {
                 let value = text.unescape().map_err(|e| e.to_string())?;
                 let value: String = value.trim().chars().take(super::TEXT_MAX).collect();
-                match path.last().map(String::as_str) {
-                    Some("messageStatus") => status = Some(value),
-                    Some("errorType") => error_type = Some(value),
-                    Some("errorValue") => error_value = Some(value),
+                // Only where the standard puts them: ISO18626Message, a confirmation,
+                // then its header's status or its errorData.
+                let tail: Vec<&str> = path.iter().skip(2).map(String::as_str).collect();
+                let in_confirmation = path.len() == 4
+                    && path[1].ends_with("Confirmation")
+                    && path[0] == "ISO18626Message";
+                match (in_confirmation, tail.as_slice()) {
+                    (true, ["confirmationHeader", "messageStatus"]) => status = Some(value),
+                    (true, ["errorData", "errorType"]) => error_type = Some(value),
+                    (true, ["errorData", "errorValue"]) => error_value = Some(value),
                     _ => {}
                 }
             }
@@ -868,7 +874,15 @@ mod tests {
                 error: Some(("UnrecognisedDataValue".into(), "no such request".into()))
             })
         );
-        for bad in ["", "<html>busy</html>", "<a><b>", "<ISO18626Message/>"] {
+        let stray =
+            "<ISO18626Message><note><messageStatus>OK</messageStatus></note></ISO18626Message>";
+        for bad in [
+            "",
+            "<html>busy</html>",
+            "<a><b>",
+            "<ISO18626Message/>",
+            stray,
+        ] {
             assert!(read_confirmation(bad.as_bytes()).is_err(), "{bad:?}");
         }
         let deep = "<ISO18626Message>".to_string() + &"<a>".repeat(40);
