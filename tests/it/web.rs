@@ -1195,3 +1195,62 @@ fn a_librarian_borrows_a_book_that_another_librarian_supplies_each_on_their_own_
         node_b.shutdown().await.expect("B stops");
     });
 }
+
+#[test]
+fn a_patron_suggests_a_book_after_an_empty_search_and_the_librarian_reads_it() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let server = start(None);
+    runtime().block_on(async {
+        let mut patron = Browser::open("suggest", axe.clone()).await;
+        patron.goto(&server.url).await;
+        patron
+            .loads(
+                "a search that finds nothing",
+                patron.fill("#q", "budidaya jamur tiram\u{e007}"),
+            )
+            .await;
+        assert_eq!(patron.text("#suggest-heading").await, "Usulkan buku");
+        // The title is the search, ready to send; the patron adds the rest.
+        assert_eq!(
+            patron.prop("#suggest-title", "value").await,
+            "budidaya jamur tiram"
+        );
+        patron.check("suggestion form").await;
+        patron.fill("#suggest-author", "Sutanto").await;
+        patron
+            .fill("#suggest-why", "Kelompok tani desa ingin belajar")
+            .await;
+        patron.follow("#suggest-send").await;
+        assert_eq!(
+            patron.text("h1").await,
+            "Terima kasih, usulan Anda sudah diterima"
+        );
+        patron.check("suggestion sent").await;
+        patron.close().await;
+
+        let mut librarian = Browser::open("needs", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/needs", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Kebutuhan pemustaka");
+        let empty = librarian.text("#table-empty").await;
+        assert!(
+            empty.contains("budidaya jamur tiram") && empty.contains("Belum dimiliki siapa pun"),
+            "{empty}"
+        );
+        let suggestions = librarian.text("#table-suggestions").await;
+        for text in [
+            "budidaya jamur tiram",
+            "Sutanto",
+            "Kelompok tani desa ingin belajar",
+        ] {
+            assert!(suggestions.contains(text), "{text:?} not in {suggestions}");
+        }
+        librarian.check("needs page").await;
+        librarian.close().await;
+    });
+}
