@@ -170,6 +170,205 @@ pub fn compare(a: &[String], b: &[String]) -> Option<Match> {
     None
 }
 
+/// A record of some library, as grouping names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordRef {
+    /// The holding library's key (hex).
+    pub library: String,
+    /// The record's id in its catalog.
+    pub record: String,
+}
+
+/// A record with its [`keys`], for [`cluster`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyed {
+    /// Which record.
+    pub at: RecordRef,
+    /// Its keys.
+    pub keys: Vec<String>,
+}
+
+/// Records sharing one key past this many are not grouped by it: a key every record of
+/// a kind shares (a series' ISBN typed into each volume, `laporan tahunan` of one year)
+/// says nothing about which are the same book.
+pub const KEY_POSTINGS_MAX: usize = 64;
+
+/// One group as [`cluster`] builds it.
+#[derive(Default)]
+struct Group {
+    members: Vec<usize>,
+    libraries: std::collections::BTreeSet<String>,
+    /// The identifier keys (`isbn:`, `lccn:`, `oclc:`) of its members.
+    identifiers: std::collections::BTreeSet<String>,
+}
+
+fn identifier_scheme(key: &str) -> Option<&str> {
+    key.split_once(':')
+        .map(|(scheme, _)| scheme)
+        .filter(|s| ["isbn", "lccn", "oclc"].contains(s))
+}
+
+/// Whether two groups' identifiers keep them apart for a title match: for some scheme
+/// both have numbers and none in common (two editions with the same title).
+fn editions_apart(a: &Group, b: &Group) -> bool {
+    ["isbn", "lccn", "oclc"].iter().any(|scheme| {
+        let of = |g: &Group| -> Vec<String> {
+            g.identifiers
+                .iter()
+                .filter(|k| identifier_scheme(k) == Some(scheme))
+                .cloned()
+                .collect()
+        };
+        let (x, y) = (of(a), of(b));
+        !x.is_empty() && !y.is_empty() && !x.iter().any(|k| y.contains(k))
+    })
+}
+
+/// Groups records of different libraries that describe the same book: for each record
+/// (in the order given), its group's id, the smallest [`RecordRef`] in the group. The
+/// result depends on the set of records and assertions only, never on their order, so
+/// every node holding the same catalogs groups them the same.
+///
+/// Pairs are taken best first (a member's "same" assertion, then a shared identifier,
+/// then the title key; ties by the key, then the records), and two groups merge unless
+/// that would put two records of one library together, join a pair a member asserted
+/// is *not* the same, or (for a title match) join two editions (for some scheme both
+/// have numbers, none shared). `asserted` is `(a, b, same)`, the standing assertions.
+pub fn cluster(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> Vec<RecordRef> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // Canonical order: by record, each record once.
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&a, &b| records[a].at.cmp(&records[b].at));
+    order.dedup_by(|a, b| records[*a].at == records[*b].at);
+    let index: BTreeMap<&RecordRef, usize> = order.iter().map(|&i| (&records[i].at, i)).collect();
+    // The edges, best first.
+    let mut edges: Vec<(Match, String, usize, usize)> = Vec::new();
+    let mut apart: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for (a, b, same) in asserted {
+        if let (Some(&x), Some(&y)) = (index.get(a), index.get(b)) {
+            let pair = if records[x].at <= records[y].at {
+                (x, y)
+            } else {
+                (y, x)
+            };
+            if *same {
+                edges.push((Match::Asserted, String::new(), pair.0, pair.1));
+            } else {
+                apart.insert(pair);
+            }
+        }
+    }
+    let mut postings: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for &i in &order {
+        for key in &records[i].keys {
+            postings.entry(key.as_str()).or_default().push(i);
+        }
+    }
+    for (key, list) in &postings {
+        if list.len() > KEY_POSTINGS_MAX {
+            continue;
+        }
+        for (n, &x) in list.iter().enumerate() {
+            for &y in &list[n + 1..] {
+                if records[x].at.library == records[y].at.library {
+                    continue;
+                }
+                if let Some(how) = compare(&records[x].keys, &records[y].keys) {
+                    edges.push((how, (*key).to_string(), x, y));
+                }
+            }
+        }
+    }
+    edges.sort_by(|a, b| {
+        (a.0, &a.1, &records[a.2].at, &records[a.3].at).cmp(&(
+            b.0,
+            &b.1,
+            &records[b.2].at,
+            &records[b.3].at,
+        ))
+    });
+    // Union-find over groups, each with what the rules need.
+    let mut group_of: Vec<usize> = (0..records.len()).collect();
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    for &i in &order {
+        let mut g = Group::default();
+        g.members.push(i);
+        g.libraries.insert(records[i].at.library.clone());
+        g.identifiers.extend(
+            records[i]
+                .keys
+                .iter()
+                .filter(|k| identifier_scheme(k).is_some())
+                .cloned(),
+        );
+        groups.insert(i, g);
+    }
+    for (how, _, x, y) in edges {
+        let (gx, gy) = (group_of[x], group_of[y]);
+        if gx == gy {
+            continue;
+        }
+        let (a, b) = (&groups[&gx], &groups[&gy]);
+        if a.libraries.iter().any(|l| b.libraries.contains(l)) {
+            continue;
+        }
+        if how == Match::Title && editions_apart(a, b) {
+            continue;
+        }
+        let kept_apart = a.members.iter().any(|&m| {
+            b.members.iter().any(|&n| {
+                let pair = if records[m].at <= records[n].at {
+                    (m, n)
+                } else {
+                    (n, m)
+                };
+                apart.contains(&pair)
+            })
+        });
+        if kept_apart {
+            continue;
+        }
+        // The smaller group goes into the larger.
+        let (into, from) = if a.members.len() >= b.members.len() {
+            (gx, gy)
+        } else {
+            (gy, gx)
+        };
+        let moved = groups.remove(&from).unwrap_or_default();
+        for &m in &moved.members {
+            group_of[m] = into;
+        }
+        if let Some(target) = groups.get_mut(&into) {
+            target.members.extend(moved.members);
+            target.libraries.extend(moved.libraries);
+            target.identifiers.extend(moved.identifiers);
+        }
+    }
+    let id_of: BTreeMap<usize, RecordRef> = groups
+        .iter()
+        .map(|(&g, group)| {
+            let smallest = group
+                .members
+                .iter()
+                .map(|&m| &records[m].at)
+                .min()
+                .cloned()
+                .unwrap_or_else(|| records[g].at.clone());
+            (g, smallest)
+        })
+        .collect();
+    records
+        .iter()
+        .map(|r| {
+            index
+                .get(&r.at)
+                .and_then(|&i| id_of.get(&group_of[i]))
+                .cloned()
+                .unwrap_or_else(|| r.at.clone())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +450,121 @@ mod tests {
             title_key(&book("Café société", "Müller, Jörg", Some(2001), &[])).as_deref(),
             Some("title:cafe societe|jorg muller|2001")
         );
+    }
+
+    fn keyed(library: &str, record: &str, keys: &[&str]) -> Keyed {
+        let mut keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        keys.sort();
+        Keyed {
+            at: RecordRef {
+                library: library.into(),
+                record: record.into(),
+            },
+            keys,
+        }
+    }
+
+    #[test]
+    fn clusters_follow_identifiers_then_titles_within_the_rules() {
+        let t = "title:laskar pelangi|andrea hirata|2005";
+        let records = vec![
+            keyed("L1", "a", &["isbn:9789793062792", t]),
+            keyed("L2", "b", &["isbn:9789793062792"]),
+            keyed("L3", "c", &[t]),
+            // Another edition: its own ISBN, the same title key.
+            keyed("L4", "d", &["isbn:9786022913031", t]),
+            // A second record at L1 of the same book stays apart from L1's first.
+            keyed("L1", "e", &["isbn:9789793062792"]),
+            // Asserted not the same as b.
+            keyed("L5", "f", &["isbn:9789793062792"]),
+        ];
+        let at = |i: usize| records[i].at.clone();
+        let asserted = vec![(at(1), at(5), false)];
+        let groups = cluster(&records, &asserted);
+        assert_eq!(groups[0], at(0));
+        assert_eq!(groups[1], at(0));
+        assert_eq!(groups[2], at(0), "the title joins a record with no ISBN");
+        assert_eq!(groups[3], at(3), "another edition stays apart");
+        assert_eq!(groups[4], at(4), "one library's records are never merged");
+        assert_ne!(
+            groups[5], groups[1],
+            "a member said f and b are not the same"
+        );
+        assert_eq!(
+            groups[5],
+            at(4),
+            "f goes with L1's other record of that ISBN"
+        );
+        // A member says d is the same as c after all: that comes first.
+        let asserted = vec![(at(1), at(5), false), (at(2), at(3), true)];
+        let groups = cluster(&records, &asserted);
+        assert_eq!(groups[3], groups[2]);
+        assert_ne!(
+            groups[3], groups[0],
+            "then c's group is d's, not a's two editions"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn clusters_are_the_same_in_any_order_and_keep_the_rules(
+            specs in proptest::collection::vec((0..4usize, proptest::collection::vec(0..6usize, 0..4)), 1..24),
+            asserted in proptest::collection::vec((0..24usize, 0..24usize, proptest::bool::ANY), 0..6),
+            rotate in 0..24usize,
+        ) {
+            const KEYS: [&str; 6] = [
+                "isbn:1", "isbn:2", "lccn:12345678", "title:a|b|2000", "title:c|d|2001", "oclc:9",
+            ];
+            let records: Vec<Keyed> = specs
+                .iter()
+                .enumerate()
+                .map(|(n, (library, keys))| {
+                    let mut keys: Vec<String> = keys.iter().map(|k| KEYS[*k].to_string()).collect();
+                    keys.sort();
+                    keys.dedup();
+                    Keyed {
+                        at: RecordRef { library: format!("L{library}"), record: format!("r{n}") },
+                        keys,
+                    }
+                })
+                .collect();
+            let asserted: Vec<(RecordRef, RecordRef, bool)> = asserted
+                .iter()
+                .filter(|(a, b, _)| *a < records.len() && *b < records.len() && a != b)
+                .map(|(a, b, same)| (records[*a].at.clone(), records[*b].at.clone(), *same))
+                .collect();
+            let groups = cluster(&records, &asserted);
+            // Any order of the records and the assertions: the same groups.
+            let mut shuffled = records.clone();
+            shuffled.reverse();
+            let len = shuffled.len();
+            shuffled.rotate_left(rotate % len);
+            let mut backwards = asserted.clone();
+            backwards.reverse();
+            let again = cluster(&shuffled, &backwards);
+            for (record, group) in shuffled.iter().zip(&again) {
+                let n = records.iter().position(|r| r.at == record.at).expect("there");
+                proptest::prop_assert_eq!(group, &groups[n]);
+            }
+            // One record per library in a group; pairs said not the same, apart.
+            for (i, a) in records.iter().enumerate() {
+                for (j, b) in records.iter().enumerate().skip(i + 1) {
+                    if groups[i] == groups[j] {
+                        proptest::prop_assert_ne!(&a.at.library, &b.at.library);
+                    }
+                }
+            }
+            for (a, b, same) in &asserted {
+                if !same && !asserted.iter().any(|(x, y, s)| *s && ((x, y) == (a, b) || (x, y) == (b, a))) {
+                    let ga = &groups[records.iter().position(|r| r.at == *a).expect("a")];
+                    let gb = &groups[records.iter().position(|r| r.at == *b).expect("b")];
+                    proptest::prop_assert_ne!(ga, gb);
+                }
+            }
+            // A group's id is one of its records, the smallest.
+            for (i, group) in groups.iter().enumerate() {
+                proptest::prop_assert!(group <= &records[i].at);
+            }
+        }
     }
 }
