@@ -7,6 +7,7 @@
 //! serves a file, an HTTP upload and a fuzzer.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod collection;
 pub mod consortium;
 pub mod cql;
 pub mod csv;

@@ -1,0 +1,371 @@
+//! Collection overlap and uniqueness: for each member, how many of its titles it holds
+//! alone, with some partners, or with every member; the same by division (the subject
+//! table below), by language and by decade of publication; and for the consortium, the
+//! titles held once (a loss if that copy goes) and the most duplicated.
+//!
+//! A title is a group of [`dedup::cluster`]: the same book catalogued by several
+//! members counts once. Each library's figures use its own record's class, language and
+//! year.
+
+use crate::dedup::{self, Keyed, RecordRef};
+use crate::record::Classification;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The divisions: the ten main classes of the Dewey Decimal Classification, which LC
+/// classes are mapped to (see [`division`]). Code, Indonesian name, English name.
+pub const DIVISIONS: [(&str, &str, &str); 10] = [
+    (
+        "000",
+        "Karya umum, ilmu komputer, informasi",
+        "General works, computer science, information",
+    ),
+    ("100", "Filsafat dan psikologi", "Philosophy and psychology"),
+    ("200", "Agama", "Religion"),
+    ("300", "Ilmu sosial", "Social sciences"),
+    ("400", "Bahasa", "Language"),
+    ("500", "Ilmu murni (sains)", "Science"),
+    ("600", "Ilmu terapan (teknologi)", "Technology"),
+    ("700", "Kesenian dan olahraga", "Arts and recreation"),
+    ("800", "Kesusastraan", "Literature"),
+    ("900", "Sejarah dan geografi", "History and geography"),
+];
+
+/// A record's division: its DDC number's hundreds (082) first; else its LC class (050)
+/// mapped to the nearest DDC main class (A general works, B philosophy but BL-BX
+/// religion, C-F history, G geography but GV recreation, H-L social sciences and law
+/// and education, M-N arts, P language but PN-PZ literature, Q science, R-T technology,
+/// U-V military and naval science as social sciences, Z bibliography). None when it has
+/// neither.
+pub fn division(class: &Classification) -> Option<&'static str> {
+    for ddc in &class.ddc {
+        let digit = ddc.trim().chars().next().filter(char::is_ascii_digit);
+        if let Some(d) = digit {
+            return DIVISIONS
+                .iter()
+                .find(|(code, _, _)| code.starts_with(d))
+                .map(|(code, _, _)| *code);
+        }
+    }
+    for lcc in &class.lcc {
+        let letters: String = lcc
+            .trim()
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let code = match letters.as_str() {
+            "" => continue,
+            l if l.starts_with('A') || l.starts_with('Z') => "000",
+            l if l.starts_with("BL")
+                || l.starts_with("BM")
+                || l.starts_with("BP")
+                || l.starts_with("BQ")
+                || l.starts_with("BR")
+                || l.starts_with("BS")
+                || l.starts_with("BT")
+                || l.starts_with("BV")
+                || l.starts_with("BX") =>
+            {
+                "200"
+            }
+            l if l.starts_with('B') => "100",
+            l if l.starts_with("GV") => "700",
+            l if l.starts_with(['C', 'D', 'E', 'F', 'G']) => "900",
+            l if l.starts_with(['H', 'J', 'K', 'L', 'U', 'V']) => "300",
+            l if l.starts_with(['M', 'N']) => "700",
+            l if l.len() >= 2 && l.starts_with('P') && ("PN"..="PZ").contains(&&l[..2]) => "800",
+            l if l.starts_with('P') => "400",
+            l if l.starts_with('Q') => "500",
+            l if l.starts_with(['R', 'S', 'T']) => "600",
+            _ => continue,
+        };
+        return Some(code);
+    }
+    None
+}
+
+/// One library's record, as the overlap needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Which record (its library, its id).
+    pub at: RecordRef,
+    /// Its [`dedup::keys`].
+    pub keys: Vec<String>,
+    /// Its title, as shown.
+    pub title: String,
+    /// Its division ([`division`]).
+    pub division: Option<&'static str>,
+    /// Its first language (MARC code).
+    pub language: Option<String>,
+    /// Its year of publication.
+    pub year: Option<i32>,
+}
+
+/// Titles by how widely they are held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Held by this library alone.
+    pub alone: u64,
+    /// Held by it and some other members, not all.
+    pub some: u64,
+    /// Held by every member.
+    pub all: u64,
+}
+
+impl Share {
+    /// Every title counted.
+    pub fn total(&self) -> u64 {
+        self.alone + self.some + self.all
+    }
+}
+
+/// One member's figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryOverlap {
+    /// The library's key (hex).
+    pub library: String,
+    /// Its titles by how widely held.
+    pub titles: Share,
+    /// The same by division (`none` for records with no class).
+    pub by_division: BTreeMap<String, Share>,
+    /// By first language (`none` for none).
+    pub by_language: BTreeMap<String, Share>,
+    /// By decade of publication (`1990s`; `none` for no year).
+    pub by_decade: BTreeMap<String, Share>,
+}
+
+/// A title and how many members hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TitleHeld {
+    /// The title (as the first holding's record has it).
+    pub title: String,
+    /// Members holding it.
+    pub libraries: Vec<String>,
+}
+
+/// The consortium's overlap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlapReport {
+    /// The members counted.
+    pub members: Vec<String>,
+    /// Distinct titles in the union.
+    pub titles: u64,
+    /// Titles held by one member only.
+    pub held_once: u64,
+    /// Titles held by every member.
+    pub held_by_all: u64,
+    /// Some of the titles held once (the first by title, at most [`LISTED_MAX`]).
+    pub held_once_listed: Vec<TitleHeld>,
+    /// The most duplicated titles, most holders first (at most [`LISTED_MAX`]).
+    pub most_duplicated: Vec<TitleHeld>,
+    /// Each member's figures, in member order.
+    pub libraries: Vec<LibraryOverlap>,
+}
+
+/// Titles listed in a report's lists, at most.
+pub const LISTED_MAX: usize = 100;
+
+fn decade(year: Option<i32>) -> String {
+    match year {
+        Some(y) => format!("{}s", y.div_euclid(10) * 10),
+        None => "none".into(),
+    }
+}
+
+fn add(map: &mut BTreeMap<String, Share>, key: String, holders: usize, members: usize) {
+    let share = map.entry(key).or_default();
+    bump(share, holders, members);
+}
+
+fn bump(share: &mut Share, holders: usize, members: usize) {
+    if holders <= 1 {
+        share.alone += 1;
+    } else if holders >= members {
+        share.all += 1;
+    } else {
+        share.some += 1;
+    }
+}
+
+/// The overlap of `held` (every member's records) among `members` (library keys, hex),
+/// with the members' standing "same" / "not the same" assertions.
+pub fn overlap(
+    held: &[Held],
+    asserted: &[(RecordRef, RecordRef, bool)],
+    members: &[String],
+) -> OverlapReport {
+    let keyed: Vec<Keyed> = held
+        .iter()
+        .map(|h| Keyed {
+            at: h.at.clone(),
+            keys: h.keys.clone(),
+        })
+        .collect();
+    let groups = dedup::cluster(&keyed, asserted);
+    // Title -> its records (indices into `held`).
+    let mut titles: BTreeMap<&RecordRef, Vec<usize>> = BTreeMap::new();
+    for (i, group) in groups.iter().enumerate() {
+        titles.entry(group).or_default().push(i);
+    }
+    let count = members.len().max(1);
+    let mut report = OverlapReport {
+        members: members.to_vec(),
+        titles: titles.len() as u64,
+        ..OverlapReport::default()
+    };
+    let mut per: BTreeMap<&str, LibraryOverlap> = members
+        .iter()
+        .map(|m| {
+            (
+                m.as_str(),
+                LibraryOverlap {
+                    library: m.clone(),
+                    ..LibraryOverlap::default()
+                },
+            )
+        })
+        .collect();
+    let mut listed: Vec<TitleHeld> = Vec::new();
+    for records in titles.values() {
+        let libraries: BTreeSet<&str> = records
+            .iter()
+            .map(|&i| held[i].at.library.as_str())
+            .collect();
+        let holders = libraries.len();
+        let title = TitleHeld {
+            title: held[records[0]].title.clone(),
+            libraries: libraries.iter().map(|l| l.to_string()).collect(),
+        };
+        if holders <= 1 {
+            report.held_once += 1;
+            report.held_once_listed.push(title.clone());
+        } else if holders >= count {
+            report.held_by_all += 1;
+        }
+        listed.push(title);
+        // Each library counts the title once, by its own record.
+        let mut counted = BTreeSet::new();
+        for &i in records {
+            let h = &held[i];
+            if !counted.insert(h.at.library.as_str()) {
+                continue;
+            }
+            let Some(library) = per.get_mut(h.at.library.as_str()) else {
+                continue;
+            };
+            bump(&mut library.titles, holders, count);
+            add(
+                &mut library.by_division,
+                h.division.unwrap_or("none").to_string(),
+                holders,
+                count,
+            );
+            add(
+                &mut library.by_language,
+                h.language.clone().unwrap_or_else(|| "none".into()),
+                holders,
+                count,
+            );
+            add(&mut library.by_decade, decade(h.year), holders, count);
+        }
+    }
+    report.held_once_listed.sort_by(|a, b| {
+        a.title
+            .cmp(&b.title)
+            .then_with(|| a.libraries.cmp(&b.libraries))
+    });
+    report.held_once_listed.truncate(LISTED_MAX);
+    listed.retain(|t| t.libraries.len() > 1);
+    listed.sort_by(|a, b| {
+        b.libraries
+            .len()
+            .cmp(&a.libraries.len())
+            .then_with(|| a.title.cmp(&b.title))
+    });
+    listed.truncate(LISTED_MAX);
+    report.most_duplicated = listed;
+    report.libraries = members
+        .iter()
+        .filter_map(|m| per.remove(m.as_str()))
+        .collect();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(ddc: &[&str], lcc: &[&str]) -> Classification {
+        Classification {
+            ddc: ddc.iter().map(|s| s.to_string()).collect(),
+            lcc: lcc.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn divisions_come_from_ddc_first_then_lc() {
+        assert_eq!(division(&class(&["959.8"], &["PL5089"])), Some("900"));
+        assert_eq!(division(&class(&[], &["PL5089.T8"])), Some("400"));
+        assert_eq!(division(&class(&[], &["PR6000"])), Some("800"));
+        assert_eq!(division(&class(&[], &["BP173"])), Some("200"));
+        assert_eq!(division(&class(&[], &["B105"])), Some("100"));
+        assert_eq!(division(&class(&[], &["GV1796"])), Some("700"));
+        assert_eq!(division(&class(&[], &["DS646"])), Some("900"));
+        assert_eq!(division(&class(&[], &["HC447"])), Some("300"));
+        assert_eq!(division(&class(&[], &["S494"])), Some("600"));
+        assert_eq!(division(&class(&["  "], &["  "])), None);
+        assert_eq!(division(&class(&[], &[])), None);
+    }
+
+    #[test]
+    fn each_library_counts_its_titles_alone_with_some_or_with_all() {
+        let member = |n: usize| format!("L{n}");
+        let book = |library: usize, record: &str, isbn: &str, ddc: Option<&'static str>| Held {
+            at: RecordRef {
+                library: member(library),
+                record: record.into(),
+            },
+            keys: vec![format!("isbn:{isbn}")],
+            title: format!("Buku {isbn}"),
+            division: ddc,
+            language: Some("ind".into()),
+            year: Some(1995),
+        };
+        let held = vec![
+            book(0, "a", "1", Some("900")),
+            book(1, "b", "1", Some("900")),
+            book(2, "c", "1", None),
+            book(0, "d", "2", Some("300")),
+            book(1, "e", "2", Some("300")),
+            book(0, "f", "3", Some("500")),
+            book(2, "g", "4", Some("800")),
+        ];
+        let members: Vec<String> = (0..3).map(member).collect();
+        let report = overlap(&held, &[], &members);
+        assert_eq!(
+            (report.titles, report.held_once, report.held_by_all),
+            (4, 2, 1)
+        );
+        let l0 = &report.libraries[0];
+        assert_eq!(
+            l0.titles,
+            Share {
+                alone: 1,
+                some: 1,
+                all: 1
+            }
+        );
+        assert_eq!(l0.by_division["500"].alone, 1);
+        assert_eq!(l0.by_division["900"].all, 1);
+        assert_eq!(l0.by_decade["1990s"].total(), 3);
+        let l2 = &report.libraries[2];
+        assert_eq!(l2.by_division["none"].all, 1);
+        assert_eq!(report.most_duplicated[0].libraries.len(), 3);
+        assert_eq!(report.held_once_listed.len(), 2);
+        // A member says b is not the same as a: title 1 is two titles now.
+        let apart = vec![(held[0].at.clone(), held[1].at.clone(), false)];
+        let report = overlap(&held, &apart, &members);
+        assert_eq!(report.titles, 5);
+    }
+}
