@@ -213,6 +213,20 @@ impl Backend {
         }
     }
 
+    pub fn collection_overlap(self) -> anyhow::Result<jalin_protocol::collection::OverlapReport> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/api/collection/overlap", remote.url))
+                    .bearer_auth(&remote.token)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(library.collection_overlap()?),
+        }
+    }
+
     pub fn needs(
         self,
         request: jalin_node::needs::NeedsRequest,

@@ -224,6 +224,11 @@ enum Command {
         #[command(subcommand)]
         action: ill::IllAction,
     },
+    /// The collections together: overlap and uniqueness over the union catalog.
+    Collection {
+        #[command(subcommand)]
+        action: CollectionAction,
+    },
     /// What patrons look for: the OPAC's searches and their book suggestions, kept on
     /// this node only.
     Needs {
@@ -1075,6 +1080,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             ill::run(Backend::connect(data)?, action)
         }
+        Command::Collection {
+            action:
+                CollectionAction::Report {
+                    library,
+                    by,
+                    csv,
+                    json,
+                },
+        } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            collection_report(Backend::connect(data)?, library, by, csv, json)
+        }
         Command::Needs { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             needs(Backend::connect(data)?, action)
@@ -1287,6 +1304,121 @@ fn needs(backend: Backend, action: NeedsAction) -> anyhow::Result<ExitCode> {
         );
         if !s.why.is_empty() {
             println!("      {}", s.why);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jalin collection ...`.
+#[derive(Subcommand)]
+enum CollectionAction {
+    /// Each library's titles held by it alone, with some partners, or by all; with
+    /// `--by`, the same by division (class), language or decade; and the union's titles
+    /// held once and most duplicated.
+    Report {
+        /// Only this library (its code, name or key start).
+        #[arg(long)]
+        library: Option<String>,
+        /// class, lang or decade.
+        #[arg(long, value_parser = ["class", "lang", "decade"])]
+        by: Option<String>,
+        /// Print CSV: library, by, value, alone, some, all.
+        #[arg(long)]
+        csv: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn collection_report(
+    backend: Backend,
+    only: Option<String>,
+    by: Option<String>,
+    csv: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use jalin_protocol::collection::{LibraryOverlap, Share, DIVISIONS};
+    let report = backend.collection_overlap()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let label = |l: &LibraryOverlap| {
+        l.name
+            .clone()
+            .unwrap_or_else(|| l.library.chars().take(12).collect())
+    };
+    let wanted = |l: &LibraryOverlap| {
+        only.as_deref().is_none_or(|o| {
+            let o = o.to_lowercase();
+            l.library.starts_with(&o) || label(l).to_lowercase().contains(&o)
+        })
+    };
+    let libraries: Vec<&LibraryOverlap> = report.libraries.iter().filter(|l| wanted(l)).collect();
+    if libraries.is_empty() {
+        anyhow::bail!(
+            "no library {:?} in the union this node holds",
+            only.unwrap_or_default()
+        );
+    }
+    let rows = |l: &LibraryOverlap| -> Vec<(String, Share)> {
+        match by.as_deref() {
+            Some("class") => l
+                .by_division
+                .iter()
+                .map(|(k, v)| {
+                    let name = DIVISIONS
+                        .iter()
+                        .find(|(code, _, _)| code == k)
+                        .map_or("tanpa kelas", |(_, id, _)| id);
+                    (format!("{k} {name}"), *v)
+                })
+                .collect(),
+            Some("lang") => l.by_language.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Some("decade") => l.by_decade.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            _ => vec![("titles".to_string(), l.titles)],
+        }
+    };
+    if csv {
+        let mut out = ::csv::Writer::from_writer(std::io::stdout());
+        out.write_record(["library", "by", "value", "alone", "some", "all"])?;
+        for l in &libraries {
+            for (value, share) in rows(l) {
+                out.write_record([
+                    label(l),
+                    by.clone().unwrap_or_else(|| "all".into()),
+                    value,
+                    share.alone.to_string(),
+                    share.some.to_string(),
+                    share.all.to_string(),
+                ])?;
+            }
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} titles in the union of {} libraries: {} held by one library only, {} by all",
+        report.titles,
+        report.members.len(),
+        report.held_once,
+        report.held_by_all
+    );
+    for l in &libraries {
+        println!("{}:", label(l));
+        println!("  {:<44} {:>7} {:>7} {:>7}", "", "alone", "some", "all");
+        for (value, share) in rows(l) {
+            println!(
+                "  {:<44} {:>7} {:>7} {:>7}",
+                value, share.alone, share.some, share.all
+            );
+        }
+    }
+    if only.is_none() && !report.most_duplicated.is_empty() {
+        println!("Most duplicated:");
+        for t in report.most_duplicated.iter().take(10) {
+            println!("  {} libraries: {}", t.libraries.len(), t.title);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -40,6 +40,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/api/consortium", post(consortium_request))
         .route("/api/ill", post(ill_request))
         .route("/api/needs", post(needs_request))
+        .route("/api/collection/overlap", get(collection_overlap))
         .route(
             "/iso18626",
             post(iso18626).layer(DefaultBodyLimit::max(
@@ -612,6 +613,18 @@ async fn iso18626(
 
 /// `POST /api/ill`: any interlibrary-loan request (JSON, `{"action": ...}`). Every one
 /// needs the token: the loans carry the library's own patron references.
+/// `GET /api/collection/overlap`: the collection overlap of the union this node holds
+/// (needs the token: it reads every catalog, one at a time).
+async fn collection_overlap(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<jalin_protocol::collection::OverlapReport>> {
+    authorize(&state, &headers)?;
+    let library = state.library.clone();
+    let report = crate::server::heavy(&state, move || Ok(library.collection_overlap()?)).await?;
+    Ok(Json(report))
+}
+
 /// `POST /api/needs`: the needs log's report, or forgetting (JSON, `{"action": ...}`).
 /// Needs the token: what patrons searched for is the library's alone.
 async fn needs_request(

@@ -720,6 +720,83 @@ impl Library {
         Ok(out)
     }
 
+    /// The collection overlap of the union this node holds: its own catalog and every
+    /// other library's it keeps, each title counted once ([`dedup::cluster`] with the
+    /// members' standing assertions). The members counted are the libraries whose
+    /// records are here (this one first, then by key): "held by all" means by all of
+    /// those.
+    pub fn collection_overlap(
+        &self,
+    ) -> Result<jalin_protocol::collection::OverlapReport, LibraryError> {
+        use jalin_protocol::collection::{division, overlap, Held};
+        use jalin_protocol::dedup::RecordRef;
+        let own = self.store.library().to_hex();
+        let held_of = |library: &str, stored: &StoredRecord| -> Option<Held> {
+            if stored.deleted {
+                return None;
+            }
+            let d = decode(stored)?.description;
+            Some(Held {
+                at: RecordRef {
+                    library: library.to_string(),
+                    record: stored.record_id.clone(),
+                },
+                keys: jalin_protocol::dedup::keys(&d),
+                division: division(&d.classification),
+                language: d.languages.first().cloned(),
+                year: d.year,
+                title: d.title,
+            })
+        };
+        let mut held = Vec::new();
+        for stored in self.store.records() {
+            held.extend(held_of(&own, &stored?));
+        }
+        let mut others = std::collections::BTreeSet::new();
+        for item in self.store.replicas_changed_since(0) {
+            let (library, stored) = item?;
+            let library = library.to_hex();
+            if let Some(h) = held_of(&library, &stored) {
+                others.insert(library);
+                held.push(h);
+            }
+        }
+        let mut members = vec![own];
+        members.extend(others);
+        let asserted: Vec<(RecordRef, RecordRef, bool)> = self
+            .consortia
+            .standing_assertions()
+            .into_iter()
+            .map(|((a, b), same)| {
+                (
+                    RecordRef {
+                        library: a.library.to_hex(),
+                        record: a.record_id,
+                    },
+                    RecordRef {
+                        library: b.library.to_hex(),
+                        record: b.record_id,
+                    },
+                    same,
+                )
+            })
+            .collect();
+        let mut report = overlap(&held, &asserted, &members);
+        let names = self.library_names();
+        for library in &mut report.libraries {
+            library.name = LibraryId::from_hex(&library.library)
+                .ok()
+                .and_then(|id| names.get(&id).cloned())
+                .or_else(|| {
+                    (library.library == self.store.library().to_hex()).then(|| {
+                        let config = &self.data.config.library;
+                        format!("{} ({})", config.name, config.code)
+                    })
+                });
+        }
+        Ok(report)
+    }
+
     /// The names of the libraries this node knows of (from its consortia), by key.
     pub fn library_names(&self) -> std::collections::BTreeMap<LibraryId, String> {
         let mut names = std::collections::BTreeMap::new();

@@ -125,6 +125,9 @@ impl Share {
 pub struct LibraryOverlap {
     /// The library's key (hex).
     pub library: String,
+    /// Its name, where the node knows it (set by the node, not by [`overlap`]).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Its titles by how widely held.
     pub titles: Share,
     /// The same by division (`none` for records with no class).

@@ -4,6 +4,7 @@ mod api;
 mod architecture;
 mod catalog;
 mod cli;
+mod collection;
 mod consortium;
 mod cql;
 mod crash;
