@@ -205,10 +205,11 @@ pub fn overlap(
             keys: h.keys.clone(),
         })
         .collect();
-    let groups = dedup::cluster(&keyed, asserted);
-    // Title -> its records (indices into `held`).
-    let mut titles: BTreeMap<&RecordRef, Vec<usize>> = BTreeMap::new();
-    for (i, group) in groups.iter().enumerate() {
+    let groups = dedup::cluster_indices(&keyed, asserted);
+    drop(keyed);
+    // Title (its group's id, an index into `held`) -> its records.
+    let mut titles: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, group) in groups.into_iter().enumerate() {
         titles.entry(group).or_default().push(i);
     }
     let count = members.len().max(1);
@@ -229,24 +230,25 @@ pub fn overlap(
             )
         })
         .collect();
-    let mut listed: Vec<TitleHeld> = Vec::new();
-    for records in titles.values() {
+    // The titles held once, and (holders, title) of those held more: the lists are
+    // made of the first few only.
+    let mut once: Vec<usize> = Vec::new();
+    let mut duplicated: Vec<(usize, usize)> = Vec::new();
+    for (&title, records) in &titles {
         let libraries: BTreeSet<&str> = records
             .iter()
             .map(|&i| held[i].at.library.as_str())
             .collect();
         let holders = libraries.len();
-        let title = TitleHeld {
-            title: held[records[0]].title.clone(),
-            libraries: libraries.iter().map(|l| l.to_string()).collect(),
-        };
         if holders <= 1 {
             report.held_once += 1;
-            report.held_once_listed.push(title.clone());
-        } else if holders >= count {
-            report.held_by_all += 1;
+            once.push(title);
+        } else {
+            if holders >= count {
+                report.held_by_all += 1;
+            }
+            duplicated.push((holders, title));
         }
-        listed.push(title);
         // Each library counts the title once, by its own record.
         let mut counted = BTreeSet::new();
         for &i in records {
@@ -273,21 +275,32 @@ pub fn overlap(
             add(&mut library.by_decade, decade(h.year), holders, count);
         }
     }
-    report.held_once_listed.sort_by(|a, b| {
-        a.title
-            .cmp(&b.title)
-            .then_with(|| a.libraries.cmp(&b.libraries))
+    let listed = |title: usize| TitleHeld {
+        title: held[title].title.clone(),
+        libraries: titles[&title]
+            .iter()
+            .map(|&i| held[i].at.library.clone())
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect(),
+    };
+    once.sort_by(|&a, &b| {
+        held[a]
+            .title
+            .cmp(&held[b].title)
+            .then_with(|| held[a].at.cmp(&held[b].at))
     });
-    report.held_once_listed.truncate(LISTED_MAX);
-    listed.retain(|t| t.libraries.len() > 1);
-    listed.sort_by(|a, b| {
-        b.libraries
-            .len()
-            .cmp(&a.libraries.len())
-            .then_with(|| a.title.cmp(&b.title))
+    report.held_once_listed = once.into_iter().take(LISTED_MAX).map(listed).collect();
+    duplicated.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| held[a.1].title.cmp(&held[b.1].title))
+            .then_with(|| held[a.1].at.cmp(&held[b.1].at))
     });
-    listed.truncate(LISTED_MAX);
-    report.most_duplicated = listed;
+    report.most_duplicated = duplicated
+        .into_iter()
+        .take(LISTED_MAX)
+        .map(|(_, title)| listed(title))
+        .collect();
     report.libraries = members
         .iter()
         .filter_map(|m| per.remove(m.as_str()))

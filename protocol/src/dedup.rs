@@ -193,34 +193,43 @@ pub struct Keyed {
 /// says nothing about which are the same book.
 pub const KEY_POSTINGS_MAX: usize = 64;
 
-/// One group as [`cluster`] builds it.
+/// One group as [`cluster`] builds it: its records, their libraries and their
+/// identifier keys (both as small numbers: see [`cluster_indices`]).
 #[derive(Default)]
 struct Group {
     members: Vec<usize>,
-    libraries: std::collections::BTreeSet<String>,
-    /// The identifier keys (`isbn:`, `lccn:`, `oclc:`) of its members.
-    identifiers: std::collections::BTreeSet<String>,
+    libraries: Vec<u32>,
+    identifiers: Vec<(u8, u32)>,
 }
 
-fn identifier_scheme(key: &str) -> Option<&str> {
-    key.split_once(':')
-        .map(|(scheme, _)| scheme)
-        .filter(|s| ["isbn", "lccn", "oclc"].contains(s))
+fn identifier_scheme(key: &str) -> Option<u8> {
+    match key.split_once(':').map(|(scheme, _)| scheme) {
+        Some("isbn") => Some(0),
+        Some("lccn") => Some(1),
+        Some("oclc") => Some(2),
+        _ => None,
+    }
 }
 
 /// Whether two groups' identifiers keep them apart for a title match: for some scheme
 /// both have numbers and none in common (two editions with the same title).
 fn editions_apart(a: &Group, b: &Group) -> bool {
-    ["isbn", "lccn", "oclc"].iter().any(|scheme| {
-        let of = |g: &Group| -> Vec<String> {
-            g.identifiers
-                .iter()
-                .filter(|k| identifier_scheme(k) == Some(scheme))
-                .cloned()
-                .collect()
-        };
-        let (x, y) = (of(a), of(b));
-        !x.is_empty() && !y.is_empty() && !x.iter().any(|k| y.contains(k))
+    (0..3u8).any(|scheme| {
+        let mut x = a
+            .identifiers
+            .iter()
+            .filter(|(s, _)| *s == scheme)
+            .peekable();
+        let mut y = b
+            .identifiers
+            .iter()
+            .filter(|(s, _)| *s == scheme)
+            .peekable();
+        if x.peek().is_none() || y.peek().is_none() {
+            return false;
+        }
+        let y: Vec<&(u8, u32)> = y.collect();
+        !x.any(|k| y.contains(&k))
     })
 }
 
@@ -235,33 +244,67 @@ fn editions_apart(a: &Group, b: &Group) -> bool {
 /// is *not* the same, or (for a title match) join two editions (for some scheme both
 /// have numbers, none shared). `asserted` is `(a, b, same)`, the standing assertions.
 pub fn cluster(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> Vec<RecordRef> {
-    use std::collections::{BTreeMap, BTreeSet};
+    cluster_indices(records, asserted)
+        .into_iter()
+        .map(|i| records[i].at.clone())
+        .collect()
+}
+
+/// [`cluster`], each record's group named by the index (into `records`) of the group's
+/// smallest record: what a caller counting groups needs, with nothing cloned.
+pub fn cluster_indices(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> Vec<usize> {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
     // Canonical order: by record, each record once.
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by(|&a, &b| records[a].at.cmp(&records[b].at));
     order.dedup_by(|a, b| records[*a].at == records[*b].at);
-    let index: BTreeMap<&RecordRef, usize> = order.iter().map(|&i| (&records[i].at, i)).collect();
-    // The edges, best first.
-    let mut edges: Vec<(Match, String, usize, usize)> = Vec::new();
+    // A record's rank in that order stands for it from here on (ranks compare as the
+    // records do).
+    let mut rank_of = vec![usize::MAX; records.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        rank_of[i] = rank;
+    }
+    let index: HashMap<&RecordRef, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(rank, &i)| (&records[i].at, rank))
+        .collect();
+    // Libraries and keys as numbers; keys numbered in their sorted order.
+    let mut libraries: HashMap<&str, u32> = HashMap::new();
+    let library_of: Vec<u32> = order
+        .iter()
+        .map(|&i| {
+            let next = libraries.len() as u32;
+            *libraries
+                .entry(records[i].at.library.as_str())
+                .or_insert(next)
+        })
+        .collect();
+    let mut postings: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (rank, &i) in order.iter().enumerate() {
+        for key in &records[i].keys {
+            postings.entry(key.as_str()).or_default().push(rank);
+        }
+    }
+    let key_number: HashMap<&str, u32> = postings
+        .keys()
+        .enumerate()
+        .map(|(n, k)| (*k, n as u32))
+        .collect();
+    // The edges, best first: (how, key number, a, b), ranks a < b.
+    let mut edges: Vec<(Match, u32, usize, usize)> = Vec::new();
     let mut apart: BTreeSet<(usize, usize)> = BTreeSet::new();
     for (a, b, same) in asserted {
         if let (Some(&x), Some(&y)) = (index.get(a), index.get(b)) {
-            let pair = if records[x].at <= records[y].at {
-                (x, y)
-            } else {
-                (y, x)
-            };
+            if x == y {
+                continue;
+            }
+            let pair = (x.min(y), x.max(y));
             if *same {
-                edges.push((Match::Asserted, String::new(), pair.0, pair.1));
+                edges.push((Match::Asserted, 0, pair.0, pair.1));
             } else {
                 apart.insert(pair);
             }
-        }
-    }
-    let mut postings: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for &i in &order {
-        for key in &records[i].keys {
-            postings.entry(key.as_str()).or_default().push(i);
         }
     }
     for (key, list) in &postings {
@@ -270,38 +313,34 @@ pub fn cluster(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> 
         }
         for (n, &x) in list.iter().enumerate() {
             for &y in &list[n + 1..] {
-                if records[x].at.library == records[y].at.library {
+                if library_of[x] == library_of[y] {
                     continue;
                 }
-                if let Some(how) = compare(&records[x].keys, &records[y].keys) {
-                    edges.push((how, (*key).to_string(), x, y));
+                let (rx, ry) = (&records[order[x]], &records[order[y]]);
+                if let Some(how) = compare(&rx.keys, &ry.keys) {
+                    edges.push((how, key_number[key], x, y));
                 }
             }
         }
     }
-    edges.sort_by(|a, b| {
-        (a.0, &a.1, &records[a.2].at, &records[a.3].at).cmp(&(
-            b.0,
-            &b.1,
-            &records[b.2].at,
-            &records[b.3].at,
-        ))
-    });
+    edges.sort_unstable();
     // Union-find over groups, each with what the rules need.
-    let mut group_of: Vec<usize> = (0..records.len()).collect();
-    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
-    for &i in &order {
-        let mut g = Group::default();
-        g.members.push(i);
-        g.libraries.insert(records[i].at.library.clone());
-        g.identifiers.extend(
-            records[i]
-                .keys
-                .iter()
-                .filter(|k| identifier_scheme(k).is_some())
-                .cloned(),
+    let mut group_of: Vec<usize> = (0..order.len()).collect();
+    let mut groups: HashMap<usize, Group> = HashMap::with_capacity(order.len());
+    for (rank, &i) in order.iter().enumerate() {
+        let identifiers = records[i]
+            .keys
+            .iter()
+            .filter_map(|k| identifier_scheme(k).map(|s| (s, key_number[k.as_str()])))
+            .collect();
+        groups.insert(
+            rank,
+            Group {
+                members: vec![rank],
+                libraries: vec![library_of[rank]],
+                identifiers,
+            },
         );
-        groups.insert(i, g);
     }
     for (how, _, x, y) in edges {
         let (gx, gy) = (group_of[x], group_of[y]);
@@ -315,16 +354,12 @@ pub fn cluster(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> 
         if how == Match::Title && editions_apart(a, b) {
             continue;
         }
-        let kept_apart = a.members.iter().any(|&m| {
-            b.members.iter().any(|&n| {
-                let pair = if records[m].at <= records[n].at {
-                    (m, n)
-                } else {
-                    (n, m)
-                };
-                apart.contains(&pair)
-            })
-        });
+        let kept_apart = !apart.is_empty()
+            && a.members.iter().any(|&m| {
+                b.members
+                    .iter()
+                    .any(|&n| apart.contains(&(m.min(n), m.max(n))))
+            });
         if kept_apart {
             continue;
         }
@@ -344,27 +379,21 @@ pub fn cluster(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> 
             target.identifiers.extend(moved.identifiers);
         }
     }
-    let id_of: BTreeMap<usize, RecordRef> = groups
+    // Each group's id: its smallest rank, as an index into `records`.
+    let smallest: HashMap<usize, usize> = groups
         .iter()
-        .map(|(&g, group)| {
-            let smallest = group
-                .members
-                .iter()
-                .map(|&m| &records[m].at)
-                .min()
-                .cloned()
-                .unwrap_or_else(|| records[g].at.clone());
-            (g, smallest)
-        })
+        .map(|(&g, group)| (g, group.members.iter().copied().min().unwrap_or(g)))
         .collect();
     records
         .iter()
-        .map(|r| {
-            index
-                .get(&r.at)
-                .and_then(|&i| id_of.get(&group_of[i]))
-                .cloned()
-                .unwrap_or_else(|| r.at.clone())
+        .enumerate()
+        .map(|(i, r)| {
+            let rank = if rank_of[i] == usize::MAX {
+                index[&r.at]
+            } else {
+                rank_of[i]
+            };
+            order[smallest[&group_of[rank]]]
         })
         .collect()
 }
