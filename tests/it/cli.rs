@@ -692,3 +692,51 @@ fn the_agreement_template_and_the_ill_commands_from_the_cli() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no interlibrary loan abcdef12"), "{stderr}");
 }
+
+#[test]
+fn the_collection_and_needs_reports_from_the_cli() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, _) = jalin(dir.path(), &["init", "--name", "Uji", "--code", "UJI"]);
+    assert_eq!(code, 0);
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let (code, _, stderr) = jalin(dir.path(), &["import", sample.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    // One library alone: every title is its own, held by it alone.
+    let (code, out, stderr) = jalin(dir.path(), &["collection", "report"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("in the union of 1 libraries"), "{out}");
+    assert!(out.contains("Uji (UJI):"), "{out}");
+    let (code, csv, stderr) = jalin(
+        dir.path(),
+        &["collection", "report", "--by", "class", "--csv"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("library,by,value,alone,some,all"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(",class,900 Sejarah dan geografi,")),
+        "{csv}"
+    );
+    // Every title of a lone library is held by it alone, none by some.
+    assert!(
+        rows.iter()
+            .all(|r| r.ends_with(",0,0") || r.ends_with(",0,0\r")),
+        "{csv}"
+    );
+    let (code, _, stderr) = jalin(dir.path(), &["collection", "report", "--by", "shelf"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("shelf"), "{stderr}");
+    // The needs log: nothing asked yet; a bad date is refused saying how to write one.
+    let (code, out, stderr) = jalin(dir.path(), &["needs", "report"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        out.contains("0 searches (0 found nothing), 0 suggestions"),
+        "{out}"
+    );
+    let (code, _, stderr) = jalin(dir.path(), &["needs", "forget", "--before", "kemarin"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("YYYY-MM-DD"), "{stderr}");
+}
