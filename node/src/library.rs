@@ -748,19 +748,47 @@ impl Library {
                 title: d.title,
             })
         };
+        // Decoded a chunk at a time, half of each on a second thread: the decoding is
+        // most of the work, and an old PC has two cores.
+        const CHUNK: usize = 4_096;
+        let decode_chunk = |chunk: &mut Vec<(String, StoredRecord)>, held: &mut Vec<Held>| {
+            let (first, second) = chunk.split_at(chunk.len() / 2);
+            let decode = |part: &[(String, StoredRecord)]| -> Vec<Held> {
+                part.iter().filter_map(|(l, r)| held_of(l, r)).collect()
+            };
+            let (a, b) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| decode(first));
+                let b = decode(second);
+                match other.join() {
+                    Ok(a) => (a, b),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            });
+            held.extend(a);
+            held.extend(b);
+            chunk.clear();
+        };
         let mut held = Vec::new();
+        let mut chunk: Vec<(String, StoredRecord)> = Vec::with_capacity(CHUNK);
         for stored in self.store.records() {
-            held.extend(held_of(&own, &stored?));
-        }
-        let mut others = std::collections::BTreeSet::new();
-        for item in self.store.replicas_changed_since(0) {
-            let (library, stored) = item?;
-            let library = library.to_hex();
-            if let Some(h) = held_of(&library, &stored) {
-                others.insert(library);
-                held.push(h);
+            chunk.push((own.clone(), stored?));
+            if chunk.len() == CHUNK {
+                decode_chunk(&mut chunk, &mut held);
             }
         }
+        for item in self.store.replicas_changed_since(0) {
+            let (library, stored) = item?;
+            chunk.push((library.to_hex(), stored));
+            if chunk.len() == CHUNK {
+                decode_chunk(&mut chunk, &mut held);
+            }
+        }
+        decode_chunk(&mut chunk, &mut held);
+        let others: std::collections::BTreeSet<String> = held
+            .iter()
+            .map(|h| h.at.library.clone())
+            .filter(|l| *l != own)
+            .collect();
         let mut members = vec![own];
         members.extend(others);
         let asserted: Vec<(RecordRef, RecordRef, bool)> = self
