@@ -208,4 +208,86 @@ fn the_overlap_of_three_libraries_agrees_with_a_plain_count() {
             assert_eq!(total, ranges[k].len() as u64, "library L{k}");
         }
     }
+    the_page_shows_the_same(&libraries[0], &report);
+}
+
+/// The librarian's page: the same figures, a chart the node drew, and the CSV.
+fn the_page_shows_the_same(
+    library: &Arc<Library>,
+    report: &jalin_protocol::collection::OverlapReport,
+) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let node = runtime
+        .block_on(jalin_node::node::Node::spawn(
+            library.clone(),
+            jalin_node::node::NodeOptions {
+                http: Some("127.0.0.1:0".into()),
+                ..jalin_node::node::NodeOptions::default()
+            },
+        ))
+        .expect("serves");
+    let url = node.url().expect("url");
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let anonymous = client
+        .get(format!("{url}/librarian/collection.csv"))
+        .send()
+        .expect("answers");
+    assert_eq!(anonymous.status(), 303, "the figures need a login");
+    let login = client
+        .post(format!("{url}/login"))
+        .form(&[("token", library.data().api_token.as_str())])
+        .send()
+        .expect("logs in");
+    let cookie = crate::support::session_cookie(login.headers());
+    let page = client
+        .get(format!("{url}/librarian/collection"))
+        .header("cookie", &cookie)
+        .send()
+        .expect("answers")
+        .text()
+        .expect("text");
+    assert!(page.contains("<h1>Koleksi bersama</h1>"), "{page}");
+    assert!(page.contains("id=\"overlap-chart\""), "{page}");
+    assert_eq!(
+        page.matches("<rect x=").count(),
+        9,
+        "three bars of three parts"
+    );
+    let l0 = &report.libraries[0];
+    let row = format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        l0.titles.alone,
+        l0.titles.some,
+        l0.titles.all,
+        l0.titles.total()
+    );
+    assert!(page.contains(&row), "{row} not in {page}");
+    let csv = client
+        .get(format!("{url}/librarian/collection.csv"))
+        .header("cookie", &cookie)
+        .send()
+        .expect("answers");
+    assert_eq!(
+        csv.headers()["content-type"].to_str().ok(),
+        Some("text/csv; charset=utf-8")
+    );
+    let csv = csv.text().expect("text");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("library,by,value,alone,some,all"));
+    let rows: Vec<&str> = lines.collect();
+    let expected: usize = report
+        .libraries
+        .iter()
+        .map(|l| 1 + l.by_division.len() + l.by_language.len() + l.by_decade.len())
+        .sum();
+    assert_eq!(rows.len(), expected);
+    let titles = format!(
+        ",all,titles,{},{},{}",
+        l0.titles.alone, l0.titles.some, l0.titles.all
+    );
+    assert!(rows.iter().any(|r| r.ends_with(&titles)), "{csv}");
+    runtime.block_on(node.shutdown()).expect("stops");
 }

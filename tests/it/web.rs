@@ -1254,3 +1254,36 @@ fn a_patron_suggests_a_book_after_an_empty_search_and_the_librarian_reads_it() {
         librarian.close().await;
     });
 }
+
+#[test]
+fn the_collection_page_draws_its_chart_with_no_script_and_passes_axe() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let server = start(Some(&sample));
+    runtime().block_on(async {
+        let mut librarian = Browser::open("collection", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/collection", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Koleksi bersama");
+        let table = librarian.text("#overlap-table").await;
+        assert!(table.contains("Perpustakaan Uji (UJI)"), "{table}");
+        // The chart is drawn: its bar for the one library has a width.
+        let width = librarian
+            .client
+            .execute(
+                "return document.querySelector('#overlap-chart rect').getBoundingClientRect().width;",
+                vec![],
+            )
+            .await
+            .expect("measures");
+        assert!(width.as_f64().is_some_and(|w| w > 10.0), "{width}");
+        librarian.check("collection page").await;
+        librarian.close().await;
+    });
+}

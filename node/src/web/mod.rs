@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 mod catalog;
+mod collection;
 mod consortium;
 mod ill;
 mod import;
@@ -38,7 +39,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 16] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -84,6 +85,10 @@ const TEMPLATES: [(&str, &str); 15] = [
         include_str!("../../web/templates/ill_print.html"),
     ),
     ("needs.html", include_str!("../../web/templates/needs.html")),
+    (
+        "collection.html",
+        include_str!("../../web/templates/collection.html"),
+    ),
 ];
 const INVITE_TEMPLATE: (&str, &str) = (
     "invite.html",
@@ -438,6 +443,8 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             get(agreement_export),
         )
         .route("/suggest", post(needs::suggest))
+        .route("/librarian/collection", get(collection::collection_page))
+        .route("/librarian/collection.csv", get(collection::collection_csv))
         .route("/librarian/needs", get(needs::needs_page))
         .route("/librarian/needs/forget", post(needs::forget))
         .route("/librarian/ill", get(ill::ill_page))
