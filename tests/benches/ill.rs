@@ -235,23 +235,25 @@ async fn connected(a: &Running, b: &Running) {
     }
 }
 
-async fn latency(requests: usize) {
-    // Over loopback.
-    let (libs, dirs, records) = libraries(&["PERPUSDESA", "SMP1KEMIRI"], None, |_| {});
-    let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("address");
-    let a = spawn(libs[0].clone(), vec![loopback.clone()]).await;
-    let b = spawn(libs[1].clone(), vec![loopback]).await;
-    let b_address = address(&b, |_| true).await;
+/// `a` dials `b` at `address`, then the requests are timed; both nodes stop after.
+async fn dial_and_measure(
+    a: Running,
+    b: Running,
+    address: libp2p::Multiaddr,
+    record: &str,
+    requests: usize,
+    how: &str,
+) {
     a.node
         .net()
         .expect("net")
-        .dial(b_address)
+        .dial(address)
         .await
         .expect("dials");
     connected(&a, &b).await;
-    let (arrived, local) = requests_until_queued(&a, &b, &records[1], requests).await;
+    let (arrived, local) = requests_until_queued(&a, &b, record, requests).await;
     println!(
-        "latency, loopback: request until in the lender's queue: {}",
+        "latency, {how}: request until in the lender's queue: {}",
         summary(arrived)
     );
     println!(
@@ -261,6 +263,16 @@ async fn latency(requests: usize) {
     for node in [a, b] {
         node.node.shutdown().await.expect("stops");
     }
+}
+
+async fn latency(requests: usize) {
+    // Over loopback.
+    let (libs, dirs, records) = libraries(&["PERPUSDESA", "SMP1KEMIRI"], None, |_| {});
+    let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("address");
+    let a = spawn(libs[0].clone(), vec![loopback.clone()]).await;
+    let b = spawn(libs[1].clone(), vec![loopback]).await;
+    let b_address = address(&b, |_| true).await;
+    dial_and_measure(a, b, b_address, &records[1], requests, "loopback").await;
     drop(dirs);
 
     // Through a relay: neither node listens on an address of its own.
@@ -301,25 +313,7 @@ async fn latency(requests: usize) {
     let a = spawn(reopened[0].clone(), Vec::new()).await;
     let b = spawn(reopened[1].clone(), Vec::new()).await;
     let circuit = address(&b, |a| a.to_string().contains("/p2p-circuit")).await;
-    a.node
-        .net()
-        .expect("net")
-        .dial(circuit)
-        .await
-        .expect("dials");
-    connected(&a, &b).await;
-    let (arrived, local) = requests_until_queued(&a, &b, &records[1], requests).await;
-    println!(
-        "latency, through a relay: request until in the lender's queue: {}",
-        summary(arrived)
-    );
-    println!(
-        "  the borrower's node writing the request (baseline): {}",
-        summary(local)
-    );
-    for node in [a, b] {
-        node.node.shutdown().await.expect("stops");
-    }
+    dial_and_measure(a, b, circuit, &records[1], requests, "through a relay").await;
     let _ = stop_relay.send(());
     let _ = relay.await;
     drop((dirs, relay_dir));

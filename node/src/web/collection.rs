@@ -34,9 +34,18 @@ fn division_name(code: &str, lang: &str) -> String {
         .unwrap_or_else(|| code.to_string())
 }
 
-async fn report(state: &Arc<AppState>) -> Result<OverlapReport, crate::server::ApiError> {
+/// The visitor (a librarian) and the overlap, or the page to answer instead.
+async fn librarian_report(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Result<(Visitor, OverlapReport), Response> {
+    let visitor = Visitor::of(state, headers, "/librarian/collection");
+    visitor.librarian().map_err(|response| *response)?;
     let library = state.library.clone();
-    crate::server::heavy(state, move || Ok(library.collection_overlap()?)).await
+    match crate::server::heavy(state, move || Ok(library.collection_overlap()?)).await {
+        Ok(report) => Ok((visitor, report)),
+        Err(e) => Err(visitor.failure(state, &e)),
+    }
 }
 
 /// `GET /librarian/collection`: the overlap, each library's titles held alone, with
@@ -45,13 +54,9 @@ pub(super) async fn collection_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/collection");
-    if let Err(response) = visitor.librarian() {
-        return *response;
-    }
-    let report = match report(&state).await {
-        Ok(report) => report,
-        Err(e) => return visitor.failure(&state, &e),
+    let (visitor, report) = match librarian_report(&state, &headers).await {
+        Ok(both) => both,
+        Err(response) => return response,
     };
     let largest = report
         .libraries
@@ -103,13 +108,9 @@ pub(super) async fn collection_csv(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/collection");
-    if let Err(response) = visitor.librarian() {
-        return *response;
-    }
-    let report = match report(&state).await {
-        Ok(report) => report,
-        Err(e) => return visitor.failure(&state, &e),
+    let (visitor, report) = match librarian_report(&state, &headers).await {
+        Ok(both) => both,
+        Err(response) => return response,
     };
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut rows = vec![[
