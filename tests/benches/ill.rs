@@ -276,28 +276,11 @@ async fn latency(requests: usize) {
     drop(dirs);
 
     // Through a relay: neither node listens on an address of its own.
-    let (relay_dir, relay_data) = new_library(100);
     let (libs, dirs, records) = libraries(&["DESA2", "SMP2"], None, |_| {});
     let id = libs[0].consortia().list()[0].id;
     let documents = libs[0].consortia().export(&id).expect("exports");
-    let members = jalin_node::relay::members_of_documents(&documents).expect("members");
-    let (addresses_tx, mut addresses) =
-        tokio::sync::mpsc::channel(jalin_node::relay::ADDRESSES_QUEUED_MAX);
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_key = relay_data.key.clone();
-    let relay = tokio::spawn(async move {
-        jalin_node::relay::run(
-            &relay_key,
-            "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
-            jalin_node::relay::Access::Members(members),
-            addresses_tx,
-            async {
-                let _ = relay_stopped.await;
-            },
-        )
-        .await
-    });
-    let relay_address = addresses.recv().await.expect("the relay listens");
+    let relay = jalin_tests::fixtures::Relay::start(&documents).await;
+    let relay_address = relay.address.clone();
     // Reopened with the relay configured.
     let mut reopened = Vec::new();
     for (library, dir) in libs.into_iter().zip(&dirs) {
@@ -314,9 +297,8 @@ async fn latency(requests: usize) {
     let b = spawn(reopened[1].clone(), Vec::new()).await;
     let circuit = address(&b, |a| a.to_string().contains("/p2p-circuit")).await;
     dial_and_measure(a, b, circuit, &records[1], requests, "through a relay").await;
-    let _ = stop_relay.send(());
-    let _ = relay.await;
-    drop((dirs, relay_dir));
+    relay.stop().await;
+    drop(dirs);
 }
 
 fn bytes() {

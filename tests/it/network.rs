@@ -766,29 +766,9 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
         .consortia()
         .export(&consortium_of(&a_library))
         .expect("exports");
-    let relay_members = jalin_node::relay::members_of_documents(&documents).expect("members");
-    assert_eq!(relay_members.len(), 2);
-    let (relay_dir, relay_data) = new_library(100);
-    let (addresses_tx, mut addresses) =
-        tokio::sync::mpsc::channel(jalin_node::relay::ADDRESSES_QUEUED_MAX);
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_key = relay_data.key.clone();
-    let relay = tokio::spawn(async move {
-        jalin_node::relay::run(
-            &relay_key,
-            "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
-            jalin_node::relay::Access::Members(relay_members),
-            addresses_tx,
-            async {
-                let _ = relay_stopped.await;
-            },
-        )
-        .await
-    });
-    let relay_address = tokio::time::timeout(Duration::from_secs(10), addresses.recv())
-        .await
-        .expect("the relay listens")
-        .expect("an address");
+    let relay = jalin_tests::fixtures::Relay::start(&documents).await;
+    assert_eq!(relay.members, 2);
+    let relay_address = relay.address.clone();
 
     // A: no listen address of its own, only the relay (reopened with it configured).
     let a_id = a_library.id();
@@ -856,9 +836,7 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     for node in [a, b, o] {
         node.stop().await;
     }
-    let _ = stop_relay.send(());
-    relay.await.expect("relay task").expect("the relay ran");
-    drop(relay_dir);
+    relay.stop().await;
 }
 
 /// Five members in a chain (A-B-C-D-E): records imported at A are found by search on all

@@ -119,3 +119,58 @@ pub fn the_same_book(libraries: &[&Library], holders: &[usize]) -> Vec<String> {
     }
     ids
 }
+
+/// A `jalin relay` for the members of a consortium, on 127.0.0.1 (a free port), in this
+/// process; stopped by [`Relay::stop`].
+pub struct Relay {
+    /// Where it listens (with its peer id).
+    pub address: libp2p::Multiaddr,
+    /// How many members it serves.
+    pub members: usize,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), jalin_node::relay::RelayError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// A relay for the members the consortium's `documents` (as exported) name; waits
+    /// at most 10 s for it to listen.
+    pub async fn start(documents: &str) -> Relay {
+        let members = jalin_node::relay::members_of_documents(documents).expect("members");
+        let count = members.len();
+        let (dir, data) = new_library(100);
+        let (addresses_tx, mut addresses) =
+            tokio::sync::mpsc::channel(jalin_node::relay::ADDRESSES_QUEUED_MAX);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let key = data.key.clone();
+        let task = tokio::spawn(async move {
+            jalin_node::relay::run(
+                &key,
+                "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
+                jalin_node::relay::Access::Members(members),
+                addresses_tx,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
+        let address = tokio::time::timeout(std::time::Duration::from_secs(10), addresses.recv())
+            .await
+            .expect("the relay listens")
+            .expect("an address");
+        Relay {
+            address,
+            members: count,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Stops it; it must have run without error.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("relay task").expect("the relay ran");
+    }
+}
