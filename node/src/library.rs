@@ -3,12 +3,15 @@
 
 use crate::config::DataDir;
 use crate::consortium::{Consortia, ConsortiumError};
-use crate::search::{Grouping, Hit, LibraryHolding, SearchError, SearchIndex, SearchResults};
+use crate::search::{
+    Grouping, Hit, LibraryHolding, RecordKey, SearchError, SearchIndex, SearchResults,
+};
 use crate::store::{Change, Store, StoreError, StoredRecord};
 use jalin_protocol::format::{
     Format, Location, ParseError, RecordReader, RecordWriter, WriteError,
 };
 use jalin_protocol::marc::{iso2709, Charset, MarcRecord};
+use jalin_protocol::record::Description;
 use jalin_protocol::record::Record;
 use jalin_protocol::signing::LibraryId;
 use std::collections::{BTreeMap, HashSet};
@@ -309,6 +312,9 @@ pub struct Library {
     /// node listens (`a` + peer id: JSON list of addresses).
     freshness: sled::Tree,
     catching_up: std::sync::Mutex<()>,
+    /// The "same" / "not the same" assertions the index's groups were last worked out
+    /// with.
+    assertions_seen: std::sync::Mutex<std::collections::BTreeSet<(RecordKey, RecordKey, bool)>>,
     /// Records and tombstones per catalog, as of a store sequence number.
     counts: std::sync::Mutex<(u64, CatalogCounts)>,
 }
@@ -452,6 +458,7 @@ impl Library {
             clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),
+            assertions_seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             counts: std::sync::Mutex::new((0, BTreeMap::new())),
         };
         if index_seq == 0 && library.store.seq()? > 0 {
@@ -475,8 +482,8 @@ impl Library {
             // Both under the index's catch-up lock: a catch-up between them would index
             // again what the store still held.
             let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
-            self.index.forget_library(&namespace.to_hex());
-            self.index.commit(self.index.committed_seq())?;
+            self.index.forget_library(&namespace.to_hex())?;
+            self.commit_index(self.index.committed_seq())?;
             let records = self.store.forget_catalog(&namespace)?;
             drop(_one);
             for what in [b'c', b's'] {
@@ -529,14 +536,65 @@ impl Library {
                 .put_replica(&library.to_hex(), &stored.record_id, description.as_ref())?;
             count += 1;
         }
-        self.index.commit(store_seq)?;
+        self.commit_index(store_seq)?;
         Ok(count)
+    }
+
+    /// Commits the index at `seq`, grouping what was put with the records of the same
+    /// book (descriptions read back from the store where a record changes group).
+    fn commit_index(&self, seq: u64) -> Result<(), LibraryError> {
+        let fetch = |library: Option<&str>, record_id: &str| -> Option<Description> {
+            let stored = match library {
+                None => self.store.get(record_id),
+                Some(hex) => self
+                    .store
+                    .get_of(&LibraryId::from_hex(hex).ok()?, record_id),
+            }
+            .ok()??;
+            if stored.deleted {
+                return None;
+            }
+            decode(&stored).map(|r| r.description)
+        };
+        self.index.commit(seq, &self.grouping(), &fetch)?;
+        Ok(())
+    }
+
+    /// Groups again the records whose standing assertions changed since the index's
+    /// groups were last worked out (a member asserted or withdrew "same" / "not the same").
+    fn follow_assertions(&self, grouping: &Grouping) -> Result<(), LibraryError> {
+        let now: std::collections::BTreeSet<(RecordKey, RecordKey, bool)> = grouping
+            .asserted
+            .iter()
+            .flat_map(|(a, others)| {
+                others
+                    .iter()
+                    .filter(move |(b, _)| a < b)
+                    .map(move |(b, same)| (a.clone(), b.clone(), *same))
+            })
+            .collect();
+        let mut seen = self
+            .assertions_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *seen == now {
+            return Ok(());
+        }
+        for (a, b, _) in seen.symmetric_difference(&now) {
+            for (library, record_id) in [a, b] {
+                let library = (*library != grouping.own).then_some(library.as_str());
+                self.index.touch_record(library, record_id)?;
+            }
+        }
+        *seen = now;
+        drop(seen);
+        self.commit_index(self.index.committed_seq())
     }
 
     /// Rebuilds the whole index from the store.
     pub fn reindex(&self) -> Result<usize, LibraryError> {
         self.index.clear()?;
-        self.index.commit(0)?;
+        self.commit_index(0)?;
         self.catch_up_index()
     }
 
@@ -568,7 +626,7 @@ impl Library {
             now_ms(),
         )?;
         self.index.put(&record_id, Some(&record.description))?;
-        self.index.commit(seq)?;
+        self.commit_index(seq)?;
         Ok(record_id)
     }
 
@@ -628,7 +686,7 @@ impl Library {
             now_ms(),
         )?;
         self.index.put(record_id, None)?;
-        self.index.commit(seq)?;
+        self.commit_index(seq)?;
         Ok(())
     }
 
@@ -912,9 +970,11 @@ impl Library {
         per_page: usize,
         only: Option<&str>,
     ) -> Result<SearchResults, LibraryError> {
+        let grouping = self.grouping();
+        self.follow_assertions(&grouping)?;
         let mut results = self
             .index
-            .search_in(query, page, per_page, &self.grouping(), only)?;
+            .search_in(query, page, per_page, &grouping, only)?;
         self.name_holdings(results.hits.iter_mut().flat_map(|h| h.holdings.iter_mut()));
         let out = self.consortia.out_on_loan();
         for hit in &mut results.hits {
@@ -937,9 +997,11 @@ impl Library {
             return Ok(None);
         };
         let own = owner == self.store.library();
+        let grouping = self.grouping();
+        self.follow_assertions(&grouping)?;
         let mut hit = self
             .index
-            .hit_for((!own).then_some(library), record_id, &self.grouping())?;
+            .hit_for((!own).then_some(library), record_id, &grouping)?;
         if let Some(hit) = hit.as_mut() {
             self.name_holdings(hit.holdings.iter_mut());
             mark_out_on_loan(hit, &self.consortia.out_on_loan());
@@ -1156,7 +1218,7 @@ impl Library {
                 for id in &ids {
                     self.index.put(id, None)?;
                 }
-                self.index.commit(seq)?;
+                self.commit_index(seq)?;
                 summary.deleted += chunk.len() as u64;
             }
         }
@@ -1174,7 +1236,7 @@ impl Library {
     ) -> Result<u64, LibraryError> {
         if batch.is_empty() {
             if final_batch && *unindexed > 0 {
-                self.index.commit(self.store.seq()?)?;
+                self.commit_index(self.store.seq()?)?;
                 *unindexed = 0;
             }
             return Ok(0);
@@ -1215,7 +1277,7 @@ impl Library {
         }
         *unindexed += batch.len();
         if final_batch || *unindexed >= INDEX_COMMIT_RECORDS {
-            self.index.commit(seq)?;
+            self.commit_index(seq)?;
             *unindexed = 0;
         }
         let count = batch.len() as u64;

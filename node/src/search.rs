@@ -14,9 +14,7 @@ use jalin_protocol::isbn::{parse_isbn, Isbn};
 use jalin_protocol::record::Description;
 use std::path::Path;
 use std::sync::Mutex;
-use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::aggregation::{AggContextParams, AggregationCollector, AggregationLimitsGuard};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST,
@@ -26,6 +24,8 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+mod groups;
 
 /// What goes wrong in the index.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,8 @@ struct Fields {
     facet_class: Field,
     matchkey: Field,
     holding: Field,
+    rec: Field,
+    group: Field,
 }
 
 const TOKENIZER: &str = "jalin";
@@ -146,9 +148,9 @@ fn schema() -> (Schema, Fields) {
         }
     };
     let fields = Fields {
-        id: builder.add_text_field("id", STRING | STORED),
+        id: builder.add_text_field("id", STRING | STORED | FAST),
         // Whose record: absent for this library's own, the owner's key (hex) for a replica.
-        library: builder.add_text_field("library", STRING | STORED),
+        library: builder.add_text_field("library", STRING | STORED | FAST),
         title: builder.add_text_field("title", text(true)),
         author: builder.add_text_field("author", text(true)),
         subject: builder.add_text_field("subject", text(false)),
@@ -170,9 +172,18 @@ fn schema() -> (Schema, Fields) {
         facet_class: builder.add_text_field("facet_class", STRING | FAST),
         // The record's identifiers and title key (`jalin_protocol::dedup::keys`): the
         // union catalog groups records of different libraries that share one.
-        matchkey: builder.add_text_field("matchkey", STRING | STORED),
+        matchkey: builder.add_text_field("matchkey", STRING | STORED | FAST),
         // The library's call number and items, shown as its holding (JSON).
         holding: builder.add_text_field("holding", STORED),
+        // Which book the record is: its own hash, and its group's (`groups`).
+        rec: builder.add_u64_field("rec", FAST),
+        group: builder.add_u64_field(
+            "group",
+            NumericOptions::default()
+                .set_indexed()
+                .set_fast()
+                .set_stored(),
+        ),
     };
     (builder.build(), fields)
 }
@@ -316,6 +327,10 @@ impl Grouping {
 
 /// Candidates looked at per hit when grouping (records sharing a key with it).
 const GROUP_CANDIDATES_MAX: usize = 256;
+/// Values shown per facet (the most common).
+const FACET_VALUES_MAX: usize = 10;
+/// Libraries shown in the library facet.
+const LIBRARY_FACET_MAX: usize = 1_000;
 /// Documents read at most to fill one page of grouped hits.
 const GROUP_SCAN_MAX: usize = 5_000;
 
@@ -365,7 +380,7 @@ impl Hit {
     }
 }
 
-/// A facet value and how many hits have it.
+/// A facet value and how many books (groups) matching have it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FacetCount {
     /// The value (a language code, a year, a subject, a class).
@@ -381,7 +396,8 @@ pub struct SearchResults {
     pub query: String,
     /// The query as the index read it.
     pub parsed: String,
-    /// How many records match.
+    /// How many books match: records of several libraries grouped as one book count
+    /// once (as in every facet).
     pub total: usize,
     /// This page of hits.
     pub hits: Vec<Hit>,
@@ -399,26 +415,8 @@ pub struct SearchIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
-}
-
-/// The facets: name and the column counted.
-const FACETS: [(&str, &str); 4] = [
-    ("lang", "lang"),
-    ("year", "year"),
-    ("subject", "facet_subject"),
-    ("class", "facet_class"),
-];
-
-/// Counts of the ten most common values of each facet, over every match.
-fn facet_request() -> Aggregations {
-    let mut request = serde_json::Map::new();
-    for (name, field) in FACETS {
-        request.insert(
-            name.to_string(),
-            serde_json::json!({ "terms": { "field": field, "size": 10 } }),
-        );
-    }
-    serde_json::from_value(serde_json::Value::Object(request)).unwrap_or_default()
+    /// What was put since the last commit, to group again at the commit.
+    touched: Mutex<groups::Touched>,
 }
 
 impl SearchIndex {
@@ -463,6 +461,7 @@ impl SearchIndex {
                 reader,
                 writer: Mutex::new(writer),
                 fields,
+                touched: Mutex::new(groups::Touched::default()),
             },
             seq,
         ))
@@ -476,10 +475,11 @@ impl SearchIndex {
     ) -> Result<(), SearchError> {
         // Delete and add under one hold of the writer, so two puts of one record never
         // interleave into two entries.
+        self.touch(IndexKey::Own(record_id))?;
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(IndexKey::Own(record_id).term(self.fields.id));
         match description {
-            Some(d) => self.add_locked(&writer, None, record_id, d),
+            Some(d) => self.add_locked(&writer, None, record_id, d, None),
             None => Ok(()),
         }
     }
@@ -487,8 +487,40 @@ impl SearchIndex {
     /// Adds a record the index does not hold yet (no delete first: deletes cost a term
     /// lookup in every segment at the next commit).
     pub fn add(&self, record_id: &str, d: &Description) -> Result<(), SearchError> {
+        self.lock_touched()
+            .records
+            .insert(groups::record_hash(record_id));
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.add_locked(&writer, None, record_id, d)
+        self.add_locked(&writer, None, record_id, d, None)
+    }
+
+    fn lock_touched(&self) -> std::sync::MutexGuard<'_, groups::Touched> {
+        self.touched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a record about to be put or removed, and the group it was in, so its
+    /// group and that one are worked out again at the commit.
+    fn touch(&self, key: IndexKey<'_>) -> Result<(), SearchError> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(key.term(self.fields.id), IndexRecordOption::Basic);
+        let found = searcher.search(&query, &DocSetCollector)?;
+        let mut touched = self.lock_touched();
+        touched
+            .records
+            .insert(groups::record_hash(&key.to_string()));
+        for at in found {
+            let (rec, group) = groups::group_of(&searcher, at)?;
+            if group != rec {
+                touched.groups.insert(group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a record whose "same" / "not the same" assertions changed (None: this
+    /// library's): it is grouped again at the next commit.
+    pub fn touch_record(&self, library: Option<&str>, record_id: &str) -> Result<(), SearchError> {
+        self.touch(IndexKey::of(library, record_id))
     }
 
     /// Replaces another library's record's entry (or removes it, for `None`).
@@ -499,10 +531,11 @@ impl SearchIndex {
         description: Option<&Description>,
     ) -> Result<(), SearchError> {
         let key = IndexKey::of(Some(library), record_id);
+        self.touch(key)?;
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(key.term(self.fields.id));
         match description {
-            Some(d) => self.add_locked(&writer, Some(library), record_id, d),
+            Some(d) => self.add_locked(&writer, Some(library), record_id, d, None),
             None => Ok(()),
         }
     }
@@ -513,10 +546,15 @@ impl SearchIndex {
         library: Option<&str>,
         record_id: &str,
         d: &Description,
+        group: Option<u64>,
     ) -> Result<(), SearchError> {
         let f = self.fields;
         let mut document = TantivyDocument::default();
-        document.add_text(f.id, IndexKey::of(library, record_id).to_string());
+        let index_key = IndexKey::of(library, record_id).to_string();
+        let rec = groups::record_hash(&index_key);
+        document.add_u64(f.rec, rec);
+        document.add_u64(f.group, group.unwrap_or(rec));
+        document.add_text(f.id, index_key);
         if let Some(library) = library {
             document.add_text(f.library, library);
         }
@@ -583,8 +621,53 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Makes what was put searchable and records the store sequence number it reflects.
-    pub(crate) fn commit(&self, seq: u64) -> Result<(), SearchError> {
+    /// Makes what was put searchable, groups it with the records of the same book
+    /// (`groups`: `fetch` gives a record's description, `None` for the library meaning
+    /// this one) and records the store sequence number it reflects.
+    pub(crate) fn commit(
+        &self,
+        seq: u64,
+        grouping: &Grouping,
+        fetch: &dyn Fn(Option<&str>, &str) -> Option<Description>,
+    ) -> Result<(), SearchError> {
+        let touched = std::mem::take(&mut *self.lock_touched());
+        if touched.is_empty() {
+            return self.commit_at(seq, true);
+        }
+        // Committed first under the sequence number before it: a stop before the groups
+        // are written finds these records again from the store at the next start. Read
+        // through a reader of its own: searches see the records once they are grouped.
+        self.commit_at(self.committed_seq().min(seq), false)?;
+        let reader: IndexReader = self
+            .index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = reader.searcher();
+        let changes = groups::plan(&searcher, &self.fields, &touched, grouping)?;
+        if !changes.is_empty() {
+            tracing::debug!(records = changes.len(), "grouping: records change group");
+        }
+        for change in changes {
+            let Some(d) = fetch(change.library.as_deref(), &change.record_id) else {
+                continue;
+            };
+            let key = IndexKey::of(change.library.as_deref(), &change.record_id);
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            writer.delete_term(key.term(self.fields.id));
+            self.add_locked(
+                &writer,
+                change.library.as_deref(),
+                &change.record_id,
+                &d,
+                Some(change.group),
+            )?;
+        }
+        self.commit_at(seq, true)
+    }
+
+    /// Commits, with `seq` as the payload; `visible`: searches see it.
+    fn commit_at(&self, seq: u64, visible: bool) -> Result<(), SearchError> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&seq.to_string());
@@ -592,7 +675,9 @@ impl SearchIndex {
         drop(writer);
         self.committed
             .store(seq, std::sync::atomic::Ordering::SeqCst);
-        self.reader.reload()?;
+        if visible {
+            self.reader.reload()?;
+        }
         Ok(())
     }
 
@@ -609,13 +694,28 @@ impl SearchIndex {
     }
 
     /// Removes every record of another library's catalog (uncommitted, as `put`).
-    pub(crate) fn forget_library(&self, library: &str) {
+    pub(crate) fn forget_library(&self, library: &str) -> Result<(), SearchError> {
+        let term = Term::from_field_text(self.fields.library, library);
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+        let left: Vec<_> = searcher
+            .search(&query, &DocSetCollector)?
+            .into_iter()
+            .map(|at| groups::group_of(&searcher, at))
+            .collect::<Result<_, _>>()?;
+        self.lock_touched().groups.extend(
+            left.into_iter()
+                .filter(|(rec, group)| rec != group)
+                .map(|(_, group)| group),
+        );
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.delete_term(Term::from_field_text(self.fields.library, library));
+        writer.delete_term(term);
+        Ok(())
     }
 
     /// Removes everything (before a rebuild).
     pub(crate) fn clear(&self) -> Result<(), SearchError> {
+        *self.lock_touched() = groups::Touched::default();
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_all_documents()?;
         Ok(())
@@ -646,9 +746,15 @@ impl SearchIndex {
                 let record_id = IndexKey::record_id(&id, Some(&library)).to_string();
                 ((library, record_id), false)
             }
-            None => ((grouping.own.clone(), id), true),
+            None => ((grouping.own.clone(), id.clone()), true),
         };
+        let rec = groups::record_hash(&id);
         Entry {
+            group: document
+                .get_first(f.group)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(rec),
+            rec,
             key,
             own,
             keys: text(f.matchkey),
@@ -662,66 +768,40 @@ impl SearchIndex {
         }
     }
 
-    /// The records of other libraries grouped with `leader`: per library, the best match
-    /// (an assertion, then a shared identifier, then the title key; ties to the smaller
-    /// record id), sorted by library.
+    /// The records of other libraries in `leader`'s group (`groups`), in library order,
+    /// each with how it matches the leader: an assertion, a shared identifier, else the
+    /// title key (directly or through another member).
     fn group(
         &self,
         searcher: &tantivy::Searcher,
         leader: &Entry,
         grouping: &Grouping,
     ) -> Result<Vec<(Entry, Match)>, SearchError> {
-        let f = self.fields;
-        let mut best: std::collections::BTreeMap<String, (Match, Entry)> =
-            std::collections::BTreeMap::new();
-        let mut consider = |candidate: Entry, how: Option<Match>| {
-            if candidate.key.0 == leader.key.0 {
-                return;
-            }
-            let how = match grouping.assertion(&leader.key, &candidate.key) {
-                Some(false) => return,
-                Some(true) => Match::Asserted,
-                None => match how.or_else(|| dedup::compare(&leader.keys, &candidate.keys)) {
-                    Some(how) => how,
-                    None => return,
-                },
-            };
-            let better = match best.get(&candidate.key.0) {
-                None => true,
-                Some((m, e)) => (how, &candidate.key.1) < (*m, &e.key.1),
-            };
-            if better {
-                best.insert(candidate.key.0.clone(), (how, candidate));
-            }
-        };
-        if !leader.keys.is_empty() {
-            let query = TermSetQuery::new(
-                leader
-                    .keys
-                    .iter()
-                    .map(|k| Term::from_field_text(f.matchkey, k)),
-            );
-            for (_, address) in searcher.search(
-                &query,
-                &TopDocs::with_limit(GROUP_CANDIDATES_MAX).order_by_score(),
-            )? {
-                let document: TantivyDocument = searcher.doc(address)?;
-                consider(self.entry(&document, grouping), None);
-            }
+        if leader.group == leader.rec {
+            return Ok(Vec::new());
         }
-        for (other, same) in grouping.asserted.get(&leader.key).into_iter().flatten() {
-            if !same {
+        let query = TermQuery::new(
+            Term::from_field_u64(self.fields.group, leader.group),
+            IndexRecordOption::Basic,
+        );
+        let mut members = Vec::new();
+        for (_, address) in searcher.search(
+            &query,
+            &TopDocs::with_limit(GROUP_CANDIDATES_MAX).order_by_score(),
+        )? {
+            let document: TantivyDocument = searcher.doc(address)?;
+            let member = self.entry(&document, grouping);
+            if member.key == leader.key {
                 continue;
             }
-            let library = (*other.0 != grouping.own).then_some(other.0.as_str());
-            let term = IndexKey::of(library, &other.1).term(f.id);
-            let query = TermQuery::new(term, IndexRecordOption::Basic);
-            for (_, address) in searcher.search(&query, &TopDocs::with_limit(1).order_by_score())? {
-                let document: TantivyDocument = searcher.doc(address)?;
-                consider(self.entry(&document, grouping), Some(Match::Asserted));
-            }
+            let how = match grouping.assertion(&leader.key, &member.key) {
+                Some(true) => Match::Asserted,
+                _ => dedup::compare(&leader.keys, &member.keys).unwrap_or(Match::Title),
+            };
+            members.push((member, how));
         }
-        Ok(best.into_values().map(|(m, e)| (e, m)).collect())
+        members.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        Ok(members)
     }
 
     /// The query restricted to one library's records: another library's by its key; this
@@ -756,46 +836,19 @@ impl SearchIndex {
         Box::new(BooleanQuery::new(vec![(Occur::Must, query), filter]))
     }
 
-    /// How many records of each library match (this library's own first), largest first.
-    fn library_counts(
+    /// The books (groups) a query matches, in all and per facet value.
+    fn count_books(
         &self,
         searcher: &tantivy::Searcher,
         query: &dyn tantivy::query::Query,
         grouping: &Grouping,
-    ) -> Result<Vec<FacetCount>, SearchError> {
-        use tantivy::query::{BooleanQuery, Occur};
-        let total = searcher.search(query, &Count)?;
-        let mut counts = Vec::new();
-        let mut others = 0;
-        for library in &grouping.libraries {
-            let only = BooleanQuery::new(vec![
-                (Occur::Must, query.box_clone()),
-                (
-                    Occur::Must,
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(self.fields.library, library),
-                        IndexRecordOption::Basic,
-                    )),
-                ),
-            ]);
-            let n = searcher.search(&only, &Count)?;
-            others += n;
-            if n > 0 {
-                counts.push(FacetCount {
-                    value: library.clone(),
-                    count: n as u64,
-                });
-            }
-        }
-        let own = total.saturating_sub(others);
-        if own > 0 {
-            counts.push(FacetCount {
-                value: grouping.own.clone(),
-                count: own as u64,
-            });
-        }
-        counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
-        Ok(counts)
+    ) -> Result<groups::BookCounts, SearchError> {
+        Ok(searcher.search(
+            query,
+            &groups::Books {
+                own: grouping.own.clone(),
+            },
+        )?)
     }
 
     /// One record as a hit, with the records of other libraries grouped with it (its
@@ -857,28 +910,28 @@ impl SearchIndex {
         parser.set_field_boost(f.subject, 1.5);
         let (parsed, errors) = parser.parse_query_lenient(&translated);
         let searcher = self.reader.searcher();
-        let library_facet = self.library_counts(&searcher, parsed.as_ref(), grouping)?;
-        let parsed = match only {
-            Some(library) => self.only_library(parsed, library, grouping),
-            None => parsed,
+        // Books, not records: every count is of groups (`groups`).
+        let all = self.count_books(&searcher, parsed.as_ref(), grouping)?;
+        let mut library_facet = all.facets().remove("library").unwrap_or_default();
+        let (parsed, books) = match only {
+            Some(library) => {
+                let parsed = self.only_library(parsed, library, grouping);
+                let books = self.count_books(&searcher, parsed.as_ref(), grouping)?;
+                (parsed, books)
+            }
+            None => (parsed, all),
         };
+        let total = books.total();
+        let records = searcher.search(&parsed, &Count)?;
         let offset = page.saturating_sub(1) * per_page;
-        let aggregations = AggregationCollector::from_aggs(
-            facet_request(),
-            AggContextParams::new(
-                AggregationLimitsGuard::default(),
-                self.index.tokenizers().clone(),
-            ),
-        );
-        let (total, aggregated) = searcher.search(&parsed, &(Count, aggregations))?;
-        // Hits in score order, each with the records of other libraries grouped with it;
-        // a record already shown in an earlier group is not shown again.
+        // Hits in score order, each with the records of other libraries in its group; a
+        // group already shown is not shown again.
         let mut hits = Vec::with_capacity(per_page);
-        let mut shown: std::collections::HashSet<RecordKey> = std::collections::HashSet::new();
+        let mut shown: std::collections::HashSet<u64> = std::collections::HashSet::new();
         let mut groups = 0usize;
         let mut scanned = 0usize;
         let scan_max = offset.saturating_add(GROUP_SCAN_MAX);
-        'pages: while scanned < total.min(scan_max) {
+        'pages: while scanned < records.min(scan_max) {
             let want = (offset + per_page).saturating_mul(2).max(20);
             let top = searcher.search(
                 &parsed,
@@ -893,45 +946,37 @@ impl SearchIndex {
                 scanned += 1;
                 let document: TantivyDocument = searcher.doc(address)?;
                 let entry = self.entry(&document, grouping);
-                if shown.contains(&entry.key) {
+                if !shown.insert(entry.group) {
+                    continue;
+                }
+                groups += 1;
+                if groups <= offset {
                     continue;
                 }
                 let group = self.group(&searcher, &entry, grouping)?;
-                shown.insert(entry.key.clone());
-                for (member, _) in &group {
-                    shown.insert(member.key.clone());
-                }
-                groups += 1;
-                if groups > offset {
-                    hits.push(entry.into_hit(score, group));
-                    if hits.len() == per_page {
-                        break 'pages;
-                    }
+                hits.push(entry.into_hit(score, group));
+                if hits.len() == per_page {
+                    break 'pages;
                 }
             }
         }
-        let aggregated = serde_json::to_value(&aggregated).unwrap_or_default();
         let mut facets = std::collections::BTreeMap::new();
-        for name in FACETS.iter().map(|(name, _)| *name) {
-            let buckets = aggregated[name]["buckets"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let values = buckets
-                .iter()
-                .map(|bucket| FacetCount {
-                    value: match &bucket["key"] {
-                        serde_json::Value::String(text) => text.clone(),
-                        serde_json::Value::Number(number) => number
-                            .as_f64()
-                            .map_or_else(|| number.to_string(), |n| format!("{n:.0}")),
-                        other => other.to_string(),
-                    },
-                    count: bucket["doc_count"].as_u64().unwrap_or(0),
-                })
+        for (name, values) in books.facets() {
+            if name == "library" {
+                continue;
+            }
+            let top = values
+                .into_iter()
+                .take(FACET_VALUES_MAX)
+                .map(|(value, count)| FacetCount { value, count })
                 .collect();
-            facets.insert(name.to_string(), values);
+            facets.insert(name.to_string(), top);
         }
+        library_facet.truncate(LIBRARY_FACET_MAX);
+        let library_facet = library_facet
+            .into_iter()
+            .map(|(value, count)| FacetCount { value, count })
+            .collect();
         facets.insert("library".to_string(), library_facet);
         Ok(SearchResults {
             query: query.to_string(),
@@ -1437,6 +1482,9 @@ pub enum ScanError {
 
 /// A record as read back from the index, for grouping.
 struct Entry {
+    /// Its `rec` and `group` (`groups`): equal when it is alone.
+    rec: u64,
+    group: u64,
     key: RecordKey,
     own: bool,
     keys: Vec<String>,
@@ -1698,5 +1746,230 @@ mod tests {
         );
         assert_eq!(translate_query("-novel title:(x)"), "-novel title:\\(x\\)");
         assert_eq!(translate_query("\"unclosed phrase"), "\"unclosed phrase\"");
+    }
+}
+
+/// Grouping as records arrive agrees with clustering everything at once, whatever the
+/// order of puts, removals, commits and assertions.
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+    use jalin_protocol::dedup::{cluster, Keyed, RecordRef};
+    use jalin_protocol::record::{Name, NameKind};
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    const LIBRARIES: [&str; 3] = ["aa", "bb", "cc"];
+    const TITLES: [&str; 3] = ["Laskar pelangi", "Bumi manusia", "Ronggeng dukuh paruk"];
+    const AUTHORS: [&str; 2] = ["Hirata, Andrea", "Toer, Pramoedya Ananta"];
+    const ISBNS: [&str; 2] = ["9789793062792", "9789799731234"];
+
+    /// A record's variant: title, author, year, ISBN (index into ISBNS, or none).
+    fn description(variant: (usize, usize, usize, Option<usize>)) -> Description {
+        let (title, author, year, isbn) = variant;
+        Description {
+            title: TITLES[title].to_string(),
+            names: vec![Name {
+                name: AUTHORS[author].to_string(),
+                kind: NameKind::Personal,
+                main: true,
+                ..Name::default()
+            }],
+            year: Some(2005 + year as i32),
+            isbns: isbn.map(|i| ISBNS[i].to_string()).into_iter().collect(),
+            ..Description::default()
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(usize, usize, (usize, usize, usize, Option<usize>)),
+        Remove(usize, usize),
+        Assert(usize, usize, usize, usize, bool),
+        Commit,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let variant = (
+            0..3usize,
+            0..2usize,
+            0..2usize,
+            proptest::option::of(0..2usize),
+        );
+        prop_oneof![
+            6 => (0..3usize, 0..4usize, variant).prop_map(|(l, r, v)| Op::Put(l, r, v)),
+            1 => (0..3usize, 0..4usize).prop_map(|(l, r)| Op::Remove(l, r)),
+            1 => (0..3usize, 0..4usize, 0..3usize, 0..4usize, any::<bool>())
+                .prop_map(|(a, r, b, s, same)| Op::Assert(a, r, b, s, same)),
+            2 => Just(Op::Commit),
+        ]
+    }
+
+    fn key(library: usize, record: usize) -> RecordKey {
+        (LIBRARIES[library].to_string(), format!("r{record}"))
+    }
+
+    /// Runs the operations on a new index; returns the groups it keeps, as sets of
+    /// records, and those clustering every live record at once gives.
+    fn run(ops: &[Op]) -> (BTreeSet<BTreeSet<RecordKey>>, BTreeSet<BTreeSet<RecordKey>>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (index, _) = SearchIndex::open(dir.path()).expect("opens");
+        let own = LIBRARIES[0].to_string();
+        let mut live: BTreeMap<RecordKey, Description> = BTreeMap::new();
+        let mut assertions: BTreeMap<(RecordKey, RecordKey), bool> = BTreeMap::new();
+        let library_of = |l: usize| (l != 0).then_some(LIBRARIES[l]);
+        let mut seq = 0;
+        let mut commit =
+            |index: &SearchIndex,
+             live: &BTreeMap<RecordKey, Description>,
+             assertions: &BTreeMap<(RecordKey, RecordKey), bool>| {
+                seq += 1;
+                let grouping = Grouping::new(
+                    own.clone(),
+                    assertions
+                        .iter()
+                        .map(|((a, b), s)| (a.clone(), b.clone(), *s)),
+                );
+                let fetch = |library: Option<&str>, record_id: &str| {
+                    let k = (library.unwrap_or(&own).to_string(), record_id.to_string());
+                    live.get(&k).cloned()
+                };
+                index.commit(seq, &grouping, &fetch).expect("commits");
+            };
+        for op in ops {
+            match op {
+                Op::Put(l, r, v) => {
+                    let d = description(*v);
+                    let k = key(*l, *r);
+                    match library_of(*l) {
+                        None => index.put(&k.1, Some(&d)),
+                        Some(library) => index.put_replica(library, &k.1, Some(&d)),
+                    }
+                    .expect("puts");
+                    live.insert(k, d);
+                }
+                Op::Remove(l, r) => {
+                    let k = key(*l, *r);
+                    match library_of(*l) {
+                        None => index.put(&k.1, None),
+                        Some(library) => index.put_replica(library, &k.1, None),
+                    }
+                    .expect("removes");
+                    live.remove(&k);
+                }
+                Op::Assert(a, r, b, s, same) => {
+                    let (x, y) = (key(*a, *r), key(*b, *s));
+                    if x == y {
+                        continue;
+                    }
+                    let pair = if x < y { (x, y) } else { (y, x) };
+                    assertions.insert(pair.clone(), *same);
+                    for (l, k) in [(*a, key(*a, *r)), (*b, key(*b, *s))] {
+                        index.touch_record(library_of(l), &k.1).expect("touches");
+                    }
+                }
+                Op::Commit => commit(&index, &live, &assertions),
+            }
+        }
+        commit(&index, &live, &assertions);
+        // The index's groups.
+        let searcher = index.reader.searcher();
+        let mut by_group: BTreeMap<u64, BTreeSet<(RecordKey, bool)>> = BTreeMap::new();
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            for doc in reader.doc_ids_alive() {
+                let at = tantivy::DocAddress::new(ord as u32, doc);
+                let document: TantivyDocument = searcher.doc(at).expect("reads");
+                let grouping = Grouping::new(own.clone(), []);
+                let entry = index.entry(&document, &grouping);
+                by_group
+                    .entry(entry.group)
+                    .or_default()
+                    .insert((entry.key, entry.rec == entry.group));
+            }
+        }
+        // A record is its own group exactly when it is alone (searches count on it).
+        for members in by_group.values() {
+            let alone = members.len() == 1;
+            assert!(
+                members.iter().all(|(_, own_group)| *own_group == alone),
+                "a group's id says otherwise than its size: {members:?}"
+            );
+        }
+        let kept = by_group
+            .into_values()
+            .map(|members| members.into_iter().map(|(k, _)| k).collect())
+            .collect();
+        // Everything at once.
+        let keyed: Vec<Keyed> = live
+            .iter()
+            .map(|(k, d)| Keyed {
+                at: RecordRef {
+                    library: k.0.clone(),
+                    record: k.1.clone(),
+                },
+                keys: dedup::keys(d),
+            })
+            .collect();
+        let asserted: Vec<(RecordRef, RecordRef, bool)> = assertions
+            .iter()
+            .map(|((a, b), s)| {
+                let at = |k: &RecordKey| RecordRef {
+                    library: k.0.clone(),
+                    record: k.1.clone(),
+                };
+                (at(a), at(b), *s)
+            })
+            .collect();
+        let mut expected: BTreeMap<RecordRef, BTreeSet<RecordKey>> = BTreeMap::new();
+        for (record, first) in keyed.iter().zip(cluster(&keyed, &asserted)) {
+            expected
+                .entry(first)
+                .or_default()
+                .insert((record.at.library.clone(), record.at.record.clone()));
+        }
+        (kept, expected.into_values().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn groups_kept_as_records_arrive_are_the_groups_of_everything(
+            ops in proptest::collection::vec(op(), 1..40)
+        ) {
+            let (kept, expected) = run(&ops);
+            prop_assert_eq!(kept, expected);
+        }
+    }
+
+    #[test]
+    fn a_group_held_together_by_one_record_splits_when_it_goes() {
+        // A and B share an ISBN, B and C a title key; A and C nothing.
+        let ops = vec![
+            Op::Put(0, 0, (0, 0, 0, Some(0))),
+            Op::Put(1, 0, (1, 0, 0, Some(0))),
+            Op::Put(2, 0, (1, 0, 0, None)),
+            Op::Commit,
+            Op::Remove(1, 0),
+        ];
+        let (kept, expected) = run(&ops[..4]);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept, expected);
+        let (kept, expected) = run(&ops);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn the_same_book_from_three_libraries_is_one_group_and_a_removal_splits_it() {
+        let laskar = (0, 0, 0, Some(0));
+        let mut ops: Vec<Op> = (0..3).map(|l| Op::Put(l, 0, laskar)).collect();
+        ops.push(Op::Commit);
+        let (kept, _) = run(&ops);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        ops.push(Op::Remove(1, 0));
+        ops.push(Op::Assert(0, 0, 2, 0, false));
+        let (kept, expected) = run(&ops);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept, expected);
     }
 }

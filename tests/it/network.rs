@@ -580,6 +580,23 @@ fn shown(library: &Library, query: &str) -> Vec<(String, Shown, usize)> {
         .collect()
 }
 
+/// Facet values with their counts, sorted by value.
+type Counts = Vec<(String, u64)>;
+
+/// How many books a search finds, and per year and per library, as the node counts them.
+fn counted(library: &Library, query: &str) -> (usize, Counts, Counts) {
+    let results = library.search(query, 1, 20).expect("searches");
+    let facet = |name: &str| {
+        let mut values: Vec<(String, u64)> = results.facets[name]
+            .iter()
+            .map(|f| (f.value.clone(), f.count))
+            .collect();
+        values.sort();
+        values
+    };
+    (results.total, facet("year"), facet("library"))
+}
+
 /// The same book catalogued by two libraries (an LC record at A; re-keyed by hand into a
 /// SLiMS CSV at B) shows once, with both holdings, identically on every node; members'
 /// "same" / "not the same" assertions regroup it everywhere.
@@ -666,6 +683,18 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
     for node in [&b, &c] {
         assert_eq!(sky(node), at_a, "another node groups otherwise");
     }
+    // Books, not records: three records, two books, in the total and every facet, on
+    // every node.
+    let mut by_library = vec![(a_hex.clone(), 1), (b_hex.clone(), 2)];
+    by_library.sort();
+    let expected = (
+        2,
+        vec![("1899".to_string(), 1), ("1925".to_string(), 1)],
+        by_library,
+    );
+    for node in nodes {
+        assert_eq!(counted(&node.library, "title:\"sky pilot\""), expected);
+    }
     // By identifier: the ISBN-10 keyed at B is the LC record's ISBN-13.
     for node in nodes {
         let found = shown(&node.library, "isbn:9781560066910");
@@ -748,6 +777,16 @@ async fn the_same_book_at_two_libraries_shows_once_with_both_holdings_on_every_n
     }
     assert_eq!(sky(&b), sky(&a));
     assert_eq!(sky(&c), sky(&a));
+    // Split and joined otherwise: still two books, now A's 1899 record with B's 1925 one
+    // (both years) and B's 1899 record alone.
+    for node in nodes {
+        let (total, years, _) = counted(&node.library, "title:\"sky pilot\"");
+        assert_eq!(total, 2);
+        assert_eq!(
+            years,
+            vec![("1899".to_string(), 2), ("1925".to_string(), 1)]
+        );
+    }
     for node in [a, b, c] {
         node.stop().await;
     }

@@ -390,7 +390,7 @@ fn a_patron_searches_and_opens_a_record_held_by_two_libraries() {
             )
             .await;
         let heading = browser.text("#results-heading").await;
-        assert!(heading.ends_with("cantuman ditemukan"), "{heading}");
+        assert!(heading.ends_with("judul ditemukan"), "{heading}");
         let total: usize = heading
             .split_whitespace()
             .next()
@@ -991,7 +991,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
             .expect("GET");
         assert_eq!(response.status(), 200, "{q:?}");
         let page = response.text().expect("text");
-        assert!(page.contains("cantuman ditemukan"), "{q:?}: {page}");
+        assert!(page.contains("judul ditemukan"), "{q:?}: {page}");
         assert!(!page.contains('\u{0}'), "{q:?}: a NUL shown back");
     }
 }
