@@ -9,6 +9,9 @@
 //! g | consortium | signature id -> a signature on a version
 //! m | consortium | assertion id -> a "same" / "not the same" assertion about two records
 //! t | consortium | library key  -> a member's newest interlibrary-loan tally
+//! p | consortium | plan key     -> a member's newest document of a planned title (the
+//!                                  key: sha256 of the member's key and the item)
+//! k | consortium | library key  -> a member's newest conspectus
 //! i | consortium | invite id    -> an invite this library issued (JSON: ticket, used by)
 //! j | consortium                -> a ticket this library accepted (it is joining)
 //! q | consortium | doc id       -> a document of a consortium not known here yet
@@ -24,11 +27,13 @@ use jalin_protocol::consortium::agreement::{
     Agreements, Terms,
 };
 use jalin_protocol::consortium::assertion::{self, MatchAssertion, RecordRef};
+use jalin_protocol::consortium::conspectus::Conspectus;
 use jalin_protocol::consortium::document::{DocError, Hash32, Signed};
 use jalin_protocol::consortium::log::{
     self as mlog, check_acceptance, Acceptance, Action, Inserted, Invite, Log, MemberState, Op,
     Role,
 };
+use jalin_protocol::consortium::plan::{self as jplan, PlanItem};
 use jalin_protocol::consortium::tally::LoanTally;
 use jalin_protocol::consortium::{read_documents, Document};
 use jalin_protocol::signing::LibraryId;
@@ -123,6 +128,12 @@ pub enum Refusal {
     /// A document the membership log did not take, and why.
     #[error("{0}")]
     NotTaken(String),
+    /// Purchase plans without an agreement in force that coordinates acquisition.
+    #[error(
+        "no agreement in force in this library's partnerships has coordinated_acquisition = \
+         true; purchase plans are shared only under one"
+    )]
+    NoCoordinatedAcquisition,
 }
 
 impl Refusal {
@@ -144,6 +155,7 @@ impl Refusal {
             Refusal::BadRecordRef(_) => "bad_record_ref",
             Refusal::NotAnAdd => "not_an_add",
             Refusal::NotTaken(_) => "refused",
+            Refusal::NoCoordinatedAcquisition => "no_coordinated_acquisition",
         }
     }
 
@@ -168,6 +180,7 @@ impl Refusal {
             Refusal::BadRecordRef(String::new()),
             Refusal::NotAnAdd,
             Refusal::NotTaken(String::new()),
+            Refusal::NoCoordinatedAcquisition,
         ]
     }
 }
@@ -183,6 +196,22 @@ pub struct Consortium {
     pub assertions: BTreeMap<Hash32, Signed<MatchAssertion>>,
     /// Each member's newest interlibrary-loan tally.
     pub tallies: BTreeMap<LibraryId, Signed<LoanTally>>,
+    /// Each member's newest document of each planned title, by (member, item).
+    pub plans: BTreeMap<(LibraryId, String), Signed<PlanItem>>,
+    /// Each member's newest conspectus.
+    pub conspectuses: BTreeMap<LibraryId, Signed<Conspectus>>,
+}
+
+/// The storage key of a member's planned title.
+fn plan_key(author: &LibraryId, item: &str) -> Hash32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(author.as_bytes())
+        .chain_update(item.as_bytes())
+        .finalize();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest);
+    Hash32(out)
 }
 
 /// An invite this library issued, as kept: never its ticket, whose secret lets anyone
@@ -380,6 +409,20 @@ impl Consortia {
                     tallies.insert(tally.author, tally);
                 }
             }
+            let mut plans = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b'p', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(plan) = Signed::<PlanItem>::from_bytes(&v) {
+                    plans.insert((plan.author, plan.body.item.clone()), plan);
+                }
+            }
+            let mut conspectuses = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b'k', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(conspectus) = Signed::<Conspectus>::from_bytes(&v) {
+                    conspectuses.insert(conspectus.author, conspectus);
+                }
+            }
             held.insert(
                 id,
                 Consortium {
@@ -387,6 +430,8 @@ impl Consortia {
                     agreements,
                     assertions,
                     tallies,
+                    plans,
+                    conspectuses,
                 },
             );
         }
@@ -485,6 +530,8 @@ impl Consortia {
                 agreements: Agreements::default(),
                 assertions: BTreeMap::new(),
                 tallies: BTreeMap::new(),
+                plans: BTreeMap::new(),
+                conspectuses: BTreeMap::new(),
             },
         );
         Ok(id)
@@ -1020,6 +1067,105 @@ impl Consortia {
                 consortium.tallies.insert(tally.author, tally);
                 Ok(Taken::New(format!("loan tally {} taken", tid.short())))
             }
+            Document::Plan(plan) => {
+                let id = plan.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, plan.id(), &Document::Plan(plan));
+                }
+                PlanItem::check(&plan, id)?;
+                let mut held = self.held();
+                let Some(consortium) = held.get_mut(&id) else {
+                    return Err(ConsortiumError::NotFound("consortium gone".into()));
+                };
+                if !consortium.log.state().members.contains_key(&plan.author) {
+                    return Err(DocError::Rejected(
+                        "a purchase plan of a library that is not a member".into(),
+                    )
+                    .into());
+                }
+                let slot = (plan.author, plan.body.item.clone());
+                match consortium.plans.get(&slot) {
+                    Some(held)
+                        if (held.body.time_ms, held.id()) >= (plan.body.time_ms, plan.id()) =>
+                    {
+                        return Ok(Taken::AlreadyHere(format!(
+                            "plan {} of {} as new or newer is here",
+                            plan.body.item,
+                            plan.author.fingerprint()
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        let items = consortium
+                            .plans
+                            .keys()
+                            .filter(|(author, _)| *author == plan.author)
+                            .count();
+                        if items >= jplan::ITEMS_MAX {
+                            return Err(DocError::Rejected(format!(
+                                "{} already has {} planned titles here, the most kept",
+                                plan.author.fingerprint(),
+                                jplan::ITEMS_MAX
+                            ))
+                            .into());
+                        }
+                    }
+                }
+                self.tree.insert(
+                    key(b'p', &id, Some(&plan_key(&plan.author, &plan.body.item))),
+                    plan.to_bytes(),
+                )?;
+                let pid = plan.id();
+                consortium.plans.insert(slot, plan);
+                Ok(Taken::New(format!("purchase plan {} taken", pid.short())))
+            }
+            Document::Conspectus(conspectus) => {
+                let id = conspectus.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(
+                        id,
+                        conspectus.id(),
+                        &Document::Conspectus(conspectus),
+                    );
+                }
+                Conspectus::check(&conspectus, id)?;
+                let mut held = self.held();
+                let Some(consortium) = held.get_mut(&id) else {
+                    return Err(ConsortiumError::NotFound("consortium gone".into()));
+                };
+                if !consortium
+                    .log
+                    .state()
+                    .members
+                    .contains_key(&conspectus.author)
+                {
+                    return Err(DocError::Rejected(
+                        "a conspectus of a library that is not a member".into(),
+                    )
+                    .into());
+                }
+                let newer = consortium
+                    .conspectuses
+                    .get(&conspectus.author)
+                    .is_none_or(|held| {
+                        (held.body.time_ms, held.id()) < (conspectus.body.time_ms, conspectus.id())
+                    });
+                if !newer {
+                    return Ok(Taken::AlreadyHere(format!(
+                        "a conspectus of {} as new or newer is here",
+                        conspectus.author.fingerprint()
+                    )));
+                }
+                self.tree.insert(
+                    key(b'k', &id, Some(&Hash32(*conspectus.author.as_bytes()))),
+                    conspectus.to_bytes(),
+                )?;
+                let cid = conspectus.id();
+                consortium
+                    .conspectuses
+                    .insert(conspectus.author, conspectus);
+                Ok(Taken::New(format!("conspectus {} taken", cid.short())))
+            }
             Document::Invite(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
                 "an invite: use `jalin join` with it",
             ))),
@@ -1071,6 +1217,8 @@ impl Consortia {
                     agreements: Agreements::default(),
                     assertions: BTreeMap::new(),
                     tallies: BTreeMap::new(),
+                    plans: BTreeMap::new(),
+                    conspectuses: BTreeMap::new(),
                 },
             );
             // Documents that waited for this consortium.
@@ -1166,6 +1314,14 @@ impl Consortia {
         }
         for tally in consortium.tallies.values() {
             out.push_str(&tally.to_text());
+            out.push('\n');
+        }
+        for plan in consortium.plans.values() {
+            out.push_str(&plan.to_text());
+            out.push('\n');
+        }
+        for conspectus in consortium.conspectuses.values() {
+            out.push_str(&conspectus.to_text());
             out.push('\n');
         }
         Ok(out)
@@ -1373,6 +1529,95 @@ impl Consortia {
             consortium.tallies.insert(self.library, tally);
         }
         Ok(true)
+    }
+
+    /// Signs and keeps a document of one of this library's planned titles in consortium
+    /// `id` (a new title, a change, or a withdrawal): only where an agreement in force has
+    /// `coordinated_acquisition`.
+    pub fn publish_plan(&self, id: &Hash32, plan: PlanItem) -> Result<(), ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "plan purchases")?;
+        if !self
+            .terms_in_force(id)?
+            .is_some_and(|t| t.coordinated_acquisition)
+        {
+            return Err(ConsortiumError::Refused(Refusal::NoCoordinatedAcquisition));
+        }
+        let signed = Signed::sign(
+            &self.key,
+            PlanItem {
+                consortium: *id,
+                ..plan
+            },
+        );
+        match self.take(Document::Plan(signed))? {
+            Taken::New(_) => Ok(self.db.flush().map(|_| ())?),
+            Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
+        }
+    }
+
+    /// The planned titles standing in consortium `id`: each member's newest document of
+    /// each item, of current members, not withdrawn; none unless an agreement in force has
+    /// `coordinated_acquisition`.
+    pub fn standing_plans(
+        &self,
+        id: &Hash32,
+    ) -> Result<Vec<(LibraryId, PlanItem)>, ConsortiumError> {
+        if !self
+            .terms_in_force(id)?
+            .is_some_and(|t| t.coordinated_acquisition)
+        {
+            return Ok(Vec::new());
+        }
+        let consortium = self.get(id)?;
+        let members = consortium.log.state();
+        Ok(jplan::standing(consortium.plans.values(), |l| {
+            members.members.contains_key(l)
+        })
+        .into_iter()
+        .map(|p| (p.author, p.body.clone()))
+        .collect())
+    }
+
+    /// Signs and keeps this library's conspectus in consortium `id`.
+    pub fn publish_conspectus(
+        &self,
+        id: &Hash32,
+        levels: Vec<jalin_protocol::consortium::conspectus::DivisionLevel>,
+        now_ms: u64,
+    ) -> Result<(), ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "state a conspectus")?;
+        let previous = consortium.conspectuses.get(&self.library);
+        let now_ms = previous.map_or(now_ms, |c| now_ms.max(c.body.time_ms + 1));
+        let signed = Signed::sign(
+            &self.key,
+            Conspectus {
+                consortium: *id,
+                levels,
+                time_ms: now_ms,
+            },
+        );
+        Conspectus::check(&signed, *id)?;
+        match self.take(Document::Conspectus(signed))? {
+            Taken::New(_) => Ok(self.db.flush().map(|_| ())?),
+            Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
+        }
+    }
+
+    /// Each current member's newest conspectus in consortium `id`.
+    pub fn conspectuses(
+        &self,
+        id: &Hash32,
+    ) -> Result<BTreeMap<LibraryId, Conspectus>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let members = consortium.log.state();
+        Ok(consortium
+            .conspectuses
+            .iter()
+            .filter(|(l, _)| members.members.contains_key(l))
+            .map(|(l, c)| (*l, c.body.clone()))
+            .collect())
     }
 
     /// Each member's newest loan tally over the consortia held: `(lent, borrowed)`.

@@ -27,6 +27,7 @@ pub mod needs;
 pub mod network;
 pub mod node;
 pub mod oai;
+pub mod plans;
 pub mod relay;
 pub mod search;
 pub mod server;

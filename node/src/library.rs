@@ -66,6 +66,9 @@ pub enum LibraryError {
     /// The needs log refused or failed.
     #[error(transparent)]
     Needs(#[from] crate::needs::NeedsError),
+    /// A purchase plan refused.
+    #[error(transparent)]
+    Plan(#[from] crate::plans::PlanError),
 }
 
 impl LibraryError {
@@ -83,6 +86,7 @@ impl LibraryError {
             LibraryError::Export(_) => "export",
             LibraryError::Loan(e) => e.code(),
             LibraryError::Needs(e) => e.code(),
+            LibraryError::Plan(e) => e.code(),
         }
     }
 }

@@ -188,6 +188,10 @@ impl From<LibraryError> for ApiError {
             LibraryError::StrictRejected { .. } | LibraryError::Unwritable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            LibraryError::Plan(plan) => match plan {
+                crate::plans::PlanError::NoSuchItem(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            },
             LibraryError::Needs(needs) => match needs {
                 crate::needs::NeedsError::NoTitle | crate::needs::NeedsError::BadDate(_) => {
                     StatusCode::BAD_REQUEST

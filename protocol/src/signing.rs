@@ -151,6 +151,10 @@ pub enum Domain {
     IllMessage,
     /// A member's tally of loans lent and borrowed.
     LoanTally,
+    /// A title a member plans to buy.
+    PlanItem,
+    /// A member's conspectus (collecting levels by division).
+    Conspectus,
 }
 
 impl Domain {
@@ -167,6 +171,8 @@ impl Domain {
             Domain::MatchAssertion => b"jalin/v1/match-assertion\0",
             Domain::IllMessage => b"jalin/v1/ill-message\0",
             Domain::LoanTally => b"jalin/v1/loan-tally\0",
+            Domain::PlanItem => b"jalin/v1/plan-item\0",
+            Domain::Conspectus => b"jalin/v1/conspectus\0",
         }
     }
 }

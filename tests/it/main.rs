@@ -18,6 +18,7 @@ mod membership;
 mod needs;
 mod network;
 mod oai;
+mod plans;
 mod replication;
 mod roundtrip;
 mod search;

@@ -679,6 +679,9 @@ mod tests {
                 source: WriteError::TooLong { len: 100_000 },
             },
             LibraryError::NotFound(text()),
+            LibraryError::Plan(crate::plans::PlanError::Invalid(text())),
+            LibraryError::Plan(crate::plans::PlanError::NoSuchItem(text())),
+            LibraryError::Plan(crate::plans::PlanError::BadFile(text())),
             LibraryError::Export(jalin_protocol::format::WriteError::Io(
                 std::io::Error::other(text()),
             )),

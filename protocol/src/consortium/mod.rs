@@ -7,8 +7,10 @@
 
 pub mod agreement;
 pub mod assertion;
+pub mod conspectus;
 pub mod document;
 pub mod log;
+pub mod plan;
 pub mod tally;
 
 use agreement::{AgreementSignature, AgreementVersion};
@@ -33,6 +35,10 @@ pub enum Document {
     Match(Signed<MatchAssertion>),
     /// A member's tally of loans lent and borrowed.
     Tally(Signed<tally::LoanTally>),
+    /// A title a member plans to buy (or no longer does).
+    Plan(Signed<plan::PlanItem>),
+    /// A member's collecting levels by division.
+    Conspectus(Signed<conspectus::Conspectus>),
 }
 
 impl Document {
@@ -47,9 +53,13 @@ impl Document {
             "SIGNATURE" => Document::Signature(Signed::from_text(text)?),
             "MATCH" => Document::Match(Signed::from_text(text)?),
             "TALLY" => Document::Tally(Signed::from_text(text)?),
+            "PLAN" => Document::Plan(Signed::from_text(text)?),
+            "CONSPECTUS" => Document::Conspectus(Signed::from_text(text)?),
             other => {
                 return Err(DocError::WrongKind {
-                    expected: "op, invite, acceptance, agreement, signature, match or tally".into(),
+                    expected: "op, invite, acceptance, agreement, signature, match, tally, \
+                               plan or conspectus"
+                        .into(),
                     found: other.to_lowercase(),
                 })
             }
@@ -66,6 +76,8 @@ impl Document {
             Document::Signature(d) => d.body.consortium,
             Document::Match(d) => d.body.consortium,
             Document::Tally(d) => d.body.consortium,
+            Document::Plan(d) => d.body.consortium,
+            Document::Conspectus(d) => d.body.consortium,
         }
     }
 
@@ -79,6 +91,8 @@ impl Document {
             Document::Signature(d) => d.to_text(),
             Document::Match(d) => d.to_text(),
             Document::Tally(d) => d.to_text(),
+            Document::Plan(d) => d.to_text(),
+            Document::Conspectus(d) => d.to_text(),
         }
     }
 }
