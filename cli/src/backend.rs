@@ -213,6 +213,41 @@ impl Backend {
         }
     }
 
+    /// Runs a purchase-plan request in the running node, or here.
+    pub fn plans(
+        self,
+        request: jalin_node::plans::PlanRequest,
+    ) -> anyhow::Result<jalin_node::plans::PlanAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/plans", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::plans::execute(&library, request)?),
+        }
+    }
+
+    /// Adds a list of titles to the purchase plan, in the running node or here.
+    pub fn plans_import(self, bytes: Vec<u8>) -> anyhow::Result<jalin_node::plans::PlanAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/plans/import", remote.url))
+                    .bearer_auth(&remote.token)
+                    .body(bytes)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::plans::import(&library, &bytes)?),
+        }
+    }
+
     pub fn collection_overlap(self) -> anyhow::Result<jalin_protocol::collection::OverlapReport> {
         match self {
             Backend::Remote(remote) => {

@@ -9,6 +9,7 @@ mod backend;
 mod demo;
 mod harvest;
 mod ill;
+mod plans;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
 // node's threads; mimalloc returns it (see BENCHMARKS.md).
@@ -228,6 +229,12 @@ enum Command {
     Collection {
         #[command(subcommand)]
         action: CollectionAction,
+    },
+    /// Purchase plans (rencana pengadaan), shared with partners under an agreement with
+    /// coordinated acquisition: add, import, list, remove.
+    Plan {
+        #[command(subcommand)]
+        action: plans::PlanAction,
     },
     /// What patrons look for: the OPAC's searches and their book suggestions, kept on
     /// this node only.
@@ -1091,6 +1098,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             collection_report(Backend::connect(data)?, library, by, csv, json)
+        }
+        Command::Plan { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            plans::run(Backend::connect(data)?, action)
         }
         Command::Needs { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

@@ -40,6 +40,11 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/api/consortium", post(consortium_request))
         .route("/api/ill", post(ill_request))
         .route("/api/needs", post(needs_request))
+        .route("/api/plans", post(plans_request))
+        .route(
+            "/api/plans/import",
+            post(plans_import).layer(DefaultBodyLimit::max(crate::plans::IMPORT_BYTES_MAX)),
+        )
         .route("/api/collection/overlap", get(collection_overlap))
         .route(
             "/iso18626",
@@ -640,6 +645,37 @@ async fn needs_request(
     })?;
     let library = state.library.clone();
     let answer = blocking(move || Ok(crate::needs::execute(&library, request)?)).await?;
+    Ok(Json(answer))
+}
+
+/// `POST /api/plans`: this library's purchase plan: add, check, list, remove (JSON,
+/// `{"action": ...}`). Needs the token.
+async fn plans_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::plans::PlanAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::plans::PlanRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a purchase-plan request ({e}); send JSON like {{\"action\": \"list\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let answer = blocking(move || Ok(crate::plans::execute(&library, request)?)).await?;
+    Ok(Json(answer))
+}
+
+/// `POST /api/plans/import`: adds every title of a list (the body: MARC, CSV or plain
+/// lines) to this library's purchase plan. Needs the token.
+async fn plans_import(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::plans::PlanAnswer>> {
+    authorize(&state, &headers)?;
+    let library = state.library.clone();
+    let answer = heavy(&state, move || Ok(crate::plans::import(&library, &body)?)).await?;
     Ok(Json(answer))
 }
 

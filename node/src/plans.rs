@@ -555,7 +555,16 @@ pub fn read_list(bytes: &[u8]) -> Result<(Vec<PlanInput>, Vec<Refused>), PlanErr
     let first_line = text
         .and_then(|t| t.lines().find(|l| !l.trim().is_empty()))
         .unwrap_or("");
-    let plain = format == Format::Csv && !first_line.contains(',');
+    // Plain lines unless the file is MARC (its records end in 0x1D), MARCXML or a CSV
+    // whose header names a title column (a plain line may have commas: `Toer, P.`).
+    let csv_header = first_line
+        .split(',')
+        .any(|f| f.trim().trim_matches('"').eq_ignore_ascii_case("title"));
+    let plain = text.is_some()
+        && !bytes.contains(&0x1D)
+        && !first_line.trim_start().starts_with('<')
+        && !csv_header;
+    let format = if plain { Format::Csv } else { format };
     if plain {
         let Some(text) = text else {
             return Err(PlanError::BadFile("the list is not UTF-8 text".into()));

@@ -740,3 +740,99 @@ fn the_collection_and_needs_reports_from_the_cli() {
     assert_ne!(code, 0);
     assert!(stderr.contains("YYYY-MM-DD"), "{stderr}");
 }
+
+#[test]
+fn a_purchase_plan_from_the_cli() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (code, _, _) = jalin(&data, &["init", "--name", "Uji", "--code", "UJI"]);
+    assert_eq!(code, 0);
+    let (code, _, stderr) = jalin(&data, &["consortium", "create", "--name", "Jaringan"]);
+    assert_eq!(code, 0, "{stderr}");
+    // No agreement yet: plans are refused, saying why.
+    let (code, _, stderr) = jalin(
+        &data,
+        &["plan", "add", "--title", "Bumi manusia", "--author", "Toer"],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("coordinated_acquisition"), "{stderr}");
+    std::fs::write(
+        path("mou.md"),
+        "+++\ntitle = \"Perjanjian Pengadaan\"\ncoordinated_acquisition = true\n+++\nPara pihak berbagi rencana pengadaan.\n",
+    )
+    .expect("writes");
+    let (code, _, stderr) = jalin(&data, &["agreement", "draft", &path("mou.md")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = jalin(&data, &["agreement", "sign"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("in force"), "{stdout}");
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let (code, _, stderr) = jalin(&data, &["import", sample.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    // A title the library holds: flagged with its holding, not added (exit 3).
+    let (code, out, stderr) = jalin(&data, &["search", "sejarah", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let results: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let held_title = results["hits"][0]["title"]
+        .as_str()
+        .expect("a title")
+        .to_string();
+    let held_author = results["hits"][0]["authors"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut args = vec!["plan", "add", "--title", held_title.as_str()];
+    if !held_author.is_empty() {
+        args.extend(["--author", held_author.as_str()]);
+    }
+    let (code, out, stderr) = jalin(&data, &args);
+    assert_eq!(code, 3, "{out}{stderr}");
+    assert!(out.contains("held by this library"), "{out}");
+    // A new title: added, listed, withdrawn.
+    let (code, out, stderr) = jalin(
+        &data,
+        &[
+            "plan",
+            "add",
+            "--title",
+            "Kitab tani lestari",
+            "--author",
+            "Sastro, Budi",
+            "--copies",
+            "2",
+            "--note",
+            "Banyak dicari petani",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let item = out
+        .split_whitespace()
+        .find(|w| w.starts_with("p-"))
+        .expect("an item id")
+        .to_string();
+    let (code, out, _) = jalin(&data, &["plan", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            "{item}  Kitab tani lestari / Sastro, Budi  this library x2  [planned]"
+        )),
+        "{out}"
+    );
+    std::fs::write(
+        path("list.txt"),
+        "9789793062792\nRonggeng dukuh paruk / Ahmad Tohari\n",
+    )
+    .expect("writes");
+    let (code, out, stderr) = jalin(&data, &["plan", "import", &path("list.txt")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("2 titles added"), "{out}");
+    let (code, _, stderr) = jalin(&data, &["plan", "remove", &item]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, out, _) = jalin(&data, &["plan", "list", "--json"]);
+    assert_eq!(code, 0);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed.iter().all(|p| p["item"] != item.as_str()));
+}

@@ -180,7 +180,7 @@ fn a_list_of_titles_is_read_from_marc_csv_or_plain_lines() {
     // Plain lines: an ISBN, a title with its author, a bad ISBN.
     let answer = plans::import(
         a,
-        b"# daftar usulan 2027\n9789793062792\nBumi manusia / Pramoedya Ananta Toer\n\n979-3062-79-3\n",
+        b"# daftar usulan 2027\n9789793062792\nBumi manusia / Toer, Pramoedya Ananta\n\n979-3062-79-3\n",
     )
     .expect("imports");
     assert_eq!(answer.added.len(), 2, "{answer:#?}");
