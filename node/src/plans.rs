@@ -494,13 +494,24 @@ pub fn list(library: &Library) -> Result<Vec<PlanView>, LibraryError> {
         }
         let d = p.description();
         let holders = held_by(library, &d);
+        // Bought: a record of the planning member changed since it planned the title (the
+        // time the record carries is the member's own, the same on every node). A record
+        // it held before planning is shown as held, not as the purchase.
         let bought = holders
             .iter()
-            .find(|f| f.library == by.to_hex())
-            .and_then(|f| f.record_id.clone());
+            .filter(|f| f.library == by.to_hex())
+            .filter_map(|f| f.record_id.clone())
+            .find(|record| {
+                library
+                    .store()
+                    .get_of(by, record)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| !r.deleted && r.updated_ms >= p.time_ms)
+            });
         let mut flags: Vec<Flag> = holders
             .into_iter()
-            .filter(|f| f.library != by.to_hex())
+            .filter(|f| f.library != by.to_hex() || f.record_id != bought)
             .collect();
         flags.extend(planned_by(library, &plans, &d, Some((by, &p.item))));
         flags.retain(|f| !(f.kind == "planned" && f.library == by.to_hex()));

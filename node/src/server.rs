@@ -278,7 +278,11 @@ const BODY_BYTES_MAX: usize = 1024 * 1024;
 
 /// Whether a request carries a file to import (the routes without a time limit).
 fn is_upload(method: &axum::http::Method, path: &str) -> bool {
-    method == axum::http::Method::POST && matches!(path, "/api/import" | "/librarian/import")
+    method == axum::http::Method::POST
+        && matches!(
+            path,
+            "/api/import" | "/librarian/import" | "/api/plans/import" | "/librarian/plans/import"
+        )
 }
 
 /// What is decided from a request's headers alone, before its body is read: the API's
@@ -330,7 +334,7 @@ async fn before_the_body_in(
             .with_code("upload_too_large")
             .into_response();
         }
-        if path == "/librarian/import" {
+        if path.starts_with("/librarian/") {
             if let Some(refused) = crate::web::upload_refused(&state, request.headers()) {
                 return refused;
             }

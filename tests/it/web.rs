@@ -1289,3 +1289,78 @@ fn the_collection_page_draws_its_chart_with_no_script_and_passes_axe() {
         librarian.close().await;
     });
 }
+
+#[test]
+fn a_librarian_planning_a_held_title_is_warned_and_adds_it_only_when_sure() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let server = start(Some(&sample));
+    // A partnership whose agreement coordinates acquisition.
+    jalin_tests::fixtures::form_consortium("Jaringan Kemiri", &[&server.library]);
+    jalin_tests::fixtures::agree(&[&server.library], "coordinated_acquisition = true");
+    let held = server
+        .library
+        .search("sejarah", 1, 1)
+        .expect("searches")
+        .hits
+        .remove(0);
+    let main_title = held
+        .title
+        .split(" : ")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    runtime().block_on(async {
+        let mut librarian = Browser::open("plans", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/plans", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Rencana pengadaan");
+        librarian.check("plans page empty").await;
+        librarian.fill("#plan-title", &main_title).await;
+        if let Some(author) = held.authors.first() {
+            librarian.fill("#plan-author", author).await;
+        }
+        librarian.follow("#plan-add").await;
+        // Held here: the warning, with the holding, and nothing added yet.
+        let flagged = librarian.text("#plans-flagged").await;
+        assert!(
+            flagged.contains("Sudah dimiliki perpustakaan ini"),
+            "{flagged}"
+        );
+        assert_eq!(
+            librarian.text("#plans-own").await,
+            "Rencana perpustakaan ini"
+        );
+        assert!(!librarian
+            .client
+            .source()
+            .await
+            .expect("source")
+            .contains("table-plans-own"));
+        librarian.check("plan flagged").await;
+        librarian.follow("#plans-confirm").await;
+        let own = librarian.text("#table-plans-own").await;
+        assert!(
+            own.contains(&main_title) && own.contains("Direncanakan"),
+            "{own}"
+        );
+        assert!(own.contains("Sudah dimiliki perpustakaan ini"), "{own}");
+        // A title no one holds goes in at once.
+        librarian.fill("#plan-title", "Kitab tani lestari").await;
+        librarian
+            .fill("#plan-note", "Banyak dicari kelompok tani")
+            .await;
+        librarian.follow("#plan-add").await;
+        let own = librarian.text("#table-plans-own").await;
+        assert!(own.contains("Kitab tani lestari"), "{own}");
+        assert!(own.contains("Banyak dicari kelompok tani"), "{own}");
+        librarian.check("plans page").await;
+        librarian.close().await;
+    });
+}

@@ -51,52 +51,56 @@ pub(crate) fn upload_refused(state: &AppState, headers: &HeaderMap) -> Option<Re
     })
 }
 
-pub(super) async fn import_start(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    mut multipart: Multipart,
-) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/import");
+/// A form with a file, as the librarian's upload forms send it: the fields, and the file
+/// (its name and bytes) when there is one. The form sends its CSRF token before the
+/// file: a request that does not is refused before the file is read.
+pub(super) async fn read_upload(
+    state: &AppState,
+    visitor: &Visitor,
+    multipart: &mut Multipart,
+) -> Result<(HashMap<String, String>, Option<(String, Vec<u8>)>), Box<Response>> {
     let mut form = HashMap::new();
     let mut file: Option<(String, Vec<u8>)> = None;
+    let broken = |e: &dyn std::fmt::Display| {
+        Box::new(visitor.error(
+            state,
+            StatusCode::BAD_REQUEST,
+            &format!("{} ({e})", visitor.t("error_upload_broken")),
+        ))
+    };
     loop {
         match multipart.next_field().await {
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or_default().to_string();
                 if name == "file" {
-                    // The form sends its CSRF token before the file: a request that does
-                    // not is refused before the file is read.
-                    if let Err(response) = visitor.check_form(&state, &form) {
-                        return *response;
-                    }
+                    visitor.check_form(state, &form)?;
                     let file_name = field.file_name().unwrap_or("upload").to_string();
                     match field.bytes().await {
                         Ok(bytes) => file = Some((file_name, bytes.to_vec())),
-                        Err(e) => {
-                            return visitor.error(
-                                &state,
-                                StatusCode::BAD_REQUEST,
-                                &format!("{} ({e})", visitor.t("error_upload_broken")),
-                            )
-                        }
+                        Err(e) => return Err(broken(&e)),
                     }
                 } else {
                     form.insert(name, field.text().await.unwrap_or_default());
                 }
             }
             Ok(None) => break,
-            Err(e) => {
-                return visitor.error(
-                    &state,
-                    StatusCode::BAD_REQUEST,
-                    &format!("{} ({e})", visitor.t("error_upload_broken")),
-                )
-            }
+            Err(e) => return Err(broken(&e)),
         }
     }
-    if let Err(response) = visitor.check_form(&state, &form) {
-        return *response;
-    }
+    visitor.check_form(state, &form)?;
+    Ok((form, file))
+}
+
+pub(super) async fn import_start(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/import");
+    let (form, file) = match read_upload(&state, &visitor, &mut multipart).await {
+        Ok(read) => read,
+        Err(response) => return *response,
+    };
     let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
         return visitor.error(
             &state,

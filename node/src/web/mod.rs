@@ -26,6 +26,7 @@ mod consortium;
 mod ill;
 mod import;
 mod needs;
+mod plans;
 mod session;
 
 use catalog::{
@@ -39,7 +40,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 16] = [
+const TEMPLATES: [(&str, &str); 17] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -85,6 +86,7 @@ const TEMPLATES: [(&str, &str); 16] = [
         include_str!("../../web/templates/ill_print.html"),
     ),
     ("needs.html", include_str!("../../web/templates/needs.html")),
+    ("plans.html", include_str!("../../web/templates/plans.html")),
     (
         "collection.html",
         include_str!("../../web/templates/collection.html"),
@@ -447,6 +449,15 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/librarian/collection.csv", get(collection::collection_csv))
         .route("/librarian/needs", get(needs::needs_page))
         .route("/librarian/needs/forget", post(needs::forget))
+        .route("/librarian/plans", get(plans::plans_page))
+        .route("/librarian/plans/add", post(plans::add))
+        .route("/librarian/plans/remove", post(plans::remove))
+        .route(
+            "/librarian/plans/import",
+            post(plans::import).layer(axum::extract::DefaultBodyLimit::max(
+                crate::plans::IMPORT_BYTES_MAX,
+            )),
+        )
         .route("/librarian/ill", get(ill::ill_page))
         .route("/librarian/ill/request", post(ill::request))
         .route("/librarian/ill/external", post(ill::external_step))

@@ -84,8 +84,15 @@ pub(super) async fn needs_page(
     let request = NeedsRequest::Report {
         since: since.clone(),
     };
-    match blocking(move || Ok(execute(&library, request)?)).await {
-        Ok(answer) => visitor.page(
+    match blocking(move || {
+        Ok((
+            execute(&library, request)?,
+            super::plans::planning(&library),
+        ))
+    })
+    .await
+    {
+        Ok((answer, planning)) => visitor.page(
             &state,
             "needs.html",
             &visitor.t("needs_title"),
@@ -95,6 +102,7 @@ pub(super) async fn needs_page(
                 held => Value::from_serialize(&answer.held),
                 keep_months => state.library.data().config.needs.keep_months,
                 logging => state.library.data().config.needs.log_searches,
+                planning => planning,
             },
         ),
         Err(e) => visitor.failure(&state, &e),
