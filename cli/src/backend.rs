@@ -248,6 +248,25 @@ impl Backend {
         }
     }
 
+    /// Runs a conspectus request in the running node, or here.
+    pub fn conspectus(
+        self,
+        request: jalin_node::conspectus::ConspectusRequest,
+    ) -> anyhow::Result<Vec<jalin_node::conspectus::MemberConspectus>> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/collection/conspectus", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::conspectus::execute(&library, request)?),
+        }
+    }
+
     pub fn collection_overlap(self) -> anyhow::Result<jalin_protocol::collection::OverlapReport> {
         match self {
             Backend::Remote(remote) => {

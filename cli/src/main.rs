@@ -1099,6 +1099,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             collection_report(Backend::connect(data)?, library, by, csv, json)
         }
+        Command::Collection {
+            action: CollectionAction::Conspectus { levels, json },
+        } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            conspectus(Backend::connect(data)?, levels, json)
+        }
         Command::Plan { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             plans::run(Backend::connect(data)?, action)
@@ -1340,6 +1346,61 @@ enum CollectionAction {
         #[arg(long)]
         json: bool,
     },
+    /// Each member's stated collecting level per division (0-5: now -> committed) beside
+    /// its catalog's titles there; `--set` states this library's, signed and shared.
+    Conspectus {
+        /// A division's levels, `DIVISION=CURRENT/COMMITMENT` (`600=2/3`); repeat for
+        /// each division stated (those not named are left unstated).
+        #[arg(long = "set", value_parser = jalin_node::conspectus::parse_level)]
+        levels: Vec<jalin_protocol::consortium::conspectus::DivisionLevel>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn conspectus(
+    backend: Backend,
+    levels: Vec<jalin_protocol::consortium::conspectus::DivisionLevel>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use jalin_node::conspectus::ConspectusRequest;
+    let request = if levels.is_empty() {
+        ConspectusRequest::Show
+    } else {
+        ConspectusRequest::Set { levels }
+    };
+    let members = backend.conspectus(request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&members)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for member in &members {
+        println!(
+            "{}{}",
+            member.library_name,
+            if member.stated_ms.is_none() {
+                " (no levels stated)"
+            } else {
+                ""
+            }
+        );
+        for d in &member.divisions {
+            let name = jalin_protocol::collection::DIVISIONS
+                .iter()
+                .find(|(c, _, _)| *c == d.division)
+                .map_or("", |(_, _, en)| en);
+            let stated = match (d.current, d.commitment) {
+                (Some(c), Some(k)) => format!("level {c} -> {k}"),
+                _ => "not stated".to_string(),
+            };
+            println!(
+                "  {} {:<45} {:<14} {:>7} titles ({}%)",
+                d.division, name, stated, d.titles, d.percent
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn collection_report(

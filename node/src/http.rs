@@ -46,6 +46,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             post(plans_import).layer(DefaultBodyLimit::max(crate::plans::IMPORT_BYTES_MAX)),
         )
         .route("/api/collection/overlap", get(collection_overlap))
+        .route("/api/collection/conspectus", post(conspectus_request))
         .route(
             "/iso18626",
             post(iso18626).layer(DefaultBodyLimit::max(
@@ -628,6 +629,29 @@ async fn collection_overlap(
     let library = state.library.clone();
     let report = crate::server::heavy(&state, move || Ok(library.collection_overlap()?)).await?;
     Ok(Json(report))
+}
+
+/// `POST /api/collection/conspectus`: every member's stated collecting levels beside its
+/// catalog, after stating this library's (`{"action": "set", "levels": [...]}`) or not
+/// (`{"action": "show"}`). Needs the token.
+async fn conspectus_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Vec<crate::conspectus::MemberConspectus>>> {
+    authorize(&state, &headers)?;
+    let request: crate::conspectus::ConspectusRequest =
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "not a conspectus request ({e}); send JSON like {{\"action\": \"show\"}}"
+            ))
+        })?;
+    let library = state.library.clone();
+    let answer = heavy(&state, move || {
+        Ok(crate::conspectus::execute(&library, request)?)
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 /// `POST /api/needs`: the needs log's report, or forgetting (JSON, `{"action": ...}`).

@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod consortium;
 pub mod consortium_requests;
+pub mod conspectus;
 pub mod edit;
 pub mod files;
 pub mod gateway;

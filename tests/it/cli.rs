@@ -835,4 +835,16 @@ fn a_purchase_plan_from_the_cli() {
     let listed: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
     assert_eq!(listed.len(), 2, "{out}");
     assert!(listed.iter().all(|p| p["item"] != item.as_str()));
+    // The conspectus: this library's levels, signed, shown beside its catalog.
+    let (code, out, stderr) = jalin(&data, &["collection", "conspectus", "--set", "900=2/3"]);
+    assert_eq!(code, 0, "{stderr}");
+    let history = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("900 History and geography"))
+        .unwrap_or_else(|| panic!("no 900 line in {out}"));
+    assert!(history.contains("level 2 -> 3"), "{history}");
+    assert!(!history.contains(" 0 titles"), "{history}");
+    let (code, _, stderr) = jalin(&data, &["collection", "conspectus", "--set", "900=9/3"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("DIVISION=CURRENT/COMMITMENT"), "{stderr}");
 }

@@ -1,7 +1,8 @@
-//! Purchase plans (rencana pengadaan) between members: refused without coordinated
-//! acquisition in the agreement in force; a title held by a partner or planned by one is
-//! flagged (on both sides when planned twice); a plan reads "bought" once the record is
-//! in its member's catalog, on every member's node.
+//! Building the collections together. Purchase plans (rencana pengadaan) between
+//! members: refused without coordinated acquisition in the agreement in force; a title
+//! held by a partner or planned by one is flagged (on both sides when planned twice); a
+//! plan reads "bought" once the record is in its member's catalog, on every member's
+//! node. The conspectus: each member's signed collecting levels beside its catalog.
 
 use crate::ill::{libraries, the_same_book};
 use jalin_node::clock::ManualClock;
@@ -214,4 +215,70 @@ fn a_list_of_titles_is_read_from_marc_csv_or_plain_lines() {
     // Not a list at all.
     let error = plans::import(a, &vec![b'x'; plans::IMPORT_BYTES_MAX + 1]).expect_err("too big");
     assert_eq!(error.code(), "plan_bad_file");
+}
+
+#[test]
+fn a_members_conspectus_is_signed_shared_and_shown_beside_its_catalog() {
+    use jalin_node::conspectus::{parse_level, set, view};
+    let libraries = libraries(&["SMP1", "SDN2"]);
+    let all = members(&libraries);
+    let (a, b) = (all[0], all[1]);
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    a.import(
+        &jalin_node::library::Source::File(sample),
+        &jalin_node::library::ImportOptions::default(),
+        |_| {},
+    )
+    .expect("imports");
+    replicate(a, b);
+    let levels = vec![
+        parse_level("900=3/4").expect("reads"),
+        parse_level("600=1/3").expect("reads"),
+    ];
+    assert!(parse_level("650=1/1").is_ok(), "read, refused when signed");
+    assert!(parse_level("600=6/1").is_err());
+    assert!(parse_level("600=2").is_err());
+    assert_eq!(set(a, levels).expect("states"), 1);
+    let error = set(a, vec![parse_level("650=1/1").expect("reads")]).expect_err("no such");
+    assert!(error.to_string().contains("not a division"), "{error}");
+    share_documents(&all);
+    // At B: A's levels beside A's catalog; B states nothing yet.
+    let report = b.collection_overlap().expect("overlap");
+    let shown = view(b, &report).expect("view");
+    assert_eq!(shown.len(), 2);
+    assert!(shown[0].own && shown[0].stated_ms.is_none());
+    let at_a = shown
+        .iter()
+        .find(|m| m.library == a.id().to_hex())
+        .expect("A");
+    let history = at_a
+        .divisions
+        .iter()
+        .find(|d| d.division == "900")
+        .expect("900");
+    assert_eq!((history.current, history.commitment), (Some(3), Some(4)));
+    let expected = report
+        .libraries
+        .iter()
+        .find(|l| l.library == a.id().to_hex())
+        .and_then(|l| l.by_division.get("900"))
+        .map(|s| s.total())
+        .expect("A's history titles");
+    assert!(expected > 0);
+    assert_eq!(history.titles, expected);
+    let science = at_a
+        .divisions
+        .iter()
+        .find(|d| d.division == "500")
+        .expect("500");
+    assert_eq!((science.current, science.commitment), (None, None));
+    // A newer statement replaces the old one everywhere.
+    libraries[0].1.advance(60_000);
+    set(a, vec![parse_level("900=2/2").expect("reads")]).expect("states");
+    share_documents(&all);
+    let shown = view(b, &b.collection_overlap().expect("overlap")).expect("view");
+    let at_a = shown.iter().find(|m| !m.own).expect("A");
+    assert_eq!(at_a.divisions[9].current, Some(2));
+    assert_eq!(at_a.divisions[6].current, None, "600 no longer stated");
 }

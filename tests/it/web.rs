@@ -1266,6 +1266,8 @@ fn the_collection_page_draws_its_chart_with_no_script_and_passes_axe() {
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../cli/demo/loc-indonesia-sample.mrc");
     let server = start(Some(&sample));
+    // A conspectus is stated to partners: a partnership (of one, here).
+    jalin_tests::fixtures::form_consortium("Jaringan Kemiri", &[&server.library]);
     runtime().block_on(async {
         let mut librarian = Browser::open("collection", axe).await;
         login(&librarian, &server.url, &server.token).await;
@@ -1286,6 +1288,24 @@ fn the_collection_page_draws_its_chart_with_no_script_and_passes_axe() {
             .expect("measures");
         assert!(width.as_f64().is_some_and(|w| w > 10.0), "{width}");
         librarian.check("collection page").await;
+        // The conspectus: this library states its levels in history; the table shows them
+        // beside its catalog's titles there.
+        let conspectus = librarian.text("#conspectus-table").await;
+        assert!(conspectus.contains("Belum dinyatakan"), "{conspectus}");
+        for (select, level) in [("#current-900", "3"), ("#commitment-900", "4")] {
+            librarian
+                .client
+                .find(Locator::Css(&format!("{select} option[value='{level}']")))
+                .await
+                .expect("the level's option")
+                .click()
+                .await
+                .expect("selects");
+        }
+        librarian.follow("#conspectus-save").await;
+        let conspectus = librarian.text("#conspectus-table").await;
+        assert!(conspectus.contains("Tingkat 3 → 4"), "{conspectus}");
+        librarian.check("conspectus stated").await;
         librarian.close().await;
     });
 }

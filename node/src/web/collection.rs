@@ -88,6 +88,19 @@ pub(super) async fn collection_page(
         })
         .collect();
     let height = 30 * libraries.len().max(1) + 10;
+    let conspectus = {
+        let library = state.library.clone();
+        let report = report.clone();
+        match crate::server::blocking(move || Ok(crate::conspectus::view(&library, &report)?)).await
+        {
+            Ok(view) => view,
+            Err(e) => return visitor.failure(&state, &e),
+        }
+    };
+    let levels: Vec<Value> = jalin_protocol::consortium::conspectus::LEVELS
+        .iter()
+        .map(|(n, id, en)| context! { level => n, name => if visitor.lang == "en" { *en } else { *id } })
+        .collect();
     visitor.page(
         &state,
         "collection.html",
@@ -97,9 +110,42 @@ pub(super) async fn collection_page(
             libraries => libraries,
             chart_height => height,
             bar_width => BAR_WIDTH,
+            conspectus => Value::from_serialize(&conspectus),
+            levels => levels,
             divisions => DIVISIONS.iter().map(|(c, id, en)| context! { code => c, name => if visitor.lang == "en" { *en } else { *id } }).collect::<Vec<_>>(),
         },
     )
+}
+
+/// `POST /librarian/collection/conspectus`: states this library's collecting levels.
+pub(super) async fn conspectus_set(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/collection");
+    if let Err(response) = visitor.check_form(&state, &form) {
+        return *response;
+    }
+    let mut levels = Vec::new();
+    for (code, _, _) in DIVISIONS {
+        let (current, commitment) = (
+            field(&form, &format!("current-{code}")),
+            field(&form, &format!("commitment-{code}")),
+        );
+        if current.is_empty() && commitment.is_empty() {
+            continue;
+        }
+        match crate::conspectus::parse_level(&format!("{code}={current}/{commitment}")) {
+            Ok(level) => levels.push(level),
+            Err(why) => return visitor.error(&state, StatusCode::BAD_REQUEST, &why),
+        }
+    }
+    let library = state.library.clone();
+    match crate::server::blocking(move || Ok(crate::conspectus::set(&library, levels)?)).await {
+        Ok(_) => redirect("/librarian/collection#conspectus"),
+        Err(e) => visitor.failure(&state, &e),
+    }
 }
 
 /// `GET /librarian/collection.csv`: every library's figures, overall and by division,

@@ -447,6 +447,10 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/suggest", post(needs::suggest))
         .route("/librarian/collection", get(collection::collection_page))
         .route("/librarian/collection.csv", get(collection::collection_csv))
+        .route(
+            "/librarian/collection/conspectus",
+            post(collection::conspectus_set),
+        )
         .route("/librarian/needs", get(needs::needs_page))
         .route("/librarian/needs/forget", post(needs::forget))
         .route("/librarian/plans", get(plans::plans_page))
