@@ -1262,6 +1262,9 @@ enum NeedsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Share now, with partners whose agreement has share_needs, the queries asked by
+    /// three visits or more (the node does it once a day by itself).
+    Share,
     /// Delete every search and suggestion logged before a day.
     Forget {
         /// The day (YYYY-MM-DD).
@@ -1275,6 +1278,7 @@ fn needs(backend: Backend, action: NeedsAction) -> anyhow::Result<ExitCode> {
     let (request, json) = match action {
         NeedsAction::Report { since, json } => (NeedsRequest::Report { since }, json),
         NeedsAction::Forget { before } => (NeedsRequest::Forget { before }, false),
+        NeedsAction::Share => (NeedsRequest::Share, false),
     };
     let answer = backend.needs(request)?;
     if json {
@@ -1321,6 +1325,18 @@ fn needs(backend: Backend, action: NeedsAction) -> anyhow::Result<ExitCode> {
         );
         if !s.why.is_empty() {
             println!("      {}", s.why);
+        }
+    }
+    if !answer.partners.is_empty() {
+        println!("Looked for by partners' patrons (3 visits or more):");
+        for p in &answer.partners {
+            println!(
+                "  {:>5} visits  {:<40} {}  {}",
+                p.sessions,
+                p.query,
+                p.library_name,
+                held(&p.query)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@
 //! p | consortium | plan key     -> a member's newest document of a planned title (the
 //!                                  key: sha256 of the member's key and the item)
 //! k | consortium | library key  -> a member's newest conspectus
+//! n | consortium | library key  -> a member's newest summary of its patrons' searches
 //! i | consortium | invite id    -> an invite this library issued (JSON: ticket, used by)
 //! j | consortium                -> a ticket this library accepted (it is joining)
 //! q | consortium | doc id       -> a document of a consortium not known here yet
@@ -33,6 +34,7 @@ use jalin_protocol::consortium::log::{
     self as mlog, check_acceptance, Acceptance, Action, Inserted, Invite, Log, MemberState, Op,
     Role,
 };
+use jalin_protocol::consortium::needs::NeedsSummary;
 use jalin_protocol::consortium::plan::{self as jplan, PlanItem};
 use jalin_protocol::consortium::tally::LoanTally;
 use jalin_protocol::consortium::{read_documents, Document};
@@ -200,6 +202,8 @@ pub struct Consortium {
     pub plans: BTreeMap<(LibraryId, String), Signed<PlanItem>>,
     /// Each member's newest conspectus.
     pub conspectuses: BTreeMap<LibraryId, Signed<Conspectus>>,
+    /// Each member's newest summary of its patrons' searches.
+    pub needs: BTreeMap<LibraryId, Signed<NeedsSummary>>,
 }
 
 /// The storage key of a member's planned title.
@@ -423,6 +427,13 @@ impl Consortia {
                     conspectuses.insert(conspectus.author, conspectus);
                 }
             }
+            let mut needs = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b'n', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(summary) = Signed::<NeedsSummary>::from_bytes(&v) {
+                    needs.insert(summary.author, summary);
+                }
+            }
             held.insert(
                 id,
                 Consortium {
@@ -432,6 +443,7 @@ impl Consortia {
                     tallies,
                     plans,
                     conspectuses,
+                    needs,
                 },
             );
         }
@@ -532,6 +544,7 @@ impl Consortia {
                 tallies: BTreeMap::new(),
                 plans: BTreeMap::new(),
                 conspectuses: BTreeMap::new(),
+                needs: BTreeMap::new(),
             },
         );
         Ok(id)
@@ -960,6 +973,52 @@ impl Consortia {
         Ok(report)
     }
 
+    /// Keeps a document of a kind each member has one of (its newest: a loan tally, a
+    /// conspectus, a needs summary), checked already, in consortium `id` under `kind`:
+    /// refused from a library that is not a member, and not kept when as new or newer is
+    /// here (`slot`: where the consortium holds that kind).
+    fn keep_newest<T: jalin_protocol::consortium::document::Kind>(
+        &self,
+        id: Hash32,
+        kind: u8,
+        what: &str,
+        document: Signed<T>,
+        time: fn(&T) -> u64,
+        slot: fn(&mut Consortium) -> &mut BTreeMap<LibraryId, Signed<T>>,
+    ) -> Result<Taken, ConsortiumError> {
+        let mut held = self.held();
+        let Some(consortium) = held.get_mut(&id) else {
+            return Err(ConsortiumError::NotFound("consortium gone".into()));
+        };
+        if !consortium
+            .log
+            .state()
+            .members
+            .contains_key(&document.author)
+        {
+            return Err(
+                DocError::Rejected(format!("a {what} of a library that is not a member")).into(),
+            );
+        }
+        let kept = slot(consortium);
+        let newer = kept.get(&document.author).is_none_or(|held| {
+            (time(&held.body), held.id()) < (time(&document.body), document.id())
+        });
+        if !newer {
+            return Ok(Taken::AlreadyHere(format!(
+                "a {what} of {} as new or newer is here",
+                document.author.fingerprint()
+            )));
+        }
+        self.tree.insert(
+            key(kind, &id, Some(&Hash32(*document.author.as_bytes()))),
+            document.to_bytes(),
+        )?;
+        let did = document.id();
+        kept.insert(document.author, document);
+        Ok(Taken::New(format!("{what} {} taken", did.short())))
+    }
+
     /// Takes one document in (not flushed: the caller flushes).
     fn take(&self, document: Document) -> Result<Taken, ConsortiumError> {
         match document {
@@ -1039,33 +1098,14 @@ impl Consortia {
                     return self.keep_orphan(id, tally.id(), &Document::Tally(tally));
                 }
                 LoanTally::check(&tally, id)?;
-                let mut held = self.held();
-                let Some(consortium) = held.get_mut(&id) else {
-                    return Err(ConsortiumError::NotFound("consortium gone".into()));
-                };
-                // Only a member's, and only its newest, stands (and is kept).
-                if !consortium.log.state().members.contains_key(&tally.author) {
-                    return Err(DocError::Rejected(
-                        "a loan tally of a library that is not a member".into(),
-                    )
-                    .into());
-                }
-                let newer = consortium.tallies.get(&tally.author).is_none_or(|held| {
-                    (held.body.time_ms, held.id()) < (tally.body.time_ms, tally.id())
-                });
-                if !newer {
-                    return Ok(Taken::AlreadyHere(format!(
-                        "a tally of {} as new or newer is here",
-                        tally.author.fingerprint()
-                    )));
-                }
-                self.tree.insert(
-                    key(b't', &id, Some(&Hash32(*tally.author.as_bytes()))),
-                    tally.to_bytes(),
-                )?;
-                let tid = tally.id();
-                consortium.tallies.insert(tally.author, tally);
-                Ok(Taken::New(format!("loan tally {} taken", tid.short())))
+                self.keep_newest(
+                    id,
+                    b't',
+                    "loan tally",
+                    tally,
+                    |t| t.time_ms,
+                    |c| &mut c.tallies,
+                )
             }
             Document::Plan(plan) => {
                 let id = plan.body.consortium;
@@ -1129,42 +1169,29 @@ impl Consortia {
                     );
                 }
                 Conspectus::check(&conspectus, id)?;
-                let mut held = self.held();
-                let Some(consortium) = held.get_mut(&id) else {
-                    return Err(ConsortiumError::NotFound("consortium gone".into()));
-                };
-                if !consortium
-                    .log
-                    .state()
-                    .members
-                    .contains_key(&conspectus.author)
-                {
-                    return Err(DocError::Rejected(
-                        "a conspectus of a library that is not a member".into(),
-                    )
-                    .into());
+                self.keep_newest(
+                    id,
+                    b'k',
+                    "conspectus",
+                    conspectus,
+                    |c| c.time_ms,
+                    |c| &mut c.conspectuses,
+                )
+            }
+            Document::Needs(summary) => {
+                let id = summary.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, summary.id(), &Document::Needs(summary));
                 }
-                let newer = consortium
-                    .conspectuses
-                    .get(&conspectus.author)
-                    .is_none_or(|held| {
-                        (held.body.time_ms, held.id()) < (conspectus.body.time_ms, conspectus.id())
-                    });
-                if !newer {
-                    return Ok(Taken::AlreadyHere(format!(
-                        "a conspectus of {} as new or newer is here",
-                        conspectus.author.fingerprint()
-                    )));
-                }
-                self.tree.insert(
-                    key(b'k', &id, Some(&Hash32(*conspectus.author.as_bytes()))),
-                    conspectus.to_bytes(),
-                )?;
-                let cid = conspectus.id();
-                consortium
-                    .conspectuses
-                    .insert(conspectus.author, conspectus);
-                Ok(Taken::New(format!("conspectus {} taken", cid.short())))
+                NeedsSummary::check(&summary, id)?;
+                self.keep_newest(
+                    id,
+                    b'n',
+                    "needs summary",
+                    summary,
+                    |n| n.time_ms,
+                    |c| &mut c.needs,
+                )
             }
             Document::Invite(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
                 "an invite: use `jalin join` with it",
@@ -1219,6 +1246,7 @@ impl Consortia {
                     tallies: BTreeMap::new(),
                     plans: BTreeMap::new(),
                     conspectuses: BTreeMap::new(),
+                    needs: BTreeMap::new(),
                 },
             );
             // Documents that waited for this consortium.
@@ -1322,6 +1350,10 @@ impl Consortia {
         }
         for conspectus in consortium.conspectuses.values() {
             out.push_str(&conspectus.to_text());
+            out.push('\n');
+        }
+        for summary in consortium.needs.values() {
+            out.push_str(&summary.to_text());
             out.push('\n');
         }
         Ok(out)
@@ -1603,6 +1635,76 @@ impl Consortia {
             Taken::New(_) => Ok(self.db.flush().map(|_| ())?),
             Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
         }
+    }
+
+    /// Whether an agreement in force in consortium `id` lets members share what their
+    /// patrons look for.
+    pub fn shares_needs(&self, id: &Hash32) -> Result<bool, ConsortiumError> {
+        Ok(self.terms_in_force(id)?.is_some_and(|t| t.share_needs))
+    }
+
+    /// When this library last shared a needs summary in consortium `id` (ms since 1970).
+    pub fn needs_shared_ms(&self, id: &Hash32) -> Result<Option<u64>, ConsortiumError> {
+        Ok(self
+            .get(id)?
+            .needs
+            .get(&self.library)
+            .map(|s| s.body.time_ms))
+    }
+
+    /// Signs and keeps this library's summary of its patrons' searches in consortium
+    /// `id`: refused unless an agreement in force has `share_needs`, and (by the
+    /// document's own check) when a query of fewer than three visits is in it.
+    pub fn publish_needs(
+        &self,
+        id: &Hash32,
+        queries: Vec<jalin_protocol::consortium::needs::SharedQuery>,
+        from_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "share patrons' needs")?;
+        if !self.shares_needs(id)? {
+            return Err(ConsortiumError::Refused(Refusal::NotTaken(
+                "the agreement in force does not share patrons' needs (share_needs = false)".into(),
+            )));
+        }
+        let previous = consortium.needs.get(&self.library);
+        let now_ms = previous.map_or(now_ms, |s| now_ms.max(s.body.time_ms + 1));
+        let signed = Signed::sign(
+            &self.key,
+            NeedsSummary {
+                consortium: *id,
+                from_ms: from_ms.min(now_ms),
+                to_ms: now_ms,
+                queries,
+                time_ms: now_ms,
+            },
+        );
+        NeedsSummary::check(&signed, *id)?;
+        match self.take(Document::Needs(signed))? {
+            Taken::New(_) => Ok(self.db.flush().map(|_| ())?),
+            Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
+        }
+    }
+
+    /// Each current member's newest needs summary in consortium `id`, while an agreement
+    /// in force shares needs.
+    pub fn shared_needs(
+        &self,
+        id: &Hash32,
+    ) -> Result<BTreeMap<LibraryId, NeedsSummary>, ConsortiumError> {
+        if !self.shares_needs(id)? {
+            return Ok(BTreeMap::new());
+        }
+        let consortium = self.get(id)?;
+        let members = consortium.log.state();
+        Ok(consortium
+            .needs
+            .iter()
+            .filter(|(l, _)| members.members.contains_key(l))
+            .map(|(l, s)| (*l, s.body.clone()))
+            .collect())
     }
 
     /// Each current member's newest conspectus in consortium `id`.

@@ -46,6 +46,22 @@ pub struct Search {
     pub query: String,
     /// Books found.
     pub hits: u64,
+    /// The visit it came from, as a short hash of the search page's visit token (no
+    /// cookie, nothing about who): only to count distinct visits before a query may be
+    /// shared. None for a search from no page of this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// The hash kept of a search page's visit token: 8 bytes of SHA-256, hex.
+pub fn session_of(token: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let token = token.trim();
+    if token.is_empty() || token.len() > 64 {
+        return None;
+    }
+    let digest = Sha256::digest(token.as_bytes());
+    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A patron's suggestion.
@@ -201,7 +217,13 @@ impl Needs {
 
     /// Logs a search of the OPAC (an empty query is not a search). Returns whether it
     /// was logged (not past the day's limit).
-    pub fn log_search(&self, query: &str, hits: u64, now_ms: u64) -> Result<bool, NeedsError> {
+    pub fn log_search(
+        &self,
+        query: &str,
+        hits: u64,
+        session: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, NeedsError> {
         let query = fold_query(query);
         if query.is_empty() {
             return Ok(false);
@@ -221,8 +243,12 @@ impl Needs {
         if today > SEARCHES_PER_DAY_MAX as u64 {
             return Ok(false);
         }
-        let json = serde_json::to_vec(&Search { query, hits })
-            .map_err(|e| NeedsError::Damaged(e.to_string()))?;
+        let json = serde_json::to_vec(&Search {
+            query,
+            hits,
+            session: session.and_then(session_of),
+        })
+        .map_err(|e| NeedsError::Damaged(e.to_string()))?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.tree.insert(key(b'q', now_ms, seq), json)?;
         Ok(true)
@@ -297,6 +323,56 @@ impl Needs {
                 Ok((at_of(&k), search))
             })
             .collect()
+    }
+
+    /// The queries asked since `since_ms` by at least
+    /// [`jalin_protocol::consortium::needs::SESSIONS_MIN`] distinct visits: what may leave
+    /// the node, most visits first (at most `QUERIES_MAX`), each with the hits of its last
+    /// asking.
+    pub fn shareable(
+        &self,
+        since_ms: u64,
+    ) -> Result<Vec<jalin_protocol::consortium::needs::SharedQuery>, NeedsError> {
+        use jalin_protocol::consortium::needs::{SharedQuery, QUERIES_MAX, SESSIONS_MIN};
+        let mut asked: BTreeMap<String, (std::collections::BTreeSet<String>, u64)> =
+            BTreeMap::new();
+        for item in self
+            .tree
+            .range(key(b'q', since_ms, 0)..key(b'q', u64::MAX, u64::MAX))
+        {
+            let (_, v) = item?;
+            let search: Search =
+                serde_json::from_slice(&v).map_err(|e| NeedsError::Damaged(e.to_string()))?;
+            let Some(session) = search.session else {
+                continue;
+            };
+            if asked.len() >= QUERIES_TALLIED_MAX && !asked.contains_key(&search.query) {
+                continue;
+            }
+            let entry = asked.entry(search.query).or_default();
+            // Visits counted to a hundred times the bar at most: memory stays bounded,
+            // and past that the order among queries hardly moves.
+            if entry.0.len() < SESSIONS_MIN as usize * 100 {
+                entry.0.insert(session);
+            }
+            entry.1 = search.hits;
+        }
+        let mut out: Vec<SharedQuery> = asked
+            .into_iter()
+            .filter(|(_, (sessions, _))| sessions.len() >= SESSIONS_MIN as usize)
+            .map(|(query, (sessions, hits))| SharedQuery {
+                query,
+                sessions: sessions.len() as u32,
+                hits,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.sessions
+                .cmp(&a.sessions)
+                .then_with(|| a.query.cmp(&b.query))
+        });
+        out.truncate(QUERIES_MAX);
+        Ok(out)
     }
 
     /// The report of what was asked since `since_ms`.
@@ -380,6 +456,8 @@ pub enum NeedsRequest {
         #[serde(default)]
         since: Option<String>,
     },
+    /// Share the queries of three visits or more now, where the agreement says so.
+    Share,
     /// Delete every search and suggestion from before a day.
     Forget {
         /// `YYYY-MM-DD`.
@@ -398,6 +476,74 @@ pub struct NeedsAnswer {
     /// Query or suggestion -> who holds it.
     #[serde(default)]
     pub held: BTreeMap<String, Held>,
+    /// What partners' patrons look for, as the partners shared it (queries of three
+    /// visits or more), most visits first.
+    #[serde(default)]
+    pub partners: Vec<PartnerNeed>,
+}
+
+/// A query a partner shared, with who holds it in this node's union catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerNeed {
+    /// The partner (key, hex).
+    pub library: String,
+    /// Its name.
+    pub library_name: String,
+    /// The query.
+    pub query: String,
+    /// Visits that asked it there.
+    pub sessions: u32,
+    /// Books the partner's search found.
+    pub hits: u64,
+}
+
+/// What partners shared of their patrons' searches, over the consortia held.
+fn partners_needs(
+    library: &crate::library::Library,
+) -> Result<Vec<PartnerNeed>, crate::library::LibraryError> {
+    let consortia = library.consortia();
+    let names = library.library_names();
+    let own = library.id();
+    let mut newest: BTreeMap<
+        jalin_protocol::signing::LibraryId,
+        jalin_protocol::consortium::needs::NeedsSummary,
+    > = BTreeMap::new();
+    for summary in consortia.list() {
+        for (member, shared) in consortia.shared_needs(&summary.id)? {
+            if member == own {
+                continue;
+            }
+            if newest
+                .get(&member)
+                .is_none_or(|n| n.time_ms < shared.time_ms)
+            {
+                newest.insert(member, shared);
+            }
+        }
+    }
+    let mut out: Vec<PartnerNeed> = newest
+        .into_iter()
+        .flat_map(|(member, shared)| {
+            let name = names
+                .get(&member)
+                .cloned()
+                .unwrap_or_else(|| member.to_hex().chars().take(8).collect());
+            shared.queries.into_iter().map(move |q| PartnerNeed {
+                library: member.to_hex(),
+                library_name: name.clone(),
+                query: q.query,
+                sessions: q.sessions,
+                hits: q.hits,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.sessions
+            .cmp(&a.sessions)
+            .then_with(|| a.query.cmp(&b.query))
+    });
+    out.truncate(REPORT_ROWS_MAX * 4);
+    Ok(out)
 }
 
 /// The text searched for a suggestion: its title and author.
@@ -441,6 +587,40 @@ fn held(library: &crate::library::Library, query: &str) -> Held {
     }
 }
 
+/// How far back a shared summary looks.
+pub const SHARED_PERIOD_MS: u64 = 30 * DAY_MS;
+
+/// Shares this library's summary (the queries of three visits or more over the last
+/// [`SHARED_PERIOD_MS`]) with each consortium whose agreement in force has
+/// `share_needs`, where it last shared a day ago or more (or `now`: regardless). Returns
+/// in how many consortia it shared.
+pub fn share(
+    library: &crate::library::Library,
+    now: bool,
+) -> Result<usize, crate::library::LibraryError> {
+    let consortia = library.consortia();
+    let at = library.now_ms();
+    let mut due = Vec::new();
+    for summary in consortia.list() {
+        if summary.role.is_none() || !consortia.shares_needs(&summary.id)? {
+            continue;
+        }
+        let last = consortia.needs_shared_ms(&summary.id)?;
+        if now || last.is_none_or(|t| at.saturating_sub(t) >= DAY_MS) {
+            due.push(summary.id);
+        }
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let from = at.saturating_sub(SHARED_PERIOD_MS);
+    let queries = library.needs().shareable(from)?;
+    for id in &due {
+        consortia.publish_needs(id, queries.clone(), from, at)?;
+    }
+    Ok(due.len())
+}
+
 /// Runs a needs request (blocking: the store and the index).
 pub fn execute(
     library: &crate::library::Library,
@@ -472,6 +652,8 @@ pub fn execute(
                     .take(REPORT_ROWS_MAX)
                     .map(suggestion_query),
             );
+            let partners = partners_needs(library)?;
+            asked.extend(partners.iter().map(|p| p.query.clone()));
             asked.sort();
             asked.dedup();
             let held = asked
@@ -488,6 +670,19 @@ pub fn execute(
                 ),
                 report: Some(report),
                 held,
+                partners,
+            })
+        }
+        NeedsRequest::Share => {
+            let shared = share(library, true)?;
+            let queries = needs.shareable(now.saturating_sub(SHARED_PERIOD_MS))?.len();
+            Ok(NeedsAnswer {
+                message: if shared == 0 {
+                    "no agreement in force shares patrons' needs (share_needs = false): nothing shared".into()
+                } else {
+                    format!("{queries} queries asked by 3 visits or more shared with {shared} partnerships")
+                },
+                ..NeedsAnswer::default()
             })
         }
         NeedsRequest::Forget { before } => {
@@ -520,10 +715,14 @@ mod tests {
         let db = sled::open(dir.path()).expect("opens");
         let needs = Needs::open(&db).expect("opens");
         let t = 1_800_000_000_000;
-        needs.log_search("Bertani Padi", 0, t).expect("logs");
-        needs.log_search("bertani  padi", 0, t + 1).expect("logs");
-        needs.log_search("laskar pelangi", 3, t + 2).expect("logs");
-        assert!(!needs.log_search("   ", 0, t + 3).expect("not logged"));
+        needs.log_search("Bertani Padi", 0, None, t).expect("logs");
+        needs
+            .log_search("bertani  padi", 0, None, t + 1)
+            .expect("logs");
+        needs
+            .log_search("laskar pelangi", 3, None, t + 2)
+            .expect("logs");
+        assert!(!needs.log_search("   ", 0, None, t + 3).expect("not logged"));
         let report = needs.report(0).expect("reports");
         assert_eq!((report.searches, report.searches_empty), (3, 2));
         assert_eq!(
@@ -538,7 +737,9 @@ mod tests {
         // Reopened: the sequence goes on, nothing is overwritten.
         drop(needs);
         let needs = Needs::open(&db).expect("reopens");
-        needs.log_search("bertani padi", 0, t + 2).expect("logs");
+        needs
+            .log_search("bertani padi", 0, None, t + 2)
+            .expect("logs");
         assert_eq!(needs.searches().expect("reads").len(), 4);
         // Forget before t+2: the first two go.
         assert_eq!(needs.forget(t + 2).expect("forgets"), 2);

@@ -153,6 +153,13 @@ async fn advance_rotas(library: Arc<Library>) {
             Ok(gone) => tracing::info!(gone, "old searches and suggestions deleted"),
             Err(error) => tracing::warn!(%error, "deleting old searches failed"),
         }
+        // What the patrons look for, as aggregates, where the agreement says so (once a
+        // day).
+        match crate::needs::share(&library, false) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(consortia = n, "patrons' needs shared"),
+            Err(error) => tracing::warn!(%error, "sharing patrons' needs failed"),
+        }
         library
             .loans()
             .advance(library.consortia(), library.now_ms())

@@ -155,6 +155,8 @@ pub enum Domain {
     PlanItem,
     /// A member's conspectus (collecting levels by division).
     Conspectus,
+    /// A member's summary of what its patrons look for.
+    NeedsSummary,
 }
 
 impl Domain {
@@ -173,6 +175,7 @@ impl Domain {
             Domain::LoanTally => b"jalin/v1/loan-tally\0",
             Domain::PlanItem => b"jalin/v1/plan-item\0",
             Domain::Conspectus => b"jalin/v1/conspectus\0",
+            Domain::NeedsSummary => b"jalin/v1/needs-summary\0",
         }
     }
 }

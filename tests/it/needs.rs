@@ -293,3 +293,133 @@ fn with_logging_off_the_opac_logs_nothing() {
     assert_eq!(response.status(), 200);
     assert!(server.library.needs().searches().expect("reads").is_empty());
 }
+
+/// Only aggregates leave the node, and only under the agreement: a query goes to the
+/// partners once three distinct visits of the OPAC asked it. Checked on every document
+/// the node serves its partners, on every catalog change it serves, and on every byte the
+/// partner keeps after syncing with it over libp2p.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_queries_of_three_visits_leave_the_node_and_only_under_the_agreement() {
+    let clock = Arc::new(ManualClock::at(T));
+    let mut members = two_members(&clock);
+    let (b_library, b_dir) = members.pop().expect("B");
+    let (a_library, a_dir) = members.pop().expect("A");
+    let a = crate::network::start_serving(a_library, a_dir).await;
+    let url = a.url();
+    let client = reqwest::Client::new();
+    // Each visit opens the search page, which gives it a token its searches carry.
+    let visit = || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let page = client
+                .get(format!("{url}/"))
+                .send()
+                .await
+                .expect("answers")
+                .text()
+                .await
+                .expect("text");
+            let at = page.find("name=\"v\" value=\"").expect("a visit token") + 16;
+            page[at..].split('"').next().expect("token").to_string()
+        }
+    };
+    let search = |token: String, q: &'static str| {
+        let request = client
+            .get(format!("{url}/"))
+            .query(&[("q", q), ("v", &token)]);
+        async move {
+            assert_eq!(request.send().await.expect("answers").status(), 200);
+        }
+    };
+    let shared = "budidaya jamur tiram";
+    let (once, twice) = ("rahasia pribadi kemiri", "dua kunjungan saja");
+    for _ in 0..3 {
+        let token = visit().await;
+        search(token.clone(), shared).await;
+        search(token, shared).await;
+    }
+    let lone = visit().await;
+    for _ in 0..4 {
+        search(lone.clone(), once).await;
+    }
+    for _ in 0..2 {
+        search(visit().await, twice).await;
+    }
+    let kept = a.library.needs().shareable(0).expect("reads");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!((kept[0].query.as_str(), kept[0].sessions), (shared, 3));
+
+    // No agreement shares needs yet: nothing leaves.
+    assert_eq!(jalin_node::needs::share(&a.library, true).expect("runs"), 0);
+    let id = a.library.consortia().list()[0].id;
+    assert!(!a
+        .library
+        .consortia()
+        .export(&id)
+        .expect("exports")
+        .contains("JALIN-NEEDS:"));
+    // Under an agreement with share_needs, the summary: the query of three visits only.
+    jalin_tests::fixtures::agree(&[&a.library, &b_library], "share_needs = true");
+    assert_eq!(jalin_node::needs::share(&a.library, true).expect("runs"), 1);
+
+    // Every document A serves its partners, decoded.
+    let documents = a.library.consortia().export(&id).expect("exports");
+    let decoded: String = jalin_protocol::consortium::read_documents(&documents)
+        .into_iter()
+        .map(|(_, d)| format!("{:?}\n", d.expect("a document")))
+        .collect();
+    assert!(decoded.contains(shared), "the summary is served");
+    for secret in [once, twice] {
+        assert!(!decoded.contains(secret), "{secret:?} in a document");
+    }
+    // Every change of A's catalog it serves.
+    for shard in 0..jalin_node::store::SHARD_COUNT {
+        for change in a
+            .library
+            .store()
+            .changes_since(&a.library.id(), shard, &[])
+            .expect("changes")
+        {
+            for secret in [shared, once, twice] {
+                assert!(
+                    !contains(&change.bytes, secret),
+                    "{secret:?} in a catalog change"
+                );
+            }
+        }
+    }
+    // Over libp2p to B: B keeps the aggregate and nothing else of the log.
+    let b = crate::network::start(b_library, b_dir).await;
+    b.net.dial(a.address().await).await.expect("dials");
+    crate::network::eventually("B holds A's needs summary", 60, || {
+        b.library
+            .consortia()
+            .shared_needs(&id)
+            .map(|n| n.contains_key(&a.library.id()))
+            .unwrap_or(false)
+    })
+    .await;
+    let at_b = every_byte(&b.library);
+    assert!(contains(&at_b, shared));
+    for secret in [once, twice] {
+        assert!(!contains(&at_b, secret), "{secret:?} reached B");
+    }
+    // B's librarian sees what A's patrons look for, beside B's union catalog.
+    let report = jalin_node::needs::execute(
+        &b.library,
+        jalin_node::needs::NeedsRequest::Report { since: None },
+    )
+    .expect("reports");
+    assert_eq!(report.partners.len(), 1, "{:?}", report.partners);
+    assert_eq!(
+        (
+            report.partners[0].query.as_str(),
+            report.partners[0].sessions
+        ),
+        (shared, 3)
+    );
+    assert_eq!(report.held[shared].by, "none");
+    a.stop().await;
+    b.stop().await;
+}

@@ -49,7 +49,7 @@ impl Node {
     }
 
     /// The HTTP base URL (a node started by [`start_serving`]).
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.node.url().expect("the node serves HTTP")
     }
 
@@ -93,7 +93,7 @@ async fn start_on(
 }
 
 /// A node with its HTTP server too (API and web pages on 127.0.0.1).
-async fn start_serving(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
+pub(crate) async fn start_serving(library: Arc<Library>, dir: tempfile::TempDir) -> Node {
     let options = NodeOptions {
         http: Some("127.0.0.1:0".into()),
         p2p: Some(vec!["/ip4/127.0.0.1/tcp/0".parse().expect("address")]),

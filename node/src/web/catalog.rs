@@ -41,9 +41,17 @@ pub(super) async fn search_page(
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
         .clamp(1, 500);
-    // A search's address: the query, maybe a library, maybe a page.
+    // The visit: a random token the search page carries in its form and links (no
+    // cookie), so the needs log can count distinct visits asking a query before the query
+    // may be shared; a new one for a page opened without it.
+    let visit = query
+        .get("v")
+        .filter(|v| (16..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .cloned()
+        .unwrap_or_else(random_hex);
+    // A search's address: the query, maybe a library, maybe a page, and the visit.
     let href = |q: &str, lib: Option<&str>, page: usize| {
-        let mut out = format!("/?q={}", urlencode(q));
+        let mut out = format!("/?q={}&v={visit}", urlencode(q));
         if let Some(lib) = lib {
             out.push_str(&format!("&lib={lib}"));
         }
@@ -55,11 +63,16 @@ pub(super) async fn search_page(
     let visitor = Visitor::of(&state, &headers, &href(&q, only.as_deref(), page));
     let title = visitor.t("union_catalog");
     if q.trim().is_empty() {
-        return visitor.page(&state, "search.html", &title, context! { q => q });
+        return visitor.page(
+            &state,
+            "search.html",
+            &title,
+            context! { q => q, visit => visit },
+        );
     }
     let library = state.library.clone();
     let own = library.id().to_hex();
-    let (query_text, only_q) = (q.clone(), only.clone());
+    let (query_text, only_q, visit_token) = (q.clone(), only.clone(), visit.clone());
     // A patron's search: the first page, all libraries, asked from a page of this node
     // or typed in (another site's page cannot fill the log with its words).
     let cross_site = headers
@@ -72,11 +85,12 @@ pub(super) async fn search_page(
         // The OPAC's searches are what the patrons look for: the first page of each
         // (the query, its hits, the time; nothing about who asked).
         if log_it && library.data().config.needs.log_searches {
-            if let Err(error) =
-                library
-                    .needs()
-                    .log_search(&query_text, results.total as u64, library.now_ms())
-            {
+            if let Err(error) = library.needs().log_search(
+                &query_text,
+                results.total as u64,
+                Some(&visit_token),
+                library.now_ms(),
+            ) {
                 tracing::warn!(%error, "logging a search failed");
             }
         }
@@ -145,6 +159,7 @@ pub(super) async fn search_page(
         &format!("{q} · {title}"),
         context! {
             q => q,
+            visit => visit,
             page => page,
             only => only.as_deref().map(name_of),
             all_libraries => href(&q, None, 1),

@@ -100,6 +100,7 @@ pub(super) async fn needs_page(
                 since => since,
                 report => Value::from_serialize(&answer.report),
                 held => Value::from_serialize(&answer.held),
+                partners => Value::from_serialize(&answer.partners),
                 keep_months => state.library.data().config.needs.keep_months,
                 logging => state.library.data().config.needs.log_searches,
                 planning => planning,

@@ -39,6 +39,9 @@ pub struct Terms {
     pub renewal_days: u32,
     /// Loans open at once between one borrowing and one lending library.
     pub max_open_loans: u32,
+    /// Members share what their patrons look for: queries asked by at least three
+    /// sessions, never the log itself.
+    pub share_needs: bool,
 }
 
 impl Terms {
@@ -63,6 +66,7 @@ impl Default for Terms {
             max_renewals: 1,
             renewal_days: 14,
             max_open_loans: 5,
+            share_needs: false,
         }
     }
 }
@@ -83,6 +87,9 @@ interlibrary_loan = {}\n\
 coordinated_acquisition = {}\n\
 # Pengembangan staf bersama.\n\
 staff_development = {}\n\
+# Berbagi kebutuhan pemustaka: hanya kata pencarian yang dicari sedikitnya tiga sesi,\n\
+# tidak pernah catatan pencariannya.\n\
+share_needs = {}\n\
 # Lama pinjam antarperpustakaan, dalam hari.\n\
 loan_period_days = {}\n\
 # Jumlah eksemplar paling banyak dalam satu permintaan.\n\
@@ -107,6 +114,7 @@ Tulis isi perjanjian di sini (Markdown).\n",
         t.interlibrary_loan,
         t.coordinated_acquisition,
         t.staff_development,
+        t.share_needs,
         t.loan_period_days,
         t.items_per_request,
         t.answer_within_days,
@@ -254,6 +262,7 @@ pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
         max_renewals: u32,
         renewal_days: u32,
         max_open_loans: u32,
+        share_needs: bool,
     }
     impl Default for FrontTerms {
         fn default() -> FrontTerms {
@@ -271,6 +280,7 @@ pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
                 max_renewals: t.max_renewals,
                 renewal_days: t.renewal_days,
                 max_open_loans: t.max_open_loans,
+                share_needs: t.share_needs,
             }
         }
     }
@@ -318,6 +328,7 @@ pub fn parse_draft(file: &str) -> Result<(String, Terms, String), DocError> {
             max_renewals: t.max_renewals,
             renewal_days: t.renewal_days,
             max_open_loans: t.max_open_loans,
+            share_needs: t.share_needs,
         },
         text.trim_start_matches('\n').to_string(),
     ))
@@ -611,6 +622,10 @@ pub fn render_html(documents: &[String]) -> Result<String, DocError> {
             terms.max_open_loans.to_string(),
         ),
         (
+            "Patrons' needs shared (queries of 3 sessions or more)",
+            yes(terms.share_needs).to_string(),
+        ),
+        (
             "Evaluation every (months)",
             terms.evaluation_period_months.to_string(),
         ),
@@ -866,6 +881,7 @@ mod tests {
                     max_renewals: 2,
                     renewal_days: 7,
                     max_open_loans: 9,
+                    share_needs: true,
                 },
                 time_ms: 0,
             };

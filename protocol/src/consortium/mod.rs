@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod conspectus;
 pub mod document;
 pub mod log;
+pub mod needs;
 pub mod plan;
 pub mod tally;
 
@@ -39,6 +40,8 @@ pub enum Document {
     Plan(Signed<plan::PlanItem>),
     /// A member's collecting levels by division.
     Conspectus(Signed<conspectus::Conspectus>),
+    /// What a member's patrons look for, aggregated.
+    Needs(Signed<needs::NeedsSummary>),
 }
 
 impl Document {
@@ -55,10 +58,11 @@ impl Document {
             "TALLY" => Document::Tally(Signed::from_text(text)?),
             "PLAN" => Document::Plan(Signed::from_text(text)?),
             "CONSPECTUS" => Document::Conspectus(Signed::from_text(text)?),
+            "NEEDS" => Document::Needs(Signed::from_text(text)?),
             other => {
                 return Err(DocError::WrongKind {
                     expected: "op, invite, acceptance, agreement, signature, match, tally, \
-                               plan or conspectus"
+                               plan, conspectus or needs"
                         .into(),
                     found: other.to_lowercase(),
                 })
@@ -78,6 +82,7 @@ impl Document {
             Document::Tally(d) => d.body.consortium,
             Document::Plan(d) => d.body.consortium,
             Document::Conspectus(d) => d.body.consortium,
+            Document::Needs(d) => d.body.consortium,
         }
     }
 
@@ -93,6 +98,7 @@ impl Document {
             Document::Tally(d) => d.to_text(),
             Document::Plan(d) => d.to_text(),
             Document::Conspectus(d) => d.to_text(),
+            Document::Needs(d) => d.to_text(),
         }
     }
 }
