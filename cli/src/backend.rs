@@ -267,6 +267,44 @@ impl Backend {
         }
     }
 
+    /// Runs a survey request in the running node, or here.
+    pub fn survey(
+        self,
+        request: jalin_node::survey::SurveyRequest,
+    ) -> anyhow::Result<jalin_node::survey::SurveyAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/survey", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::survey::execute(&library, request)?),
+        }
+    }
+
+    /// Takes a CSV of survey answers, in the running node or here.
+    pub fn survey_import(self, bytes: Vec<u8>) -> anyhow::Result<usize> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/survey/import", remote.url))
+                    .bearer_auth(&remote.token)
+                    .body(bytes)
+                    .send()?;
+                let body: serde_json::Value = check(response)?
+                    .json()
+                    .context("reading the node's answer")?;
+                Ok(body["taken"].as_u64().unwrap_or(0) as usize)
+            }
+            Backend::Local(library) => Ok(jalin_node::survey::import(&library, &bytes)?),
+        }
+    }
+
     pub fn collection_overlap(self) -> anyhow::Result<jalin_protocol::collection::OverlapReport> {
         match self {
             Backend::Remote(remote) => {

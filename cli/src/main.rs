@@ -10,6 +10,7 @@ mod demo;
 mod harvest;
 mod ill;
 mod plans;
+mod survey;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
 // node's threads; mimalloc returns it (see BENCHMARKS.md).
@@ -235,6 +236,12 @@ enum Command {
     Plan {
         #[command(subcommand)]
         action: plans::PlanAction,
+    },
+    /// Who the patrons are: a questionnaire (angket) filled in on the search pages, on
+    /// paper or in a spreadsheet: create, import, report.
+    Survey {
+        #[command(subcommand)]
+        action: survey::SurveyAction,
     },
     /// What patrons look for: the OPAC's searches and their book suggestions, kept on
     /// this node only.
@@ -1104,6 +1111,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             conspectus(Backend::connect(data)?, levels, json)
+        }
+        Command::Survey { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            survey::run(Backend::connect(data)?, action)
         }
         Command::Plan { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

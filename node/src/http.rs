@@ -41,6 +41,11 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/api/ill", post(ill_request))
         .route("/api/needs", post(needs_request))
         .route("/api/plans", post(plans_request))
+        .route("/api/survey", post(survey_request))
+        .route(
+            "/api/survey/import",
+            post(survey_import).layer(DefaultBodyLimit::max(crate::survey::CSV_BYTES_MAX)),
+        )
         .route(
             "/api/plans/import",
             post(plans_import).layer(DefaultBodyLimit::max(crate::plans::IMPORT_BYTES_MAX)),
@@ -701,6 +706,40 @@ async fn plans_import(
     let library = state.library.clone();
     let answer = heavy(&state, move || Ok(crate::plans::import(&library, &body)?)).await?;
     Ok(Json(answer))
+}
+
+/// `POST /api/survey`: the questionnaire: create (from the template) or report (JSON,
+/// `{"action": ...}`). Needs the token.
+async fn survey_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::survey::SurveyAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::survey::SurveyRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a survey request ({e}); send JSON like {{\"action\": \"report\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let answer = heavy(&state, move || {
+        Ok(crate::survey::execute(&library, request)?)
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// `POST /api/survey/import`: the answers of a CSV (the body), all or none. Needs the
+/// token.
+async fn survey_import(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state, &headers)?;
+    let library = state.library.clone();
+    let taken = heavy(&state, move || Ok(crate::survey::import(&library, &body)?)).await?;
+    Ok(Json(serde_json::json!({ "taken": taken })))
 }
 
 async fn ill_request(

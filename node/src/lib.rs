@@ -34,5 +34,6 @@ pub mod search;
 pub mod server;
 pub mod sru;
 pub mod store;
+pub mod survey;
 pub mod trust;
 pub mod web;

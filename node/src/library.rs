@@ -69,6 +69,9 @@ pub enum LibraryError {
     /// A purchase plan refused.
     #[error(transparent)]
     Plan(#[from] crate::plans::PlanError),
+    /// The questionnaire refused or failed.
+    #[error(transparent)]
+    Survey(#[from] crate::survey::SurveyError),
 }
 
 impl LibraryError {
@@ -87,6 +90,7 @@ impl LibraryError {
             LibraryError::Loan(e) => e.code(),
             LibraryError::Needs(e) => e.code(),
             LibraryError::Plan(e) => e.code(),
+            LibraryError::Survey(e) => e.code(),
         }
     }
 }
@@ -309,6 +313,8 @@ pub struct Library {
     gateway: crate::gateway::Gateway,
     /// What its patrons look for (kept here only).
     needs: crate::needs::Needs,
+    /// The questionnaire about its patrons and its answers (kept here only).
+    surveys: crate::survey::Surveys,
     /// Where it reads the time.
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
@@ -372,6 +378,11 @@ impl Library {
     /// What its patrons look for: the OPAC's searches and suggestions.
     pub fn needs(&self) -> &crate::needs::Needs {
         &self.needs
+    }
+
+    /// The questionnaire about its patrons.
+    pub fn surveys(&self) -> &crate::survey::Surveys {
+        &self.surveys
     }
 
     /// The ISO 18626 gateway's transactions.
@@ -446,6 +457,7 @@ impl Library {
         let loans = crate::ill::Loans::open(&store.db(), data.key.clone())?;
         let gateway = crate::gateway::Gateway::open(&store.db()).map_err(StoreError::from)?;
         let needs = crate::needs::Needs::open(&store.db()).map_err(StoreError::from)?;
+        let surveys = crate::survey::Surveys::open(&store.db()).map_err(StoreError::from)?;
         // sled and tantivy made their files with the process's umask.
         crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
             path: data.path.clone(),
@@ -459,6 +471,7 @@ impl Library {
             loans,
             gateway,
             needs,
+            surveys,
             clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),

@@ -188,6 +188,14 @@ impl From<LibraryError> for ApiError {
             LibraryError::StrictRejected { .. } | LibraryError::Unwritable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            LibraryError::Survey(survey) => match survey {
+                crate::survey::SurveyError::NoSurvey => StatusCode::NOT_FOUND,
+                crate::survey::SurveyError::TooManyToday(_) => StatusCode::TOO_MANY_REQUESTS,
+                crate::survey::SurveyError::Invalid(_) | crate::survey::SurveyError::BadCsv(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             LibraryError::Plan(plan) => match plan {
                 crate::plans::PlanError::NoSuchItem(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
@@ -281,7 +289,12 @@ fn is_upload(method: &axum::http::Method, path: &str) -> bool {
     method == axum::http::Method::POST
         && matches!(
             path,
-            "/api/import" | "/librarian/import" | "/api/plans/import" | "/librarian/plans/import"
+            "/api/import"
+                | "/librarian/import"
+                | "/api/plans/import"
+                | "/librarian/plans/import"
+                | "/api/survey/import"
+                | "/librarian/survey/import"
         )
 }
 

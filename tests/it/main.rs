@@ -24,4 +24,5 @@ mod roundtrip;
 mod search;
 mod sru;
 mod support;
+mod survey;
 mod web;

@@ -1384,3 +1384,65 @@ fn a_librarian_planning_a_held_title_is_warned_and_adds_it_only_when_sure() {
         librarian.close().await;
     });
 }
+
+#[test]
+fn a_patron_fills_in_the_survey_and_the_librarian_sees_it_beside_the_collection() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let server = start(Some(&sample));
+    jalin_node::survey::execute(&server.library, jalin_node::survey::SurveyRequest::Create)
+        .expect("creates");
+    runtime().block_on(async {
+        let mut patron = Browser::open("survey", axe.clone()).await;
+        patron.goto(&server.url).await;
+        patron.follow("#survey-link").await;
+        assert_eq!(patron.text("h1").await, "Angket pemustaka");
+        patron.check("survey form").await;
+        // Petani, 26-40, interested in technology and history; a wish.
+        for choice in [
+            "#q-pekerjaan-3",
+            "#q-usia-4",
+            "#q-jenis_kelamin-2",
+            "#q-minat-7",
+            "#q-minat-10",
+        ] {
+            patron.click(choice).await;
+        }
+        patron.fill("#q-saran", "Buku budidaya jamur tiram").await;
+        patron.follow("#survey-send").await;
+        assert_eq!(
+            patron.text("h1").await,
+            "Terima kasih, jawaban Anda sudah diterima"
+        );
+        patron.close().await;
+
+        let mut librarian = Browser::open("survey-report", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/survey", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Hasil angket pemustaka");
+        assert_eq!(librarian.text("#survey-total").await, "1");
+        let work = librarian.text("#table-pekerjaan").await;
+        assert!(
+            work.lines()
+                .any(|l| l.starts_with("Petani, peternak atau nelayan") && l.contains(" 1 ")),
+            "{work}"
+        );
+        let interests = librarian.text("#table-interests").await;
+        let technology = interests
+            .lines()
+            .find(|l| l.starts_with("600"))
+            .unwrap_or_else(|| panic!("no 600 row in {interests}"));
+        // Every answer asks for technology: 100% asked, beside the catalog's share.
+        assert!(technology.contains("100.0%"), "{technology}");
+        let wishes = librarian.text("main").await;
+        assert!(wishes.contains("Buku budidaya jamur tiram"), "{wishes}");
+        librarian.check("survey results").await;
+        librarian.close().await;
+    });
+}

@@ -28,6 +28,7 @@ mod import;
 mod needs;
 mod plans;
 mod session;
+mod survey;
 
 use catalog::{
     delete_record, edit_page, edit_save, record_export, record_page, search_page, status_page,
@@ -40,7 +41,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 17] = [
+const TEMPLATES: [(&str, &str); 20] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -87,6 +88,18 @@ const TEMPLATES: [(&str, &str); 17] = [
     ),
     ("needs.html", include_str!("../../web/templates/needs.html")),
     ("plans.html", include_str!("../../web/templates/plans.html")),
+    (
+        "survey.html",
+        include_str!("../../web/templates/survey.html"),
+    ),
+    (
+        "survey_form.html",
+        include_str!("../../web/templates/survey_form.html"),
+    ),
+    (
+        "survey_report.html",
+        include_str!("../../web/templates/survey_report.html"),
+    ),
     (
         "collection.html",
         include_str!("../../web/templates/collection.html"),
@@ -453,6 +466,19 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         )
         .route("/librarian/needs", get(needs::needs_page))
         .route("/librarian/needs/forget", post(needs::forget))
+        .route(
+            "/survey",
+            get(survey::survey_page).post(survey::survey_answer),
+        )
+        .route("/librarian/survey", get(survey::report_page))
+        .route("/librarian/survey/create", post(survey::create))
+        .route("/librarian/survey/paper", post(survey::paper))
+        .route(
+            "/librarian/survey/import",
+            post(survey::import).layer(axum::extract::DefaultBodyLimit::max(
+                crate::survey::CSV_BYTES_MAX,
+            )),
+        )
         .route("/librarian/plans", get(plans::plans_page))
         .route("/librarian/plans/add", post(plans::add))
         .route("/librarian/plans/remove", post(plans::remove))
@@ -697,6 +723,10 @@ mod tests {
             LibraryError::Plan(crate::plans::PlanError::Invalid(text())),
             LibraryError::Plan(crate::plans::PlanError::NoSuchItem(text())),
             LibraryError::Plan(crate::plans::PlanError::BadFile(text())),
+            LibraryError::Survey(crate::survey::SurveyError::NoSurvey),
+            LibraryError::Survey(crate::survey::SurveyError::Invalid(text())),
+            LibraryError::Survey(crate::survey::SurveyError::TooManyToday(1)),
+            LibraryError::Survey(crate::survey::SurveyError::BadCsv(text())),
             LibraryError::Export(jalin_protocol::format::WriteError::Io(
                 std::io::Error::other(text()),
             )),

@@ -9,7 +9,7 @@ use crate::server::blocking;
 /// Whether a form post comes from this node's own pages: a browser says where a post
 /// came from (`Sec-Fetch-Site`, `Origin`); a page elsewhere may not post a patron's
 /// suggestion in their name.
-fn same_site(headers: &HeaderMap) -> bool {
+pub(super) fn same_site(headers: &HeaderMap) -> bool {
     let site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
