@@ -1659,6 +1659,7 @@ impl Consortia {
         &self,
         id: &Hash32,
         queries: Vec<jalin_protocol::consortium::needs::SharedQuery>,
+        survey: Vec<jalin_protocol::consortium::needs::SharedTotal>,
         from_ms: u64,
         now_ms: u64,
     ) -> Result<(), ConsortiumError> {
@@ -1678,6 +1679,7 @@ impl Consortia {
                 from_ms: from_ms.min(now_ms),
                 to_ms: now_ms,
                 queries,
+                survey,
                 time_ms: now_ms,
             },
         );

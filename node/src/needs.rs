@@ -615,8 +615,9 @@ pub fn share(
     }
     let from = at.saturating_sub(SHARED_PERIOD_MS);
     let queries = library.needs().shareable(from)?;
+    let survey = library.surveys().shareable()?;
     for id in &due {
-        consortia.publish_needs(id, queries.clone(), from, at)?;
+        consortia.publish_needs(id, queries.clone(), survey.clone(), from, at)?;
     }
     Ok(due.len())
 }

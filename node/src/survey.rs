@@ -554,6 +554,40 @@ impl Surveys {
         Ok(out)
     }
 
+    /// The current questionnaire's totals that may leave the node: per choice question,
+    /// each option chosen by at least three answers (free text never).
+    pub fn shareable(
+        &self,
+    ) -> Result<Vec<jalin_protocol::consortium::needs::SharedTotal>, SurveyError> {
+        use jalin_protocol::consortium::needs::{SharedTotal, QUERIES_MAX, SESSIONS_MIN};
+        let Some(survey) = self.current()? else {
+            return Ok(Vec::new());
+        };
+        let answers = self.answers(&survey.id)?;
+        let mut out = Vec::new();
+        for q in survey.questions.iter().filter(|q| q.kind != Kind::Text) {
+            let mut counts = vec![0u32; q.options.len()];
+            for a in &answers {
+                for &i in a.chosen.get(&q.id).into_iter().flatten() {
+                    if let Some(c) = counts.get_mut(i) {
+                        *c = c.saturating_add(1);
+                    }
+                }
+            }
+            for (option, &count) in q.options.iter().zip(&counts) {
+                if count >= SESSIONS_MIN {
+                    out.push(SharedTotal {
+                        question: q.text.clone(),
+                        option: option.clone(),
+                        count,
+                    });
+                }
+            }
+        }
+        out.truncate(QUERIES_MAX);
+        Ok(out)
+    }
+
     /// Every answer to questionnaire `id`, oldest first.
     pub fn answers(&self, id: &str) -> Result<Vec<Answer>, SurveyError> {
         let mut prefix = vec![b'a'];

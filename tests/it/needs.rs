@@ -346,6 +346,28 @@ async fn only_queries_of_three_visits_leave_the_node_and_only_under_the_agreemen
     for _ in 0..2 {
         search(visit().await, twice).await;
     }
+    // The patron survey: three farmers, one teacher (with a wish of their own).
+    jalin_node::survey::execute(&a.library, jalin_node::survey::SurveyRequest::Create)
+        .expect("creates");
+    let survey = a.library.surveys().current().expect("reads").expect("made");
+    let answer = |work: &str, wish: &str| {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("pekerjaan".to_string(), vec![work.to_string()]);
+        fields.insert("saran".to_string(), vec![wish.to_string()]);
+        let taken = survey
+            .answer(&fields, jalin_node::survey::Source::Paper, T)
+            .expect("reads");
+        a.library.surveys().take(&taken).expect("takes");
+    };
+    let (farmer, teacher, wish) = (
+        "Petani, peternak atau nelayan",
+        "Guru atau dosen",
+        "keinginan pribadi guru",
+    );
+    for _ in 0..3 {
+        answer(farmer, "");
+    }
+    answer(teacher, wish);
     let kept = a.library.needs().shareable(0).expect("reads");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!((kept[0].query.as_str(), kept[0].sessions), (shared, 3));
@@ -370,7 +392,11 @@ async fn only_queries_of_three_visits_leave_the_node_and_only_under_the_agreemen
         .map(|(_, d)| format!("{:?}\n", d.expect("a document")))
         .collect();
     assert!(decoded.contains(shared), "the summary is served");
-    for secret in [once, twice] {
+    assert!(
+        decoded.contains(farmer),
+        "the survey's total of three is served"
+    );
+    for secret in [once, twice, teacher, wish] {
         assert!(!decoded.contains(secret), "{secret:?} in a document");
     }
     // Every change of A's catalog it serves.
@@ -402,7 +428,8 @@ async fn only_queries_of_three_visits_leave_the_node_and_only_under_the_agreemen
     .await;
     let at_b = every_byte(&b.library);
     assert!(contains(&at_b, shared));
-    for secret in [once, twice] {
+    assert!(contains(&at_b, farmer));
+    for secret in [once, twice, teacher, wish] {
         assert!(!contains(&at_b, secret), "{secret:?} reached B");
     }
     // B's librarian sees what A's patrons look for, beside B's union catalog.

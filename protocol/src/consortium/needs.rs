@@ -28,6 +28,18 @@ pub struct SharedQuery {
     pub hits: u64,
 }
 
+/// A total of a member's patron survey as shared: how many answers chose an option (at
+/// least [`SESSIONS_MIN`]; smaller counts stay home).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedTotal {
+    /// The question, as asked.
+    pub question: String,
+    /// The option.
+    pub option: String,
+    /// Answers choosing it.
+    pub count: u32,
+}
+
 /// A member's summary of its patrons' searches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeedsSummary {
@@ -39,6 +51,9 @@ pub struct NeedsSummary {
     pub to_ms: u64,
     /// The queries, most sessions first.
     pub queries: Vec<SharedQuery>,
+    /// Its patron survey's totals (choices only, never free text), each of three answers
+    /// or more.
+    pub survey: Vec<SharedTotal>,
     /// When (ms since 1970, the member's clock): the newest stands.
     pub time_ms: u64,
 }
@@ -60,7 +75,7 @@ impl NeedsSummary {
                 found: body.consortium,
             });
         }
-        if body.queries.len() > QUERIES_MAX {
+        if body.queries.len() > QUERIES_MAX || body.survey.len() > QUERIES_MAX {
             return Err(DocError::Invalid(format!(
                 "a needs summary lists at most {QUERIES_MAX} queries"
             )));
@@ -84,6 +99,25 @@ impl NeedsSummary {
                 return Err(DocError::Invalid(format!(
                     "a shared query is 1 to {QUERY_MAX} bytes, no control characters"
                 )));
+            }
+        }
+        for t in &body.survey {
+            if t.count < SESSIONS_MIN {
+                return Err(DocError::Invalid(format!(
+                    "a needs summary lists a survey total of fewer than {SESSIONS_MIN} answers: \
+                     only totals of {SESSIONS_MIN} or more leave a library"
+                )));
+            }
+            for text in [&t.question, &t.option] {
+                if text.trim().is_empty()
+                    || text.len() > crate::consortium::needs::QUERY_MAX * 5
+                    || text.chars().any(char::is_control)
+                {
+                    return Err(DocError::Invalid(
+                        "a shared survey total names its question and option in 1 to 1000 bytes"
+                            .into(),
+                    ));
+                }
             }
         }
         Ok(())
@@ -111,6 +145,7 @@ mod tests {
                         sessions,
                         hits: 0,
                     }],
+                    survey: Vec::new(),
                     time_ms: 10,
                 },
             )
@@ -124,5 +159,16 @@ mod tests {
         assert!(NeedsSummary::check(&summary(5, " "), c).is_err());
         assert!(NeedsSummary::check(&summary(5, &"x".repeat(QUERY_MAX + 1)), c).is_err());
         assert!(NeedsSummary::check(&summary(3, "jamur"), Hash32([8; 32])).is_err());
+        let mut few = summary(3, "jamur").body;
+        few.survey.push(SharedTotal {
+            question: "Apa pekerjaan Anda?".into(),
+            option: "Petani".into(),
+            count: 2,
+        });
+        let error = NeedsSummary::check(&Signed::sign(&key, few), c).unwrap_err();
+        assert!(
+            error.to_string().contains("fewer than 3 answers"),
+            "{error}"
+        );
     }
 }
