@@ -1288,6 +1288,11 @@ fn the_collection_page_draws_its_chart_with_no_script_and_passes_axe() {
             .expect("measures");
         assert!(width.as_f64().is_some_and(|w| w > 10.0), "{width}");
         librarian.check("collection page").await;
+        // By language and by decade too.
+        let languages = librarian.text("table.by-lang").await;
+        assert!(languages.contains("ind"), "{languages}");
+        let decades = librarian.text("table.by-decade").await;
+        assert!(decades.lines().any(|l| l.starts_with("19")), "{decades}");
         // The conspectus: this library states its levels in history; the table shows them
         // beside its catalog's titles there.
         let conspectus = librarian.text("#conspectus-table").await;

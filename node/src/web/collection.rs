@@ -78,12 +78,24 @@ pub(super) async fn collection_page(
                     }
                 })
                 .collect();
+            let rows = |by: &std::collections::BTreeMap<String, Share>, none: &str| -> Vec<Value> {
+                by.iter()
+                    .map(|(value, share)| {
+                        context! {
+                            name => if value == "none" { none.to_string() } else { value.clone() },
+                            alone => share.alone, some => share.some, all => share.all,
+                        }
+                    })
+                    .collect()
+            };
             context! {
                 name => l.name.clone().unwrap_or_else(|| l.library.chars().take(12).collect()),
                 alone => l.titles.alone, some => l.titles.some, all => l.titles.all,
                 total => l.titles.total(),
                 bars => segments(&l.titles, largest),
                 divisions => divisions,
+                languages => rows(&l.by_language, &visitor.t("collection_no_language")),
+                decades => rows(&l.by_decade, &visitor.t("collection_no_year")),
             }
         })
         .collect();
