@@ -10,8 +10,14 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum SurveyAction {
     /// Make the ready questionnaire (occupation, age, gender, interests by division, a
-    /// wish) the current one; patrons fill it in at /survey.
-    Create,
+    /// wish) the current one, or one written as TOML; patrons fill it in at /survey.
+    Create {
+        /// The questionnaire as TOML: `title`, then `[[questions]]` each with `id`,
+        /// `text`, `kind` ("one", "many" or "text"), `options` and, for interests,
+        /// `divisions` (one per option: "000" ... "900").
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Take the answers of a CSV (a Google Forms or spreadsheet export: a header row
     /// naming the questions, by id or as asked); all rows or none.
     Import {
@@ -23,13 +29,29 @@ pub enum SurveyAction {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Print CSV: question, option, count, percent (and for interests the
+        /// collection's and the partners' percent).
+        #[arg(long)]
+        csv: bool,
     },
 }
 
 pub fn run(backend: Backend, action: SurveyAction) -> anyhow::Result<ExitCode> {
     match action {
-        SurveyAction::Create => {
-            println!("{}", backend.survey(SurveyRequest::Create)?.message);
+        SurveyAction::Create { file } => {
+            let definition = match file {
+                Some(file) => Some(
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                ),
+                None => None,
+            };
+            println!(
+                "{}",
+                backend
+                    .survey(SurveyRequest::Create { definition })?
+                    .message
+            );
         }
         SurveyAction::Import { file } => {
             let bytes =
@@ -37,8 +59,19 @@ pub fn run(backend: Backend, action: SurveyAction) -> anyhow::Result<ExitCode> {
             let taken = backend.survey_import(bytes)?;
             println!("{taken} answers taken");
         }
-        SurveyAction::Report { json } => {
+        SurveyAction::Report { json, csv } => {
             let answer = backend.survey(SurveyRequest::Report)?;
+            if csv {
+                print!(
+                    "{}",
+                    answer
+                        .report
+                        .as_ref()
+                        .map(jalin_node::survey::report_csv)
+                        .unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer.report)?);
                 return Ok(ExitCode::SUCCESS);

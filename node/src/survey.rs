@@ -699,13 +699,96 @@ impl Surveys {
     }
 }
 
+/// Longest questionnaire definition read, in bytes.
+pub const DEFINITION_BYTES_MAX: usize = 64 * 1024;
+
+/// Reads a questionnaire written as TOML (see [`SurveyRequest::Create`]), checked.
+pub fn read_definition(text: &str, id: &str) -> Result<Survey, SurveyError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Definition {
+        title: String,
+        questions: Vec<Question>,
+    }
+    if text.len() > DEFINITION_BYTES_MAX {
+        return Err(SurveyError::Invalid(format!(
+            "a questionnaire is at most {DEFINITION_BYTES_MAX} bytes"
+        )));
+    }
+    let definition: Definition = toml::from_str(text)
+        .map_err(|e| SurveyError::Invalid(format!("the questionnaire: {e}")))?;
+    let survey = Survey {
+        id: id.to_string(),
+        title: bounded(&definition.title, "a title")?,
+        questions: definition.questions,
+    };
+    survey.check()?;
+    for q in &survey.questions {
+        if q.divisions
+            .iter()
+            .any(|d| !DIVISIONS.iter().any(|(c, _, _)| c == d))
+        {
+            return Err(SurveyError::Invalid(format!(
+                "question {}: divisions are 000, 100, ... 900",
+                q.id
+            )));
+        }
+    }
+    Ok(survey)
+}
+
+/// The results as CSV: each option's count and share, then each interest beside the
+/// collection.
+pub fn report_csv(report: &SurveyReport) -> String {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut rows: Vec<Vec<String>> = vec![vec![
+        "question".into(),
+        "option".into(),
+        "count".into(),
+        "percent".into(),
+        "collection_percent".into(),
+        "partners_percent".into(),
+    ]];
+    for q in &report.questions {
+        for o in &q.options {
+            rows.push(vec![
+                q.id.clone(),
+                o.option.clone(),
+                o.count.to_string(),
+                o.percent.to_string(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+    for i in &report.interests {
+        rows.push(vec![
+            "interest".into(),
+            format!("{} {}", i.division, i.option),
+            String::new(),
+            i.asked_percent.to_string(),
+            i.held_percent.to_string(),
+            i.partners_percent.to_string(),
+        ]);
+    }
+    for row in rows {
+        let _ = out.write_record(&row);
+    }
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
 /// A request about the questionnaire, from the CLI, the API or the pages.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum SurveyRequest {
-    /// Make the ready questionnaire the current one (answers to an earlier one are kept
-    /// apart).
-    Create,
+    /// Make a questionnaire the current one (answers to an earlier one are kept apart):
+    /// the ready one, or one written as TOML (`title`, then `[[questions]]` with `id`,
+    /// `text`, `kind` = "one" | "many" | "text", `options`, and for interests `divisions`).
+    Create {
+        /// The questionnaire as TOML; none: the ready one.
+        #[serde(default)]
+        definition: Option<String>,
+    },
     /// The results.
     Report,
 }
@@ -727,11 +810,18 @@ pub fn execute(
 ) -> Result<SurveyAnswer, crate::library::LibraryError> {
     let surveys = library.surveys();
     match request {
-        SurveyRequest::Create => {
+        SurveyRequest::Create { definition } => {
             let id = format!("angket-{}", library.now_ms());
-            surveys.create(&template(&id))?;
+            let survey = match definition {
+                None => template(&id),
+                Some(text) => read_definition(&text, &id)?,
+            };
+            surveys.create(&survey)?;
             Ok(SurveyAnswer {
-                message: format!("questionnaire {id} made from the template"),
+                message: format!(
+                    "questionnaire {id} made ({} questions)",
+                    survey.questions.len()
+                ),
                 report: None,
             })
         }

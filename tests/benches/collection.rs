@@ -60,7 +60,14 @@ fn measure(dir: &std::path::Path) {
     );
     // The union search over the same records, grouped in the index as they arrived:
     // books counted (the same book at several libraries once), and how long a page takes.
-    let queries = ["history", "united states", "war", "poems", "church", "education"];
+    let queries = [
+        "history",
+        "united states",
+        "war",
+        "poems",
+        "church",
+        "education",
+    ];
     let mut times = Vec::new();
     for round in 0..11 {
         for q in queries {

@@ -848,3 +848,60 @@ fn a_purchase_plan_from_the_cli() {
     assert_ne!(code, 0);
     assert!(stderr.contains("DIVISION=CURRENT/COMMITMENT"), "{stderr}");
 }
+
+#[test]
+fn a_questionnaire_of_the_librarians_own_from_the_cli() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (code, _, _) = jalin(&data, &["init", "--name", "Uji", "--code", "UJI"]);
+    assert_eq!(code, 0);
+    std::fs::write(
+        path("angket.toml"),
+        "title = \"Angket kelompok tani\"\n\
+         [[questions]]\nid = \"desa\"\ntext = \"Dari desa mana?\"\nkind = \"one\"\n\
+         options = [\"Kemiri Lor\", \"Kemiri Kidul\"]\n\
+         [[questions]]\nid = \"minat\"\ntext = \"Minat bacaan\"\nkind = \"many\"\n\
+         options = [\"Pertanian\", \"Sejarah\"]\ndivisions = [\"600\", \"900\"]\n",
+    )
+    .expect("writes");
+    let (code, out, stderr) = jalin(&data, &["survey", "create", "--file", &path("angket.toml")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("(2 questions)"), "{out}");
+    // A definition that names no division is refused, saying where.
+    std::fs::write(
+        path("salah.toml"),
+        "title = \"x\"\n[[questions]]\nid = \"m\"\ntext = \"m\"\nkind = \"many\"\noptions = [\"a\"]\ndivisions = [\"650\"]\n",
+    )
+    .expect("writes");
+    let (code, _, stderr) = jalin(&data, &["survey", "create", "--file", &path("salah.toml")]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("question m: divisions"), "{stderr}");
+    std::fs::write(
+        path("jawaban.csv"),
+        "Timestamp,Dari desa mana?,Minat bacaan\n\
+         1,Kemiri Lor,\"Pertanian, Sejarah\"\n\
+         2,Kemiri Lor,Pertanian\n\
+         3,Kemiri Kidul,Sejarah\n",
+    )
+    .expect("writes");
+    let (code, out, stderr) = jalin(&data, &["survey", "import", &path("jawaban.csv")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("3 answers taken"), "{out}");
+    let (code, csv, stderr) = jalin(&data, &["survey", "report", "--csv"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        rows[0],
+        "question,option,count,percent,collection_percent,partners_percent"
+    );
+    for row in [
+        "desa,Kemiri Lor,2,66.7,,",
+        "desa,Kemiri Kidul,1,33.3,,",
+        "minat,Pertanian,2,66.7,,",
+        "minat,Sejarah,2,66.7,,",
+        "interest,600 Pertanian,,66.7,0,0",
+    ] {
+        assert!(rows.contains(&row), "{row:?} not in {csv}");
+    }
+}

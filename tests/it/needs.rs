@@ -347,8 +347,11 @@ async fn only_queries_of_three_visits_leave_the_node_and_only_under_the_agreemen
         search(visit().await, twice).await;
     }
     // The patron survey: three farmers, one teacher (with a wish of their own).
-    jalin_node::survey::execute(&a.library, jalin_node::survey::SurveyRequest::Create)
-        .expect("creates");
+    jalin_node::survey::execute(
+        &a.library,
+        jalin_node::survey::SurveyRequest::Create { definition: None },
+    )
+    .expect("creates");
     let survey = a.library.surveys().current().expect("reads").expect("made");
     let answer = |work: &str, wish: &str| {
         let mut fields = std::collections::BTreeMap::new();

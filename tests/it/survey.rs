@@ -54,7 +54,7 @@ fn form(answer: &(&str, &str, &str, &[&str], &str)) -> Vec<(String, String)> {
 /// A node with the sample catalog and the ready questionnaire.
 fn node_with_survey() -> Server {
     let server = start(Some(&sample()));
-    execute(&server.library, SurveyRequest::Create).expect("creates");
+    execute(&server.library, SurveyRequest::Create { definition: None }).expect("creates");
     server
 }
 

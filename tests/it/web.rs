@@ -1399,8 +1399,11 @@ fn a_patron_fills_in_the_survey_and_the_librarian_sees_it_beside_the_collection(
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../cli/demo/loc-indonesia-sample.mrc");
     let server = start(Some(&sample));
-    jalin_node::survey::execute(&server.library, jalin_node::survey::SurveyRequest::Create)
-        .expect("creates");
+    jalin_node::survey::execute(
+        &server.library,
+        jalin_node::survey::SurveyRequest::Create { definition: None },
+    )
+    .expect("creates");
     runtime().block_on(async {
         let mut patron = Browser::open("survey", axe.clone()).await;
         patron.goto(&server.url).await;

@@ -471,6 +471,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             get(survey::survey_page).post(survey::survey_answer),
         )
         .route("/librarian/survey", get(survey::report_page))
+        .route("/librarian/survey.csv", get(survey::report_csv))
         .route("/librarian/survey/create", post(survey::create))
         .route("/librarian/survey/paper", post(survey::paper))
         .route(

@@ -119,6 +119,37 @@ pub(super) async fn report_page(
     render(&state, &visitor, context! {}).await
 }
 
+/// `GET /librarian/survey.csv`: the results as CSV.
+pub(super) async fn report_csv(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let visitor = Visitor::of(&state, &headers, "/librarian/survey");
+    if let Err(response) = visitor.librarian() {
+        return *response;
+    }
+    let library = state.library.clone();
+    match crate::server::heavy(&state, move || {
+        Ok(crate::survey::execute(&library, SurveyRequest::Report)?)
+    })
+    .await
+    {
+        Ok(answer) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"angket.csv\"",
+                ),
+            ],
+            answer
+                .report
+                .as_ref()
+                .map(crate::survey::report_csv)
+                .unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => visitor.failure(&state, &e),
+    }
+}
+
 /// `POST /librarian/survey/create`: the ready questionnaire.
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
@@ -130,7 +161,8 @@ pub(super) async fn create(
         return *response;
     }
     let library = state.library.clone();
-    match blocking(move || Ok(crate::survey::execute(&library, SurveyRequest::Create)?)).await {
+    let request = SurveyRequest::Create { definition: None };
+    match blocking(move || Ok(crate::survey::execute(&library, request)?)).await {
         Ok(_) => redirect("/librarian/survey"),
         Err(e) => visitor.failure(&state, &e),
     }
