@@ -1113,6 +1113,19 @@ impl Consortia {
                     return self.keep_orphan(id, plan.id(), &Document::Plan(plan));
                 }
                 PlanItem::check(&plan, id)?;
+                // Not kept, nor passed on, where no agreement in force coordinates
+                // acquisition.
+                if !self
+                    .terms_in_force(&id)?
+                    .is_some_and(|t| t.coordinated_acquisition)
+                {
+                    return Err(DocError::Rejected(
+                        "a purchase plan where the agreement in force does not coordinate \
+                         acquisition"
+                            .into(),
+                    )
+                    .into());
+                }
                 let mut held = self.held();
                 let Some(consortium) = held.get_mut(&id) else {
                     return Err(ConsortiumError::NotFound("consortium gone".into()));
@@ -1184,6 +1197,15 @@ impl Consortia {
                     return self.keep_orphan(id, summary.id(), &Document::Needs(summary));
                 }
                 NeedsSummary::check(&summary, id)?;
+                // Not kept, nor passed on, where the agreement does not share needs.
+                if !self.shares_needs(&id)? {
+                    return Err(DocError::Rejected(
+                        "a needs summary where the agreement in force does not share needs \
+                         (share_needs = false)"
+                            .into(),
+                    )
+                    .into());
+                }
                 self.keep_newest(
                     id,
                     b'n',

@@ -482,6 +482,25 @@ impl Library {
             tracing::info!("search index missing or damaged: rebuilding it from the catalog");
         }
         library.catch_up_index()?;
+        // Assertions that changed while the node was stopped (a member removed, its
+        // assertions no longer standing) regroup their records now.
+        {
+            let saved: Option<Vec<(RecordKey, RecordKey, bool)>> = library
+                .store
+                .db()
+                .open_tree("grouping")
+                .ok()
+                .and_then(|t| t.get(b"assertions").ok().flatten())
+                .and_then(|v| serde_json::from_slice(&v).ok());
+            if let Some(saved) = saved {
+                *library
+                    .assertions_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = saved.into_iter().collect();
+            }
+            let grouping = library.grouping();
+            library.follow_assertions(&grouping)?;
+        }
         Ok(library)
     }
 
@@ -603,9 +622,18 @@ impl Library {
                 self.index.touch_record(library, record_id)?;
             }
         }
+        let kept: Vec<&(RecordKey, RecordKey, bool)> = now.iter().collect();
+        let json = serde_json::to_vec(&kept).unwrap_or_default();
         *seen = now;
         drop(seen);
-        self.commit_index(self.index.committed_seq())
+        self.commit_index(self.index.committed_seq())?;
+        // Kept, so the next start knows which assertions the groups were worked out with.
+        self.store
+            .db()
+            .open_tree("grouping")
+            .and_then(|t| t.insert(b"assertions", json))
+            .map_err(StoreError::from)?;
+        Ok(())
     }
 
     /// Rebuilds the whole index from the store.

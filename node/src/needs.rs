@@ -360,6 +360,12 @@ impl Needs {
         let mut out: Vec<SharedQuery> = asked
             .into_iter()
             .filter(|(_, (sessions, _))| sessions.len() >= SESSIONS_MIN as usize)
+            // What a summary cannot carry (a query longer than its bytes) stays home rather
+            // than stopping the whole summary.
+            .filter(|(query, _)| {
+                query.len() <= jalin_protocol::consortium::needs::QUERY_MAX
+                    && !query.chars().any(char::is_control)
+            })
             .map(|(query, (sessions, hits))| SharedQuery {
                 query,
                 sessions: sessions.len() as u32,

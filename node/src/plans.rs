@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const IMPORT_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most titles one file adds.
 pub const IMPORT_TITLES_MAX: usize = 2_000;
+/// Most refused lines or records reported for one file (reading stops there).
+pub const REFUSED_MAX: usize = 1_000;
 
 /// A title as the librarian gives it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,9 +81,18 @@ fn shortened(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
+/// Text folded: control characters (a catalogue's non-sorting marks) dropped, spaces
+/// collapsed; None when nothing is left.
 fn clean(text: Option<&str>) -> Option<String> {
-    text.map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|t| !t.is_empty())
+    text.map(|t| {
+        t.chars()
+            .filter(|c| !c.is_control() || c.is_whitespace())
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+    .filter(|t| !t.is_empty())
 }
 
 impl PlanInput {
@@ -279,7 +290,11 @@ fn no_coordination() -> LibraryError {
 
 fn item_id(input: &PlanInput, now_ms: u64) -> String {
     use sha2::{Digest, Sha256};
+    // Two titles planned in the same millisecond (a list) differ by the count.
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let digest = Sha256::new()
+        .chain_update(count.to_be_bytes())
         .chain_update(input.title.as_bytes())
         .chain_update([0])
         .chain_update(input.author.as_deref().unwrap_or("").as_bytes())
@@ -640,7 +655,13 @@ pub fn read_list(bytes: &[u8]) -> Result<(Vec<PlanInput>, Vec<Refused>), PlanErr
                         },
                     ));
                 }
-                Err(error) => refused.push((error.location.number as usize, error.to_string())),
+                Err(error) => {
+                    refused.push((error.location.number as usize, error.to_string()));
+                    if refused.len() >= REFUSED_MAX {
+                        refused.push((0, format!("past {REFUSED_MAX} refused records: stopped")));
+                        break;
+                    }
+                }
             }
         }
     }
@@ -682,11 +703,21 @@ pub fn import(library: &Library, bytes: &[u8]) -> Result<PlanAnswer, LibraryErro
     };
     let mut flagged = 0;
     for title in titles {
-        let (item, flags) = add(library, &title, true)?;
-        if !flags.is_empty() {
-            flagged += 1;
+        // A title a partner's node would refuse is reported; the others go on.
+        match add(library, &title, true) {
+            Ok((item, flags)) => {
+                if !flags.is_empty() {
+                    flagged += 1;
+                }
+                answer.added.extend(item);
+            }
+            Err(error) if answer.refused.len() < REFUSED_MAX => {
+                answer
+                    .refused
+                    .push((0, format!("{}: {error}", title.title)));
+            }
+            Err(error) => return Err(error),
         }
-        answer.added.extend(item);
     }
     answer.message = format!(
         "{} titles added to the plan ({flagged} held or planned by a library), {} lines refused",

@@ -417,6 +417,8 @@ pub struct SearchIndex {
     fields: Fields,
     /// What was put since the last commit, to group again at the commit.
     touched: Mutex<groups::Touched>,
+    /// One commit (and its regrouping) at a time.
+    committing: Mutex<()>,
 }
 
 impl SearchIndex {
@@ -462,6 +464,7 @@ impl SearchIndex {
                 writer: Mutex::new(writer),
                 fields,
                 touched: Mutex::new(groups::Touched::default()),
+                committing: Mutex::new(()),
             },
             seq,
         ))
@@ -630,6 +633,7 @@ impl SearchIndex {
         grouping: &Grouping,
         fetch: &dyn Fn(Option<&str>, &str) -> Option<Description>,
     ) -> Result<(), SearchError> {
+        let _one = self.committing.lock().unwrap_or_else(|p| p.into_inner());
         let touched = std::mem::take(&mut *self.lock_touched());
         if touched.is_empty() {
             return self.commit_at(seq, true);

@@ -226,7 +226,9 @@ impl Survey {
                     q.id
                 )));
             }
-            bounded(&q.text, "a question")?;
+            if bounded(&q.text, "a question")?.is_empty() {
+                return Err(SurveyError::Invalid(format!("question {}: no text", q.id)));
+            }
             let choice = q.kind != Kind::Text;
             if choice && (q.options.is_empty() || q.options.len() > OPTIONS_MAX) {
                 return Err(SurveyError::Invalid(format!(
@@ -235,7 +237,12 @@ impl Survey {
                 )));
             }
             for o in &q.options {
-                bounded(o, "an option")?;
+                if bounded(o, "an option")?.is_empty() {
+                    return Err(SurveyError::Invalid(format!(
+                        "question {}: an empty option",
+                        q.id
+                    )));
+                }
             }
             if !q.divisions.is_empty() && q.divisions.len() != q.options.len() {
                 return Err(SurveyError::Invalid(format!(
@@ -717,10 +724,17 @@ pub fn read_definition(text: &str, id: &str) -> Result<Survey, SurveyError> {
     }
     let definition: Definition = toml::from_str(text)
         .map_err(|e| SurveyError::Invalid(format!("the questionnaire: {e}")))?;
+    let mut questions = definition.questions;
+    for q in &mut questions {
+        q.text = bounded(&q.text, "a question")?;
+        for o in &mut q.options {
+            *o = bounded(o, "an option")?;
+        }
+    }
     let survey = Survey {
         id: id.to_string(),
         title: bounded(&definition.title, "a title")?,
-        questions: definition.questions,
+        questions,
     };
     survey.check()?;
     for q in &survey.questions {

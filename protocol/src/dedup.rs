@@ -253,6 +253,18 @@ pub fn cluster(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> 
 /// [`cluster`], each record's group named by the index (into `records`) of the group's
 /// smallest record: what a caller counting groups needs, with nothing cloned.
 pub fn cluster_indices(records: &[Keyed], asserted: &[(RecordRef, RecordRef, bool)]) -> Vec<usize> {
+    cluster_indices_linking(records, asserted, None)
+}
+
+/// [`cluster_indices`] over some of the records only, `linking` saying which keys link
+/// (those held by [`KEY_POSTINGS_MAX`] records or fewer in the whole union, which the
+/// caller counted); every key still counts for [`compare`] (two ISBNs that differ keep
+/// two records apart, however common one is). None: the keys' postings among `records`.
+pub fn cluster_indices_linking(
+    records: &[Keyed],
+    asserted: &[(RecordRef, RecordRef, bool)],
+    linking: Option<&dyn Fn(&str) -> bool>,
+) -> Vec<usize> {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     // Canonical order: by record, each record once.
     let mut order: Vec<usize> = (0..records.len()).collect();
@@ -308,7 +320,11 @@ pub fn cluster_indices(records: &[Keyed], asserted: &[(RecordRef, RecordRef, boo
         }
     }
     for (key, list) in &postings {
-        if list.len() > KEY_POSTINGS_MAX {
+        let links = match linking {
+            Some(linking) => linking(key),
+            None => list.len() <= KEY_POSTINGS_MAX,
+        };
+        if !links {
             continue;
         }
         for (n, &x) in list.iter().enumerate() {

@@ -346,6 +346,12 @@ async fn only_queries_of_three_visits_leave_the_node_and_only_under_the_agreemen
     for _ in 0..2 {
         search(visit().await, twice).await;
     }
+    // A long query in another script, asked by three visits: longer in bytes than a
+    // summary carries, it stays home and does not stop the summary.
+    let long: &'static str = "é".repeat(150).leak();
+    for _ in 0..3 {
+        search(visit().await, long).await;
+    }
     // The patron survey: three farmers, one teacher (with a wish of their own).
     jalin_node::survey::execute(
         &a.library,

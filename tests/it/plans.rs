@@ -188,6 +188,22 @@ fn a_list_of_titles_is_read_from_marc_csv_or_plain_lines() {
     assert_eq!(answer.refused.len(), 1, "{answer:#?}");
     assert_eq!(answer.refused[0].0, 5);
     assert!(answer.refused[0].1.contains("not a valid ISBN"));
+    // The same title twice in one list (one millisecond on this clock), and a title
+    // with a control character: all planned, each its own item.
+    let answer = plans::import(
+        a,
+        b"Edensor / Andrea Hirata
+Edensor / Andrea Hirata
+Sang \x07pemimpi
+",
+    )
+    .expect("imports");
+    assert_eq!(answer.added.len(), 3, "{answer:#?}");
+    let listed = plans::list(a).expect("lists");
+    assert!(
+        listed.iter().any(|p| p.title == "Sang pemimpi"),
+        "{listed:#?}"
+    );
     // MARC: each record a title.
     let sample = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -208,7 +224,7 @@ fn a_list_of_titles_is_read_from_marc_csv_or_plain_lines() {
     let answer = plans::import(a, csv.as_bytes()).expect("imports");
     assert_eq!(answer.added.len(), 1, "{answer:#?}");
     let listed = plans::list(a).expect("lists");
-    assert_eq!(listed.len(), 2 + records + 1);
+    assert_eq!(listed.len(), 2 + 3 + records + 1);
     assert!(listed
         .iter()
         .any(|p| p.title == "Ronggeng dukuh paruk" && p.author.as_deref() == Some("Ahmad Tohari")));

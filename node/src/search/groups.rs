@@ -304,12 +304,7 @@ impl Walk<'_> {
                     library: n.key.0.clone(),
                     record: n.key.1.clone(),
                 },
-                keys: n
-                    .keys
-                    .iter()
-                    .filter(|k| matches!(self.postings.get(k.as_str()), Some(Some(_))))
-                    .cloned()
-                    .collect(),
+                keys: n.keys.clone(),
             })
             .collect();
         let members: HashSet<&RecordKey> = nodes.iter().map(|n| &n.key).collect();
@@ -325,7 +320,10 @@ impl Walk<'_> {
                 }
             }
         }
-        let first = dedup::cluster_indices(&keyed, &asserted);
+        // Keys link as over the whole union: those held by 64 records or fewer (counted
+        // in the index); the others still keep records apart in `compare`.
+        let linking = |key: &str| matches!(self.postings.get(key), Some(Some(_)));
+        let first = dedup::cluster_indices_linking(&keyed, &asserted, Some(&linking));
         let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
         for &f in &first {
             *sizes.entry(f).or_default() += 1;

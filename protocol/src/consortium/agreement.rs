@@ -40,7 +40,7 @@ pub struct Terms {
     /// Loans open at once between one borrowing and one lending library.
     pub max_open_loans: u32,
     /// Members share what their patrons look for: queries asked by at least three
-    /// sessions, never the log itself.
+    /// visits and survey totals of at least three answers, never the log or the answers.
     pub share_needs: bool,
 }
 
@@ -87,8 +87,8 @@ interlibrary_loan = {}\n\
 coordinated_acquisition = {}\n\
 # Pengembangan staf bersama.\n\
 staff_development = {}\n\
-# Berbagi kebutuhan pemustaka: hanya kata pencarian yang dicari sedikitnya tiga sesi,\n\
-# tidak pernah catatan pencariannya.\n\
+# Berbagi kebutuhan pemustaka: kata pencarian yang dicari sedikitnya tiga kunjungan dan\n\
+# jumlah jawaban angket per pilihan (sedikitnya tiga), tidak pernah catatannya.\n\
 share_needs = {}\n\
 # Lama pinjam antarperpustakaan, dalam hari.\n\
 loan_period_days = {}\n\
@@ -622,7 +622,7 @@ pub fn render_html(documents: &[String]) -> Result<String, DocError> {
             terms.max_open_loans.to_string(),
         ),
         (
-            "Patrons' needs shared (queries of 3 sessions or more)",
+            "Patrons' needs shared (queries of 3 visits or more, survey totals of 3 or more)",
             yes(terms.share_needs).to_string(),
         ),
         (
