@@ -370,17 +370,22 @@ pub(super) struct Books {
     pub own: String,
 }
 
-/// What [`Books`] counts.
+/// What [`Books`] counts. Facet values are numbered (`values`), so a value's text is
+/// made once per segment and merged once, not once per record.
 #[derive(Default)]
 pub(super) struct BookCounts {
     /// Records alone (each one book).
     alone: u64,
     /// Groups of several records.
     groups: HashSet<u64>,
-    /// Per (facet, value): records alone with it.
-    alone_by: HashMap<(usize, String), u64>,
-    /// (facet, value, group) for grouped records.
-    grouped_by: HashSet<(usize, String, u64)>,
+    /// The facet values seen: (facet, text), numbered by position.
+    values: Vec<(usize, String)>,
+    /// Their numbers.
+    numbers: HashMap<(usize, String), u32>,
+    /// Per value number: records alone with it.
+    alone_by: HashMap<u32, u64>,
+    /// (value number, group) for grouped records.
+    grouped_by: HashSet<(u32, u64)>,
 }
 
 impl BookCounts {
@@ -389,22 +394,36 @@ impl BookCounts {
         self.alone as usize + self.groups.len()
     }
 
+    fn number(&mut self, facet: usize, text: String) -> u32 {
+        let next = self.values.len() as u32;
+        *self
+            .numbers
+            .entry((facet, text.clone()))
+            .or_insert_with(|| {
+                self.values.push((facet, text));
+                next
+            })
+    }
+
     /// Per facet, books per value, most first (then by value).
     pub fn facets(&self) -> BTreeMap<&'static str, Vec<(String, u64)>> {
-        let mut counts: HashMap<(usize, &str), u64> = HashMap::new();
-        for ((facet, value), n) in &self.alone_by {
-            *counts.entry((*facet, value)).or_default() += n;
+        let mut counts: HashMap<u32, u64> = HashMap::new();
+        for (number, n) in &self.alone_by {
+            *counts.entry(*number).or_default() += n;
         }
-        for (facet, value, _) in &self.grouped_by {
-            *counts.entry((*facet, value)).or_default() += 1;
+        for (number, _) in &self.grouped_by {
+            *counts.entry(*number).or_default() += 1;
         }
         let mut out: BTreeMap<&'static str, Vec<(String, u64)>> = FACET_COLUMNS
             .iter()
             .map(|(name, _)| (*name, Vec::new()))
             .collect();
-        for ((facet, value), n) in counts {
-            if let Some(list) = out.get_mut(FACET_COLUMNS[facet].0) {
-                list.push((value.to_string(), n));
+        for (number, n) in counts {
+            let Some((facet, value)) = self.values.get(number as usize) else {
+                continue;
+            };
+            if let Some(list) = out.get_mut(FACET_COLUMNS[*facet].0) {
+                list.push((value.clone(), n));
             }
         }
         for list in out.values_mut() {
@@ -473,10 +492,18 @@ impl Collector for Books {
         for fruit in fruits {
             all.alone += fruit.alone;
             all.groups.extend(fruit.groups);
-            for (k, n) in fruit.alone_by {
-                *all.alone_by.entry(k).or_default() += n;
+            // The fruit's value numbers as the merged counts number them.
+            let renumbered: Vec<u32> = fruit
+                .values
+                .into_iter()
+                .map(|(facet, text)| all.number(facet, text))
+                .collect();
+            for (number, n) in fruit.alone_by {
+                *all.alone_by.entry(renumbered[number as usize]).or_default() += n;
             }
-            all.grouped_by.extend(fruit.grouped_by);
+            for (number, group) in fruit.grouped_by {
+                all.grouped_by.insert((renumbered[number as usize], group));
+            }
         }
         Ok(all)
     }
@@ -542,14 +569,21 @@ impl SegmentCollector for SegmentBooks {
             groups: self.groups.clone(),
             ..BookCounts::default()
         };
+        // Each distinct (facet, ordinal) named once.
+        let mut numbered: HashMap<(usize, i64), Option<u32>> = HashMap::new();
+        let mut number = |out: &mut BookCounts, facet: usize, value: i64| -> Option<u32> {
+            *numbered
+                .entry((facet, value))
+                .or_insert_with(|| name(facet, value).map(|text| out.number(facet, text)))
+        };
         for (&(facet, value), &n) in &self.alone_by {
-            if let Some(text) = name(facet, value) {
-                *out.alone_by.entry((facet, text)).or_default() += n;
+            if let Some(id) = number(&mut out, facet, value) {
+                *out.alone_by.entry(id).or_default() += n;
             }
         }
         for &(facet, value, group) in &self.grouped_by {
-            if let Some(text) = name(facet, value) {
-                out.grouped_by.insert((facet, text, group));
+            if let Some(id) = number(&mut out, facet, value) {
+                out.grouped_by.insert((id, group));
             }
         }
         out
