@@ -10,7 +10,7 @@ use crate::library::{Library, LibraryError};
 use jalin_protocol::consortium::document::Hash32;
 use jalin_protocol::consortium::plan::{self, PlanItem, COPIES_MAX, TEXT_MAX};
 use jalin_protocol::dedup;
-use jalin_protocol::record::{Description, Name, NameKind};
+use jalin_protocol::record::{Description, Name};
 use jalin_protocol::signing::LibraryId;
 use serde::{Deserialize, Serialize};
 
@@ -143,22 +143,12 @@ impl PlanInput {
     }
 
     fn description(&self) -> Description {
-        Description {
-            title: self.title.clone(),
-            names: self
-                .author
-                .iter()
-                .map(|a| Name {
-                    name: a.clone(),
-                    kind: NameKind::Personal,
-                    main: true,
-                    ..Name::default()
-                })
-                .collect(),
-            year: self.year,
-            isbns: self.isbn.iter().cloned().collect(),
-            ..Description::default()
-        }
+        plan::described(
+            &self.title,
+            self.author.as_deref(),
+            self.year,
+            self.isbn.as_deref(),
+        )
     }
 }
 

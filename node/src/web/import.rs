@@ -91,6 +91,23 @@ pub(super) async fn read_upload(
     Ok((form, file))
 }
 
+/// The file of an upload form, refused (the page to answer) when it is missing or empty.
+pub(super) async fn read_file(
+    state: &AppState,
+    visitor: &Visitor,
+    multipart: &mut Multipart,
+) -> Result<Vec<u8>, Box<Response>> {
+    let (_, file) = read_upload(state, visitor, multipart).await?;
+    match file.filter(|(_, b)| !b.is_empty()) {
+        Some((_, bytes)) => Ok(bytes),
+        None => Err(Box::new(visitor.error(
+            state,
+            StatusCode::BAD_REQUEST,
+            &visitor.t("error_upload_empty"),
+        ))),
+    }
+}
+
 pub(super) async fn import_start(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -2,7 +2,7 @@
 //! partners', each with who holds or plans it; a form that flags a title already held
 //! or planned before adding it; a list added from a file.
 
-use super::import::read_upload;
+use super::import::read_file;
 use super::*;
 use crate::plans::{self, PlanInput, PlanRequest};
 use crate::server::{blocking, heavy};
@@ -126,16 +126,9 @@ pub(super) async fn import(
     mut multipart: Multipart,
 ) -> Response {
     let visitor = Visitor::of(&state, &headers, "/librarian/plans");
-    let file = match read_upload(&state, &visitor, &mut multipart).await {
-        Ok((_, file)) => file,
+    let bytes = match read_file(&state, &visitor, &mut multipart).await {
+        Ok(bytes) => bytes,
         Err(response) => return *response,
-    };
-    let Some((_, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
-        return visitor.error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            &visitor.t("error_upload_empty"),
-        );
     };
     let library = state.library.clone();
     match heavy(&state, move || Ok(plans::import(&library, &bytes)?)).await {

@@ -2,7 +2,7 @@
 //! login, no cookie kept with the answer), and the librarian's page of results, with a
 //! form for paper answers and a CSV upload.
 
-use super::import::read_upload;
+use super::import::read_file;
 use super::*;
 use crate::server::blocking;
 use crate::survey::{Answer, Source, Survey, SurveyRequest};
@@ -194,16 +194,9 @@ pub(super) async fn import(
     mut multipart: Multipart,
 ) -> Response {
     let visitor = Visitor::of(&state, &headers, "/librarian/survey");
-    let file = match read_upload(&state, &visitor, &mut multipart).await {
-        Ok((_, file)) => file,
+    let bytes = match read_file(&state, &visitor, &mut multipart).await {
+        Ok(bytes) => bytes,
         Err(response) => return *response,
-    };
-    let Some((_, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
-        return visitor.error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            &visitor.t("error_upload_empty"),
-        );
     };
     let library = state.library.clone();
     match crate::server::heavy(&state, move || Ok(crate::survey::import(&library, &bytes)?)).await {

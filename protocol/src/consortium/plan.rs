@@ -108,22 +108,36 @@ impl PlanItem {
 
     /// The plan as a description, for matching it against records and other plans.
     pub fn description(&self) -> Description {
-        Description {
-            title: self.title.clone(),
-            names: self
-                .author
-                .iter()
-                .map(|a| Name {
-                    name: a.clone(),
-                    kind: NameKind::Personal,
-                    main: true,
-                    ..Name::default()
-                })
-                .collect(),
-            year: self.year,
-            isbns: self.isbn.iter().cloned().collect(),
-            ..Description::default()
-        }
+        described(
+            &self.title,
+            self.author.as_deref(),
+            self.year,
+            self.isbn.as_deref(),
+        )
+    }
+}
+
+/// A planned title (title, author, year, ISBN-13) as a description, for matching.
+pub fn described(
+    title: &str,
+    author: Option<&str>,
+    year: Option<i32>,
+    isbn: Option<&str>,
+) -> Description {
+    Description {
+        title: title.to_string(),
+        names: author
+            .map(|a| Name {
+                name: a.to_string(),
+                kind: NameKind::Personal,
+                main: true,
+                ..Name::default()
+            })
+            .into_iter()
+            .collect(),
+        year,
+        isbns: isbn.map(str::to_string).into_iter().collect(),
+        ..Description::default()
     }
 }
 
