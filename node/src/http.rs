@@ -673,7 +673,10 @@ async fn needs_request(
         ))
     })?;
     let library = state.library.clone();
-    let answer = blocking(move || Ok(crate::needs::execute(&library, request)?)).await?;
+    let answer = heavy(&state, move || {
+        Ok(crate::needs::execute(&library, request)?)
+    })
+    .await?;
     Ok(Json(answer))
 }
 
@@ -691,7 +694,10 @@ async fn plans_request(
         ))
     })?;
     let library = state.library.clone();
-    let answer = blocking(move || Ok(crate::plans::execute(&library, request)?)).await?;
+    let answer = heavy(&state, move || {
+        Ok(crate::plans::execute(&library, request)?)
+    })
+    .await?;
     Ok(Json(answer))
 }
 

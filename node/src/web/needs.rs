@@ -84,7 +84,7 @@ pub(super) async fn needs_page(
     let request = NeedsRequest::Report {
         since: since.clone(),
     };
-    match blocking(move || {
+    match crate::server::heavy(&state, move || {
         Ok((
             execute(&library, request)?,
             super::plans::planning(&library),

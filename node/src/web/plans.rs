@@ -23,7 +23,7 @@ pub(super) fn planning(library: &crate::library::Library) -> bool {
 /// The page, with `extra` (a title waiting for confirmation, a file's report) merged in.
 async fn render(state: &Arc<AppState>, visitor: &Visitor, extra: Value) -> Response {
     let library = state.library.clone();
-    let listed = blocking(move || {
+    let listed = heavy(state, move || {
         let on = planning(&library);
         let answer = plans::execute(&library, PlanRequest::List)?;
         Ok((on, answer.plans))
