@@ -7,7 +7,9 @@
 //! shared a group with them, and everything connected to those through a key, a group or
 //! an assertion are clustered again, and the records whose group changed are put again.
 //! The result depends on the records and assertions only, not on the order they came in,
-//! so every member's node groups the same way.
+//! so every member's node groups the same way; two exceptions (ARCHITECTURE, Known gaps):
+//! records grouped through a key before it passed 64 holders stay grouped until one of
+//! them is touched, and a chain past [`COMPONENT_MAX`] records is cut.
 //!
 //! A search then counts distinct groups ([`Books`]): the same book held by three libraries
 //! is one result in the total and in every facet.
