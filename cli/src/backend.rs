@@ -232,6 +232,53 @@ impl Backend {
         }
     }
 
+    /// A request about profiles, in the running node or here.
+    pub fn profile(
+        self,
+        request: jalin_node::profiles::ProfileRequest,
+    ) -> anyhow::Result<jalin_node::profiles::ProfileAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/profile", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::profiles::execute(&library, request)?),
+        }
+    }
+
+    /// Keeps other libraries' profiles, one request each: what each answered.
+    pub fn profile_imports(
+        self,
+        texts: Vec<String>,
+    ) -> anyhow::Result<Vec<Result<jalin_node::profiles::ProfileAnswer, String>>> {
+        use jalin_node::profiles::{execute, ProfileRequest};
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            let request = ProfileRequest::Import { text };
+            out.push(match &self {
+                Backend::Remote(remote) => {
+                    let response = remote
+                        .client
+                        .post(format!("{}/api/profile", remote.url))
+                        .bearer_auth(&remote.token)
+                        .json(&request)
+                        .send()?;
+                    match check(response) {
+                        Ok(response) => Ok(response.json().context("reading the node's answer")?),
+                        Err(error) => Err(error.to_string()),
+                    }
+                }
+                Backend::Local(library) => execute(library, request).map_err(|e| e.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
     /// Adds a list of titles to the purchase plan, in the running node or here.
     pub fn plans_import(self, bytes: Vec<u8>) -> anyhow::Result<jalin_node::plans::PlanAnswer> {
         match self {

@@ -10,6 +10,7 @@ mod demo;
 mod harvest;
 mod ill;
 mod plans;
+mod profile;
 mod survey;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
@@ -202,10 +203,15 @@ enum Command {
         #[command(subcommand)]
         action: InviteAction,
     },
-    /// Join a consortium with a ticket (the text, or a file holding it).
+    /// Join a consortium with a ticket or an invitation (the text, or a file holding it).
+    /// An invitation carries the agreement the consortium proposes: it is printed, and
+    /// the library joins only with --agree.
     Join {
-        /// The ticket.
+        /// The ticket or invitation.
         ticket: String,
+        /// Agree to the agreement an invitation carries, and join.
+        #[arg(long)]
+        agree: bool,
         /// Write the acceptance to this file (to send back by hand) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -230,6 +236,19 @@ enum Command {
     Collection {
         #[command(subcommand)]
         action: CollectionAction,
+    },
+    /// This library's profile (profil perpustakaan), shared before any partnership as one
+    /// line of text or a QR code: show, set, export, import, forget.
+    Profile {
+        #[command(subcommand)]
+        action: profile::ProfileAction,
+    },
+    /// Candidate partners: the libraries whose profiles are here, each with the share of
+    /// its titles this library lacks, by division, the distance and what it offers.
+    Partners {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Purchase plans (rencana pengadaan), shared with partners under an agreement with
     /// coordinated acquisition: add, import, list, remove.
@@ -398,6 +417,10 @@ enum InviteAction {
         /// Also write the ticket as a QR code: FILE.png or FILE.svg.
         #[arg(long)]
         qr: Option<PathBuf>,
+        /// Also write an invitation to FILE: the ticket with the agreement the consortium
+        /// proposes, for the library to read before it joins (`jalin join FILE`).
+        #[arg(long, value_name = "FILE")]
+        invitation: Option<PathBuf>,
         /// The consortium.
         #[arg(long)]
         consortium: Option<String>,
@@ -544,6 +567,52 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The agreement an invitation carries, for the invited library to read.
+fn print_proposed(proposed: &jalin_protocol::consortium::agreement::Proposed) {
+    let t = &proposed.terms;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "The consortium {:?} ({} member(s): {}) proposes this agreement:",
+        proposed.consortium_name,
+        proposed.members.len(),
+        proposed.members.join(", ")
+    );
+    println!(
+        "\n  {}  [{}; signed by {}]",
+        proposed.title.replace(|c: char| c.is_control(), " "),
+        if proposed.in_force {
+            "in force"
+        } else {
+            "not in force yet"
+        },
+        if proposed.signed_by.is_empty() {
+            "no one yet".to_string()
+        } else {
+            proposed.signed_by.join(", ")
+        }
+    );
+    println!(
+        "  union catalog {}, interlibrary loan {}, coordinated acquisition {}, staff \
+         development {}, patrons' needs shared {}",
+        yes(t.union_catalog),
+        yes(t.interlibrary_loan),
+        yes(t.coordinated_acquisition),
+        yes(t.staff_development),
+        yes(t.share_needs)
+    );
+    println!(
+        "  loan period {} days, lender answers within {} days, evaluation every {} months",
+        t.loan_period_days, t.answer_within_days, t.evaluation_period_months
+    );
+    // Written by a member: no terminal control sequences reach the screen.
+    let text: String = proposed
+        .text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    println!("\n{text}");
+}
+
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
@@ -571,11 +640,12 @@ fn print_answer(answer: &Answer, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The ticket as a QR code: in the terminal, and as PNG or SVG when asked.
-fn show_qr(ticket: &str, file: Option<&Path>) -> anyhow::Result<()> {
-    let code = qrcode::QrCode::with_error_correction_level(ticket.as_bytes(), qrcode::EcLevel::M)
-        .context("the ticket does not fit in a QR code")?;
-    if std::io::stdout().is_terminal() {
+/// A ticket (or a profile) as a QR code: in the terminal when `terminal` and stdout is
+/// one, and as PNG or SVG when asked.
+pub(crate) fn show_qr(text: &str, file: Option<&Path>, terminal: bool) -> anyhow::Result<()> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .context("the text does not fit in a QR code")?;
+    if terminal && std::io::stdout().is_terminal() {
         let image = code
             .render::<qrcode::render::unicode::Dense1x2>()
             .quiet_zone(true)
@@ -990,6 +1060,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     expires,
                     note,
                     qr,
+                    invitation,
                     consortium: which,
                 },
         } => {
@@ -998,26 +1069,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 role,
                 expires_s: expires,
                 note,
+                with_agreement: invitation.is_some(),
             };
             let answer = consortium(cli.data_dir, request)?;
             let ticket = answer.text.clone().unwrap_or_default();
             eprintln!("{}", answer.message);
+            if let (Some(file), Some(text)) = (&invitation, answer.data["invitation"].as_str()) {
+                write_text(file, text)?;
+                eprintln!(
+                    "invitation (the ticket and the agreement proposed) written to {}",
+                    file.display()
+                );
+            }
             println!("{ticket}");
-            show_qr(&ticket, qr.as_deref())?;
+            show_qr(&ticket, qr.as_deref(), true)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Join {
             ticket,
+            agree,
             out,
             offline,
         } => {
             let path = Path::new(&ticket);
-            let ticket =
+            let text =
                 if !ticket.trim_start().to_uppercase().starts_with("JALIN-") && path.is_file() {
                     read_text(path)?
                 } else {
                     ticket
                 };
+            let invitation = jalin_protocol::consortium::invitation::read(&text)
+                .map_err(|e| anyhow::anyhow!("the ticket or invitation is refused: {e}"))?;
+            if let Some(proposed) = &invitation.agreement {
+                print_proposed(proposed);
+                if !agree {
+                    eprintln!(
+                        "\nRead the agreement above. To join {:?} under it, run again with --agree.",
+                        proposed.consortium_name
+                    );
+                    return Ok(ExitCode::from(3));
+                }
+            }
+            let ticket = invitation.ticket;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -1115,6 +1208,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Survey { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             survey::run(Backend::connect(data)?, action)
+        }
+        Command::Profile { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            profile::run(Backend::connect(data)?, action)
+        }
+        Command::Partners { json } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            profile::partners(Backend::connect(data)?, json)
         }
         Command::Plan { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

@@ -1514,6 +1514,35 @@ impl Consortia {
         Ok(newest)
     }
 
+    /// The documents of the agreement a consortium proposes to a library it invites (its
+    /// log, and the agreement's versions and signatures): the newest agreement in force,
+    /// else the newest agreement; none when there is no agreement.
+    pub fn proposed_bundle(&self, id: &Hash32) -> Result<Vec<String>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let members = consortium.log.state();
+        let newest_of = |aid: &Hash32| {
+            consortium
+                .agreements
+                .chain(aid)
+                .last()
+                .map(|(vid, v)| (v.body.time_ms, *vid))
+        };
+        let ids = consortium.agreements.ids();
+        let in_force = ids
+            .iter()
+            .filter(|aid| {
+                consortium
+                    .agreements
+                    .status(aid, &members)
+                    .is_some_and(|s| s.in_force.is_some())
+            })
+            .max_by_key(|aid| newest_of(aid));
+        let chosen = in_force.or_else(|| ids.iter().max_by_key(|aid| newest_of(aid)));
+        Ok(chosen.map_or_else(Vec::new, |aid| {
+            agreement::bundle(&consortium.log, &consortium.agreements, aid)
+        }))
+    }
+
     /// Where an agreement stands.
     pub fn agreement_status(
         &self,

@@ -37,6 +37,11 @@ pub enum Request {
         /// A note for the inviter's records.
         #[serde(default)]
         note: String,
+        /// Also make an invitation: the ticket with the agreement the consortium
+        /// proposes (the answer's `data.invitation`), for the library to read before it
+        /// joins.
+        #[serde(default)]
+        with_agreement: bool,
     },
     /// Accept a ticket: the acceptance to send back.
     Join {
@@ -292,6 +297,7 @@ pub fn execute(
             role,
             expires_s,
             note,
+            with_agreement,
         } => {
             let id = resolve(&consortium)?;
             if expires_s == 0 || expires_s > INVITE_LIFETIME_MAX_S {
@@ -311,8 +317,18 @@ pub fn execute(
                     invite.body.consortium_name,
                     format_time(invite.body.expires_ms)
                 ),
+                data: serde_json::json!({
+                    "invite": invite.id(),
+                    "expires_ms": invite.body.expires_ms,
+                    "invitation": with_agreement.then(|| {
+                        jalin_protocol::consortium::invitation::write(
+                            &invite.to_text(),
+                            &invite.body.consortium_name,
+                            &consortia.proposed_bundle(&id).unwrap_or_default(),
+                        )
+                    }),
+                }),
                 text: Some(invite.to_text()),
-                data: serde_json::json!({ "invite": invite.id(), "expires_ms": invite.body.expires_ms }),
                 ..Answer::default()
             }
         }

@@ -41,6 +41,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/api/ill", post(ill_request))
         .route("/api/needs", post(needs_request))
         .route("/api/plans", post(plans_request))
+        .route("/api/profile", post(profile_request))
         .route("/api/survey", post(survey_request))
         .route(
             "/api/survey/import",
@@ -696,6 +697,27 @@ async fn plans_request(
     let library = state.library.clone();
     let answer = heavy(&state, move || {
         Ok(crate::plans::execute(&library, request)?)
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// `POST /api/profile`: this library's profile and the candidate partners: show, set,
+/// import, forget, partners (JSON, `{"action": ...}`). Needs the token.
+async fn profile_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::profiles::ProfileAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::profiles::ProfileRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a profile request ({e}); send JSON like {{\"action\": \"show\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let answer = heavy(&state, move || {
+        Ok(crate::profiles::execute(&library, request)?)
     })
     .await?;
     Ok(Json(answer))

@@ -29,6 +29,7 @@ pub mod network;
 pub mod node;
 pub mod oai;
 pub mod plans;
+pub mod profiles;
 pub mod relay;
 pub mod search;
 pub mod server;

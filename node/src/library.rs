@@ -72,6 +72,9 @@ pub enum LibraryError {
     /// The questionnaire refused or failed.
     #[error(transparent)]
     Survey(#[from] crate::survey::SurveyError),
+    /// A profile refused, or a detail that cannot be kept.
+    #[error(transparent)]
+    Profile(#[from] crate::profiles::ProfileError),
 }
 
 impl LibraryError {
@@ -91,6 +94,7 @@ impl LibraryError {
             LibraryError::Needs(e) => e.code(),
             LibraryError::Plan(e) => e.code(),
             LibraryError::Survey(e) => e.code(),
+            LibraryError::Profile(e) => e.code(),
         }
     }
 }
@@ -315,6 +319,7 @@ pub struct Library {
     needs: crate::needs::Needs,
     /// The questionnaire about its patrons and its answers (kept here only).
     surveys: crate::survey::Surveys,
+    profiles: crate::profiles::Profiles,
     /// Where it reads the time.
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
@@ -383,6 +388,11 @@ impl Library {
     /// The questionnaire about its patrons.
     pub fn surveys(&self) -> &crate::survey::Surveys {
         &self.surveys
+    }
+
+    /// This library's profile and those of other libraries received.
+    pub fn profiles(&self) -> &crate::profiles::Profiles {
+        &self.profiles
     }
 
     /// The ISO 18626 gateway's transactions.
@@ -458,6 +468,7 @@ impl Library {
         let gateway = crate::gateway::Gateway::open(&store.db()).map_err(StoreError::from)?;
         let needs = crate::needs::Needs::open(&store.db()).map_err(StoreError::from)?;
         let surveys = crate::survey::Surveys::open(&store.db()).map_err(StoreError::from)?;
+        let profiles = crate::profiles::Profiles::open(&store.db()).map_err(StoreError::from)?;
         // sled and tantivy made their files with the process's umask.
         crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
             path: data.path.clone(),
@@ -472,6 +483,7 @@ impl Library {
             gateway,
             needs,
             surveys,
+            profiles,
             clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),

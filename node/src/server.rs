@@ -196,6 +196,12 @@ impl From<LibraryError> for ApiError {
                 }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            LibraryError::Profile(profile) => match profile {
+                crate::profiles::ProfileError::NotFound(_) => StatusCode::NOT_FOUND,
+                crate::profiles::ProfileError::Older(_) => StatusCode::CONFLICT,
+                crate::profiles::ProfileError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            },
             LibraryError::Plan(plan) => match plan {
                 crate::plans::PlanError::NoSuchItem(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,

@@ -18,6 +18,7 @@ pub mod ill;
 pub mod isbn;
 pub mod marc;
 pub mod oai;
+pub mod profile;
 pub mod record;
 pub mod signing;
 pub mod sync;

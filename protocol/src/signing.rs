@@ -157,6 +157,10 @@ pub enum Domain {
     Conspectus,
     /// A member's summary of what its patrons look for.
     NeedsSummary,
+    /// A library's profile, shared before any partnership.
+    LibraryProfile,
+    /// A member's post about staff development (training, sign-up, skills, help).
+    StaffPost,
 }
 
 impl Domain {
@@ -176,6 +180,8 @@ impl Domain {
             Domain::PlanItem => b"jalin/v1/plan-item\0",
             Domain::Conspectus => b"jalin/v1/conspectus\0",
             Domain::NeedsSummary => b"jalin/v1/needs-summary\0",
+            Domain::LibraryProfile => b"jalin/v1/library-profile\0",
+            Domain::StaffPost => b"jalin/v1/staff-post\0",
         }
     }
 }

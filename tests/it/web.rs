@@ -922,6 +922,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
                 role: jalin_protocol::consortium::log::Role::Member,
                 expires_s: 7 * 86_400,
                 note: String::new(),
+                with_agreement: false,
             },
             jalin_node::server::now_ms(),
             Vec::new(),

@@ -108,7 +108,8 @@ pub(super) async fn consortium_action(
                 Role::Member
             },
             expires_s: field("days").parse::<u64>().unwrap_or(14).clamp(1, 90) * 86_400,
-            note: String::new(),
+            note: field("note").chars().take(200).collect(),
+            with_agreement: true,
         },
         "accept" => Request::Accept {
             acceptance: field("acceptance"),
@@ -122,7 +123,18 @@ pub(super) async fn consortium_action(
             consortium,
             text: form.get("text").cloned().unwrap_or_default(),
         },
-        "join" => return join(&state, &visitor, &field("ticket")).await,
+        "join" => {
+            let text = form.get("ticket").cloned().unwrap_or_default();
+            return match jalin_protocol::consortium::invitation::read(&text) {
+                // An invitation with an agreement: read it first.
+                Ok(invitation) if field("agree") != "1" && invitation.agreement.is_some() => {
+                    join_preview(&state, &visitor, invitation)
+                }
+                Ok(invitation) => join(&state, &visitor, &invitation.ticket).await,
+                // The join says what is wrong with a ticket, as it always has.
+                Err(_) => join(&state, &visitor, &text).await,
+            };
+        }
         other => {
             return visitor.error(
                 &state,
@@ -134,16 +146,71 @@ pub(super) async fn consortium_action(
     match crate::server::run_request(&state, request).await {
         Ok(answer) if action == "invite" => {
             let ticket = answer.text.unwrap_or_default();
+            let invitation = answer.data["invitation"].as_str().map(str::to_string);
             visitor.page(
                 &state,
                 "invite.html",
                 &visitor.t("invite_title"),
-                context! { qr_svg => qr_svg(&ticket).unwrap_or_default(), ticket => ticket },
+                context! {
+                    qr_svg => qr_svg(&ticket).unwrap_or_default(),
+                    ticket => ticket,
+                    invitation => invitation,
+                },
             )
         }
         Ok(_) => redirect("/librarian/consortium"),
         Err(e) => visitor.failure(&state, &e),
     }
+}
+
+/// The agreement an invitation carries, for the librarian to read before joining.
+fn join_preview(
+    state: &Arc<AppState>,
+    visitor: &Visitor,
+    invitation: jalin_protocol::consortium::invitation::Invitation,
+) -> Response {
+    let Some(proposed) = invitation.agreement else {
+        return redirect("/librarian/consortium");
+    };
+    let t = &proposed.terms;
+    let yes = |b: bool| visitor.t(if b { "yes" } else { "no" });
+    let terms = vec![
+        (visitor.t("term_union_catalog"), yes(t.union_catalog)),
+        (
+            visitor.t("term_interlibrary_loan"),
+            yes(t.interlibrary_loan),
+        ),
+        (
+            visitor.t("term_coordinated_acquisition"),
+            yes(t.coordinated_acquisition),
+        ),
+        (
+            visitor.t("term_staff_development"),
+            yes(t.staff_development),
+        ),
+        (
+            visitor.t("term_loan_period_days"),
+            t.loan_period_days.to_string(),
+        ),
+        (
+            visitor.t("term_items_per_request"),
+            t.items_per_request.to_string(),
+        ),
+        (
+            visitor.t("term_evaluation_period_months"),
+            t.evaluation_period_months.to_string(),
+        ),
+    ];
+    visitor.page(
+        state,
+        "join_preview.html",
+        &visitor.t("join_preview_title"),
+        context! {
+            proposed => Value::from_serialize(&proposed),
+            terms => terms,
+            ticket => invitation.ticket,
+        },
+    )
 }
 
 /// Joins with a ticket: the acceptance goes to the inviter's node over the network, and

@@ -26,6 +26,7 @@ mod consortium;
 mod ill;
 mod import;
 mod needs;
+mod partners;
 mod plans;
 mod session;
 mod survey;
@@ -41,7 +42,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 20] = [
+const TEMPLATES: [(&str, &str); 22] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -88,6 +89,14 @@ const TEMPLATES: [(&str, &str); 20] = [
     ),
     ("needs.html", include_str!("../../web/templates/needs.html")),
     ("plans.html", include_str!("../../web/templates/plans.html")),
+    (
+        "partners.html",
+        include_str!("../../web/templates/partners.html"),
+    ),
+    (
+        "join_preview.html",
+        include_str!("../../web/templates/join_preview.html"),
+    ),
     (
         "survey.html",
         include_str!("../../web/templates/survey.html"),
@@ -480,6 +489,16 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
                 crate::survey::CSV_BYTES_MAX,
             )),
         )
+        .route("/librarian/partners", get(partners::partners_page))
+        .route(
+            "/librarian/partners/profile.txt",
+            get(partners::profile_text),
+        )
+        .route("/librarian/partners/profile", post(partners::set_profile))
+        .route("/librarian/partners/import", post(partners::import_text))
+        .route("/librarian/partners/upload", post(partners::import_file))
+        .route("/librarian/partners/forget", post(partners::forget))
+        .route("/librarian/partners/invite", post(partners::invite))
         .route("/librarian/plans", get(plans::plans_page))
         .route("/librarian/plans/add", post(plans::add))
         .route("/librarian/plans/remove", post(plans::remove))
@@ -725,6 +744,22 @@ mod tests {
             LibraryError::Plan(crate::plans::PlanError::NoSuchItem(text())),
             LibraryError::Plan(crate::plans::PlanError::BadFile(text())),
             LibraryError::Survey(crate::survey::SurveyError::NoSurvey),
+            LibraryError::Profile(crate::profiles::ProfileError::Own),
+            LibraryError::Profile(crate::profiles::ProfileError::Older(text())),
+            LibraryError::Profile(crate::profiles::ProfileError::TooMany(1)),
+            LibraryError::Profile(crate::profiles::ProfileError::Invalid(text())),
+            LibraryError::Profile(crate::profiles::ProfileError::NotFound(text())),
+            LibraryError::Profile(crate::profiles::ProfileError::Refused(
+                jalin_protocol::consortium::document::DocError::Checksum,
+            )),
+            LibraryError::Profile(crate::profiles::ProfileError::Refused(
+                jalin_protocol::consortium::document::DocError::NonCanonical,
+            )),
+            LibraryError::Profile(crate::profiles::ProfileError::Refused(
+                jalin_protocol::consortium::document::DocError::Signature(
+                    jalin_protocol::signing::SignatureError::BadSignature,
+                ),
+            )),
             LibraryError::Survey(crate::survey::SurveyError::Invalid(text())),
             LibraryError::Survey(crate::survey::SurveyError::TooManyToday(1)),
             LibraryError::Survey(crate::survey::SurveyError::BadCsv(text())),

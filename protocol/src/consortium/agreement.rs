@@ -675,6 +675,72 @@ pub fn render_html(documents: &[String]) -> Result<String, DocError> {
     Ok(html)
 }
 
+/// An agreement as a library invited to its consortium reads it before joining: built
+/// from the same documents as [`render_html`], every signature checked.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Proposed {
+    /// The consortium.
+    pub consortium: Hash32,
+    /// Its name.
+    pub consortium_name: String,
+    /// The version shown: the newest in force, else the newest.
+    pub title: String,
+    /// Its text (Markdown, as written).
+    pub text: String,
+    /// Its text as HTML, made safe by [`markdown`].
+    pub text_html: String,
+    /// Its terms.
+    pub terms: Terms,
+    /// Whether it is in force.
+    pub in_force: bool,
+    /// The members who signed it (name and code).
+    pub signed_by: Vec<String>,
+    /// The current members (name and code).
+    pub members: Vec<String>,
+    /// The current members' keys.
+    #[serde(skip)]
+    pub member_keys: Vec<LibraryId>,
+}
+
+/// The agreement the documents carry (a consortium's log and one agreement's versions
+/// and signatures, as [`bundle`] gives them), for reading before joining.
+pub fn proposed(documents: &[String]) -> Result<Proposed, DocError> {
+    let (log, agreements, id) = load_bundle(documents)?;
+    let state = log.state();
+    let status = agreements
+        .status(&id, &state)
+        .ok_or_else(|| DocError::Invalid("the documents hold no agreement".into()))?;
+    let last = status
+        .versions
+        .last()
+        .ok_or_else(|| DocError::Invalid("the agreement has no version".into()))?;
+    let shown = status.in_force.unwrap_or(last.id);
+    let version = &agreements.versions[&shown];
+    let shown_status = status
+        .versions
+        .iter()
+        .find(|v| v.id == shown)
+        .unwrap_or(last);
+    let name = |library: &LibraryId| {
+        state.members.get(library).map_or_else(
+            || library.fingerprint(),
+            |m| format!("{} ({})", m.name, m.code),
+        )
+    };
+    Ok(Proposed {
+        consortium: log.id(),
+        consortium_name: log.name().to_string(),
+        title: version.body.title.clone(),
+        text: version.body.text.clone(),
+        text_html: markdown(&version.body.text),
+        terms: version.body.terms.clone(),
+        in_force: shown_status.in_force,
+        signed_by: shown_status.signed_by.keys().map(name).collect(),
+        members: state.members.keys().map(name).collect(),
+        member_keys: state.members.keys().copied().collect(),
+    })
+}
+
 fn load_bundle(documents: &[String]) -> Result<(Log, Agreements, Hash32), DocError> {
     let mut ops: Vec<Op> = Vec::new();
     let mut versions = Vec::new();

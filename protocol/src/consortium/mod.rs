@@ -9,6 +9,7 @@ pub mod agreement;
 pub mod assertion;
 pub mod conspectus;
 pub mod document;
+pub mod invitation;
 pub mod log;
 pub mod needs;
 pub mod plan;
