@@ -23,7 +23,7 @@ pub const KEPT_MAX: usize = 500;
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     /// A profile that does not read or verify.
-    #[error("the profile is refused: {0}")]
+    #[error("the profile is refused: {}", refusal(.0))]
     Refused(#[from] DocError),
     /// This library's own profile, given back to it.
     #[error("this is this library's own profile")]
@@ -43,6 +43,19 @@ pub enum ProfileError {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
+}
+
+/// Why a profile is refused, in words a librarian can act on.
+fn refusal(error: &DocError) -> String {
+    match error {
+        DocError::Signature(_) => "it was altered after it was signed (its signature does not \
+                                   match its content): ask the library for its profile again"
+            .into(),
+        DocError::BadCharacter { .. } | DocError::Checksum => {
+            format!("{error}; copy the whole text again")
+        }
+        other => other.to_string(),
+    }
 }
 
 impl ProfileError {

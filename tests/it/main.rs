@@ -18,6 +18,7 @@ mod membership;
 mod needs;
 mod network;
 mod oai;
+mod partners;
 mod plans;
 mod replication;
 mod roundtrip;

@@ -1455,3 +1455,101 @@ fn a_patron_fills_in_the_survey_and_the_librarian_sees_it_beside_the_collection(
         librarian.close().await;
     });
 }
+
+#[test]
+fn a_librarian_finds_a_partner_by_its_profile_and_invites_it_with_the_agreement() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let server = start(Some(&sample));
+    jalin_tests::fixtures::form_consortium("Jaringan Kemiri", &[&server.library]);
+    jalin_tests::fixtures::agree(&[&server.library], "interlibrary_loan = true");
+    // A school holding the sample's last hundred records and a few of its own.
+    let records = crate::partners::records();
+    let (school, _school_dir) =
+        crate::partners::library_of("SMPN 1 Kemiri", "SMP1", &records[records.len() - 100..]);
+    let profile =
+        jalin_node::profiles::execute(&school, jalin_node::profiles::ProfileRequest::Show)
+            .expect("shows")
+            .text
+            .expect("text");
+    let joiner = start(None);
+    runtime().block_on(async {
+        let mut librarian = Browser::open("partners", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/partners", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Mencari mitra");
+        assert!(librarian.text("#no-candidates").await.contains("Belum ada"));
+        // This library's own profile: the form, the text, the QR code.
+        assert!(librarian
+            .prop("#own-text", "value")
+            .await
+            .starts_with("JALIN-PROFILE:"));
+        librarian.fill("#p-district", "Kemiri, Purworejo").await;
+        librarian.follow("#profile-save").await;
+        assert_eq!(
+            librarian.prop("#p-district", "value").await,
+            "Kemiri, Purworejo"
+        );
+        librarian.check("partners page empty").await;
+        // A school's profile, pasted.
+        librarian
+            .client
+            .execute(
+                "document.querySelector('#profile-text').value = arguments[0];",
+                vec![serde_json::Value::String(profile.clone())],
+            )
+            .await
+            .expect("pastes");
+        librarian.follow("#profile-take").await;
+        assert!(librarian
+            .text("#profile-taken")
+            .await
+            .contains("SMPN 1 Kemiri"));
+        let candidate = librarian.text("article.candidate").await;
+        assert!(candidate.contains("SMPN 1 Kemiri"), "{candidate}");
+        // Every one of its titles is here already: it brings no new title.
+        assert!(librarian.text(".new-titles").await.starts_with("0 (0%"));
+        librarian.check("a candidate").await;
+        // Invited, with the agreement in force.
+        librarian.follow(".invite-candidate").await;
+        let invitation = librarian.prop("#invitation", "value").await;
+        assert!(invitation.contains("JALIN-AGREEMENT:"), "{invitation}");
+        librarian.check("the invitation").await;
+        // The school's librarian, on its own node, reads the agreement before joining.
+        login(&librarian, &joiner.url, &joiner.token).await;
+        librarian
+            .goto(&format!("{}/librarian/consortium", joiner.url))
+            .await;
+        librarian
+            .client
+            .execute(
+                "document.querySelector('#ticket-in').value = arguments[0];",
+                vec![serde_json::Value::String(invitation)],
+            )
+            .await
+            .expect("pastes");
+        librarian
+            .follow("form[action='/librarian/consortium/join'] button")
+            .await;
+        assert_eq!(
+            librarian.text("h1").await,
+            "Baca perjanjiannya sebelum bergabung"
+        );
+        let terms = librarian.text("#proposed-terms").await;
+        assert!(terms.contains("Pinjam antarperpustakaan ya"), "{terms}");
+        assert!(librarian
+            .text("#proposed")
+            .await
+            .contains("Jaringan Kemiri"));
+        librarian.check("the agreement before joining").await;
+        librarian.close().await;
+    });
+    // Nothing joined before the librarian agreed.
+    assert!(joiner.library.consortia().list().is_empty());
+}
