@@ -251,6 +251,25 @@ impl Backend {
         }
     }
 
+    /// A request about staff development, in the running node or here.
+    pub fn staff(
+        self,
+        request: jalin_node::staff::StaffRequest,
+    ) -> anyhow::Result<jalin_node::staff::StaffAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/staff", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::staff::execute(&library, request)?),
+        }
+    }
+
     /// Keeps other libraries' profiles, one request each: what each answered.
     pub fn profile_imports(
         self,

@@ -11,6 +11,7 @@ mod harvest;
 mod ill;
 mod plans;
 mod profile;
+mod staff;
 mod survey;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
@@ -249,6 +250,21 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Trainings with the partners (pengembangan SDM): add, list, signup, held, cancel.
+    Training {
+        #[command(subcommand)]
+        action: staff::TrainingAction,
+    },
+    /// Who in each partner library can help with what: set, list.
+    Skills {
+        #[command(subcommand)]
+        action: staff::SkillsAction,
+    },
+    /// Ask the partners for help, and answer them: ask, answer, list.
+    Support {
+        #[command(subcommand)]
+        action: staff::SupportAction,
     },
     /// Purchase plans (rencana pengadaan), shared with partners under an agreement with
     /// coordinated acquisition: add, import, list, remove.
@@ -1208,6 +1224,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Survey { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             survey::run(Backend::connect(data)?, action)
+        }
+        Command::Training { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            staff::training(Backend::connect(data)?, action)
+        }
+        Command::Skills { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            staff::skills(Backend::connect(data)?, action)
+        }
+        Command::Support { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            staff::support(Backend::connect(data)?, action)
         }
         Command::Profile { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

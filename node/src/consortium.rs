@@ -36,6 +36,7 @@ use jalin_protocol::consortium::log::{
 };
 use jalin_protocol::consortium::needs::NeedsSummary;
 use jalin_protocol::consortium::plan::{self as jplan, PlanItem};
+use jalin_protocol::consortium::staff::{self as jstaff, StaffPost};
 use jalin_protocol::consortium::tally::LoanTally;
 use jalin_protocol::consortium::{read_documents, Document};
 use jalin_protocol::signing::LibraryId;
@@ -136,6 +137,12 @@ pub enum Refusal {
          true; purchase plans are shared only under one"
     )]
     NoCoordinatedAcquisition,
+    /// Staff-development posts without an agreement in force that covers them.
+    #[error(
+        "no agreement in force in this partnership has staff_development = true; trainings, \
+         skills and help are shared only under one"
+    )]
+    NoStaffDevelopment,
 }
 
 impl Refusal {
@@ -158,6 +165,7 @@ impl Refusal {
             Refusal::NotAnAdd => "not_an_add",
             Refusal::NotTaken(_) => "refused",
             Refusal::NoCoordinatedAcquisition => "no_coordinated_acquisition",
+            Refusal::NoStaffDevelopment => "no_staff_development",
         }
     }
 
@@ -183,6 +191,7 @@ impl Refusal {
             Refusal::NotAnAdd,
             Refusal::NotTaken(String::new()),
             Refusal::NoCoordinatedAcquisition,
+            Refusal::NoStaffDevelopment,
         ]
     }
 }
@@ -204,10 +213,31 @@ pub struct Consortium {
     pub conspectuses: BTreeMap<LibraryId, Signed<Conspectus>>,
     /// Each member's newest summary of its patrons' searches.
     pub needs: BTreeMap<LibraryId, Signed<NeedsSummary>>,
+    /// Each member's newest post of each staff-development item, by (member, item).
+    pub staff: BTreeMap<(LibraryId, String), Signed<StaffPost>>,
 }
 
-/// The storage key of a member's planned title.
-fn plan_key(author: &LibraryId, item: &str) -> Hash32 {
+impl Consortium {
+    /// A consortium of this log and no other document yet.
+    fn new(log: Log) -> Consortium {
+        Consortium {
+            log,
+            agreements: Agreements::default(),
+            assertions: BTreeMap::new(),
+            tallies: BTreeMap::new(),
+            plans: BTreeMap::new(),
+            conspectuses: BTreeMap::new(),
+            needs: BTreeMap::new(),
+            staff: BTreeMap::new(),
+        }
+    }
+}
+
+/// A kind of document each member has many of, by (member, item).
+type Items<T> = BTreeMap<(LibraryId, String), Signed<T>>;
+
+/// The storage key of a member's item (a planned title, a staff post).
+fn item_key(author: &LibraryId, item: &str) -> Hash32 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(author.as_bytes())
@@ -305,6 +335,8 @@ pub struct Consortia {
     held: Mutex<BTreeMap<Hash32, Consortium>>,
     /// The trust rule as of the logs' sizes it was computed from (a log only grows).
     trust: Mutex<(LogSizes, Arc<Trust>)>,
+    /// Counts documents taken in: the network announces each change to the members.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Each consortium held and how many operations its log has.
@@ -347,6 +379,7 @@ impl Consortia {
             code: code.to_string(),
             held: Mutex::new(BTreeMap::new()),
             trust: Mutex::new((Vec::new(), Arc::new(Trust::default()))),
+            changed: tokio::sync::watch::Sender::new(0),
         };
         consortia.load()?;
         consortia.forget_invite_secrets()?;
@@ -434,6 +467,13 @@ impl Consortia {
                     needs.insert(summary.author, summary);
                 }
             }
+            let mut staff = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b's', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(post) = Signed::<StaffPost>::from_bytes(&v) {
+                    staff.insert((post.author, post.body.item.clone()), post);
+                }
+            }
             held.insert(
                 id,
                 Consortium {
@@ -444,6 +484,7 @@ impl Consortia {
                     plans,
                     conspectuses,
                     needs,
+                    staff,
                 },
             );
         }
@@ -535,18 +576,7 @@ impl Consortia {
         self.tree
             .insert(key(b'o', &id, Some(&id)), genesis.to_bytes())?;
         self.db.flush()?;
-        self.held().insert(
-            id,
-            Consortium {
-                log,
-                agreements: Agreements::default(),
-                assertions: BTreeMap::new(),
-                tallies: BTreeMap::new(),
-                plans: BTreeMap::new(),
-                conspectuses: BTreeMap::new(),
-                needs: BTreeMap::new(),
-            },
-        );
+        self.held().insert(id, Consortium::new(log));
         Ok(id)
     }
 
@@ -797,6 +827,7 @@ impl Consortia {
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
         consortium.log = log;
+        self.note_changed();
         Ok(op)
     }
 
@@ -813,6 +844,7 @@ impl Consortia {
             .insert(key(b'o', id, Some(&op.id())), op.to_bytes())?;
         self.db.flush()?;
         consortium.log = log;
+        self.note_changed();
         Ok(op)
     }
 
@@ -973,6 +1005,71 @@ impl Consortia {
         Ok(report)
     }
 
+    /// Keeps a document of a kind each member has many of, one per item (a planned
+    /// title, a staff post), checked already, in consortium `id` under `kind`: refused from
+    /// a library that is not a member, not kept when as new or newer is here, and refused
+    /// when its author already has `max` items here.
+    #[allow(clippy::too_many_arguments)]
+    fn keep_item<T: jalin_protocol::consortium::document::Kind>(
+        &self,
+        id: Hash32,
+        kind: u8,
+        what: &str,
+        document: Signed<T>,
+        item: fn(&T) -> &String,
+        time: fn(&T) -> u64,
+        max: usize,
+        slot: fn(&mut Consortium) -> &mut Items<T>,
+    ) -> Result<Taken, ConsortiumError> {
+        let mut held = self.held();
+        let Some(consortium) = held.get_mut(&id) else {
+            return Err(ConsortiumError::NotFound("consortium gone".into()));
+        };
+        if !consortium
+            .log
+            .state()
+            .members
+            .contains_key(&document.author)
+        {
+            return Err(
+                DocError::Rejected(format!("a {what} of a library that is not a member")).into(),
+            );
+        }
+        let name = item(&document.body).clone();
+        let items = slot(consortium);
+        match items.get(&(document.author, name.clone())) {
+            Some(held)
+                if (time(&held.body), held.id()) >= (time(&document.body), document.id()) =>
+            {
+                return Ok(Taken::AlreadyHere(format!(
+                    "{what} {name} of {} as new or newer is here",
+                    document.author.fingerprint()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let count = items
+                    .keys()
+                    .filter(|(author, _)| *author == document.author)
+                    .count();
+                if count >= max {
+                    return Err(DocError::Rejected(format!(
+                        "{} already has {count} of these here ({what}s), the most kept",
+                        document.author.fingerprint()
+                    ))
+                    .into());
+                }
+            }
+        }
+        self.tree.insert(
+            key(kind, &id, Some(&item_key(&document.author, &name))),
+            document.to_bytes(),
+        )?;
+        let did = document.id();
+        items.insert((document.author, name), document);
+        Ok(Taken::New(format!("{what} {} taken", did.short())))
+    }
+
     /// Keeps a document of a kind each member has one of (its newest: a loan tally, a
     /// conspectus, a needs summary), checked already, in consortium `id` under `kind`:
     /// refused from a library that is not a member, and not kept when as new or newer is
@@ -1020,7 +1117,26 @@ impl Consortia {
     }
 
     /// Takes one document in (not flushed: the caller flushes).
+    /// Changes whenever a document new here is taken in (made here or received): what
+    /// the network watches to announce the consortia's documents to the members.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     fn take(&self, document: Document) -> Result<Taken, ConsortiumError> {
+        let taken = self.take_checked(document)?;
+        if matches!(taken, Taken::New(_)) {
+            self.note_changed();
+        }
+        Ok(taken)
+    }
+
+    /// A document new here was kept: the network announces it.
+    fn note_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn take_checked(&self, document: Document) -> Result<Taken, ConsortiumError> {
         match document {
             Document::Op(op) => self.take_op(op),
             Document::Version(version) => {
@@ -1126,51 +1242,16 @@ impl Consortia {
                     )
                     .into());
                 }
-                let mut held = self.held();
-                let Some(consortium) = held.get_mut(&id) else {
-                    return Err(ConsortiumError::NotFound("consortium gone".into()));
-                };
-                if !consortium.log.state().members.contains_key(&plan.author) {
-                    return Err(DocError::Rejected(
-                        "a purchase plan of a library that is not a member".into(),
-                    )
-                    .into());
-                }
-                let slot = (plan.author, plan.body.item.clone());
-                match consortium.plans.get(&slot) {
-                    Some(held)
-                        if (held.body.time_ms, held.id()) >= (plan.body.time_ms, plan.id()) =>
-                    {
-                        return Ok(Taken::AlreadyHere(format!(
-                            "plan {} of {} as new or newer is here",
-                            plan.body.item,
-                            plan.author.fingerprint()
-                        )));
-                    }
-                    Some(_) => {}
-                    None => {
-                        let items = consortium
-                            .plans
-                            .keys()
-                            .filter(|(author, _)| *author == plan.author)
-                            .count();
-                        if items >= jplan::ITEMS_MAX {
-                            return Err(DocError::Rejected(format!(
-                                "{} already has {} planned titles here, the most kept",
-                                plan.author.fingerprint(),
-                                jplan::ITEMS_MAX
-                            ))
-                            .into());
-                        }
-                    }
-                }
-                self.tree.insert(
-                    key(b'p', &id, Some(&plan_key(&plan.author, &plan.body.item))),
-                    plan.to_bytes(),
-                )?;
-                let pid = plan.id();
-                consortium.plans.insert(slot, plan);
-                Ok(Taken::New(format!("purchase plan {} taken", pid.short())))
+                self.keep_item(
+                    id,
+                    b'p',
+                    "purchase plan",
+                    plan,
+                    |p| &p.item,
+                    |p| p.time_ms,
+                    jplan::ITEMS_MAX,
+                    |c| &mut c.plans,
+                )
             }
             Document::Conspectus(conspectus) => {
                 let id = conspectus.body.consortium;
@@ -1213,6 +1294,33 @@ impl Consortia {
                     summary,
                     |n| n.time_ms,
                     |c| &mut c.needs,
+                )
+            }
+            Document::Staff(post) => {
+                let id = post.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, post.id(), &Document::Staff(post));
+                }
+                StaffPost::check(&post, id)?;
+                // Not kept, nor passed on, where no agreement in force has staff
+                // development.
+                if !self.develops_staff(&id)? {
+                    return Err(DocError::Rejected(
+                        "a staff-development post where the agreement in force does not \
+                         cover staff development"
+                            .into(),
+                    )
+                    .into());
+                }
+                self.keep_item(
+                    id,
+                    b's',
+                    "staff post",
+                    post,
+                    |p| &p.item,
+                    |p| p.time_ms,
+                    jstaff::POSTS_MAX,
+                    |c| &mut c.staff,
                 )
             }
             Document::Invite(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
@@ -1259,18 +1367,7 @@ impl Consortia {
             }
             self.tree.insert(key(b'o', &id, Some(&id)), op.to_bytes())?;
             let name = log.name().to_string();
-            self.held().insert(
-                id,
-                Consortium {
-                    log,
-                    agreements: Agreements::default(),
-                    assertions: BTreeMap::new(),
-                    tallies: BTreeMap::new(),
-                    plans: BTreeMap::new(),
-                    conspectuses: BTreeMap::new(),
-                    needs: BTreeMap::new(),
-                },
-            );
+            self.held().insert(id, Consortium::new(log));
             // Documents that waited for this consortium.
             let mut orphans = Vec::new();
             for item in self.tree.scan_prefix(key(b'q', &id, None)) {
@@ -1366,9 +1463,19 @@ impl Consortia {
             out.push_str(&tally.to_text());
             out.push('\n');
         }
+        // A removed member's plans and posts stop spreading with it.
+        let members = consortium.log.state().members;
         for plan in consortium.plans.values() {
-            out.push_str(&plan.to_text());
-            out.push('\n');
+            if members.contains_key(&plan.author) {
+                out.push_str(&plan.to_text());
+                out.push('\n');
+            }
+        }
+        for post in consortium.staff.values() {
+            if members.contains_key(&post.author) {
+                out.push_str(&post.to_text());
+                out.push('\n');
+            }
         }
         for conspectus in consortium.conspectuses.values() {
             out.push_str(&conspectus.to_text());
@@ -1442,6 +1549,7 @@ impl Consortia {
         self.tree
             .insert(key(b'v', id, Some(&vid)), version.to_bytes())?;
         self.db.flush()?;
+        self.note_changed();
         if let Some(consortium) = self.held().get_mut(id) {
             consortium.agreements.versions.insert(vid, version);
         }
@@ -1492,6 +1600,7 @@ impl Consortia {
         self.tree
             .insert(key(b'g', id, Some(&sid)), signature.to_bytes())?;
         self.db.flush()?;
+        self.note_changed();
         if let Some(consortium) = self.held().get_mut(id) {
             consortium.agreements.signatures.insert(sid, signature);
         }
@@ -1611,6 +1720,7 @@ impl Consortia {
         if let Some(consortium) = self.held().get_mut(id) {
             consortium.tallies.insert(self.library, tally);
         }
+        self.note_changed();
         Ok(true)
     }
 
@@ -1686,6 +1796,64 @@ impl Consortia {
             Taken::New(_) => Ok(self.db.flush().map(|_| ())?),
             Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
         }
+    }
+
+    /// Whether an agreement in force in consortium `id` covers staff development.
+    pub fn develops_staff(&self, id: &Hash32) -> Result<bool, ConsortiumError> {
+        Ok(self
+            .terms_in_force(id)?
+            .is_some_and(|t| t.staff_development))
+    }
+
+    /// Signs and keeps one of this library's staff-development posts in consortium `id`
+    /// (new, changed or withdrawn): only where an agreement in force covers staff
+    /// development. The post as signed.
+    pub fn publish_staff(
+        &self,
+        id: &Hash32,
+        post: StaffPost,
+    ) -> Result<Signed<StaffPost>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "post about staff development")?;
+        if !self.develops_staff(id)? {
+            return Err(ConsortiumError::Refused(Refusal::NoStaffDevelopment));
+        }
+        // Newer than this library's last post of the item, whatever the clock says.
+        let previous = consortium.staff.get(&(self.library, post.item.clone()));
+        let time_ms = previous.map_or(post.time_ms, |p| post.time_ms.max(p.body.time_ms + 1));
+        let signed = Signed::sign(
+            &self.key,
+            StaffPost {
+                consortium: *id,
+                time_ms,
+                ..post
+            },
+        );
+        StaffPost::check(&signed, *id)?;
+        match self.take(Document::Staff(signed.clone()))? {
+            Taken::New(_) => {
+                self.db.flush()?;
+                Ok(signed)
+            }
+            Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
+        }
+    }
+
+    /// The staff-development posts standing in consortium `id`: each current member's
+    /// newest of each item, not withdrawn; none unless an agreement in force covers staff
+    /// development.
+    pub fn standing_staff(&self, id: &Hash32) -> Result<Vec<Signed<StaffPost>>, ConsortiumError> {
+        if !self.develops_staff(id)? {
+            return Ok(Vec::new());
+        }
+        let consortium = self.get(id)?;
+        let members = consortium.log.state();
+        Ok(jstaff::standing(consortium.staff.values(), |l| {
+            members.members.contains_key(l)
+        })
+        .into_values()
+        .cloned()
+        .collect())
     }
 
     /// Whether an agreement in force in consortium `id` lets members share what their
@@ -1847,6 +2015,7 @@ impl Consortia {
         if let Some(consortium) = self.held().get_mut(id) {
             consortium.assertions.insert(aid, assertion);
         }
+        self.note_changed();
         Ok(aid)
     }
 

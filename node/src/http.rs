@@ -42,6 +42,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/api/needs", post(needs_request))
         .route("/api/plans", post(plans_request))
         .route("/api/profile", post(profile_request))
+        .route("/api/staff", post(staff_request))
         .route("/api/survey", post(survey_request))
         .route(
             "/api/survey/import",
@@ -718,6 +719,27 @@ async fn profile_request(
     let library = state.library.clone();
     let answer = heavy(&state, move || {
         Ok(crate::profiles::execute(&library, request)?)
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// `POST /api/staff`: staff development with the partners: trainings, sign-ups, skills,
+/// help (JSON, `{"action": ...}`). Needs the token.
+async fn staff_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::staff::StaffAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::staff::StaffRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a staff-development request ({e}); send JSON like {{\"action\": \"list\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let answer = heavy(&state, move || {
+        Ok(crate::staff::execute(&library, request)?)
     })
     .await?;
     Ok(Json(answer))

@@ -34,6 +34,7 @@ pub mod relay;
 pub mod search;
 pub mod server;
 pub mod sru;
+pub mod staff;
 pub mod store;
 pub mod survey;
 pub mod trust;

@@ -75,6 +75,9 @@ pub enum LibraryError {
     /// A profile refused, or a detail that cannot be kept.
     #[error(transparent)]
     Profile(#[from] crate::profiles::ProfileError),
+    /// A staff-development post that cannot be made.
+    #[error(transparent)]
+    Staff(#[from] crate::staff::StaffError),
 }
 
 impl LibraryError {
@@ -95,6 +98,7 @@ impl LibraryError {
             LibraryError::Plan(e) => e.code(),
             LibraryError::Survey(e) => e.code(),
             LibraryError::Profile(e) => e.code(),
+            LibraryError::Staff(e) => e.code(),
         }
     }
 }

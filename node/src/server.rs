@@ -196,6 +196,8 @@ impl From<LibraryError> for ApiError {
                 }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            LibraryError::Staff(crate::staff::StaffError::NotFound(_)) => StatusCode::NOT_FOUND,
+            LibraryError::Staff(_) => StatusCode::BAD_REQUEST,
             LibraryError::Profile(profile) => match profile {
                 crate::profiles::ProfileError::NotFound(_) => StatusCode::NOT_FOUND,
                 crate::profiles::ProfileError::Older(_) => StatusCode::CONFLICT,

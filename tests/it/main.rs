@@ -24,6 +24,7 @@ mod replication;
 mod roundtrip;
 mod search;
 mod sru;
+mod staff;
 mod support;
 mod survey;
 mod web;

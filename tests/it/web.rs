@@ -1553,3 +1553,101 @@ fn a_librarian_finds_a_partner_by_its_profile_and_invites_it_with_the_agreement(
     // Nothing joined before the librarian agreed.
     assert!(joiner.library.consortia().list().is_empty());
 }
+
+#[test]
+fn a_librarian_signs_up_for_a_partners_training_and_posts_one_on_the_calendar() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let server = start(None);
+    let (_partner_dir, partner_data) = new_library(100);
+    let partner = jalin_node::library::Library::open(partner_data).expect("opens");
+    let both = [server.library.as_ref(), &partner];
+    jalin_tests::fixtures::form_consortium("Jaringan Kemiri", &both);
+    jalin_tests::fixtures::agree(&both, "staff_development = true");
+    let next_week = jalin_node::server::now_ms() + 7 * 86_400_000;
+    jalin_node::staff::execute(
+        &partner,
+        jalin_node::staff::StaffRequest::AddTraining {
+            consortium: None,
+            training: jalin_protocol::consortium::staff::Training {
+                title: "Merawat buku lama".into(),
+                description: String::new(),
+                starts_ms: next_week,
+                minutes: 90,
+                place: String::new(),
+                online: true,
+                leader: "Pak Joko".into(),
+                audience: "semua".into(),
+                seats: None,
+                attended: None,
+            },
+        },
+    )
+    .expect("posts");
+    jalin_tests::fixtures::share_documents(&both);
+    runtime().block_on(async {
+        let mut librarian = Browser::open("staff", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/staff", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Pengembangan SDM");
+        let calendar = librarian.text("#trainings").await;
+        assert!(calendar.contains("Merawat buku lama"), "{calendar}");
+        librarian.check("the calendar").await;
+        librarian.fill("#people-1", "2").await;
+        librarian.follow("button.signup").await;
+        assert!(librarian
+            .text("#training-1 .signups")
+            .await
+            .starts_with("1 perpustakaan, 2 orang"));
+        // A training of its own.
+        librarian
+            .fill("#t-title", "Katalogisasi dengan MARC 21")
+            .await;
+        librarian.fill("#t-starts", "2030-02-01 09:00").await;
+        librarian.fill("#t-place", "Ruang baca").await;
+        librarian.fill("#t-leader", "Bu Sri").await;
+        librarian.follow("#training-add").await;
+        let calendar = librarian.text("#trainings").await;
+        assert!(
+            calendar.contains("Katalogisasi dengan MARC 21")
+                && calendar.contains("2030-02-01 09:00 WIB"),
+            "{calendar}"
+        );
+        // Skills, and a question.
+        librarian
+            .fill(
+                "#own-skills",
+                "Sri Wahyuni=katalogisasi, MARC;0812 3456 789",
+            )
+            .await;
+        librarian.follow("#skills-save").await;
+        assert!(librarian
+            .text("#skills")
+            .await
+            .contains("Sri Wahyuni: katalogisasi, MARC (0812 3456 789)"));
+        librarian.fill("#ask-topic", "Impor SLiMS").await;
+        librarian
+            .fill("#ask-question", "Bagaimana mengekspor katalog SLiMS?")
+            .await;
+        librarian.follow("#ask-send").await;
+        assert!(librarian.text("#help").await.contains("Impor SLiMS"));
+        let figures = librarian.text("#staff-figures").await;
+        assert!(figures.contains("Permintaan bantuan\n1"), "{figures}");
+        librarian.check("the staff page").await;
+        librarian.close().await;
+    });
+    // The partner sees this library's sign-up once the documents travel.
+    jalin_tests::fixtures::share_documents(&both);
+    let seen = jalin_node::staff::list(&partner).expect("lists");
+    let training = seen
+        .trainings
+        .iter()
+        .find(|t| t.training.title == "Merawat buku lama")
+        .expect("its training");
+    assert_eq!(training.people, 2);
+    assert_eq!(training.signups.len(), 1);
+}

@@ -769,6 +769,9 @@ pub(super) async fn run(
     let mut own_writes = net.library.watch_own_writes();
     // Every interlibrary-loan message queued goes to its library when connected.
     let mut ill_outbox = net.library.loans().watch_outbox();
+    // Every consortium document taken in (a plan, a staff post, a signature...) is
+    // announced, whoever made it: members then ask for what differs.
+    let mut documents = net.library.consortia().watch();
     loop {
         tokio::select! {
             biased;
@@ -779,6 +782,7 @@ pub(super) async fn run(
             },
             Ok(()) = own_writes.changed() => net.announce(Some(net.own)),
             Ok(()) = ill_outbox.changed() => net.push_ill_all(),
+            Ok(()) = documents.changed() => net.announce(None),
             Some(command) = commands.recv() => net.handle_command(command),
             event = net.swarm.select_next_some() => net.handle_swarm_event(event),
             _ = redial.tick() => {

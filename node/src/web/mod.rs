@@ -29,6 +29,7 @@ mod needs;
 mod partners;
 mod plans;
 mod session;
+mod staff;
 mod survey;
 
 use catalog::{
@@ -42,7 +43,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 22] = [
+const TEMPLATES: [(&str, &str); 23] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -89,6 +90,7 @@ const TEMPLATES: [(&str, &str); 22] = [
     ),
     ("needs.html", include_str!("../../web/templates/needs.html")),
     ("plans.html", include_str!("../../web/templates/plans.html")),
+    ("staff.html", include_str!("../../web/templates/staff.html")),
     (
         "partners.html",
         include_str!("../../web/templates/partners.html"),
@@ -489,6 +491,8 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
                 crate::survey::CSV_BYTES_MAX,
             )),
         )
+        .route("/librarian/staff", get(staff::staff_page))
+        .route("/librarian/staff/{action}", post(staff::staff_action))
         .route("/librarian/partners", get(partners::partners_page))
         .route(
             "/librarian/partners/profile.txt",
@@ -744,6 +748,8 @@ mod tests {
             LibraryError::Plan(crate::plans::PlanError::NoSuchItem(text())),
             LibraryError::Plan(crate::plans::PlanError::BadFile(text())),
             LibraryError::Survey(crate::survey::SurveyError::NoSurvey),
+            LibraryError::Staff(crate::staff::StaffError::Invalid(text())),
+            LibraryError::Staff(crate::staff::StaffError::NotFound(text())),
             LibraryError::Profile(crate::profiles::ProfileError::Own),
             LibraryError::Profile(crate::profiles::ProfileError::Older(text())),
             LibraryError::Profile(crate::profiles::ProfileError::TooMany(1)),

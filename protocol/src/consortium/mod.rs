@@ -13,6 +13,7 @@ pub mod invitation;
 pub mod log;
 pub mod needs;
 pub mod plan;
+pub mod staff;
 pub mod tally;
 
 use agreement::{AgreementSignature, AgreementVersion};
@@ -43,6 +44,8 @@ pub enum Document {
     Conspectus(Signed<conspectus::Conspectus>),
     /// What a member's patrons look for, aggregated.
     Needs(Signed<needs::NeedsSummary>),
+    /// A member's post about staff development.
+    Staff(Signed<staff::StaffPost>),
 }
 
 impl Document {
@@ -60,10 +63,11 @@ impl Document {
             "PLAN" => Document::Plan(Signed::from_text(text)?),
             "CONSPECTUS" => Document::Conspectus(Signed::from_text(text)?),
             "NEEDS" => Document::Needs(Signed::from_text(text)?),
+            "STAFF" => Document::Staff(Signed::from_text(text)?),
             other => {
                 return Err(DocError::WrongKind {
                     expected: "op, invite, acceptance, agreement, signature, match, tally, \
-                               plan, conspectus or needs"
+                               plan, conspectus, needs or staff"
                         .into(),
                     found: other.to_lowercase(),
                 })
@@ -84,6 +88,7 @@ impl Document {
             Document::Plan(d) => d.body.consortium,
             Document::Conspectus(d) => d.body.consortium,
             Document::Needs(d) => d.body.consortium,
+            Document::Staff(d) => d.body.consortium,
         }
     }
 
@@ -100,6 +105,7 @@ impl Document {
             Document::Plan(d) => d.to_text(),
             Document::Conspectus(d) => d.to_text(),
             Document::Needs(d) => d.to_text(),
+            Document::Staff(d) => d.to_text(),
         }
     }
 }
