@@ -30,6 +30,7 @@ use jalin_protocol::consortium::agreement::{
 use jalin_protocol::consortium::assertion::{self, MatchAssertion, RecordRef};
 use jalin_protocol::consortium::conspectus::Conspectus;
 use jalin_protocol::consortium::document::{DocError, Hash32, Signed};
+use jalin_protocol::consortium::evaluation::{EvaluationSignature, MemberFigures, Period};
 use jalin_protocol::consortium::log::{
     self as mlog, check_acceptance, Acceptance, Action, Inserted, Invite, Log, MemberState, Op,
     Role,
@@ -46,6 +47,8 @@ use std::sync::{Arc, Mutex};
 
 /// Documents of unknown consortia kept, at most.
 const ORPHANS_MAX: usize = 10_000;
+/// Evaluation periods a member's figures (or signatures) are kept for, per consortium.
+const EVALUATION_PERIODS_MAX: usize = 1_000;
 
 /// What goes wrong.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +218,10 @@ pub struct Consortium {
     pub needs: BTreeMap<LibraryId, Signed<NeedsSummary>>,
     /// Each member's newest post of each staff-development item, by (member, item).
     pub staff: BTreeMap<(LibraryId, String), Signed<StaffPost>>,
+    /// Each member's newest figures of each evaluation period, by (member, period).
+    pub figures: BTreeMap<(LibraryId, String), Signed<MemberFigures>>,
+    /// Each member's newest signature of each period's report, by (member, period).
+    pub evaluations: BTreeMap<(LibraryId, String), Signed<EvaluationSignature>>,
 }
 
 impl Consortium {
@@ -229,8 +236,15 @@ impl Consortium {
             conspectuses: BTreeMap::new(),
             needs: BTreeMap::new(),
             staff: BTreeMap::new(),
+            figures: BTreeMap::new(),
+            evaluations: BTreeMap::new(),
         }
     }
+}
+
+/// A period as an item key: `FROM-TO` (ms).
+fn period_item(period: &Period) -> String {
+    format!("{}-{}", period.from_ms, period.to_ms)
 }
 
 /// A kind of document each member has many of, by (member, item).
@@ -474,6 +488,20 @@ impl Consortia {
                     staff.insert((post.author, post.body.item.clone()), post);
                 }
             }
+            let mut figures = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b'f', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(doc) = Signed::<MemberFigures>::from_bytes(&v) {
+                    figures.insert((doc.author, period_item(&doc.body.period)), doc);
+                }
+            }
+            let mut evaluations = BTreeMap::new();
+            for item in self.tree.scan_prefix(key(b'e', &id, None)) {
+                let (_, v) = item?;
+                if let Ok(doc) = Signed::<EvaluationSignature>::from_bytes(&v) {
+                    evaluations.insert((doc.author, period_item(&doc.body.period)), doc);
+                }
+            }
             held.insert(
                 id,
                 Consortium {
@@ -485,6 +513,8 @@ impl Consortia {
                     conspectuses,
                     needs,
                     staff,
+                    figures,
+                    evaluations,
                 },
             );
         }
@@ -1016,7 +1046,7 @@ impl Consortia {
         kind: u8,
         what: &str,
         document: Signed<T>,
-        item: fn(&T) -> &String,
+        item: fn(&T) -> String,
         time: fn(&T) -> u64,
         max: usize,
         slot: fn(&mut Consortium) -> &mut Items<T>,
@@ -1035,7 +1065,7 @@ impl Consortia {
                 DocError::Rejected(format!("a {what} of a library that is not a member")).into(),
             );
         }
-        let name = item(&document.body).clone();
+        let name = item(&document.body);
         let items = slot(consortium);
         match items.get(&(document.author, name.clone())) {
             Some(held)
@@ -1247,7 +1277,7 @@ impl Consortia {
                     b'p',
                     "purchase plan",
                     plan,
-                    |p| &p.item,
+                    |p| p.item.clone(),
                     |p| p.time_ms,
                     jplan::ITEMS_MAX,
                     |c| &mut c.plans,
@@ -1317,10 +1347,44 @@ impl Consortia {
                     b's',
                     "staff post",
                     post,
-                    |p| &p.item,
+                    |p| p.item.clone(),
                     |p| p.time_ms,
                     jstaff::POSTS_MAX,
                     |c| &mut c.staff,
+                )
+            }
+            Document::Figures(doc) => {
+                let id = doc.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, doc.id(), &Document::Figures(doc));
+                }
+                MemberFigures::check(&doc, id)?;
+                self.keep_item(
+                    id,
+                    b'f',
+                    "evaluation figures",
+                    doc,
+                    |f| period_item(&f.period),
+                    |f| f.time_ms,
+                    EVALUATION_PERIODS_MAX,
+                    |c| &mut c.figures,
+                )
+            }
+            Document::Evaluation(doc) => {
+                let id = doc.body.consortium;
+                if !self.held().contains_key(&id) {
+                    return self.keep_orphan(id, doc.id(), &Document::Evaluation(doc));
+                }
+                EvaluationSignature::check(&doc, id)?;
+                self.keep_item(
+                    id,
+                    b'e',
+                    "evaluation signature",
+                    doc,
+                    |e| period_item(&e.period),
+                    |e| e.time_ms,
+                    EVALUATION_PERIODS_MAX,
+                    |c| &mut c.evaluations,
                 )
             }
             Document::Invite(_) => Err(ConsortiumError::Refused(Refusal::WrongDocument(
@@ -1477,6 +1541,18 @@ impl Consortia {
                 out.push('\n');
             }
         }
+        for doc in consortium.figures.values() {
+            if members.contains_key(&doc.author) {
+                out.push_str(&doc.to_text());
+                out.push('\n');
+            }
+        }
+        for doc in consortium.evaluations.values() {
+            if members.contains_key(&doc.author) {
+                out.push_str(&doc.to_text());
+                out.push('\n');
+            }
+        }
         for conspectus in consortium.conspectuses.values() {
             out.push_str(&conspectus.to_text());
             out.push('\n');
@@ -1610,6 +1686,15 @@ impl Consortia {
     /// The terms in force in a consortium: those of the newest version in force among
     /// its agreements (by the time it was written, then id); `None` when none is in force.
     pub fn terms_in_force(&self, id: &Hash32) -> Result<Option<Terms>, ConsortiumError> {
+        Ok(self.agreement_in_force(id)?.map(|v| v.body.terms))
+    }
+
+    /// The agreement version in force in a consortium: the newest in force among its
+    /// agreements (by the time it was written, then id).
+    pub fn agreement_in_force(
+        &self,
+        id: &Hash32,
+    ) -> Result<Option<Signed<AgreementVersion>>, ConsortiumError> {
         let consortium = self.get(id)?;
         let members = consortium.log.state();
         let newest = consortium
@@ -1619,8 +1704,110 @@ impl Consortia {
             .filter_map(|aid| consortium.agreements.status(aid, &members)?.in_force)
             .filter_map(|vid| consortium.agreements.versions.get(&vid))
             .max_by_key(|v| (v.body.time_ms, v.id()))
-            .map(|v| v.body.terms.clone());
+            .cloned();
         Ok(newest)
+    }
+
+    /// Each current member's newest figures for `period` in consortium `id`.
+    pub fn evaluation_figures(
+        &self,
+        id: &Hash32,
+        period: &Period,
+    ) -> Result<BTreeMap<LibraryId, MemberFigures>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let members = consortium.log.state().members;
+        let item = period_item(period);
+        Ok(consortium
+            .figures
+            .iter()
+            .filter(|((l, p), _)| *p == item && members.contains_key(l))
+            .map(|((l, _), d)| (*l, d.body.clone()))
+            .collect())
+    }
+
+    /// Each current member's newest signature of `period`'s report in consortium `id`.
+    pub fn evaluation_signatures(
+        &self,
+        id: &Hash32,
+        period: &Period,
+    ) -> Result<Vec<Signed<EvaluationSignature>>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        let members = consortium.log.state().members;
+        let item = period_item(period);
+        Ok(consortium
+            .evaluations
+            .iter()
+            .filter(|((l, p), _)| *p == item && members.contains_key(l))
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+
+    /// Signs and keeps this library's figures for a period: refused once any member has
+    /// signed that period's report (the figures signed are the figures that stay).
+    pub fn publish_figures(
+        &self,
+        id: &Hash32,
+        figures: MemberFigures,
+    ) -> Result<Signed<MemberFigures>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "give evaluation figures")?;
+        if !self.evaluation_signatures(id, &figures.period)?.is_empty() {
+            return Err(ConsortiumError::Refused(Refusal::NotTaken(
+                "the period's report is signed already: its figures stay as signed".into(),
+            )));
+        }
+        let previous = consortium
+            .figures
+            .get(&(self.library, period_item(&figures.period)));
+        let time_ms = previous.map_or(figures.time_ms, |p| figures.time_ms.max(p.body.time_ms + 1));
+        let signed = Signed::sign(
+            &self.key,
+            MemberFigures {
+                consortium: *id,
+                time_ms,
+                ..figures
+            },
+        );
+        MemberFigures::check(&signed, *id)?;
+        match self.take(Document::Figures(signed.clone()))? {
+            Taken::New(_) => {
+                self.db.flush()?;
+                Ok(signed)
+            }
+            Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
+        }
+    }
+
+    /// Signs and keeps this library's signature on a period's report.
+    pub fn publish_evaluation(
+        &self,
+        id: &Hash32,
+        evaluation: EvaluationSignature,
+    ) -> Result<Signed<EvaluationSignature>, ConsortiumError> {
+        let consortium = self.get(id)?;
+        self.require_role(&consortium, Role::Member, "sign an evaluation")?;
+        let previous = consortium
+            .evaluations
+            .get(&(self.library, period_item(&evaluation.period)));
+        let time_ms = previous.map_or(evaluation.time_ms, |p| {
+            evaluation.time_ms.max(p.body.time_ms + 1)
+        });
+        let signed = Signed::sign(
+            &self.key,
+            EvaluationSignature {
+                consortium: *id,
+                time_ms,
+                ..evaluation
+            },
+        );
+        EvaluationSignature::check(&signed, *id)?;
+        match self.take(Document::Evaluation(signed.clone()))? {
+            Taken::New(_) => {
+                self.db.flush()?;
+                Ok(signed)
+            }
+            Taken::AlreadyHere(why) => Err(ConsortiumError::Refused(Refusal::NotTaken(why))),
+        }
     }
 
     /// The documents of the agreement a consortium proposes to a library it invites (its

@@ -636,15 +636,19 @@ impl Loans {
 
     /// The figures of the loans requested since `since` (all when `None`), as of `now_ms`.
     pub fn report(&self, since: Option<Day>, now_ms: u64) -> Result<Report, LoanError> {
-        let mut report = Report {
-            since: since.map(|d| d.to_string()),
-            ..Report::default()
-        };
+        let mut report = self.report_in(since.map_or(0, |d| d.start_ms()), u64::MAX, now_ms)?;
+        report.since = since.map(|d| d.to_string());
+        Ok(report)
+    }
+
+    /// The figures of the loans requested in `[from_ms, to_ms)`, as of `now_ms`.
+    pub fn report_in(&self, from_ms: u64, to_ms: u64, now_ms: u64) -> Result<Report, LoanError> {
+        let mut report = Report::default();
         let (mut to_received, mut to_shipped) = (Vec::new(), Vec::new());
         let today = Day::of_ms(now_ms);
         for loan in self.list()? {
             let tx = &loan.transaction;
-            if since.is_some_and(|day| tx.request.at_ms < day.start_ms()) {
+            if tx.request.at_ms < from_ms || tx.request.at_ms >= to_ms {
                 continue;
             }
             let shipped = tx.times.shipped_ms;

@@ -9,6 +9,7 @@
 //! - [`node`]: a running node, the owner of the library, the network and the HTTP server.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod activity;
 pub mod catalogs;
 pub mod clock;
 pub mod codec;
@@ -17,6 +18,7 @@ pub mod consortium;
 pub mod consortium_requests;
 pub mod conspectus;
 pub mod edit;
+pub mod evaluation;
 pub mod files;
 pub mod gateway;
 pub mod http;

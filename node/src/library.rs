@@ -1,6 +1,7 @@
 //! One library's catalog: the store and the search index together, and what a librarian
 //! does with them (import, edit, delete, search, export).
 
+use crate::activity::Counted;
 use crate::config::DataDir;
 use crate::consortium::{Consortia, ConsortiumError};
 use crate::search::{
@@ -78,6 +79,9 @@ pub enum LibraryError {
     /// A staff-development post that cannot be made.
     #[error(transparent)]
     Staff(#[from] crate::staff::StaffError),
+    /// An evaluation that cannot be made.
+    #[error(transparent)]
+    Evaluation(#[from] crate::evaluation::EvaluationError),
 }
 
 impl LibraryError {
@@ -99,6 +103,7 @@ impl LibraryError {
             LibraryError::Survey(e) => e.code(),
             LibraryError::Profile(e) => e.code(),
             LibraryError::Staff(e) => e.code(),
+            LibraryError::Evaluation(e) => e.code(),
         }
     }
 }
@@ -324,6 +329,7 @@ pub struct Library {
     /// The questionnaire about its patrons and its answers (kept here only).
     surveys: crate::survey::Surveys,
     profiles: crate::profiles::Profiles,
+    activity: crate::activity::Activity,
     /// Where it reads the time.
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
@@ -392,6 +398,11 @@ impl Library {
     /// The questionnaire about its patrons.
     pub fn surveys(&self) -> &crate::survey::Surveys {
         &self.surveys
+    }
+
+    /// What this library did, counted by day (for the evaluation).
+    pub fn activity(&self) -> &crate::activity::Activity {
+        &self.activity
     }
 
     /// This library's profile and those of other libraries received.
@@ -473,6 +484,7 @@ impl Library {
         let needs = crate::needs::Needs::open(&store.db()).map_err(StoreError::from)?;
         let surveys = crate::survey::Surveys::open(&store.db()).map_err(StoreError::from)?;
         let profiles = crate::profiles::Profiles::open(&store.db()).map_err(StoreError::from)?;
+        let activity = crate::activity::Activity::open(&store.db()).map_err(StoreError::from)?;
         // sled and tantivy made their files with the process's umask.
         crate::config::restrict_permissions(&data.path).map_err(|source| LibraryError::Io {
             path: data.path.clone(),
@@ -488,6 +500,7 @@ impl Library {
             needs,
             surveys,
             profiles,
+            activity,
             clock,
             freshness,
             catching_up: std::sync::Mutex::new(()),
@@ -679,6 +692,10 @@ impl Library {
                 record_id: record_id.clone(),
                 source,
             })?;
+        let existed = self
+            .store
+            .get(&record_id)?
+            .is_some_and(|stored| !stored.deleted);
         let seq = self.store.apply(
             &[Change::Put {
                 record_id: record_id.clone(),
@@ -688,6 +705,14 @@ impl Library {
         )?;
         self.index.put(&record_id, Some(&record.description))?;
         self.commit_index(seq)?;
+        self.count_activity(&[(
+            if existed {
+                Counted::Corrected
+            } else {
+                Counted::Added
+            },
+            1,
+        )]);
         Ok(record_id)
     }
 
@@ -748,6 +773,7 @@ impl Library {
         )?;
         self.index.put(record_id, None)?;
         self.commit_index(seq)?;
+        self.count_activity(&[(Counted::Deleted, 1)]);
         Ok(())
     }
 
@@ -1283,7 +1309,23 @@ impl Library {
                 summary.deleted += chunk.len() as u64;
             }
         }
+        self.count_activity(&[
+            (Counted::Added, summary.added),
+            (Counted::Corrected, summary.updated),
+            (Counted::Deleted, summary.deleted),
+        ]);
         Ok(summary)
+    }
+
+    /// Counts what this library did to its catalog, for the evaluation; a failure is
+    /// logged (the catalog itself is written already).
+    fn count_activity(&self, counts: &[(Counted, u64)]) {
+        let now = self.now_ms();
+        for (what, n) in counts {
+            if let Err(error) = self.activity.add(*what, *n, now) {
+                tracing::warn!("could not count {what:?} for the evaluation: {error}");
+            }
+        }
     }
 
     /// Writes a batch to the store and puts it in the index. The index commits when

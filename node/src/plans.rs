@@ -434,10 +434,18 @@ pub fn add(
         return Err(no_coordination());
     }
     let flags = check(library, &input)?;
+    let now = library.now_ms();
+    // For the evaluation: titles flagged, and those planned anyway (the rest are
+    // duplicates avoided).
+    let count = |what: crate::activity::Counted| {
+        if let Err(error) = library.activity().add(what, 1, now) {
+            tracing::warn!("could not count a plan for the evaluation: {error}");
+        }
+    };
     if !flags.is_empty() && !confirm {
+        count(crate::activity::Counted::Flagged);
         return Ok((None, flags));
     }
-    let now = library.now_ms();
     let item = item_id(&input, now);
     for id in consortia {
         library.consortia().publish_plan(
@@ -455,6 +463,10 @@ pub fn add(
                 time_ms: now,
             },
         )?;
+    }
+    count(crate::activity::Counted::Planned);
+    if !flags.is_empty() {
+        count(crate::activity::Counted::FlaggedPlanned);
     }
     Ok((Some(item), flags))
 }
@@ -698,6 +710,14 @@ pub fn import(library: &Library, bytes: &[u8]) -> Result<PlanAnswer, LibraryErro
             Ok((item, flags)) => {
                 if !flags.is_empty() {
                     flagged += 1;
+                    // Planned with its flags shown: no duplicate avoided.
+                    if let Err(error) = library.activity().add(
+                        crate::activity::Counted::Flagged,
+                        1,
+                        library.now_ms(),
+                    ) {
+                        tracing::warn!("could not count a plan for the evaluation: {error}");
+                    }
                 }
                 answer.added.extend(item);
             }

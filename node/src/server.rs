@@ -198,6 +198,10 @@ impl From<LibraryError> for ApiError {
             },
             LibraryError::Staff(crate::staff::StaffError::NotFound(_)) => StatusCode::NOT_FOUND,
             LibraryError::Staff(_) => StatusCode::BAD_REQUEST,
+            LibraryError::Evaluation(crate::evaluation::EvaluationError::NoPeriod(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            LibraryError::Evaluation(_) => StatusCode::CONFLICT,
             LibraryError::Profile(profile) => match profile {
                 crate::profiles::ProfileError::NotFound(_) => StatusCode::NOT_FOUND,
                 crate::profiles::ProfileError::Older(_) => StatusCode::CONFLICT,

@@ -161,6 +161,10 @@ pub enum Domain {
     LibraryProfile,
     /// A member's post about staff development (training, sign-up, skills, help).
     StaffPost,
+    /// A member's own figures for an evaluation period.
+    EvaluationFigures,
+    /// A member's signature on an evaluation period's report.
+    EvaluationSignature,
 }
 
 impl Domain {
@@ -182,6 +186,8 @@ impl Domain {
             Domain::NeedsSummary => b"jalin/v1/needs-summary\0",
             Domain::LibraryProfile => b"jalin/v1/library-profile\0",
             Domain::StaffPost => b"jalin/v1/staff-post\0",
+            Domain::EvaluationFigures => b"jalin/v1/evaluation-figures\0",
+            Domain::EvaluationSignature => b"jalin/v1/evaluation-signature\0",
         }
     }
 }

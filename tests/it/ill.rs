@@ -886,7 +886,7 @@ proptest::proptest! {
 }
 
 /// Passes everything queued between the two libraries until nothing is left.
-fn exchange(a: &Library, b: &Library, now: u64) {
+pub(crate) fn exchange(a: &Library, b: &Library, now: u64) {
     let mut wire: Wire = Vec::new();
     loop {
         onto_wire(a, b, &mut wire, false);

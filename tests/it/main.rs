@@ -9,6 +9,7 @@ mod consortium;
 mod cql;
 mod crash;
 mod edit;
+mod evaluation;
 mod formats;
 mod gateway;
 mod harvest;

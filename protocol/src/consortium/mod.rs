@@ -9,6 +9,7 @@ pub mod agreement;
 pub mod assertion;
 pub mod conspectus;
 pub mod document;
+pub mod evaluation;
 pub mod invitation;
 pub mod log;
 pub mod needs;
@@ -46,6 +47,10 @@ pub enum Document {
     Needs(Signed<needs::NeedsSummary>),
     /// A member's post about staff development.
     Staff(Signed<staff::StaffPost>),
+    /// A member's own figures for an evaluation period.
+    Figures(Signed<evaluation::MemberFigures>),
+    /// A member's signature on an evaluation period's report.
+    Evaluation(Signed<evaluation::EvaluationSignature>),
 }
 
 impl Document {
@@ -64,10 +69,12 @@ impl Document {
             "CONSPECTUS" => Document::Conspectus(Signed::from_text(text)?),
             "NEEDS" => Document::Needs(Signed::from_text(text)?),
             "STAFF" => Document::Staff(Signed::from_text(text)?),
+            "FIGURES" => Document::Figures(Signed::from_text(text)?),
+            "EVALUATION" => Document::Evaluation(Signed::from_text(text)?),
             other => {
                 return Err(DocError::WrongKind {
                     expected: "op, invite, acceptance, agreement, signature, match, tally, \
-                               plan, conspectus, needs or staff"
+                               plan, conspectus, needs, staff, figures or evaluation"
                         .into(),
                     found: other.to_lowercase(),
                 })
@@ -89,6 +96,8 @@ impl Document {
             Document::Conspectus(d) => d.body.consortium,
             Document::Needs(d) => d.body.consortium,
             Document::Staff(d) => d.body.consortium,
+            Document::Figures(d) => d.body.consortium,
+            Document::Evaluation(d) => d.body.consortium,
         }
     }
 
@@ -106,6 +115,8 @@ impl Document {
             Document::Conspectus(d) => d.to_text(),
             Document::Needs(d) => d.to_text(),
             Document::Staff(d) => d.to_text(),
+            Document::Figures(d) => d.to_text(),
+            Document::Evaluation(d) => d.to_text(),
         }
     }
 }
