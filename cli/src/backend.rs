@@ -270,6 +270,25 @@ impl Backend {
         }
     }
 
+    /// A request about the evaluation, in the running node or here.
+    pub fn evaluation(
+        self,
+        request: jalin_node::evaluation::EvaluationRequest,
+    ) -> anyhow::Result<jalin_node::evaluation::EvaluationAnswer> {
+        match self {
+            Backend::Remote(remote) => {
+                let response = remote
+                    .client
+                    .post(format!("{}/api/evaluation", remote.url))
+                    .bearer_auth(&remote.token)
+                    .json(&request)
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => Ok(jalin_node::evaluation::execute(&library, request)?),
+        }
+    }
+
     /// Keeps other libraries' profiles, one request each: what each answered.
     pub fn profile_imports(
         self,

@@ -7,6 +7,7 @@
 
 mod backend;
 mod demo;
+mod evaluation;
 mod harvest;
 mod ill;
 mod plans;
@@ -250,6 +251,11 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The periodic evaluation (evaluasi berkala): report, figures, sign.
+    Evaluation {
+        #[command(subcommand)]
+        action: evaluation::EvaluationAction,
     },
     /// Trainings with the partners (pengembangan SDM): add, list, signup, held, cancel.
     Training {
@@ -1224,6 +1230,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Survey { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             survey::run(Backend::connect(data)?, action)
+        }
+        Command::Evaluation { action } => {
+            let path = data_dir(cli.data_dir)?;
+            let config = open_data(&path)?.config.library;
+            let name = format!("{} ({})", config.name, config.code);
+            evaluation::run(|| Backend::connect(open_data(&path)?), &name, action)
         }
         Command::Training { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

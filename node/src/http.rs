@@ -43,6 +43,7 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         .route("/api/plans", post(plans_request))
         .route("/api/profile", post(profile_request))
         .route("/api/staff", post(staff_request))
+        .route("/api/evaluation", post(evaluation_request))
         .route("/api/survey", post(survey_request))
         .route(
             "/api/survey/import",
@@ -740,6 +741,28 @@ async fn staff_request(
     let library = state.library.clone();
     let answer = heavy(&state, move || {
         Ok(crate::staff::execute(&library, request)?)
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// `POST /api/evaluation`: the periodic evaluation: report, figures, sign (JSON,
+/// `{"action": ...}`). Needs the token.
+async fn evaluation_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::evaluation::EvaluationAnswer>> {
+    authorize(&state, &headers)?;
+    let request: crate::evaluation::EvaluationRequest =
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "not an evaluation request ({e}); send JSON like {{\"action\": \"report\"}}"
+            ))
+        })?;
+    let library = state.library.clone();
+    let answer = heavy(&state, move || {
+        Ok(crate::evaluation::execute(&library, request)?)
     })
     .await?;
     Ok(Json(answer))

@@ -1651,3 +1651,108 @@ fn a_librarian_signs_up_for_a_partners_training_and_posts_one_on_the_calendar() 
     assert_eq!(training.people, 2);
     assert_eq!(training.signups.len(), 1);
 }
+
+#[test]
+fn the_evaluation_report_draws_its_charts_is_signed_and_prints_to_pdf() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let clock = std::sync::Arc::new(jalin_node::clock::ManualClock::at(jalin_tests::fixtures::T));
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let server = crate::support::start_clocked(Some(&sample), |_| {}, Some(clock.clone()));
+    let (_partner_dir, mut partner_data) = new_library(100);
+    partner_data.config.library.code = "DESA".into();
+    partner_data.config.library.name = "Perpustakaan Desa Kemiri".into();
+    let partner =
+        jalin_node::library::Library::open_with_clock(partner_data, clock.clone()).expect("opens");
+    let both = [server.library.as_ref(), &partner];
+    let id = jalin_tests::fixtures::form_consortium("Jaringan Kemiri", &both);
+    jalin_tests::fixtures::agree(
+        &both,
+        "interlibrary_loan = true\nevaluation_period_months = 6",
+    );
+    let (_, period) = jalin_node::evaluation::select(&partner, &id, None).expect("a period");
+    jalin_node::evaluation::publish_figures(
+        &partner,
+        &id,
+        period,
+        jalin_node::evaluation::HandInput {
+            visits: Some(300),
+            ..Default::default()
+        },
+    )
+    .expect("publishes");
+    jalin_tests::fixtures::share_documents(&both);
+    runtime().block_on(async {
+        let mut librarian = Browser::open("evaluation", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/evaluation", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Evaluasi berkala");
+        let members = librarian.text("#eval-member-table").await;
+        assert!(
+            members.contains("Perpustakaan Desa Kemiri (DESA)")
+                && members.contains("Belum mengirim angka"),
+            "{members}"
+        );
+        librarian.check("the report before this library's figures").await;
+        // This library's figures, with its visits counted by hand.
+        librarian.fill("#hand-visits", "450").await;
+        librarian.follow("#eval-figures").await;
+        let members = librarian.text("#eval-member-table").await;
+        assert!(!members.contains("Belum mengirim angka"), "{members}");
+        // The chart of records has a bar as wide as the catalog is large.
+        let width = librarian
+            .client
+            .execute(
+                "return document.querySelector('#eval-charts svg rect').getBoundingClientRect().width;",
+                vec![],
+            )
+            .await
+            .expect("measures");
+        assert!(width.as_f64().is_some_and(|w| w > 10.0), "{width}");
+        let totals = librarian.text("#eval-totals").await;
+        assert!(totals.contains("Kunjungan dalam periode 750"), "{totals}");
+        // Signed, with a decision.
+        librarian.fill("#eval-notes", "Periode pertama.").await;
+        librarian
+            .fill("#eval-decisions", "Pelatihan MARC | DESA | 2027-03-01")
+            .await;
+        librarian.follow("#eval-sign-button").await;
+        let signed = librarian.text("#eval-signed").await;
+        assert!(
+            signed.contains("Perpustakaan Uji") && signed.contains("Pelatihan MARC"),
+            "{signed}"
+        );
+        librarian.check("the report signed").await;
+        // The printable page, printed to PDF.
+        librarian.follow("#eval-print").await;
+        assert_eq!(librarian.text("h1").await, "Evaluasi berkala");
+        let pdf = librarian
+            .client
+            .print(fantoccini::wd::PrintConfiguration::default())
+            .await
+            .expect("prints");
+        assert!(pdf.starts_with(b"%PDF"), "not a PDF");
+        assert!(pdf.len() > 10_000, "{} bytes", pdf.len());
+        std::fs::write(
+            workspace_root().join("target/screenshots/evaluation-report.pdf"),
+            &pdf,
+        )
+        .expect("keeps the PDF");
+        librarian.close().await;
+    });
+    // The partner's node finds the same report, over the same signed figures.
+    jalin_tests::fixtures::share_documents(&both);
+    let here = jalin_node::evaluation::report(&server.library, &id, period).expect("reports");
+    let there = jalin_node::evaluation::report(&partner, &id, period).expect("reports");
+    assert_eq!(here.digest(), there.digest());
+    let signatures = partner
+        .consortia()
+        .evaluation_signatures(&id, &period)
+        .expect("signatures");
+    assert_eq!(there.verified_by(&signatures).len(), 1);
+}

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 mod catalog;
 mod collection;
 mod consortium;
+pub mod evaluation;
 mod ill;
 mod import;
 mod needs;
@@ -43,7 +44,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 23] = [
+const TEMPLATES: [(&str, &str); 26] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -91,6 +92,18 @@ const TEMPLATES: [(&str, &str); 23] = [
     ("needs.html", include_str!("../../web/templates/needs.html")),
     ("plans.html", include_str!("../../web/templates/plans.html")),
     ("staff.html", include_str!("../../web/templates/staff.html")),
+    (
+        "evaluation.html",
+        include_str!("../../web/templates/evaluation.html"),
+    ),
+    (
+        "evaluation_body.html",
+        include_str!("../../web/templates/evaluation_body.html"),
+    ),
+    (
+        "evaluation_print.html",
+        include_str!("../../web/templates/evaluation_print.html"),
+    ),
     (
         "partners.html",
         include_str!("../../web/templates/partners.html"),
@@ -490,6 +503,14 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             post(survey::import).layer(axum::extract::DefaultBodyLimit::max(
                 crate::survey::CSV_BYTES_MAX,
             )),
+        )
+        .route("/librarian/evaluation", get(evaluation::evaluation_page))
+        .route("/librarian/evaluation/print", get(evaluation::print_page))
+        .route("/librarian/evaluation.csv", get(evaluation::csv_file))
+        .route("/librarian/evaluation.json", get(evaluation::json_file))
+        .route(
+            "/librarian/evaluation/{action}",
+            post(evaluation::evaluation_action),
         )
         .route("/librarian/staff", get(staff::staff_page))
         .route("/librarian/staff/{action}", post(staff::staff_action))
