@@ -262,6 +262,7 @@ pub fn run(
             let answer = connect()?.evaluation(EvaluationRequest::Sign {
                 consortium,
                 period,
+                seen: None,
                 notes: note,
                 decisions,
                 outcomes: resolved,

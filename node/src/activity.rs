@@ -31,10 +31,6 @@ pub enum Counted {
     Deleted,
     /// Titles added to its purchase plan.
     Planned,
-    /// Titles flagged (held or planned by a partner) when a librarian tried to plan them.
-    Flagged,
-    /// Of those flagged, the ones planned anyway.
-    FlaggedPlanned,
 }
 
 impl Counted {
@@ -44,8 +40,6 @@ impl Counted {
             Counted::Corrected => b'c',
             Counted::Deleted => b'd',
             Counted::Planned => b'p',
-            Counted::Flagged => b'f',
-            Counted::FlaggedPlanned => b'g',
         }
     }
 }
@@ -113,12 +107,46 @@ impl Activity {
         Ok(last)
     }
 
+    /// A title flagged (held or planned by a partner) when the librarian tried to plan
+    /// it, keyed by `title` (a hash of its folded title and author): kept from the first
+    /// time, until the title is planned after all.
+    pub fn flagged(&self, title: u32, at_ms: u64) -> Result<(), sled::Error> {
+        let mut key = vec![b'v'];
+        key.extend_from_slice(&title.to_be_bytes());
+        self.tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(&at_ms.to_be_bytes()[..]))?
+            .ok();
+        Ok(())
+    }
+
+    /// The title was planned after all: not a duplicate avoided.
+    pub fn planned_anyway(&self, title: u32) -> Result<(), sled::Error> {
+        let mut key = vec![b'v'];
+        key.extend_from_slice(&title.to_be_bytes());
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    /// Titles first flagged in `[from_ms, to_ms)` and not planned since: duplicates
+    /// avoided.
+    pub fn avoided(&self, from_ms: u64, to_ms: u64) -> Result<u64, sled::Error> {
+        let mut n = 0u64;
+        for item in self.tree.scan_prefix([b'v']) {
+            let (_, v) = item?;
+            let at = <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes);
+            if (from_ms..to_ms).contains(&at) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Every count, by kind and day (for checks).
     pub fn all(&self) -> Result<BTreeMap<(u8, u64), u64>, sled::Error> {
         let mut out = BTreeMap::new();
         for item in self.tree.iter() {
             let (k, v) = item?;
-            if k.len() == 9 {
+            if k.len() == 9 && k[0] != b'v' {
                 let day = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
                 out.insert(
                     (k[0], day),

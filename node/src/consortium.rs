@@ -47,8 +47,9 @@ use std::sync::{Arc, Mutex};
 
 /// Documents of unknown consortia kept, at most.
 const ORPHANS_MAX: usize = 10_000;
-/// Evaluation periods a member's figures (or signatures) are kept for, per consortium.
-const EVALUATION_PERIODS_MAX: usize = 1_000;
+/// Evaluation periods a member's figures (or signatures) are kept for, per consortium:
+/// only real periods are taken, and there are at most this many.
+const EVALUATION_PERIODS_MAX: usize = jalin_protocol::consortium::evaluation::PERIODS_MAX;
 
 /// What goes wrong.
 #[derive(Debug, thiserror::Error)]
@@ -351,6 +352,8 @@ pub struct Consortia {
     trust: Mutex<(LogSizes, Arc<Trust>)>,
     /// Counts documents taken in: the network announces each change to the members.
     changed: tokio::sync::watch::Sender<u64>,
+    /// The time, for what depends on it (the evaluation periods that have started).
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// Each consortium held and how many operations its log has.
@@ -394,10 +397,17 @@ impl Consortia {
             held: Mutex::new(BTreeMap::new()),
             trust: Mutex::new((Vec::new(), Arc::new(Trust::default()))),
             changed: tokio::sync::watch::Sender::new(0),
+            clock: Arc::new(crate::clock::SystemClock),
         };
         consortia.load()?;
         consortia.forget_invite_secrets()?;
         Ok(consortia)
+    }
+
+    /// The same, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Consortia {
+        self.clock = clock;
+        self
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<Hash32, Consortium>> {
@@ -1359,6 +1369,7 @@ impl Consortia {
                     return self.keep_orphan(id, doc.id(), &Document::Figures(doc));
                 }
                 MemberFigures::check(&doc, id)?;
+                self.require_period(&id, &doc.body.period)?;
                 self.keep_item(
                     id,
                     b'f',
@@ -1376,6 +1387,7 @@ impl Consortia {
                     return self.keep_orphan(id, doc.id(), &Document::Evaluation(doc));
                 }
                 EvaluationSignature::check(&doc, id)?;
+                self.require_period(&id, &doc.body.period)?;
                 self.keep_item(
                     id,
                     b'e',
@@ -1708,6 +1720,43 @@ impl Consortia {
         Ok(newest)
     }
 
+    /// The evaluation periods of consortium `id` that have started: from the first day
+    /// (WIB) of the month of the first version of the agreement in force, every
+    /// `evaluation_period_months`. None without an agreement in force.
+    pub fn evaluation_periods(&self, id: &Hash32) -> Result<Vec<Period>, ConsortiumError> {
+        let Some(version) = self.agreement_in_force(id)? else {
+            return Ok(Vec::new());
+        };
+        let consortium = self.get(id)?;
+        let agreement = AgreementVersion::agreement_of(&version);
+        let first = consortium
+            .agreements
+            .versions
+            .get(&agreement)
+            .map_or(version.body.time_ms, |v| v.body.time_ms);
+        Ok(jalin_protocol::consortium::evaluation::periods(
+            first,
+            version.body.terms.evaluation_period_months,
+            // A day's grace for a member whose clock runs ahead.
+            self.clock.now_ms().saturating_add(86_400_000),
+        ))
+    }
+
+    /// Refuses evaluation documents of a period that is not one of the consortium's (a
+    /// made-up or future period would let a member fill every node's storage, or sign a
+    /// period in advance).
+    fn require_period(&self, id: &Hash32, period: &Period) -> Result<(), ConsortiumError> {
+        if self.evaluation_periods(id)?.contains(period) {
+            return Ok(());
+        }
+        Err(DocError::Rejected(
+            "evaluation figures or a signature for a period that is not one of the \
+             agreement in force's (or has not started)"
+                .into(),
+        )
+        .into())
+    }
+
     /// Each current member's newest figures for `period` in consortium `id`.
     pub fn evaluation_figures(
         &self,
@@ -1751,7 +1800,10 @@ impl Consortia {
     ) -> Result<Signed<MemberFigures>, ConsortiumError> {
         let consortium = self.get(id)?;
         self.require_role(&consortium, Role::Member, "give evaluation figures")?;
-        if !self.evaluation_signatures(id, &figures.period)?.is_empty() {
+        let signed_here = consortium
+            .evaluations
+            .contains_key(&(self.library, period_item(&figures.period)));
+        if signed_here {
             return Err(ConsortiumError::Refused(Refusal::NotTaken(
                 "the period's report is signed already: its figures stay as signed".into(),
             )));

@@ -8,7 +8,6 @@
 
 use crate::activity::Counted;
 use crate::library::{Library, LibraryError};
-use crate::staff::WIB;
 use jalin_protocol::consortium::document::{Hash32, Signed};
 use jalin_protocol::consortium::evaluation::{
     self as jeval, Decision, EvaluationSignature, HandFigures, Inputs, MemberFigures, Outcome,
@@ -17,9 +16,6 @@ use jalin_protocol::consortium::evaluation::{
 use jalin_protocol::signing::LibraryId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Periods listed, at most (20 years of monthly periods).
-pub const PERIODS_MAX: usize = 240;
 
 /// What goes wrong with an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -46,48 +42,13 @@ impl EvaluationError {
     }
 }
 
-/// The ms of midnight WIB on the first day of the month `months` after the month of
-/// `ms`.
-fn month_start(ms: u64, months: u32) -> u64 {
-    let at = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(WIB);
-    let index = at.year() as i64 * 12 + i64::from(u8::from(at.month())) - 1 + i64::from(months);
-    let (year, month) = (
-        index.div_euclid(12) as i32,
-        (index.rem_euclid(12) + 1) as u8,
-    );
-    let date = time::Month::try_from(month)
-        .ok()
-        .and_then(|m| time::Date::from_calendar_date(year, m, 1).ok())
-        .unwrap_or(time::Date::MIN);
-    let start = date.midnight().assume_offset(WIB);
-    u64::try_from(start.unix_timestamp()).unwrap_or(0) * 1000
-}
-
-/// The evaluation periods of consortium `id` up to now: from the first day of the month
-/// the agreement in force was written, every `evaluation_period_months`.
+/// The evaluation periods of consortium `id` up to now: from the first day (WIB) of the
+/// month the agreement in force was first written, every `evaluation_period_months`.
 pub fn periods(library: &Library, id: &Hash32) -> Result<Vec<Period>, LibraryError> {
-    let version = library
-        .consortia()
-        .agreement_in_force(id)?
-        .ok_or(EvaluationError::NoAgreement)?;
-    let months = version.body.terms.evaluation_period_months.max(1);
-    let now = library.now_ms();
-    let mut out = Vec::new();
-    let mut n = 0u32;
-    loop {
-        let from_ms = month_start(version.body.time_ms, n * months);
-        if from_ms > now || out.len() >= PERIODS_MAX {
-            break;
-        }
-        out.push(Period {
-            from_ms,
-            to_ms: month_start(version.body.time_ms, (n + 1) * months),
-        });
-        n += 1;
+    if library.consortia().agreement_in_force(id)?.is_none() {
+        return Err(EvaluationError::NoAgreement.into());
     }
-    Ok(out)
+    Ok(library.consortia().evaluation_periods(id)?)
 }
 
 /// A period as people write it: its number (1 is the first) or a date in it
@@ -222,8 +183,9 @@ pub fn own_figures(
             }
         }
     }
-    let flagged = sum(Counted::Flagged)?;
-    let flagged_planned = sum(Counted::FlaggedPlanned)?;
+    let avoided = activity
+        .avoided(period.from_ms, period.to_ms)
+        .map_err(crate::store::StoreError::from)?;
     Ok(MemberFigures {
         consortium: *id,
         period,
@@ -245,7 +207,7 @@ pub fn own_figures(
         searches,
         searches_empty: empty,
         planned: sum(Counted::Planned)?,
-        duplicates_avoided: flagged.saturating_sub(flagged_planned),
+        duplicates_avoided: u32::try_from(avoided).unwrap_or(u32::MAX),
         hand,
         time_ms: now,
     })
@@ -259,11 +221,12 @@ pub fn publish_figures(
     period: Period,
     hand: HandInput,
 ) -> Result<Signed<MemberFigures>, LibraryError> {
-    if !library
+    let signed_here = library
         .consortia()
         .evaluation_signatures(id, &period)?
-        .is_empty()
-    {
+        .iter()
+        .any(|s| s.author == library.id());
+    if signed_here {
         return Err(EvaluationError::Invalid(
             "the period's report is signed already: its figures stay as signed".into(),
         )
@@ -384,17 +347,48 @@ pub fn report(library: &Library, id: &Hash32, period: Period) -> Result<Report, 
     Ok(jeval::report(&inputs))
 }
 
+/// A text from a form or a terminal as documents keep it: line breaks as `\n`.
+fn lines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// Signs the report of `period` as it stands here, with notes, decisions and the
-/// outcomes of the decisions before.
+/// outcomes of the decisions before; when `seen` is given, only if the report's digest is
+/// still that (the figures the librarian read).
 pub fn sign(
     library: &Library,
     id: &Hash32,
     period: Period,
+    seen: Option<Hash32>,
     notes: String,
     decisions: Vec<Decision>,
     outcomes: Vec<Outcome>,
 ) -> Result<(Report, Signed<EvaluationSignature>), LibraryError> {
     let report = report(library, id, period)?;
+    if seen.is_some_and(|d| d != report.digest()) {
+        return Err(EvaluationError::Invalid(
+            "the figures changed since the report was shown (a member sent figures): \
+             read the report again before signing"
+                .into(),
+        )
+        .into());
+    }
+    let notes = lines(&notes);
+    let decisions = decisions
+        .into_iter()
+        .map(|d| Decision {
+            what: lines(&d.what),
+            who: lines(&d.who),
+            ..d
+        })
+        .collect();
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| Outcome {
+            note: lines(&o.note),
+            ..o
+        })
+        .collect();
     let signature = library.consortia().publish_evaluation(
         id,
         EvaluationSignature {
@@ -641,6 +635,9 @@ pub enum EvaluationRequest {
         /// The period.
         #[serde(default)]
         period: Option<String>,
+        /// The digest of the report as read: refused if the figures changed since.
+        #[serde(default)]
+        seen: Option<Hash32>,
         /// Notes.
         #[serde(default)]
         notes: String,
@@ -699,12 +696,13 @@ pub fn execute(
             )
         }
         EvaluationRequest::Sign {
+            seen,
             notes,
             decisions,
             outcomes,
             ..
         } => {
-            sign(library, &id, period, notes, decisions, outcomes)?;
+            sign(library, &id, period, seen, notes, decisions, outcomes)?;
             format!(
                 "The report of period {number} ({}) is signed by this library.",
                 show_period(&period)

@@ -474,7 +474,8 @@ impl Library {
             data.key.clone(),
             &data.config.library.name,
             &data.config.library.code,
-        )?;
+        )?
+        .with_clock(clock.clone());
         let freshness = store
             .db()
             .open_tree("freshness")

@@ -435,15 +435,21 @@ pub fn add(
     }
     let flags = check(library, &input)?;
     let now = library.now_ms();
-    // For the evaluation: titles flagged, and those planned anyway (the rest are
-    // duplicates avoided).
-    let count = |what: crate::activity::Counted| {
-        if let Err(error) = library.activity().add(what, 1, now) {
+    // For the evaluation: a title flagged and not planned is a duplicate avoided, until
+    // it is planned after all.
+    let title_key =
+        jalin_protocol::profile::title_hash(&input.description()).unwrap_or_else(|| {
+            let folded = input.title.to_lowercase();
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(folded.as_bytes());
+            u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+        });
+    let noted = |result: Result<(), sled::Error>| {
+        if let Err(error) = result {
             tracing::warn!("could not count a plan for the evaluation: {error}");
         }
     };
     if !flags.is_empty() && !confirm {
-        count(crate::activity::Counted::Flagged);
+        noted(library.activity().flagged(title_key, now));
         return Ok((None, flags));
     }
     let item = item_id(&input, now);
@@ -464,10 +470,12 @@ pub fn add(
             },
         )?;
     }
-    count(crate::activity::Counted::Planned);
-    if !flags.is_empty() {
-        count(crate::activity::Counted::FlaggedPlanned);
-    }
+    noted(
+        library
+            .activity()
+            .add(crate::activity::Counted::Planned, 1, now),
+    );
+    noted(library.activity().planned_anyway(title_key));
     Ok((Some(item), flags))
 }
 
@@ -710,14 +718,6 @@ pub fn import(library: &Library, bytes: &[u8]) -> Result<PlanAnswer, LibraryErro
             Ok((item, flags)) => {
                 if !flags.is_empty() {
                     flagged += 1;
-                    // Planned with its flags shown: no duplicate avoided.
-                    if let Err(error) = library.activity().add(
-                        crate::activity::Counted::Flagged,
-                        1,
-                        library.now_ms(),
-                    ) {
-                        tracing::warn!("could not count a plan for the evaluation: {error}");
-                    }
                 }
                 answer.added.extend(item);
             }

@@ -289,12 +289,22 @@ pub fn figures(posts: &[Signed<StaffPost>], from_ms: u64, to_ms: u64, now_ms: u6
             _ => {}
         }
     }
+    // Every question standing, of any period: an answer counts only to one of them, by
+    // another library, dated after it.
+    let asked: BTreeMap<PostRef, u64> = posts
+        .iter()
+        .filter(|p| matches!(p.body.post, Post::Ask { .. }))
+        .map(|p| (StaffPost::reference(p), p.body.time_ms))
+        .collect();
     for post in posts {
         match &post.body.post {
             Post::Signup { training, .. } if trainings.contains_key(training) => {
                 out.signups += 1;
             }
-            Post::Answer { ask, .. } if ask.author != post.author => {
+            Post::Answer { ask, .. }
+                if ask.author != post.author
+                    && asked.get(ask).is_some_and(|at| *at <= post.body.time_ms) =>
+            {
                 if in_period(post.body.time_ms) {
                     *out.answers_by_library
                         .entry(post.author.to_hex())
@@ -517,6 +527,11 @@ pub fn list(library: &Library) -> Result<StaffAnswer, LibraryError> {
     Ok(out)
 }
 
+/// A text from a form or a terminal as posts keep it: line breaks as `\n`.
+fn lines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 fn publish(
     library: &Library,
     id: &Hash32,
@@ -524,6 +539,21 @@ fn publish(
     post: Post,
     withdrawn: bool,
 ) -> Result<Signed<StaffPost>, LibraryError> {
+    let post = match post {
+        Post::Training(t) => Post::Training(Training {
+            description: lines(&t.description),
+            ..t
+        }),
+        Post::Ask { topic, question } => Post::Ask {
+            topic,
+            question: lines(&question),
+        },
+        Post::Answer { ask, text } => Post::Answer {
+            ask,
+            text: lines(&text),
+        },
+        other => other,
+    };
     Ok(library.consortia().publish_staff(
         id,
         StaffPost {

@@ -341,6 +341,50 @@ fn every_figure_of_two_periods_is_a_plain_count_and_signatures_hold_the_figures_
     let again = evaluation::own_figures(&a, &id, p1, Default::default()).expect("computes");
     assert_eq!(again.records, 20);
 
+    // A signature over figures the librarian did not read is refused.
+    let stale = evaluation::sign(
+        &a,
+        &id,
+        p1,
+        Some(jalin_protocol::consortium::document::Hash32([0; 32])),
+        String::new(),
+        Vec::new(),
+        Vec::new(),
+    )
+    .expect_err("other figures");
+    assert_eq!(stale.code(), "evaluation_invalid", "{stale}");
+    // Evaluation documents of a period that is not one of the agreement's, or has not
+    // started, are refused by every node: a member cannot fill the stores with made-up
+    // periods, nor sign a period in advance.
+    for period in [
+        Period {
+            from_ms: 1,
+            to_ms: 2,
+        },
+        Period {
+            from_ms: p2.to_ms + 31 * DAY,
+            to_ms: p2.to_ms + 59 * DAY,
+        },
+    ] {
+        let made_up = jalin_protocol::consortium::document::Signed::sign(
+            &b.data().key,
+            jalin_protocol::consortium::evaluation::EvaluationSignature {
+                consortium: id,
+                period,
+                digest: ra.digest(),
+                notes: String::new(),
+                decisions: Vec::new(),
+                outcomes: Vec::new(),
+                time_ms: clock.now_ms(),
+            },
+        );
+        let report = a.consortia().import(&made_up.to_text()).expect("reads");
+        assert_eq!(report.new, 0, "{report:?}");
+        assert!(
+            report.refused[0].1.contains("not one of the agreement"),
+            "{report:?}"
+        );
+    }
     // Both sign November; A decides something. The signatures verify over the figures.
     let decision = Decision {
         what: "Tambah jam buka Sabtu".into(),
@@ -351,12 +395,13 @@ fn every_figure_of_two_periods_is_a_plain_count_and_signatures_hold_the_figures_
         &a,
         &id,
         p1,
+        Some(ra.digest()),
         "Pinjaman lancar.".into(),
         vec![decision.clone()],
         Vec::new(),
     )
     .expect("signs");
-    evaluation::sign(&b, &id, p1, String::new(), Vec::new(), Vec::new()).expect("signs");
+    evaluation::sign(&b, &id, p1, None, String::new(), Vec::new(), Vec::new()).expect("signs");
     share_documents(&both);
     let all = a
         .consortia()
@@ -382,6 +427,7 @@ fn every_figure_of_two_periods_is_a_plain_count_and_signatures_hold_the_figures_
         &b,
         &id,
         p2,
+        None,
         String::new(),
         Vec::new(),
         vec![Outcome {
@@ -413,4 +459,105 @@ fn every_figure_of_two_periods_is_a_plain_count_and_signatures_hold_the_figures_
         .find(|i| i.perpustakaan.ends_with("(SMP1)"))
         .unwrap();
     assert_eq!(smp.kunjungan_per_hari, Some(6.0));
+}
+
+#[test]
+fn the_cli_posts_trainings_counts_signs_and_writes_the_report() {
+    use crate::cli::jalin;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = dir.path().join("a");
+    let ok = |args: &[&str]| {
+        let (status, out, err) = jalin(&a, args);
+        assert_eq!(status, 0, "{args:?}: {out}{err}");
+        format!("{out}{err}")
+    };
+    ok(&[
+        "init",
+        "--name",
+        "Perpustakaan Desa Kemiri",
+        "--code",
+        "KEMIRI",
+    ]);
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    ok(&["import", sample.to_str().unwrap()]);
+    ok(&["consortium", "create", "--name", "Jaringan Kemiri"]);
+    let agreement = dir.path().join("perjanjian.md");
+    std::fs::write(
+        &agreement,
+        "+++\ntitle = \"Perjanjian\"\nstaff_development = true\nevaluation_period_months = 1\n+++\nTeks.\n",
+    )
+    .expect("writes");
+    ok(&["agreement", "draft", agreement.to_str().unwrap()]);
+    ok(&["agreement", "sign"]);
+    // Staff development.
+    ok(&[
+        "training",
+        "add",
+        "--title",
+        "Katalogisasi MARC",
+        "--starts",
+        "2030-01-15 09:00",
+        "--place",
+        "Balai desa",
+        "--leader",
+        "Sri Wahyuni",
+    ]);
+    let listed = ok(&["training", "list"]);
+    assert!(
+        listed.contains("Katalogisasi MARC") && listed.contains("2030-01-15 09:00 WIB"),
+        "{listed}"
+    );
+    ok(&[
+        "skills",
+        "set",
+        "--person",
+        "Sri Wahyuni=katalogisasi,MARC;0812",
+    ]);
+    assert!(ok(&["skills", "list"]).contains("Sri Wahyuni: katalogisasi, MARC (0812)"));
+    ok(&[
+        "support",
+        "ask",
+        "--topic",
+        "SLiMS",
+        "Bagaimana mengekspor?",
+    ]);
+    assert!(ok(&["support", "list"]).contains("[SLiMS]"));
+    // The evaluation: figures, a signature with a decision, the report as files.
+    let counted = ok(&[
+        "evaluation",
+        "figures",
+        "--visits",
+        "75",
+        "--opening-days",
+        "25",
+    ]);
+    assert!(counted.contains("Members reporting: 1 of 1"), "{counted}");
+    assert!(counted.contains("visits 75"), "{counted}");
+    let signed = ok(&[
+        "evaluation",
+        "sign",
+        "--note",
+        "Awal",
+        "--decision",
+        "Buka Sabtu|KEMIRI|2031-01-01",
+    ]);
+    assert!(
+        signed.contains("signed by Perpustakaan Desa Kemiri"),
+        "{signed}"
+    );
+    for (name, expect) in [
+        ("laporan.html", "<title>Evaluasi berkala"),
+        ("laporan.csv", "TOTAL,"),
+        ("laporan.json", "\"kunjungan_per_hari\": 3.0"),
+    ] {
+        let file = dir.path().join(name);
+        ok(&["evaluation", "report", "--out", file.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&file).expect("written");
+        assert!(text.contains(expect), "{name}: {text}");
+    }
+    // Signed: this library's figures for the period stay as they were.
+    let (status, _, err) = jalin(&a, &["evaluation", "figures", "--visits", "99"]);
+    assert_ne!(status, 0);
+    assert!(err.contains("signed already"), "{err}");
 }

@@ -352,6 +352,18 @@ fn an_invitation_carries_the_agreement_and_joining_waits_for_the_librarian_to_ag
     }
     let (status, _, err) = jalin(&a, &["consortium", "create", "--name", "Jaringan Kemiri"]);
     assert_eq!(status, 0, "{err}");
+    // Before any agreement, an invitation is the ticket alone (with its comment lines).
+    let bare = dir.path().join("tiket.txt");
+    let (status, _, err) = jalin(
+        &a,
+        &["invite", "create", "--invitation", bare.to_str().unwrap()],
+    );
+    assert_eq!(status, 0, "{err}");
+    let read = jalin_protocol::consortium::invitation::read(
+        &std::fs::read_to_string(&bare).expect("written"),
+    )
+    .expect("a ticket alone reads");
+    assert!(read.agreement.is_none());
     let agreement = dir.path().join("perjanjian.md");
     std::fs::write(
         &agreement,

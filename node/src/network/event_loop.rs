@@ -229,8 +229,8 @@ impl NetLoop {
             Worked::Written(namespace, shards) => self.notify(namespace, shards),
             Worked::Answered(peer, follow_up) => {
                 if follow_up.documents_changed {
+                    // Announced through the consortia's watch, with every other change.
                     self.members_changed(None);
-                    self.announce(None);
                 }
                 if let Some(namespace) = follow_up.catalog_changed {
                     // What this node now holds, its other members may lack: tell them
@@ -752,6 +752,9 @@ impl NetLoop {
     }
 }
 
+/// How often, at most, a change of the consortia's documents is announced.
+const DOCUMENTS_ANNOUNCED_EVERY: Duration = Duration::from_secs(1);
+
 /// Drives the swarm until `shutdown` resolves, then waits for the workers it started.
 pub(super) async fn run(
     mut net: NetLoop,
@@ -770,8 +773,13 @@ pub(super) async fn run(
     // Every interlibrary-loan message queued goes to its library when connected.
     let mut ill_outbox = net.library.loans().watch_outbox();
     // Every consortium document taken in (a plan, a staff post, a signature...) is
-    // announced, whoever made it: members then ask for what differs.
+    // announced, whoever made it: members then ask for what differs. At most once a
+    // second, however fast documents come (a member posting in a loop makes one
+    // announcement a second, not one a post).
     let mut documents = net.library.consortia().watch();
+    let mut documents_pending = false;
+    let mut documents_tick = tokio::time::interval(DOCUMENTS_ANNOUNCED_EVERY);
+    documents_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -782,7 +790,11 @@ pub(super) async fn run(
             },
             Ok(()) = own_writes.changed() => net.announce(Some(net.own)),
             Ok(()) = ill_outbox.changed() => net.push_ill_all(),
-            Ok(()) = documents.changed() => net.announce(None),
+            Ok(()) = documents.changed() => documents_pending = true,
+            _ = documents_tick.tick(), if documents_pending => {
+                documents_pending = false;
+                net.announce(None);
+            }
             Some(command) = commands.recv() => net.handle_command(command),
             event = net.swarm.select_next_some() => net.handle_swarm_event(event),
             _ = redial.tick() => {

@@ -327,28 +327,28 @@ pub(super) async fn evaluation_action(
                 Ok(d) => d,
                 Err(e) => return visitor.failure(&state, &e),
             };
-            // Outcomes of the decisions before, in the order the page listed them.
-            let before = match answer_of(&state, &form).await {
-                Ok(answer) => answer.report.decisions_before,
-                Err(e) => return visitor.failure(&state, &e),
-            };
-            let outcomes = before
-                .iter()
-                .enumerate()
-                .filter_map(|(i, d)| {
+            // Outcomes of the decisions before, each naming its decision (the signature
+            // that made it, and its place there).
+            let outcomes = (0..jalin_protocol::consortium::evaluation::DECISIONS_MAX * 4)
+                .filter_map(|i| {
+                    let (signature, index) = field(&form, &format!("decision-{i}"))
+                        .split_once(':')
+                        .and_then(|(s, n)| Some((Hash32::from_hex(s)?, n.parse().ok()?)))?;
                     let note = field(&form, &format!("outcome-{i}"));
                     let done = form.contains_key(&format!("done-{i}"));
                     (done || !note.is_empty()).then_some(Outcome {
-                        signature: d.signature,
-                        index: d.index,
+                        signature,
+                        index,
                         done,
                         note,
                     })
                 })
+                .take(jalin_protocol::consortium::evaluation::DECISIONS_MAX)
                 .collect();
             EvaluationRequest::Sign {
                 consortium: None,
                 period: period.clone(),
+                seen: Hash32::from_hex(&field(&form, "digest")),
                 notes: form.get("notes").cloned().unwrap_or_default(),
                 decisions: decided,
                 outcomes,

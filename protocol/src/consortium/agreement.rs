@@ -11,6 +11,9 @@ use crate::signing::{Domain, LibraryId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The longest evaluation period, in months.
+pub const EVALUATION_MONTHS_MAX: u32 = 60;
+
 /// The terms the software applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +196,11 @@ impl AgreementVersion {
             return Err(DocError::Invalid(format!(
                 "the text is over {} KB",
                 AGREEMENT_TEXT_MAX / 1024
+            )));
+        }
+        if !(1..=EVALUATION_MONTHS_MAX).contains(&body.terms.evaluation_period_months) {
+            return Err(DocError::Invalid(format!(
+                "evaluation_period_months is 1 to {EVALUATION_MONTHS_MAX}"
             )));
         }
         Ok(())
@@ -721,16 +729,26 @@ pub fn proposed(documents: &[String]) -> Result<Proposed, DocError> {
         .iter()
         .find(|v| v.id == shown)
         .unwrap_or(last);
+    // Names as their members wrote them, no control characters, with the key's
+    // fingerprint: a lookalike consortium shows other fingerprints.
+    let clean = |t: &str| t.replace(|c: char| c.is_control(), " ");
     let name = |library: &LibraryId| {
         state.members.get(library).map_or_else(
             || library.fingerprint(),
-            |m| format!("{} ({})", m.name, m.code),
+            |m| {
+                format!(
+                    "{} ({}, {})",
+                    clean(&m.name),
+                    clean(&m.code),
+                    library.fingerprint()
+                )
+            },
         )
     };
     Ok(Proposed {
         consortium: log.id(),
-        consortium_name: log.name().to_string(),
-        title: version.body.title.clone(),
+        consortium_name: clean(log.name()),
+        title: clean(&version.body.title),
         text: version.body.text.clone(),
         text_html: markdown(&version.body.text),
         terms: version.body.terms.clone(),

@@ -13,10 +13,62 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// Longest note, decision or outcome, in bytes.
+/// Longest notes of a signature, in bytes.
 pub const TEXT_MAX: usize = 2_000;
+/// Longest decision, its "who", or an outcome's note, in bytes.
+pub const SHORT_MAX: usize = 500;
 /// Decisions (and outcomes) in one signature, at most.
-pub const DECISIONS_MAX: usize = 50;
+pub const DECISIONS_MAX: usize = 20;
+/// Periods listed, at most (20 years of monthly periods).
+pub const PERIODS_MAX: usize = 240;
+/// WIB (UTC+7), in which periods start at midnight.
+const WIB_S: i64 = 7 * 3600;
+
+/// The ms of midnight WIB on the first day of the month `months` after the month of
+/// `ms`.
+pub fn month_start(ms: u64, months: u32) -> u64 {
+    let days = i64::try_from(ms / 1000).unwrap_or(0).saturating_add(WIB_S) / 86_400;
+    let date = i32::try_from(days + 2_440_588)
+        .ok()
+        .and_then(|d| time::Date::from_julian_day(d).ok())
+        .unwrap_or(time::Date::MIN);
+    let index =
+        i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1 + i64::from(months);
+    let (year, month) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+    let first = i32::try_from(year)
+        .ok()
+        .zip(
+            u8::try_from(month)
+                .ok()
+                .and_then(|m| time::Month::try_from(m).ok()),
+        )
+        .and_then(|(y, m)| time::Date::from_calendar_date(y, m, 1).ok());
+    match first {
+        Some(first) => {
+            let days = i64::from(first.to_julian_day()) - 2_440_588;
+            u64::try_from(days * 86_400 - WIB_S).map_or(0, |s| s.saturating_mul(1000))
+        }
+        None => u64::MAX / 2,
+    }
+}
+
+/// The evaluation periods that have started by `now_ms`: from the first day (WIB) of the
+/// month of `start_ms` (the agreement's first version), every `months` months.
+pub fn periods(start_ms: u64, months: u32, now_ms: u64) -> Vec<Period> {
+    let months = months.clamp(1, 60);
+    let mut out = Vec::new();
+    for n in 0..PERIODS_MAX as u32 {
+        let from_ms = month_start(start_ms, n * months);
+        if from_ms > now_ms {
+            break;
+        }
+        out.push(Period {
+            from_ms,
+            to_ms: month_start(start_ms, (n + 1) * months),
+        });
+    }
+    out
+}
 
 /// A period: from `from_ms` (included) to `to_ms` (excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -143,8 +195,8 @@ impl Kind for EvaluationSignature {
     const LABEL: &'static str = "EVALUATION";
 }
 
-fn text_ok(text: &str) -> bool {
-    text.len() <= TEXT_MAX && !text.chars().any(|c| c.is_control() && c != '\n')
+fn text_ok(text: &str, max: usize) -> bool {
+    text.len() <= max && !text.chars().any(|c| c.is_control() && c != '\n')
 }
 
 fn check_period(period: &Period) -> Result<(), DocError> {
@@ -192,17 +244,19 @@ impl EvaluationSignature {
             });
         }
         check_period(&b.period)?;
-        if !text_ok(&b.notes)
+        if !text_ok(&b.notes, TEXT_MAX)
             || b.decisions.len() > DECISIONS_MAX
             || b.outcomes.len() > DECISIONS_MAX
-            || b.decisions
-                .iter()
-                .any(|d| d.what.trim().is_empty() || !text_ok(&d.what) || !text_ok(&d.who))
-            || b.outcomes.iter().any(|o| !text_ok(&o.note))
+            || b.decisions.iter().any(|d| {
+                d.what.trim().is_empty()
+                    || !text_ok(&d.what, SHORT_MAX)
+                    || !text_ok(&d.who, SHORT_MAX)
+            })
+            || b.outcomes.iter().any(|o| !text_ok(&o.note, SHORT_MAX))
         {
             return Err(DocError::Invalid(format!(
-                "an evaluation's notes, decisions and outcomes are at most {TEXT_MAX} bytes \
-                 each, at most {DECISIONS_MAX} decisions"
+                "an evaluation's notes are at most {TEXT_MAX} bytes; at most {DECISIONS_MAX} \
+                 decisions and outcomes, each at most {SHORT_MAX} bytes"
             )));
         }
         Ok(())
@@ -447,7 +501,9 @@ pub fn report(inputs: &Inputs<'_>) -> Report {
             });
             continue;
         };
-        if f.answered_late > 0 && f.answered_late * 2 >= f.requests_received.max(1) {
+        if f.answered_late > 0
+            && u64::from(f.answered_late) * 2 >= u64::from(f.requests_received.max(1))
+        {
             flags.push(Flag {
                 kind: "late_lender".into(),
                 library: Some(row.library.clone()),
@@ -462,7 +518,7 @@ pub fn report(inputs: &Inputs<'_>) -> Report {
         }
         let stale = f
             .catalog_changed_ms
-            .is_none_or(|at| at + STALE_MS < period.to_ms);
+            .is_none_or(|at| at.saturating_add(STALE_MS) < period.to_ms);
         if stale {
             flags.push(Flag {
                 kind: "stale_catalog".into(),
@@ -572,5 +628,28 @@ impl Report {
                     && s.body.digest == digest
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_on_the_first_of_a_month_at_midnight_wib() {
+        // 2026-11-24 07:00 WIB.
+        let t = 1_795_478_400_000;
+        let nov = month_start(t, 0);
+        // 2026-11-01 00:00 WIB is 2026-10-31 17:00 UTC.
+        assert_eq!(nov, 1_793_466_000_000);
+        assert_eq!(month_start(t, 2), 1_798_736_400_000, "2027-01-01 WIB");
+        assert_eq!(month_start(t, 14), month_start(month_start(t, 12), 2));
+        let all = periods(t, 6, t);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].to_ms, month_start(t, 6));
+        assert_eq!(periods(t, 1, month_start(t, 3)).len(), 4);
+        assert!(periods(t, 1, u64::MAX).len() <= PERIODS_MAX);
+        // Far dates neither panic nor wrap.
+        let _ = month_start(u64::MAX, u32::MAX);
     }
 }

@@ -61,9 +61,10 @@ pub fn read(text: &str) -> Result<Invitation, DocError> {
         .iter()
         .filter(|l| l.to_ascii_uppercase().starts_with("JALIN-"))
         .count();
-    // A ticket alone may be broken over lines (as copied from paper).
+    // A ticket alone (its comment lines aside) may be broken over lines, as copied
+    // from paper.
     if labelled <= 1 {
-        let invite = Signed::<Invite>::from_text(text)?;
+        let invite = Signed::<Invite>::from_text(&lines.concat())?;
         return Ok(Invitation {
             ticket: invite.to_text(),
             invite,

@@ -19,7 +19,7 @@ pub const ITEM_MAX: usize = 120;
 /// Longest title, topic, place, name or other short text, in bytes.
 pub const SHORT_MAX: usize = 200;
 /// Longest description, question or answer, in bytes.
-pub const LONG_MAX: usize = 4_000;
+pub const LONG_MAX: usize = 2_000;
 /// People in one member's skills directory, at most.
 pub const PEOPLE_MAX: usize = 50;
 /// Topics of one person, at most.
@@ -27,7 +27,7 @@ pub const TOPICS_MAX: usize = 20;
 /// Staff one library signs up for one training, at most.
 pub const ATTENDEES_MAX: u32 = 100;
 /// Posts a member may have in one consortium (withdrawn ones included).
-pub const POSTS_MAX: usize = 5_000;
+pub const POSTS_MAX: usize = 2_000;
 
 /// A post of another member named by a post: its author and item.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
