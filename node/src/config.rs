@@ -88,6 +88,44 @@ pub struct Config {
     /// What patrons look for: the OPAC's search log and suggestions.
     #[serde(default)]
     pub needs: NeedsSection,
+    /// Finding partners on the local network.
+    #[serde(default)]
+    pub partners: PartnersSection,
+}
+
+/// `[partners]`: finding partners on the local network. Off unless `lan = true`: then
+/// the node sends its profile (one UDP datagram a minute) to `announce_to` and hears other
+/// libraries' on `port`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PartnersSection {
+    /// Send and hear profiles on the local network.
+    #[serde(default)]
+    pub lan: bool,
+    /// The UDP port profiles are heard on.
+    #[serde(default = "default_partners_port")]
+    pub port: u16,
+    /// Where this library's profile is sent (`address:port`).
+    #[serde(default = "default_announce_to")]
+    pub announce_to: Vec<String>,
+}
+
+fn default_partners_port() -> u16 {
+    47_474
+}
+
+fn default_announce_to() -> Vec<String> {
+    vec!["255.255.255.255:47474".into()]
+}
+
+impl Default for PartnersSection {
+    fn default() -> Self {
+        PartnersSection {
+            lan: false,
+            port: default_partners_port(),
+            announce_to: default_announce_to(),
+        }
+    }
 }
 
 /// `[needs]`: the OPAC's searches and patrons' suggestions, kept on this node only.
@@ -484,6 +522,7 @@ impl DataDir {
             limits: LimitsSection::default(),
             iso18626: Iso18626Section::default(),
             needs: NeedsSection::default(),
+            partners: PartnersSection::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod activity;
+pub mod beacon;
 pub mod catalogs;
 pub mod clock;
 pub mod codec;

@@ -125,6 +125,8 @@ pub enum Part {
     Loans,
     /// Posts the ISO 18626 gateway's answers to agencies outside Jalin.
     Gateway,
+    /// Sends and hears library profiles on the local network.
+    Beacon,
 }
 
 impl std::fmt::Display for Part {
@@ -135,6 +137,7 @@ impl std::fmt::Display for Part {
             Part::Shutdown => "shutdown",
             Part::Loans => "interlibrary loan",
             Part::Gateway => "ISO 18626 delivery",
+            Part::Beacon => "local-network profiles",
         })
     }
 }
@@ -313,6 +316,19 @@ impl Node {
                 .instrument(span.clone()),
             );
             parts.insert(task.id(), Part::Gateway);
+        }
+
+        // Partners on the local network, when the librarian turned it on.
+        if library.data().config.partners.lan {
+            let (stop, library) = (cancel.clone(), library.clone());
+            let task = tasks.spawn(
+                async move {
+                    crate::beacon::run(library, stop).await;
+                    Ok(())
+                }
+                .instrument(span.clone()),
+            );
+            parts.insert(task.id(), Part::Beacon);
         }
 
         let mut handle = NodeHandle {

@@ -14,10 +14,13 @@ use jalin_protocol::profile::{
 };
 use jalin_protocol::signing::LibraryId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Profiles of other libraries kept, at most.
 pub const KEPT_MAX: usize = 500;
+/// Profiles heard on the local network, kept in memory, at most (the oldest heard go).
+pub const HEARD_MAX: usize = 100;
 
 /// What goes wrong with profiles.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,9 @@ pub struct Profiles {
     tree: sled::Tree,
     /// This catalog's figures, with the digest of the catalog they were computed from.
     own: Mutex<Option<([u8; 32], Arc<Figures>)>>,
+    /// Profiles heard on the local network (never stored): each library's newest, with
+    /// when it was heard.
+    heard: Mutex<BTreeMap<LibraryId, (Signed<LibraryProfile>, u64)>>,
 }
 
 const DETAILS: &[u8] = b"details";
@@ -119,6 +125,7 @@ impl Profiles {
         Ok(Profiles {
             tree: db.open_tree("profiles")?,
             own: Mutex::new(None),
+            heard: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -191,6 +198,41 @@ impl Profiles {
         self.tree.insert(key, bytes)?;
         self.tree.flush()?;
         Ok(profile)
+    }
+
+    /// Takes in a profile heard on the local network (kept in memory only): the newest of
+    /// each library, at most [`HEARD_MAX`], the oldest heard going first.
+    pub fn hear(&self, own: &LibraryId, text: &str, now_ms: u64) -> Result<(), ProfileError> {
+        let profile = LibraryProfile::read(text)?;
+        if profile.author == *own {
+            return Err(ProfileError::Own);
+        }
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((held, at)) = heard.get_mut(&profile.author) {
+            if held.body.time_ms <= profile.body.time_ms {
+                *held = profile;
+            }
+            *at = now_ms;
+            return Ok(());
+        }
+        if heard.len() >= HEARD_MAX {
+            let oldest = heard.iter().min_by_key(|(_, (_, at))| *at).map(|(l, _)| *l);
+            if let Some(oldest) = oldest {
+                heard.remove(&oldest);
+            }
+        }
+        heard.insert(profile.author, (profile, now_ms));
+        Ok(())
+    }
+
+    /// The profiles heard on the local network.
+    fn heard(&self) -> Vec<(Signed<LibraryProfile>, u64)> {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Forgets a received profile.
@@ -333,6 +375,8 @@ pub struct Candidate {
     pub source: Source,
     /// Whether it is already a member of a consortium with this library.
     pub partner: bool,
+    /// Its profile's text, when heard on the local network (to keep it).
+    pub text: Option<String>,
 }
 
 /// The candidates: every profile received, set beside this catalog, those bringing the
@@ -341,16 +385,25 @@ pub fn candidates(library: &Library) -> Result<Vec<Candidate>, LibraryError> {
     let figures = own_figures(library)?;
     let here = library.profiles().details().coordinates;
     let trust = library.consortia().trust();
-    let mut out: Vec<Candidate> = library
+    let kept = library.profiles().kept();
+    let heard = library
         .profiles()
-        .kept()
+        .heard()
         .into_iter()
-        .map(|(profile, kept)| Candidate {
+        .filter(|(p, _)| !kept.iter().any(|(k, _)| k.author == p.author))
+        .map(|(p, at)| (p, at, Source::LocalNetwork))
+        .collect::<Vec<_>>();
+    let mut out: Vec<Candidate> = kept
+        .into_iter()
+        .map(|(p, k)| (p, k.received_ms, k.source))
+        .chain(heard)
+        .map(|(profile, received_ms, source)| Candidate {
             complement: complement(&profile.body, &figures, here),
             partner: trust.is_co_member(&profile.author),
             profile: ProfileView::of(&profile),
-            received_ms: kept.received_ms,
-            source: kept.source,
+            received_ms,
+            source,
+            text: (source == Source::LocalNetwork).then(|| profile.to_text()),
         })
         .collect();
     out.sort_by(|a, b| {

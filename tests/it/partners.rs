@@ -455,3 +455,94 @@ fn an_invitation_carries_the_agreement_and_joining_waits_for_the_librarian_to_ag
         "{out}{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_on_the_local_network_is_heard_as_a_candidate_and_junk_is_ignored() {
+    use jalin_node::node::{Node, NodeOptions};
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    let (port_a, port_b) = (free(), free());
+    let open = |name: &str, code: &str, port: u16, to: u16| {
+        let (dir, mut data) = new_library(1000);
+        data.config.library.name = name.into();
+        data.config.library.code = code.into();
+        data.config.partners.lan = true;
+        data.config.partners.port = port;
+        data.config.partners.announce_to = vec![format!("127.0.0.1:{to}")];
+        (
+            std::sync::Arc::new(Library::open(data).expect("opens")),
+            dir,
+        )
+    };
+    let (school, _s) = open("SMPN 1 Kemiri", "SMP1", port_b, port_a);
+    let (village, _v) = open("Perpustakaan Desa Kemiri", "KEMIRI", port_a, port_b);
+    let all = records();
+    let mut bytes = Vec::new();
+    for record in &all[..50] {
+        bytes.extend(iso2709::write_record(record).expect("writes"));
+    }
+    village
+        .import(&Source::Bytes(bytes), &ImportOptions::default(), |_| {})
+        .expect("imports");
+    // The school's node listens first; then the village's sends as it starts.
+    let school_node = Node::spawn(school.clone(), NodeOptions::default())
+        .await
+        .expect("starts");
+    // A stranger on the LAN: junk, an oversized datagram, a forged profile.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let target = format!("127.0.0.1:{port_b}");
+    stranger
+        .send_to(b"\xff\xfe not a profile", &target)
+        .await
+        .expect("sends");
+    stranger
+        .send_to(&vec![b'A'; 60_000], &target)
+        .await
+        .expect("sends");
+    let own = profiles::own_profile(&village).expect("a profile");
+    let mut forged = own.clone();
+    forged.body.name = "Perpustakaan Palsu".into();
+    stranger
+        .send_to(armor("PROFILE", &forged.to_bytes()).as_bytes(), &target)
+        .await
+        .expect("sends");
+    let village_node = Node::spawn(village.clone(), NodeOptions::default())
+        .await
+        .expect("starts");
+    crate::network::eventually("the school hears the village", 30, || {
+        profiles::candidates(&school)
+            .expect("lists")
+            .iter()
+            .any(|c| c.profile.code == "KEMIRI")
+    })
+    .await;
+    let candidates = profiles::candidates(&school).expect("lists");
+    assert_eq!(
+        candidates.len(),
+        1,
+        "only the genuine profile: {candidates:?}"
+    );
+    let heard = &candidates[0];
+    assert_eq!(heard.source, profiles::Source::LocalNetwork);
+    assert_eq!(heard.profile.name, "Perpustakaan Desa Kemiri");
+    // The school holds nothing yet: every classified title of the village is new to it.
+    assert_eq!(
+        heard.complement.new_titles, heard.complement.their_titles,
+        "{:?}",
+        heard.complement
+    );
+    // Heard, not kept: kept only when the librarian takes it in.
+    let text = heard.text.clone().expect("its text");
+    profiles::execute(&school, ProfileRequest::Import { text }).expect("kept");
+    let kept = profiles::candidates(&school).expect("lists");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].source, profiles::Source::Given);
+    village_node.shutdown().await.expect("stops");
+    school_node.shutdown().await.expect("stops");
+}

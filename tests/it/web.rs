@@ -1632,7 +1632,10 @@ fn a_librarian_signs_up_for_a_partners_training_and_posts_one_on_the_calendar() 
         librarian.fill("#ask-topic", "Impor SLiMS").await;
         // Two lines: the browser sends them with CR LF.
         librarian
-            .fill("#ask-question", "Bagaimana mengekspor katalog SLiMS?\nVersi 9.")
+            .fill(
+                "#ask-question",
+                "Bagaimana mengekspor katalog SLiMS?\nVersi 9.",
+            )
             .await;
         librarian.follow("#ask-send").await;
         assert!(librarian.text("#help").await.contains("Impor SLiMS"));

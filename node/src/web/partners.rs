@@ -53,6 +53,7 @@ async fn render(state: &Arc<AppState>, visitor: &Visitor, extra: Value) -> Respo
                 profile => Value::from_serialize(&c.profile),
                 partner => c.partner,
                 source => Value::from_serialize(c.source),
+                text => c.text.clone(),
                 distance => c.complement.distance_km.map(|km| format!("{km:.1}")),
                 their_titles => c.complement.their_titles,
                 new_titles => c.complement.new_titles,

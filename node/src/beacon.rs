@@ -1,0 +1,100 @@
+//! Finding partners on the local network (`[partners] lan = true`): the node sends its
+//! signed profile as one UDP datagram, once a minute, to the addresses configured (the
+//! LAN's broadcast address by default), and takes in the profiles other libraries' nodes
+//! send the same way. Nothing is answered and no connection is made: the members-only
+//! network is untouched. What arrives is bounded: one datagram of at most
+//! [`DATAGRAM_MAX`] bytes, at most [`PER_SECOND_MAX`] a second looked at, each a signed
+//! profile checked like a pasted one, and the profiles heard kept in memory only, at most
+//! [`crate::profiles::HEARD_MAX`] (a stranger on the LAN can fill that list, not the
+//! store); the librarian keeps one by taking it in from the partners page.
+
+use crate::library::Library;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The largest datagram looked at (a full profile is about 2,500 bytes).
+pub const DATAGRAM_MAX: usize = 6_144;
+/// Datagrams looked at per second, at most; the rest are dropped unread.
+pub const PER_SECOND_MAX: u32 = 20;
+/// How often this library's profile is sent.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
+
+/// Sends and hears profiles until `stop`. A port that cannot be bound is logged and the
+/// node goes on without it.
+pub async fn run(library: Arc<Library>, stop: CancellationToken) {
+    let config = library.data().config.partners.clone();
+    let socket = match tokio::net::UdpSocket::bind(("0.0.0.0", config.port)).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!(
+                "finding partners on the local network: UDP port {} is not free ({error}); \
+                 profiles are neither sent nor heard",
+                config.port
+            );
+            return;
+        }
+    };
+    if let Err(error) = socket.set_broadcast(true) {
+        tracing::warn!("finding partners on the local network: no broadcast ({error})");
+    }
+    let targets: Vec<std::net::SocketAddr> = config
+        .announce_to
+        .iter()
+        .filter_map(|a| match a.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                tracing::warn!("[partners] announce_to: {a:?} is not an address:port");
+                None
+            }
+        })
+        .collect();
+    let mut every = tokio::time::interval(ANNOUNCE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+    let (mut second, mut looked_at) = (tokio::time::Instant::now(), 0u32);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                let own = library.clone();
+                let text = tokio::task::spawn_blocking(move || {
+                    crate::profiles::own_profile(&own).map(|p| p.to_text())
+                })
+                .await;
+                match text {
+                    Ok(Ok(text)) => {
+                        for target in &targets {
+                            if let Err(error) = socket.send_to(text.as_bytes(), target).await {
+                                tracing::debug!(%target, "a profile not sent: {error}");
+                            }
+                        }
+                    }
+                    Ok(Err(error)) => tracing::warn!("this library's profile: {error}"),
+                    Err(error) => tracing::warn!("this library's profile: {error}"),
+                }
+            }
+            received = socket.recv_from(&mut buffer) => {
+                let Ok((size, from)) = received else { continue };
+                if second.elapsed() >= Duration::from_secs(1) {
+                    (second, looked_at) = (tokio::time::Instant::now(), 0);
+                }
+                looked_at += 1;
+                if size > DATAGRAM_MAX || looked_at > PER_SECOND_MAX {
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(&buffer[..size]).map(str::to_string) else {
+                    continue;
+                };
+                let hearer = library.clone();
+                let heard = tokio::task::spawn_blocking(move || {
+                    hearer.profiles().hear(&hearer.id(), &text, hearer.now_ms())
+                })
+                .await;
+                if let Ok(Err(error)) = heard {
+                    tracing::debug!(%from, "a profile heard on the local network is refused: {error}");
+                }
+            }
+        }
+    }
+}
