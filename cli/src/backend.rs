@@ -42,7 +42,38 @@ fn check(response: reqwest::blocking::Response) -> anyhow::Result<reqwest::block
     bail!("the node answered {status}: {message}")
 }
 
+impl Remote {
+    /// `POST /api/{path}` with `request` as JSON; the node's JSON answer.
+    fn post_json<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Req,
+    ) -> anyhow::Result<Ans> {
+        let response = self
+            .client
+            .post(format!("{}/api/{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(request)
+            .send()?;
+        check(response)?.json().context("reading the node's answer")
+    }
+}
+
 impl Backend {
+    /// A request the API takes as JSON at `POST /api/{path}`: there in the running node,
+    /// else `local` here.
+    fn json_request<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
+        self,
+        path: &str,
+        request: Req,
+        local: impl FnOnce(&Library, Req) -> Result<Ans, jalin_node::library::LibraryError>,
+    ) -> anyhow::Result<Ans> {
+        match self {
+            Backend::Remote(remote) => remote.post_json(path, &request),
+            Backend::Local(library) => Ok(local(&library, request)?),
+        }
+    }
+
     /// The running node for this data dir, else the catalog opened here.
     pub fn connect(data: DataDir) -> anyhow::Result<Backend> {
         let node_file = DataDir::node_file(&data.path);
@@ -199,18 +230,7 @@ impl Backend {
         self,
         request: jalin_node::ill_requests::IllRequest,
     ) -> anyhow::Result<jalin_node::ill_requests::IllAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/ill", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::ill_requests::execute(&library, request)?),
-        }
+        self.json_request("ill", request, jalin_node::ill_requests::execute)
     }
 
     /// Runs a purchase-plan request in the running node, or here.
@@ -218,18 +238,7 @@ impl Backend {
         self,
         request: jalin_node::plans::PlanRequest,
     ) -> anyhow::Result<jalin_node::plans::PlanAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/plans", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::plans::execute(&library, request)?),
-        }
+        self.json_request("plans", request, jalin_node::plans::execute)
     }
 
     /// A request about profiles, in the running node or here.
@@ -237,18 +246,7 @@ impl Backend {
         self,
         request: jalin_node::profiles::ProfileRequest,
     ) -> anyhow::Result<jalin_node::profiles::ProfileAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/profile", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::profiles::execute(&library, request)?),
-        }
+        self.json_request("profile", request, jalin_node::profiles::execute)
     }
 
     /// A request about staff development, in the running node or here.
@@ -256,18 +254,7 @@ impl Backend {
         self,
         request: jalin_node::staff::StaffRequest,
     ) -> anyhow::Result<jalin_node::staff::StaffAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/staff", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::staff::execute(&library, request)?),
-        }
+        self.json_request("staff", request, jalin_node::staff::execute)
     }
 
     /// A request about the evaluation, in the running node or here.
@@ -275,18 +262,7 @@ impl Backend {
         self,
         request: jalin_node::evaluation::EvaluationRequest,
     ) -> anyhow::Result<jalin_node::evaluation::EvaluationAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/evaluation", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::evaluation::execute(&library, request)?),
-        }
+        self.json_request("evaluation", request, jalin_node::evaluation::execute)
     }
 
     /// Keeps other libraries' profiles, one request each: what each answered.
@@ -299,18 +275,9 @@ impl Backend {
         for text in texts {
             let request = ProfileRequest::Import { text };
             out.push(match &self {
-                Backend::Remote(remote) => {
-                    let response = remote
-                        .client
-                        .post(format!("{}/api/profile", remote.url))
-                        .bearer_auth(&remote.token)
-                        .json(&request)
-                        .send()?;
-                    match check(response) {
-                        Ok(response) => Ok(response.json().context("reading the node's answer")?),
-                        Err(error) => Err(error.to_string()),
-                    }
-                }
+                Backend::Remote(remote) => remote
+                    .post_json("profile", &request)
+                    .map_err(|e| e.to_string()),
                 Backend::Local(library) => execute(library, request).map_err(|e| e.to_string()),
             });
         }
@@ -338,18 +305,11 @@ impl Backend {
         self,
         request: jalin_node::conspectus::ConspectusRequest,
     ) -> anyhow::Result<Vec<jalin_node::conspectus::MemberConspectus>> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/collection/conspectus", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::conspectus::execute(&library, request)?),
-        }
+        self.json_request(
+            "collection/conspectus",
+            request,
+            jalin_node::conspectus::execute,
+        )
     }
 
     /// Runs a survey request in the running node, or here.
@@ -357,18 +317,7 @@ impl Backend {
         self,
         request: jalin_node::survey::SurveyRequest,
     ) -> anyhow::Result<jalin_node::survey::SurveyAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/survey", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::survey::execute(&library, request)?),
-        }
+        self.json_request("survey", request, jalin_node::survey::execute)
     }
 
     /// Takes a CSV of survey answers, in the running node or here.
@@ -408,18 +357,7 @@ impl Backend {
         self,
         request: jalin_node::needs::NeedsRequest,
     ) -> anyhow::Result<jalin_node::needs::NeedsAnswer> {
-        match self {
-            Backend::Remote(remote) => {
-                let response = remote
-                    .client
-                    .post(format!("{}/api/needs", remote.url))
-                    .bearer_auth(&remote.token)
-                    .json(&request)
-                    .send()?;
-                check(response)?.json().context("reading the node's answer")
-            }
-            Backend::Local(library) => Ok(jalin_node::needs::execute(&library, request)?),
-        }
+        self.json_request("needs", request, jalin_node::needs::execute)
     }
 
     pub fn import(

@@ -189,11 +189,7 @@ pub fn run(
             let text = if name.ends_with(".csv") {
                 jalin_node::evaluation::csv(&answer.report)
             } else if name.ends_with(".json") {
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "iplm": jalin_node::evaluation::iplm(&answer.report),
-                    "report": answer.report,
-                    "digest": answer.digest,
-                }))?
+                jalin_node::evaluation::json(&answer)
             } else {
                 jalin_node::web::evaluation::printable(
                     &answer,

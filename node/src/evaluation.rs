@@ -602,6 +602,16 @@ pub fn iplm(report: &Report) -> Vec<Iplm> {
         .collect()
 }
 
+/// The report as JSON: the IPLM fields of each member, the report, its digest.
+pub fn json(answer: &EvaluationAnswer) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "iplm": iplm(&answer.report),
+        "report": answer.report,
+        "digest": answer.digest,
+    }))
+    .unwrap_or_default()
+}
+
 /// A request about the evaluation, from the CLI, the API or the pages.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]

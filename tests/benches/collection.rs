@@ -11,33 +11,8 @@
 
 use jalin_node::library::{ImportOptions, Library, Source};
 use jalin_tests::fixtures::{new_library, replicate};
+use jalin_tests::measure::{records, status_kb};
 use std::time::Instant;
-
-fn records(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 5 <= bytes.len() {
-        let Some(length) = std::str::from_utf8(&bytes[at..at + 5])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            break;
-        };
-        out.push(&bytes[at..at + length]);
-        at += length;
-    }
-    out
-}
-
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn measure(dir: &std::path::Path) {
     let data = jalin_node::config::DataDir::open(dir).expect("opens");

@@ -16,36 +16,11 @@ use jalin_node::clock::{Clock, ManualClock};
 use jalin_node::ill_requests::{execute, IllRequest, SimpleStep};
 use jalin_node::library::{ImportOptions, Library, Source};
 use jalin_tests::fixtures::{agree, form_consortium, new_library, replicate, T};
+use jalin_tests::measure::{records, status_kb};
 use std::sync::Arc;
 use std::time::Instant;
 
 const DAY_MS: u64 = 86_400_000;
-
-fn records(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 5 <= bytes.len() {
-        let Some(length) = std::str::from_utf8(&bytes[at..at + 5])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            break;
-        };
-        out.push(&bytes[at..at + length]);
-        at += length;
-    }
-    out
-}
-
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn ill(library: &Library, request: IllRequest) -> String {
     match execute(library, request) {
@@ -88,6 +63,12 @@ fn measure(dir: &std::path::Path) {
     let open_rss = status_kb("VmRSS:");
     let id = library.consortia().list()[0].id;
     let (number, period) = jalin_node::evaluation::select(&library, &id, None).expect("a period");
+    // The part of the figures that reads the whole union: the collection overlap.
+    let start = Instant::now();
+    let overlap = library.collection_overlap().expect("computes");
+    let overlapped = start.elapsed();
+    let overlap_peak = status_kb("VmHWM:");
+    drop(overlap);
     let start = Instant::now();
     let figures =
         jalin_node::evaluation::publish_figures(&library, &id, period, Default::default())
@@ -113,6 +94,11 @@ fn measure(dir: &std::path::Path) {
     println!(
         "  period {number}: {} records, {} titles ({} unique), {} loan requests made, {} borrowed",
         f.records, f.titles, f.unique_titles, f.requests_made, f.borrowed
+    );
+    println!(
+        "  the collection overlap alone (unique titles): {:.2} s, peak RSS by then {} MB",
+        overlapped.as_secs_f64(),
+        overlap_peak / 1024
     );
     println!(
         "  this library's figures (counted and signed): {:.2} s",

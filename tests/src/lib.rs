@@ -3,3 +3,4 @@
 //! agreement every member signs, interlibrary-loan messages passed by hand.
 
 pub mod fixtures;
+pub mod measure;

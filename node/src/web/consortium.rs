@@ -84,6 +84,29 @@ pub(super) fn qr_svg(text: &str) -> Option<String> {
     )
 }
 
+/// The page of an invite just made: its ticket, its QR code, and the invitation with the
+/// agreement proposed (for `invited`, when the invite was made for a candidate).
+pub(super) fn invite_page(
+    state: &AppState,
+    visitor: &Visitor,
+    answer: crate::consortium_requests::Answer,
+    invited: Option<String>,
+) -> Response {
+    let ticket = answer.text.unwrap_or_default();
+    let invitation = answer.data["invitation"].as_str().map(str::to_string);
+    visitor.page(
+        state,
+        "invite.html",
+        &visitor.t("invite_title"),
+        context! {
+            qr_svg => qr_svg(&ticket).unwrap_or_default(),
+            ticket => ticket,
+            invitation => invitation,
+            invited => invited,
+        },
+    )
+}
+
 pub(super) async fn consortium_action(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -144,20 +167,7 @@ pub(super) async fn consortium_action(
         }
     };
     match crate::server::run_request(&state, request).await {
-        Ok(answer) if action == "invite" => {
-            let ticket = answer.text.unwrap_or_default();
-            let invitation = answer.data["invitation"].as_str().map(str::to_string);
-            visitor.page(
-                &state,
-                "invite.html",
-                &visitor.t("invite_title"),
-                context! {
-                    qr_svg => qr_svg(&ticket).unwrap_or_default(),
-                    ticket => ticket,
-                    invitation => invitation,
-                },
-            )
-        }
+        Ok(answer) if action == "invite" => invite_page(&state, &visitor, answer, None),
         Ok(_) => redirect("/librarian/consortium"),
         Err(e) => visitor.failure(&state, &e),
     }

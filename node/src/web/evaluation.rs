@@ -171,24 +171,49 @@ async fn answer_of(
     .await
 }
 
+/// For the librarian's pages: the report of the period asked for, or the page to show
+/// instead (the login, or what went wrong).
+async fn librarian_report(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(Visitor, EvaluationAnswer), Response> {
+    let visitor = Visitor::of(state, headers, "/librarian/evaluation");
+    if let Err(response) = visitor.librarian() {
+        return Err(*response);
+    }
+    match answer_of(state, query).await {
+        Ok(answer) => Ok((visitor, answer)),
+        Err(e) => Err(visitor.failure(state, &e)),
+    }
+}
+
+/// A file to download.
+fn attachment(content_type: &'static str, name: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// `GET /librarian/evaluation?period=N`.
 pub(super) async fn evaluation_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/evaluation");
-    if let Err(response) = visitor.librarian() {
-        return *response;
-    }
-    match answer_of(&state, &query).await {
-        Ok(answer) => visitor.page(
+    match librarian_report(&state, &headers, &query).await {
+        Ok((visitor, answer)) => visitor.page(
             &state,
             "evaluation.html",
             &visitor.t("eval_title"),
             values(&answer, visitor.lang, &state.library.id().to_hex()),
         ),
-        Err(e) => visitor.failure(&state, &e),
+        Err(response) => response,
     }
 }
 
@@ -198,12 +223,8 @@ pub(super) async fn print_page(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/evaluation");
-    if let Err(response) = visitor.librarian() {
-        return *response;
-    }
-    match answer_of(&state, &query).await {
-        Ok(answer) => {
+    match librarian_report(&state, &headers, &query).await {
+        Ok((visitor, answer)) => {
             let config = &state.library.data().config.library;
             crate::server::agreement_page(printable(
                 &answer,
@@ -212,7 +233,7 @@ pub(super) async fn print_page(
                 state.library.now_ms(),
             ))
         }
-        Err(e) => visitor.failure(&state, &e),
+        Err(response) => response,
     }
 }
 
@@ -222,23 +243,13 @@ pub(super) async fn csv_file(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/evaluation");
-    if let Err(response) = visitor.librarian() {
-        return *response;
-    }
-    match answer_of(&state, &query).await {
-        Ok(answer) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"evaluasi.csv\"",
-                ),
-            ],
+    match librarian_report(&state, &headers, &query).await {
+        Ok((_, answer)) => attachment(
+            "text/csv; charset=utf-8",
+            "attachment; filename=\"evaluasi.csv\"",
             evaluation::csv(&answer.report),
-        )
-            .into_response(),
-        Err(e) => visitor.failure(&state, &e),
+        ),
+        Err(response) => response,
     }
 }
 
@@ -248,28 +259,13 @@ pub(super) async fn json_file(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let visitor = Visitor::of(&state, &headers, "/librarian/evaluation");
-    if let Err(response) = visitor.librarian() {
-        return *response;
-    }
-    match answer_of(&state, &query).await {
-        Ok(answer) => (
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"evaluasi.json\"",
-                ),
-            ],
-            serde_json::to_string_pretty(&serde_json::json!({
-                "iplm": evaluation::iplm(&answer.report),
-                "report": answer.report,
-                "digest": answer.digest,
-            }))
-            .unwrap_or_default(),
-        )
-            .into_response(),
-        Err(e) => visitor.failure(&state, &e),
+    match librarian_report(&state, &headers, &query).await {
+        Ok((_, answer)) => attachment(
+            "application/json",
+            "attachment; filename=\"evaluasi.json\"",
+            evaluation::json(&answer),
+        ),
+        Err(response) => response,
     }
 }
 

@@ -3,7 +3,7 @@
 //! libraries taken in (pasted, from a file), and the candidates set beside this catalog,
 //! each with an invitation carrying the agreement proposed.
 
-use super::consortium::qr_svg;
+use super::consortium::{invite_page, qr_svg};
 use super::import::read_file;
 use super::*;
 use crate::consortium_requests::Request;
@@ -262,21 +262,7 @@ pub(super) async fn invite(
         with_agreement: true,
     };
     match crate::server::run_request(&state, request).await {
-        Ok(answer) => {
-            let ticket = answer.text.unwrap_or_default();
-            let invitation = answer.data["invitation"].as_str().map(str::to_string);
-            visitor.page(
-                &state,
-                "invite.html",
-                &visitor.t("invite_title"),
-                context! {
-                    qr_svg => qr_svg(&ticket).unwrap_or_default(),
-                    ticket => ticket,
-                    invitation => invitation,
-                    invited => field(&form, "name"),
-                },
-            )
-        }
+        Ok(answer) => invite_page(&state, &visitor, answer, Some(field(&form, "name"))),
         Err(e) => visitor.failure(&state, &e),
     }
 }
