@@ -160,6 +160,14 @@ fn print(answer: &EvaluationAnswer) {
             }
         );
     }
+    for h in &answer.here {
+        println!(
+            "  here, {}: {} records, last change received {}",
+            h.name,
+            h.records,
+            h.last_change.as_deref().unwrap_or("never")
+        );
+    }
     println!("Digest: {}", answer.digest);
     for s in &answer.signatures.matching {
         println!("  signed by {} ({})", s.name, s.when);

@@ -675,6 +675,44 @@ pub struct EvaluationAnswer {
     pub digest: Hash32,
     /// Its signatures.
     pub signatures: Signatures,
+    /// How current each member's catalog is at this node: not part of the report (each
+    /// node sees its own), by member as the report lists them.
+    pub here: Vec<CatalogHere>,
+}
+
+/// How current a member's catalog is at this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogHere {
+    /// The member (name and code).
+    pub name: String,
+    /// Its records held here.
+    pub records: u64,
+    /// When the last change of it arrived here (its own, for this library), as shown.
+    pub last_change: Option<String>,
+}
+
+/// How current each member of `report` is at this node.
+fn here(library: &Library, report: &Report) -> Result<Vec<CatalogHere>, LibraryError> {
+    let synced = library.sync_status()?;
+    // This library's own catalog changes here: its last day of activity.
+    let own_change = library
+        .activity()
+        .last_change_before(library.now_ms().saturating_add(1))
+        .map_err(crate::store::StoreError::from)?;
+    Ok(report
+        .members
+        .iter()
+        .map(|m| {
+            let sync = synced.iter().find(|s| s.library_id == m.library);
+            CatalogHere {
+                name: m.name.clone(),
+                records: sync.map_or(0, |s| s.records),
+                last_change: sync
+                    .and_then(|s| if s.own { own_change } else { s.last_change_ms })
+                    .map(crate::staff::show_time),
+            }
+        })
+        .collect())
 }
 
 /// Carries out a request.
@@ -726,6 +764,7 @@ pub fn execute(
         periods: periods(library, &id)?,
         digest: report.digest(),
         signatures: signatures(library, &report)?,
+        here: here(library, &report)?,
         report,
     })
 }

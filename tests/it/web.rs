@@ -1721,6 +1721,12 @@ fn the_evaluation_report_draws_its_charts_is_signed_and_prints_to_pdf() {
         assert!(width.as_f64().is_some_and(|w| w > 10.0), "{width}");
         let totals = librarian.text("#eval-totals").await;
         assert!(totals.contains("Kunjungan dalam periode 750"), "{totals}");
+        // How current each member's catalog is here: this library's own, changed today.
+        let here = librarian.text("#eval-here-table").await;
+        assert!(
+            here.contains("Perpustakaan Uji (UJI) 500 2026-11-24"),
+            "{here}"
+        );
         // Signed, with a decision.
         librarian.fill("#eval-notes", "Periode pertama.").await;
         librarian

@@ -128,6 +128,7 @@ fn values(answer: &EvaluationAnswer, lang: &str, own: &str) -> Value {
         signatures => Value::from_serialize(&answer.signatures),
         digest => answer.digest.to_hex(),
         own_hand => own_hand,
+        here => Value::from_serialize(&answer.here),
     }
 }
 
