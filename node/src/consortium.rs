@@ -1177,13 +1177,21 @@ impl Consortia {
     }
 
     fn take_checked(&self, document: Document) -> Result<Taken, ConsortiumError> {
+        // A document of a consortium not held yet waits for its genesis (an operation
+        // waits in `take_op`, which also takes a genesis; invites and acceptances are
+        // refused below).
+        let waits = !matches!(
+            document,
+            Document::Op(_) | Document::Invite(_) | Document::Acceptance(_)
+        );
+        let consortium = document.consortium();
+        if waits && !self.held().contains_key(&consortium) {
+            return self.keep_orphan(consortium, document.id(), &document);
+        }
         match document {
             Document::Op(op) => self.take_op(op),
             Document::Version(version) => {
                 let id = version.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, version.id(), &Document::Version(version));
-                }
                 AgreementVersion::check(&version, id)?;
                 let vid = version.id();
                 let mut held = self.held();
@@ -1206,9 +1214,6 @@ impl Consortia {
             }
             Document::Signature(signature) => {
                 let id = signature.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, signature.id(), &Document::Signature(signature));
-                }
                 check_signature(&signature, id)?;
                 let sid = signature.id();
                 let mut held = self.held();
@@ -1228,9 +1233,6 @@ impl Consortia {
             }
             Document::Match(assertion) => {
                 let id = assertion.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, assertion.id(), &Document::Match(assertion));
-                }
                 MatchAssertion::check(&assertion, id)?;
                 let aid = assertion.id();
                 let mut held = self.held();
@@ -1250,9 +1252,6 @@ impl Consortia {
             }
             Document::Tally(tally) => {
                 let id = tally.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, tally.id(), &Document::Tally(tally));
-                }
                 LoanTally::check(&tally, id)?;
                 self.keep_newest(
                     id,
@@ -1265,9 +1264,6 @@ impl Consortia {
             }
             Document::Plan(plan) => {
                 let id = plan.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, plan.id(), &Document::Plan(plan));
-                }
                 PlanItem::check(&plan, id)?;
                 // Not kept, nor passed on, where no agreement in force coordinates
                 // acquisition.
@@ -1295,13 +1291,6 @@ impl Consortia {
             }
             Document::Conspectus(conspectus) => {
                 let id = conspectus.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(
-                        id,
-                        conspectus.id(),
-                        &Document::Conspectus(conspectus),
-                    );
-                }
                 Conspectus::check(&conspectus, id)?;
                 self.keep_newest(
                     id,
@@ -1314,9 +1303,6 @@ impl Consortia {
             }
             Document::Needs(summary) => {
                 let id = summary.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, summary.id(), &Document::Needs(summary));
-                }
                 NeedsSummary::check(&summary, id)?;
                 // Not kept, nor passed on, where the agreement does not share needs.
                 if !self.shares_needs(&id)? {
@@ -1338,9 +1324,6 @@ impl Consortia {
             }
             Document::Staff(post) => {
                 let id = post.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, post.id(), &Document::Staff(post));
-                }
                 StaffPost::check(&post, id)?;
                 // Not kept, nor passed on, where no agreement in force has staff
                 // development.
@@ -1365,9 +1348,6 @@ impl Consortia {
             }
             Document::Figures(doc) => {
                 let id = doc.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, doc.id(), &Document::Figures(doc));
-                }
                 MemberFigures::check(&doc, id)?;
                 self.require_period(&id, &doc.body.period)?;
                 self.keep_item(
@@ -1383,9 +1363,6 @@ impl Consortia {
             }
             Document::Evaluation(doc) => {
                 let id = doc.body.consortium;
-                if !self.held().contains_key(&id) {
-                    return self.keep_orphan(id, doc.id(), &Document::Evaluation(doc));
-                }
                 EvaluationSignature::check(&doc, id)?;
                 self.require_period(&id, &doc.body.period)?;
                 self.keep_item(

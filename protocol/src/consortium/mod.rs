@@ -101,6 +101,25 @@ impl Document {
         }
     }
 
+    /// The document's id (SHA-256 of its kind's domain and its bytes).
+    pub fn id(&self) -> document::Hash32 {
+        match self {
+            Document::Op(d) => d.id(),
+            Document::Invite(d) => d.id(),
+            Document::Acceptance(d) => d.id(),
+            Document::Version(d) => d.id(),
+            Document::Signature(d) => d.id(),
+            Document::Match(d) => d.id(),
+            Document::Tally(d) => d.id(),
+            Document::Plan(d) => d.id(),
+            Document::Conspectus(d) => d.id(),
+            Document::Needs(d) => d.id(),
+            Document::Staff(d) => d.id(),
+            Document::Figures(d) => d.id(),
+            Document::Evaluation(d) => d.id(),
+        }
+    }
+
     /// The document's text form.
     pub fn to_text(&self) -> String {
         match self {
