@@ -880,3 +880,35 @@ fn each_refusal_has_its_own_kind_for_the_api_and_the_pages() {
         }
     }
 }
+
+#[test]
+fn a_document_before_its_consortium_waits_for_the_genesis_then_applies() {
+    use jalin_tests::fixtures::{agree, form_consortium, new_library};
+    let (_a_dir, a_data) = new_library(100);
+    let (_c_dir, c_data) = new_library(100);
+    let a = jalin_node::library::Library::open(a_data).expect("opens");
+    let c = jalin_node::library::Library::open(c_data).expect("opens");
+    let id = form_consortium("Jaringan Kemiri", &[&a]);
+    agree(&[&a], "staff_development = true");
+    let exported = a.consortia().export(&id).expect("exports");
+    let version = exported
+        .lines()
+        .find(|l| l.starts_with("JALIN-AGREEMENT:"))
+        .expect("a version");
+    // The version alone, before anything of its consortium: kept, waiting.
+    let report = c.consortia().import(version).expect("reads");
+    assert_eq!(report.new, 1, "{report:?}");
+    assert!(
+        report.taken[0].1.contains("kept until the genesis"),
+        "{report:?}"
+    );
+    assert!(c.consortia().get(&id).is_err(), "not held yet");
+    // The genesis and the rest arrive: the waiting version is applied with them.
+    let genesis = exported
+        .lines()
+        .find(|l| l.starts_with("JALIN-OP:"))
+        .expect("the genesis");
+    c.consortia().import(genesis).expect("reads");
+    let held = c.consortia().get(&id).expect("held now");
+    assert_eq!(held.agreements.versions.len(), 1);
+}
