@@ -119,22 +119,35 @@ impl Activity {
         Ok(())
     }
 
-    /// The title was planned after all: not a duplicate avoided.
-    pub fn planned_anyway(&self, title: u32) -> Result<(), sled::Error> {
+    /// The title was planned after all, at `at_ms`: not a duplicate avoided from then on
+    /// (a period that ended before keeps its figure).
+    pub fn planned_anyway(&self, title: u32, at_ms: u64) -> Result<(), sled::Error> {
         let mut key = vec![b'v'];
         key.extend_from_slice(&title.to_be_bytes());
-        self.tree.remove(key)?;
+        if let Some(flagged) = self.tree.get(&key)? {
+            if flagged.len() == 8 {
+                let mut value = flagged.to_vec();
+                value.extend_from_slice(&at_ms.to_be_bytes());
+                self.tree.insert(key, value)?;
+            }
+        }
         Ok(())
     }
 
-    /// Titles first flagged in `[from_ms, to_ms)` and not planned since: duplicates
+    /// Titles first flagged in `[from_ms, to_ms)` and not planned by its end: duplicates
     /// avoided.
     pub fn avoided(&self, from_ms: u64, to_ms: u64) -> Result<u64, sled::Error> {
         let mut n = 0u64;
         for item in self.tree.scan_prefix([b'v']) {
             let (_, v) = item?;
-            let at = <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes);
-            if (from_ms..to_ms).contains(&at) {
+            let time = |range: std::ops::Range<usize>| {
+                v.get(range)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+            };
+            let flagged = time(0..8).unwrap_or(0);
+            let planned = time(8..16).unwrap_or(u64::MAX);
+            if (from_ms..to_ms).contains(&flagged) && planned >= to_ms {
                 n += 1;
             }
         }

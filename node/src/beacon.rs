@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 pub const DATAGRAM_MAX: usize = 6_144;
 /// Datagrams looked at per second, at most; the rest are dropped unread.
 pub const PER_SECOND_MAX: u32 = 20;
+/// Of those, from one address and port, at most: one noisy sender does not silence the
+/// others.
+pub const PER_SOURCE_MAX: u32 = 3;
 /// How often this library's profile is sent.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
@@ -53,6 +56,8 @@ pub async fn run(library: Arc<Library>, stop: CancellationToken) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
     let (mut second, mut looked_at) = (tokio::time::Instant::now(), 0u32);
+    let mut by_source: std::collections::HashMap<std::net::SocketAddr, u32> =
+        std::collections::HashMap::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -78,9 +83,16 @@ pub async fn run(library: Arc<Library>, stop: CancellationToken) {
                 let Ok((size, from)) = received else { continue };
                 if second.elapsed() >= Duration::from_secs(1) {
                     (second, looked_at) = (tokio::time::Instant::now(), 0);
+                    by_source.clear();
                 }
-                looked_at += 1;
-                if size > DATAGRAM_MAX || looked_at > PER_SECOND_MAX {
+                looked_at = looked_at.saturating_add(1);
+                // At most 64 addresses are counted a second (spoofed ones included).
+                if by_source.len() >= 64 && !by_source.contains_key(&from) {
+                    continue;
+                }
+                let from_here = by_source.entry(from).or_default();
+                *from_here = from_here.saturating_add(1);
+                if size > DATAGRAM_MAX || looked_at > PER_SECOND_MAX || *from_here > PER_SOURCE_MAX {
                     continue;
                 }
                 let Ok(text) = std::str::from_utf8(&buffer[..size]).map(str::to_string) else {

@@ -1428,11 +1428,21 @@ impl Consortia {
                 self.tree.remove(k)?;
                 orphans.push(String::from_utf8_lossy(&v).into_owned());
             }
-            for text in orphans {
-                if let Ok(document) = Document::from_text(&text) {
-                    if let Err(error) = self.take(document) {
-                        tracing::warn!("a document that waited for {name} is refused: {error}");
-                    }
+            // In the order an export has them: operations, agreement versions and
+            // signatures (what puts an agreement in force), then what depends on them.
+            let mut waiting: Vec<Document> = orphans
+                .iter()
+                .filter_map(|text| Document::from_text(text).ok())
+                .collect();
+            waiting.sort_by_key(|d| match d {
+                Document::Op(_) => 0,
+                Document::Version(_) => 1,
+                Document::Signature(_) => 2,
+                _ => 3,
+            });
+            for document in waiting {
+                if let Err(error) = self.take(document) {
+                    tracing::warn!("a document that waited for {name} is refused: {error}");
                 }
             }
             return Ok(Taken::New(format!(
@@ -1714,21 +1724,37 @@ impl Consortia {
         Ok(jalin_protocol::consortium::evaluation::periods(
             first,
             version.body.terms.evaluation_period_months,
-            // A day's grace for a member whose clock runs ahead.
-            self.clock.now_ms().saturating_add(86_400_000),
+            self.clock.now_ms(),
         ))
     }
 
-    /// Refuses evaluation documents of a period that is not one of the consortium's (a
+    /// Refuses evaluation documents of a period that cannot be one of the consortium's: a
     /// made-up or future period would let a member fill every node's storage, or sign a
-    /// period in advance).
+    /// period in advance. What is checked depends on no agreement in particular (an
+    /// amendment or another agreement does not make documents held everywhere invalid
+    /// here): the period runs from midnight WIB on the first of a month, for 1 to 60
+    /// months; it starts no earlier than the month of the consortium's first agreement
+    /// version, and has started (a day's grace for a member whose clock runs ahead).
     fn require_period(&self, id: &Hash32, period: &Period) -> Result<(), ConsortiumError> {
-        if self.evaluation_periods(id)?.contains(period) {
+        use jalin_protocol::consortium::evaluation::month_start;
+        let first_version = self
+            .held()
+            .get(id)
+            .and_then(|c| c.agreements.versions.values().map(|v| v.body.time_ms).min());
+        let plausible = first_version.is_some_and(|first| {
+            period.from_ms == month_start(period.from_ms, 0)
+                && period.from_ms >= month_start(first, 0)
+                && period.from_ms <= self.clock.now_ms().saturating_add(86_400_000)
+                && (1..=agreement::EVALUATION_MONTHS_MAX)
+                    .any(|k| month_start(period.from_ms, k) == period.to_ms)
+        });
+        if plausible {
             return Ok(());
         }
         Err(DocError::Rejected(
             "evaluation figures or a signature for a period that is not one of the \
-             agreement in force's (or has not started)"
+             agreement's (a month's first day in WIB, 1 to 60 months, started, and not before \
+             the consortium's first agreement)"
                 .into(),
         )
         .into())

@@ -475,7 +475,7 @@ pub fn add(
             .activity()
             .add(crate::activity::Counted::Planned, 1, now),
     );
-    noted(library.activity().planned_anyway(title_key));
+    noted(library.activity().planned_anyway(title_key, now));
     Ok((Some(item), flags))
 }
 

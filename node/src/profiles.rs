@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 pub const KEPT_MAX: usize = 500;
 /// Profiles heard on the local network, kept in memory, at most (the oldest heard go).
 pub const HEARD_MAX: usize = 100;
+/// A profile heard this recently is not pushed out by a newcomer (two announcements).
+const HEARD_FRESH_MS: u64 = 120_000;
 
 /// What goes wrong with profiles.
 #[derive(Debug, thiserror::Error)]
@@ -216,9 +218,19 @@ impl Profiles {
             return Ok(());
         }
         if heard.len() >= HEARD_MAX {
-            let oldest = heard.iter().min_by_key(|(_, (_, at))| *at).map(|(l, _)| *l);
-            if let Some(oldest) = oldest {
-                heard.remove(&oldest);
+            // The oldest heard goes, unless it was heard within two announcements: a host
+            // sending profiles under fresh keys cannot push out the libraries that keep
+            // announcing themselves.
+            let oldest = heard
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .filter(|(_, (_, at))| now_ms.saturating_sub(*at) > HEARD_FRESH_MS)
+                .map(|(l, _)| *l);
+            match oldest {
+                Some(oldest) => {
+                    heard.remove(&oldest);
+                }
+                None => return Err(ProfileError::TooMany(heard.len())),
             }
         }
         heard.insert(profile.author, (profile, now_ms));
