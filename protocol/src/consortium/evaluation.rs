@@ -199,7 +199,15 @@ fn text_ok(text: &str, max: usize) -> bool {
     text.len() <= max && !text.chars().any(|c| c.is_control() && c != '\n')
 }
 
-fn check_period(period: &Period) -> Result<(), DocError> {
+/// What both kinds of evaluation document check first: made for `consortium`, of a
+/// period that ends after it starts.
+fn check_of(found: Hash32, period: &Period, consortium: Hash32) -> Result<(), DocError> {
+    if found != consortium {
+        return Err(DocError::WrongConsortium {
+            expected: consortium,
+            found,
+        });
+    }
     if period.from_ms >= period.to_ms {
         return Err(DocError::Invalid("a period ends after it starts".into()));
     }
@@ -211,13 +219,7 @@ impl MemberFigures {
     pub fn check(doc: &Signed<MemberFigures>, consortium: Hash32) -> Result<(), DocError> {
         doc.verify()?;
         let b = &doc.body;
-        if b.consortium != consortium {
-            return Err(DocError::WrongConsortium {
-                expected: consortium,
-                found: b.consortium,
-            });
-        }
-        check_period(&b.period)?;
+        check_of(b.consortium, &b.period, consortium)?;
         if b.unique_titles > b.titles
             || b.lent > b.requests_received
             || b.borrowed > b.requests_made
@@ -237,13 +239,7 @@ impl EvaluationSignature {
     pub fn check(doc: &Signed<EvaluationSignature>, consortium: Hash32) -> Result<(), DocError> {
         doc.verify()?;
         let b = &doc.body;
-        if b.consortium != consortium {
-            return Err(DocError::WrongConsortium {
-                expected: consortium,
-                found: b.consortium,
-            });
-        }
-        check_period(&b.period)?;
+        check_of(b.consortium, &b.period, consortium)?;
         if !text_ok(&b.notes, TEXT_MAX)
             || b.decisions.len() > DECISIONS_MAX
             || b.outcomes.len() > DECISIONS_MAX
