@@ -195,6 +195,20 @@ impl Backend {
                     when(c.last_seen_ms)
                 );
             }
+            if let Some(to_go) = c.to_go {
+                println!(
+                    "    to go: {to_go} record(s) of {}, about {} KB{}",
+                    c.member_holds.unwrap_or_default(),
+                    c.bytes_to_go.unwrap_or_default().div_ceil(1024),
+                    match c.eta_s {
+                        Some(s) => format!(
+                            ", about {} at the rate answers arrive",
+                            jalin_node::clock::describe_ms(s.saturating_mul(1000).max(60_000))
+                        ),
+                        None => String::new(),
+                    }
+                );
+            }
         }
         match serde_json::from_value::<TrafficCounts>(status["traffic"].clone()) {
             Ok(t) => println!(
@@ -202,6 +216,13 @@ impl Backend {
                 t.bytes_sent, t.bytes_received, t.requests_sent, t.requests_received
             ),
             Err(_) => println!("no node runs for this data dir: this is the stored state"),
+        }
+        if let Some(warning) = status["clock_warning"].as_str() {
+            println!("clock: {warning}");
+        } else if let Some(peers) = status["clock"]["peers"].as_array() {
+            if !peers.is_empty() {
+                println!("clock: within an hour of {} member(s)' clocks", peers.len());
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -878,4 +899,126 @@ pub fn relay(
         .map_err(|e| anyhow::anyhow!("the relay stopped: {e}"))?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+impl Backend {
+    /// Writes a bundle for the co-member `who` to `out` (made by the running node, or
+    /// here). Gives what it holds when it was made here (the node's answer is the file).
+    pub fn bundle_export(
+        self,
+        who: &str,
+        out: &Path,
+    ) -> anyhow::Result<Option<jalin_node::bundle::BundleReport>> {
+        // Written beside the destination, renamed when whole: a flash disk pulled out
+        // midway leaves no short file under the bundle's name.
+        let partial = out.with_extension("partial");
+        // A file of this account's alone, made new (never through a link another user of
+        // a shared folder left under that name).
+        let _ = std::fs::remove_file(&partial);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let made = (|| -> anyhow::Result<_> {
+            let report = match self {
+                Backend::Remote(remote) => {
+                    let mut response = check(
+                        remote
+                            .client
+                            .post(format!("{}/api/bundle/export", remote.url))
+                            .bearer_auth(&remote.token)
+                            .json(&serde_json::json!({ "for": who }))
+                            .send()?,
+                    )?;
+                    response
+                        .copy_to(&mut writer)
+                        .context("receiving the bundle from the node")?;
+                    None
+                }
+                Backend::Local(library) => {
+                    let (report, _) =
+                        jalin_node::bundle::export(&library, &find(&library, who)?, &mut writer)
+                            .map_err(jalin_node::library::LibraryError::from)?;
+                    Some(report)
+                }
+            };
+            let file = writer.into_inner().context("writing the bundle")?;
+            file.sync_all().context("writing the bundle")?;
+            Ok(report)
+        })();
+        let report = match made {
+            Ok(report) => report,
+            Err(error) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(error);
+            }
+        };
+        std::fs::rename(&partial, out)
+            .with_context(|| format!("naming the bundle {}", out.display()))?;
+        Ok(report)
+    }
+
+    /// Takes in (or, with `preview`, only reads) a bundle file.
+    pub fn bundle_import(
+        self,
+        file: &Path,
+        preview: bool,
+    ) -> anyhow::Result<jalin_node::bundle::BundleReport> {
+        match self {
+            Backend::Remote(remote) => {
+                // Streamed from the file, not read into memory first.
+                let body = std::fs::File::open(file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                let response = remote
+                    .client
+                    .post(format!("{}/api/bundle/import", remote.url))
+                    .bearer_auth(&remote.token)
+                    .query(&[("preview", preview.to_string())])
+                    .body(reqwest::blocking::Body::from(body))
+                    .send()?;
+                check(response)?.json().context("reading the node's answer")
+            }
+            Backend::Local(library) => {
+                std::fs::metadata(file).with_context(|| format!("opening {}", file.display()))?;
+                let open = || std::fs::File::open(file).map(std::io::BufReader::new);
+                let report = if preview {
+                    jalin_node::bundle::preview(
+                        &library,
+                        open().with_context(|| format!("opening {}", file.display()))?,
+                    )
+                } else {
+                    jalin_node::bundle::import(&library, open)
+                };
+                Ok(report.map_err(jalin_node::library::LibraryError::from)?)
+            }
+        }
+    }
+
+    /// The bundles exchanged with each co-member.
+    pub fn bundle_list(self) -> anyhow::Result<Vec<jalin_node::bundle::Exchange>> {
+        match self {
+            Backend::Remote(remote) => check(
+                remote
+                    .client
+                    .get(format!("{}/api/bundle", remote.url))
+                    .send()?,
+            )?
+            .json()
+            .context("reading the node's answer"),
+            Backend::Local(library) => Ok(jalin_node::bundle::exchanges(&library)
+                .map_err(jalin_node::library::LibraryError::from)?),
+        }
+    }
+}
+
+fn find(library: &Library, who: &str) -> anyhow::Result<jalin_protocol::signing::LibraryId> {
+    Ok(jalin_node::bundle::find_co_member(library, who)
+        .map_err(jalin_node::library::LibraryError::from)?)
 }

@@ -6,6 +6,7 @@
 //! or nothing found, 2 failed.
 
 mod backend;
+mod bundle;
 mod demo;
 mod evaluation;
 mod harvest;
@@ -238,6 +239,12 @@ enum Command {
     Collection {
         #[command(subcommand)]
         action: CollectionAction,
+    },
+    /// Sync by flash disk: export a bundle for a member, import one made for this library,
+    /// list the bundles exchanged.
+    Bundle {
+        #[command(subcommand)]
+        action: bundle::BundleAction,
     },
     /// This library's profile (profil perpustakaan), shared before any partnership as one
     /// line of text or a QR code: show, set, export, import, forget.
@@ -1248,6 +1255,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Support { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;
             staff::support(Backend::connect(data)?, action)
+        }
+        Command::Bundle { action } => {
+            let data = open_data(&data_dir(cli.data_dir)?)?;
+            bundle::run(Backend::connect(data)?, action)
         }
         Command::Profile { action } => {
             let data = open_data(&data_dir(cli.data_dir)?)?;

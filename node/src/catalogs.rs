@@ -79,6 +79,13 @@ impl SharedCatalogs<'_> {
         Ok(self.library.store().namespace_digest(catalog)?)
     }
 
+    /// Records and tombstones of one shared catalog held here.
+    pub fn held(&self, catalog: &LibraryId) -> Result<u64, CatalogError> {
+        self.check(catalog)?;
+        let (live, deleted) = self.library.held_counts_recent(catalog)?;
+        Ok(live + deleted)
+    }
+
     /// The heads of one shard of a shared catalog.
     pub fn shard_heads(
         &self,
@@ -98,6 +105,22 @@ impl SharedCatalogs<'_> {
     ) -> Result<Vec<SignedChange>, CatalogError> {
         self.check(catalog)?;
         Ok(self.library.store().changes_since(catalog, shard, have)?)
+    }
+
+    /// [`SharedCatalogs::changes_since`] while they fit in `budget` bytes (the first
+    /// always); whether they are all.
+    pub fn changes_since_within(
+        &self,
+        catalog: &LibraryId,
+        shard: u16,
+        have: &[[u8; 32]],
+        budget: usize,
+    ) -> Result<(Vec<SignedChange>, bool), CatalogError> {
+        self.check(catalog)?;
+        Ok(self
+            .library
+            .store()
+            .changes_since_within(catalog, shard, have, budget)?)
     }
 
     /// Stores the peer's changes of some shards of a shared catalog (not this library's

@@ -331,6 +331,21 @@ pub struct ImportReport {
     pub new: usize,
 }
 
+/// The digest of a consortium's documents as exported: SHA-256 over its document lines,
+/// sorted (comments and order do not count). Two nodes holding the same documents have the
+/// same digest.
+pub fn documents_digest(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with("JALIN-")).collect();
+    lines.sort_unstable();
+    let mut hasher = sha2::Sha256::new();
+    for line in lines {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().into()
+}
+
 /// What taking one document did.
 enum Taken {
     /// Stored: it was new here.
@@ -756,7 +771,14 @@ impl Consortia {
         if invite.author == self.library {
             return Err(ConsortiumError::Refused(Refusal::OwnTicket));
         }
-        if now_ms > invite.body.expires_ms {
+        // Judged by this library's clock, the inviter's dates: up to a day past the
+        // expiry is taken as the two clocks' difference (the inviter's node decides).
+        if now_ms
+            > invite
+                .body
+                .expires_ms
+                .saturating_add(crate::clock::SKEW_TOLERANCE_MS)
+        {
             return Err(DocError::Expired {
                 expired_ms: invite.body.expires_ms,
                 at_ms: now_ms,
@@ -777,7 +799,10 @@ impl Consortia {
                 invite: invite.clone(),
                 name: self.name.clone(),
                 code: self.code.clone(),
-                time_ms: now_ms,
+                // Within the day's tolerance past the expiry (by this clock), dated at the
+                // expiry: the log's rule stays what every node checks, and the inviter's
+                // own clock decides whether it still admits the joiner.
+                time_ms: now_ms.min(invite.body.expires_ms),
                 addresses,
             },
         );
@@ -1744,7 +1769,11 @@ impl Consortia {
         let plausible = first_version.is_some_and(|first| {
             period.from_ms == month_start(period.from_ms, 0)
                 && period.from_ms >= month_start(first, 0)
-                && period.from_ms <= self.clock.now_ms().saturating_add(86_400_000)
+                && period.from_ms
+                    <= self
+                        .clock
+                        .now_ms()
+                        .saturating_add(crate::clock::SKEW_TOLERANCE_MS)
                 && (1..=agreement::EVALUATION_MONTHS_MAX)
                     .any(|k| month_start(period.from_ms, k) == period.to_ms)
         });

@@ -335,9 +335,18 @@ pub fn execute(
         Request::Join { ticket } => {
             let acceptance = consortia.join(&ticket, addresses, now_ms)?;
             let invite = &acceptance.body.invite.body;
+            let skew = if now_ms > invite.expires_ms {
+                format!(
+                    "\nBy this computer's clock the invite expired {} ago: taken as a difference between the two computers' clocks (up to a day is); {}'s node decides. Check this computer's date and time.",
+                    crate::clock::describe_ms(now_ms - invite.expires_ms),
+                    invite.inviter_name
+                )
+            } else {
+                String::new()
+            };
             Answer {
                 message: format!(
-                    "Accepted the invite of {} to {:?} as {}.\nSend the acceptance below back to {}; it runs: jalin consortium accept FILE",
+                    "Accepted the invite of {} to {:?} as {}.\nSend the acceptance below back to {}; it runs: jalin consortium accept FILE{skew}",
                     invite.inviter_name, invite.consortium_name, invite.role, invite.inviter_name
                 ),
                 text: Some(acceptance.to_text()),

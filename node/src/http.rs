@@ -5,7 +5,8 @@
 use crate::consortium_requests::{Answer, Request};
 use crate::library::{ImportOptions, LibraryError, Source};
 use crate::server::{
-    agreement_page, authorize, blocking, heavy, now_ms, run_request, ApiError, ApiResult, AppState,
+    after_bundle, agreement_page, authorize, blocking, heavy, now_ms, run_request, streamed,
+    ApiError, ApiResult, AppState,
 };
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -17,7 +18,6 @@ use jalin_protocol::format::Format;
 use jalin_protocol::marc::{marcxml, Charset, MarcRecord};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The API's routes (JSON under `/api`, OAI-PMH, SRU); uploads up to `upload_limit`
 /// bytes.
@@ -35,6 +35,12 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
             post(import).layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/api/export", get(export))
+        .route("/api/bundle", get(bundle_list))
+        .route("/api/bundle/export", post(bundle_export))
+        .route(
+            "/api/bundle/import",
+            post(bundle_import).layer(DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/oai", get(oai).post(oai))
         .route("/sru", get(sru).post(sru))
         .route("/api/consortium", post(consortium_request))
@@ -331,84 +337,18 @@ async fn export(
     };
     let admitted = state.admission.admit().await?;
     let library = state.library.clone();
-    let runtime = tokio::runtime::Handle::current();
-    // The catalog is written as it is read, a chunk at a time, into a small queue the
-    // response drains: an export holds a few chunks, not the catalog.
-    let (chunks, body) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(EXPORT_CHUNKS_QUEUED);
-    tokio::task::spawn_blocking(move || {
-        let _admitted = admitted;
-        let sink = ChunkSink {
-            chunks: chunks.clone(),
-            buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
-            runtime,
-        };
-        let finished = library
-            .export(sink, format)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|(_, mut sink)| std::io::Write::flush(&mut sink));
-        if let Err(error) = finished {
-            // The client sees a broken transfer, not a short file taken for whole.
-            tracing::error!(%error, "export failed");
-            let _ = chunks.blocking_send(Err(error));
-        }
-    });
-    let stream = futures_util::stream::unfold(body, |mut body| async move {
-        body.recv().await.map(|chunk| (chunk, body))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, content_type)],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response())
-}
-
-/// Bytes of an export sent at a time.
-const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks of an export that wait for a slow client before the export pauses.
-const EXPORT_CHUNKS_QUEUED: usize = 4;
-
-/// A writer that hands what is written to a response body, a chunk at a time, waiting
-/// while the client is slow and failing once it has gone.
-struct ChunkSink {
-    chunks: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-    buffer: Vec<u8>,
-    runtime: tokio::runtime::Handle,
-}
-
-/// How long an export waits for a client to take its next chunk before giving up.
-const EXPORT_CHUNK_WAIT: Duration = Duration::from_secs(60);
-
-impl std::io::Write for ChunkSink {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= EXPORT_CHUNK_BYTES {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(EXPORT_CHUNK_BYTES),
-        ));
-        // A client that stops reading is given up on, so it cannot hold its place.
-        let send = tokio::time::timeout(EXPORT_CHUNK_WAIT, self.chunks.send(Ok(chunk)));
-        match self.runtime.block_on(send) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the client has gone",
-            )),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client stopped reading the export",
-            )),
-        }
-    }
+    // The catalog is written as it is read, a chunk at a time: an export holds a few
+    // chunks, not the catalog.
+    Ok(streamed(
+        admitted,
+        [(header::CONTENT_TYPE, content_type.to_string())],
+        move |sink| {
+            library
+                .export(sink, format)
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        },
+    ))
 }
 
 /// The base URL a client reached this node at (from its `Host`), with `path`.
@@ -496,6 +436,10 @@ struct NetworkStatus {
 struct SyncStatus {
     catalogs: Vec<crate::library::CatalogSync>,
     traffic: Option<crate::codec::TrafficCounts>,
+    /// Members' clocks beside this node's.
+    clock: crate::clock::ClockReport,
+    /// What they say, in words, when something is off.
+    clock_warning: Option<String>,
 }
 
 async fn sync_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<SyncStatus>> {
@@ -517,7 +461,14 @@ async fn sync_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<SyncS
         }
         traffic = Some(net.traffic.counts());
     }
-    Ok(Json(SyncStatus { catalogs, traffic }))
+    let library = state.library.clone();
+    let clock = blocking(move || Ok(library.clock_report())).await?;
+    Ok(Json(SyncStatus {
+        catalogs,
+        traffic,
+        clock_warning: clock.warning(),
+        clock,
+    }))
 }
 
 #[derive(Serialize)]
@@ -899,4 +850,95 @@ async fn agreement_export(
     };
     let answer = run_request(&state, request).await?;
     Ok(agreement_page(answer.text.unwrap_or_default()))
+}
+
+/// `GET /api/bundle`: the bundles exchanged with each current co-member.
+async fn bundle_list(
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<Json<Vec<crate::bundle::Exchange>>> {
+    let library = state.library.clone();
+    Ok(Json(
+        blocking(move || Ok(crate::bundle::exchanges(&library).map_err(LibraryError::from)?))
+            .await?,
+    ))
+}
+
+/// What `POST /api/bundle/export` takes.
+#[derive(Deserialize)]
+struct BundleFor {
+    /// The member the bundle is for: its code, fingerprint or key.
+    #[serde(rename = "for")]
+    to: String,
+}
+
+/// `POST /api/bundle/export` (`{"for": "CODE"}`): a bundle for that member, streamed as
+/// it is made.
+async fn bundle_export(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let request: BundleFor = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "not a bundle request ({e}); send JSON like {{\"for\": \"SMPN1\"}}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let to = blocking(move || {
+        Ok(crate::bundle::find_co_member(&library, &request.to).map_err(LibraryError::from)?)
+    })
+    .await?;
+    let admitted = state.admission.admit().await?;
+    let library = state.library.clone();
+    let number = match crate::bundle::reserve(&library, &to) {
+        Ok(number) => number,
+        Err(e) => return Err(LibraryError::from(e).into()),
+    };
+    let name = crate::bundle::file_name(&library, &to, number);
+    Ok(streamed(
+        admitted,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        move |sink| {
+            crate::bundle::export_numbered(&library, &to, number, sink)
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        },
+    ))
+}
+
+/// What `POST /api/bundle/import` takes in its query.
+#[derive(Deserialize)]
+struct BundleImportParams {
+    /// Only read it and say what it holds.
+    #[serde(default)]
+    preview: bool,
+}
+
+/// `POST /api/bundle/import[?preview=true]`: a bundle as the body, taken in (or only
+/// read).
+async fn bundle_import(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<BundleImportParams>,
+    body: Bytes,
+) -> ApiResult<Json<crate::bundle::BundleReport>> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the upload is empty: send the bundle file as the request body",
+        ));
+    }
+    let library = state.library.clone();
+    let report = heavy(&state, move || {
+        Ok(if params.preview {
+            crate::bundle::preview(&library, &body[..]).map_err(LibraryError::from)?
+        } else {
+            crate::bundle::import(&library, || Ok(&body[..])).map_err(LibraryError::from)?
+        })
+    })
+    .await?;
+    if report.applied {
+        after_bundle(&state, &report).await;
+    }
+    Ok(Json(report))
 }

@@ -11,6 +11,7 @@
 
 pub mod activity;
 pub mod beacon;
+pub mod bundle;
 pub mod catalogs;
 pub mod clock;
 pub mod codec;
@@ -25,6 +26,7 @@ pub mod gateway;
 pub mod http;
 pub mod ill;
 pub mod ill_requests;
+pub mod join_code;
 pub mod joining;
 pub mod library;
 pub mod needs;

@@ -82,6 +82,9 @@ pub enum LibraryError {
     /// An evaluation that cannot be made.
     #[error(transparent)]
     Evaluation(#[from] crate::evaluation::EvaluationError),
+    /// A bundle (sync by flash disk) not made or not taken in.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleFailure),
 }
 
 impl LibraryError {
@@ -104,6 +107,7 @@ impl LibraryError {
             LibraryError::Profile(e) => e.code(),
             LibraryError::Staff(e) => e.code(),
             LibraryError::Evaluation(e) => e.code(),
+            LibraryError::Bundle(e) => e.code(),
         }
     }
 }
@@ -308,7 +312,26 @@ pub struct CatalogSync {
     /// Whether its node is connected now (filled in by the running node).
     #[serde(default)]
     pub connected: Option<bool>,
+    /// The most records (and tombstones) of it a member said it holds lately.
+    #[serde(default)]
+    pub member_holds: Option<u64>,
+    /// Records of it this node still lacks, by that count.
+    #[serde(default)]
+    pub to_go: Option<u64>,
+    /// Bytes those records take, roughly.
+    #[serde(default)]
+    pub bytes_to_go: Option<u64>,
+    /// Seconds they take at the rate answers arrived at lately.
+    #[serde(default)]
+    pub eta_s: Option<u64>,
 }
+
+/// A catalog's records and tombstones, and when they were counted.
+type CountedAt = ((u64, u64), std::time::Instant);
+
+/// Records a member may say it holds of one catalog (a large university's is a few
+/// million): a larger count is not believed.
+const MEMBER_HOLDS_MAX: u64 = 100_000_000;
 
 /// A library's catalog.
 pub struct Library {
@@ -336,6 +359,16 @@ pub struct Library {
     /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64); where its
     /// node listens (`a` + peer id: JSON list of addresses).
     freshness: sled::Tree,
+    /// Members' clocks as their `Hello` answers showed them.
+    peer_times: crate::clock::PeerTimes,
+    /// Per catalog, the most records and tombstones a member said it holds (its `Hello`
+    /// answer), with when: what this node still lacks of it.
+    member_holds: std::sync::Mutex<BTreeMap<LibraryId, (u64, u64)>>,
+    /// [`Library::held_counts_recent`]'s counts and when they were counted.
+    recent_counts: std::sync::Mutex<BTreeMap<LibraryId, CountedAt>>,
+    /// Bytes a second the sync protocol's answers arrived at lately (the network's
+    /// estimate of its link), for the time a catalog still needs.
+    link_rate: std::sync::atomic::AtomicU64,
     catching_up: std::sync::Mutex<()>,
     /// The "same" / "not the same" assertions the index's groups were last worked out
     /// with.
@@ -504,6 +537,10 @@ impl Library {
             activity,
             clock,
             freshness,
+            peer_times: Default::default(),
+            member_holds: Default::default(),
+            recent_counts: Default::default(),
+            link_rate: Default::default(),
             catching_up: std::sync::Mutex::new(()),
             assertions_seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             counts: std::sync::Mutex::new((0, BTreeMap::new())),
@@ -816,6 +853,50 @@ impl Library {
         self.note(b's', library, now_ms());
     }
 
+    /// Notes that a member holds `held` records and tombstones of `catalog` (its `Hello`
+    /// answer).
+    pub fn note_member_holds(&self, catalog: &LibraryId, held: u64) {
+        // A count no catalog reaches is a member's mistake or lie: not believed.
+        if held > MEMBER_HOLDS_MAX {
+            return;
+        }
+        let now = self.now_ms();
+        let mut holds = self.member_holds.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = holds.entry(*catalog).or_insert((held, now));
+        // The largest count seen lately stands; an old one gives way.
+        if held >= entry.0 || now.saturating_sub(entry.1) > 3_600_000 {
+            *entry = (held, now);
+        }
+    }
+
+    /// Notes the rate the sync protocol's answers arrive at (bytes a second).
+    pub fn note_link_rate(&self, bytes_per_s: u64) {
+        self.link_rate
+            .store(bytes_per_s, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Notes a member's time, as its node just gave it (a `Hello` answer).
+    pub fn note_clock(&self, library: &LibraryId, their_ms: u64) {
+        self.peer_times
+            .note(*library.as_bytes(), their_ms, self.now_ms());
+    }
+
+    /// What the current co-members' times (read in the last week) say of this node's
+    /// clock.
+    pub fn clock_report(&self) -> crate::clock::ClockReport {
+        let names = self.library_names();
+        let members: Vec<([u8; 32], String, Option<String>)> = self
+            .consortia
+            .trust()
+            .co_members()
+            .into_iter()
+            .map(|m| (*m.as_bytes(), m.to_hex(), names.get(&m).cloned()))
+            .collect();
+        let week = 7 * 86_400_000;
+        self.peer_times
+            .report(&members, self.now_ms().saturating_sub(week))
+    }
+
     /// How current another library's catalog is here.
     pub fn freshness(&self, library: &LibraryId) -> Freshness {
         let read = |what: u8| {
@@ -847,10 +928,33 @@ impl Library {
             }
         }
         let mut out = Vec::with_capacity(libraries.len());
+        let holds = self
+            .member_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let rate = self.link_rate.load(std::sync::atomic::Ordering::Relaxed);
         for library in libraries {
-            let (records, deleted) = self.store.count_of(&library)?;
+            let (records, deleted) = self.held_counts(&library)?;
             let digest = self.store.namespace_digest(&library)?;
             let fresh = self.freshness(&library);
+            let member_holds = holds.get(&library).map(|(n, _)| *n);
+            let to_go = member_holds
+                .map(|n| n.saturating_sub(records + deleted))
+                .filter(|n| *n > 0);
+            let bytes_to_go = match to_go {
+                Some(to_go) => {
+                    // This catalog's own bytes a record where enough of it is here, else
+                    // what an LC record takes (BENCHMARKS.md: 632 on the wire).
+                    let per_record = if records + deleted >= 100 {
+                        self.store.catalog_bytes(&library)? / (records + deleted)
+                    } else {
+                        650
+                    };
+                    Some(to_go.saturating_mul(per_record))
+                }
+                None => None,
+            };
             out.push(CatalogSync {
                 library_id: library.to_hex(),
                 name: names.get(&library).cloned(),
@@ -861,6 +965,10 @@ impl Library {
                 last_change_ms: fresh.last_change_ms,
                 last_seen_ms: fresh.last_seen_ms,
                 connected: None,
+                member_holds,
+                to_go,
+                bytes_to_go,
+                eta_s: bytes_to_go.filter(|_| rate > 0).map(|b| b / rate.max(1)),
             });
         }
         Ok(out)
@@ -1098,23 +1206,51 @@ impl Library {
         Ok(Some((stored, record, hit)))
     }
 
+    /// Records and tombstones of a catalog held here. Counting walks every record of a
+    /// catalog: done once per change of the store, not for every look (the status page, a
+    /// member's `Hello`).
+    pub fn held_counts(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
+        let seq = self.store.seq()?;
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.0 != seq {
+            *counts = (seq, BTreeMap::new());
+        }
+        if let Some(known) = counts.1.get(namespace) {
+            return Ok(*known);
+        }
+        let counted = self.store.count_of(namespace)?;
+        counts.1.insert(*namespace, counted);
+        Ok(counted)
+    }
+
+    /// [`Library::held_counts`] as counted within the last minute, whatever was written
+    /// since: what a member's `Hello` is told (a member cannot make this node walk a whole
+    /// catalog at will by writing one change and asking).
+    pub fn held_counts_recent(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
+        let now = std::time::Instant::now();
+        if let Some((counts, at)) = self
+            .recent_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace)
+        {
+            if now.duration_since(*at) < std::time::Duration::from_secs(60) {
+                return Ok(*counts);
+            }
+        }
+        let counts = self.held_counts(namespace)?;
+        self.recent_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*namespace, (counts, now));
+        Ok(counts)
+    }
+
     /// The node's status.
     pub fn status(&self) -> Result<Status, LibraryError> {
         let id = self.store.library();
-        let seq = self.store.seq()?;
-        // Counting walks every record of a catalog: done once per change of the store,
-        // not for every look at the status page.
         let count_of = |namespace: &LibraryId| -> Result<(u64, u64), LibraryError> {
-            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            if counts.0 != seq {
-                *counts = (seq, BTreeMap::new());
-            }
-            if let Some(known) = counts.1.get(namespace) {
-                return Ok(*known);
-            }
-            let counted = self.store.count_of(namespace)?;
-            counts.1.insert(*namespace, counted);
-            Ok(counted)
+            Ok(self.held_counts(namespace)?)
         };
         let (records, deleted) = count_of(&id)?;
         let names = self.library_names();
@@ -1142,7 +1278,7 @@ impl Library {
             records,
             deleted,
             indexed: self.index.len(),
-            seq,
+            seq: self.store.seq()?,
             store_bytes: self.store.size_on_disk(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             replicas,

@@ -202,6 +202,15 @@ impl From<LibraryError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             LibraryError::Evaluation(_) => StatusCode::CONFLICT,
+            LibraryError::Bundle(bundle) => match bundle {
+                crate::bundle::BundleFailure::NoSuchMember(_) => StatusCode::NOT_FOUND,
+                crate::bundle::BundleFailure::Replayed { .. } => StatusCode::CONFLICT,
+                crate::bundle::BundleFailure::NotAMember(_)
+                | crate::bundle::BundleFailure::NotForUs(_)
+                | crate::bundle::BundleFailure::OwnBundle => StatusCode::FORBIDDEN,
+                failure if failure.is_bad_input() => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             LibraryError::Profile(profile) => match profile {
                 crate::profiles::ProfileError::NotFound(_) => StatusCode::NOT_FOUND,
                 crate::profiles::ProfileError::Older(_) => StatusCode::CONFLICT,
@@ -307,6 +316,8 @@ fn is_upload(method: &axum::http::Method, path: &str) -> bool {
                 | "/librarian/plans/import"
                 | "/api/survey/import"
                 | "/librarian/survey/import"
+                | "/api/bundle/import"
+                | "/librarian/bundle/receive"
         )
 }
 
@@ -353,7 +364,12 @@ async fn before_the_body_in(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "the upload is larger than {limit_mb} MB (upload_size_max_mb in \
-                     config.toml); import the file with `jalin import` on the node's machine"
+                     config.toml); take the file in with `jalin {}` on the node's machine",
+                    if path.contains("bundle") {
+                        "bundle import"
+                    } else {
+                        "import"
+                    }
                 ),
             )
             .with_code("upload_too_large")
@@ -364,6 +380,10 @@ async fn before_the_body_in(
                 return refused;
             }
         }
+        return next.run(request).await;
+    }
+    // Applying a bundle shown takes as long as the bundle is large, like an import.
+    if method == axum::http::Method::POST && path == "/librarian/bundle/apply" {
         return next.run(request).await;
     }
     let limit = Duration::from_secs(state.library.data().config.limits.request_timeout_s);
@@ -618,6 +638,23 @@ pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiR
     Ok(answer)
 }
 
+/// After a bundle was taken in: membership may have changed, and what is new here the
+/// connected members may lack; tell the network at once rather than at the next catch-up.
+pub(crate) async fn after_bundle(state: &Arc<AppState>, report: &crate::bundle::BundleReport) {
+    let Some(net) = &state.net else {
+        return;
+    };
+    if report.new_documents() > 0 {
+        let _ = net.members_changed().await;
+        let _ = net.announce(None).await;
+    }
+    for catalog in report.catalogs.iter().filter(|c| c.new > 0) {
+        if let Ok(id) = jalin_protocol::signing::LibraryId::from_hex(&catalog.library) {
+            let _ = net.announce(Some(id)).await;
+        }
+    }
+}
+
 /// An agreement's printable page, with its own content security policy (the page carries
 /// it too, for when it is opened as a file).
 pub(crate) fn agreement_page(html: String) -> Response {
@@ -639,6 +676,87 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A response whose body blocking work writes as it goes (`write` on a worker thread),
+/// a chunk at a time into a small queue the response drains: a catalog's export or a
+/// bundle holds a few chunks in memory, not the whole. A failure midway breaks the
+/// transfer, so the client never takes a short file for a whole one. `admitted` is held
+/// until the writing ends.
+pub(crate) fn streamed(
+    admitted: Admitted,
+    headers: impl axum::response::IntoResponseParts + Send + 'static,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+) -> Response {
+    let runtime = tokio::runtime::Handle::current();
+    let (chunks, body) =
+        tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(EXPORT_CHUNKS_QUEUED);
+    tokio::task::spawn_blocking(move || {
+        let _admitted = admitted;
+        let mut sink = ChunkSink {
+            chunks: chunks.clone(),
+            buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+            runtime,
+        };
+        let finished = write(&mut sink).and_then(|()| std::io::Write::flush(&mut sink));
+        if let Err(error) = finished {
+            tracing::error!(%error, "a streamed answer failed");
+            let _ = chunks.blocking_send(Err(error));
+        }
+    });
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
+    (headers, axum::body::Body::from_stream(stream)).into_response()
+}
+
+/// Bytes of an export sent at a time.
+const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks of an export that wait for a slow client before the export pauses.
+const EXPORT_CHUNKS_QUEUED: usize = 4;
+
+/// A writer that hands what is written to a response body, a chunk at a time, waiting
+/// while the client is slow and failing once it has gone.
+struct ChunkSink {
+    chunks: tokio::sync::mpsc::Sender<std::io::Result<axum::body::Bytes>>,
+    buffer: Vec<u8>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// How long an export waits for a client to take its next chunk before giving up.
+const EXPORT_CHUNK_WAIT: Duration = Duration::from_secs(60);
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= EXPORT_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = axum::body::Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(EXPORT_CHUNK_BYTES),
+        ));
+        // A client that stops reading is given up on, so it cannot hold its place.
+        let send = tokio::time::timeout(EXPORT_CHUNK_WAIT, self.chunks.send(Ok(chunk)));
+        match self.runtime.block_on(send) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client has gone",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading the export",
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

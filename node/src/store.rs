@@ -1057,6 +1057,19 @@ impl Store {
         Ok(hasher.finalize().into())
     }
 
+    /// Bytes the shard documents of a namespace take in sled: their compacted snapshots
+    /// and the incremental chunks since (not the materialised view, the envelopes or the
+    /// index). What a catalog's replicated form costs at rest.
+    pub fn catalog_bytes(&self, namespace: &LibraryId) -> Result<u64, StoreError> {
+        let mut bytes = 0u64;
+        for prefix in [b's', b'c'] {
+            for value in self.tree.scan_prefix(key(prefix, namespace, &[])).values() {
+                bytes += value?.len() as u64;
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Records of a namespace held, and tombstones, counted from their flags alone.
     pub fn count_of(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
         let (mut live, mut deleted) = (0, 0);
@@ -1113,16 +1126,37 @@ impl Store {
         shard: u16,
         have: &[[u8; 32]],
     ) -> Result<Vec<SignedChange>, StoreError> {
+        Ok(self
+            .changes_since_within(namespace, shard, have, usize::MAX)?
+            .0)
+    }
+
+    /// [`Store::changes_since`], in their order, while they fit in `budget` bytes (a
+    /// change's bytes and 256 for its envelope; the first always): only those are read
+    /// with their envelopes. Says whether they are all.
+    pub fn changes_since_within(
+        &self,
+        namespace: &LibraryId,
+        shard: u16,
+        have: &[[u8; 32]],
+        budget: usize,
+    ) -> Result<(Vec<SignedChange>, bool), StoreError> {
         let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut doc = self.take_doc(namespace, shard)?;
         let have: Vec<automerge::ChangeHash> =
             have.iter().map(|h| automerge::ChangeHash(*h)).collect();
         let result = (|| {
             if have.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), true));
             }
             let mut out = Vec::new();
+            let mut bytes = 0usize;
             for change in doc.get_changes(&have) {
+                let size = change.raw_bytes().len() + 256;
+                if !out.is_empty() && bytes.saturating_add(size) > budget {
+                    return Ok((out, false));
+                }
+                bytes += size;
                 let hash = change.hash().0;
                 let envelope = self.envelope(&hash)?.ok_or_else(|| StoreError::Damaged {
                     record_id: String::new(),
@@ -1136,7 +1170,7 @@ impl Store {
                     bytes: change.raw_bytes().to_vec(),
                 });
             }
-            Ok(out)
+            Ok((out, true))
         })();
         self.put_back(namespace, shard, doc);
         result

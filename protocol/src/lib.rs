@@ -7,6 +7,8 @@
 //! serves a file, an HTTP upload and a fuzzer.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bounded;
+pub mod bundle;
 pub mod collection;
 pub mod consortium;
 pub mod cql;

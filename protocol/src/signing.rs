@@ -165,6 +165,8 @@ pub enum Domain {
     EvaluationFigures,
     /// A member's signature on an evaluation period's report.
     EvaluationSignature,
+    /// A bundle carried on a flash disk from one member's node to another's.
+    Bundle,
 }
 
 impl Domain {
@@ -188,6 +190,7 @@ impl Domain {
             Domain::StaffPost => b"jalin/v1/staff-post\0",
             Domain::EvaluationFigures => b"jalin/v1/evaluation-figures\0",
             Domain::EvaluationSignature => b"jalin/v1/evaluation-signature\0",
+            Domain::Bundle => b"jalin/v1/bundle\0",
         }
     }
 }

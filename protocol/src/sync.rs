@@ -7,6 +7,7 @@
 //! message is checked against the counts below before anything acts on it, so a peer can
 //! neither make a node allocate past the message's own size nor loop past these counts.
 
+use crate::bounded::Bounded;
 use crate::consortium::document::Hash32;
 use crate::signing::{ChangeEnvelope, LibraryId};
 use serde::de::DeserializeOwned;
@@ -59,7 +60,12 @@ pub enum SyncRequest {
         namespace: LibraryId,
         /// `(shard, the asker's heads of it)`, at most [`SHARDS_PER_REQUEST`] shards with
         /// at most [`HEADS_PER_SHARD_MAX`] heads each.
-        shards: Vec<(u16, Vec<ByteArray<32>>)>,
+        shards: Bounded<(u16, Bounded<ByteArray<32>, HEADS_PER_SHARD_MAX>), SHARDS_PER_REQUEST>,
+        /// Bytes of changes the answer should carry at most, sized by the asker to what
+        /// its link carries in a few seconds (a weak link asks for small answers, so a
+        /// connection that drops loses little). The answer carries at least one change, and
+        /// a shard's changes in order up to the limit (`rest` then names what is left).
+        max_bytes: u32,
     },
     /// Every document of a consortium.
     Documents {
@@ -76,7 +82,7 @@ pub enum SyncRequest {
         /// [`SHARDS_PER_REQUEST`] with at most [`NOTICE_HEADS_MAX`] heads each: the
         /// receiver asks at once for the changes of those whose heads differ from its
         /// own (one round trip). Empty: not known, the receiver catches up in full.
-        shards: Vec<(u16, Vec<ByteArray<32>>)>,
+        shards: Bounded<(u16, Bounded<ByteArray<32>, NOTICE_HEADS_MAX>), SHARDS_PER_REQUEST>,
     },
     /// Join: the acceptance of one of the answering node's open invites, sent under the
     /// invite's one-off identity.
@@ -99,10 +105,14 @@ pub enum SyncRequest {
 pub enum SyncResponse {
     /// Digests.
     Hello {
-        /// `(catalog, digest of its shard heads)`.
-        catalogs: Vec<(LibraryId, ByteArray<32>)>,
+        /// `(catalog, digest of its shard heads, records and tombstones it holds)`: the
+        /// count lets an asker say how much of a catalog it still lacks.
+        catalogs: Vec<(LibraryId, ByteArray<32>, u64)>,
         /// `(consortium, digest of its documents)`.
         consortia: Vec<(Hash32, ByteArray<32>)>,
+        /// The answering node's time (ms since 1970): members tell a wrong clock from
+        /// each other's.
+        time_ms: u64,
     },
     /// One catalog's summary: [`GROUPS`] digests of [`DIGEST_BYTES`] bytes, one per
     /// group of shards, whatever the catalog's size.
@@ -126,10 +136,13 @@ pub enum SyncResponse {
         /// Whose catalog.
         namespace: LibraryId,
         /// `(shard, its changes the asker lacks, each with its envelope)`, at most
-        /// [`SHARDS_PER_REQUEST`] shards.
-        shards: Vec<(u16, Vec<SignedChange>)>,
-        /// Some shards asked for did not fit: ask again.
-        more: bool,
+        /// [`SHARDS_PER_REQUEST`] shards (bounded as it is read: a list of empty
+        /// shards costs a byte each on the wire and many in memory).
+        shards: Bounded<(u16, Vec<SignedChange>), SHARDS_PER_REQUEST>,
+        /// The shards asked for that this answer did not finish (the one cut short first,
+        /// then those not begun), in the order asked: the asker asks for them again
+        /// with its heads as they are now, so nothing that arrived is sent twice.
+        rest: Bounded<u16, SHARDS_PER_REQUEST>,
     },
     /// A consortium's documents, one per line.
     Documents {
@@ -242,7 +255,10 @@ pub trait Message: Serialize + DeserializeOwned {
     }
 }
 
-fn check_shards<T>(shards: &[(u16, Vec<T>)], heads_max: Option<usize>) -> Result<(), Bound> {
+fn check_shards<T, L: AsRef<[T]>>(
+    shards: &[(u16, L)],
+    heads_max: Option<usize>,
+) -> Result<(), Bound> {
     if shards.len() > SHARDS_PER_REQUEST {
         return Err(Bound::TooManyShards);
     }
@@ -250,10 +266,10 @@ fn check_shards<T>(shards: &[(u16, Vec<T>)], heads_max: Option<usize>) -> Result
         if *shard >= SHARD_COUNT {
             return Err(Bound::NoSuchShard(*shard));
         }
-        if let Some(max) = heads_max.filter(|max| heads.len() > *max) {
+        if let Some(max) = heads_max.filter(|max| heads.as_ref().len() > *max) {
             return Err(Bound::TooManyHeads {
                 shard: *shard,
-                heads: heads.len(),
+                heads: heads.as_ref().len(),
                 max,
             });
         }
@@ -309,7 +325,13 @@ impl Message for SyncResponse {
                 check_group(*group)?;
                 check_digests(shards, SHARDS_PER_GROUP)
             }
-            SyncResponse::Changes { shards, .. } => check_shards(shards, None),
+            SyncResponse::Changes { shards, rest, .. } => {
+                check_shards(shards, None)?;
+                match rest.iter().find(|s| **s >= SHARD_COUNT) {
+                    Some(shard) => Err(Bound::NoSuchShard(*shard)),
+                    None => Ok(()),
+                }
+            }
             SyncResponse::Hello { .. }
             | SyncResponse::Documents { .. }
             | SyncResponse::Noted
@@ -364,14 +386,15 @@ mod tests {
             },
             SyncRequest::Changes {
                 namespace: id(2),
-                shards: vec![(255, vec![ByteArray::new([7; 32])])],
+                shards: vec![(255, vec![ByteArray::new([7; 32])].into())].into(),
+                max_bytes: 65_536,
             },
             SyncRequest::Documents {
                 consortium: Hash32([3; 32]),
             },
             SyncRequest::Changed {
                 namespace: None,
-                shards: vec![],
+                shards: Bounded::default(),
             },
             SyncRequest::Join {
                 acceptance: "diterima".into(),
@@ -400,27 +423,10 @@ mod tests {
             (
                 SyncRequest::Changes {
                     namespace: id(1),
-                    shards: vec![(256, vec![])],
+                    shards: vec![(256, Bounded::default())].into(),
+                    max_bytes: 1,
                 },
                 Bound::NoSuchShard(256),
-            ),
-            (
-                SyncRequest::Changes {
-                    namespace: id(1),
-                    shards: (0..33).map(|s| (s, vec![])).collect(),
-                },
-                Bound::TooManyShards,
-            ),
-            (
-                SyncRequest::Changed {
-                    namespace: None,
-                    shards: vec![(4, vec![ByteArray::new([0; 32]); 9])],
-                },
-                Bound::TooManyHeads {
-                    shard: 4,
-                    heads: 9,
-                    max: NOTICE_HEADS_MAX,
-                },
             ),
         ];
         for (request, bound) in cases {
@@ -429,6 +435,28 @@ mod tests {
                 Err(WireError::OutOfBounds(got)) => assert_eq!(got, bound),
                 other => panic!("{request:?} gave {other:?}"),
             }
+        }
+        // Counts past the bounds are refused as they are read, before their items are.
+        let counts = [
+            SyncRequest::Changes {
+                namespace: id(1),
+                shards: (0..33).map(|s| (s, Bounded::default())).collect(),
+                max_bytes: 1,
+            },
+            SyncRequest::Changed {
+                namespace: None,
+                shards: vec![(4, vec![ByteArray::new([0; 32]); 9].into())].into(),
+            },
+        ];
+        for request in counts {
+            let bytes = encode(&request).expect("encodes");
+            assert!(
+                matches!(
+                    decode::<SyncRequest>(&bytes, 64 * 1024),
+                    Err(WireError::Malformed(_))
+                ),
+                "{request:?}"
+            );
         }
         let short = SyncResponse::Summary {
             namespace: id(1),

@@ -403,7 +403,7 @@ fn a_consortium_formed_by_tickets_through_the_cli_and_the_api() {
 }
 
 /// Starts a node process; waits for its URL and its libp2p address.
-fn start_with_p2p(mut command: Command) -> (Running, String, String) {
+pub(crate) fn start_with_p2p(mut command: Command) -> (Running, String, String) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -439,11 +439,11 @@ fn hostile_documents_are_refused_with_a_reason_and_nothing_stored() {
         "mistyped",
     ));
     cases.push((
-        "an expired invite (joined after its expiry)",
+        "an expired invite (joined more than a day after its expiry: a day is the clocks' tolerance)",
         d,
         Box::new(|| {
             d.consortia
-                .join(&short_ticket, Vec::new(), T0 + 3_000)
+                .join(&short_ticket, Vec::new(), T0 + 3_000 + 2 * 86_400_000)
                 .map(|_| String::new())
                 .map_err(err)
         }),

@@ -1194,19 +1194,7 @@ fn every_crosslink_message_gets_a_confirmation_and_the_valid_requests_a_transact
         .send()
         .expect("answers");
     assert_eq!(anonymous.status(), 303, "the page needs a login");
-    let login = client
-        .post(format!("{}/login", server.url))
-        .form(&[("token", server.token.as_str())])
-        .send()
-        .expect("logs in");
-    let cookie = crate::support::session_cookie(login.headers());
-    let page = client
-        .get(format!("{}/librarian/ill", server.url))
-        .header("cookie", &cookie)
-        .send()
-        .expect("answers")
-        .text()
-        .expect("text");
+    let (_, page) = crate::support::logged_in(&client, &server, "/librarian/ill");
     assert!(
         page.contains("Permintaan dari sistem di luar Jalin"),
         "{page}"

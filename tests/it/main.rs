@@ -2,6 +2,7 @@
 
 mod api;
 mod architecture;
+mod bundle;
 mod catalog;
 mod cli;
 mod collection;
@@ -19,6 +20,7 @@ mod membership;
 mod needs;
 mod network;
 mod oai;
+mod offline;
 mod partners;
 mod plans;
 mod replication;
@@ -28,4 +30,5 @@ mod sru;
 mod staff;
 mod support;
 mod survey;
+mod weak_link;
 mod web;

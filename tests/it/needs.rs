@@ -6,6 +6,7 @@ use jalin_node::clock::ManualClock;
 use jalin_node::library::Library;
 use jalin_node::node::NodeOptions;
 use jalin_tests::fixtures::{form_consortium, new_library, the_same_book, T};
+use jalin_tests::measure::every_byte;
 use std::sync::Arc;
 
 const MONTH_MS: u64 = jalin_node::needs::MONTH_MS;
@@ -24,21 +25,6 @@ fn two_members(clock: &Arc<ManualClock>) -> Vec<(Arc<Library>, tempfile::TempDir
     let members: Vec<&Library> = out.iter().map(|(l, _)| l.as_ref()).collect();
     form_consortium("Jaringan Baca", &members);
     the_same_book(&members, &[1]);
-    out
-}
-
-/// Every byte `library` keeps in its database, every tree.
-fn every_byte(library: &Library) -> Vec<u8> {
-    let db = library.store().db();
-    let mut out = Vec::new();
-    for name in db.tree_names() {
-        let tree = db.open_tree(&name).expect("tree");
-        for item in tree.iter() {
-            let (k, v) = item.expect("reads");
-            out.extend_from_slice(&k);
-            out.extend_from_slice(&v);
-        }
-    }
     out
 }
 

@@ -1080,7 +1080,7 @@ fn hand_made_node(
                     Arc::new(Traffic::default()),
                 ),
                 [(
-                    libp2p::StreamProtocol::new("/jalin/sync/1"),
+                    libp2p::StreamProtocol::new("/jalin/sync/2"),
                     request_response::ProtocolSupport::Full,
                 )],
                 request_response::Config::default(),
@@ -1109,7 +1109,7 @@ async fn serve_after_notice(
         &victim,
         SyncRequest::Changed {
             namespace: Some(namespace),
-            shards: vec![(shard, vec![serde_bytes::ByteArray::new([0xab; 32])])],
+            shards: vec![(shard, vec![serde_bytes::ByteArray::new([0xab; 32])].into())].into(),
         },
     );
     let mut answered = None;
@@ -1129,6 +1129,7 @@ async fn serve_after_notice(
                         SyncRequest::Changes {
                             namespace: asked,
                             shards,
+                            ..
                         } if asked == namespace => {
                             answered = Some(request_id);
                             SyncResponse::Changes {
@@ -1141,12 +1142,13 @@ async fn serve_after_notice(
                                         (s, serve(s, &have))
                                     })
                                     .collect(),
-                                more: false,
+                                rest: Default::default(),
                             }
                         }
                         SyncRequest::Hello => SyncResponse::Hello {
                             catalogs: Vec::new(),
                             consortia: Vec::new(),
+                            time_ms: 0,
                         },
                         _ => SyncResponse::Refused {
                             reason: "not served here".into(),
@@ -1699,7 +1701,8 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
             SyncRequest::Summary { namespace: x_id },
             SyncRequest::Changes {
                 namespace: x_id,
-                shards: vec![(0, Vec::new()), (1, Vec::new())],
+                shards: vec![(0, Default::default()), (1, Default::default())].into(),
+                max_bytes: 0,
             },
             SyncRequest::Documents { consortium: g },
             SyncRequest::Summary { namespace: a_id },
@@ -1711,8 +1714,9 @@ async fn outsiders_and_removed_members_are_refused_by_the_node() {
         Ok(SyncResponse::Hello {
             catalogs,
             consortia,
+            ..
         }) => {
-            let catalogs: Vec<LibraryId> = catalogs.iter().map(|(id, _)| *id).collect();
+            let catalogs: Vec<LibraryId> = catalogs.iter().map(|(id, _, _)| *id).collect();
             assert_eq!(catalogs, vec![a_id], "only A's catalog is listed to B");
             let consortia: Vec<Hash32> = consortia.iter().map(|(id, _)| *id).collect();
             assert_eq!(consortia, vec![c], "only C is listed to B");

@@ -211,6 +211,29 @@ pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> String {
         .to_string()
 }
 
+/// Logs in to `server` with `client` (a blocking one that follows no redirects) and reads
+/// the page at `path`: the session cookie and the page.
+pub fn logged_in(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    path: &str,
+) -> (String, String) {
+    let login = client
+        .post(format!("{}/login", server.url))
+        .form(&[("token", server.token.as_str())])
+        .send()
+        .expect("logs in");
+    let cookie = session_cookie(login.headers());
+    let page = client
+        .get(format!("{}{path}", server.url))
+        .header("cookie", &cookie)
+        .send()
+        .expect("answers")
+        .text()
+        .expect("text");
+    (cookie, page)
+}
+
 /// The CSRF token of a librarian's page (its forms carry it).
 pub fn csrf_of(page: &str) -> String {
     page.split("name=\"csrf\" value=\"")

@@ -1767,3 +1767,157 @@ fn the_evaluation_report_draws_its_charts_is_signed_and_prints_to_pdf() {
         .expect("signatures");
     assert_eq!(there.verified_by(&signatures).len(), 1);
 }
+
+#[test]
+fn a_librarian_receives_a_bundle_from_a_flash_disk_reads_it_then_applies_it_and_sends_one() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/demo/loc-indonesia-sample.mrc");
+    let server = start(Some(&sample));
+    let (_partner_dir, mut partner_data) = new_library(100);
+    partner_data.config.library.code = "SDN2".into();
+    partner_data.config.library.name = "SD Negeri 2 Kemiri".into();
+    let partner = jalin_node::library::Library::open(partner_data).expect("opens");
+    let both = [server.library.as_ref(), &partner];
+    jalin_tests::fixtures::form_consortium("Jaringan Kemiri", &both);
+    for i in 0..12 {
+        let mut marc =
+            jalin_protocol::marc::MarcRecord::new(jalin_protocol::marc::Leader::new_book());
+        marc.push_control("001", &format!("SD{i}"));
+        marc.push_data(jalin_protocol::marc::DataField::new(
+            "245",
+            '1',
+            '0',
+            &[('a', &format!("Dongeng Nusantara jilid {i}"))],
+        ));
+        partner.put(marc).expect("writes");
+    }
+    let (_, bytes) =
+        jalin_node::bundle::export(&partner, &server.library.id(), Vec::new()).expect("makes");
+    let flash_disk = tempfile::tempdir().expect("temp dir");
+    let file = flash_disk.path().join("jalin-SDN2-untuk-UJI-1.jalin");
+    std::fs::write(&file, &bytes).expect("writes");
+    let mut altered = bytes.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 1;
+    let altered_file = flash_disk.path().join("rusak.jalin");
+    std::fs::write(&altered_file, &altered).expect("writes");
+    runtime().block_on(async {
+        let mut librarian = Browser::open("bundle", axe).await;
+        login(&librarian, &server.url, &server.token).await;
+        librarian
+            .goto(&format!("{}/librarian/bundle", server.url))
+            .await;
+        assert_eq!(librarian.text("h1").await, "Sinkronisasi lewat flashdisk");
+        assert!(librarian
+            .text("#bundle-send")
+            .await
+            .contains("SD Negeri 2 Kemiri"));
+        librarian.check("the flash-disk page").await;
+        // Read first, nothing applied yet.
+        librarian
+            .fill("#bundle-file", file.to_str().expect("utf-8"))
+            .await;
+        librarian.follow("#bundle-read").await;
+        let preview = librarian.text("#bundle-preview").await;
+        assert!(preview.contains("SD Negeri 2 Kemiri"), "{preview}");
+        assert!(preview.contains("12 perubahan"), "{preview}");
+        assert_eq!(
+            server.library.store().records_of(&partner.id()).count(),
+            0,
+            "read, not applied"
+        );
+        librarian.check("a bundle read before it is applied").await;
+        librarian.follow("#bundle-apply").await;
+        let done = librarian.text("#bundle-done").await;
+        assert!(done.contains("Baru di sini: 12 perubahan"), "{done}");
+        librarian.check("a bundle applied").await;
+        // An altered file: refused, saying why, nothing applied.
+        librarian
+            .goto(&format!("{}/librarian/bundle", server.url))
+            .await;
+        librarian
+            .fill("#bundle-file", altered_file.to_str().expect("utf-8"))
+            .await;
+        librarian.follow("#bundle-read").await;
+        let refused = librarian.text("main").await;
+        assert!(refused.contains("Tidak ada yang diterapkan"), "{refused}");
+        librarian.close().await;
+    });
+    assert_eq!(server.library.store().records_of(&partner.id()).count(), 12);
+    assert_eq!(
+        server
+            .library
+            .search("dongeng nusantara", 1, 20)
+            .expect("searches")
+            .total,
+        12
+    );
+
+    // "Kirim lewat flashdisk": the download for the partner, taken in there.
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, page) = crate::support::logged_in(&client, &server, "/librarian/bundle");
+    let csrf = crate::support::csrf_of(&page);
+    let download = client
+        .post(format!("{}/librarian/bundle/send", server.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("library", &partner.id().to_hex())])
+        .send()
+        .expect("downloads");
+    assert_eq!(download.status(), 200);
+    let disposition = download.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        disposition.contains("jalin-UJI-untuk-SDN2-1.jalin"),
+        "{disposition}"
+    );
+    let bytes = download.bytes().expect("the file");
+    let taken = jalin_node::bundle::import(&partner, || Ok(&bytes[..])).expect("takes");
+    assert_eq!(
+        partner.store().records_of(&server.library.id()).count(),
+        server
+            .library
+            .store()
+            .records_of(&server.library.id())
+            .count()
+    );
+    assert!(
+        taken
+            .catalogs
+            .iter()
+            .all(|c| c.library != partner.id().to_hex()),
+        "the partner's own catalog is not sent back"
+    );
+    // Without the form's token, no download.
+    let refused = client
+        .post(format!("{}/librarian/bundle/send", server.url))
+        .header("cookie", &cookie)
+        .form(&[("library", partner.id().to_hex())])
+        .send()
+        .expect("answers");
+    assert_eq!(refused.status(), 403);
+    // The API: the token needed, a replay refused with its code.
+    let unauthorised = client
+        .post(format!("{}/api/bundle/import", server.url))
+        .body(std::fs::read(&file).expect("reads"))
+        .send()
+        .expect("answers");
+    assert_eq!(unauthorised.status(), 401);
+    let replay = client
+        .post(format!("{}/api/bundle/import", server.url))
+        .bearer_auth(&server.token)
+        .body(std::fs::read(&file).expect("reads"))
+        .send()
+        .expect("answers");
+    assert_eq!(replay.status(), 409);
+    let body: serde_json::Value = replay.json().expect("json");
+    assert_eq!(body["code"], "bundle_replayed");
+}

@@ -174,3 +174,17 @@ impl Relay {
         self.task.await.expect("relay task").expect("the relay ran");
     }
 }
+
+/// One of `library`'s own records, as stored, with a general note (500) `note` added: a
+/// correction, to put back or import.
+pub fn noted(library: &Library, id: &str, note: &str) -> jalin_protocol::marc::MarcRecord {
+    let (_, record) = library.get(id).expect("reads").expect("held");
+    let mut marc = record.expect("a record").marc;
+    marc.push_data(jalin_protocol::marc::DataField::new(
+        "500",
+        ' ',
+        ' ',
+        &[('a', note)],
+    ));
+    marc
+}

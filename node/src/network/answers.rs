@@ -4,16 +4,7 @@
 
 use super::*;
 
-pub(super) fn documents_digest(text: &str) -> [u8; 32] {
-    let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with("JALIN-")).collect();
-    lines.sort_unstable();
-    let mut hasher = Sha256::new();
-    for line in lines {
-        hasher.update(line.as_bytes());
-        hasher.update(b"\n");
-    }
-    hasher.finalize().into()
-}
+pub(super) use crate::consortium::documents_digest;
 
 /// The shards of group `group`.
 pub(super) fn group_shards(group: u8) -> std::ops::Range<u16> {
@@ -82,12 +73,12 @@ pub(super) fn written_shards(
 }
 
 /// Whether a `Changed` notice's shards can be fetched directly: some, and within limits.
-pub(super) fn notice_is_usable(shards: &[(u16, Vec<ByteArray<32>>)]) -> bool {
+pub(super) fn notice_is_usable<L: AsRef<[ByteArray<32>]>>(shards: &[(u16, L)]) -> bool {
     !shards.is_empty()
         && shards.len() <= SHARDS_PER_REQUEST
         && shards
             .iter()
-            .all(|(shard, heads)| *shard < SHARD_COUNT && heads.len() <= NOTICE_HEADS_MAX)
+            .all(|(shard, heads)| *shard < SHARD_COUNT && heads.as_ref().len() <= NOTICE_HEADS_MAX)
 }
 
 /// The `Changes` request for the shards of a notice whose heads differ from this node's
@@ -112,7 +103,9 @@ pub(super) fn changes_for_notice(
     }
     (!differ.is_empty()).then_some(SyncRequest::Changes {
         namespace,
-        shards: differ,
+        shards: differ.into(),
+        // Sized to the link as it is sent (`NetLoop::send`).
+        max_bytes: 0,
     })
 }
 
@@ -137,7 +130,10 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
             let catalogs = match shared.digests() {
                 Ok(digests) => digests
                     .into_iter()
-                    .map(|(ns, digest)| (ns, ByteArray::new(digest)))
+                    .map(|(ns, digest)| {
+                        let held = shared.held(&ns).unwrap_or(0);
+                        (ns, ByteArray::new(digest), held)
+                    })
                     .collect(),
                 Err(e) => return refused(&e),
             };
@@ -152,6 +148,7 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
             SyncResponse::Hello {
                 catalogs,
                 consortia,
+                time_ms: library.now_ms(),
             }
         }
         SyncRequest::Summary { namespace } => {
@@ -174,19 +171,46 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
                 Err(e) => refused(&e),
             }
         }
-        SyncRequest::Changes { namespace, shards } => {
+        SyncRequest::Changes {
+            namespace,
+            shards,
+            max_bytes,
+        } => {
+            // As much as the asker's link carries in a few seconds (it says), never more
+            // than the protocol's answer, and at least one change: a shard's changes go in
+            // their order, so a prefix of them applies, and the rest follows (`more`).
+            // Never under 16 KiB: an asker cannot make this node read a shard's changes
+            // once for each of them.
+            let limit = match usize::try_from(max_bytes) {
+                Ok(0) | Err(_) => CHANGES_BYTES_PER_RESPONSE,
+                Ok(asked) => asked.clamp(16 * 1024, CHANGES_BYTES_PER_RESPONSE),
+            };
             let mut out = Vec::new();
+            let mut rest = Vec::new();
             let mut bytes = 0usize;
-            let mut more = false;
             for (shard, have) in shards {
-                if bytes > CHANGES_BYTES_PER_RESPONSE {
-                    more = true;
-                    break;
+                if !rest.is_empty() || bytes >= limit {
+                    rest.push(shard);
+                    continue;
                 }
                 let have: Vec<[u8; 32]> = have.into_iter().map(ByteArray::into_array).collect();
-                match shared.changes_since(&namespace, shard, &have) {
-                    Ok(changes) => {
+                // Only what fits is read (with its envelopes); the answer's first change
+                // always, so a change larger than the limit still goes.
+                let budget = limit.saturating_sub(bytes);
+                match shared.changes_since_within(&namespace, shard, &have, budget) {
+                    Ok((changes, all)) => {
+                        if bytes > 0
+                            && changes
+                                .first()
+                                .is_some_and(|c| bytes + c.bytes.len() + 256 > limit)
+                        {
+                            rest.push(shard);
+                            continue;
+                        }
                         bytes += changes.iter().map(|c| c.bytes.len() + 256).sum::<usize>();
+                        if !all {
+                            rest.push(shard);
+                        }
                         out.push((shard, changes));
                     }
                     Err(e) => return refused(&e),
@@ -194,8 +218,8 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
             }
             SyncResponse::Changes {
                 namespace,
-                shards: out,
-                more,
+                shards: out.into(),
+                rest: rest.into(),
             }
         }
         SyncRequest::Documents { consortium } => match library.consortia().export(&consortium) {
@@ -284,6 +308,7 @@ pub(super) fn take_answer(library: &Library, peer: &LibraryId, response: SyncRes
         SyncResponse::Hello {
             catalogs,
             consortia,
+            time_ms: _,
         } => {
             let mut next = Vec::new();
             for (consortium, digest) in consortia {
@@ -301,10 +326,11 @@ pub(super) fn take_answer(library: &Library, peer: &LibraryId, response: SyncRes
                     next.push(SyncRequest::Documents { consortium });
                 }
             }
-            for (namespace, digest) in catalogs {
+            for (namespace, digest, held) in catalogs {
                 if namespace == own || !shared.is_shared(&namespace) {
                     continue;
                 }
+                library.note_member_holds(&namespace, held);
                 if shared.digest(&namespace).ok() != Some(digest.into_array()) {
                     next.push(SyncRequest::Summary { namespace });
                 }
@@ -364,7 +390,9 @@ pub(super) fn take_answer(library: &Library, peer: &LibraryId, response: SyncRes
                 .chunks(SHARDS_PER_REQUEST)
                 .map(|chunk| SyncRequest::Changes {
                     namespace,
-                    shards: chunk.to_vec(),
+                    shards: chunk.to_vec().into(),
+                    // Sized to the link as it is sent (`NetLoop::send`).
+                    max_bytes: 0,
                 })
                 .collect();
             FollowUp {
@@ -375,7 +403,7 @@ pub(super) fn take_answer(library: &Library, peer: &LibraryId, response: SyncRes
         SyncResponse::Changes {
             namespace,
             shards,
-            more,
+            rest,
         } => {
             let shards: Vec<(u16, Vec<SignedChange>)> =
                 shards.into_iter().filter(|(_, c)| !c.is_empty()).collect();
@@ -385,20 +413,41 @@ pub(super) fn take_answer(library: &Library, peer: &LibraryId, response: SyncRes
             let Ok(results) = shared.store_from(&namespace, &shards) else {
                 return FollowUp::default();
             };
+            let mut refused = Vec::new();
             for ((shard, _), result) in shards.iter().zip(results) {
                 match result {
                     Ok(applied) => new += applied.changes,
                     Err(error) => {
+                        refused.push(*shard);
                         tracing::warn!(%namespace, shard, %error, "refused a member's changes")
                     }
                 }
             }
+            // What the answer did not finish, asked again from where this node is now:
+            // within the round, nothing that arrived comes twice. Only while it brings
+            // something new (a shard refused would otherwise be asked for forever; the
+            // next round tries again).
+            let mut requests = Vec::new();
+            if !rest.is_empty() && new > 0 {
+                // A shard refused is not asked for again in this round: the others
+                // behind it are.
+                let shards: Vec<_> = rest
+                    .iter()
+                    .filter(|shard| !refused.contains(shard))
+                    .filter_map(|&shard| {
+                        let heads = shared.shard_heads(&namespace, shard).ok()?;
+                        Some((shard, heads.into_iter().map(ByteArray::new).collect()))
+                    })
+                    .collect();
+                requests.push(SyncRequest::Changes {
+                    namespace,
+                    shards: shards.into(),
+                    // Sized to the link as it is sent (`NetLoop::send`).
+                    max_bytes: 0,
+                });
+            }
             FollowUp {
-                requests: if more {
-                    vec![SyncRequest::Summary { namespace }]
-                } else {
-                    Vec::new()
-                },
+                requests,
                 documents_changed: false,
                 catalog_changed: (new > 0).then_some(namespace),
             }

@@ -9,7 +9,9 @@
 
 use super::answers::{answer, answer_joiner, changes_for_notice, notice_is_usable};
 use super::answers::{take_answer, written_shards, FollowUp};
-use super::members::{apply_members, cut_off_if_gone, dial_members, member_set, MemberSet};
+use super::members::{
+    apply_members, cut_off_if_gone, dial_member, dial_members, member_set, MemberSet,
+};
 use super::*;
 use tokio::task::JoinSet;
 
@@ -44,7 +46,14 @@ pub(super) struct NetState {
     pub(super) ill_in_flight: HashMap<request_response::OutboundRequestId, (PeerId, Vec<Hash32>)>,
     /// Peers whose outbox is being read or pushed (one push to a peer at a time).
     pub(super) ill_pushing: HashSet<PeerId>,
+    /// What each member's link carries: `Changes` requests ask for that much.
+    pub(super) links: super::link::Links,
+    /// When each member was last dialed again because its connection dropped.
+    pub(super) redialed: HashMap<PeerId, std::time::Instant>,
 }
+
+/// A member whose connection dropped is dialed again at once, but not more often than this.
+const REDIAL_AFTER_DROP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a worker found, for the loop to act on.
 pub(super) enum Worked {
@@ -138,8 +147,17 @@ impl NetLoop {
 
     /// Sends the requests the round scheduler lets go.
     fn send(&mut self, requests: Vec<(PeerId, SyncRequest)>) {
-        for (peer, request) in requests {
-            self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        for (peer, mut request) in requests {
+            let changes = if let SyncRequest::Changes { max_bytes, .. } = &mut request {
+                *max_bytes = self.state.links.max_bytes(&peer);
+                true
+            } else {
+                false
+            };
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+            if changes {
+                self.state.links.sent(id, peer);
+            }
         }
     }
 
@@ -201,6 +219,10 @@ impl NetLoop {
         match worked {
             Worked::Members(now, done) => {
                 apply_members(&mut self.swarm, &mut self.state, now);
+                let allowed = &self.state.allowed;
+                self.state
+                    .redialed
+                    .retain(|peer, _| allowed.contains_key(peer));
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
@@ -429,7 +451,10 @@ impl NetLoop {
             if shared {
                 let notice = SyncRequest::Changed {
                     namespace,
-                    shards: shards.clone(),
+                    shards: shards
+                        .iter()
+                        .map(|(shard, heads)| (*shard, heads.clone().into()))
+                        .collect(),
                 };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, notice);
                 self.state.nudges.insert(id);
@@ -489,9 +514,26 @@ impl NetLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, "connected");
+                // An address this node reached a member at is tried first when the
+                // connection drops (a weak link's proxy, a relay, an address typed in),
+                // before those the member says it listens on.
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    if self.state.allowed.contains_key(&peer_id) {
+                        let known = self.state.addresses.entry(peer_id).or_default();
+                        // First if known; else first only where there is room (the log's
+                        // and invites' addresses are not pushed out by it).
+                        if let Some(at) = known.iter().position(|a| a == address) {
+                            let address = known.remove(at);
+                            known.insert(0, address);
+                        } else if known.len() < ADDRESSES_PER_PEER_MAX {
+                            known.insert(0, address.clone());
+                        }
+                    }
+                }
                 self.seen(&peer_id);
                 if num_established.get() == 1 && self.state.allowed.contains_key(&peer_id) {
                     let hello = self.state.rounds.hello(peer_id);
@@ -510,6 +552,22 @@ impl NetLoop {
                 }
                 self.seen(&peer_id);
                 self.state.rounds.forget(&peer_id);
+                self.state.links.forget(&peer_id);
+                // A member's connection dropped (a weak link, a phone's hotspot): dial it
+                // again now rather than at the next redial tick, at most once in
+                // `REDIAL_AFTER_DROP`, so a member that closes at once is not hammered.
+                if self.state.allowed.contains_key(&peer_id) {
+                    let now = std::time::Instant::now();
+                    let recent = self
+                        .state
+                        .redialed
+                        .get(&peer_id)
+                        .is_some_and(|at| now.duration_since(*at) < REDIAL_AFTER_DROP);
+                    if !recent {
+                        self.state.redialed.insert(peer_id, now);
+                        dial_member(&mut self.swarm, &self.state, &peer_id);
+                    }
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::OutboundFailure {
@@ -520,6 +578,7 @@ impl NetLoop {
                 },
             )) => {
                 tracing::debug!(%peer, %error, "a sync request failed");
+                self.state.links.failed(&request_id);
                 if let Some(peer) = self.state.farewells.remove(&request_id) {
                     cut_off_if_gone(&mut self.swarm, &self.state, peer);
                 } else if !self.state.nudges.remove(&request_id) {
@@ -643,7 +702,11 @@ impl NetLoop {
                         let library = self.library.clone();
                         self.off_loop(move || {
                             let catalogs = library.shared_with(&member);
-                            match changes_for_notice(&catalogs, namespace, shards) {
+                            match changes_for_notice(
+                                &catalogs,
+                                namespace,
+                                shards.into_iter().map(|(s, h)| (s, h.0)).collect(),
+                            ) {
                                 Some(request) => Worked::Request(peer, request),
                                 None => Worked::Nothing,
                             }
@@ -686,6 +749,23 @@ impl NetLoop {
         };
         let span = tracing::debug_span!("peer", %peer, library = %member.fingerprint());
         let _entered = span.enter();
+        // Read as it arrives, not after the worker's queue: the member's time beside
+        // this node's.
+        if let SyncResponse::Hello { time_ms, .. } = &response {
+            self.library.note_clock(&member, *time_ms);
+        }
+        if !matches!(response, SyncResponse::Changes { .. }) {
+            self.state.links.forget_request(&request_id);
+        }
+        if let SyncResponse::Changes { shards, .. } = &response {
+            let bytes: u64 = shards
+                .iter()
+                .flat_map(|(_, changes)| changes)
+                .map(|c| c.bytes.len() as u64 + 256)
+                .sum();
+            self.state.links.answered(&request_id, bytes);
+            self.library.note_link_rate(self.state.links.throughput());
+        }
         let library = self.library.clone();
         self.off_loop(move || {
             library.note_seen(&member);

@@ -100,7 +100,7 @@ pub async fn join_over_network(
                     traffic,
                 ),
                 [(
-                    StreamProtocol::new("/jalin/sync/1"),
+                    StreamProtocol::new("/jalin/sync/2"),
                     ProtocolSupport::Outbound,
                 )],
                 request_response::Config::default().with_request_timeout(timeout),

@@ -218,10 +218,18 @@ pub(super) fn is_circuit(address: &Multiaddr) -> bool {
 
 /// Dials every member not connected, at the addresses known for it.
 pub(super) fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
+    let peers: Vec<PeerId> = state.addresses.keys().copied().collect();
+    for peer in peers {
+        dial_member(swarm, state, &peer);
+    }
+}
+
+/// Dials one member at the addresses known for it, unless it is connected or dialed.
+pub(super) fn dial_member(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: &PeerId) {
     let me = *swarm.local_peer_id();
-    for (peer, addresses) in &state.addresses {
+    if let Some(addresses) = state.addresses.get(peer) {
         if *peer == me || !state.allowed.contains_key(peer) || swarm.is_connected(peer) {
-            continue;
+            return;
         }
         for address in addresses {
             if is_circuit(address) {

@@ -89,6 +89,7 @@ const ADDRESSES_PER_PEER_MAX: usize = 8;
 mod answers;
 mod event_loop;
 mod join;
+mod link;
 mod members;
 mod rounds;
 
@@ -351,7 +352,7 @@ pub async fn start(
                 ping: ping::Behaviour::default(),
                 sync: request_response::Behaviour::with_codec(
                     codec,
-                    [(StreamProtocol::new("/jalin/sync/1"), ProtocolSupport::Full)],
+                    [(StreamProtocol::new("/jalin/sync/2"), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
                 ),
                 ill: request_response::Behaviour::with_codec(

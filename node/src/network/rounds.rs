@@ -138,7 +138,8 @@ mod tests {
             namespace: jalin_protocol::signing::LibraryId::from_key(
                 &ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
             ),
-            shards: vec![(n, Vec::new())],
+            shards: vec![(n, Default::default())].into(),
+            max_bytes: 0,
         }
     }
 

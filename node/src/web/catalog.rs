@@ -334,9 +334,26 @@ pub(super) async fn status_page(
         return *response;
     }
     let library = state.library.clone();
-    let status = match blocking(move || Ok(library.status()?)).await {
+    let (status, clock, syncing) = match blocking(move || {
+        Ok((
+            library.status()?,
+            library.clock_report(),
+            library.sync_status()?,
+        ))
+    })
+    .await
+    {
         Ok(s) => s,
         Err(e) => return visitor.failure(&state, &e),
+    };
+    let clock_warning = if let Some(off) = clock.this_node_off_ms {
+        let (n, unit) = crate::clock::amount(off.unsigned_abs());
+        Some(context! { own => true, n => n, unit => unit, ahead => off > 0 })
+    } else {
+        clock.differing.first().map(|peer| {
+            let (n, unit) = crate::clock::amount(peer.offset_ms.unsigned_abs());
+            context! { own => false, n => n, unit => unit, name => peer.name.clone().unwrap_or_else(|| peer.library.clone()) }
+        })
     };
     let peers = match &state.net {
         Some(net) => net.peers().await.map(|p| p.len()).unwrap_or(0),
@@ -359,6 +376,18 @@ pub(super) async fn status_page(
             version => status.version.clone(),
             network => state.net.is_some(),
             peers => peers,
+            clock_warning => clock_warning,
+            syncing => syncing.iter().filter(|c| c.to_go.is_some()).map(|c| {
+                let eta = c.eta_s.map(|s| crate::clock::amount(s.saturating_mul(1000).max(60_000)));
+                context! {
+                    name => c.name.clone().unwrap_or_else(|| c.library_id.chars().take(16).collect()),
+                    to_go => c.to_go,
+                    of => c.member_holds,
+                    kb => c.bytes_to_go.unwrap_or_default().div_ceil(1024),
+                    eta_n => eta.map(|(n, _)| n),
+                    eta_unit => eta.map(|(_, u)| u),
+                }
+            }).collect::<Vec<_>>(),
         },
     )
 }

@@ -20,6 +20,7 @@ use minijinja::{context, Environment, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod bundle;
 mod catalog;
 mod collection;
 mod consortium;
@@ -44,7 +45,7 @@ pub(crate) use import::upload_refused;
 use import::{import_job_page, import_page, import_start, Job};
 use session::{login, login_page, logout, Session};
 
-const TEMPLATES: [(&str, &str); 26] = [
+const TEMPLATES: [(&str, &str); 27] = [
     ("base.html", include_str!("../../web/templates/base.html")),
     (
         "search.html",
@@ -103,6 +104,10 @@ const TEMPLATES: [(&str, &str); 26] = [
     (
         "evaluation_print.html",
         include_str!("../../web/templates/evaluation_print.html"),
+    ),
+    (
+        "bundle.html",
+        include_str!("../../web/templates/bundle.html"),
     ),
     (
         "partners.html",
@@ -217,6 +222,8 @@ fn text(lang: &str, key: &str) -> String {
 pub struct WebState {
     sessions: Mutex<HashMap<String, Session>>,
     jobs: Mutex<HashMap<String, Arc<Mutex<Job>>>>,
+    /// The token of the bundle uploaded and shown, waiting to be applied.
+    pending_bundle: Mutex<Option<String>>,
 }
 
 fn random_hex() -> String {
@@ -514,6 +521,13 @@ pub fn routes(upload_limit: usize) -> Router<Arc<AppState>> {
         )
         .route("/librarian/staff", get(staff::staff_page))
         .route("/librarian/staff/{action}", post(staff::staff_action))
+        .route("/librarian/bundle", get(bundle::bundle_page))
+        .route("/librarian/bundle/send", post(bundle::send))
+        .route(
+            "/librarian/bundle/receive",
+            post(bundle::receive).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/librarian/bundle/apply", post(bundle::apply))
         .route("/librarian/partners", get(partners::partners_page))
         .route(
             "/librarian/partners/profile.txt",

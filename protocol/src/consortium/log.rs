@@ -26,6 +26,12 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
+/// The difference between two members' clocks that a date one made and the other judges
+/// is given: a day (DESIGN.md, "Who sees what"). Applied by the node that judges (a
+/// joiner reading an invite's expiry, a period's start), never in the log's own rules,
+/// which every node must apply alike.
+pub const CLOCK_SKEW_TOLERANCE_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Operations waiting for their parents, at most.
 pub const PENDING_MAX: usize = 10_000;
 /// Parents one operation may name, at most.

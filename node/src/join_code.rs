@@ -1,0 +1,486 @@
+//! Joining by a code read over the phone (issue 18, in progress): a ticket is ~500
+//! characters, fine by chat or flash disk, hopeless to dictate. The inviter's node gives
+//! a short code (`47-kopi-sawah-merak`: a number naming the invite and three words from
+//! an Indonesian list) and hands the invite's ticket, sealed, only to whoever proves it
+//! knows the words, by SPAKE2 (a password-authenticated key exchange, as Magic Wormhole
+//! does): someone who listens learns nothing, and someone who guesses gets one try (the
+//! inviter spends the code on the first attempt, right or wrong). The joiner then joins
+//! with the ticket as before (the same signed invite and acceptance).
+//!
+//! What is here: the code, and both sides of the exchange. Not yet: finding the inviter's
+//! node by the code (local network, the consortium's relay), the network's messages, the
+//! commands and the pages.
+
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
+use sha2::{Digest, Sha256};
+use spake2::{Ed25519Group, Identity, Password, Spake2};
+
+/// The words a code is made of: 256, so each is a byte. Common, concrete, distinct words
+/// a villager reads out over a poor line.
+pub const WORDS: [&str; 256] = [
+    "air",
+    "api",
+    "awan",
+    "ayam",
+    "bambu",
+    "batu",
+    "bayam",
+    "bebek",
+    "belut",
+    "benih",
+    "beras",
+    "besi",
+    "bintang",
+    "bola",
+    "bukit",
+    "bulan",
+    "bunga",
+    "buku",
+    "burung",
+    "cabai",
+    "cahaya",
+    "cangkul",
+    "capung",
+    "cermin",
+    "cicak",
+    "cumi",
+    "daun",
+    "delima",
+    "dermaga",
+    "desa",
+    "dinding",
+    "domba",
+    "duku",
+    "durian",
+    "elang",
+    "embun",
+    "emas",
+    "gajah",
+    "gandum",
+    "garam",
+    "gelas",
+    "genting",
+    "gitar",
+    "gula",
+    "gunung",
+    "guru",
+    "hujan",
+    "hutan",
+    "ikan",
+    "intan",
+    "itik",
+    "jagung",
+    "jahe",
+    "jalan",
+    "jambu",
+    "jangkrik",
+    "jarum",
+    "jeruk",
+    "jembatan",
+    "jendela",
+    "kabut",
+    "kacang",
+    "kain",
+    "kakao",
+    "kambing",
+    "kancil",
+    "kapal",
+    "kapas",
+    "karang",
+    "kayu",
+    "kebun",
+    "kelapa",
+    "kelinci",
+    "kemiri",
+    "kenari",
+    "kendi",
+    "kepiting",
+    "kerang",
+    "ketan",
+    "kijang",
+    "kincir",
+    "kopi",
+    "kota",
+    "kuda",
+    "kunci",
+    "kunyit",
+    "kupu",
+    "lada",
+    "ladang",
+    "lampu",
+    "langit",
+    "laut",
+    "lebah",
+    "lemari",
+    "lilin",
+    "lumbung",
+    "madu",
+    "mangga",
+    "manggis",
+    "markisa",
+    "matahari",
+    "meja",
+    "melati",
+    "merpati",
+    "mutiara",
+    "nanas",
+    "nangka",
+    "padi",
+    "pagar",
+    "pantai",
+    "papaya",
+    "pasar",
+    "pasir",
+    "pelangi",
+    "pena",
+    "perahu",
+    "perak",
+    "pintu",
+    "pisang",
+    "pohon",
+    "pulau",
+    "pupuk",
+    "rambutan",
+    "rebana",
+    "rumput",
+    "rusa",
+    "sagu",
+    "salak",
+    "sapi",
+    "sawah",
+    "sawi",
+    "sayur",
+    "sekolah",
+    "selasih",
+    "semut",
+    "sendok",
+    "senja",
+    "sepeda",
+    "serai",
+    "sirih",
+    "sumur",
+    "sungai",
+    "surat",
+    "susu",
+    "tali",
+    "tanah",
+    "tangga",
+    "tebu",
+    "teh",
+    "telaga",
+    "telur",
+    "tembikar",
+    "tempe",
+    "terang",
+    "terigu",
+    "timun",
+    "tiram",
+    "topi",
+    "tomat",
+    "tongkat",
+    "ubi",
+    "udang",
+    "ulat",
+    "umbi",
+    "urat",
+    "wajan",
+    "waluh",
+    "warung",
+    "wortel",
+    "zaitun",
+    "anggrek",
+    "angsa",
+    "arang",
+    "asam",
+    "bakau",
+    "bawang",
+    "belimbing",
+    "beringin",
+    "bakul",
+    "bangau",
+    "buaya",
+    "cempaka",
+    "cengkih",
+    "dadap",
+    "dahan",
+    "dodol",
+    "dayung",
+    "ember",
+    "enau",
+    "gabah",
+    "gambir",
+    "gayung",
+    "genta",
+    "gerobak",
+    "goni",
+    "harimau",
+    "ilalang",
+    "jati",
+    "jerami",
+    "kacapi",
+    "kakak",
+    "kelereng",
+    "kemangi",
+    "kenanga",
+    "kendang",
+    "kerbau",
+    "keris",
+    "kolam",
+    "kopiah",
+    "lesung",
+    "lontar",
+    "lumut",
+    "mawar",
+    "mentimun",
+    "merak",
+    "nila",
+    "obor",
+    "pala",
+    "pandan",
+    "payung",
+    "pelita",
+    "penyu",
+    "perdu",
+    "petai",
+    "piring",
+    "rotan",
+    "sarung",
+    "seruling",
+    "singkong",
+    "siput",
+    "sukun",
+    "tampah",
+    "tikar",
+    "tudung",
+    "tupai",
+    "walet",
+    "wayang",
+    "beo",
+    "cendana",
+    "dukuh",
+    "gading",
+    "jalak",
+    "kutilang",
+    "lobak",
+    "nipah",
+    "kemuning",
+    "ketapang",
+    "randu",
+    "ketumbar",
+    "kunang",
+    "lengkuas",
+    "rebung",
+    "talas",
+    "terong",
+    "jamur",
+    "sekar",
+];
+
+/// Words in a code: 24 bits beside the number, one guess in 16.7 million for the one try
+/// the code gives.
+pub const CODE_WORDS: usize = 3;
+/// The largest invite number (the "nameplate").
+pub const NAMEPLATE_MAX: u16 = 999;
+/// Bytes of a SPAKE2 message (Ed25519 group: a side byte and a point).
+const MESSAGE_BYTES: usize = 33;
+/// Bytes of a sealed ticket at most (a ticket is ~500 characters; an invitation with its
+/// agreement is larger, and travels by file).
+pub const SEALED_BYTES_MAX: usize = 16 * 1024;
+
+/// Why a code or an exchange failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodeError {
+    /// Not a code: a number and three words.
+    #[error("not a join code: give the number and the three words, as \"47-kopi-sawah-merak\"")]
+    Malformed,
+    /// A word not on the list (misheard?).
+    #[error("{0:?} is not one of the code's words: check it with the inviting library")]
+    UnknownWord(String),
+    /// The other side's message is not one.
+    #[error("the other side's message is damaged")]
+    BadMessage,
+    /// The words do not match: the ticket cannot be opened. The code is spent.
+    #[error("the code is wrong: ask the inviting library for a new one (this one is spent)")]
+    Wrong,
+    /// The random number generator failed.
+    #[error("no randomness available")]
+    Random,
+}
+
+/// A join code: the invite's number and three words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinCode {
+    /// Names the invite on the inviter's node (not secret).
+    pub nameplate: u16,
+    /// The secret: indices into [`WORDS`].
+    pub words: [u8; CODE_WORDS],
+}
+
+impl JoinCode {
+    /// A new code from the system's randomness.
+    pub fn random() -> Result<JoinCode, CodeError> {
+        let mut bytes = [0u8; 2 + CODE_WORDS];
+        getrandom::fill(&mut bytes).map_err(|_| CodeError::Random)?;
+        let nameplate = 1 + u16::from_be_bytes([bytes[0], bytes[1]]) % NAMEPLATE_MAX;
+        let mut words = [0u8; CODE_WORDS];
+        words.copy_from_slice(&bytes[2..]);
+        Ok(JoinCode { nameplate, words })
+    }
+
+    /// Reads a code as a person types or dictates it: any case, spaces or hyphens
+    /// between the parts.
+    pub fn parse(text: &str) -> Result<JoinCode, CodeError> {
+        let lower = text.trim().to_lowercase();
+        let parts: Vec<&str> = lower
+            .split(|c: char| c == '-' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let [number, rest @ ..] = parts.as_slice() else {
+            return Err(CodeError::Malformed);
+        };
+        if rest.len() != CODE_WORDS {
+            return Err(CodeError::Malformed);
+        }
+        let nameplate: u16 = number.parse().map_err(|_| CodeError::Malformed)?;
+        if nameplate == 0 || nameplate > NAMEPLATE_MAX {
+            return Err(CodeError::Malformed);
+        }
+        let mut words = [0u8; CODE_WORDS];
+        for (slot, word) in words.iter_mut().zip(rest) {
+            let index = WORDS
+                .iter()
+                .position(|w| w == word)
+                .ok_or_else(|| CodeError::UnknownWord(word.to_string()))?;
+            *slot = u8::try_from(index).map_err(|_| CodeError::Malformed)?;
+        }
+        Ok(JoinCode { nameplate, words })
+    }
+
+    fn password(&self) -> Password {
+        let words: Vec<&str> = self.words.iter().map(|w| WORDS[usize::from(*w)]).collect();
+        Password::new(format!("{}-{}", self.nameplate, words.join("-")).as_bytes())
+    }
+
+    fn identities(&self) -> (Identity, Identity) {
+        (
+            Identity::new(format!("jalin/v1/join-code/joiner/{}", self.nameplate).as_bytes()),
+            Identity::new(format!("jalin/v1/join-code/inviter/{}", self.nameplate).as_bytes()),
+        )
+    }
+}
+
+impl std::fmt::Display for JoinCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.nameplate)?;
+        for word in &self.words {
+            write!(f, "-{}", WORDS[usize::from(*word)])?;
+        }
+        Ok(())
+    }
+}
+
+fn cipher(key: &[u8]) -> ChaCha20Poly1305 {
+    let mut hasher = Sha256::new();
+    hasher.update(b"jalin/v1/join-code-key\0");
+    hasher.update(key);
+    let key: [u8; 32] = hasher.finalize().into();
+    ChaCha20Poly1305::new(&key.into())
+}
+
+/// The key of one exchange is used for one message: the nonce can be fixed.
+const NONCE: [u8; 12] = [0; 12];
+
+/// The joiner's side, between its message and the inviter's answer.
+pub struct Joiner(Spake2<Ed25519Group>);
+
+impl Joiner {
+    /// Starts the exchange: the message to send to the inviter's node.
+    pub fn start(code: &JoinCode) -> (Joiner, Vec<u8>) {
+        let (joiner, inviter) = code.identities();
+        let (state, message) = Spake2::<Ed25519Group>::start_a(&code.password(), &joiner, &inviter);
+        (Joiner(state), message)
+    }
+
+    /// Opens the ticket the inviter sealed: wrong words open nothing.
+    pub fn finish(self, message: &[u8], sealed: &[u8]) -> Result<String, CodeError> {
+        if message.len() != MESSAGE_BYTES || sealed.len() > SEALED_BYTES_MAX {
+            return Err(CodeError::BadMessage);
+        }
+        let key = self.0.finish(message).map_err(|_| CodeError::BadMessage)?;
+        let ticket = cipher(&key)
+            .decrypt(&NONCE.into(), sealed)
+            .map_err(|_| CodeError::Wrong)?;
+        String::from_utf8(ticket).map_err(|_| CodeError::BadMessage)
+    }
+}
+
+/// The inviter's side: answers a joiner's message with its own and the ticket sealed
+/// under the key both derive only if they used the same code.
+pub fn answer(
+    code: &JoinCode,
+    message: &[u8],
+    ticket: &str,
+) -> Result<(Vec<u8>, Vec<u8>), CodeError> {
+    if message.len() != MESSAGE_BYTES || ticket.len() > SEALED_BYTES_MAX - 16 {
+        return Err(CodeError::BadMessage);
+    }
+    let (joiner, inviter) = code.identities();
+    let (state, reply) = Spake2::<Ed25519Group>::start_b(&code.password(), &joiner, &inviter);
+    let key = state.finish(message).map_err(|_| CodeError::BadMessage)?;
+    let sealed = cipher(&key)
+        .encrypt(&NONCE.into(), ticket.as_bytes())
+        .map_err(|_| CodeError::BadMessage)?;
+    Ok((reply, sealed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICKET: &str = "JALIN-INVITE:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+    #[test]
+    fn a_code_reads_back_as_a_person_types_it() {
+        for _ in 0..50 {
+            let code = JoinCode::random().expect("random");
+            assert!((1..=NAMEPLATE_MAX).contains(&code.nameplate));
+            assert_eq!(JoinCode::parse(&code.to_string()), Ok(code.clone()));
+            let spoken = code.to_string().replace('-', " ").to_uppercase();
+            assert_eq!(JoinCode::parse(&format!("  {spoken} ")), Ok(code));
+        }
+        assert_eq!(JoinCode::parse("47-kopi-sawah"), Err(CodeError::Malformed));
+        assert_eq!(
+            JoinCode::parse("0-kopi-sawah-merak"),
+            Err(CodeError::Malformed)
+        );
+        assert_eq!(
+            JoinCode::parse("47-kopi-sawah-meraq"),
+            Err(CodeError::UnknownWord("meraq".into()))
+        );
+    }
+
+    #[test]
+    fn the_right_code_opens_the_ticket_and_a_wrong_one_opens_nothing() {
+        let code = JoinCode::parse("47-kopi-sawah-merak").expect("a code");
+        let (joiner, message) = Joiner::start(&code);
+        let (reply, sealed) = answer(&code, &message, TICKET).expect("answers");
+        assert_eq!(joiner.finish(&reply, &sealed), Ok(TICKET.to_string()));
+        // One word wrong on the joiner's side: the ticket stays sealed.
+        let guess = JoinCode::parse("47-kopi-sawah-mawar").expect("a code");
+        let (joiner, message) = Joiner::start(&guess);
+        let (reply, sealed) = answer(&code, &message, TICKET).expect("answers");
+        assert_eq!(joiner.finish(&reply, &sealed), Err(CodeError::Wrong));
+        // A listener holds the messages and the sealed ticket, not the key.
+        assert!(!sealed.windows(TICKET.len()).any(|w| w == TICKET.as_bytes()));
+        // A damaged message is refused, not a panic.
+        assert_eq!(answer(&code, &[0u8; 5], TICKET), Err(CodeError::BadMessage));
+        let (joiner, _) = Joiner::start(&code);
+        assert!(joiner.finish(&[0u8; 33], &sealed).is_err());
+        let (joiner, _) = Joiner::start(&code);
+        assert_eq!(
+            joiner.finish(&reply[..10], &sealed),
+            Err(CodeError::BadMessage)
+        );
+    }
+}
