@@ -211,7 +211,17 @@ enum Command {
     /// the library joins only with --agree.
     Join {
         /// The ticket or invitation.
-        ticket: String,
+        #[arg(required_unless_present = "code")]
+        ticket: Option<String>,
+        /// Join with a code read over the phone instead ("47-kopi-sawah-merak"): the
+        /// inviter's node is found on the local network or through a relay, and the
+        /// words prove this library was given the code (one try).
+        #[arg(long, conflicts_with = "ticket")]
+        code: Option<String>,
+        /// A relay to look for the inviter's node through (its address with /p2p/),
+        /// besides those in config.toml's `[network] relays`.
+        #[arg(long)]
+        relay: Vec<String>,
         /// Agree to the agreement an invitation carries, and join.
         #[arg(long)]
         agree: bool,
@@ -453,6 +463,10 @@ enum InviteAction {
         /// The consortium.
         #[arg(long)]
         consortium: Option<String>,
+        /// Also give a join code to read over the phone (a number and three words, one
+        /// try, valid for an hour at most), held by the running node.
+        #[arg(long)]
+        code: bool,
     },
 }
 
@@ -741,6 +755,84 @@ fn limited<T>(items: &[T], limit: usize) -> &[T] {
     } else {
         &items[..items.len().min(limit)]
     }
+}
+
+/// Says how a join went, and where the acceptance is when it is to go by hand.
+fn report_join(joined: Joined, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (acceptance, failed) = match joined {
+        Joined::OverNetwork {
+            consortium_name,
+            inviter_name,
+            report,
+        } => {
+            eprintln!("{}", report.message);
+            println!(
+                "Joined {consortium_name:?}: {inviter_name} accepted this library over the network."
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Joined::ByHand {
+            acceptance,
+            message,
+            failure: None,
+        } => {
+            eprintln!("{message}");
+            (acceptance, false)
+        }
+        Joined::ByHand {
+            acceptance,
+            failure: Some(error),
+            ..
+        } => {
+            eprintln!(
+                "Could not join over the network: {error}\nThe acceptance (to send back by hand, if the invite is still open):"
+            );
+            (acceptance, true)
+        }
+    };
+    match out {
+        Some(file) => {
+            write_text(&file, &format!("{acceptance}\n"))?;
+            eprintln!("The acceptance is in {}", file.display());
+        }
+        None => println!("{acceptance}"),
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A join code read, and where to look for its node: the local network (where
+/// `[partners]` announces to) and the relays given and configured.
+fn code_search(
+    cli_dir: Option<PathBuf>,
+    code: &str,
+    relays: &[String],
+) -> anyhow::Result<(
+    jalin_node::join_code::JoinCode,
+    Vec<std::net::SocketAddr>,
+    Vec<libp2p::Multiaddr>,
+)> {
+    let code = jalin_node::join_code::JoinCode::parse(code)?;
+    let data = open_data(&data_dir(cli_dir)?)?;
+    let lan = data
+        .config
+        .partners
+        .announce_to
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let relays = relays
+        .iter()
+        .chain(&data.config.network.relays)
+        .map(|a| {
+            a.parse::<libp2p::Multiaddr>()
+                .map_err(|e| anyhow::anyhow!("relay address {a:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((code, lan, relays))
 }
 
 /// The data directory: `--data-dir`, `JALIN_DATA_DIR`, else the platform's.
@@ -1091,6 +1183,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     qr,
                     invitation,
                     consortium: which,
+                    code,
                 },
         } => {
             let request = Request::Invite {
@@ -1099,6 +1192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 expires_s: expires,
                 note,
                 with_agreement: invitation.is_some(),
+                code,
             };
             let answer = consortium(cli.data_dir, request)?;
             let ticket = answer.text.clone().unwrap_or_default();
@@ -1111,15 +1205,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             println!("{ticket}");
+            if let Some(code) = answer.data["code"].as_str() {
+                println!("{code}");
+            }
             show_qr(&ticket, qr.as_deref(), true)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Join {
             ticket,
+            code,
+            relay,
             agree,
             out,
             offline,
         } => {
+            let data_dir = cli.data_dir.clone();
+            // The CLI's requests block (the running node's API, or the store in process):
+            // off the runtime's thread.
+            let run = |request| {
+                let data_dir = data_dir.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || consortium(data_dir, request))
+                        .await
+                        .context("the consortium request stopped")?
+                }
+            };
+            let reaching = |invite: &jalin_protocol::consortium::log::Invite| {
+                eprintln!(
+                    "Reaching {}'s node to join {:?}...",
+                    invite.inviter_name, invite.consortium_name
+                );
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let ticket = match (ticket, code) {
+                (Some(ticket), _) => ticket,
+                (None, Some(code)) => {
+                    let (code, lan, relays) = code_search(cli.data_dir.clone(), &code, &relay)?;
+                    eprintln!("Looking for the node with code {} open...", code.nameplate);
+                    let joined = runtime.block_on(jalin_node::joining::join_with_code(
+                        &code, &lan, &relays, reaching, run,
+                    ))??;
+                    return report_join(joined, out);
+                }
+                (None, None) => anyhow::bail!("give a ticket, or --code"),
+            };
             let path = Path::new(&ticket);
             let text =
                 if !ticket.trim_start().to_uppercase().starts_with("JALIN-") && path.is_file() {
@@ -1140,74 +1272,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             let ticket = invitation.ticket;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            let data_dir = cli.data_dir.clone();
             let joined = runtime.block_on(jalin_node::joining::join_with_ticket(
-                &ticket,
-                offline,
-                |invite| {
-                    eprintln!(
-                        "Reaching {}'s node to join {:?}...",
-                        invite.inviter_name, invite.consortium_name
-                    );
-                },
-                // The CLI's requests block (the running node's API, or the store in
-                // process): off the runtime's thread.
-                |request| {
-                    let data_dir = data_dir.clone();
-                    async move {
-                        tokio::task::spawn_blocking(move || consortium(data_dir, request))
-                            .await
-                            .context("the consortium request stopped")?
-                    }
-                },
+                &ticket, offline, reaching, run,
             ))?;
-            let (acceptance, failed) = match joined {
-                Joined::OverNetwork {
-                    consortium_name,
-                    inviter_name,
-                    report,
-                } => {
-                    eprintln!("{}", report.message);
-                    println!(
-                        "Joined {consortium_name:?}: {inviter_name} accepted this library over the network."
-                    );
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Joined::ByHand {
-                    acceptance,
-                    message,
-                    failure: None,
-                } => {
-                    eprintln!("{message}");
-                    (acceptance, false)
-                }
-                Joined::ByHand {
-                    acceptance,
-                    failure: Some(error),
-                    ..
-                } => {
-                    eprintln!(
-                        "Could not join over the network: {error}\nThe acceptance (to send back by hand, if the invite is still open):"
-                    );
-                    (acceptance, true)
-                }
-            };
-            match out {
-                Some(file) => {
-                    write_text(&file, &format!("{acceptance}\n"))?;
-                    eprintln!("The acceptance is in {}", file.display());
-                }
-                None => println!("{acceptance}"),
-            }
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            report_join(joined, out)
         }
         Command::Agreement {
             action: AgreementAction::Template { out },

@@ -7,6 +7,11 @@
 //! profile checked like a pasted one, and the profiles heard kept in memory only, at most
 //! [`crate::profiles::HEARD_MAX`] (a stranger on the LAN can fill that list, not the
 //! store); the librarian keeps one by taking it in from the partners page.
+//!
+//! The same port answers one question, with or without `lan`, while the node's network
+//! runs: "whose node has join code N open?" ([`crate::join_code::query`]). The node with
+//! that code open answers the asker alone with its addresses; no other node, and no node
+//! with no code open, answers anything.
 
 use crate::library::Library;
 use std::sync::Arc;
@@ -25,14 +30,19 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 /// Sends and hears profiles until `stop`. A port that cannot be bound is logged and the
 /// node goes on without it.
-pub async fn run(library: Arc<Library>, stop: CancellationToken) {
+pub async fn run(
+    library: Arc<Library>,
+    net: Option<crate::network::NetHandle>,
+    stop: CancellationToken,
+) {
     let config = library.data().config.partners.clone();
+    let lan = config.lan;
     let socket = match tokio::net::UdpSocket::bind(("0.0.0.0", config.port)).await {
         Ok(socket) => socket,
         Err(error) => {
             tracing::warn!(
-                "finding partners on the local network: UDP port {} is not free ({error}); \
-                 profiles are neither sent nor heard",
+                "the local network: UDP port {} is not free ({error}); profiles are neither \
+                 sent nor heard, and join codes are not found here",
                 config.port
             );
             return;
@@ -61,7 +71,7 @@ pub async fn run(library: Arc<Library>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = every.tick() => {
+            _ = every.tick(), if lan => {
                 let own = library.clone();
                 let text = tokio::task::spawn_blocking(move || {
                     crate::profiles::own_profile(&own).map(|p| p.to_text())
@@ -98,6 +108,13 @@ pub async fn run(library: Arc<Library>, stop: CancellationToken) {
                 let Ok(text) = std::str::from_utf8(&buffer[..size]).map(str::to_string) else {
                     continue;
                 };
+                if let Some(nameplate) = crate::join_code::asked(&text) {
+                    answer_code(&library, net.as_ref(), &socket, nameplate, from).await;
+                    continue;
+                }
+                if !lan {
+                    continue;
+                }
                 let hearer = library.clone();
                 let heard = tokio::task::spawn_blocking(move || {
                     hearer.profiles().hear(&hearer.id(), &text, hearer.now_ms())
@@ -108,5 +125,30 @@ pub async fn run(library: Arc<Library>, stop: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+/// Answers a join code's question if the code is open here: this node's addresses.
+async fn answer_code(
+    library: &Library,
+    net: Option<&crate::network::NetHandle>,
+    socket: &tokio::net::UdpSocket,
+    nameplate: u16,
+    from: std::net::SocketAddr,
+) {
+    let Some(net) = net else { return };
+    if !library.join_codes().is_open(nameplate, library.now_ms()) {
+        return;
+    }
+    let addresses: Vec<String> = net
+        .listen_addresses()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let answer = crate::join_code::answer_query(nameplate, &addresses);
+    if let Err(error) = socket.send_to(answer.as_bytes(), from).await {
+        tracing::debug!(%from, "a join code's answer not sent: {error}");
     }
 }

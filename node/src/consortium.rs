@@ -102,6 +102,12 @@ pub enum Refusal {
     /// An invite's lifetime out of bounds.
     #[error("an invite lives between 1 second and 365 days")]
     InviteLifetime,
+    /// A join code asked of a node whose network is not running.
+    #[error(
+        "a join code is held by the running node: start it (jalin start, with its network) and \
+         make the invite there"
+    )]
+    CodeNeedsNode,
     /// A library trying its own ticket.
     #[error("this ticket was made by this library; give it to the library you invite")]
     OwnTicket,
@@ -158,6 +164,7 @@ impl Refusal {
             Refusal::NotMember(_) => "not_member",
             Refusal::ExpiryPassed => "expiry_passed",
             Refusal::InviteLifetime => "invite_lifetime",
+            Refusal::CodeNeedsNode => "code_needs_node",
             Refusal::OwnTicket => "own_ticket",
             Refusal::AlreadyMember(_) => "already_member",
             Refusal::NotOurInvite => "not_our_invite",
@@ -182,6 +189,7 @@ impl Refusal {
             Refusal::NotMember(String::new()),
             Refusal::ExpiryPassed,
             Refusal::InviteLifetime,
+            Refusal::CodeNeedsNode,
             Refusal::OwnTicket,
             Refusal::AlreadyMember(String::new()),
             Refusal::NotOurInvite,

@@ -42,6 +42,10 @@ pub enum Request {
         /// joins.
         #[serde(default)]
         with_agreement: bool,
+        /// Also open a join code for it on the running node (`data.code`): a number and
+        /// three words to read over the phone, valid for an hour at most.
+        #[serde(default)]
+        code: bool,
     },
     /// Accept a ticket: the acceptance to send back.
     Join {
@@ -298,7 +302,12 @@ pub fn execute(
             expires_s,
             note,
             with_agreement,
+            code,
         } => {
+            if code {
+                // Held by the running node's network, in its memory: see the server.
+                return Err(ConsortiumError::Refused(Refusal::CodeNeedsNode));
+            }
             let id = resolve(&consortium)?;
             if expires_s == 0 || expires_s > INVITE_LIFETIME_MAX_S {
                 return Err(ConsortiumError::Refused(Refusal::InviteLifetime));

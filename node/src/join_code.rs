@@ -7,12 +7,17 @@
 //! inviter spends the code on the first attempt, right or wrong). The joiner then joins
 //! with the ticket as before (the same signed invite and acceptance).
 //!
-//! What is here: the code, and both sides of the exchange. Not yet: finding the inviter's
-//! node by the code (local network, the consortium's relay), the network's messages, the
-//! commands and the pages.
+//! The code and its ticket live in the running node's memory only ([`OpenCodes`]), never
+//! on disk, for at most [`CODE_LIFETIME_MAX_MS`]. The joiner finds the node by the code's
+//! number: asking the local network ([`query`], answered by the node's UDP port, see
+//! [`crate::beacon`]) or the consortium's relay (its directory of open numbers, see
+//! [`crate::relay`]). It then connects under the number's identity
+//! ([`crate::network::code_identity`]), which the inviter's node admits, for one
+//! `SyncRequest::Code` only, while that code is open.
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
+use jalin_protocol::consortium::document::Hash32;
 use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
@@ -282,11 +287,13 @@ pub const WORDS: [&str; 256] = [
 pub const CODE_WORDS: usize = 3;
 /// The largest invite number (the "nameplate").
 pub const NAMEPLATE_MAX: u16 = 999;
-/// Bytes of a SPAKE2 message (Ed25519 group: a side byte and a point).
-const MESSAGE_BYTES: usize = 33;
-/// Bytes of a sealed ticket at most (a ticket is ~500 characters; an invitation with its
-/// agreement is larger, and travels by file).
-pub const SEALED_BYTES_MAX: usize = 16 * 1024;
+use jalin_protocol::sync::{
+    CODE_MESSAGE_BYTES as MESSAGE_BYTES, CODE_SEALED_MAX as SEALED_BYTES_MAX,
+};
+/// How long a code is valid at most (the invite behind it may live longer, by ticket).
+pub const CODE_LIFETIME_MAX_MS: u64 = 60 * 60 * 1000;
+/// Codes open at once on one node, at most.
+pub const OPEN_CODES_MAX: usize = 32;
 
 /// Why a code or an exchange failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -306,6 +313,9 @@ pub enum CodeError {
     /// The random number generator failed.
     #[error("no randomness available")]
     Random,
+    /// Too many codes open at once on this node.
+    #[error("{OPEN_CODES_MAX} codes are open already: wait for one to be used or expire")]
+    TooMany,
 }
 
 /// A join code: the invite's number and three words.
@@ -432,6 +442,159 @@ pub fn answer(
         .encrypt(&NONCE.into(), ticket.as_bytes())
         .map_err(|_| CodeError::BadMessage)?;
     Ok((reply, sealed))
+}
+
+/// A code open on this node: what it unlocks, until when.
+#[derive(Clone)]
+pub struct OpenCode {
+    /// The code.
+    pub code: JoinCode,
+    /// The invite's ticket it hands over.
+    pub ticket: String,
+    /// The consortium the invite is to.
+    pub consortium: Hash32,
+    /// Until when it can be used (ms since 1970, this node's clock).
+    pub expires_ms: u64,
+    /// Tried once already: no second exchange; the joiner that opened the ticket may
+    /// send its acceptance on the same connection.
+    pub spent: bool,
+}
+
+/// The codes open on the running node, in memory only: a restart closes them (the
+/// tickets behind them stay valid, by text).
+#[derive(Default)]
+pub struct OpenCodes(std::sync::Mutex<std::collections::BTreeMap<u16, OpenCode>>);
+
+impl OpenCodes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u16, OpenCode>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens a code for `ticket` until `expires_ms` (at most [`CODE_LIFETIME_MAX_MS`]
+    /// from `now_ms`), with a number no open code has.
+    pub fn open(
+        &self,
+        ticket: String,
+        consortium: Hash32,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<OpenCode, CodeError> {
+        let mut codes = self.lock();
+        codes.retain(|_, c| c.expires_ms > now_ms);
+        if codes.len() >= OPEN_CODES_MAX {
+            return Err(CodeError::TooMany);
+        }
+        let code = loop {
+            let code = JoinCode::random()?;
+            if !codes.contains_key(&code.nameplate) {
+                break code;
+            }
+        };
+        let open = OpenCode {
+            code,
+            ticket,
+            consortium,
+            expires_ms: expires_ms.min(now_ms.saturating_add(CODE_LIFETIME_MAX_MS)),
+            spent: false,
+        };
+        codes.insert(open.code.nameplate, open.clone());
+        Ok(open)
+    }
+
+    /// Spends the code numbered `nameplate` (whatever follows: one try), if it is open
+    /// and not expired.
+    pub fn take(&self, nameplate: u16, now_ms: u64) -> Option<OpenCode> {
+        let mut codes = self.lock();
+        let open = codes.get_mut(&nameplate)?;
+        if open.spent || open.expires_ms <= now_ms {
+            return None;
+        }
+        open.spent = true;
+        Some(open.clone())
+    }
+
+    /// The consortium a spent code's invite is to, while the code's time lasts: its
+    /// joiner's acceptance is taken on the code's connection (one that holds no ticket
+    /// cannot make an acceptance for that invite).
+    pub fn spent_for(&self, nameplate: u16, now_ms: u64) -> Option<Hash32> {
+        self.lock()
+            .get(&nameplate)
+            .filter(|c| c.spent && c.expires_ms > now_ms)
+            .map(|c| c.consortium)
+    }
+
+    /// Forgets a code whose joiner has joined.
+    pub fn close(&self, nameplate: u16) {
+        self.lock().remove(&nameplate);
+    }
+
+    /// The codes not expired, spent ones too (their identities are let in while they
+    /// last), expired ones forgotten.
+    pub fn admitted_now(&self, now_ms: u64) -> Vec<OpenCode> {
+        let mut codes = self.lock();
+        codes.retain(|_, c| c.expires_ms > now_ms);
+        codes.values().cloned().collect()
+    }
+
+    /// The codes open for a try now (not spent, not expired).
+    pub fn open_now(&self, now_ms: u64) -> Vec<OpenCode> {
+        self.admitted_now(now_ms)
+            .into_iter()
+            .filter(|c| !c.spent)
+            .collect()
+    }
+
+    /// Whether a code numbered `nameplate` is open for a try.
+    pub fn is_open(&self, nameplate: u16, now_ms: u64) -> bool {
+        self.lock()
+            .get(&nameplate)
+            .is_some_and(|c| !c.spent && c.expires_ms > now_ms)
+    }
+}
+
+/// The local network's question: "whose node has code number N open?", one UDP datagram.
+pub fn query(nameplate: u16) -> String {
+    format!("JALIN-CODE? {nameplate}")
+}
+
+/// The number a datagram asks about, if it is a [`query`].
+pub fn asked(datagram: &str) -> Option<u16> {
+    let number = datagram.strip_prefix("JALIN-CODE? ")?;
+    let nameplate: u16 = number.trim().parse().ok()?;
+    (1..=NAMEPLATE_MAX)
+        .contains(&nameplate)
+        .then_some(nameplate)
+}
+
+/// Addresses in an answer, at most.
+pub const ANSWER_ADDRESSES_MAX: usize = 8;
+
+/// The answer of the node that has the code open: its peer id and addresses.
+pub fn answer_query(nameplate: u16, addresses: &[String]) -> String {
+    let mut text = format!("JALIN-CODE {nameplate}");
+    for address in addresses.iter().take(ANSWER_ADDRESSES_MAX) {
+        text.push(' ');
+        text.push_str(address);
+    }
+    text
+}
+
+/// The addresses an answer about `nameplate` gives (each ends with `/p2p/<peer id>`);
+/// anything else is not one.
+pub fn answered(datagram: &str, nameplate: u16) -> Option<Vec<String>> {
+    let mut parts = datagram.split_whitespace();
+    if parts.next()? != "JALIN-CODE" || parts.next()?.parse::<u16>().ok()? != nameplate {
+        return None;
+    }
+    Some(
+        parts
+            .take(ANSWER_ADDRESSES_MAX)
+            .filter(|a| a.starts_with('/') && a.len() <= 256)
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 #[cfg(test)]

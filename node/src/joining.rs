@@ -85,3 +85,51 @@ where
         }),
     }
 }
+
+/// Joins with a code read over the phone: the inviter's node is found and the ticket
+/// opened ([`crate::network::open_by_code`]), then the join goes as with the ticket, its
+/// acceptance sent on the code's connection (which a relay lets through). The outer
+/// error is `run`'s; the inner one says why no ticket was opened (a wrong code among
+/// them: spent). A ticket opened but an acceptance not taken is [`Joined::ByHand`].
+pub async fn join_with_code<E, F>(
+    code: &crate::join_code::JoinCode,
+    lan: &[std::net::SocketAddr],
+    relays: &[libp2p::Multiaddr],
+    reaching: impl FnOnce(&Invite),
+    mut run: impl FnMut(Request) -> F,
+) -> Result<Result<Joined, NetError>, E>
+where
+    F: std::future::Future<Output = Result<Answer, E>>,
+{
+    let session = match crate::network::open_by_code(code, lan, relays, JOIN_TIMEOUT).await {
+        Ok(session) => session,
+        Err(error) => return Ok(Err(error)),
+    };
+    let Ok(invite) = Signed::<Invite>::from_text(session.ticket.trim()) else {
+        return Ok(Err(crate::network::JoinError::BadInvite(
+            "the ticket it opened",
+        )
+        .into()));
+    };
+    let made = run(Request::Join {
+        ticket: session.ticket.clone(),
+    })
+    .await?;
+    let acceptance = made.text.clone().unwrap_or_default();
+    reaching(&invite.body);
+    Ok(Ok(match session.join(acceptance.clone()).await {
+        Ok(documents) => {
+            let report = run(Request::Import { text: documents }).await?;
+            Joined::OverNetwork {
+                consortium_name: invite.body.consortium_name.clone(),
+                inviter_name: invite.body.inviter_name.clone(),
+                report,
+            }
+        }
+        Err(failure) => Joined::ByHand {
+            acceptance,
+            message: made.message,
+            failure: Some(failure),
+        },
+    }))
+}

@@ -361,6 +361,8 @@ pub struct Library {
     freshness: sled::Tree,
     /// Members' clocks as their `Hello` answers showed them.
     peer_times: crate::clock::PeerTimes,
+    /// Join codes open on this running node (memory only).
+    join_codes: crate::join_code::OpenCodes,
     /// Per catalog, the most records and tombstones a member said it holds (its `Hello`
     /// answer), with when: what this node still lacks of it.
     member_holds: std::sync::Mutex<BTreeMap<LibraryId, (u64, u64)>>,
@@ -538,6 +540,7 @@ impl Library {
             clock,
             freshness,
             peer_times: Default::default(),
+            join_codes: Default::default(),
             member_holds: Default::default(),
             recent_counts: Default::default(),
             link_rate: Default::default(),
@@ -879,6 +882,11 @@ impl Library {
     pub fn note_clock(&self, library: &LibraryId, their_ms: u64) {
         self.peer_times
             .note(*library.as_bytes(), their_ms, self.now_ms());
+    }
+
+    /// The join codes open on this running node.
+    pub fn join_codes(&self) -> &crate::join_code::OpenCodes {
+        &self.join_codes
     }
 
     /// What the current co-members' times (read in the last week) say of this node's

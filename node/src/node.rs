@@ -318,12 +318,13 @@ impl Node {
             parts.insert(task.id(), Part::Gateway);
         }
 
-        // Partners on the local network, when the librarian turned it on.
-        if library.data().config.partners.lan {
-            let (stop, library) = (cancel.clone(), library.clone());
+        // Partners on the local network, when the librarian turned it on; and, with the
+        // network, the answers to a join code's question (only while a code is open).
+        if library.data().config.partners.lan || net.is_some() {
+            let (stop, library, net) = (cancel.clone(), library.clone(), net.clone());
             let task = tasks.spawn(
                 async move {
-                    crate::beacon::run(library, stop).await;
+                    crate::beacon::run(library, net, stop).await;
                     Ok(())
                 }
                 .instrument(span.clone()),

@@ -7,15 +7,29 @@
 //! consortium's documents) it serves members only, each circuit up to
 //! [`MEMBER_CIRCUIT_BYTES_MAX`]; open (`--open`), anyone, under libp2p's defaults for a
 //! public relay: enough to punch a hole, not to carry a catalog.
+//!
+//! It also keeps a directory of join codes (`/jalin/code-directory/1`): a member's node
+//! says which code numbers are open on it, and a library joining by code asks which node
+//! has its number open, then reaches it through the relay. To ask, a joiner connects
+//! under the number's identity ([`crate::network::code_identity`]): a relay with a member
+//! list admits those 999 identities besides the members, for the directory and circuits
+//! to members (whose nodes admit one only while its code is open). The directory is
+//! memory only, at most [`DIRECTORY_NODES_MAX`] nodes' lists, each dropped when its node
+//! disconnects or its time runs out.
 
+use crate::codec::{Codec, Traffic};
+use jalin_protocol::sync::{DirectoryRequest, DirectoryResponse, DIRECTORY_CODES_MAX};
 use libp2p::futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::StreamProtocol;
 use libp2p::{
     allow_block_list, autonat, identify, identity, noise, ping, relay, tcp, yamux, Multiaddr,
     PeerId,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -23,6 +37,7 @@ use tokio::sync::mpsc;
 struct RelayBehaviour {
     allowed: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
     relay: relay::Behaviour,
+    directory: request_response::Behaviour<Codec<DirectoryRequest, DirectoryResponse>>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     autonat: autonat::Behaviour,
@@ -39,6 +54,59 @@ pub const MEMBER_CIRCUIT_BYTES_MAX: u64 = 1 << 30;
 /// reached by a few others at a time.
 const CIRCUITS_MAX: usize = 64;
 const CIRCUITS_PER_PEER_MAX: usize = 8;
+
+/// Nodes whose open join codes the directory keeps, at most.
+pub const DIRECTORY_NODES_MAX: usize = 1024;
+
+/// The directory of open join codes: each node's numbers, until when.
+#[derive(Default)]
+struct Directory(HashMap<PeerId, (Vec<u16>, std::time::Instant)>);
+
+impl Directory {
+    fn answer(
+        &mut self,
+        peer: PeerId,
+        request: DirectoryRequest,
+        members: Option<&BTreeSet<PeerId>>,
+    ) -> DirectoryResponse {
+        let now = std::time::Instant::now();
+        self.0.retain(|_, (_, until)| *until > now);
+        match request {
+            DirectoryRequest::Open {
+                nameplates,
+                seconds,
+            } => {
+                if members.is_some_and(|m| !m.contains(&peer)) {
+                    return DirectoryResponse::Refused {
+                        reason: "only the consortium's members list codes here".into(),
+                    };
+                }
+                if nameplates.is_empty() {
+                    self.0.remove(&peer);
+                } else if self.0.len() < DIRECTORY_NODES_MAX || self.0.contains_key(&peer) {
+                    let lifetime = Duration::from_secs(
+                        u64::from(seconds).min(crate::join_code::CODE_LIFETIME_MAX_MS / 1000),
+                    );
+                    self.0.insert(peer, (nameplates.0, now + lifetime));
+                } else {
+                    return DirectoryResponse::Refused {
+                        reason: "the relay's directory is full".into(),
+                    };
+                }
+                DirectoryResponse::Noted
+            }
+            DirectoryRequest::Find { nameplate } => DirectoryResponse::Found {
+                peers: self
+                    .0
+                    .iter()
+                    .filter(|(_, (open, _))| open.contains(&nameplate))
+                    .take(DIRECTORY_CODES_MAX)
+                    .map(|(peer, _)| serde_bytes::ByteBuf::from(peer.to_bytes()))
+                    .collect(),
+            },
+        }
+    }
+}
 
 /// Addresses the relay reports as it comes up, waiting to be printed.
 pub const ADDRESSES_QUEUED_MAX: usize = 16;
@@ -96,6 +164,14 @@ pub async fn run(
                 for peer in members {
                     allowed.allow_peer(*peer);
                 }
+                // Libraries joining by code ask under their code number's identity.
+                for nameplate in 1..=crate::join_code::NAMEPLATE_MAX {
+                    allowed.allow_peer(
+                        crate::network::code_identity(nameplate)
+                            .public()
+                            .to_peer_id(),
+                    );
+                }
                 allowed
             });
             let config = match &access {
@@ -111,6 +187,18 @@ pub async fn run(
             RelayBehaviour {
                 allowed: Toggle::from(allowed),
                 relay: relay::Behaviour::new(key.public().to_peer_id(), config),
+                directory: request_response::Behaviour::with_codec(
+                    Codec::new(
+                        crate::network::DIRECTORY_BYTES_MAX,
+                        crate::network::DIRECTORY_BYTES_MAX,
+                        Arc::new(Traffic::default()),
+                    ),
+                    [(
+                        StreamProtocol::new(crate::network::DIRECTORY_PROTOCOL),
+                        ProtocolSupport::Inbound,
+                    )],
+                    request_response::Config::default(),
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/jalin/1".into(),
                     key.public(),
@@ -126,6 +214,7 @@ pub async fn run(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     swarm.listen_on(listen)?;
+    let mut directory = Directory::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -142,6 +231,19 @@ pub async fn run(
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
                     tracing::info!(?event, "relay");
+                }
+                SwarmEvent::Behaviour(RelayBehaviourEvent::Directory(
+                    request_response::Event::Message {
+                        peer,
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    },
+                )) => {
+                    let response = directory.answer(peer, request, members.as_ref());
+                    let _ = swarm.behaviour_mut().directory.send_response(channel, response);
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    directory.0.remove(&peer_id);
                 }
                 _ => {}
             }

@@ -618,6 +618,28 @@ impl From<ConsortiumError> for ApiError {
 pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answer> {
     let library = state.library.clone();
     let writes = request.writes();
+    // A join code lives in this running node's memory, and is answered by its network.
+    let (request, code) = match request {
+        Request::Invite {
+            consortium,
+            role,
+            expires_s,
+            note,
+            with_agreement,
+            code: true,
+        } if state.net.is_some() => (
+            Request::Invite {
+                consortium,
+                role,
+                expires_s,
+                note,
+                with_agreement,
+                code: false,
+            },
+            true,
+        ),
+        request => (request, false),
+    };
     let addresses = match &state.net {
         Some(net) => net
             .listen_addresses()
@@ -626,8 +648,11 @@ pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiR
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let answer =
+    let mut answer =
         blocking(move || Ok(execute(library.consortia(), request, now_ms(), addresses)?)).await?;
+    if code {
+        open_code(&state.library, &mut answer)?;
+    }
     if writes {
         if let Some(net) = &state.net {
             // Membership and documents may have changed: tell the network and the members.
@@ -636,6 +661,35 @@ pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiR
         }
     }
     Ok(answer)
+}
+
+/// Opens a join code for the invite `answer` holds, and says it in the answer
+/// (`data.code`, `data.code_expires_ms` and the message).
+fn open_code(library: &Library, answer: &mut Answer) -> ApiResult<()> {
+    use jalin_protocol::consortium::document::Signed;
+    use jalin_protocol::consortium::log::Invite;
+    let ticket = answer.text.clone().unwrap_or_default();
+    let invite = Signed::<Invite>::from_text(&ticket)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let open = library
+        .join_codes()
+        .open(
+            ticket,
+            invite.body.consortium,
+            invite.body.expires_ms,
+            library.now_ms(),
+        )
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    let code = open.code.to_string();
+    answer.message.push_str(&format!(
+        "\nJoin code (read it over the phone; one try, valid until {}): {code}\nThe other library runs: jalin join --code \"{code}\"",
+        jalin_protocol::consortium::agreement::format_time(open.expires_ms)
+    ));
+    if let Some(data) = answer.data.as_object_mut() {
+        data.insert("code".into(), code.into());
+        data.insert("code_expires_ms".into(), open.expires_ms.into());
+    }
+    Ok(())
 }
 
 /// After a bundle was taken in: membership may have changed, and what is new here the

@@ -98,7 +98,21 @@ pub enum SyncRequest {
         /// The operation's text.
         op: String,
     },
+    /// Join by code: the joiner's half of a password-authenticated key exchange (SPAKE2)
+    /// for the open code `nameplate` names, sent under the nameplate's identity. The
+    /// answering node spends the code on this one try, right or wrong.
+    Code {
+        /// The code's number.
+        nameplate: u16,
+        /// The joiner's SPAKE2 message ([`CODE_MESSAGE_BYTES`]).
+        message: Vec<u8>,
+    },
 }
+
+/// Bytes of a SPAKE2 message (the Ed25519 group: a side byte and a point).
+pub const CODE_MESSAGE_BYTES: usize = 33;
+/// Bytes of a ticket sealed for a joiner by code, at most.
+pub const CODE_SEALED_MAX: usize = 16 * 1024;
 
 /// The answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +170,14 @@ pub enum SyncResponse {
         /// The documents, one per line.
         documents: String,
     },
+    /// The inviter's half of a join by code, and the invite's ticket sealed under the
+    /// key both sides hold only if they used the same code.
+    Code {
+        /// The inviter's SPAKE2 message ([`CODE_MESSAGE_BYTES`]).
+        message: Vec<u8>,
+        /// The sealed ticket, at most [`CODE_SEALED_MAX`] bytes.
+        sealed: Vec<u8>,
+    },
     /// Not served, and why.
     Refused {
         /// Why.
@@ -203,6 +225,10 @@ pub enum Bound {
     /// A `Left` request's text over [`LEFT_TEXT_MAX`].
     #[error("an operation of {0} characters, over {LEFT_TEXT_MAX}")]
     LongOperation(usize),
+    /// A join code's message that is not [`CODE_MESSAGE_BYTES`] long, or a sealed
+    /// ticket over [`CODE_SEALED_MAX`].
+    #[error("a join code's message of {0} bytes, not of its size")]
+    CodeMessage(usize),
     /// A group number of [`GROUPS`] or more.
     #[error("group {0} does not exist (a catalog has {GROUPS})")]
     NoSuchGroup(u8),
@@ -308,10 +334,14 @@ impl Message for SyncRequest {
             SyncRequest::Left { op } if op.len() > LEFT_TEXT_MAX => {
                 Err(Bound::LongOperation(op.len()))
             }
+            SyncRequest::Code { message, .. } if message.len() != CODE_MESSAGE_BYTES => {
+                Err(Bound::CodeMessage(message.len()))
+            }
             SyncRequest::Hello
             | SyncRequest::Summary { .. }
             | SyncRequest::Documents { .. }
             | SyncRequest::Join { .. }
+            | SyncRequest::Code { .. }
             | SyncRequest::Left { .. } => Ok(()),
         }
     }
@@ -332,6 +362,15 @@ impl Message for SyncResponse {
                     None => Ok(()),
                 }
             }
+            SyncResponse::Code { message, sealed } => {
+                if message.len() != CODE_MESSAGE_BYTES {
+                    Err(Bound::CodeMessage(message.len()))
+                } else if sealed.len() > CODE_SEALED_MAX {
+                    Err(Bound::CodeMessage(sealed.len()))
+                } else {
+                    Ok(())
+                }
+            }
             SyncResponse::Hello { .. }
             | SyncResponse::Documents { .. }
             | SyncResponse::Noted
@@ -342,6 +381,59 @@ impl Message for SyncResponse {
 }
 
 impl Message for Announcement {
+    fn check(&self) -> Result<(), Bound> {
+        Ok(())
+    }
+}
+
+/// A question to a consortium's relay about join codes (`/jalin/code-directory/1`): a
+/// member's node says which code numbers are open on it; a joiner asks which member has
+/// one open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryRequest {
+    /// "These code numbers are open on my node, for so many seconds more" (replacing
+    /// what this node said before; empty when none are).
+    Open {
+        /// The numbers, at most [`DIRECTORY_CODES_MAX`].
+        nameplates: Bounded<u16, DIRECTORY_CODES_MAX>,
+        /// Seconds they stay open, at most.
+        seconds: u32,
+    },
+    /// "Whose node has code number N open?"
+    Find {
+        /// The number.
+        nameplate: u16,
+    },
+}
+
+/// Code numbers one node may list at its relay.
+pub const DIRECTORY_CODES_MAX: usize = 32;
+
+/// The relay's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryResponse {
+    /// Noted.
+    Noted,
+    /// The peer ids (libp2p's bytes) of the member nodes with that number open, at most
+    /// [`DIRECTORY_CODES_MAX`].
+    Found {
+        /// Their peer ids.
+        peers: Bounded<ByteBuf, DIRECTORY_CODES_MAX>,
+    },
+    /// Not served, and why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Message for DirectoryRequest {
+    fn check(&self) -> Result<(), Bound> {
+        Ok(())
+    }
+}
+
+impl Message for DirectoryResponse {
     fn check(&self) -> Result<(), Bound> {
         Ok(())
     }
@@ -402,6 +494,10 @@ mod tests {
             SyncRequest::Left {
                 op: "JALIN-OP:AAAA".into(),
             },
+            SyncRequest::Code {
+                nameplate: 47,
+                message: vec![9; CODE_MESSAGE_BYTES],
+            },
         ];
         for request in requests {
             let bytes = encode(&request).expect("encodes");
@@ -427,6 +523,13 @@ mod tests {
                     max_bytes: 1,
                 },
                 Bound::NoSuchShard(256),
+            ),
+            (
+                SyncRequest::Code {
+                    nameplate: 47,
+                    message: vec![0; 4096],
+                },
+                Bound::CodeMessage(4096),
             ),
         ];
         for (request, bound) in cases {

@@ -16,6 +16,7 @@ mod gateway;
 mod harvest;
 mod hostile;
 mod ill;
+mod join_code;
 mod membership;
 mod needs;
 mod network;

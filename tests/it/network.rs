@@ -80,7 +80,7 @@ pub(crate) async fn start(library: Arc<Library>, dir: tempfile::TempDir) -> Node
     .await
 }
 
-async fn start_on(
+pub(crate) async fn start_on(
     library: Arc<Library>,
     dir: tempfile::TempDir,
     listen: Vec<libp2p::Multiaddr>,

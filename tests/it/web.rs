@@ -923,6 +923,7 @@ fn errors_are_pages_in_words_and_librarian_pages_need_login() {
                 expires_s: 7 * 86_400,
                 note: String::new(),
                 with_agreement: false,
+                code: false,
             },
             jalin_node::server::now_ms(),
             Vec::new(),

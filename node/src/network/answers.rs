@@ -227,6 +227,7 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
             Err(e) => refused(&e),
         },
         SyncRequest::Join { .. } => refused(&"this library is a member already"),
+        SyncRequest::Code { .. } => refused(&"this library is a member already"),
         // Answered in the swarm task; not here.
         SyncRequest::Left { .. } => SyncResponse::Noted,
         // Answered in the swarm task; not here.
@@ -236,6 +237,51 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
 
 /// Answers a joiner: accepts its acceptance of an open invite of `consortium`, and sends
 /// the consortium's documents (blocking work).
+/// A joiner's one try at code number `nameplate`: the code is spent first, whatever
+/// follows; only the right words open the sealed ticket it gets.
+pub(super) fn answer_code(library: &Library, nameplate: u16, request: SyncRequest) -> SyncResponse {
+    let (asked, message) = match request {
+        SyncRequest::Code { nameplate, message } => (nameplate, message),
+        // The joiner that opened the ticket sends its acceptance on the same connection
+        // (a relay lets in the code number's identity, not the invite's).
+        join @ SyncRequest::Join { .. } => {
+            let Some(consortium) = library.join_codes().spent_for(nameplate, library.now_ms())
+            else {
+                return SyncResponse::Refused {
+                    reason: format!("code {nameplate} was not tried here, or has expired"),
+                };
+            };
+            let response = answer_joiner(library, consortium, join);
+            if matches!(response, SyncResponse::Joined { .. }) {
+                library.join_codes().close(nameplate);
+            }
+            return response;
+        }
+        _ => {
+            return SyncResponse::Refused {
+                reason: "not a member: only a join code's exchange is possible here".into(),
+            }
+        }
+    };
+    if asked != nameplate {
+        return SyncResponse::Refused {
+            reason: format!("code {asked} is not the one this connection is for"),
+        };
+    }
+    let Some(open) = library.join_codes().take(nameplate, library.now_ms()) else {
+        return SyncResponse::Refused {
+            reason: format!("code {nameplate} is not open here (used, expired or never made)"),
+        };
+    };
+    tracing::info!(nameplate, "a join code was tried; it is spent");
+    match crate::join_code::answer(&open.code, &message, &open.ticket) {
+        Ok((message, sealed)) => SyncResponse::Code { message, sealed },
+        Err(error) => SyncResponse::Refused {
+            reason: error.to_string(),
+        },
+    }
+}
+
 pub(super) fn answer_joiner(
     library: &Library,
     consortium: Hash32,
@@ -469,7 +515,9 @@ pub(super) fn take_answer(library: &Library, peer: &LibraryId, response: SyncRes
                 }
             }
         }
-        SyncResponse::Joined { .. } | SyncResponse::Noted => FollowUp::default(),
+        SyncResponse::Joined { .. } | SyncResponse::Code { .. } | SyncResponse::Noted => {
+            FollowUp::default()
+        }
         SyncResponse::Refused { reason } => {
             tracing::debug!(%reason, "a member refused a sync request");
             FollowUp::default()

@@ -7,7 +7,7 @@
 //! anything new and waits for the workers it started, so none is cut off halfway
 //! through a write.
 
-use super::answers::{answer, answer_joiner, changes_for_notice, notice_is_usable};
+use super::answers::{answer, answer_code, answer_joiner, changes_for_notice, notice_is_usable};
 use super::answers::{take_answer, written_shards, FollowUp};
 use super::members::{
     apply_members, cut_off_if_gone, dial_member, dial_members, member_set, MemberSet,
@@ -20,6 +20,8 @@ use tokio::task::JoinSet;
 pub(super) struct NetState {
     pub(super) allowed: BTreeMap<PeerId, LibraryId>,
     pub(super) joiners: BTreeMap<PeerId, Hash32>,
+    /// Identities of this node's open join codes, and their numbers.
+    pub(super) codes: BTreeMap<PeerId, u16>,
     pub(super) addresses: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// Gossip topics subscribed to (by hash), and their consortium.
     pub(super) topics: BTreeMap<String, Hash32>,
@@ -29,6 +31,10 @@ pub(super) struct NetState {
     pub(super) listening: Vec<Multiaddr>,
     /// Relays this node may connect to (its own and those in members' addresses).
     pub(super) relays: HashSet<PeerId>,
+    /// The relays of this library's `[network] relays`.
+    pub(super) own_relays: HashSet<PeerId>,
+    /// The join code numbers the own relays were last told are open here.
+    pub(super) codes_told: Vec<u16>,
     /// Relays named in current members' circuit addresses (let in for them alone).
     pub(super) member_relays: HashSet<PeerId>,
     /// Identities of used invites still connected: off the allow-list once they close.
@@ -219,6 +225,7 @@ impl NetLoop {
         match worked {
             Worked::Members(now, done) => {
                 apply_members(&mut self.swarm, &mut self.state, now);
+                self.tell_relays(None);
                 let allowed = &self.state.allowed;
                 self.state
                     .redialed
@@ -535,6 +542,9 @@ impl NetLoop {
                     }
                 }
                 self.seen(&peer_id);
+                if num_established.get() == 1 && self.state.own_relays.contains(&peer_id) {
+                    self.tell_relays(Some(peer_id));
+                }
                 if num_established.get() == 1 && self.state.allowed.contains_key(&peer_id) {
                     let hello = self.state.rounds.hello(peer_id);
                     self.send(hello);
@@ -546,7 +556,9 @@ impl NetLoop {
                 num_established: 0,
                 ..
             } => {
-                if self.state.leaving.remove(&peer_id) && !self.state.joiners.contains_key(&peer_id)
+                if self.state.leaving.remove(&peer_id)
+                    && !self.state.joiners.contains_key(&peer_id)
+                    && !self.state.codes.contains_key(&peer_id)
                 {
                     self.swarm.behaviour_mut().allowed.disallow_peer(peer_id);
                 }
@@ -632,6 +644,36 @@ impl NetLoop {
         }
     }
 
+    /// Tells this library's relays (or the one just connected) which join codes are open
+    /// here, when that changed: a joiner asks a relay who has its code's number.
+    fn tell_relays(&mut self, connected: Option<PeerId>) {
+        let open: Vec<u16> = self
+            .library
+            .join_codes()
+            .open_now(self.library.now_ms())
+            .iter()
+            .map(|c| c.code.nameplate)
+            .collect();
+        let relays: Vec<PeerId> = match connected {
+            Some(relay) if !open.is_empty() => vec![relay],
+            Some(_) => return,
+            None if open == self.state.codes_told => return,
+            None => self.state.own_relays.iter().copied().collect(),
+        };
+        for relay in relays {
+            if self.swarm.is_connected(&relay) {
+                self.swarm.behaviour_mut().directory.send_request(
+                    &relay,
+                    jalin_protocol::sync::DirectoryRequest::Open {
+                        nameplates: open.clone().into(),
+                        seconds: (crate::join_code::CODE_LIFETIME_MAX_MS / 1000) as u32,
+                    },
+                );
+            }
+        }
+        self.state.codes_told = open;
+    }
+
     /// A peer's sync request: a joiner's, a member's leave or `Changed` notice, or a
     /// request answered from the catalogs (off the loop).
     fn handle_request(
@@ -640,6 +682,19 @@ impl NetLoop {
         request: SyncRequest,
         channel: ResponseChannel<SyncResponse>,
     ) {
+        if let Some(nameplate) = self.state.codes.get(&peer).copied() {
+            let library = self.library.clone();
+            self.off_loop(move || {
+                let response = answer_code(&library, nameplate, request);
+                // The code is spent (the relays are told), or its joiner joined.
+                Worked::Respond {
+                    channel,
+                    response,
+                    members_changed: true,
+                }
+            });
+            return;
+        }
         if let Some(consortium) = self.state.joiners.get(&peer).copied() {
             let library = self.library.clone();
             self.off_loop(move || {

@@ -11,6 +11,8 @@ pub(super) struct MemberSet {
     pub(super) members: BTreeMap<PeerId, LibraryId>,
     /// One-off identities of this library's open invites, and their consortium.
     pub(super) joiners: BTreeMap<PeerId, Hash32>,
+    /// Identities of this node's open join codes, and their numbers.
+    pub(super) codes: BTreeMap<PeerId, u16>,
     /// The consortia this library is a current member of (their gossip topics).
     pub(super) consortia: Vec<Hash32>,
     /// The rule behind it all.
@@ -45,6 +47,16 @@ pub(super) fn member_set(library: &Library) -> MemberSet {
             joiners.insert(peer, invite.consortium);
         }
     }
+    let codes = library
+        .join_codes()
+        .admitted_now(library.now_ms())
+        .into_iter()
+        .filter(|open| trust.is_member_of(&open.consortium))
+        .map(|open| {
+            let nameplate = open.code.nameplate;
+            (code_identity(nameplate).public().to_peer_id(), nameplate)
+        })
+        .collect();
     let mut addresses: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
     let mut add = |peer: PeerId, address: &str| {
         if let Ok(address) = address.parse::<Multiaddr>() {
@@ -98,6 +110,7 @@ pub(super) fn member_set(library: &Library) -> MemberSet {
     MemberSet {
         members,
         joiners,
+        codes,
         consortia,
         trust,
         addresses,
@@ -126,7 +139,11 @@ pub(super) fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, 
         }
     }
     let told: HashSet<PeerId> = state.farewells.values().copied().collect();
-    let keep = |peer: &PeerId| now.members.contains_key(peer) || now.joiners.contains_key(peer);
+    let keep = |peer: &PeerId| {
+        now.members.contains_key(peer)
+            || now.joiners.contains_key(peer)
+            || now.codes.contains_key(peer)
+    };
     for peer in state.allowed.keys() {
         if !keep(peer) && !state.relays.contains(peer) && !told.contains(peer) {
             swarm.behaviour_mut().allowed.disallow_peer(*peer);
@@ -134,7 +151,7 @@ pub(super) fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, 
             let _ = swarm.disconnect_peer_id(*peer);
         }
     }
-    for peer in state.joiners.keys() {
+    for peer in state.joiners.keys().chain(state.codes.keys()) {
         if !keep(peer) && !state.relays.contains(peer) {
             // An invite used or withdrawn: no new connection under its identity. One
             // open now is left to close by itself (taking it off the allow-list would
@@ -147,11 +164,17 @@ pub(super) fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, 
             }
         }
     }
-    for peer in now.members.keys().chain(now.joiners.keys()) {
+    for peer in now
+        .members
+        .keys()
+        .chain(now.joiners.keys())
+        .chain(now.codes.keys())
+    {
         swarm.behaviour_mut().allowed.allow_peer(*peer);
     }
     state.allowed = now.members;
     state.joiners = now.joiners;
+    state.codes = now.codes;
     state.addresses = now.addresses;
     state.trust = now.trust;
     // A relay is let in while a member's address names it (or this library uses it):

@@ -94,7 +94,10 @@ mod members;
 mod rounds;
 
 use event_loop::{NetLoop, NetState};
-pub use join::{join_over_network, JoinError};
+pub use join::{
+    join_over_network, open_by_code, ticket_by_code, CodeSession, JoinError, DIRECTORY_BYTES_MAX,
+    DIRECTORY_PROTOCOL,
+};
 use members::{apply_members, forget_strangers, is_circuit, member_set};
 use rounds::Rounds;
 
@@ -106,6 +109,10 @@ struct Behaviour {
     ping: ping::Behaviour,
     sync: request_response::Behaviour<Codec<SyncRequest, SyncResponse>>,
     ill: request_response::Behaviour<Codec<IllPush, IllAck>>,
+    /// Tells this library's relays which join codes are open here.
+    directory: request_response::Behaviour<
+        Codec<jalin_protocol::sync::DirectoryRequest, jalin_protocol::sync::DirectoryResponse>,
+    >,
     gossip: gossipsub::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     relay_client: relay::client::Behaviour,
@@ -252,6 +259,18 @@ pub fn join_identity(invite: &Invite) -> Option<identity::Keypair> {
     identity::Keypair::ed25519_from_bytes(invite.join_seed()).ok()
 }
 
+/// The identity a joiner by code connects under: derived from the code's number alone,
+/// so anyone can take it; the inviter's node admits it only while that code is open, for
+/// one try (the words are the secret, proven by SPAKE2 inside that one request).
+pub fn code_identity(nameplate: u16) -> identity::Keypair {
+    let mut seed: [u8; 32] = Sha256::new()
+        .chain_update(b"jalin/v1/join-code-identity\0")
+        .chain_update(nameplate.to_be_bytes())
+        .finalize()
+        .into();
+    identity::Keypair::ed25519_from_bytes(&mut seed).expect("32 bytes make an ed25519 key")
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -360,6 +379,14 @@ pub async fn start(
                     [(StreamProtocol::new("/jalin/ill/1"), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
                 ),
+                directory: request_response::Behaviour::with_codec(
+                    Codec::new(DIRECTORY_BYTES_MAX, DIRECTORY_BYTES_MAX, traffic.clone()),
+                    [(
+                        StreamProtocol::new(DIRECTORY_PROTOCOL),
+                        ProtocolSupport::Outbound,
+                    )],
+                    request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
+                ),
                 gossip,
                 mdns: Toggle::from(mdns_behaviour),
                 relay_client,
@@ -410,6 +437,7 @@ pub async fn start(
     .await
     .map_err(|e| NetError::Setup(e.into()))?;
     let mut state = NetState {
+        own_relays: relays.clone(),
         relays,
         ..NetState::default()
     };

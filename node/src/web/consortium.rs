@@ -133,6 +133,7 @@ pub(super) async fn consortium_action(
             expires_s: field("days").parse::<u64>().unwrap_or(14).clamp(1, 90) * 86_400,
             note: field("note").chars().take(200).collect(),
             with_agreement: true,
+            code: field("code") == "1",
         },
         "accept" => Request::Accept {
             acceptance: field("acceptance"),

@@ -260,6 +260,7 @@ pub(super) async fn invite(
             * 86_400,
         note: field(&form, "name").chars().take(200).collect(),
         with_agreement: true,
+        code: false,
     };
     match crate::server::run_request(&state, request).await {
         Ok(answer) => invite_page(&state, &visitor, answer, Some(field(&form, "name"))),
