@@ -1922,3 +1922,85 @@ fn a_librarian_receives_a_bundle_from_a_flash_disk_reads_it_then_applies_it_and_
     let body: serde_json::Value = replay.json().expect("json");
     assert_eq!(body["code"], "bundle_replayed");
 }
+
+/// A librarian makes an invite with a join code and reads the code off the page; the
+/// other library's librarian types it into its own node's page and joins (found on the
+/// local network by the code's number).
+#[test]
+fn a_librarian_reads_a_join_code_over_the_phone_and_the_other_joins_with_it() {
+    if !have_browser() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let udp_port = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let port = udp_port();
+    for (data, name, code, hear) in [
+        (&a, "Perpustakaan Kecamatan Kemiri", "KECKEMIRI", port),
+        (&b, "Perpustakaan Desa Lor", "DESALOR", udp_port()),
+    ] {
+        let (status, _, stderr) = jalin(data, &["init", "--name", name, "--code", code]);
+        assert_eq!(status, 0, "{stderr}");
+        let config = data.join("config.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        let text = text
+            .replace("mdns = true", "mdns = false")
+            .replace("port = 47474", &format!("port = {hear}"))
+            .replace("255.255.255.255:47474", &format!("127.0.0.1:{port}"));
+        std::fs::write(&config, text).expect("writes");
+    }
+    assert_eq!(
+        jalin(&a, &["consortium", "create", "--name", "Kemiri"]).0,
+        0
+    );
+    let token = |data: &std::path::Path| {
+        std::fs::read_to_string(data.join("api-token"))
+            .expect("token")
+            .trim()
+            .to_string()
+    };
+    let (_node_a, url_a, _) = node(&a);
+    let (_node_b, url_b, _) = node(&b);
+    runtime().block_on(async {
+        let mut browser = Browser::open("join_code", axe).await;
+        login(&browser, &url_a, &token(&a)).await;
+        browser.goto(&format!("{url_a}/librarian/consortium")).await;
+        browser
+            .click("form[action='/librarian/consortium/invite'] input[name='code']")
+            .await;
+        browser
+            .follow("form[action='/librarian/consortium/invite'] button")
+            .await;
+        let code = browser.text("#join-code").await;
+        assert!(
+            jalin_node::join_code::JoinCode::parse(&code).is_ok(),
+            "{code}"
+        );
+        assert!(browser.text("main").await.contains("sekali"));
+        browser.check("invite-with-code").await;
+
+        login(&browser, &url_b, &token(&b)).await;
+        browser.goto(&format!("{url_b}/librarian/consortium")).await;
+        // Dictated: spaces, capitals.
+        browser
+            .fill("#code-in", &code.replace('-', " ").to_uppercase())
+            .await;
+        browser
+            .follow("form[action='/librarian/consortium/join_code'] button")
+            .await;
+        let members = browser.text("table.members").await;
+        assert!(
+            members.contains("Perpustakaan Kecamatan Kemiri")
+                && members.contains("Perpustakaan Desa Lor"),
+            "{members}"
+        );
+        browser.check("joined-with-code").await;
+        browser.close().await;
+    });
+}

@@ -94,6 +94,10 @@ pub(super) fn invite_page(
 ) -> Response {
     let ticket = answer.text.unwrap_or_default();
     let invitation = answer.data["invitation"].as_str().map(str::to_string);
+    let code = answer.data["code"].as_str().map(str::to_string);
+    let code_until = answer.data["code_expires_ms"]
+        .as_u64()
+        .map(jalin_protocol::consortium::agreement::format_time);
     visitor.page(
         state,
         "invite.html",
@@ -103,6 +107,8 @@ pub(super) fn invite_page(
             ticket => ticket,
             invitation => invitation,
             invited => invited,
+            code => code,
+            code_until => code_until,
         },
     )
 }
@@ -147,6 +153,7 @@ pub(super) async fn consortium_action(
             consortium,
             text: form.get("text").cloned().unwrap_or_default(),
         },
+        "join_code" => return join_code(&state, &visitor, &field("code")).await,
         "join" => {
             let text = form.get("ticket").cloned().unwrap_or_default();
             return match jalin_protocol::consortium::invitation::read(&text) {
@@ -227,9 +234,7 @@ fn join_preview(
 /// Joins with a ticket: the acceptance goes to the inviter's node over the network, and
 /// the consortium's documents come back.
 pub(super) async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str) -> Response {
-    use crate::joining::{join_with_ticket, Joined};
-    use crate::network::{JoinError, NetError};
-    let joined = join_with_ticket(
+    let joined = crate::joining::join_with_ticket(
         ticket,
         false,
         |_| {},
@@ -239,6 +244,66 @@ pub(super) async fn join(state: &Arc<AppState>, visitor: &Visitor, ticket: &str)
         },
     )
     .await;
+    joined_page(state, visitor, joined)
+}
+
+/// Joins with a code read over the phone: the inviting node looked for on the local
+/// network (`[partners] announce_to`) and through `[network] relays`.
+async fn join_code(state: &Arc<AppState>, visitor: &Visitor, text: &str) -> Response {
+    let code = match crate::join_code::JoinCode::parse(text) {
+        Ok(code) => code,
+        Err(e) => {
+            return visitor.error(
+                state,
+                StatusCode::BAD_REQUEST,
+                &format!("{}: {e}", visitor.t("error_code_failed")),
+            )
+        }
+    };
+    let config = &state.library.data().config;
+    let lan: Vec<std::net::SocketAddr> = config
+        .partners
+        .announce_to
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let relays: Vec<libp2p::Multiaddr> = config
+        .network
+        .relays
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let joined = crate::joining::join_with_code(
+        &code,
+        &lan,
+        &relays,
+        |_| {},
+        |request| {
+            let state = state.clone();
+            async move { crate::server::run_request(&state, request).await }
+        },
+    )
+    .await;
+    match joined {
+        Ok(Err(e)) => visitor.error(
+            state,
+            StatusCode::BAD_GATEWAY,
+            &format!("{}: {e}", visitor.t("error_code_failed")),
+        ),
+        Ok(Ok(joined)) => joined_page(state, visitor, Ok(joined)),
+        Err(e) => visitor.failure(state, &e),
+    }
+}
+
+/// Where a join leaves the librarian: the consortium page, the acceptance to send by
+/// hand, or why not.
+fn joined_page(
+    state: &Arc<AppState>,
+    visitor: &Visitor,
+    joined: Result<crate::joining::Joined, crate::server::ApiError>,
+) -> Response {
+    use crate::joining::Joined;
+    use crate::network::{JoinError, NetError};
     match joined {
         Ok(Joined::OverNetwork { .. }) => redirect("/librarian/consortium"),
         Ok(Joined::ByHand {
