@@ -760,6 +760,23 @@ fn limited<T>(items: &[T], limit: usize) -> &[T] {
 /// Says how a join went, and where the acceptance is when it is to go by hand.
 fn report_join(joined: Joined, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (acceptance, failed) = match joined {
+        Joined::Proposed { invitation } => {
+            // The code is spent: the invitation it opened is kept to join with later.
+            if let Ok(Some(proposed)) =
+                jalin_protocol::consortium::invitation::read(&invitation).map(|i| i.agreement)
+            {
+                print_proposed(&proposed);
+            }
+            let file = out.unwrap_or_else(|| PathBuf::from("undangan.txt"));
+            write_text(&file, &invitation)?;
+            eprintln!(
+                "\nThe code opened an invitation with the agreement above, written to {}. Read the \
+                 agreement; to join under it, run: jalin join {} --agree",
+                file.display(),
+                file.display()
+            );
+            return Ok(ExitCode::from(3));
+        }
         Joined::OverNetwork {
             consortium_name,
             inviter_name,
@@ -1246,7 +1263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let (code, lan, relays) = code_search(cli.data_dir.clone(), &code, &relay)?;
                     eprintln!("Looking for the node with code {} open...", code.nameplate);
                     let joined = runtime.block_on(jalin_node::joining::join_with_code(
-                        &code, &lan, &relays, reaching, run,
+                        &code, &lan, &relays, agree, reaching, run,
                     ))??;
                     return report_join(joined, out);
                 }

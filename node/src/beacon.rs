@@ -10,8 +10,9 @@
 //!
 //! The same port answers one question, with or without `lan`, while the node's network
 //! runs: "whose node has join code N open?" ([`crate::join_code::query`]). The node with
-//! that code open answers the asker alone with its addresses; no other node, and no node
-//! with no code open, answers anything.
+//! that code open answers the asker alone with its addresses, never in more bytes than
+//! the question's, and only to an asker on a local network's addresses; no other node,
+//! and no node with no code open, answers anything.
 
 use crate::library::Library;
 use std::sync::Arc;
@@ -108,7 +109,9 @@ pub async fn run(
                 let Ok(text) = std::str::from_utf8(&buffer[..size]).map(str::to_string) else {
                     continue;
                 };
-                if let Some(nameplate) = crate::join_code::asked(&text) {
+                if let Some(nameplate) = crate::join_code::asked(&text)
+                    .filter(|_| crate::join_code::is_local(&from.ip()))
+                {
                     answer_code(&library, net.as_ref(), &socket, nameplate, from).await;
                     continue;
                 }

@@ -449,7 +449,8 @@ pub fn answer(
 pub struct OpenCode {
     /// The code.
     pub code: JoinCode,
-    /// The invite's ticket it hands over.
+    /// What it hands over: the invite's ticket, or the invitation (the ticket with the
+    /// agreement proposed).
     pub ticket: String,
     /// The consortium the invite is to.
     pub consortium: Hash32,
@@ -518,11 +519,16 @@ impl OpenCodes {
     /// The consortium a spent code's invite is to, while the code's time lasts: its
     /// joiner's acceptance is taken on the code's connection (one that holds no ticket
     /// cannot make an acceptance for that invite).
-    pub fn spent_for(&self, nameplate: u16, now_ms: u64) -> Option<Hash32> {
+    pub fn spent_for(&self, nameplate: u16, now_ms: u64) -> Option<OpenCode> {
         self.lock()
             .get(&nameplate)
             .filter(|c| c.spent && c.expires_ms > now_ms)
-            .map(|c| c.consortium)
+            .cloned()
+    }
+
+    /// Whether another code can be opened now.
+    pub fn has_room(&self, now_ms: u64) -> bool {
+        self.admitted_now(now_ms).len() < OPEN_CODES_MAX
     }
 
     /// Forgets a code whose joiner has joined.
@@ -554,13 +560,21 @@ impl OpenCodes {
     }
 }
 
-/// The local network's question: "whose node has code number N open?", one UDP datagram.
+/// Bytes of a question, padded: an answer is never longer, so a forged sender address
+/// gets no more bytes than the forger sent.
+pub const QUERY_BYTES: usize = 512;
+
+/// The local network's question: "whose node has code number N open?", one UDP datagram
+/// of [`QUERY_BYTES`].
 pub fn query(nameplate: u16) -> String {
-    format!("JALIN-CODE? {nameplate}")
+    format!("{:<QUERY_BYTES$}", format!("JALIN-CODE? {nameplate}"))
 }
 
-/// The number a datagram asks about, if it is a [`query`].
+/// The number a datagram asks about, if it is a [`query`] (padded to its size).
 pub fn asked(datagram: &str) -> Option<u16> {
+    if datagram.len() < QUERY_BYTES {
+        return None;
+    }
     let number = datagram.strip_prefix("JALIN-CODE? ")?;
     let nameplate: u16 = number.trim().parse().ok()?;
     (1..=NAMEPLATE_MAX)
@@ -571,14 +585,30 @@ pub fn asked(datagram: &str) -> Option<u16> {
 /// Addresses in an answer, at most.
 pub const ANSWER_ADDRESSES_MAX: usize = 8;
 
-/// The answer of the node that has the code open: its peer id and addresses.
+/// The answer of the node that has the code open: its addresses (with its peer id), as
+/// many as fit in [`QUERY_BYTES`].
 pub fn answer_query(nameplate: u16, addresses: &[String]) -> String {
     let mut text = format!("JALIN-CODE {nameplate}");
     for address in addresses.iter().take(ANSWER_ADDRESSES_MAX) {
+        if text.len() + 1 + address.len() > QUERY_BYTES {
+            break;
+        }
         text.push(' ');
         text.push_str(address);
     }
     text
+}
+
+/// Whether a question's sender is on a local network (private, link-local or loopback
+/// addresses): the question is answered to no one else.
+pub fn is_local(address: &std::net::IpAddr) -> bool {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// The addresses an answer about `nameplate` gives (each ends with `/p2p/<peer id>`);
@@ -621,6 +651,57 @@ mod tests {
             JoinCode::parse("47-kopi-sawah-meraq"),
             Err(CodeError::UnknownWord("meraq".into()))
         );
+    }
+
+    #[test]
+    fn the_local_network_question_is_answered_in_no_more_bytes_than_it_took() {
+        let question = query(47);
+        assert_eq!(question.len(), QUERY_BYTES);
+        assert_eq!(asked(&question), Some(47));
+        // An unpadded question (a forger's cheap one) is not one.
+        assert_eq!(asked("JALIN-CODE? 47"), None);
+        assert_eq!(asked(&query(0)), None);
+        assert_eq!(asked(&format!("{:<600}", "JALIN-CODE? 1000")), None);
+        let long = format!("/ip4/10.0.0.1/tcp/4001/p2p/{}", "1".repeat(200));
+        let answer = answer_query(47, &vec![long; 8]);
+        assert!(answer.len() <= QUERY_BYTES, "{}", answer.len());
+        assert_eq!(answered(&answer, 47).map(|a| a.len()), Some(2));
+        assert_eq!(answered(&answer, 48), None);
+        for (address, local) in [
+            ("192.168.1.20", true),
+            ("10.1.2.3", true),
+            ("127.0.0.1", true),
+            ("169.254.3.4", true),
+            ("fe80::1", true),
+            ("fd00::1", true),
+            ("203.0.113.5", false),
+            ("2001:db8::1", false),
+        ] {
+            let ip: std::net::IpAddr = address.parse().expect("an address");
+            assert_eq!(is_local(&ip), local, "{address}");
+        }
+    }
+
+    #[test]
+    fn a_code_is_spent_by_its_first_try_and_gone_when_its_hour_ends() {
+        let codes = OpenCodes::default();
+        let open = codes
+            .open(TICKET.into(), Hash32([1; 32]), u64::MAX, 1_000)
+            .expect("opens");
+        let n = open.code.nameplate;
+        assert!(codes.is_open(n, 1_000));
+        assert!(codes.take(n, 1_000).is_some());
+        assert!(codes.take(n, 1_000).is_none(), "one try");
+        assert!(!codes.is_open(n, 1_000));
+        assert!(codes.spent_for(n, 1_000).is_some());
+        let later = codes
+            .open(TICKET.into(), Hash32([1; 32]), u64::MAX, 1_000)
+            .expect("opens");
+        assert_eq!(later.expires_ms, 1_000 + CODE_LIFETIME_MAX_MS);
+        assert!(codes
+            .take(later.code.nameplate, 1_000 + CODE_LIFETIME_MAX_MS)
+            .is_none());
+        assert!(codes.admitted_now(1_000 + CODE_LIFETIME_MAX_MS).is_empty());
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub enum Joined {
         /// What taking in the documents did.
         report: Answer,
     },
+    /// A code opened an invitation with an agreement, and the library has not agreed
+    /// yet: it reads the agreement, then joins with the invitation (as with a ticket).
+    Proposed {
+        /// The invitation's text.
+        invitation: String,
+    },
     /// Not joined over the network: the acceptance is to be sent back by hand.
     ByHand {
         /// The acceptance (`JALIN-ACCEPT:...`).
@@ -95,6 +101,7 @@ pub async fn join_with_code<E, F>(
     code: &crate::join_code::JoinCode,
     lan: &[std::net::SocketAddr],
     relays: &[libp2p::Multiaddr],
+    agree: bool,
     reaching: impl FnOnce(&Invite),
     mut run: impl FnMut(Request) -> F,
 ) -> Result<Result<Joined, NetError>, E>
@@ -105,19 +112,33 @@ where
         Ok(session) => session,
         Err(error) => return Ok(Err(error)),
     };
-    let Ok(invite) = Signed::<Invite>::from_text(session.ticket.trim()) else {
+    let Ok(invitation) = jalin_protocol::consortium::invitation::read(&session.ticket) else {
         return Ok(Err(crate::network::JoinError::BadInvite(
             "the ticket it opened",
         )
         .into()));
     };
+    if invitation.agreement.is_some() && !agree {
+        return Ok(Ok(Joined::Proposed {
+            invitation: session.ticket.clone(),
+        }));
+    }
+    let invite = invitation.invite;
     let made = run(Request::Join {
-        ticket: session.ticket.clone(),
+        ticket: invitation.ticket.clone(),
     })
     .await?;
     let acceptance = made.text.clone().unwrap_or_default();
     reaching(&invite.body);
-    Ok(Ok(match session.join(acceptance.clone()).await {
+    // The acceptance goes to the inviter alone: a node that passed the exchange on to it
+    // (a stranger answering the question, a hostile relay) is not handed it; the join
+    // then goes as a ticket's does, to the ticket's addresses under its identity.
+    let sent = if crate::network::peer_id_of(&invite.author) == Some(session.answered_by()) {
+        session.join(acceptance.clone()).await
+    } else {
+        crate::network::join_over_network(&invite, acceptance.clone(), JOIN_TIMEOUT).await
+    };
+    Ok(Ok(match sent {
         Ok(documents) => {
             let report = run(Request::Import { text: documents }).await?;
             Joined::OverNetwork {

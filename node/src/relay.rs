@@ -55,12 +55,17 @@ pub const MEMBER_CIRCUIT_BYTES_MAX: u64 = 1 << 30;
 const CIRCUITS_MAX: usize = 64;
 const CIRCUITS_PER_PEER_MAX: usize = 8;
 
+/// Circuits one join code's identity may open per [`JOINER_CIRCUITS_WINDOW`] (a join
+/// takes one or two).
+const JOINER_CIRCUITS_MAX: u32 = 4;
+const JOINER_CIRCUITS_WINDOW: Duration = Duration::from_secs(60);
+
 /// Nodes whose open join codes the directory keeps, at most.
 pub const DIRECTORY_NODES_MAX: usize = 1024;
 
-/// The directory of open join codes: each node's numbers, until when.
+/// The directory of open join codes: each node's numbers, each until when.
 #[derive(Default)]
-struct Directory(HashMap<PeerId, (Vec<u16>, std::time::Instant)>);
+struct Directory(HashMap<PeerId, Vec<(u16, std::time::Instant)>>);
 
 impl Directory {
     fn answer(
@@ -70,24 +75,29 @@ impl Directory {
         members: Option<&BTreeSet<PeerId>>,
     ) -> DirectoryResponse {
         let now = std::time::Instant::now();
-        self.0.retain(|_, (_, until)| *until > now);
+        for open in self.0.values_mut() {
+            open.retain(|(_, until)| *until > now);
+        }
+        self.0.retain(|_, open| !open.is_empty());
         match request {
-            DirectoryRequest::Open {
-                nameplates,
-                seconds,
-            } => {
+            DirectoryRequest::Open { codes } => {
                 if members.is_some_and(|m| !m.contains(&peer)) {
                     return DirectoryResponse::Refused {
                         reason: "only the consortium's members list codes here".into(),
                     };
                 }
-                if nameplates.is_empty() {
+                if codes.is_empty() {
                     self.0.remove(&peer);
                 } else if self.0.len() < DIRECTORY_NODES_MAX || self.0.contains_key(&peer) {
-                    let lifetime = Duration::from_secs(
-                        u64::from(seconds).min(crate::join_code::CODE_LIFETIME_MAX_MS / 1000),
-                    );
-                    self.0.insert(peer, (nameplates.0, now + lifetime));
+                    let most = crate::join_code::CODE_LIFETIME_MAX_MS / 1000;
+                    let open = codes
+                        .iter()
+                        .map(|(nameplate, seconds)| {
+                            let lifetime = Duration::from_secs(u64::from(*seconds).min(most));
+                            (*nameplate, now + lifetime)
+                        })
+                        .collect();
+                    self.0.insert(peer, open);
                 } else {
                     return DirectoryResponse::Refused {
                         reason: "the relay's directory is full".into(),
@@ -99,7 +109,7 @@ impl Directory {
                 peers: self
                     .0
                     .iter()
-                    .filter(|(_, (open, _))| open.contains(&nameplate))
+                    .filter(|(_, open)| open.iter().any(|(n, _)| *n == nameplate))
                     .take(DIRECTORY_CODES_MAX)
                     .map(|(peer, _)| serde_bytes::ByteBuf::from(peer.to_bytes()))
                     .collect(),
@@ -175,13 +185,38 @@ pub async fn run(
                 allowed
             });
             let config = match &access {
-                Access::Members(_) => relay::Config {
-                    max_circuit_duration: CIRCUIT_DURATION,
-                    max_circuit_bytes: MEMBER_CIRCUIT_BYTES_MAX,
-                    max_circuits: CIRCUITS_MAX,
-                    max_circuits_per_peer: CIRCUITS_PER_PEER_MAX,
-                    ..relay::Config::default()
-                },
+                Access::Members(members) => {
+                    let mut config = relay::Config {
+                        max_circuit_duration: CIRCUIT_DURATION,
+                        max_circuit_bytes: MEMBER_CIRCUIT_BYTES_MAX,
+                        max_circuits: CIRCUITS_MAX,
+                        max_circuits_per_peer: CIRCUITS_PER_PEER_MAX,
+                        ..relay::Config::default()
+                    };
+                    // Only members are reachable here (a reservation): a joiner by code,
+                    // let in under its number's identity, reaches members and no one
+                    // else, and opens few circuits.
+                    let reserving = members.clone();
+                    config.reservation_rate_limiters.push(Box::new(
+                        move |peer: PeerId, _: &Multiaddr, _| reserving.contains(&peer),
+                    ));
+                    let opening = members.clone();
+                    let mut by_joiner: HashMap<PeerId, (std::time::Instant, u32)> = HashMap::new();
+                    config.circuit_src_rate_limiters.push(Box::new(
+                        move |peer: PeerId, _: &Multiaddr, now: std::time::Instant| {
+                            if opening.contains(&peer) {
+                                return true;
+                            }
+                            by_joiner.retain(|_, (since, _)| {
+                                now.duration_since(*since) < JOINER_CIRCUITS_WINDOW
+                            });
+                            let (_, count) = by_joiner.entry(peer).or_insert((now, 0));
+                            *count += 1;
+                            *count <= JOINER_CIRCUITS_MAX
+                        },
+                    ));
+                    config
+                }
                 Access::Open => relay::Config::default(),
             };
             RelayBehaviour {

@@ -640,6 +640,13 @@ pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiR
         ),
         request => (request, false),
     };
+    if code && !state.library.join_codes().has_room(state.library.now_ms()) {
+        // Said before an invite is made whose ticket no one would see.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            crate::join_code::CodeError::TooMany.to_string(),
+        ));
+    }
     let addresses = match &state.net {
         Some(net) => net
             .listen_addresses()
@@ -671,10 +678,16 @@ fn open_code(library: &Library, answer: &mut Answer) -> ApiResult<()> {
     let ticket = answer.text.clone().unwrap_or_default();
     let invite = Signed::<Invite>::from_text(&ticket)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // The invitation (with the agreement proposed, to read before joining) when there is
+    // one and it fits in a sealed answer; else the ticket alone.
+    let sealed = answer.data["invitation"]
+        .as_str()
+        .filter(|text| text.len() + 16 <= jalin_protocol::sync::CODE_SEALED_MAX)
+        .map_or(ticket, str::to_string);
     let open = library
         .join_codes()
         .open(
-            ticket,
+            sealed,
             invite.body.consortium,
             invite.body.expires_ms,
             library.now_ms(),

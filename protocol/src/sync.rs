@@ -391,13 +391,11 @@ impl Message for Announcement {
 /// one open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DirectoryRequest {
-    /// "These code numbers are open on my node, for so many seconds more" (replacing
-    /// what this node said before; empty when none are).
+    /// "These code numbers are open on my node, each for so many seconds more"
+    /// (replacing what this node said before; empty when none are).
     Open {
-        /// The numbers, at most [`DIRECTORY_CODES_MAX`].
-        nameplates: Bounded<u16, DIRECTORY_CODES_MAX>,
-        /// Seconds they stay open, at most.
-        seconds: u32,
+        /// The numbers and their seconds left, at most [`DIRECTORY_CODES_MAX`].
+        codes: Bounded<(u16, u32), DIRECTORY_CODES_MAX>,
     },
     /// "Whose node has code number N open?"
     Find {

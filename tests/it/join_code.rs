@@ -158,6 +158,7 @@ async fn a_code_joins_through_the_relay_and_an_expired_one_is_refused() {
         &code,
         &[],
         &relays,
+        false,
         |_| {},
         |request| {
             let b = b.clone();

@@ -1994,6 +1994,8 @@ fn a_librarian_reads_a_join_code_over_the_phone_and_the_other_joins_with_it() {
         browser
             .follow("form[action='/librarian/consortium/join_code'] button")
             .await;
+        let page = browser.text("main").await;
+        assert!(page.contains("Perpustakaan Desa Lor"), "{page}");
         let members = browser.text("table.members").await;
         assert!(
             members.contains("Perpustakaan Kecamatan Kemiri")

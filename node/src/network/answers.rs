@@ -244,14 +244,24 @@ pub(super) fn answer_code(library: &Library, nameplate: u16, request: SyncReques
         SyncRequest::Code { nameplate, message } => (nameplate, message),
         // The joiner that opened the ticket sends its acceptance on the same connection
         // (a relay lets in the code number's identity, not the invite's).
-        join @ SyncRequest::Join { .. } => {
-            let Some(consortium) = library.join_codes().spent_for(nameplate, library.now_ms())
-            else {
+        SyncRequest::Join { acceptance } => {
+            let Some(spent) = library.join_codes().spent_for(nameplate, library.now_ms()) else {
                 return SyncResponse::Refused {
                     reason: format!("code {nameplate} was not tried here, or has expired"),
                 };
             };
-            let response = answer_joiner(library, consortium, join);
+            // Only the acceptance of the invite this code carried.
+            let of_this_invite = Signed::<Acceptance>::from_text(&acceptance)
+                .ok()
+                .zip(jalin_protocol::consortium::invitation::read(&spent.ticket).ok())
+                .is_some_and(|(a, invitation)| a.body.invite.id() == invitation.invite.id());
+            if !of_this_invite {
+                return SyncResponse::Refused {
+                    reason: format!("not an acceptance of the invite code {nameplate} is for"),
+                };
+            }
+            let response =
+                answer_joiner(library, spent.consortium, SyncRequest::Join { acceptance });
             if matches!(response, SyncResponse::Joined { .. }) {
                 library.join_codes().close(nameplate);
             }

@@ -34,7 +34,7 @@ pub(super) struct NetState {
     /// The relays of this library's `[network] relays`.
     pub(super) own_relays: HashSet<PeerId>,
     /// The join code numbers the own relays were last told are open here.
-    pub(super) codes_told: Vec<u16>,
+    pub(super) codes_told: Vec<(u16, u32)>,
     /// Relays named in current members' circuit addresses (let in for them alone).
     pub(super) member_relays: HashSet<PeerId>,
     /// Identities of used invites still connected: off the allow-list once they close.
@@ -282,6 +282,8 @@ impl NetLoop {
                 response,
                 members_changed,
             } => {
+                // A join code spent changes who is let in, not what members hold.
+                let spent_code = matches!(response, SyncResponse::Code { .. });
                 // The asker may be gone; it asks again when it comes back.
                 let _ = self
                     .swarm
@@ -290,7 +292,9 @@ impl NetLoop {
                     .send_response(channel, response);
                 if members_changed {
                     self.members_changed(None);
-                    self.announce(None);
+                    if !spent_code {
+                        self.announce(None);
+                    }
                 }
             }
             Worked::Request(peer, request) => {
@@ -647,12 +651,16 @@ impl NetLoop {
     /// Tells this library's relays (or the one just connected) which join codes are open
     /// here, when that changed: a joiner asks a relay who has its code's number.
     fn tell_relays(&mut self, connected: Option<PeerId>) {
-        let open: Vec<u16> = self
+        let now = self.library.now_ms();
+        let open: Vec<(u16, u32)> = self
             .library
             .join_codes()
-            .open_now(self.library.now_ms())
+            .open_now(now)
             .iter()
-            .map(|c| c.code.nameplate)
+            .map(|c| {
+                let left_s = c.expires_ms.saturating_sub(now).div_ceil(1000);
+                (c.code.nameplate, u32::try_from(left_s).unwrap_or(u32::MAX))
+            })
             .collect();
         let relays: Vec<PeerId> = match connected {
             Some(relay) if !open.is_empty() => vec![relay],
@@ -665,8 +673,7 @@ impl NetLoop {
                 self.swarm.behaviour_mut().directory.send_request(
                     &relay,
                     jalin_protocol::sync::DirectoryRequest::Open {
-                        nameplates: open.clone().into(),
-                        seconds: (crate::join_code::CODE_LIFETIME_MAX_MS / 1000) as u32,
+                        codes: open.clone().into(),
                     },
                 );
             }
@@ -686,11 +693,16 @@ impl NetLoop {
             let library = self.library.clone();
             self.off_loop(move || {
                 let response = answer_code(&library, nameplate, request);
-                // The code is spent (the relays are told), or its joiner joined.
+                // The code spent (its identity's admission and the relays follow), or
+                // its joiner joined; nothing else changes anything.
+                let members_changed = matches!(
+                    response,
+                    SyncResponse::Code { .. } | SyncResponse::Joined { .. }
+                );
                 Worked::Respond {
                     channel,
                     response,
-                    members_changed: true,
+                    members_changed,
                 }
             });
             return;
@@ -934,6 +946,12 @@ pub(super) async fn run(
             event = net.swarm.select_next_some() => net.handle_swarm_event(event),
             _ = redial.tick() => {
                 dial_members(&mut net.swarm, &net.state);
+                // A join code past its hour: its identity leaves the allow-list and the
+                // relays forget its number.
+                let now = net.library.now_ms();
+                if net.library.join_codes().admitted_now(now).len() != net.state.codes.len() {
+                    net.members_changed(None);
+                }
                 // Pushes that failed (a connection lost midway) go again.
                 net.push_ill_all();
             }

@@ -170,9 +170,6 @@ pub async fn ask_local_network(
                 }
             }
         }
-        if !found.is_empty() {
-            break;
-        }
     }
     found
 }
@@ -192,6 +189,13 @@ struct CodeBehaviour {
     directory: request_response::Behaviour<Codec<DirectoryRequest, DirectoryResponse>>,
 }
 
+/// Times the relays are asked for a code's node, and the pause between.
+const RELAY_ROUNDS: usize = 3;
+const RELAY_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
+/// How long one node found for a code has to answer before the next is tried.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The protocol of the relays' directory of open join codes.
 pub const DIRECTORY_PROTOCOL: &str = "/jalin/code-directory/1";
 /// Bytes of a directory message, at most.
@@ -200,7 +204,7 @@ pub const DIRECTORY_BYTES_MAX: u64 = 4 * 1024;
 /// The ticket opened by a code, and the connection to the inviter's node it came over
 /// (where the acceptance goes: [`CodeSession::join`]).
 pub struct CodeSession {
-    /// The invite's ticket.
+    /// The invite's ticket, or the invitation holding it (with the agreement proposed).
     pub ticket: String,
     swarm: libp2p::Swarm<CodeBehaviour>,
     inviter: PeerId,
@@ -209,11 +213,19 @@ pub struct CodeSession {
 }
 
 impl CodeSession {
+    /// The node that opened the ticket: the inviter's own, or one that passed the
+    /// exchange on to it.
+    pub fn answered_by(&self) -> PeerId {
+        self.inviter
+    }
+
     /// Hands the inviter's node this library's acceptance of the ticket, on the code's
     /// connection (dialed again if it closed); returns the consortium's documents.
     pub async fn join(mut self, acceptance: String) -> Result<String, NetError> {
-        let invite = Signed::<Invite>::from_text(self.ticket.trim())
-            .map_err(|_| JoinError::BadInvite("the ticket"))?;
+        // What the code opened: the ticket, or the invitation holding it.
+        let invite = jalin_protocol::consortium::invitation::read(&self.ticket)
+            .map_err(|_| JoinError::BadInvite("the ticket"))?
+            .invite;
         let work = ask(
             &mut self.swarm,
             self.inviter,
@@ -252,7 +264,8 @@ fn joined(event: CodeBehaviourEvent, invite: &Signed<Invite>) -> Option<Result<S
     }
 }
 
-/// Gets the ticket an inviter's node holds under `code` ([`open_by_code`]).
+/// Gets the ticket (or the invitation holding it) an inviter's node holds under `code`
+/// ([`open_by_code`]).
 pub async fn ticket_by_code(
     code: &JoinCode,
     lan: &[std::net::SocketAddr],
@@ -275,7 +288,15 @@ pub async fn open_by_code(
     let work = async {
         let mut candidates = ask_local_network(code.nameplate, lan, LAN_WAIT).await;
         let mut swarm = short_swarm(code_identity(code.nameplate), timeout)?;
-        if candidates.is_empty() {
+        // The relays too, whatever the local network said: a stranger on the LAN can
+        // answer first. A code made a moment ago may not be listed yet: asked again.
+        for round in 0..RELAY_ROUNDS {
+            if round > 0 {
+                if !candidates.is_empty() || relays.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(RELAY_AGAIN_AFTER).await;
+            }
             for relay in relays {
                 let Some(relay_peer) = peer_of_address(relay) else {
                     continue;
@@ -338,40 +359,50 @@ pub async fn open_by_code(
         for (peer, addresses) in nodes {
             let (joiner, message) = Joiner::start(code);
             let nameplate = code.nameplate;
-            let answer = ask(
-                &mut swarm,
-                peer,
-                addresses.clone(),
-                |swarm, peer| {
-                    swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&peer, SyncRequest::Code { nameplate, message })
-                },
-                |event| match event {
-                    CodeBehaviourEvent::Sync(request_response::Event::Message {
-                        message: request_response::Message::Response { response, .. },
-                        ..
-                    }) => Some(Ok(response)),
-                    CodeBehaviourEvent::Sync(request_response::Event::OutboundFailure {
-                        error,
-                        ..
-                    }) => Some(Err(JoinError::Failed(error))),
-                    _ => None,
-                },
+            let answer = tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                ask(
+                    &mut swarm,
+                    peer,
+                    addresses.clone(),
+                    |swarm, peer| {
+                        swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer, SyncRequest::Code { nameplate, message })
+                    },
+                    |event| match event {
+                        CodeBehaviourEvent::Sync(request_response::Event::Message {
+                            message: request_response::Message::Response { response, .. },
+                            ..
+                        }) => Some(Ok(response)),
+                        CodeBehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                            error,
+                            ..
+                        }) => Some(Err(JoinError::Failed(error))),
+                        _ => None,
+                    },
+                ),
             )
-            .await;
+            .await
+            .unwrap_or(Err(JoinError::Timeout(ATTEMPT_TIMEOUT)));
             match answer {
                 Ok(SyncResponse::Code { message, sealed }) => {
-                    // This node had the code open and has spent it: no other try.
-                    let ticket = joiner.finish(&message, &sealed)?;
-                    return Ok(CodeSession {
-                        ticket,
-                        swarm,
-                        inviter: peer,
-                        addresses,
-                        timeout,
-                    });
+                    // This node had the code open and has spent it: no other try there.
+                    // Wrong words there may be a stranger's answer: the next node found
+                    // gets its own one try.
+                    match joiner.finish(&message, &sealed) {
+                        Ok(ticket) => {
+                            return Ok(CodeSession {
+                                ticket,
+                                swarm,
+                                inviter: peer,
+                                addresses,
+                                timeout,
+                            })
+                        }
+                        Err(error) => last = JoinError::Code(error),
+                    }
                 }
                 Ok(SyncResponse::Refused { reason }) => last = JoinError::Refused(reason),
                 Ok(_) => last = JoinError::Unexpected,

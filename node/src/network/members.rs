@@ -172,6 +172,11 @@ pub(super) fn apply_members(swarm: &mut Swarm<Behaviour>, state: &mut NetState, 
     {
         swarm.behaviour_mut().allowed.allow_peer(*peer);
     }
+    // Invites' and codes' one-off identities ask one thing and are never members: no
+    // gossip to or from them (they would learn the topics and who is active).
+    for peer in now.joiners.keys().chain(now.codes.keys()) {
+        swarm.behaviour_mut().gossip.blacklist_peer(peer);
+    }
     state.allowed = now.members;
     state.joiners = now.joiners;
     state.codes = now.codes;

@@ -277,6 +277,7 @@ async fn join_code(state: &Arc<AppState>, visitor: &Visitor, text: &str) -> Resp
         &code,
         &lan,
         &relays,
+        false,
         |_| {},
         |request| {
             let state = state.clone();
@@ -305,6 +306,14 @@ fn joined_page(
     use crate::joining::Joined;
     use crate::network::{JoinError, NetError};
     match joined {
+        // The code opened an invitation with an agreement: read it first (its form joins
+        // with the invitation, as a pasted one does).
+        Ok(Joined::Proposed { invitation }) => {
+            match jalin_protocol::consortium::invitation::read(&invitation) {
+                Ok(invitation) => join_preview(state, visitor, invitation),
+                Err(e) => visitor.error(state, StatusCode::BAD_GATEWAY, &e.to_string()),
+            }
+        }
         Ok(Joined::OverNetwork { .. }) => redirect("/librarian/consortium"),
         Ok(Joined::ByHand {
             acceptance,
