@@ -41,11 +41,18 @@ pub async fn run(
     let socket = match tokio::net::UdpSocket::bind(("0.0.0.0", config.port)).await {
         Ok(socket) => socket,
         Err(error) => {
-            tracing::warn!(
+            let said = format!(
                 "the local network: UDP port {} is not free ({error}); profiles are neither \
                  sent nor heard, and join codes are not found here",
                 config.port
             );
+            if lan {
+                tracing::warn!("{said}");
+            } else {
+                tracing::info!("{said}");
+            }
+            // The node goes on without it (a part that ends would stop the node).
+            stop.cancelled().await;
             return;
         }
     };
