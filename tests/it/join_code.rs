@@ -3,7 +3,7 @@
 //! a code gives one try and expires.
 
 use crate::cli::{jalin, node};
-use crate::network::{start_on, Node};
+use crate::network::{circuit_address, start_on, Node};
 use jalin_node::clock::ManualClock;
 use jalin_node::consortium_requests::{execute, Answer, Request};
 use jalin_node::join_code::{CodeError, JoinCode, CODE_LIFETIME_MAX_MS};
@@ -209,25 +209,6 @@ async fn a_code_joins_through_the_relay_and_an_expired_one_is_refused() {
         .is_empty());
     drop(b_dir);
     relay.stop().await;
-}
-
-/// Where `node` listens through its relay (waits at most 20 s).
-async fn circuit_address(node: &Node) -> libp2p::Multiaddr {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let listening = node.net.listen_addresses().await.expect("network runs");
-        if let Some(address) = listening
-            .into_iter()
-            .find(|a| a.to_string().contains("/p2p-circuit"))
-        {
-            return address;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never listened through the relay"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Opens a code on `node` for a fresh invite naming `address`, as the running node's

@@ -115,6 +115,25 @@ async fn spawn(library: Arc<Library>, dir: tempfile::TempDir, options: NodeOptio
     }
 }
 
+/// Where `node` listens through its relay (waits at most 20 s).
+pub(crate) async fn circuit_address(node: &Node) -> libp2p::Multiaddr {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listening = node.net.listen_addresses().await.expect("network runs");
+        if let Some(address) = listening
+            .into_iter()
+            .find(|a| a.to_string().contains("/p2p-circuit"))
+        {
+            return address;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never listened through the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `condition` holds, at most `seconds`.
 pub(crate) async fn eventually(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -827,21 +846,7 @@ async fn a_member_reachable_only_through_the_relay_is_reached_through_it() {
     .await
     .expect("import task");
     let a = start_on(a_library, a_dir, Vec::new()).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let circuit = loop {
-        let listening = a.net.listen_addresses().await.expect("network runs");
-        if let Some(address) = listening
-            .into_iter()
-            .find(|a| a.to_string().contains("/p2p-circuit"))
-        {
-            break address;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "A never listened through the relay"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let circuit = circuit_address(&a).await;
     assert!(
         circuit.to_string().starts_with(&relay_address.to_string()),
         "{circuit}"
