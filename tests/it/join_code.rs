@@ -253,3 +253,68 @@ async fn open_code(node: &Node, address: &libp2p::Multiaddr) -> JoinCode {
     node.net.members_changed().await.expect("the network runs");
     open.code
 }
+
+/// An invite whose consortium proposes an agreement: the code hands over the invitation,
+/// the joiner is shown the agreement and joins nothing until it agrees (the code is
+/// spent; the invitation kept in a file joins with `--agree`, over the network).
+#[test]
+fn a_code_for_an_invitation_with_an_agreement_shows_it_before_joining() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (data, name, code) in [
+        (&a, "Perpustakaan Kecamatan", "KECAMATAN"),
+        (&b, "SDN 2 Kemiri", "SDN2"),
+    ] {
+        let (status, _, stderr) = jalin(data, &["init", "--name", name, "--code", code]);
+        assert_eq!(status, 0, "{stderr}");
+    }
+    assert_eq!(jalin(&a, &["consortium", "create", "--name", "Uji"]).0, 0);
+    let agreement = dir.path().join("perjanjian.md");
+    std::fs::write(
+        &agreement,
+        "+++\ntitle = \"Perjanjian Jaringan Uji\"\ninterlibrary_loan = true\n\
+         loan_period_days = 21\n+++\nPara pihak saling meminjamkan koleksi.\n",
+    )
+    .expect("writes");
+    let (status, _, stderr) = jalin(&a, &["agreement", "draft", agreement.to_str().unwrap()]);
+    assert_eq!(status, 0, "{stderr}");
+    let (status, _, stderr) = jalin(&a, &["agreement", "sign"]);
+    assert_eq!(status, 0, "{stderr}");
+    let port = free_udp_port();
+    let ask = format!("127.0.0.1:{port}");
+    partners(&a, port, &ask);
+    partners(&b, free_udp_port(), &ask);
+    let node_a = node(&a).0;
+    let invitation = dir.path().join("undangan.txt");
+    let (status, stdout, stderr) = jalin(
+        &a,
+        &[
+            "invite",
+            "create",
+            "--code",
+            "--invitation",
+            invitation.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(status, 0, "{stderr}");
+    let code = code_of(&stdout);
+
+    let kept = dir.path().join("dari-kode.txt");
+    let (status, stdout, stderr) = jalin(
+        &b,
+        &["join", "--code", &code, "--out", kept.to_str().unwrap()],
+    );
+    assert_eq!(status, 3, "{stdout}{stderr}");
+    assert!(stdout.contains("Perjanjian Jaringan Uji"), "{stdout}");
+    assert!(stderr.contains("--agree"), "{stderr}");
+    let (_, listed, _) = jalin(&b, &["consortium", "list"]);
+    assert!(!listed.contains("Uji"), "{listed}");
+    let text = std::fs::read_to_string(&kept).expect("the invitation kept");
+    assert!(text.contains("JALIN-AGREEMENT:"), "{text}");
+
+    let (status, stdout, stderr) = jalin(&b, &["join", kept.to_str().unwrap(), "--agree"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Joined \"Uji\""), "{stdout}{stderr}");
+    assert_eq!(member_count(&a), 2);
+    drop(node_a);
+}
