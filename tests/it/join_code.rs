@@ -318,3 +318,60 @@ fn a_code_for_an_invitation_with_an_agreement_shows_it_before_joining() {
     assert_eq!(member_count(&a), 2);
     drop(node_a);
 }
+
+/// A members-only relay lets a code number's identity in (to ask its directory and reach
+/// members), but reserves for members alone: under such an identity no one can be
+/// reached through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_identity_gets_no_reservation_at_a_members_only_relay() {
+    use libp2p::futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    let (_dir, data) = new_library(100);
+    let library = Library::open(data).expect("opens");
+    let consortium = form_consortium("Jaringan Desa", &[&library]);
+    let documents = library.consortia().export(&consortium).expect("exports");
+    let relay = Relay::start(&documents).await;
+    let mut swarm =
+        libp2p::SwarmBuilder::with_existing_identity(jalin_node::network::code_identity(47))
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .expect("tcp")
+            .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .expect("relay client")
+            .with_behaviour(|_, relay_client| relay_client)
+            .expect("behaviour")
+            .build();
+    let circuit = relay
+        .address
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2pCircuit);
+    swarm.listen_on(circuit).expect("asks for a reservation");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut connected = false;
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => connected = true,
+                SwarmEvent::NewListenAddr { address, .. } => return Ok(address),
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err((connected, format!("{reason:?}")))
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err((connected, error.to_string()))
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the relay answers");
+    match outcome {
+        Ok(address) => panic!("a code identity was given a reservation: {address}"),
+        // Let in (the connection was made), then refused the reservation.
+        Err((connected, reason)) => assert!(connected, "{reason}"),
+    }
+    relay.stop().await;
+}
