@@ -656,19 +656,13 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
         let text = std::fs::read_to_string(&config).expect("config");
         std::fs::write(&config, text.replace("mdns = true", "mdns = false")).expect("writes");
     }
-    let token = |data: &std::path::Path| {
-        std::fs::read_to_string(data.join("api-token"))
-            .expect("token")
-            .trim()
-            .to_string()
-    };
     let (_node_a, url_a, _) = node(&a);
     let (_node_b, url_b, _) = node(&b);
     runtime().block_on(async {
         let mut browser = Browser::open("consortium", axe).await;
         // A's librarian founds the partnership and invites.
         browser.goto(&format!("{url_a}/login")).await;
-        browser.fill("#token", &token(&a)).await;
+        browser.fill("#token", &api_token(&a)).await;
         browser.follow("form.stack button").await;
         browser.goto(&format!("{url_a}/librarian/consortium")).await;
         browser.check("no-consortium").await;
@@ -698,7 +692,7 @@ fn a_librarian_invites_a_second_node_that_joins_with_its_ticket_and_signs_the_ag
 
         // B's librarian joins with the ticket, in B's own web interface.
         browser.goto(&format!("{url_b}/login")).await;
-        browser.fill("#token", &token(&b)).await;
+        browser.fill("#token", &api_token(&b)).await;
         browser.follow("form.stack button").await;
         browser.goto(&format!("{url_b}/librarian/consortium")).await;
         browser.fill("#ticket-in", &ticket).await;
@@ -1055,6 +1049,14 @@ fn each_result_says_how_many_copies_are_available() {
 }
 
 /// Logs in on the node at `url` with its token.
+/// The API token `jalin init` wrote in a data dir.
+fn api_token(data: &std::path::Path) -> String {
+    std::fs::read_to_string(data.join("api-token"))
+        .expect("token")
+        .trim()
+        .to_string()
+}
+
 async fn login(browser: &Browser, url: &str, token: &str) {
     browser.goto(&format!("{url}/login")).await;
     browser.fill("#token", token).await;
@@ -1959,17 +1961,11 @@ fn a_librarian_reads_a_join_code_over_the_phone_and_the_other_joins_with_it() {
         jalin(&a, &["consortium", "create", "--name", "Kemiri"]).0,
         0
     );
-    let token = |data: &std::path::Path| {
-        std::fs::read_to_string(data.join("api-token"))
-            .expect("token")
-            .trim()
-            .to_string()
-    };
     let (_node_a, url_a, _) = node(&a);
     let (_node_b, url_b, _) = node(&b);
     runtime().block_on(async {
         let mut browser = Browser::open("join_code", axe).await;
-        login(&browser, &url_a, &token(&a)).await;
+        login(&browser, &url_a, &api_token(&a)).await;
         browser.goto(&format!("{url_a}/librarian/consortium")).await;
         browser
             .click("form[action='/librarian/consortium/invite'] input[name='code']")
@@ -1985,7 +1981,7 @@ fn a_librarian_reads_a_join_code_over_the_phone_and_the_other_joins_with_it() {
         assert!(browser.text("main").await.contains("sekali"));
         browser.check("invite-with-code").await;
 
-        login(&browser, &url_b, &token(&b)).await;
+        login(&browser, &url_b, &api_token(&b)).await;
         browser.goto(&format!("{url_b}/librarian/consortium")).await;
         // Dictated: spaces, capitals.
         browser
