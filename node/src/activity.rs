@@ -46,7 +46,7 @@ impl Counted {
 
 /// The counters, in their own tree.
 pub struct Activity {
-    tree: sled::Tree,
+    tree: crate::durable::Tree,
 }
 
 fn key(what: Counted, day: u64) -> [u8; 9] {
@@ -58,7 +58,7 @@ fn key(what: Counted, day: u64) -> [u8; 9] {
 
 impl Activity {
     /// Opens the counters in `db`.
-    pub fn open(db: &sled::Db) -> Result<Activity, sled::Error> {
+    pub fn open(db: &crate::durable::Db) -> Result<Activity, sled::Error> {
         Ok(Activity {
             tree: db.open_tree("activity")?,
         })

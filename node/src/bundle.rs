@@ -234,7 +234,7 @@ pub struct Exchange {
     pub taken_made_ms: Option<u64>,
 }
 
-fn tree(library: &Library) -> Result<sled::Tree, BundleFailure> {
+fn tree(library: &Library) -> Result<crate::durable::Tree, BundleFailure> {
     Ok(library.store().db().open_tree("bundles")?)
 }
 
@@ -244,7 +244,7 @@ fn key(kind: u8, library: &LibraryId) -> Vec<u8> {
     k
 }
 
-fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<u64, BundleFailure> {
+fn read_u64(tree: &crate::durable::Tree, k: &[u8]) -> Result<u64, BundleFailure> {
     Ok(tree
         .get(k)?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -252,7 +252,7 @@ fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<u64, BundleFailure> {
 }
 
 fn read_postcard<T: serde::de::DeserializeOwned + Default>(
-    tree: &sled::Tree,
+    tree: &crate::durable::Tree,
     k: &[u8],
 ) -> Result<T, BundleFailure> {
     Ok(tree
@@ -286,7 +286,11 @@ pub fn find_co_member(library: &Library, who: &str) -> Result<LibraryId, BundleF
 
 /// What this library holds of everything it shares with `peer`: the acknowledgement a
 /// bundle for `peer` carries.
-fn own_ack(library: &Library, peer: &LibraryId, tree: &sled::Tree) -> Result<Ack, BundleFailure> {
+fn own_ack(
+    library: &Library,
+    peer: &LibraryId,
+    tree: &crate::durable::Tree,
+) -> Result<Ack, BundleFailure> {
     let shared = library.shared_with(peer);
     let storage = |e: crate::catalogs::CatalogError| BundleFailure::Storage(e.to_string());
     let mut catalogs = Vec::new();

@@ -364,8 +364,8 @@ enum Taken {
 
 /// The consortia of one library.
 pub struct Consortia {
-    db: sled::Db,
-    tree: sled::Tree,
+    db: crate::durable::Db,
+    tree: crate::durable::Tree,
     key: SigningKey,
     library: LibraryId,
     name: String,
@@ -403,7 +403,7 @@ fn random16() -> [u8; 16] {
 impl Consortia {
     /// Opens the consortia stored in `db`, for the library with `key`.
     pub fn open(
-        db: sled::Db,
+        db: crate::durable::Db,
         key: SigningKey,
         name: &str,
         code: &str,

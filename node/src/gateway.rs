@@ -438,7 +438,7 @@ pub struct Refusal {
 
 /// The gateway's store.
 pub struct Gateway {
-    tree: sled::Tree,
+    tree: crate::durable::Tree,
     /// One writer at a time: the agencies' messages, the librarian's steps and the
     /// deliveries read, change and write the same transactions.
     write: Mutex<()>,
@@ -476,7 +476,7 @@ fn value_error(value: impl Into<String>) -> IsoError {
 
 impl Gateway {
     /// The gateway's tree in `db`.
-    pub fn open(db: &sled::Db) -> Result<Gateway, sled::Error> {
+    pub fn open(db: &crate::durable::Db) -> Result<Gateway, sled::Error> {
         Ok(Gateway {
             tree: db.open_tree("iso18626")?,
             write: Mutex::new(()),

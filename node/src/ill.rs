@@ -312,8 +312,8 @@ fn ratio(a: u32, b: u32) -> Option<f64> {
 
 /// The loans of this node.
 pub struct Loans {
-    db: sled::Db,
-    tree: sled::Tree,
+    db: crate::durable::Db,
+    tree: crate::durable::Tree,
     key: SigningKey,
     own: LibraryId,
     outbox_watch: tokio::sync::watch::Sender<u64>,
@@ -352,7 +352,7 @@ fn random_id() -> Result<String, LoanError> {
 
 impl Loans {
     /// The loans in `db`'s `ill` tree, signed with `key`.
-    pub fn open(db: &sled::Db, key: SigningKey) -> Result<Loans, LoanError> {
+    pub fn open(db: &crate::durable::Db, key: SigningKey) -> Result<Loans, LoanError> {
         let own = LibraryId::from_key(&key.verifying_key());
         let loans = Loans {
             db: db.clone(),

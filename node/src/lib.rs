@@ -19,6 +19,7 @@ pub mod config;
 pub mod consortium;
 pub mod consortium_requests;
 pub mod conspectus;
+pub mod durable;
 pub mod edit;
 pub mod evaluation;
 pub mod files;

@@ -358,7 +358,7 @@ pub struct Library {
     /// Per other library: when a change to its catalog last arrived (`c` + key) and when
     /// its node was last seen (`s` + key), as ms since 1970 (big-endian u64); where its
     /// node listens (`a` + peer id: JSON list of addresses).
-    freshness: sled::Tree,
+    freshness: crate::durable::Tree,
     /// Members' clocks as their `Hello` answers showed them.
     peer_times: crate::clock::PeerTimes,
     /// Join codes open on this running node (memory only).

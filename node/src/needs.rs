@@ -148,7 +148,7 @@ pub struct NeedsReport {
 
 /// The needs log.
 pub struct Needs {
-    tree: sled::Tree,
+    tree: crate::durable::Tree,
     seq: AtomicU64,
 }
 
@@ -192,7 +192,7 @@ fn at_of(key: &[u8]) -> u64 {
 
 impl Needs {
     /// The log in `db`.
-    pub fn open(db: &sled::Db) -> Result<Needs, sled::Error> {
+    pub fn open(db: &crate::durable::Db) -> Result<Needs, sled::Error> {
         let tree = db.open_tree("needs")?;
         // Sequence numbers go on from the largest kept, so keys never repeat.
         let last = [b'q', b's']
@@ -719,7 +719,8 @@ mod tests {
     #[test]
     fn the_log_reports_forgets_and_expires() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = sled::open(dir.path()).expect("opens");
+        let db = crate::durable::Db::new(sled::open(dir.path()).expect("opens"), dir.path())
+            .expect("opens");
         let needs = Needs::open(&db).expect("opens");
         let t = 1_800_000_000_000;
         needs.log_search("Bertani Padi", 0, None, t).expect("logs");

@@ -105,7 +105,7 @@ struct Kept {
 
 /// The profiles of one library.
 pub struct Profiles {
-    tree: sled::Tree,
+    tree: crate::durable::Tree,
     /// This catalog's figures, with the digest of the catalog they were computed from.
     own: Mutex<Option<([u8; 32], Arc<Figures>)>>,
     /// Profiles heard on the local network (never stored): each library's newest, with
@@ -123,7 +123,7 @@ fn kept_key(library: &LibraryId) -> Vec<u8> {
 
 impl Profiles {
     /// Opens the profiles kept in `db`.
-    pub fn open(db: &sled::Db) -> Result<Profiles, sled::Error> {
+    pub fn open(db: &crate::durable::Db) -> Result<Profiles, sled::Error> {
         Ok(Profiles {
             tree: db.open_tree("profiles")?,
             own: Mutex::new(None),

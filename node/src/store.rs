@@ -393,8 +393,8 @@ pub enum ReplicaError {
 
 /// The durable catalog of one node.
 pub struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+    db: crate::durable::Db,
+    tree: crate::durable::Tree,
     key: SigningKey,
     library: LibraryId,
     cache: Mutex<ShardCache>,
@@ -451,6 +451,7 @@ impl Store {
                 Err(error) => return Err(StoreError::Sled(error)),
             }
         };
+        let db = crate::durable::Db::new(db, path)?;
         let tree = db.open_tree("catalog")?;
         let library = LibraryId::from_key(&key.verifying_key());
         Ok(Store {
@@ -1441,7 +1442,7 @@ impl Store {
     }
 
     /// The sled database, for other trees beside the catalog's.
-    pub fn db(&self) -> sled::Db {
+    pub fn db(&self) -> crate::durable::Db {
         self.db.clone()
     }
 

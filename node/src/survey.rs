@@ -424,13 +424,13 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 /// The questionnaire and its answers, on this node.
 pub struct Surveys {
-    tree: sled::Tree,
+    tree: crate::durable::Tree,
     seq: AtomicU64,
 }
 
 impl Surveys {
     /// Opens the survey tree of `db`.
-    pub fn open(db: &sled::Db) -> Result<Surveys, sled::Error> {
+    pub fn open(db: &crate::durable::Db) -> Result<Surveys, sled::Error> {
         let tree = db.open_tree("survey")?;
         let last = tree
             .scan_prefix([b'a'])

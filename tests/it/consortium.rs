@@ -29,6 +29,7 @@ fn node(seed: u8, name: &str, code: &str) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = SigningKey::from_bytes(&[seed; 32]);
     let db = sled::open(dir.path().join("db")).expect("sled opens");
+    let db = jalin_node::durable::Db::new(db, &dir.path().join("db")).expect("durable");
     let consortia = Consortia::open(db, key.clone(), name, code).expect("opens");
     Node {
         consortia,
@@ -64,6 +65,7 @@ impl Node {
                 Err(e) => panic!("sled reopens: {e}"),
             }
         };
+        let db = jalin_node::durable::Db::new(db, &dir.path().join("db")).expect("durable");
         let consortia = Consortia::open(db, key.clone(), &name, &code).expect("reopens");
         Node {
             consortia,
