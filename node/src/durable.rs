@@ -25,7 +25,7 @@ struct Files {
 impl Files {
     fn open(path: &Path) -> std::io::Result<Files> {
         Ok(Files {
-            log: File::open(path.join("db"))?,
+            log: open_to_sync(&path.join("db"))?,
             blobs: path.join("blobs"),
             blobs_synced: Mutex::new(SystemTime::UNIX_EPOCH),
         })
@@ -53,7 +53,7 @@ impl Files {
                 .is_ok_and(|modified| modified >= since);
             if new {
                 // A blob removed meanwhile (sled dropped it) needs nothing.
-                if let Ok(file) = File::open(entry.path()) {
+                if let Ok(file) = open_to_sync(&entry.path()) {
                     file.sync_all()?;
                     any = true;
                 }
@@ -65,6 +65,15 @@ impl Files {
         *synced = started;
         Ok(())
     }
+}
+
+/// Opens a file to `fsync` it: for writing too, since Windows flushes (`FlushFileBuffers`)
+/// only through a handle that may write; nothing is written through it.
+fn open_to_sync(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 /// Makes a directory's entries durable (on Windows there is nothing to open a directory
