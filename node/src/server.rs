@@ -615,30 +615,18 @@ impl From<ConsortiumError> for ApiError {
     }
 }
 
-pub(crate) async fn run_request(state: &Arc<AppState>, request: Request) -> ApiResult<Answer> {
+pub(crate) async fn run_request(state: &Arc<AppState>, mut request: Request) -> ApiResult<Answer> {
     let library = state.library.clone();
     let writes = request.writes();
-    // A join code lives in this running node's memory, and is answered by its network.
-    let (request, code) = match request {
-        Request::Invite {
-            consortium,
-            role,
-            expires_s,
-            note,
-            with_agreement,
-            code: true,
-        } if state.net.is_some() => (
-            Request::Invite {
-                consortium,
-                role,
-                expires_s,
-                note,
-                with_agreement,
-                code: false,
-            },
-            true,
-        ),
-        request => (request, false),
+    // A join code lives in this running node's memory, and is answered by its network:
+    // the invite is made as any other, the code opened here after it. Without the
+    // network the request keeps asking for a code, and is refused as such.
+    let code = match &mut request {
+        Request::Invite { code, .. } if *code && state.net.is_some() => {
+            *code = false;
+            true
+        }
+        _ => false,
     };
     if code && !state.library.join_codes().has_room(state.library.now_ms()) {
         // Said before an invite is made whose ticket no one would see.
