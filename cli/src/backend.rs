@@ -7,6 +7,7 @@ use jalin_node::config::{DataDir, RunningNode};
 use jalin_node::consortium_requests::{execute, Answer, Request};
 use jalin_node::library::CatalogSync;
 use jalin_node::library::{ImportOptions, ImportSummary, Library, Source};
+use jalin_node::network::Route;
 use jalin_node::node::{Node, NodeOptions};
 use jalin_node::search::SearchResults;
 use jalin_protocol::consortium::agreement::format_time;
@@ -139,9 +140,13 @@ impl Backend {
         println!("{} member(s) connected", peers.len());
         for peer in peers {
             println!(
-                "  {}  {}",
+                "  {}  {}  ({})",
                 peer["peer_id"].as_str().unwrap_or_default(),
-                peer["library"].as_str().unwrap_or("(unknown)")
+                peer["library"].as_str().unwrap_or("(unknown)"),
+                match peer["route"].as_str() {
+                    Some("relay") => "through a relay",
+                    _ => "direct",
+                }
             );
         }
         Ok(ExitCode::SUCCESS)
@@ -177,11 +182,13 @@ impl Backend {
                 .unwrap_or_else(|| c.library_id.chars().take(16).collect());
             println!(
                 "{name}{}",
-                match (c.own, c.connected) {
-                    (true, _) => "  (this library)",
-                    (false, Some(true)) => "  (connected)",
-                    (false, Some(false)) => "  (not connected)",
-                    (false, None) => "",
+                match (c.own, c.connected, c.route) {
+                    (true, _, _) => "  (this library)",
+                    (false, _, Some(Route::Direct)) => "  (connected directly)",
+                    (false, _, Some(Route::Relay)) => "  (connected through a relay)",
+                    (false, Some(true), None) => "  (connected)",
+                    (false, Some(false), None) => "  (not connected)",
+                    (false, None, None) => "",
                 }
             );
             println!(

@@ -462,6 +462,7 @@ pub fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
 }
 
 /// How deep [`restrict_permissions`] walks: the data dir, `db/`, `index/`, and one more.
+#[cfg(unix)]
 const PERMISSIONS_DEPTH_MAX: usize = 3;
 
 /// Writes a file readable by its owner only.

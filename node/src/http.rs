@@ -447,16 +447,17 @@ async fn sync_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<SyncS
     let mut catalogs = blocking(move || Ok(library.sync_status()?)).await?;
     let mut traffic = None;
     if let Some(net) = &state.net {
-        if let Ok(peers) = net.peers().await {
+        if let Ok(routes) = net.routes().await {
             for catalog in &mut catalogs {
                 if catalog.own {
                     continue;
                 }
-                let connected = jalin_protocol::signing::LibraryId::from_hex(&catalog.library_id)
+                let route = jalin_protocol::signing::LibraryId::from_hex(&catalog.library_id)
                     .ok()
                     .and_then(|id| crate::network::peer_id_of(&id))
-                    .is_some_and(|peer| peers.contains(&peer));
-                catalog.connected = Some(connected);
+                    .and_then(|peer| routes.get(&peer).copied());
+                catalog.connected = Some(route.is_some());
+                catalog.route = route;
             }
         }
         traffic = Some(net.traffic.counts());
@@ -475,6 +476,8 @@ async fn sync_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<SyncS
 struct NetworkPeer {
     peer_id: String,
     library: Option<String>,
+    /// `direct`, or `relay` when every connection to it goes through a relay.
+    route: crate::network::Route,
 }
 
 /// `GET /api/network`: this node's peer id, addresses and connected members.
@@ -487,7 +490,7 @@ async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ne
     };
     let stopped = |_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the network has stopped");
     let listen = net.listen_addresses().await.map_err(stopped)?;
-    let peers = net.peers().await.map_err(stopped)?;
+    let peers = net.routes().await.map_err(stopped)?;
     let library = state.library.clone();
     let members: std::collections::BTreeMap<String, String> = blocking(move || {
         let mut out = std::collections::BTreeMap::new();
@@ -508,9 +511,10 @@ async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ne
         listen: listen.iter().map(ToString::to_string).collect(),
         peers: peers
             .iter()
-            .map(|p| NetworkPeer {
+            .map(|(p, route)| NetworkPeer {
                 peer_id: p.to_string(),
                 library: members.get(&p.to_string()).cloned(),
+                route: *route,
             })
             .collect(),
         traffic: net.traffic.counts(),

@@ -312,6 +312,9 @@ pub struct CatalogSync {
     /// Whether its node is connected now (filled in by the running node).
     #[serde(default)]
     pub connected: Option<bool>,
+    /// How, when connected: directly or only through a relay.
+    #[serde(default)]
+    pub route: Option<crate::network::Route>,
     /// The most records (and tombstones) of it a member said it holds lately.
     #[serde(default)]
     pub member_holds: Option<u64>,
@@ -973,6 +976,7 @@ impl Library {
                 last_change_ms: fresh.last_change_ms,
                 last_seen_ms: fresh.last_seen_ms,
                 connected: None,
+                route: None,
                 member_holds,
                 to_go,
                 bytes_to_go,

@@ -22,7 +22,7 @@ pub(crate) fn jalin(data: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// A node process, killed if a test fails before it stops it.
-pub(crate) struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {

@@ -18,6 +18,7 @@ mod hostile;
 mod ill;
 mod join_code;
 mod membership;
+mod nat;
 mod needs;
 mod network;
 mod oai;

@@ -33,6 +33,18 @@ pub(super) struct NetState {
     pub(super) relays: HashSet<PeerId>,
     /// The relays of this library's `[network] relays`.
     pub(super) own_relays: HashSet<PeerId>,
+    /// Their addresses: a member with none that answers is dialed through them.
+    pub(super) relay_addresses: Vec<Multiaddr>,
+    /// The listeners through them, and the relay address each listens through. One
+    /// closes when its relay cannot be reached or the connection to it drops (a phone's
+    /// hotspot gone): it is opened again at the next redial.
+    pub(super) relay_listeners: HashMap<libp2p::core::transport::ListenerId, Multiaddr>,
+    /// The own relays that hold a reservation for this node now: members are dialed
+    /// through these only (a dial through a relay not yet connected would race the
+    /// reservation's own dial of it, and the relay client drops the loser quietly).
+    pub(super) reserved: HashSet<PeerId>,
+    /// Each connection open to a peer, and whether it goes through a relay.
+    pub(super) connections: HashMap<PeerId, HashMap<libp2p::swarm::ConnectionId, bool>>,
     /// The join code numbers the own relays were last told are open here.
     pub(super) codes_told: Vec<(u16, u32)>,
     /// Relays named in current members' circuit addresses (let in for them alone).
@@ -56,6 +68,24 @@ pub(super) struct NetState {
     pub(super) links: super::link::Links,
     /// When each member was last dialed again because its connection dropped.
     pub(super) redialed: HashMap<PeerId, std::time::Instant>,
+}
+
+/// Listens through each of this library's relays not listened through now. (Before
+/// members are dialed through them: the relay client's listener gives up, quietly, if its
+/// relay is being dialed already.)
+pub(super) fn listen_through_relays(swarm: &mut Swarm<Behaviour>, state: &mut NetState) {
+    for relay in &state.relay_addresses {
+        if state.relay_listeners.values().any(|a| a == relay) {
+            continue;
+        }
+        let circuit = relay.clone().with(libp2p::multiaddr::Protocol::P2pCircuit);
+        match swarm.listen_on(circuit) {
+            Ok(id) => {
+                state.relay_listeners.insert(id, relay.clone());
+            }
+            Err(error) => tracing::warn!(%relay, %error, "cannot listen through the relay"),
+        }
+    }
 }
 
 /// A member whose connection dropped is dialed again at once, but not more often than this.
@@ -214,6 +244,22 @@ impl NetLoop {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Routes(reply) => {
+                let routes = self
+                    .state
+                    .connections
+                    .iter()
+                    .map(|(peer, open)| {
+                        let route = if open.values().all(|relayed| *relayed) {
+                            Route::Relay
+                        } else {
+                            Route::Direct
+                        };
+                        (*peer, route)
+                    })
+                    .collect();
+                let _ = reply.send(routes);
             }
             Command::MembersChanged(done) => self.members_changed(done),
             Command::Announce(namespace) => self.announce(namespace),
@@ -482,6 +528,26 @@ impl NetLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.state.listening.retain(|a| *a != address);
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                for address in &addresses {
+                    self.state.listening.retain(|a| a != address);
+                }
+                if let Some(relay) = self.state.relay_listeners.remove(&listener_id) {
+                    if let Some(peer) = relay_of(&relay) {
+                        self.state.reserved.remove(&peer);
+                    }
+                    match reason {
+                        Ok(()) => tracing::info!(%relay, "no longer listening through the relay"),
+                        Err(error) => {
+                            tracing::warn!(%relay, %error, "not listening through the relay (tried again shortly)");
+                        }
+                    }
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -524,11 +590,17 @@ impl NetLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
             } => {
-                tracing::debug!(peer = %peer_id, "connected");
+                tracing::debug!(peer = %peer_id, relayed = endpoint.is_relayed(), "connected");
+                self.state
+                    .connections
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, endpoint.is_relayed());
                 // An address this node reached a member at is tried first when the
                 // connection drops (a weak link's proxy, a relay, an address typed in),
                 // before those the member says it listens on.
@@ -557,9 +629,19 @@ impl NetLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
+                if let Some(open) = self.state.connections.get_mut(&peer_id) {
+                    open.remove(&connection_id);
+                    if open.is_empty() {
+                        self.state.connections.remove(&peer_id);
+                    }
+                }
+                if num_established > 0 {
+                    return;
+                }
                 if self.state.leaving.remove(&peer_id)
                     && !self.state.joiners.contains_key(&peer_id)
                     && !self.state.codes.contains_key(&peer_id)
@@ -644,6 +726,29 @@ impl NetLoop {
                 message_id,
                 message,
             })) => self.handle_gossip(propagation_source, &message_id, &message),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal: false,
+                    ..
+                },
+            )) => {
+                // Listening through a relay now: members behind NATs that use it too
+                // are reachable there (and they reach this node), without waiting for
+                // the next redial.
+                tracing::info!(relay = %relay_peer_id, "reachable through the relay");
+                self.state.reserved.insert(relay_peer_id);
+                dial_members(&mut self.swarm, &self.state);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: connected directly"),
+                Err(error) => {
+                    tracing::info!(peer = %remote_peer_id, %error, "no hole punched: the relay carries the connection");
+                }
+            },
             _ => {}
         }
     }
@@ -945,6 +1050,7 @@ pub(super) async fn run(
             Some(command) = commands.recv() => net.handle_command(command),
             event = net.swarm.select_next_some() => net.handle_swarm_event(event),
             _ = redial.tick() => {
+                listen_through_relays(&mut net.swarm, &mut net.state);
                 dial_members(&mut net.swarm, &net.state);
                 // A join code past its hour: its identity leaves the allow-list and the
                 // relays forget its number.

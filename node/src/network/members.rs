@@ -246,20 +246,45 @@ pub(super) fn is_circuit(address: &Multiaddr) -> bool {
 
 /// Dials every member not connected, at the addresses known for it.
 pub(super) fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
-    let peers: Vec<PeerId> = state.addresses.keys().copied().collect();
+    let peers: Vec<PeerId> = state.allowed.keys().copied().collect();
     for peer in peers {
         dial_member(swarm, state, &peer);
     }
 }
 
-/// Dials one member at the addresses known for it, unless it is connected or dialed.
+/// Where to dial `peer`: the addresses known for it, then through each of this library's
+/// own relays that hold a reservation for this node (a consortium's relay: a member
+/// behind a NAT with no address anyone can dial is reached there, and hole punching may
+/// then make the connection direct).
+pub(super) fn dial_addresses(state: &NetState, peer: &PeerId) -> Vec<Multiaddr> {
+    let mut addresses = state.addresses.get(peer).cloned().unwrap_or_default();
+    for relay in &state.relay_addresses {
+        let Some(relay_peer) = relay_of(relay) else {
+            continue;
+        };
+        if relay_peer == *peer || !state.reserved.contains(&relay_peer) {
+            continue;
+        }
+        let circuit = relay
+            .clone()
+            .with(libp2p::multiaddr::Protocol::P2pCircuit)
+            .with(libp2p::multiaddr::Protocol::P2p(*peer));
+        if !addresses.contains(&circuit) {
+            addresses.push(circuit);
+        }
+    }
+    addresses
+}
+
+/// Dials one member at [`dial_addresses`], unless it is connected or dialed.
 pub(super) fn dial_member(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: &PeerId) {
     let me = *swarm.local_peer_id();
-    if let Some(addresses) = state.addresses.get(peer) {
+    let addresses = dial_addresses(state, peer);
+    if !addresses.is_empty() {
         if *peer == me || !state.allowed.contains_key(peer) || swarm.is_connected(peer) {
             return;
         }
-        for address in addresses {
+        for address in &addresses {
             if is_circuit(address) {
                 if let Some(relay) = relay_of(address) {
                     swarm.behaviour_mut().allowed.allow_peer(relay);
@@ -271,7 +296,7 @@ pub(super) fn dial_member(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: 
             }
         }
         let options = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
-            .addresses(addresses.clone())
+            .addresses(addresses)
             .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
             .build();
         let _ = swarm.dial(options);
@@ -311,5 +336,28 @@ mod tests {
         let members = BTreeMap::from([(member, LibraryId::from_key(&key))]);
         assert_eq!(member_relays(&addresses, &members), HashSet::from([kept]));
         assert!(member_relays(&addresses, &BTreeMap::new()).is_empty());
+    }
+
+    /// A member is dialed at its known addresses, then through this library's own relay
+    /// once that relay holds a reservation for it; never through the relay to the relay.
+    #[test]
+    fn members_are_dialed_through_the_own_relay_once_it_holds_a_reservation() {
+        let (member, relay) = (peer(), peer());
+        let relay_address: Multiaddr = format!("/ip4/100.64.1.254/tcp/4001/p2p/{relay}")
+            .parse()
+            .expect("address");
+        let direct: Multiaddr = "/ip4/192.168.1.1/tcp/4001".parse().expect("address");
+        let mut state = NetState {
+            relay_addresses: vec![relay_address.clone()],
+            addresses: BTreeMap::from([(member, vec![direct.clone()])]),
+            ..NetState::default()
+        };
+        assert_eq!(dial_addresses(&state, &member), vec![direct.clone()]);
+        state.reserved.insert(relay);
+        let circuit = relay_address
+            .with(libp2p::multiaddr::Protocol::P2pCircuit)
+            .with(libp2p::multiaddr::Protocol::P2p(member));
+        assert_eq!(dial_addresses(&state, &member), vec![direct, circuit]);
+        assert!(dial_addresses(&state, &relay).is_empty());
     }
 }

@@ -130,6 +130,7 @@ enum Command {
     Disconnect(PeerId),
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     Peers(oneshot::Sender<Vec<PeerId>>),
+    Routes(oneshot::Sender<BTreeMap<PeerId, Route>>),
     /// Membership may have changed: rebuild the allow-list and topics, then tell the
     /// sender (if any) it is done.
     MembersChanged(Option<oneshot::Sender<()>>),
@@ -147,6 +148,17 @@ pub struct NetHandle {
     pub peer_id: PeerId,
     /// Bytes and round trips of the sync protocol since the start.
     pub traffic: Arc<Traffic>,
+}
+
+/// How a connected peer is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// At least one connection straight to it (on the LAN, over the internet, or a hole
+    /// punched through both NATs).
+    Direct,
+    /// Only through a relay: every byte goes by the relay, within its caps.
+    Relay,
 }
 
 /// Why the network could not start or a command failed.
@@ -223,6 +235,11 @@ impl NetHandle {
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerId>, NetError> {
         self.ask(Command::Peers).await
+    }
+
+    /// Connected peers, and whether each is reached directly or only through a relay.
+    pub async fn routes(&self) -> Result<BTreeMap<PeerId, Route>, NetError> {
+        self.ask(Command::Routes).await
     }
 
     /// Tells the network the membership may have changed; returns once the allow-list
@@ -406,6 +423,7 @@ pub async fn start(
             .map_err(|error| NetError::Listen { address, error })?;
     }
     let mut relays = HashSet::new();
+    let mut relay_addresses = Vec::new();
     for text in &library.data().config.network.relays {
         let address: Multiaddr = text.parse().map_err(|e| NetError::RelayAddress {
             address: text.clone(),
@@ -420,13 +438,7 @@ pub async fn start(
         // Reachable through the relay: members behind NAT are dialed at this address.
         swarm.behaviour_mut().allowed.allow_peer(relay);
         relays.insert(relay);
-        let circuit = address.with(libp2p::multiaddr::Protocol::P2pCircuit);
-        swarm
-            .listen_on(circuit.clone())
-            .map_err(|error| NetError::Listen {
-                address: circuit,
-                error,
-            })?;
+        relay_addresses.push(address);
     }
     // The member set before the first connection, so no member is turned away at start.
     let reader = library.clone();
@@ -438,9 +450,12 @@ pub async fn start(
     .map_err(|e| NetError::Setup(e.into()))?;
     let mut state = NetState {
         own_relays: relays.clone(),
+        relay_addresses,
         relays,
         ..NetState::default()
     };
+    // Reachable through the relays first: members behind NAT are dialed there.
+    event_loop::listen_through_relays(&mut swarm, &mut state);
     apply_members(&mut swarm, &mut state, members);
     let (tx, rx) = mpsc::channel(COMMANDS_MAX);
     let handle = NetHandle {

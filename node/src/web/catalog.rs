@@ -355,10 +355,24 @@ pub(super) async fn status_page(
             context! { own => false, n => n, unit => unit, name => peer.name.clone().unwrap_or_else(|| peer.library.clone()) }
         })
     };
-    let peers = match &state.net {
-        Some(net) => net.peers().await.map(|p| p.len()).unwrap_or(0),
-        None => 0,
+    let routes = match &state.net {
+        Some(net) => net.routes().await.unwrap_or_default(),
+        None => Default::default(),
     };
+    let peers = routes.len();
+    // Each member connected, by name, and whether directly or through a relay.
+    let connected: Vec<_> = syncing
+        .iter()
+        .filter(|c| !c.own)
+        .filter_map(|c| {
+            let id = jalin_protocol::signing::LibraryId::from_hex(&c.library_id).ok()?;
+            let route = routes.get(&crate::network::peer_id_of(&id)?)?;
+            Some(context! {
+                name => c.name.clone().unwrap_or_else(|| c.library_id.chars().take(16).collect()),
+                relay => *route == crate::network::Route::Relay,
+            })
+        })
+        .collect();
     let replicas: u64 = status.replicas.iter().map(|r| r.records).sum();
     visitor.page(
         &state,
@@ -376,6 +390,7 @@ pub(super) async fn status_page(
             version => status.version.clone(),
             network => state.net.is_some(),
             peers => peers,
+            connected => connected,
             clock_warning => clock_warning,
             syncing => syncing.iter().filter(|c| c.to_go.is_some()).map(|c| {
                 let eta = c.eta_s.map(|s| crate::clock::amount(s.saturating_mul(1000).max(60_000)));
