@@ -834,7 +834,8 @@ pub fn run_node(
     })
 }
 
-/// Resolves at Ctrl-C (or SIGTERM on Unix).
+/// Resolves at Ctrl-C (or SIGTERM on Unix; Ctrl-Break, the console closed or shutdown on
+/// Windows).
 pub async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -852,7 +853,28 @@ pub async fn stop_signal() {
             _ = term.recv() => {}
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        // Ctrl-C or Ctrl-Break in the console, its window closed, or Windows shutting
+        // down (the last two give a few seconds: enough to finish the batch in hand).
+        use tokio::signal::windows;
+        match (
+            windows::ctrl_break(),
+            windows::ctrl_close(),
+            windows::ctrl_shutdown(),
+        ) {
+            (Ok(mut brk), Ok(mut close), Ok(mut shutdown)) => tokio::select! {
+                _ = ctrl_c => {}
+                _ = brk.recv() => {}
+                _ = close.recv() => {}
+                _ = shutdown.recv() => {}
+            },
+            _ => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = ctrl_c.await;
     }

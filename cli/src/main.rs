@@ -859,7 +859,9 @@ fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     let dirs = directories::ProjectDirs::from("org", "Jalin", "jalin")
         .context("no home directory to keep the data in; pass --data-dir")?;
-    Ok(dirs.data_dir().to_path_buf())
+    // Local, not roaming, on Windows (`%LOCALAPPDATA%\Jalin\jalin\data`): a catalog is
+    // no part of a profile to copy from PC to PC. The same directory elsewhere.
+    Ok(dirs.data_local_dir().to_path_buf())
 }
 
 fn open_data(path: &Path) -> anyhow::Result<DataDir> {
