@@ -10,6 +10,7 @@ use crate::support::jalin_binary;
 use jalin_node::config::DataDir;
 use jalin_node::library::Library;
 use jalin_protocol::marc::iso2709;
+use jalin_tests::kills::{imports, Consortium, Moments};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -143,6 +144,37 @@ fn killed_imports_lose_no_reported_batch() {
     assert_eq!(
         (status.records, status.deleted, status.indexed),
         (10_000, 0, 10_000)
+    );
+}
+
+/// The kill loop's short version (the bench `kills` runs 1,000): a node or command
+/// killed at random moments of an import, a sync, an OAI-PMH harvest and an agreement
+/// signature, four times each; after each kill the store opens, search answers, and
+/// nothing acknowledged is missing (`jalin_tests::kills` says what counts as
+/// acknowledged, per operation).
+#[test]
+fn kills_during_import_sync_harvest_and_signing_lose_nothing_acknowledged() {
+    let data = shared_data_or_skip!();
+    let file = data.join("marc/loc/loc-indonesia-3147.mrc");
+    let binary = jalin_binary();
+    let mut moments = Moments::new(19);
+    let consortium = Consortium::new();
+    let tallies = [
+        imports(&binary, &file, 4, &mut moments),
+        consortium.syncs(&binary, &file, 200, 4, &mut moments),
+        consortium.harvests(&binary, 4, &mut moments),
+        consortium.signatures(&binary, 4, &mut moments),
+    ];
+    for tally in &tallies {
+        eprintln!("{tally:?}");
+        assert_eq!(tally.kills, 4);
+        assert_eq!(tally.lost, 0, "{tally:?}");
+    }
+    // The loop would prove nothing if no kill came after something was acknowledged.
+    let after: usize = tallies.iter().map(|t| t.kills_after_acknowledgement).sum();
+    assert!(
+        after >= 4,
+        "only {after} kills came after an acknowledgement"
     );
 }
 

@@ -3,4 +3,5 @@
 //! agreement every member signs, interlibrary-loan messages passed by hand.
 
 pub mod fixtures;
+pub mod kills;
 pub mod measure;

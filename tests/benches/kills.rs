@@ -1,0 +1,55 @@
+//! The kill loop (issue 19): `jalin` killed with SIGKILL at random moments of imports,
+//! syncs, OAI-PMH harvests and agreement signatures; after each kill the store opens,
+//! search answers, and nothing acknowledged is missing.
+//!
+//!   cargo bench -p jalin-tests --bench kills -- ../shared/data/marc/loc/loc-books-10k.mrc 250
+//!
+//! (the MARC file, and the kills per operation: 250 makes 1,000). Prints one line per
+//! operation (kills, kills after something was acknowledged, acknowledged, lost) and
+//! stops at the first loss.
+
+use jalin_tests::kills::{imports, Consortium, Moments};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let file = PathBuf::from(
+        args.next()
+            .expect("usage: kills MARC_FILE [KILLS_PER_OPERATION]"),
+    );
+    let rounds: usize = args.next().map_or(250, |n| n.parse().expect("a count"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "jalin-cli", "--bin", "jalin"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success());
+    let binary = root.join("target/debug/jalin");
+    let mut moments = Moments::new(0x5eed_0019);
+    let started = Instant::now();
+    let consortium = Consortium::new();
+    let tallies = [
+        imports(&binary, &file, rounds, &mut moments),
+        // 10 records a round: a chunk to take in each sync round.
+        consortium.syncs(&binary, &file, 10, rounds, &mut moments),
+        consortium.harvests(&binary, rounds, &mut moments),
+        consortium.signatures(&binary, rounds, &mut moments),
+    ];
+    println!("| operation | kills | after an acknowledgement | acknowledged | lost |");
+    println!("|---|---:|---:|---:|---:|");
+    for t in &tallies {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            t.operation, t.kills, t.kills_after_acknowledgement, t.acknowledged, t.lost
+        );
+    }
+    let kills: usize = tallies.iter().map(|t| t.kills).sum();
+    let lost: u64 = tallies.iter().map(|t| t.lost).sum();
+    println!(
+        "{kills} kills, {lost} lost, {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
