@@ -121,6 +121,7 @@ impl Backend {
         let response = remote
             .client
             .get(format!("{}/api/network", remote.url))
+            .bearer_auth(&remote.token)
             .send()?;
         let status: serde_json::Value = check(response)?
             .json()

@@ -285,6 +285,12 @@ pub fn harvest_once(
         report.updated += summary.updated;
         report.unchanged += summary.unchanged;
         report.deleted += deleted;
+        // The page is in the store, durably, before the next is asked for.
+        eprintln!(
+            "page {}: {} record(s) stored so far",
+            report.pages,
+            report.added + report.updated + report.unchanged
+        );
         report.rejected.extend(
             summary
                 .rejected
@@ -334,8 +340,17 @@ pub fn harvest_once(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("making {}", parent.display()))?;
     }
-    std::fs::write(&path, serde_json::to_vec_pretty(&state)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    // Whole or not at all: a kill or a power cut while it is written leaves the old one
+    // (written beside it, made durable, then renamed over it).
+    let partial = path.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(&serde_json::to_vec_pretty(&state)?)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, &path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))?;
     Ok(report)
 }
 

@@ -461,34 +461,52 @@ pub fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Windows: the data dir (and all that will be in it, by inheritance) open to its owner,
-/// the library's account, and to the system alone: a protected access list of two
-/// entries, the owner's (`OWNER RIGHTS`, S-1-3-4) and SYSTEM's (S-1-5-18), every other
-/// one, inherited from the folder above, removed. Set with Windows' own `icacls` (in
-/// System32 since Vista), so that no unsafe code is needed for it.
+/// Windows: the data dir (and all that will be in it, by inheritance) open to the
+/// library's account and to the system alone, and owned by that account: a protected
+/// access list of two entries, the account's and SYSTEM's (S-1-5-18), every other one,
+/// inherited from the folder above, removed. The account is named (`DOMAIN\user`), not
+/// taken as "the owner": a folder made from an elevated prompt is owned by
+/// Administrators. Set with Windows' own `icacls` (in System32 since Vista), so that no
+/// unsafe code is needed for it. It fails where there are no access lists (a FAT flash
+/// disk): the error says so.
 #[cfg(windows)]
 fn owner_only(dir: &Path) -> std::io::Result<()> {
     let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
     let icacls = Path::new(&system).join("System32").join("icacls.exe");
-    let output = std::process::Command::new(&icacls)
-        .arg(dir)
-        .args([
-            "/inheritance:r",
-            "/grant:r",
-            "*S-1-3-4:(OI)(CI)F",
-            "/grant:r",
-            "*S-1-5-18:(OI)(CI)F",
-        ])
-        .output()?;
-    if output.status.success() {
-        Ok(())
-    } else {
+    let account = match (std::env::var("USERDOMAIN"), std::env::var("USERNAME")) {
+        (Ok(domain), Ok(user)) if !user.is_empty() => format!("{domain}\\{user}"),
+        // No account name: the owner's rights (S-1-3-4), whoever the owner is.
+        _ => "*S-1-3-4".to_string(),
+    };
+    let run = |args: &[&std::ffi::OsStr]| -> std::io::Result<()> {
+        let output = std::process::Command::new(&icacls)
+            .arg(dir)
+            .args(args)
+            .output()?;
+        if output.status.success() {
+            return Ok(());
+        }
         Err(std::io::Error::other(format!(
-            "{} could not make the data dir its owner's alone: {}",
+            "{} could not make {} the library account's alone (is it on a drive without \
+             access lists, such as a FAT flash disk? use a folder on the PC's NTFS drive): {} {}",
             icacls.display(),
-            String::from_utf8_lossy(&output.stdout).trim()
+            dir.display(),
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
         )))
+    };
+    let grant = format!("{account}:(OI)(CI)F");
+    run(&[
+        "/inheritance:r".as_ref(),
+        "/grant:r".as_ref(),
+        grant.as_ref(),
+        "/grant:r".as_ref(),
+        "*S-1-5-18:(OI)(CI)F".as_ref(),
+    ])?;
+    if !account.starts_with('*') {
+        run(&["/setowner".as_ref(), account.as_ref()])?;
     }
+    Ok(())
 }
 
 /// How deep [`restrict_permissions`] walks: the data dir, `db/`, `index/`, and one more.

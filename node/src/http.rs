@@ -480,8 +480,13 @@ struct NetworkPeer {
     route: crate::network::Route,
 }
 
-/// `GET /api/network`: this node's peer id, addresses and connected members.
-async fn network_status(State(state): State<Arc<AppState>>) -> ApiResult<Json<NetworkStatus>> {
+/// `GET /api/network`: this node's peer id, addresses and connected members, and how each
+/// is reached (the API token: who is behind a NAT is the members' business).
+async fn network_status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<NetworkStatus>> {
+    authorize(&state, &headers)?;
     let Some(net) = &state.net else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

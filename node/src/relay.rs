@@ -202,6 +202,12 @@ pub async fn run(
                     ));
                     let opening = members.clone();
                     let mut by_joiner: HashMap<PeerId, (std::time::Instant, u32)> = HashMap::new();
+                    // In place of libp2p's defaults (30 circuits a peer, then one in two
+                    // minutes, counted whether or not the member asked for is online): a
+                    // member's node asks for a circuit to each member it is not connected
+                    // to, every few minutes, and must not be shut out for it. Circuits
+                    // open at once stay capped by `CIRCUITS_MAX` and per peer.
+                    config.circuit_src_rate_limiters.clear();
                     config.circuit_src_rate_limiters.push(Box::new(
                         move |peer: PeerId, _: &Multiaddr, now: std::time::Instant| {
                             if opening.contains(&peer) {

@@ -55,6 +55,40 @@ impl Moments {
     }
 }
 
+/// Kills `child` (SIGKILL); whether it was still running then (a kill, not a reaping).
+fn kill(mut child: Child) -> bool {
+    let running = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+/// Follows `lines` of a child's stderr, sending the number `parse` finds in each.
+fn follow(
+    stderr: std::process::ChildStderr,
+    parse: fn(&str) -> Option<u64>,
+) -> (mpsc::Receiver<u64>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<u64>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(n) = parse(&line) {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    (rx, reader)
+}
+
+/// The last number `rx` gives before `deadline` (or the child's end), then any sent just
+/// before the kill.
+fn last_until(rx: &mpsc::Receiver<u64>, deadline: Instant) -> u64 {
+    let mut last = 0;
+    while let Ok(n) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        last = n;
+    }
+    last
+}
+
 /// A child killed (SIGKILL) when dropped.
 struct Killed(Child);
 
@@ -146,29 +180,19 @@ pub fn imports(binary: &Path, file: &Path, rounds: usize, moments: &mut Moments)
             .stderr(Stdio::piped())
             .spawn()
             .expect("jalin runs");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel::<usize>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let read = line
-                    .strip_prefix("committed ")
-                    .and_then(|rest| rest.split(" of ").nth(1))
-                    .and_then(|r| r.split_whitespace().next())
-                    .and_then(|n| n.parse().ok());
-                if let Some(read) = read {
-                    let _ = tx.send(read);
-                }
-            }
+        // "committed N record(s) of M read": the file's first M records are durable.
+        let (rx, reader) = follow(child.stderr.take().expect("piped"), |line| {
+            line.strip_prefix("committed ")
+                .and_then(|rest| rest.split(" of ").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
         });
-        let deadline = Instant::now() + moments.next(window);
-        let mut prefix = 0;
-        while let Ok(read) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            prefix = read;
-        }
-        drop(Killed(child));
+        let mut prefix = last_until(&rx, Instant::now() + moments.next(window));
+        let killed = kill(child);
         reader.join().expect("reader");
         // A report written just before the kill still counts.
         prefix = rx.try_iter().last().unwrap_or(prefix).max(prefix);
+        let prefix = prefix as usize;
         let library = reopen(&data, &format!("import round {round}"));
         let missing: Vec<&String> = ids[..prefix]
             .iter()
@@ -180,8 +204,8 @@ pub fn imports(binary: &Path, file: &Path, rounds: usize, moments: &mut Moments)
                     .is_some_and(|r| !r.deleted && jalin_node::library::decode(&r).is_some())
             })
             .collect();
-        tally.kills += 1;
-        tally.kills_after_acknowledgement += usize::from(prefix > 0);
+        tally.kills += usize::from(killed);
+        tally.kills_after_acknowledgement += usize::from(killed && prefix > 0);
         tally.acknowledged += prefix as u64;
         tally.lost += missing.len() as u64;
         assert!(
@@ -318,11 +342,13 @@ impl Consortium {
                 .expect("jalin runs");
             assert!(status.success());
             let b = start(binary, &self.b);
-            let _ = jalin(binary, &self.b)
+            let dialed = jalin(binary, &self.b)
                 .args(["peers", "--dial", &a.p2p])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .status()
+                .expect("jalin runs");
+            assert!(dialed.success(), "sync round {round}: B could not dial A");
             let deadline = Instant::now() + moments.next(Duration::from_millis(2500));
             let mut acknowledged = held;
             while Instant::now() < deadline {
@@ -333,8 +359,9 @@ impl Consortium {
             drop(b);
             let library = reopen(&self.b, &format!("sync round {round}"));
             let stored = library.store().records_of(&self.a_id).count() as u64;
+            // A node does not end by itself: every round is a kill.
             tally.kills += 1;
-            tally.kills_after_acknowledgement += usize::from(acknowledged > held);
+            tally.kills_after_acknowledgement += usize::from(acknowledged > 0);
             tally.acknowledged += acknowledged;
             tally.lost += acknowledged.saturating_sub(stored);
             assert!(
@@ -346,79 +373,70 @@ impl Consortium {
         tally
     }
 
-    /// Kills `jalin import --oai-pmh` of A's OAI-PMH feed into a third data dir.
+    /// Kills `jalin import --oai-pmh` of A's OAI-PMH feed into a fresh data dir each round,
+    /// at a moment within the time a whole harvest takes; what the pages it reported
+    /// stored held must be there.
     pub fn harvests(&self, binary: &Path, rounds: usize, moments: &mut Moments) -> Tally {
         let mut tally = Tally {
             operation: "harvest",
             ..Tally::default()
         };
         let a = start(binary, &self.a);
-        let h = self.scratch.path().join("harvester");
-        init(&h, "PANEN");
         let oai = format!("{}/oai", a.url);
-        // How long a whole first harvest takes, in a data dir of its own.
+        let harvest = |data: &Path| {
+            jalin(binary, data)
+                .args(["import", "--oai-pmh", &oai])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("jalin runs")
+        };
+        // How long a whole harvest takes: the window the kills fall in.
         let whole = self.scratch.path().join("harvest-whole");
         init(&whole, "PANEN");
         let started = Instant::now();
-        let ok = jalin(binary, &whole)
-            .args(["import", "--oai-pmh", &oai])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("jalin runs")
-            .success();
+        let ok = harvest(&whole).wait().expect("jalin runs").success();
         assert!(ok, "a whole harvest of {oai} succeeds");
-        // A third of the harvests or so end before their kill: they are acknowledged.
-        let window = started.elapsed().mul_f64(1.5);
-        let mut held = 0u64;
+        let window = started.elapsed();
         for round in 0..rounds {
-            // Every third round starts afresh, so kills land in first harvests too.
-            if round % 3 == 0 {
-                let _ = std::fs::remove_dir_all(&h);
-                init(&h, "PANEN");
-                held = 0;
-            }
-            let mut child = jalin(binary, &h)
-                .args(["import", "--oai-pmh", &oai])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("jalin runs");
-            let deadline = Instant::now() + moments.next(window);
-            let mut finished = None;
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    finished = Some(status.success());
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            drop(Killed(child));
+            let h = self.scratch.path().join(format!("harvest-{round}"));
+            init(&h, "PANEN");
+            let mut child = harvest(&h);
+            // "page N: M record(s) stored so far"
+            let (rx, reader) = follow(child.stderr.take().expect("piped"), |line| {
+                line.strip_prefix("page ")
+                    .and_then(|rest| rest.split(": ").nth(1))
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+            });
+            let mut stored_said = last_until(&rx, Instant::now() + moments.next(window));
+            let killed = kill(child);
+            reader.join().expect("reader");
+            stored_said = rx.try_iter().last().unwrap_or(stored_said).max(stored_said);
             let library = reopen(&h, &format!("harvest round {round}"));
             let stored = library.status().expect("status").records;
-            tally.kills += 1;
-            if finished == Some(true) {
-                // Acknowledged: a harvest that ended well; what it stored stays.
-                tally.kills_after_acknowledgement += 1;
-                held = stored;
-            }
-            tally.acknowledged += held;
-            tally.lost += held.saturating_sub(stored);
+            tally.kills += usize::from(killed);
+            tally.kills_after_acknowledgement += usize::from(killed && stored_said > 0);
+            tally.acknowledged += stored_said;
+            tally.lost += stored_said.saturating_sub(stored);
             assert!(
-                stored >= held,
-                "harvest round {round}: {held} records harvested, {stored} after the kill"
+                stored >= stored_said,
+                "harvest round {round}: {stored_said} records reported stored, {stored} after the kill"
             );
+            drop(library);
+            let _ = std::fs::remove_dir_all(&h);
         }
         tally
     }
 
-    /// Kills `jalin agreement sign` at B, a new agreement version each round.
+    /// `jalin agreement sign` at B, a new agreement each round: every other round runs to
+    /// its end (acknowledged), the others are killed before it would end.
     pub fn signatures(&self, binary: &Path, rounds: usize, moments: &mut Moments) -> Tally {
         let mut tally = Tally {
             operation: "signature",
             ..Tally::default()
         };
-        let mut window = Duration::from_millis(300);
+        let mut took = Duration::from_millis(300);
         let mut signed: Vec<Hash32> = Vec::new();
         for round in 0..rounds {
             // A drafts a new agreement and B takes in the documents (both offline).
@@ -442,20 +460,21 @@ impl Consortium {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("jalin runs");
-            let deadline = Instant::now() + moments.next(window);
-            let mut finished = None;
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    finished = Some(status.success());
-                    // The window follows how long a signature takes here.
-                    window = started.elapsed().mul_f64(1.2);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            drop(Killed(child));
-            if finished == Some(true) {
+            let to_the_end = round % 2 == 0;
+            let mut killed = false;
+            if to_the_end {
+                let status = child.wait().expect("jalin runs");
+                assert!(status.success(), "signature round {round}: sign failed");
+                took = started.elapsed();
                 signed.push(agreement);
+            } else {
+                // Before it would end (it took `took` last time).
+                std::thread::sleep(moments.next(took.mul_f64(0.9)));
+                let finished = matches!(child.try_wait(), Ok(Some(s)) if s.success());
+                killed = kill(child);
+                if finished {
+                    signed.push(agreement);
+                }
             }
             let library = reopen(&self.b, &format!("signature round {round}"));
             let me = library.id();
@@ -472,9 +491,9 @@ impl Consortium {
                         .any(|v| v.signed_by.contains_key(&me))
                 })
                 .count();
-            tally.kills += 1;
-            tally.kills_after_acknowledgement += usize::from(finished == Some(true));
-            tally.acknowledged += u64::from(finished == Some(true));
+            tally.kills += usize::from(killed);
+            tally.kills_after_acknowledgement += usize::from(killed && !signed.is_empty());
+            tally.acknowledged = signed.len() as u64;
             tally.lost += missing as u64;
             assert_eq!(
                 missing, 0,

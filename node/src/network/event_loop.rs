@@ -43,6 +43,11 @@ pub(super) struct NetState {
     /// through these only (a dial through a relay not yet connected would race the
     /// reservation's own dial of it, and the relay client drops the loser quietly).
     pub(super) reserved: HashSet<PeerId>,
+    /// When each member was last dialed through a relay: at most once in
+    /// [`RELAY_DIAL_EVERY`] (the relay counts every circuit asked for, to a member online
+    /// or not), and again at once when this node gets a reservation. A member that comes
+    /// online behind a NAT dials this node itself when its own reservation is accepted.
+    pub(super) relay_dialed: std::sync::Mutex<HashMap<PeerId, std::time::Instant>>,
     /// Each connection open to a peer, and whether it goes through a relay.
     pub(super) connections: HashMap<PeerId, HashMap<libp2p::swarm::ConnectionId, bool>>,
     /// The join code numbers the own relays were last told are open here.
@@ -85,6 +90,19 @@ pub(super) fn listen_through_relays(swarm: &mut Swarm<Behaviour>, state: &mut Ne
             }
             Err(error) => tracing::warn!(%relay, %error, "cannot listen through the relay"),
         }
+    }
+}
+
+/// How often a member not connected is dialed through the relays (see
+/// [`NetState::relay_dialed`]).
+pub(super) const RELAY_DIAL_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl NetState {
+    /// Whether `peer` is connected other than through a relay.
+    pub(super) fn is_direct(&self, peer: &PeerId) -> bool {
+        self.connections
+            .get(peer)
+            .is_some_and(|open| open.values().any(|relayed| !relayed))
     }
 }
 
@@ -537,8 +555,17 @@ impl NetLoop {
                     self.state.listening.retain(|a| a != address);
                 }
                 if let Some(relay) = self.state.relay_listeners.remove(&listener_id) {
+                    // Not reserved there any more, unless another listener (another of
+                    // the relay's addresses) still is.
                     if let Some(peer) = relay_of(&relay) {
-                        self.state.reserved.remove(&peer);
+                        let other = self
+                            .state
+                            .relay_listeners
+                            .values()
+                            .any(|a| relay_of(a) == Some(peer));
+                        if !other {
+                            self.state.reserved.remove(&peer);
+                        }
                     }
                     match reason {
                         Ok(()) => tracing::info!(%relay, "no longer listening through the relay"),
@@ -576,12 +603,12 @@ impl NetLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 // Members on the local network: dial them (anyone else is ignored).
                 for (peer, address) in found {
-                    if self.state.allowed.contains_key(&peer) && !self.swarm.is_connected(&peer) {
+                    if self.state.allowed.contains_key(&peer) && !self.state.is_direct(&peer) {
+                        // (A member reached only through a relay is dialed here too: on
+                        // the same LAN, its bytes need not go out and back.)
                         let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                             .addresses(vec![address])
-                            .condition(
-                                libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
-                            )
+                            .condition(libp2p::swarm::dial_opts::PeerCondition::NotDialing)
                             .build();
                         // A failed dial comes back as an event; the redial covers it.
                         let _ = self.swarm.dial(options);
@@ -596,16 +623,36 @@ impl NetLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, relayed = endpoint.is_relayed(), "connected");
-                self.state
-                    .connections
-                    .entry(peer_id)
-                    .or_default()
-                    .insert(connection_id, endpoint.is_relayed());
+                let open = self.state.connections.entry(peer_id).or_default();
+                open.insert(connection_id, endpoint.is_relayed());
+                // Connected directly (a hole punched, the LAN, a redial): the relayed
+                // connections go, or request-response would send half the requests
+                // through the relay and keep its circuit open for hours.
+                if open.values().any(|relayed| !relayed) {
+                    let relayed: Vec<_> = open
+                        .iter()
+                        .filter(|(_, relayed)| **relayed)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if !relayed.is_empty() {
+                        for id in relayed {
+                            self.swarm.close_connection(id);
+                        }
+                        // Requests of a round under way on them fail: one more round
+                        // follows it, on the direct connection.
+                        if self.state.allowed.contains_key(&peer_id) {
+                            let hello = self.state.rounds.hello(peer_id);
+                            self.send(hello);
+                        }
+                    }
+                }
                 // An address this node reached a member at is tried first when the
                 // connection drops (a weak link's proxy, a relay, an address typed in),
                 // before those the member says it listens on.
+                // (Not a circuit through this library's relay: that one is dialed anyway
+                // while the relay holds a reservation, and not otherwise.)
                 if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
-                    if self.state.allowed.contains_key(&peer_id) {
+                    if self.state.allowed.contains_key(&peer_id) && !is_circuit(address) {
                         let known = self.state.addresses.entry(peer_id).or_default();
                         // First if known; else first only where there is room (the log's
                         // and invites' addresses are not pushed out by it).
@@ -729,16 +776,23 @@ impl NetLoop {
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted {
                     relay_peer_id,
-                    renewal: false,
+                    renewal,
                     ..
                 },
             )) => {
                 // Listening through a relay now: members behind NATs that use it too
                 // are reachable there (and they reach this node), without waiting for
                 // the next redial.
-                tracing::info!(relay = %relay_peer_id, "reachable through the relay");
-                self.state.reserved.insert(relay_peer_id);
-                dial_members(&mut self.swarm, &self.state);
+                let new = self.state.reserved.insert(relay_peer_id);
+                if new || !renewal {
+                    tracing::info!(relay = %relay_peer_id, "reachable through the relay");
+                    self.state
+                        .relay_dialed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                    dial_members(&mut self.swarm, &self.state);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
                 remote_peer_id,

@@ -252,12 +252,20 @@ pub(super) fn dial_members(swarm: &mut Swarm<Behaviour>, state: &NetState) {
     }
 }
 
-/// Where to dial `peer`: the addresses known for it, then through each of this library's
-/// own relays that hold a reservation for this node (a consortium's relay: a member
-/// behind a NAT with no address anyone can dial is reached there, and hole punching may
-/// then make the connection direct).
-pub(super) fn dial_addresses(state: &NetState, peer: &PeerId) -> Vec<Multiaddr> {
+/// Where to dial `peer`: the addresses known for it, then (`through_relays`) through each
+/// of this library's own relays that hold a reservation for this node (a consortium's
+/// relay: a member behind a NAT with no address anyone can dial is reached there, and
+/// hole punching may then make the connection direct).
+pub(super) fn dial_addresses(
+    state: &NetState,
+    peer: &PeerId,
+    through_relays: bool,
+) -> Vec<Multiaddr> {
     let mut addresses = state.addresses.get(peer).cloned().unwrap_or_default();
+    if !through_relays {
+        addresses.retain(|a| !is_circuit(a));
+        return addresses;
+    }
     for relay in &state.relay_addresses {
         let Some(relay_peer) = relay_of(relay) else {
             continue;
@@ -276,14 +284,28 @@ pub(super) fn dial_addresses(state: &NetState, peer: &PeerId) -> Vec<Multiaddr> 
     addresses
 }
 
-/// Dials one member at [`dial_addresses`], unless it is connected or dialed.
+/// Dials one member at [`dial_addresses`], unless it is connected or dialed; one reached
+/// only through a relay is dialed at its other addresses (the LAN, an address that
+/// became reachable).
 pub(super) fn dial_member(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: &PeerId) {
     let me = *swarm.local_peer_id();
-    let addresses = dial_addresses(state, peer);
-    if !addresses.is_empty() {
-        if *peer == me || !state.allowed.contains_key(peer) || swarm.is_connected(peer) {
-            return;
+    if *peer == me || !state.allowed.contains_key(peer) || state.is_direct(peer) {
+        return;
+    }
+    let relayed_only = swarm.is_connected(peer);
+    let through_relays = !relayed_only && {
+        let mut dialed = state.relay_dialed.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let due = dialed
+            .get(peer)
+            .is_none_or(|at| now.duration_since(*at) >= super::event_loop::RELAY_DIAL_EVERY);
+        if due && !state.reserved.is_empty() {
+            dialed.insert(*peer, now);
         }
+        due
+    };
+    let addresses = dial_addresses(state, peer, through_relays);
+    if !addresses.is_empty() {
         for address in &addresses {
             if is_circuit(address) {
                 if let Some(relay) = relay_of(address) {
@@ -295,9 +317,14 @@ pub(super) fn dial_member(swarm: &mut Swarm<Behaviour>, state: &NetState, peer: 
                 }
             }
         }
+        let condition = if relayed_only {
+            libp2p::swarm::dial_opts::PeerCondition::NotDialing
+        } else {
+            libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing
+        };
         let options = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
             .addresses(addresses)
-            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+            .condition(condition)
             .build();
         let _ = swarm.dial(options);
     }
@@ -352,12 +379,16 @@ mod tests {
             addresses: BTreeMap::from([(member, vec![direct.clone()])]),
             ..NetState::default()
         };
-        assert_eq!(dial_addresses(&state, &member), vec![direct.clone()]);
+        assert_eq!(dial_addresses(&state, &member, true), vec![direct.clone()]);
         state.reserved.insert(relay);
         let circuit = relay_address
             .with(libp2p::multiaddr::Protocol::P2pCircuit)
             .with(libp2p::multiaddr::Protocol::P2p(member));
-        assert_eq!(dial_addresses(&state, &member), vec![direct, circuit]);
-        assert!(dial_addresses(&state, &relay).is_empty());
+        assert_eq!(
+            dial_addresses(&state, &member, true),
+            vec![direct.clone(), circuit]
+        );
+        assert_eq!(dial_addresses(&state, &member, false), vec![direct]);
+        assert!(dial_addresses(&state, &relay, true).is_empty());
     }
 }
