@@ -404,28 +404,9 @@ fn a_consortium_formed_by_tickets_through_the_cli_and_the_api() {
 
 /// Starts a node process; waits for its URL and its libp2p address.
 pub(crate) fn start_with_p2p(mut command: Command) -> (Running, String, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("jalin runs");
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut url = None;
-    let p2p = loop {
-        let line = lines
-            .next()
-            .expect("the node prints its addresses")
-            .expect("utf-8");
-        if let Some(at) = line.find("is serving ") {
-            url = Some(line[at + "is serving ".len()..].trim().to_string());
-        }
-        if let Some(address) = line.trim().strip_prefix("p2p: ") {
-            break address.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Running(child), url.expect("the URL comes first"), p2p)
+    command.stderr(Stdio::inherit());
+    let (child, url, p2p) = jalin_tests::kills::spawn_node(command);
+    (Running(child), url, p2p)
 }
 
 /// Starts a node on 127.0.0.1 (HTTP and libp2p on free ports): the process, its URL and
@@ -547,7 +528,7 @@ fn two_libraries_on_one_machine_replicate_over_libp2p() {
     let (code, stdout, _) = jalin(&b, &["sync", "status"]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("Perpustakaan A (PERPUSA)  (connected)")
+        stdout.contains("Perpustakaan A (PERPUSA)  (connected directly)")
             && stdout.contains("499 record(s), 1 deleted"),
         "{stdout}"
     );

@@ -8,7 +8,7 @@
 //! carriers' NATs do) they stay on the relay. The status page says which.
 
 use crate::cli::{start_with_p2p, Running};
-use crate::support::{have_tool, jalin_binary};
+use crate::support::{have_tool, jalin_binary, jalin_in};
 use jalin_node::library::{ImportOptions, Library, Source};
 use jalin_tests::fixtures::{form_consortium, new_library};
 use std::io::{BufRead, BufReader};
@@ -73,12 +73,15 @@ fn internet(tag: &str, random: bool) -> Option<Internet> {
         .chain(&hosts)
         .cloned()
         .collect();
+    // Removed when this returns early or the test ends; any left by an earlier run of
+    // the same name (a killed test) removed first.
+    let namespaces = Namespaces(all.clone());
     for ns in &all {
+        let _ = Command::new("ip").args(["netns", "del", ns]).output();
         if !run("ip", &["netns", "add", ns]) {
             return None;
         }
     }
-    let namespaces = Namespaces(all.clone());
     let mut ok = all.iter().all(|ns| ip(ns, "link set lo up"));
     for (i, (nat, host)) in nats.iter().zip(&hosts).enumerate() {
         let n = i + 1;
@@ -168,18 +171,6 @@ fn nat_rules(nat: &str, random: bool) -> bool {
         .take()
         .is_some_and(|mut stdin| stdin.write_all(rules.as_bytes()).is_ok());
     written && child.wait().is_ok_and(|s| s.success())
-}
-
-/// `jalin` in namespace `ns`.
-fn jalin_in(ns: &str, data: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", ns])
-        .arg(jalin_binary())
-        .arg("--data-dir")
-        .arg(data)
-        .args(args);
-    command
 }
 
 fn json_of(ns: &str, data: &Path, args: &[&str]) -> serde_json::Value {

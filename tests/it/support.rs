@@ -68,6 +68,18 @@ pub fn jalin_binary() -> PathBuf {
         .clone()
 }
 
+/// `jalin --data-dir DATA ARGS` in network namespace `ns` (`ip netns exec`).
+pub fn jalin_in(ns: &str, data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", ns])
+        .arg(jalin_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args);
+    command
+}
+
 /// Whether a command can be run (for tools `.ci/run` installs: xmllint, python3 with
 /// pymarc). Missing on CI is a failure; elsewhere the test says so and is skipped.
 pub fn have_tool(program: &str, args: &[&str]) -> bool {

@@ -6,7 +6,7 @@
 
 use crate::cli::{start_with_p2p, Running};
 use crate::shared_data_or_skip;
-use crate::support::{have_tool, jalin_binary};
+use crate::support::{have_tool, jalin_in};
 use jalin_node::library::{ImportOptions, Library, Source};
 use jalin_protocol::marc::iso2709;
 use jalin_tests::fixtures::{form_consortium, new_library, noted, replicate};
@@ -73,18 +73,6 @@ fn shaped_namespace(ns: &str, link: &str, net: &str) -> bool {
             ]
             .concat(),
         )
-}
-
-/// `jalin` in namespace `ns`.
-fn jalin_in(ns: &str, data: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", ns])
-        .arg(jalin_binary())
-        .arg("--data-dir")
-        .arg(data)
-        .args(args);
-    command
 }
 
 fn sync_status(ns: &str, data: &Path) -> serde_json::Value {

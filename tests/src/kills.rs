@@ -229,7 +229,8 @@ pub struct Running {
 
 /// Starts a node on 127.0.0.1 (free ports) for `data`.
 pub fn start(binary: &Path, data: &Path) -> Running {
-    let mut child = jalin(binary, data)
+    let mut command = jalin(binary, data);
+    command
         .args([
             "start",
             "--listen",
@@ -237,10 +238,19 @@ pub fn start(binary: &Path, data: &Path) -> Running {
             "--p2p-listen",
             "/ip4/127.0.0.1/tcp/0",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("jalin runs");
+        .stderr(Stdio::null());
+    let (child, url, p2p) = spawn_node(command);
+    Running {
+        _child: Killed(child),
+        url,
+        p2p,
+    }
+}
+
+/// Spawns a `jalin start` command; waits for its URL and its libp2p address (what it
+/// prints first), and reads the rest of its output away.
+pub fn spawn_node(mut command: Command) -> (Child, String, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("jalin runs");
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut url = None;
     let p2p = loop {
@@ -256,11 +266,7 @@ pub fn start(binary: &Path, data: &Path) -> Running {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Running {
-        _child: Killed(child),
-        url: url.expect("the URL comes first"),
-        p2p,
-    }
+    (child, url.expect("the URL comes first"), p2p)
 }
 
 /// The records of catalog `of` a node reports holding (`jalin sync status` through its API).
