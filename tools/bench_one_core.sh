@@ -19,8 +19,9 @@ for run in $(seq 1 "$runs"); do
   for cores in 0 0,1; do
     data="$work/$run-$cores"
     "$bin" --data-dir "$data" init --name "Perpustakaan Uji" --code UJI >/dev/null
-    out=$( { /usr/bin/time -f "%e %M" taskset -c "$cores" "$bin" --data-dir "$data" import "$file" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    read -r secs kb <<<"$out"
+    /usr/bin/time -o "$work/time" -f "%e %M" taskset -c "$cores" \
+      "$bin" --data-dir "$data" import "$file" >/dev/null 2>&1
+    read -r secs kb < "$work/time"
     echo "run $run, cores $cores: ${secs} s, peak RSS $((kb / 1024)) MB"
     times[$cores]+="$secs "
     rm -rf "$data"

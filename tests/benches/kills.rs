@@ -31,12 +31,17 @@ fn main() {
     let mut moments = Moments::new(0x5eed_0019);
     let started = Instant::now();
     let consortium = Consortium::new();
+    // Each operation's line as soon as it is done (a long run stopped midway keeps them).
+    let done = |t: jalin_tests::kills::Tally| {
+        eprintln!("{t:?} after {:.0} s", started.elapsed().as_secs_f64());
+        t
+    };
     let tallies = [
-        imports(&binary, &file, rounds, &mut moments),
+        done(imports(&binary, &file, rounds, &mut moments)),
         // 10 records a round: a chunk to take in each sync round.
-        consortium.syncs(&binary, &file, 10, rounds, &mut moments),
-        consortium.harvests(&binary, rounds, &mut moments),
-        consortium.signatures(&binary, rounds, &mut moments),
+        done(consortium.syncs(&binary, &file, 10, rounds, &mut moments)),
+        done(consortium.harvests(&binary, rounds, &mut moments)),
+        done(consortium.signatures(&binary, rounds, &mut moments)),
     ];
     println!("| operation | kills | after an acknowledgement | acknowledged | lost |");
     println!("|---|---:|---:|---:|---:|");
