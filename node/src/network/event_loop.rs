@@ -634,16 +634,8 @@ impl NetLoop {
                         .filter(|(_, relayed)| **relayed)
                         .map(|(id, _)| *id)
                         .collect();
-                    if !relayed.is_empty() {
-                        for id in relayed {
-                            self.swarm.close_connection(id);
-                        }
-                        // Requests of a round under way on them fail: one more round
-                        // follows it, on the direct connection.
-                        if self.state.allowed.contains_key(&peer_id) {
-                            let hello = self.state.rounds.hello(peer_id);
-                            self.send(hello);
-                        }
+                    for id in relayed {
+                        self.swarm.close_connection(id);
                     }
                 }
                 // An address this node reached a member at is tried first when the
@@ -680,13 +672,21 @@ impl NetLoop {
                 num_established,
                 ..
             } => {
+                let mut relayed = false;
                 if let Some(open) = self.state.connections.get_mut(&peer_id) {
-                    open.remove(&connection_id);
+                    relayed = open.remove(&connection_id).unwrap_or(false);
                     if open.is_empty() {
                         self.state.connections.remove(&peer_id);
                     }
                 }
                 if num_established > 0 {
+                    // A relayed connection closed beside a direct one (closed for it):
+                    // requests of a round under way on it failed, so one more round
+                    // follows (now, or after the round), on the direct connection.
+                    if relayed && self.state.allowed.contains_key(&peer_id) {
+                        let hello = self.state.rounds.hello(peer_id);
+                        self.send(hello);
+                    }
                     return;
                 }
                 if self.state.leaving.remove(&peer_id)
