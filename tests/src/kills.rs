@@ -124,8 +124,28 @@ fn init(data: &Path, code: &str) -> DataDir {
 
 /// The store opens after the kill, its index caught up, and search answers.
 fn reopen(data: &Path, what: &str) -> Library {
-    let library = Library::open(DataDir::open(data).expect("data dir"))
-        .unwrap_or_else(|e| panic!("{what}: the store does not open after a kill: {e}"));
+    let library = Library::open(DataDir::open(data).expect("data dir")).unwrap_or_else(|e| {
+        // Kept for a post-mortem: the scratch dir goes when the panic unwinds.
+        let kept = std::env::temp_dir().join(format!(
+            "jalin-kill-failure-{}-{}",
+            std::process::id(),
+            what.replace(' ', "-")
+        ));
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(data)
+            .arg(&kept)
+            .status()
+            .is_ok_and(|s| s.success());
+        panic!(
+            "{what}: the store does not open after a kill: {e} (the data dir {})",
+            if copied {
+                format!("is kept at {}", kept.display())
+            } else {
+                "could not be kept".to_string()
+            }
+        )
+    });
     let status = library.status().expect("status");
     let held = status.records + status.replicas.iter().map(|r| r.records).sum::<u64>();
     assert_eq!(
