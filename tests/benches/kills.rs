@@ -4,7 +4,8 @@
 //!
 //!   cargo bench -p jalin-tests --bench kills -- ../shared/data/marc/loc/loc-books-10k.mrc 250
 //!
-//! (the MARC file, and the kills per operation: 250 makes 1,000). Prints one line per
+//! (the MARC file, the rounds per operation, and optionally which operations, e.g.
+//! `signature`). Prints one line per
 //! operation (kills, kills after something was acknowledged, acknowledged, lost) and
 //! stops at the first loss.
 
@@ -20,6 +21,11 @@ fn main() {
             .expect("usage: kills MARC_FILE [KILLS_PER_OPERATION]"),
     );
     let rounds: usize = args.next().map_or(250, |n| n.parse().expect("a count"));
+    // Optionally only some operations: "import,sync,harvest,signature" (the default).
+    let only = args
+        .next()
+        .unwrap_or_else(|| "import,sync,harvest,signature".to_string());
+    let wanted = |op: &str| only.split(',').any(|o| o == op);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "-p", "jalin-cli", "--bin", "jalin"])
@@ -36,13 +42,26 @@ fn main() {
         eprintln!("{t:?} after {:.0} s", started.elapsed().as_secs_f64());
         t
     };
-    let tallies = [
-        done(imports(&binary, &file, rounds, &mut moments)),
+    let mut tallies = Vec::new();
+    if wanted("import") {
+        tallies.push(done(imports(&binary, &file, rounds, &mut moments)));
+    }
+    if wanted("sync") {
         // 10 records a round: a chunk to take in each sync round.
-        done(consortium.syncs(&binary, &file, 10, rounds, &mut moments)),
-        done(consortium.harvests(&binary, rounds, &mut moments)),
-        done(consortium.signatures(&binary, rounds, &mut moments)),
-    ];
+        tallies.push(done(consortium.syncs(
+            &binary,
+            &file,
+            10,
+            rounds,
+            &mut moments,
+        )));
+    }
+    if wanted("harvest") {
+        tallies.push(done(consortium.harvests(&binary, rounds, &mut moments)));
+    }
+    if wanted("signature") {
+        tallies.push(done(consortium.signatures(&binary, rounds, &mut moments)));
+    }
     println!("| operation | kills | after an acknowledgement | acknowledged | lost |");
     println!("|---|---:|---:|---:|---:|");
     for t in &tallies {
