@@ -5,7 +5,7 @@
 //!   cargo bench -p jalin-tests --bench kills -- ../shared/data/marc/loc/loc-books-10k.mrc 250
 //!
 //! (the MARC file, the rounds per operation, and optionally which operations, e.g.
-//! `signature`). Prints one line per
+//! `signature`; `JALIN_BINARY=path` kills a copy of the binary instead of the checkout's). Prints one line per
 //! operation (kills, kills after something was acknowledged, acknowledged, lost) and
 //! stops at the first loss.
 
@@ -27,13 +27,20 @@ fn main() {
         .unwrap_or_else(|| "import,sync,harvest,signature".to_string());
     let wanted = |op: &str| only.split(',').any(|o| o == op);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "jalin-cli", "--bin", "jalin"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    let binary = root.join("target/debug/jalin");
+    // `JALIN_BINARY`: a copy of the binary to kill, so a long run goes on while the
+    // checkout is rebuilt; by default the checkout's debug build, built here.
+    let binary = match std::env::var_os("JALIN_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "jalin-cli", "--bin", "jalin"])
+                .current_dir(&root)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success());
+            root.join("target/debug/jalin")
+        }
+    };
     let mut moments = Moments::new(0x5eed_0019);
     let started = Instant::now();
     let consortium = Consortium::new();
