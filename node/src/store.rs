@@ -324,6 +324,46 @@ fn key(prefix: u8, namespace: &LibraryId, rest: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Removes the snapshot files sled began to write and never finished, while no process
+/// holds the store: a `snap.<lsn>.generating` file becomes `snap.<lsn>` by a rename once it
+/// is complete and synced, so one still named so was cut short by a kill or a power cut.
+/// sled 0.34 reads the last snapshot file by name, `.generating` ones included, and so
+/// would refuse the whole store as corrupt ("Read corrupted data at file offset None",
+/// sled issues #1527 and #1533) when the complete snapshot before it and the log are
+/// whole. `WouldBlock` when another process holds the store (nothing is removed then).
+fn clear_unfinished_snapshots(path: &Path) -> std::io::Result<()> {
+    let db_file = path.join("db");
+    if !db_file.exists() {
+        return Ok(());
+    }
+    // sled locks this file (flock on Unix, LockFileEx on Windows) for as long as a process
+    // has the store open; while this handle holds the lock, no one is writing a snapshot.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&db_file)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(std::io::ErrorKind::WouldBlock.into()),
+        Err(std::fs::TryLockError::Error(error)) => return Err(error),
+    }
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(
+                file = %entry.path().display(),
+                "removing a store snapshot that was not finished (the node was stopped while \
+                 writing it); the store opens from the snapshot before it and its log"
+            );
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    drop(lock);
+    Ok(())
+}
+
 /// Loaded shard documents, the least recently used dropped first.
 struct ShardCache {
     docs: HashMap<ShardKey, AutoCommit>,
@@ -428,6 +468,11 @@ impl Store {
         // flusher thread. Wait a little for that before saying another process has it.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
+            if let Err(error) = clear_unfinished_snapshots(path) {
+                if error.kind() != std::io::ErrorKind::WouldBlock {
+                    return Err(StoreError::Sled(sled::Error::Io(error)));
+                }
+            }
             match config.open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(io))
@@ -1483,6 +1528,63 @@ mod tests {
             .tree
             .scan_prefix(key(b's', &store.library, &[]))
             .count()
+    }
+
+    /// A kill while sled writes its snapshot (it does so as it opens a store whose log has
+    /// grown, and every `jalin` command opens the store) leaves `snap.<lsn>.generating`
+    /// half-written. The store opens with every record, and the half file is gone.
+    #[test]
+    fn a_snapshot_cut_short_by_a_kill_does_not_stop_the_store_opening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ids = ids_in_distinct_shards(40);
+        let changes: Vec<Change> = ids.iter().map(|id| put(id, 1)).collect();
+        {
+            let store = store(dir.path(), 4);
+            store.apply(&changes, 1).expect("applies");
+        }
+        // Opening again writes a snapshot of the log so far.
+        drop(store(dir.path(), 4));
+        let db = dir.path().join("db");
+        let snapshot = std::fs::read_dir(&db)
+            .expect("lists")
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("snap."))
+            })
+            .expect("sled wrote a snapshot");
+        let name = snapshot
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let lsn = u64::from_str_radix(name.trim_start_matches("snap."), 16).expect("an lsn");
+        // What a kill halfway through the next snapshot leaves: its first half, not renamed.
+        let bytes = std::fs::read(&snapshot).expect("reads");
+        let cut = db.join(format!("snap.{:016X}.generating", lsn + 4096));
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("writes");
+        let store = store(dir.path(), 4);
+        for id in &ids {
+            assert!(store.get(id).expect("reads").is_some(), "{id} is kept");
+        }
+        assert!(!cut.exists(), "the unfinished snapshot is removed");
+    }
+
+    /// While another handle holds the store, an unfinished snapshot is not touched (it may
+    /// be that process's, being written).
+    #[test]
+    fn unfinished_snapshots_are_left_alone_while_the_store_is_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = store(dir.path(), 4);
+        let generating = dir
+            .path()
+            .join("db")
+            .join("snap.00000000FFFFFFFF.generating");
+        std::fs::write(&generating, b"being written").expect("writes");
+        let error = clear_unfinished_snapshots(&dir.path().join("db")).expect_err("locked");
+        assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock);
+        assert!(generating.exists());
+        drop(open);
     }
 
     #[test]
