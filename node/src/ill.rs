@@ -298,7 +298,7 @@ fn median_days(mut spans_ms: Vec<u64>) -> Option<f64> {
     }
     spans_ms.sort_unstable();
     let mid = spans_ms.len() / 2;
-    let ms = if spans_ms.len() % 2 == 0 {
+    let ms = if spans_ms.len().is_multiple_of(2) {
         (spans_ms[mid - 1] + spans_ms[mid]) as f64 / 2.0
     } else {
         spans_ms[mid] as f64

@@ -61,7 +61,7 @@ fn isbn10_valid(isbn: &str) -> bool {
             value * (10 - i as u32)
         })
         .sum();
-    isbn[..9].chars().all(|c| c.is_ascii_digit()) && sum % 11 == 0
+    isbn[..9].chars().all(|c| c.is_ascii_digit()) && sum.is_multiple_of(11)
 }
 
 fn isbn13_check(first12: &str) -> u32 {

@@ -380,7 +380,7 @@ pub fn parse_record(
                 .position(|&b| b == FIELD_TERMINATOR)
                 .map(|i| i + LEADER_LEN);
             match end {
-                Some(end) if (end - LEADER_LEN) % 12 == 0 && end > LEADER_LEN => {
+                Some(end) if (end - LEADER_LEN).is_multiple_of(12) && end > LEADER_LEN => {
                     warnings.push(Warning {
                         tag: None,
                         message: format!("base address {:?} in the leader is wrong; the directory ends at byte {end}", String::from_utf8_lossy(&bytes[12..17])),
@@ -399,7 +399,7 @@ pub fn parse_record(
     if directory.last() == Some(&FIELD_TERMINATOR) {
         directory = &directory[..directory.len() - 1];
     }
-    if directory.len() % 12 != 0 {
+    if !directory.len().is_multiple_of(12) {
         return Err(RecordError::BadDirectoryLength {
             len: directory.len(),
         });
