@@ -35,7 +35,8 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-JALIN = os.path.join(ROOT, "target", "release", "jalin")
+# JALIN_BIN: another build to measure (a copy built with `--features system-allocator`).
+JALIN = os.environ.get("JALIN_BIN", os.path.join(ROOT, "target", "release", "jalin"))
 OAI = os.path.join(ROOT, "..", "shared", "data", "oai")
 
 

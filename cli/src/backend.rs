@@ -740,6 +740,7 @@ impl Backend {
             println!("{}", serde_json::to_string_pretty(&status)?);
             return Ok(ExitCode::SUCCESS);
         }
+        let running_node = running.is_some();
         println!("{} ({})", status.name, status.code);
         println!("  library id:  {}", status.library_id);
         println!("  fingerprint: {}", status.fingerprint);
@@ -765,8 +766,50 @@ impl Backend {
             );
         }
         println!("  storage:     {:.1} MB", status.store_bytes as f64 / 1e6);
+        if let Some(memory) = &status.memory {
+            print_memory(memory, running_node);
+        }
         println!("  version:     {}", status.version);
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The memory budget's parts, what each holds, and the process's resident memory: the
+/// running node's, or (no node running) this command's own, whose caches are still empty.
+fn print_memory(memory: &jalin_node::library::MemoryStatus, running_node: bool) {
+    let mb = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    println!(
+        "  memory:      budget {} MB ([limits] memory_mb){}",
+        memory.budget_mb,
+        if running_node {
+            ""
+        } else {
+            "; the node is not running, so its caches hold nothing now"
+        }
+    );
+    for part in &memory.parts {
+        let held = part
+            .held_bytes
+            .map_or_else(|| "?".to_string(), |b| format!("{:.1}", mb(b)));
+        println!(
+            "    {:<24} {:>7} of {:>6.1} MB  {}",
+            part.part,
+            held,
+            mb(part.limit_bytes),
+            part.note
+        );
+    }
+    if let (Some(now), Some(peak)) = (memory.resident_bytes, memory.resident_peak_bytes) {
+        println!(
+            "    {:<24} {:>7.1} MB now, {:.1} MB at most since it started",
+            if running_node {
+                "node process"
+            } else {
+                "this command"
+            },
+            mb(now),
+            mb(peak)
+        );
     }
 }
 

@@ -18,6 +18,8 @@ mod survey;
 
 // glibc's allocator kept over half of an import's peak memory in fragments across the
 // node's threads; mimalloc returns it (see BENCHMARKS.md).
+// (`--features system-allocator` leaves it out, for heap profilers such as heaptrack.)
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

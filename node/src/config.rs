@@ -311,21 +311,26 @@ impl Default for NetworkSection {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
+    /// The memory the node's caches and queues may hold together, in megabytes: sled's
+    /// page cache, the loaded shard documents, an import's batch, the sync answers in the
+    /// air and the search index's writer each get a share ([`MemoryPlan`]). The program
+    /// itself needs ~100-150 MB more (BENCHMARKS.md, issue 19). At least 64.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
     /// Largest import upload over HTTP, in megabytes.
     #[serde(default = "default_upload_mb")]
     pub upload_size_max_mb: u64,
-    /// Records committed per import batch.
-    #[serde(default = "default_batch_records")]
-    pub batch_records_max: usize,
-    /// Shard documents kept loaded at once (of 256), also while a batch is written. Each
-    /// costs ~1 KB of memory per record it holds; fewer make imports slower.
-    #[serde(default = "default_shard_cache")]
-    pub loaded_shards_max: usize,
-    /// MB of sled's page cache. Less holds the node's memory lower under load, more
-    /// imports faster (BENCHMARKS.md, issue 13: 64 MB imported 250,000 records ~20% faster
-    /// than 16 MB; 16 MB peaked ~90 MB lower under 200 heavy requests).
-    #[serde(default = "default_store_cache_mb")]
-    pub store_cache_mb: u64,
+    /// Records committed per import batch (default: what `memory_mb` allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_records_max: Option<usize>,
+    /// Shard documents kept loaded at once, at most (of 256 per catalog; default: as many
+    /// as `memory_mb`'s share for them holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_shards_max: Option<usize>,
+    /// MB of sled's page cache (default: `memory_mb`'s share). Less holds the node's
+    /// memory lower under load, more imports faster (BENCHMARKS.md, issue 13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_cache_mb: Option<u64>,
     /// Heavy HTTP requests (search, SRU, OAI-PMH, export, import) worked on at once; each
     /// holds an index searcher or a catalog walk, tens of MB at most.
     #[serde(default = "default_heavy_requests")]
@@ -340,8 +345,77 @@ pub struct LimitsSection {
     pub request_timeout_s: u64,
 }
 
-fn default_store_cache_mb() -> u64 {
-    32
+fn default_memory_mb() -> u64 {
+    // An old PC with 2-4 GB shared with everything else (issue 19).
+    MEMORY_MB_DEFAULT
+}
+
+/// The default memory budget, in megabytes.
+pub const MEMORY_MB_DEFAULT: u64 = 192;
+/// The smallest memory budget: the index writer alone needs 15 MB.
+pub const MEMORY_MB_MIN: u64 = 64;
+/// The search index writer's heap: tantivy's least for one indexing thread is 15 MB.
+pub const INDEX_WRITER_BYTES: u64 = 16 << 20;
+/// What one record of an import's batch costs while the batch is worked on and written:
+/// the parsed record, its automerge op, its chunk, its view and envelope in sled's batch
+/// and sled's log buffers (measured: a 50,000-record import peaked ~130 MB lower with
+/// batches of 1,000 than of 5,000; BENCHMARKS.md, issue 19).
+pub const BATCH_RECORD_BYTES: u64 = 32 << 10;
+/// Sync requests in the air at once toward all peers together (the network's limit).
+pub const SYNC_ANSWERS_IN_AIR: usize = 8;
+/// The largest sync answer the protocol allows.
+const SYNC_ANSWER_BYTES_MAX: u64 = 8 << 20;
+
+/// What the memory budget gives each cache and queue: the budget less the index writer's
+/// heap, split 15% sled's page cache, 35% shard documents, 30% an import's batch, 20% sync
+/// answers in the air. A part set on its own in `[limits]` takes that setting instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryPlan {
+    /// The budget, MB.
+    pub budget_mb: u64,
+    /// sled's page cache, bytes.
+    pub store_cache_bytes: u64,
+    /// Loaded shard documents, bytes (estimated from their stored size).
+    pub shard_documents_bytes: u64,
+    /// Loaded shard documents, count at most.
+    pub shard_documents_max: usize,
+    /// Records per import batch.
+    pub batch_records: usize,
+    /// The largest sync answer this node asks for, bytes.
+    pub sync_answer_bytes: u64,
+    /// Sync answers in the air at once.
+    pub sync_answers_in_air: usize,
+    /// The search index writer's heap, bytes.
+    pub index_writer_bytes: u64,
+}
+
+impl LimitsSection {
+    /// The memory budget's parts, with the parts set on their own.
+    pub fn memory_plan(&self) -> MemoryPlan {
+        // (Below the least, `DataDir::open` refuses the config.)
+        let budget_mb = self.memory_mb.max(MEMORY_MB_MIN);
+        let rest = (budget_mb << 20).saturating_sub(INDEX_WRITER_BYTES);
+        let share = |percent: u64| rest / 100 * percent;
+        let batch_records = usize::try_from(share(30) / BATCH_RECORD_BYTES)
+            .unwrap_or(usize::MAX)
+            .clamp(50, 5000);
+        MemoryPlan {
+            budget_mb,
+            store_cache_bytes: self
+                .store_cache_mb
+                .map_or(share(15), |mb| mb.saturating_mul(1 << 20)),
+            shard_documents_bytes: share(35),
+            shard_documents_max: self
+                .loaded_shards_max
+                .unwrap_or(usize::from(crate::store::SHARD_COUNT) * 64)
+                .max(1),
+            batch_records: self.batch_records_max.unwrap_or(batch_records).max(1),
+            sync_answer_bytes: (share(20) / SYNC_ANSWERS_IN_AIR as u64)
+                .clamp(64 << 10, SYNC_ANSWER_BYTES_MAX),
+            sync_answers_in_air: SYNC_ANSWERS_IN_AIR,
+            index_writer_bytes: INDEX_WRITER_BYTES,
+        }
+    }
 }
 
 fn default_heavy_requests() -> usize {
@@ -362,23 +436,14 @@ fn default_upload_mb() -> u64 {
     512
 }
 
-fn default_batch_records() -> usize {
-    5000
-}
-
-fn default_shard_cache() -> usize {
-    // Every shard: an import touches them all in each batch, and a smaller least-recently-
-    // used cache would reload every one of them for every batch.
-    usize::from(crate::store::SHARD_COUNT)
-}
-
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
+            memory_mb: default_memory_mb(),
             upload_size_max_mb: default_upload_mb(),
-            batch_records_max: default_batch_records(),
-            loaded_shards_max: default_shard_cache(),
-            store_cache_mb: default_store_cache_mb(),
+            batch_records_max: None,
+            loaded_shards_max: None,
+            store_cache_mb: None,
             heavy_requests_max: default_heavy_requests(),
             heavy_requests_waiting_max: default_heavy_waiting(),
             request_timeout_s: default_request_timeout(),
@@ -601,6 +666,16 @@ impl DataDir {
             path: config_path.clone(),
             reason: e.to_string(),
         })?;
+        if config.limits.memory_mb < MEMORY_MB_MIN {
+            return Err(ConfigError::Invalid {
+                path: config_path,
+                reason: format!(
+                    "[limits] memory_mb = {} is too little: at least {MEMORY_MB_MIN} (the \
+                     search index alone needs 15 MB; {MEMORY_MB_DEFAULT} fits a PC with 2 GB)",
+                    config.limits.memory_mb
+                ),
+            });
+        }
         let key_path = path.join("library.key");
         let key_text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
         let key_bytes: [u8; 32] = jalin_protocol::signing::unhex(key_text.trim())
@@ -658,6 +733,99 @@ pub struct RunningNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn planned(memory_mb: u64) -> MemoryPlan {
+        LimitsSection {
+            memory_mb,
+            ..LimitsSection::default()
+        }
+        .memory_plan()
+    }
+
+    /// Every part's share fits in the budget together, and grows with it.
+    #[test]
+    fn the_memory_budget_is_shared_out_and_each_part_grows_with_it() {
+        for budget in [MEMORY_MB_MIN, MEMORY_MB_DEFAULT, 512, 4096] {
+            let plan = planned(budget);
+            let parts = plan.store_cache_bytes
+                + plan.shard_documents_bytes
+                + plan.batch_records as u64 * BATCH_RECORD_BYTES
+                + plan.sync_answer_bytes * plan.sync_answers_in_air as u64
+                + plan.index_writer_bytes;
+            assert!(
+                parts <= budget << 20,
+                "{budget} MB: parts hold {parts} bytes"
+            );
+            // Nothing is left idle either, up to where a batch and an answer reach their
+            // own largest (5,000 records, 8 MB).
+            if budget <= 512 {
+                assert!(
+                    parts * 10 >= (budget << 20) * 7,
+                    "{budget} MB: only {parts}"
+                );
+            }
+        }
+        let (small, large) = (planned(MEMORY_MB_DEFAULT), planned(1024));
+        assert!(small.store_cache_bytes < large.store_cache_bytes);
+        assert!(small.shard_documents_bytes < large.shard_documents_bytes);
+        assert!(small.batch_records < large.batch_records);
+        assert!(small.sync_answer_bytes < large.sync_answer_bytes);
+        // A PC with 2 GB: batches of over a thousand records, answers of megabytes.
+        assert!(small.batch_records >= 1000, "{small:?}");
+        assert!(small.sync_answer_bytes >= 1 << 20, "{small:?}");
+    }
+
+    /// A part set on its own in `[limits]` takes that setting; the others keep their share.
+    #[test]
+    fn a_part_set_on_its_own_overrides_its_share() {
+        let limits = LimitsSection {
+            batch_records_max: Some(10),
+            store_cache_mb: Some(8),
+            loaded_shards_max: Some(4),
+            ..LimitsSection::default()
+        };
+        let plan = limits.memory_plan();
+        assert_eq!(plan.batch_records, 10);
+        assert_eq!(plan.store_cache_bytes, 8 << 20);
+        assert_eq!(plan.shard_documents_max, 4);
+        let default = planned(MEMORY_MB_DEFAULT);
+        assert_eq!(plan.shard_documents_bytes, default.shard_documents_bytes);
+        assert_eq!(plan.sync_answer_bytes, default.sync_answer_bytes);
+    }
+
+    /// `init` writes the budget (and none of the parts); a budget under the least is
+    /// refused with where and why, and an older config with the parts set still opens.
+    #[test]
+    fn the_budget_is_written_checked_and_older_configs_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        DataDir::init(dir.path(), "Perpustakaan Uji", "UJI").expect("init");
+        let path = DataDir::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).expect("reads");
+        assert!(
+            text.contains(&format!("memory_mb = {MEMORY_MB_DEFAULT}\n")),
+            "{text}"
+        );
+        assert!(!text.contains("batch_records_max"), "{text}");
+        std::fs::write(&path, text.replace("memory_mb = 192", "memory_mb = 32")).expect("w");
+        let error = DataDir::open(dir.path()).expect_err("refused").to_string();
+        assert!(error.contains("config.toml"), "{error}");
+        assert!(
+            error.contains("memory_mb = 32 is too little: at least 64"),
+            "{error}"
+        );
+        std::fs::write(
+            &path,
+            text.replace(
+                "memory_mb = 192\n",
+                "batch_records_max = 5000\nloaded_shards_max = 256\nstore_cache_mb = 32\n",
+            ),
+        )
+        .expect("writes");
+        let opened = DataDir::open(dir.path()).expect("an older config opens");
+        let plan = opened.config.limits.memory_plan();
+        assert_eq!(plan.budget_mb, MEMORY_MB_DEFAULT);
+        assert_eq!((plan.batch_records, plan.shard_documents_max), (5000, 256));
+    }
 
     #[test]
     fn init_then_open_and_refuse_a_second_init() {

@@ -268,6 +268,55 @@ pub struct Status {
     pub version: String,
     /// Other members' catalogs held here.
     pub replicas: Vec<ReplicaStatus>,
+    /// The memory budget's parts and what each holds (missing from an older node's).
+    #[serde(default)]
+    pub memory: Option<MemoryStatus>,
+}
+
+/// What the memory budget (`[limits] memory_mb`) gives each part and what each holds.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MemoryStatus {
+    /// The budget, MB.
+    pub budget_mb: u64,
+    /// Each cache and queue.
+    pub parts: Vec<MemoryPart>,
+    /// The process's resident memory now, bytes (where the system says: Linux).
+    pub resident_bytes: Option<u64>,
+    /// Its peak since it started, bytes.
+    pub resident_peak_bytes: Option<u64>,
+}
+
+/// One cache or queue of the memory budget.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MemoryPart {
+    /// Which.
+    pub part: String,
+    /// Its share of the budget, bytes.
+    pub limit_bytes: u64,
+    /// What it holds now, bytes (when known).
+    pub held_bytes: Option<u64>,
+    /// What is in it.
+    pub note: String,
+}
+
+/// This process's resident memory and its peak (`VmRSS`, `VmHWM`), where the system says.
+fn resident_memory() -> (Option<u64>, Option<u64>) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Another library's catalog as this node holds it.
@@ -374,6 +423,10 @@ pub struct Library {
     /// Bytes a second the sync protocol's answers arrived at lately (the network's
     /// estimate of its link), for the time a catalog still needs.
     link_rate: std::sync::atomic::AtomicU64,
+    /// The bytes the sync answers asked for and not yet arrived may bring (the network's).
+    sync_in_air: std::sync::atomic::AtomicU64,
+    /// Records in the import batch being worked on now.
+    batch_now: std::sync::atomic::AtomicUsize,
     catching_up: std::sync::Mutex<()>,
     /// The "same" / "not the same" assertions the index's groups were last worked out
     /// with.
@@ -503,8 +556,7 @@ impl Library {
         let store = Store::open(
             &data.db_path(),
             data.key.clone(),
-            data.config.limits.loaded_shards_max,
-            data.config.limits.store_cache_mb.saturating_mul(1 << 20),
+            &data.config.limits.memory_plan(),
         )?;
         let (index, index_seq) = SearchIndex::open(&data.index_path())?;
         let consortia = Consortia::open(
@@ -547,6 +599,8 @@ impl Library {
             member_holds: Default::default(),
             recent_counts: Default::default(),
             link_rate: Default::default(),
+            sync_in_air: Default::default(),
+            batch_now: Default::default(),
             catching_up: std::sync::Mutex::new(()),
             assertions_seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             counts: std::sync::Mutex::new((0, BTreeMap::new())),
@@ -876,6 +930,67 @@ impl Library {
     }
 
     /// Notes the rate the sync protocol's answers arrive at (bytes a second).
+    pub fn note_sync_in_air(&self, bytes: u64) {
+        self.sync_in_air
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the memory budget gives each part and what each holds now
+    /// (`[limits] memory_mb`).
+    pub fn memory(&self) -> MemoryStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let plan = self.data.config.limits.memory_plan();
+        let (docs, docs_bytes) = self.store.shard_documents_loaded();
+        let batch = self.batch_now.load(Relaxed) as u64;
+        let (resident_bytes, resident_peak_bytes) = resident_memory();
+        MemoryStatus {
+            budget_mb: plan.budget_mb,
+            parts: vec![
+                MemoryPart {
+                    part: "store page cache".into(),
+                    limit_bytes: plan.store_cache_bytes,
+                    held_bytes: None,
+                    note: "sled's pages (it does not say how full)".into(),
+                },
+                MemoryPart {
+                    part: "shard documents".into(),
+                    limit_bytes: plan.shard_documents_bytes,
+                    held_bytes: Some(docs_bytes),
+                    note: format!("{docs} loaded (estimated from their size on disk)"),
+                },
+                MemoryPart {
+                    part: "import batch".into(),
+                    limit_bytes: plan.batch_records as u64 * crate::config::BATCH_RECORD_BYTES,
+                    held_bytes: Some(batch * crate::config::BATCH_RECORD_BYTES),
+                    note: format!(
+                        "{batch} of at most {} records (each ~{} KB while written)",
+                        plan.batch_records,
+                        crate::config::BATCH_RECORD_BYTES >> 10
+                    ),
+                },
+                MemoryPart {
+                    part: "sync answers in the air".into(),
+                    limit_bytes: plan.sync_answer_bytes * plan.sync_answers_in_air as u64,
+                    held_bytes: Some(self.sync_in_air.load(Relaxed)),
+                    note: format!(
+                        "at most {} answers of {} KB each",
+                        plan.sync_answers_in_air,
+                        plan.sync_answer_bytes >> 10
+                    ),
+                },
+                MemoryPart {
+                    part: "search index writer".into(),
+                    limit_bytes: plan.index_writer_bytes,
+                    held_bytes: None,
+                    note: "tantivy's indexing heap (one thread)".into(),
+                },
+            ],
+            resident_bytes,
+            resident_peak_bytes,
+        }
+    }
+
+    /// Notes the network's estimate of its link.
     pub fn note_link_rate(&self, bytes_per_s: u64) {
         self.link_rate
             .store(bytes_per_s, std::sync::atomic::Ordering::Relaxed);
@@ -1294,6 +1409,7 @@ impl Library {
             store_bytes: self.store.size_on_disk(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             replicas,
+            memory: Some(self.memory()),
         })
     }
 
@@ -1344,7 +1460,15 @@ impl Library {
                 });
             }
         }
-        let batch_max = self.data.config.limits.batch_records_max.max(1);
+        let batch_max = self.data.config.limits.memory_plan().batch_records;
+        // The batch's size as `memory()` shows it, back to nothing however this ends.
+        struct NoBatch<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for NoBatch<'_> {
+            fn drop(&mut self) {
+                self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _no_batch = NoBatch(&self.batch_now);
         let mut seen: HashSet<String> = HashSet::new();
         // (change, record, whether the index may already hold the record)
         let mut batch: Vec<(Change, Record, bool)> = Vec::with_capacity(batch_max);
@@ -1413,6 +1537,8 @@ impl Library {
             }
             batch_ids.insert(record_id.clone());
             batch.push((Change::Put { record_id, marc }, record, known));
+            self.batch_now
+                .store(batch.len(), std::sync::atomic::Ordering::Relaxed);
             if batch.len() >= batch_max {
                 committed += self.commit_batch(&mut batch, &mut unindexed, false)?;
                 batch_ids.clear();

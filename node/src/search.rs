@@ -132,7 +132,9 @@ struct Fields {
 }
 
 const TOKENIZER: &str = "jalin";
-const WRITER_HEAP_BYTES: usize = 16 * 1024 * 1024;
+/// The writer's heap: one indexing thread (tantivy's least for one is 15 MB), counted in
+/// the memory budget ([`crate::config::MemoryPlan`]).
+const WRITER_HEAP_BYTES: usize = crate::config::INDEX_WRITER_BYTES as usize;
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();

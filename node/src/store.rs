@@ -364,30 +364,79 @@ fn clear_unfinished_snapshots(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Loaded shard documents, the least recently used dropped first.
+/// What a loaded shard document holds in memory, per byte it takes on disk (its snapshot
+/// and chunks): its records' bytes once in the document and once in its change history,
+/// and automerge's indexes (measured: ~1.8 KB a record in memory for ~0.9 KB on disk;
+/// BENCHMARKS.md, issue 19).
+const DOC_BYTES_PER_STORED_BYTE: u64 = 2;
+
+/// A loaded shard document and an estimate of the memory it holds.
+struct Shard {
+    doc: AutoCommit,
+    bytes: u64,
+}
+
+impl Shard {
+    /// Counts `stored` more bytes written into it.
+    fn grew(&mut self, stored: usize) {
+        self.bytes = self
+            .bytes
+            .saturating_add(DOC_BYTES_PER_STORED_BYTE.saturating_mul(stored as u64));
+    }
+}
+
+/// Loaded shard documents, the least recently used dropped first, within both a count
+/// and the memory budget's share for them (`[limits] memory_mb`).
 struct ShardCache {
-    docs: HashMap<ShardKey, AutoCommit>,
+    docs: HashMap<ShardKey, Shard>,
     order: VecDeque<ShardKey>,
     capacity: usize,
+    bytes_max: u64,
+    bytes: u64,
 }
 
 /// A shard document: whose catalog, which shard.
 type ShardKey = (LibraryId, u16);
 
 impl ShardCache {
-    fn touch(&mut self, shard: ShardKey) {
+    fn new(capacity: usize, bytes_max: u64) -> ShardCache {
+        ShardCache {
+            docs: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            bytes_max,
+            bytes: 0,
+        }
+    }
+
+    /// Takes a document out while it is worked on (it is not counted meanwhile).
+    fn take(&mut self, shard: ShardKey) -> Option<Shard> {
+        let taken = self.docs.remove(&shard)?;
+        self.bytes = self.bytes.saturating_sub(taken.bytes);
         self.order.retain(|s| *s != shard);
-        self.order.push_back(shard);
-        while self.order.len() > self.capacity {
+        Some(taken)
+    }
+
+    /// Keeps a document as the most recently used, then drops the least recently used
+    /// ones past the limits (the one just kept stays, even alone over them).
+    fn put(&mut self, key: ShardKey, shard: Shard) {
+        self.take(key);
+        self.bytes = self.bytes.saturating_add(shard.bytes);
+        self.docs.insert(key, shard);
+        self.order.push_back(key);
+        while self.order.len() > 1
+            && (self.order.len() > self.capacity || self.bytes > self.bytes_max)
+        {
             if let Some(old) = self.order.pop_front() {
-                self.docs.remove(&old);
+                if let Some(dropped) = self.docs.remove(&old) {
+                    self.bytes = self.bytes.saturating_sub(dropped.bytes);
+                }
             }
         }
     }
 
     fn evict(&mut self, shard: ShardKey) {
-        self.docs.remove(&shard);
-        self.order.retain(|s| *s != shard);
+        self.take(shard);
     }
 }
 
@@ -453,9 +502,9 @@ impl Store {
     pub fn open(
         path: &Path,
         key: SigningKey,
-        loaded_shards_max: usize,
-        cache_bytes: u64,
+        memory: &crate::config::MemoryPlan,
     ) -> Result<Store, StoreError> {
+        let cache_bytes = memory.store_cache_bytes;
         // sled's page cache (`[limits] store_cache_mb`; sled's default is 1 GB); the shard
         // documents are cached above it. sled keeps more than this resident after a walk
         // over the whole tree (status counts, an export): ~100 MB for 250,000 records,
@@ -504,11 +553,10 @@ impl Store {
             tree,
             key,
             library,
-            cache: Mutex::new(ShardCache {
-                docs: HashMap::new(),
-                order: VecDeque::new(),
-                capacity: loaded_shards_max.max(1),
-            }),
+            cache: Mutex::new(ShardCache::new(
+                memory.shard_documents_max,
+                memory.shard_documents_bytes,
+            )),
             write_lock: Mutex::new(()),
             touched: Mutex::new(HashMap::new()),
             own_writes: tokio::sync::watch::Sender::new(0),
@@ -740,11 +788,17 @@ impl Store {
     }
 
     fn load_shard(&self, namespace: &LibraryId, shard: u16) -> Result<AutoCommit, StoreError> {
+        Ok(self.load_sized(namespace, shard)?.doc)
+    }
+
+    /// A shard document from disk, with the memory it is estimated to hold.
+    fn load_sized(&self, namespace: &LibraryId, shard: u16) -> Result<Shard, StoreError> {
         let fail = |e: automerge::AutomergeError| StoreError::Automerge {
             shard,
             reason: e.to_string(),
         };
         let snapshot = self.tree.get(key(b's', namespace, &shard.to_be_bytes()))?;
+        let mut stored = snapshot.as_ref().map_or(0, |s| s.len());
         let mut doc = match snapshot {
             Some(bytes) => AutoCommit::load(&bytes).map_err(fail)?,
             None => AutoCommit::new(),
@@ -754,10 +808,20 @@ impl Store {
             .scan_prefix(key(b'c', namespace, &shard.to_be_bytes()))
             .values()
         {
-            doc.load_incremental(&chunk?).map_err(fail)?;
+            let chunk = chunk?;
+            stored += chunk.len();
+            doc.load_incremental(&chunk).map_err(fail)?;
         }
         doc.set_actor(automerge::ActorId::from(namespace.as_bytes().as_slice()));
-        Ok(doc)
+        let mut loaded = Shard { doc, bytes: 0 };
+        loaded.grew(stored);
+        Ok(loaded)
+    }
+
+    /// The shard documents loaded now, and the memory they are estimated to hold.
+    pub fn shard_documents_loaded(&self) -> (usize, u64) {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        (cache.docs.len(), cache.bytes)
     }
 
     /// A shard document's records as automerge holds them, loaded from disk (for checks):
@@ -811,22 +875,23 @@ impl Store {
         }
         // Take the shards' documents out of the cache while they are worked on; those that
         // are loaded go first, so a document is not dropped to make room for one read back.
-        let (mut work, capacity) = {
+        let (mut work, capacity, bytes_max) = {
             let mut cache = self
                 .cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let work: Vec<(u16, Option<AutoCommit>, Vec<&Change>)> = by_shard
+            let work: Vec<(u16, Option<Shard>, Vec<&Change>)> = by_shard
                 .into_iter()
                 .map(|(shard, changes)| {
-                    let doc = cache.docs.remove(&(self.library, shard));
+                    let doc = cache.take((self.library, shard));
                     (shard, doc, changes)
                 })
                 .collect();
-            (work, cache.capacity)
+            (work, cache.capacity, cache.bytes_max)
         };
         work.sort_by_key(|(shard, doc, _)| (doc.is_none(), *shard));
         let mut kept = 0usize;
+        let mut kept_bytes = 0u64;
         let mut writes = Vec::new();
         let compactions = AtomicUsize::new(0);
         let mut failure = None;
@@ -856,8 +921,10 @@ impl Store {
             // Past the cache's capacity, a worked document is dropped: its changes are in
             // `writes`, and it is read back from disk when next needed.
             for (_, doc, _) in group.iter_mut() {
-                if kept < capacity {
+                let bytes = doc.as_ref().map_or(0, |d| d.bytes);
+                if kept < capacity && kept_bytes.saturating_add(bytes) <= bytes_max {
                     kept += 1;
+                    kept_bytes += bytes;
                 } else {
                     *doc = None;
                 }
@@ -892,10 +959,7 @@ impl Store {
             // so they are loaded again from what is stored.
             let shard = (self.library, shard);
             match doc {
-                Some(doc) if result.is_ok() => {
-                    cache.docs.insert(shard, doc);
-                    cache.touch(shard);
-                }
+                Some(doc) if result.is_ok() => cache.put(shard, doc),
                 _ => cache.evict(shard),
             }
         }
@@ -907,7 +971,7 @@ impl Store {
     #[allow(clippy::type_complexity)]
     fn apply_shards(
         &self,
-        work: &mut [(u16, Option<AutoCommit>, Vec<&Change>)],
+        work: &mut [(u16, Option<Shard>, Vec<&Change>)],
         seq: u64,
         now_ms: u64,
         compactions: &AtomicUsize,
@@ -916,9 +980,11 @@ impl Store {
         for (shard, doc, changes) in work.iter_mut() {
             let shard = *shard;
             if doc.is_none() {
-                *doc = Some(self.load_shard(&self.library, shard)?);
+                *doc = Some(self.load_sized(&self.library, shard)?);
             }
-            let Some(doc) = doc.as_mut() else { continue };
+            let Some(loaded) = doc.as_mut() else { continue };
+            let mut added = 0usize;
+            let doc = &mut loaded.doc;
             let fail = |e: automerge::AutomergeError| StoreError::Automerge {
                 shard,
                 reason: e.to_string(),
@@ -955,6 +1021,7 @@ impl Store {
                     key(b'r', &self.library, record_id.as_bytes()),
                     Some(StoredRecord::encode_from(&value, seq)),
                 ));
+                added += value.0.len();
                 doc.put(&records, record_id.as_str(), ScalarValue::Bytes(value.0))
                     .map_err(fail)?;
             }
@@ -992,6 +1059,7 @@ impl Store {
                 chunk_key.extend_from_slice(&seq.to_be_bytes());
                 writes.push((chunk_key, Some(doc.save_after(&heads_before))));
             }
+            loaded.grew(added);
         }
         Ok(writes)
     }
@@ -1144,23 +1212,23 @@ impl Store {
 
     /// A shard document, from the cache or from disk (taken out of the cache: give it back
     /// with `put_back`).
-    fn take_doc(&self, namespace: &LibraryId, shard: u16) -> Result<AutoCommit, StoreError> {
+    fn take_doc(&self, namespace: &LibraryId, shard: u16) -> Result<Shard, StoreError> {
         let cached = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .docs
-            .remove(&(*namespace, shard));
+            .take((*namespace, shard));
         match cached {
             Some(doc) => Ok(doc),
-            None => self.load_shard(namespace, shard),
+            None => self.load_sized(namespace, shard),
         }
     }
 
-    fn put_back(&self, namespace: &LibraryId, shard: u16, doc: AutoCommit) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.docs.insert((*namespace, shard), doc);
-        cache.touch((*namespace, shard));
+    fn put_back(&self, namespace: &LibraryId, shard: u16, doc: Shard) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put((*namespace, shard), doc);
     }
 
     /// The changes of a shard document that a replica whose heads are `have` lacks, each
@@ -1188,7 +1256,8 @@ impl Store {
         budget: usize,
     ) -> Result<(Vec<SignedChange>, bool), StoreError> {
         let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut doc = self.take_doc(namespace, shard)?;
+        let mut loaded = self.take_doc(namespace, shard)?;
+        let doc = &mut loaded.doc;
         let have: Vec<automerge::ChangeHash> =
             have.iter().map(|h| automerge::ChangeHash(*h)).collect();
         let result = (|| {
@@ -1218,7 +1287,7 @@ impl Store {
             }
             Ok((out, true))
         })();
-        self.put_back(namespace, shard, doc);
+        self.put_back(namespace, shard, loaded);
         result
     }
 
@@ -1265,10 +1334,11 @@ impl Store {
                     changes,
                     parsed,
                     seq,
-                    &mut doc,
+                    &mut doc.doc,
                     &mut staged,
                 );
                 if result.is_ok() {
+                    doc.grew(changes.iter().map(|c| c.bytes.len()).sum());
                     writes.extend(staged);
                     docs.push((*shard, doc));
                 }
@@ -1503,7 +1573,12 @@ mod tests {
 
     fn store(dir: &Path, loaded_shards_max: usize) -> Store {
         let key = SigningKey::from_bytes(&[7; 32]);
-        Store::open(&dir.join("db"), key, loaded_shards_max, 16 << 20).expect("opens")
+        let limits = crate::config::LimitsSection {
+            loaded_shards_max: Some(loaded_shards_max),
+            store_cache_mb: Some(16),
+            ..Default::default()
+        };
+        Store::open(&dir.join("db"), key, &limits.memory_plan()).expect("opens")
     }
 
     /// One record id in each of `count` different shards.
@@ -1585,6 +1660,62 @@ mod tests {
         assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock);
         assert!(generating.exists());
         drop(open);
+    }
+
+    /// The loaded shard documents keep within the memory budget's share for them, by
+    /// their size and not only their count; a larger share keeps more of them.
+    #[test]
+    fn loaded_shard_documents_keep_within_their_share_of_the_budget() {
+        let loaded_with = |share: u64| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let limits = crate::config::LimitsSection::default();
+            let plan = crate::config::MemoryPlan {
+                shard_documents_bytes: share,
+                ..limits.memory_plan()
+            };
+            let store = Store::open(
+                &dir.path().join("db"),
+                SigningKey::from_bytes(&[7; 32]),
+                &plan,
+            )
+            .expect("opens");
+            let mut most = 0;
+            for batch in 0..4 {
+                // ~1 KB a record that does not compress away (zstd would shrink a repeat).
+                let mut state = 0x2545_f491_4f6c_dd1du64 ^ batch;
+                let mut text = |len: usize| -> Vec<u8> {
+                    (0..len)
+                        .map(|_| {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            b'a' + (state % 26) as u8
+                        })
+                        .collect()
+                };
+                let changes: Vec<Change> = (0..500)
+                    .map(|n| Change::Put {
+                        record_id: format!("rec{batch}-{n}"),
+                        marc: text(1000),
+                    })
+                    .collect();
+                store.apply(&changes, 1).expect("applies");
+                let (count, bytes) = store.shard_documents_loaded();
+                assert!(
+                    bytes <= share,
+                    "{bytes} bytes loaded over a share of {share}"
+                );
+                most = most.max(count);
+            }
+            // Every record is kept, loaded or not.
+            assert!(store.get("rec0-0").expect("reads").is_some());
+            assert!(store.get("rec3-499").expect("reads").is_some());
+            most
+        };
+        let small = loaded_with(256 << 10);
+        let large = loaded_with(64 << 20);
+        assert!(small > 0 && small < 100, "{small} documents in 256 KB");
+        assert_eq!(large, usize::from(SHARD_COUNT), "all in 64 MB");
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn import_then_export_gives_the_records_back_and_reimport_changes_nothing() {
     let (_dir, mut data) = new_library(1000);
     // A cache of four shard documents: every batch touches ~all 256 shards, so documents
     // are dropped and read back from disk within a batch and between batches.
-    data.config.limits.loaded_shards_max = 4;
+    data.config.limits.loaded_shards_max = Some(4);
     let library = Library::open(data).expect("opens");
     let first = library
         .import(

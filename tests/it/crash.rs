@@ -39,7 +39,7 @@ fn killed_imports_lose_no_reported_batch() {
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
-        text.replace("batch_records_max = 5000", "batch_records_max = 250"),
+        text.replace("[limits]\n", "[limits]\nbatch_records_max = 250\n"),
     )
     .expect("config");
 
@@ -194,7 +194,7 @@ fn each_reported_batch_is_fsynced_not_only_written() {
     assert_eq!(status, 0, "{stderr}");
     let config = data.join("config.toml");
     let text = std::fs::read_to_string(&config).expect("config");
-    let text = text.replace("batch_records_max = 5000", "batch_records_max = 10");
+    let text = text.replace("[limits]\n", "[limits]\nbatch_records_max = 10\n");
     assert!(text.contains("batch_records_max = 10\n"), "{text}");
     std::fs::write(&config, text).expect("writes");
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

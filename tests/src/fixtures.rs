@@ -12,7 +12,7 @@ pub fn new_library(batch: usize) -> (tempfile::TempDir, jalin_node::config::Data
     let dir = tempfile::tempdir().expect("temp dir");
     let mut data =
         jalin_node::config::DataDir::init(dir.path(), "Perpustakaan Uji", "UJI").expect("init");
-    data.config.limits.batch_records_max = batch;
+    data.config.limits.batch_records_max = Some(batch);
     (dir, data)
 }
 

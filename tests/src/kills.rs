@@ -115,9 +115,9 @@ fn configure(data: &Path, from: &str, to: &str) {
 /// A data dir with small batches (kills land between and inside many commits).
 fn init(data: &Path, code: &str) -> DataDir {
     let mut dir = DataDir::init(data, "Perpustakaan Uji", code).expect("init");
-    configure(data, "batch_records_max = 5000", "batch_records_max = 100");
+    configure(data, "[limits]\n", "[limits]\nbatch_records_max = 100\n");
     configure(data, "mdns = true", "mdns = false");
-    dir.config.limits.batch_records_max = 100;
+    dir.config.limits.batch_records_max = Some(100);
     dir.config.network.mdns = false;
     dir
 }

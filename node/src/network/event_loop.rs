@@ -202,15 +202,19 @@ impl NetLoop {
     /// Sends the requests the round scheduler lets go.
     fn send(&mut self, requests: Vec<(PeerId, SyncRequest)>) {
         for (peer, mut request) in requests {
-            let changes = if let SyncRequest::Changes { max_bytes, .. } = &mut request {
-                *max_bytes = self.state.links.max_bytes(&peer);
-                true
+            let asked = if let SyncRequest::Changes { max_bytes, .. } = &mut request {
+                // What the link carries in a few seconds, within the memory budget's
+                // share for one answer in the air (`[limits] memory_mb`).
+                let budget = self.library.data().config.limits.memory_plan();
+                let share = u32::try_from(budget.sync_answer_bytes).unwrap_or(u32::MAX);
+                *max_bytes = self.state.links.max_bytes(&peer).min(share);
+                Some(*max_bytes)
             } else {
-                false
+                None
             };
             let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-            if changes {
-                self.state.links.sent(id, peer);
+            if let Some(asked) = asked {
+                self.state.links.sent(id, peer, asked);
             }
         }
     }
@@ -1117,6 +1121,7 @@ pub(super) async fn run(
             }
             _ = catch_up.tick() => net.catch_up(),
         }
+        net.library.note_sync_in_air(net.state.links.in_air_bytes());
     }
     // Workers write to the store and the index: each finishes what it started.
     while net.workers.join_next().await.is_some() {}

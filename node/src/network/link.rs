@@ -25,7 +25,7 @@ const SAMPLE_MIN_BYTES: u64 = 8 * 1024;
 #[derive(Default)]
 pub(super) struct Links {
     rates: HashMap<PeerId, f64>,
-    sent: HashMap<OutboundRequestId, (PeerId, Instant)>,
+    sent: HashMap<OutboundRequestId, (PeerId, Instant, u32)>,
     /// Answers' bytes of the last [`WINDOW`], all peers: what arrives a second in all
     /// (several answers share a link at once, so one answer's rate is a part of it).
     recent: std::collections::VecDeque<(Instant, u64)>,
@@ -43,14 +43,22 @@ impl Links {
         (bytes as u32).clamp(MIN_BYTES, MAX_BYTES)
     }
 
-    /// A `Changes` request went to `peer`.
-    pub(super) fn sent(&mut self, id: OutboundRequestId, peer: PeerId) {
-        self.sent.insert(id, (peer, Instant::now()));
+    /// A `Changes` request went to `peer`, asking for at most `asked` bytes.
+    pub(super) fn sent(&mut self, id: OutboundRequestId, peer: PeerId, asked: u32) {
+        self.sent.insert(id, (peer, Instant::now(), asked));
+    }
+
+    /// The bytes the answers not arrived yet may bring.
+    pub(super) fn in_air_bytes(&self) -> u64 {
+        self.sent
+            .values()
+            .map(|(_, _, asked)| u64::from(*asked))
+            .sum()
     }
 
     /// Its answer came, carrying `bytes`.
     pub(super) fn answered(&mut self, id: &OutboundRequestId, bytes: u64) {
-        let Some((peer, at)) = self.sent.remove(id) else {
+        let Some((peer, at, _)) = self.sent.remove(id) else {
             return;
         };
         let now = Instant::now();
@@ -84,7 +92,7 @@ impl Links {
 
     /// It failed (timed out, the connection dropped): the link carries less than thought.
     pub(super) fn failed(&mut self, id: &OutboundRequestId) {
-        if let Some((peer, _)) = self.sent.remove(id) {
+        if let Some((peer, _, _)) = self.sent.remove(id) {
             let rate = self.rates.entry(peer).or_insert(START_RATE);
             *rate = (*rate / 4.0).max(f64::from(MIN_BYTES) / TARGET.as_secs_f64());
         }
@@ -97,7 +105,7 @@ impl Links {
 
     /// A peer gone: its requests in the air will not be answered.
     pub(super) fn forget(&mut self, peer: &PeerId) {
-        self.sent.retain(|_, (p, _)| p != peer);
+        self.sent.retain(|_, (p, _, _)| p != peer);
     }
 }
 

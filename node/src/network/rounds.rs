@@ -10,7 +10,8 @@ use super::SyncRequest;
 /// Most requests of a sync round in the air at once toward one peer.
 pub(super) const REQUESTS_PER_PEER_MAX: usize = 4;
 /// Most sync requests in the air at once toward all peers together.
-pub(super) const REQUESTS_IN_AIR_MAX: usize = 8;
+/// (The memory budget counts each with its answer: [`crate::config::MemoryPlan`].)
+pub(super) const REQUESTS_IN_AIR_MAX: usize = crate::config::SYNC_ANSWERS_IN_AIR;
 
 /// One sync round per peer at a time: a round starts with `Hello` and lasts while any of
 /// its requests (or the work on their answers) is outstanding. A reason to sync again that

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""The old PC's case (issue 19), measured with real `jalin` processes on 127.0.0.1.
+
+Usage: cargo build --release -p jalin-cli && python3 tools/bench_old_pc.py MARC_FILE [MEMORY_MB]
+MARC_FILE: 50,000 records (e.g. the 10,000 LC records five times with their 001s
+suffixed, made with pymarc; see BENCHMARKS.md). MEMORY_MB: `[limits] memory_mb` of the
+library's node (default: what `jalin init` writes).
+
+A library (A) and four partners, one consortium, each with the same 50,000 records (as
+libraries of one region hold many of the same books). Peak RSS of A's process for each
+operation, each on its own (the node's VmHWM is reset with /proc/PID/clear_refs before
+each; the import is a process of its own):
+
+1. import: `jalin import` of the 50,000 records into A;
+2. four catalogs at once: A's node started, the four partners' nodes dialled at once,
+   until A holds all four catalogs (their digests) and has indexed all 250,000 records;
+3. search: 50 searches (`/api/search`) and 50 SRU searchRetrieve requests;
+4. OAI-PMH: a full ListRecords harvest of A's union catalog (every page);
+5. reports: the collection overlap, the conspectus, the needs report and the
+   evaluation report (the API's JSON, as the librarian's pages ask for them).
+
+Then `jalin status` of the running node (what each part of the budget holds).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_hostile import rss_parts  # noqa: E402
+from bench_network import JALIN, Node, consortium, jalin, own_id, wait  # noqa: E402
+
+QUERIES = ["history", "indonesia", "java", "islam", "law", "music", "children",
+           "economics", "poetry", "war", "education", "language", "religion", "art",
+           "science", "women", "politics", "health", "water", "culture"]
+
+
+class Sampler:
+    """The most anonymous (heap, stacks) and file-backed (the index's mapped files, which
+    the kernel may drop under pressure) resident memory of a process, sampled every
+    50 ms, since the last `reset`."""
+
+    def __init__(self, pid):
+        self.pid, self.anon, self.file = pid, 0.0, 0.0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                anon, file = rss_parts(self.pid)
+            except OSError:
+                return
+            self.anon, self.file = max(self.anon, anon), max(self.file, file)
+            time.sleep(0.05)
+
+    def reset(self):
+        clear_peak(self.pid)
+        self.anon, self.file = 0.0, 0.0
+
+    def note(self, out, name):
+        out[f"{name}_peak_mb"] = round(peak_mb(self.pid))
+        out[f"{name}_anon_max_mb"] = round(self.anon)
+        out[f"{name}_file_max_mb"] = round(self.file)
+
+
+def clear_peak(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def peak_mb(pid):
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def token(data):
+    with open(os.path.join(data, "api-token")) as fh:
+        return fh.read().strip()
+
+
+def call(node, path, body=None, bearer=None, timeout=600):
+    request = urllib.request.Request(node.url + path, data=body)
+    if bearer:
+        request.add_header("Authorization", f"Bearer {bearer}")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as r:
+        return r.read()
+
+
+def set_memory(data, memory_mb):
+    path = os.path.join(data, "config.toml")
+    with open(path) as fh:
+        text = fh.read()
+    text = re.sub(r"memory_mb = \d+", f"memory_mb = {memory_mb}", text)
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def main():
+    marc = os.path.abspath(sys.argv[1])
+    memory_mb = sys.argv[2] if len(sys.argv) > 2 else None
+    work = tempfile.mkdtemp(prefix="jalin-old-pc-")
+    try:
+        names = ["DESA", "P1", "P2", "P3", "P4"]
+        dirs = [os.path.join(work, n) for n in names]
+        consortium(dirs, names)
+        if memory_mb:
+            set_memory(dirs[0], memory_mb)
+        out = {}
+        # 1. The import, a process of its own.
+        timing = os.path.join(work, "time")
+        start = time.time()
+        subprocess.run(["/usr/bin/time", "-o", timing, "-f", "%M", JALIN, "--data-dir",
+                        dirs[0], "import", marc], check=True, capture_output=True)
+        out["import_s"] = round(time.time() - start, 1)
+        out["import_peak_mb"] = round(int(open(timing).read().split()[-1]) / 1024)
+        for d in dirs[1:]:
+            jalin(d, "import", marc)
+        # 2. Four catalogs at once.
+        partners = [Node(d) for d in dirs[1:]]
+        a = Node(dirs[0])
+        out["started_mb"] = round(a.rss_mb())
+        sampler = Sampler(a.proc.pid)
+        sampler.reset()
+        start = time.time()
+        for p in partners:
+            jalin(dirs[0], "peers", "--dial", p.p2p)
+        ids = [own_id(d) for d in dirs[1:]]
+        for p, lid in zip(partners, ids):
+            target = p.catalog(lid)["digest"]
+            wait("every catalog at A",
+                 lambda: (a.catalog(lid) or {}).get("digest") == target, interval=1.0,
+                 seconds=3600)
+        wait("A's index", lambda: a.get("/api/status")["indexed"] >= 5 * 50_000 * 0.99,
+             interval=1.0, seconds=3600)
+        out["four_catalogs_s"] = round(time.time() - start, 1)
+        sampler.note(out, "four_catalogs")
+        for p in partners:
+            p.stop()
+        # 3. Search.
+        sampler.reset()
+        for i in range(50):
+            q = urllib.parse.quote(QUERIES[i % len(QUERIES)])
+            call(a, f"/api/search?q={q}&per_page=20&page={1 + i % 3}")
+            call(a, "/sru?version=2.0&operation=searchRetrieve&maximumRecords=20"
+                    f"&query=dc.title%3D{q}")
+        sampler.note(out, "search")
+        # 4. A full OAI-PMH harvest.
+        sampler.reset()
+        path = "/oai?verb=ListRecords&metadataPrefix=marcxml"
+        pages = records = 0
+        while path:
+            text = call(a, path).decode("utf-8")
+            pages += 1
+            records += text.count("<record>")
+            found = re.search(r"<resumptionToken[^>]*>([^<]+)</resumptionToken>", text)
+            path = (f"/oai?verb=ListRecords&resumptionToken={urllib.parse.quote(found.group(1))}"
+                    if found else None)
+        out["oai_pages"], out["oai_records"] = pages, records
+        sampler.note(out, "oai")
+        # 5. Reports.
+        sampler.reset()
+        bearer = token(dirs[0])
+        reports = {}
+        for name, path, body in [
+            ("overlap", "/api/collection/overlap", None),
+            ("conspectus", "/api/collection/conspectus", b'{"action": "show"}'),
+            ("needs", "/api/needs", b'{"action": "report"}'),
+            ("evaluation", "/api/evaluation", b'{"action": "report"}'),
+        ]:
+            try:
+                reports[name] = len(call(a, path, body, bearer))
+            except urllib.error.HTTPError as e:
+                reports[name] = f"HTTP {e.code}: {e.read()[:200]!r}"
+        out["reports"] = reports
+        sampler.note(out, "reports")
+        out["rss_now_mb"] = round(a.rss_mb())
+        status = subprocess.run([JALIN, "--data-dir", dirs[0], "status"],
+                                capture_output=True, text=True).stdout
+        a.stop()
+        print(status, flush=True)
+        print("old pc:", json.dumps(out), flush=True)
+    finally:
+        if os.environ.get("KEEP"):
+            print("kept:", work, flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
