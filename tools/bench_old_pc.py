@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """The old PC's case (issue 19), measured with real `jalin` processes on 127.0.0.1.
 
-Usage: cargo build --release -p jalin-cli && python3 tools/bench_old_pc.py MARC_FILE [MEMORY_MB]
-MARC_FILE: 50,000 records (e.g. the 10,000 LC records five times with their 001s
-suffixed, made with pymarc; see BENCHMARKS.md). MEMORY_MB: `[limits] memory_mb` of the
-library's node (default: what `jalin init` writes).
+Usage: cargo build --release -p jalin-cli && python3 tools/bench_old_pc.py [MARC_FILE] [MEMORY_MB]
+MARC_FILE: the records the five catalogs are made of (default: the 10,000 LC records of
+../shared/data). MEMORY_MB: `[limits] memory_mb` of the library's node (default: what
+`jalin init` writes). JALIN_BIN: another build; KEEP=1 keeps the data dirs.
 
-A library (A) and four partners, one consortium, each with the same 50,000 records (as
-libraries of one region hold many of the same books). Peak RSS of A's process for each
-operation, each on its own (the node's VmHWM is reset with /proc/PID/clear_refs before
-each; the import is a process of its own):
+A library (A) and four partners, one consortium, 50,000 records each, made with pymarc
+from MARC_FILE's records as 25 variants of each (a variant: its own 001, a word added to
+the main title, no ISBN, LCCN or OCLC number, so each is a book of its own). A holds
+variants 0-4; P1 0, 1 and 5-7; P2 2, 3 and 8-10; P3 4 and 11-14; P4 15-19: each of the
+first three shares 10,000-20,000 books with A, as libraries of one region do, P4 none.
+Peak RSS of A's process for each operation, each on its own (the node's VmHWM is reset
+with /proc/PID/clear_refs before each; the import is a process of its own):
 
 1. import: `jalin import` of the 50,000 records into A;
 2. four catalogs at once: A's node started, the four partners' nodes dialled at once,
@@ -35,7 +38,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_hostile import rss_parts  # noqa: E402
-from bench_network import JALIN, Node, consortium, jalin, own_id, wait  # noqa: E402
+from bench_network import JALIN, ROOT, Node, consortium, jalin, own_id, wait  # noqa: E402
 
 QUERIES = ["history", "indonesia", "java", "islam", "law", "music", "children",
            "economics", "poetry", "war", "education", "language", "religion", "art",
@@ -107,13 +110,45 @@ def set_memory(data, memory_mb):
         fh.write(text)
 
 
+VARIANTS = {"DESA": [0, 1, 2, 3, 4], "P1": [0, 1, 5, 6, 7], "P2": [2, 3, 8, 9, 10],
+            "P3": [4, 11, 12, 13, 14], "P4": [15, 16, 17, 18, 19]}
+
+
+def catalog_file(source, variants, path):
+    """The records of `source` once per variant, each a book of its own (see above)."""
+    import pymarc
+
+    with open(source, "rb") as fh:
+        originals = [r for r in pymarc.MARCReader(fh, to_unicode=True, force_utf8=True)
+                     if r is not None]
+    with open(path, "wb") as out:
+        for v in variants:
+            for r in originals:
+                r = pymarc.Record(leader=r.leader, fields=list(r.fields), force_utf8=True)
+                old = r.get_fields("001")
+                base = old[0].data if old else str(id(r))
+                for f in r.get_fields("001", "010", "020", "035"):
+                    r.remove_field(f)
+                r.add_ordered_field(pymarc.Field(tag="001", data=f"v{v}-{base}"))
+                for f in r.get_fields("245"):
+                    if f.get("a"):
+                        f["a"] = f"{f['a']} varian{v}"
+                r.leader = r.leader[:9] + "a" + r.leader[10:]
+                out.write(r.as_marc())
+
+
 def main():
-    marc = os.path.abspath(sys.argv[1])
+    default = os.path.join(ROOT, "..", "shared", "data", "marc", "loc", "loc-books-10k.mrc")
+    marc = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else default)
     memory_mb = sys.argv[2] if len(sys.argv) > 2 else None
     work = tempfile.mkdtemp(prefix="jalin-old-pc-")
     try:
         names = ["DESA", "P1", "P2", "P3", "P4"]
         dirs = [os.path.join(work, n) for n in names]
+        files = {}
+        for name in names:
+            files[name] = os.path.join(work, f"{name}.mrc")
+            catalog_file(marc, VARIANTS[name], files[name])
         consortium(dirs, names)
         if memory_mb:
             set_memory(dirs[0], memory_mb)
@@ -122,11 +157,11 @@ def main():
         timing = os.path.join(work, "time")
         start = time.time()
         subprocess.run(["/usr/bin/time", "-o", timing, "-f", "%M", JALIN, "--data-dir",
-                        dirs[0], "import", marc], check=True, capture_output=True)
+                        dirs[0], "import", files["DESA"]], check=True, capture_output=True)
         out["import_s"] = round(time.time() - start, 1)
         out["import_peak_mb"] = round(int(open(timing).read().split()[-1]) / 1024)
-        for d in dirs[1:]:
-            jalin(d, "import", marc)
+        for d, name in zip(dirs[1:], names[1:]):
+            jalin(d, "import", files[name])
         # 2. Four catalogs at once.
         partners = [Node(d) for d in dirs[1:]]
         a = Node(dirs[0])
