@@ -112,6 +112,25 @@ fn a_library_from_init_to_stop() {
         stdout.contains(&format!("running at {url}")) && stdout.contains("records:     3147"),
         "{stdout}"
     );
+    // The memory budget, part by part: the import left shard documents loaded in the
+    // node, within their share.
+    assert!(
+        stdout.contains("memory:      budget 192 MB ([limits] memory_mb)\n"),
+        "{stdout}"
+    );
+    let shards = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("shard documents"))
+        .unwrap_or_else(|| panic!("no shard documents line: {stdout}"));
+    let numbers: Vec<f64> = shards
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        numbers.len() >= 2 && numbers[0] > 0.0 && numbers[0] <= numbers[1],
+        "held within the share: {shards}"
+    );
+    assert!(stdout.contains("node process"), "{stdout}");
     let (code, _, stderr) = jalin(&library, &["record", "delete", "00369705"]);
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = jalin(&library, &["record", "delete", "00369705"]);
