@@ -787,6 +787,14 @@ fn print_memory(memory: &jalin_node::library::MemoryStatus, running_node: bool) 
             "; the node is not running, so its caches hold nothing now"
         }
     );
+    if memory.over_budget_mb > 0 {
+        println!(
+            "    the parts set on their own under [limits] take {} MB more than the budget \
+             (an older config.toml sets them all): remove store_cache_mb, loaded_shards_max \
+             and batch_records_max to let memory_mb share it out",
+            memory.over_budget_mb
+        );
+    }
     for part in &memory.parts {
         let held = part
             .held_bytes

@@ -354,6 +354,10 @@ fn default_memory_mb() -> u64 {
 pub const MEMORY_MB_DEFAULT: u64 = 192;
 /// The smallest memory budget: the index writer alone needs 15 MB.
 pub const MEMORY_MB_MIN: u64 = 64;
+/// The largest (1 TB): past it a budget is a typing error.
+pub const MEMORY_MB_MAX: u64 = 1 << 20;
+/// The most records an import batch may be set to.
+const BATCH_RECORDS_MAX: usize = 1_000_000;
 /// The search index writer's heap: tantivy's least for one indexing thread is 15 MB.
 pub const INDEX_WRITER_BYTES: u64 = 16 << 20;
 /// What one record of an import's batch costs while the batch is worked on and written:
@@ -390,10 +394,57 @@ pub struct MemoryPlan {
 }
 
 impl LimitsSection {
+    /// Why these limits cannot be used, if they cannot.
+    fn invalid(&self) -> Option<String> {
+        let memory = self.memory_mb;
+        if memory < MEMORY_MB_MIN {
+            return Some(format!(
+                "[limits] memory_mb = {memory} is too little: at least {MEMORY_MB_MIN} (the \
+                 search index alone needs 15 MB; {MEMORY_MB_DEFAULT} fits a PC with 2 GB)"
+            ));
+        }
+        if memory > MEMORY_MB_MAX {
+            return Some(format!(
+                "[limits] memory_mb = {memory} is more than {MEMORY_MB_MAX} (1 TB): megabytes, not bytes"
+            ));
+        }
+        if self
+            .store_cache_mb
+            .is_some_and(|mb| mb == 0 || mb > MEMORY_MB_MAX)
+        {
+            return Some(format!(
+                "[limits] store_cache_mb must be 1 to {MEMORY_MB_MAX} (MB), or left out to take \
+                 memory_mb's share"
+            ));
+        }
+        if self
+            .batch_records_max
+            .is_some_and(|n| n == 0 || n > BATCH_RECORDS_MAX)
+        {
+            return Some(format!(
+                "[limits] batch_records_max must be 1 to {BATCH_RECORDS_MAX}, or left out to take \
+                 memory_mb's share"
+            ));
+        }
+        None
+    }
+
+    /// What the parts set on their own take beyond the budget, MB (0 when within it): an
+    /// older config.toml sets every part, as `jalin init` wrote them then.
+    pub fn over_budget_mb(&self) -> u64 {
+        let plan = self.memory_plan();
+        let parts = plan.store_cache_bytes
+            + plan.shard_documents_bytes
+            + plan.batch_records as u64 * BATCH_RECORD_BYTES
+            + plan.sync_answer_bytes * plan.sync_answers_in_air as u64
+            + plan.index_writer_bytes;
+        (parts >> 20).saturating_sub(plan.budget_mb)
+    }
+
     /// The memory budget's parts, with the parts set on their own.
     pub fn memory_plan(&self) -> MemoryPlan {
-        // (Below the least, `DataDir::open` refuses the config.)
-        let budget_mb = self.memory_mb.max(MEMORY_MB_MIN);
+        // (Outside its bounds, `DataDir::open` refuses the config.)
+        let budget_mb = self.memory_mb.clamp(MEMORY_MB_MIN, MEMORY_MB_MAX);
         let rest = (budget_mb << 20).saturating_sub(INDEX_WRITER_BYTES);
         let share = |percent: u64| rest / 100 * percent;
         let batch_records = usize::try_from(share(30) / BATCH_RECORD_BYTES)
@@ -401,15 +452,19 @@ impl LimitsSection {
             .clamp(50, 5000);
         MemoryPlan {
             budget_mb,
+            // sled refuses a cache under 256 bytes (it asserts).
             store_cache_bytes: self
                 .store_cache_mb
-                .map_or(share(15), |mb| mb.saturating_mul(1 << 20)),
+                .map_or(share(15), |mb| mb.clamp(1, MEMORY_MB_MAX) << 20),
             shard_documents_bytes: share(35),
             shard_documents_max: self
                 .loaded_shards_max
                 .unwrap_or(usize::from(crate::store::SHARD_COUNT) * 64)
-                .max(1),
-            batch_records: self.batch_records_max.unwrap_or(batch_records).max(1),
+                .clamp(1, 1 << 24),
+            batch_records: self
+                .batch_records_max
+                .unwrap_or(batch_records)
+                .clamp(1, BATCH_RECORDS_MAX),
             sync_answer_bytes: (share(20) / SYNC_ANSWERS_IN_AIR as u64)
                 .clamp(64 << 10, SYNC_ANSWER_BYTES_MAX),
             sync_answers_in_air: SYNC_ANSWERS_IN_AIR,
@@ -666,14 +721,10 @@ impl DataDir {
             path: config_path.clone(),
             reason: e.to_string(),
         })?;
-        if config.limits.memory_mb < MEMORY_MB_MIN {
+        if let Some(reason) = config.limits.invalid() {
             return Err(ConfigError::Invalid {
                 path: config_path,
-                reason: format!(
-                    "[limits] memory_mb = {} is too little: at least {MEMORY_MB_MIN} (the \
-                     search index alone needs 15 MB; {MEMORY_MB_DEFAULT} fits a PC with 2 GB)",
-                    config.limits.memory_mb
-                ),
+                reason,
             });
         }
         let key_path = path.join("library.key");
@@ -825,6 +876,39 @@ mod tests {
         let plan = opened.config.limits.memory_plan();
         assert_eq!(plan.budget_mb, MEMORY_MB_DEFAULT);
         assert_eq!((plan.batch_records, plan.shard_documents_max), (5000, 256));
+        // ... and is said to be over the budget (5,000 records of 32 KB alone are 160 MB).
+        assert!(opened.config.limits.over_budget_mb() > 0);
+        assert_eq!(LimitsSection::default().over_budget_mb(), 0);
+        for (setting, why) in [
+            ("memory_mb = 17592186044416", "megabytes, not bytes"),
+            (
+                "memory_mb = 192\nstore_cache_mb = 0",
+                "store_cache_mb must be 1 to",
+            ),
+            (
+                "memory_mb = 192\nbatch_records_max = 0",
+                "batch_records_max must be 1 to",
+            ),
+            (
+                "memory_mb = 192\nbatch_records_max = 99999999999",
+                "batch_records_max must",
+            ),
+        ] {
+            std::fs::write(&path, text.replace("memory_mb = 192", setting)).expect("writes");
+            let error = DataDir::open(dir.path()).expect_err(setting).to_string();
+            assert!(error.contains(why), "{setting}: {error}");
+        }
+        // The plan itself never overflows, whatever it is given.
+        let huge = LimitsSection {
+            memory_mb: u64::MAX,
+            store_cache_mb: Some(u64::MAX),
+            batch_records_max: Some(usize::MAX),
+            loaded_shards_max: Some(usize::MAX),
+            ..LimitsSection::default()
+        };
+        let plan = huge.memory_plan();
+        assert!(plan.store_cache_bytes >= 256 && plan.batch_records <= 1_000_000);
+        assert!(huge.over_budget_mb() > 0);
     }
 
     #[test]

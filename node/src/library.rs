@@ -278,6 +278,9 @@ pub struct Status {
 pub struct MemoryStatus {
     /// The budget, MB.
     pub budget_mb: u64,
+    /// What the parts set on their own in `[limits]` take beyond it, MB.
+    #[serde(default)]
+    pub over_budget_mb: u64,
     /// Each cache and queue.
     pub parts: Vec<MemoryPart>,
     /// The process's resident memory now, bytes (where the system says: Linux).
@@ -553,6 +556,16 @@ impl Library {
         data: DataDir,
         clock: std::sync::Arc<dyn crate::clock::Clock>,
     ) -> Result<Library, LibraryError> {
+        let over = data.config.limits.over_budget_mb();
+        if over > 0 {
+            tracing::warn!(
+                over_mb = over,
+                budget_mb = data.config.limits.memory_mb,
+                "the parts set on their own under [limits] in config.toml take more memory \
+                 than memory_mb (an older config.toml sets them all): remove store_cache_mb, \
+                 loaded_shards_max and batch_records_max to let the budget share it out"
+            );
+        }
         let store = Store::open(
             &data.db_path(),
             data.key.clone(),
@@ -929,7 +942,7 @@ impl Library {
         }
     }
 
-    /// Notes the rate the sync protocol's answers arrive at (bytes a second).
+    /// Notes the bytes the sync answers asked for and not arrived yet may bring.
     pub fn note_sync_in_air(&self, bytes: u64) {
         self.sync_in_air
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
@@ -945,6 +958,7 @@ impl Library {
         let (resident_bytes, resident_peak_bytes) = resident_memory();
         MemoryStatus {
             budget_mb: plan.budget_mb,
+            over_budget_mb: self.data.config.limits.over_budget_mb(),
             parts: vec![
                 MemoryPart {
                     part: "store page cache".into(),
@@ -990,7 +1004,7 @@ impl Library {
         }
     }
 
-    /// Notes the network's estimate of its link.
+    /// Notes the rate the sync protocol's answers arrive at (bytes a second).
     pub fn note_link_rate(&self, bytes_per_s: u64) {
         self.link_rate
             .store(bytes_per_s, std::sync::atomic::Ordering::Relaxed);

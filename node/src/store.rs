@@ -44,12 +44,29 @@ const COMPACTIONS_PER_BATCH: usize = 16;
 const SHARDS_PER_GROUP: usize = 16;
 /// How long opening waits for a just-closed store's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-/// sled's log segment. Its default (512 KB) sends every value over 64 KB (a shard's
-/// snapshot) to a file of its own; 8 MB segments made a 250,000-record import ~10% faster
-/// and its store ~15% smaller (BENCHMARKS.md).
-const SLED_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
-/// The segment size of stores made before 0.1's segments grew.
-const SLED_SEGMENT_BYTES_OLD: usize = 512 * 1024;
+/// sled's log segment, for a new store. Its default (512 KB) sends every value over 64 KB
+/// (a shard's snapshot) to a file of its own, and larger ones made imports faster
+/// (BENCHMARKS.md, issue 12); but sled allocates a write buffer of a whole segment each
+/// time one is sealed (every durable write seals one), and holds dozens at once while a
+/// node takes catalogs: 8 MB segments held 260 MB of them (issue 19).
+const SLED_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+
+/// The segment size a store was made with (sled refuses another): from its `conf` file,
+/// or [`SLED_SEGMENT_BYTES`] for a new store.
+fn segment_size_of(path: &Path) -> usize {
+    // (Text lines, then a CRC of 4 bytes.)
+    std::fs::read(path.join("conf"))
+        .ok()
+        .and_then(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .find_map(|line| line.strip_prefix("segment_size:"))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        })
+        // sled's own bounds: a power of two, 256 bytes to 16 MB.
+        .filter(|n| n.is_power_of_two() && (256..=1 << 24).contains(n))
+        .unwrap_or(SLED_SEGMENT_BYTES)
+}
 
 /// What goes wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +455,19 @@ impl ShardCache {
     fn evict(&mut self, shard: ShardKey) {
         self.take(shard);
     }
+
+    /// Drops the least recently used documents until `extra` more bytes (documents
+    /// taken out and kept in memory meanwhile) fit beside them within the share.
+    fn make_room(&mut self, extra: u64) {
+        while self.bytes.saturating_add(extra) > self.bytes_max {
+            let Some(old) = self.order.pop_front() else {
+                return;
+            };
+            if let Some(dropped) = self.docs.remove(&old) {
+                self.bytes = self.bytes.saturating_sub(dropped.bytes);
+            }
+        }
+    }
 }
 
 fn heads_bytes(heads: &[automerge::ChangeHash]) -> Vec<u8> {
@@ -509,10 +539,10 @@ impl Store {
         // documents are cached above it. sled keeps more than this resident after a walk
         // over the whole tree (status counts, an export): ~100 MB for 250,000 records,
         // whatever the setting (BENCHMARKS.md, issue 13).
-        let mut config = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .segment_size(SLED_SEGMENT_BYTES);
+            .segment_size(segment_size_of(path));
         // A store closed a moment ago may still hold its lock: sled releases it from its
         // flusher thread. Wait a little for that before saying another process has it.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
@@ -534,13 +564,6 @@ impl Store {
                         });
                     }
                     std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                // A store made before segments grew keeps sled's default size.
-                Err(sled::Error::Unsupported(reason))
-                    if reason.contains("io buffer size")
-                        && config.segment_size != SLED_SEGMENT_BYTES_OLD =>
-                {
-                    config = config.segment_size(SLED_SEGMENT_BYTES_OLD);
                 }
                 Err(error) => return Err(StoreError::Sled(error)),
             }
@@ -920,15 +943,20 @@ impl Store {
             }
             // Past the cache's capacity, a worked document is dropped: its changes are in
             // `writes`, and it is read back from disk when next needed.
+            // The documents kept count against the share with those still in the cache
+            // (other catalogs'): the least recently used of those go to make room.
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             for (_, doc, _) in group.iter_mut() {
                 let bytes = doc.as_ref().map_or(0, |d| d.bytes);
                 if kept < capacity && kept_bytes.saturating_add(bytes) <= bytes_max {
                     kept += 1;
                     kept_bytes += bytes;
+                    cache.make_room(kept_bytes);
                 } else {
                     *doc = None;
                 }
             }
+            drop(cache);
         }
         let result = match failure {
             Some(error) => Err(error),
@@ -1324,6 +1352,8 @@ impl Store {
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut results = Vec::with_capacity(shards.len());
         let mut docs = Vec::new();
+        // The documents kept in memory for the write, against the share with the cache's.
+        let mut held = 0u64;
         for ((shard, changes), parsed) in shards.iter().zip(checked) {
             let result = parsed.and_then(|parsed| {
                 let mut doc = self.take_doc(namespace, *shard)?;
@@ -1338,9 +1368,17 @@ impl Store {
                     &mut staged,
                 );
                 if result.is_ok() {
-                    doc.grew(changes.iter().map(|c| c.bytes.len()).sum());
                     writes.extend(staged);
-                    docs.push((*shard, doc));
+                    doc.grew(changes.iter().map(|c| c.bytes.len()).sum());
+                    // Within the share, beside those in the cache (the least recently used
+                    // of which make room); past it the document is dropped (its writes are
+                    // staged) and read back when next needed.
+                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    if held.saturating_add(doc.bytes) <= cache.bytes_max {
+                        held += doc.bytes;
+                        cache.make_room(held);
+                        docs.push((*shard, doc));
+                    }
                 }
                 // After a failure the document in memory may be ahead of the disk: it is
                 // dropped, and read again next time.
@@ -1643,6 +1681,30 @@ mod tests {
             assert!(store.get(id).expect("reads").is_some(), "{id} is kept");
         }
         assert!(!cut.exists(), "the unfinished snapshot is removed");
+    }
+
+    /// A store made with other segment sizes (sled's default; 8 MB before issue 19) opens
+    /// with the size it was made with; a new one gets [`SLED_SEGMENT_BYTES`].
+    #[test]
+    fn stores_made_with_other_segment_sizes_open() {
+        for size in [512 << 10, 8 << 20] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let db = dir.path().join("db");
+            drop(
+                sled::Config::new()
+                    .path(&db)
+                    .segment_size(size)
+                    .open()
+                    .expect("sled makes it"),
+            );
+            let store = store(dir.path(), 4);
+            store.apply(&[put("one", 1)], 1).expect("writes");
+            assert!(store.get("one").expect("reads").is_some());
+            assert_eq!(segment_size_of(&db), size);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(store(dir.path(), 4));
+        assert_eq!(segment_size_of(&dir.path().join("db")), SLED_SEGMENT_BYTES);
     }
 
     /// While another handle holds the store, an unfinished snapshot is not touched (it may

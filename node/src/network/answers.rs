@@ -181,9 +181,15 @@ pub(super) fn answer(library: &Library, peer: &LibraryId, request: SyncRequest) 
             // their order, so a prefix of them applies, and the rest follows (`more`).
             // Never under 16 KiB: an asker cannot make this node read a shard's changes
             // once for each of them.
+            // Nor more than this node's own memory budget gives an answer in the air
+            // (`[limits] memory_mb`): it holds what it sends until it has gone.
+            let most =
+                usize::try_from(library.data().config.limits.memory_plan().sync_answer_bytes)
+                    .unwrap_or(CHANGES_BYTES_PER_RESPONSE)
+                    .min(CHANGES_BYTES_PER_RESPONSE);
             let limit = match usize::try_from(max_bytes) {
-                Ok(0) | Err(_) => CHANGES_BYTES_PER_RESPONSE,
-                Ok(asked) => asked.clamp(16 * 1024, CHANGES_BYTES_PER_RESPONSE),
+                Ok(0) | Err(_) => most,
+                Ok(asked) => asked.clamp(16 * 1024, most.max(16 * 1024)),
             };
             let mut out = Vec::new();
             let mut rest = Vec::new();
