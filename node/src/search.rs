@@ -419,6 +419,10 @@ pub struct SearchIndex {
     fields: Fields,
     /// What was put since the last commit, to group again at the commit.
     touched: Mutex<groups::Touched>,
+    /// The records (`rec`) put since searches last saw the index (the reader's last
+    /// reload): with the reader's own entries, the keys the index may hold. Changed only
+    /// under the writer's hold.
+    unseen: Mutex<std::collections::HashSet<u64>>,
     /// One commit (and its regrouping) at a time.
     committing: Mutex<()>,
 }
@@ -466,6 +470,7 @@ impl SearchIndex {
                 writer: Mutex::new(writer),
                 fields,
                 touched: Mutex::new(groups::Touched::default()),
+                unseen: Mutex::new(std::collections::HashSet::new()),
                 committing: Mutex::new(()),
             },
             seq,
@@ -480,9 +485,10 @@ impl SearchIndex {
     ) -> Result<(), SearchError> {
         // Delete and add under one hold of the writer, so two puts of one record never
         // interleave into two entries.
-        self.touch(IndexKey::Own(record_id))?;
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.delete_term(IndexKey::Own(record_id).term(self.fields.id));
+        if self.may_hold(IndexKey::Own(record_id))? {
+            writer.delete_term(IndexKey::Own(record_id).term(self.fields.id));
+        }
         match description {
             Some(d) => self.add_locked(&writer, None, record_id, d, None),
             None => Ok(()),
@@ -492,11 +498,21 @@ impl SearchIndex {
     /// Adds a record the index does not hold yet (no delete first: deletes cost a term
     /// lookup in every segment at the next commit).
     pub fn add(&self, record_id: &str, d: &Description) -> Result<(), SearchError> {
-        self.lock_touched()
-            .records
-            .insert(groups::record_hash(record_id));
+        let rec = groups::record_hash(record_id);
+        self.lock_touched().records.insert(rec);
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.note_unseen(rec);
         self.add_locked(&writer, None, record_id, d, None)
+    }
+
+    /// Notes `rec` put (the writer held); says whether it was put already since the
+    /// reader's last reload.
+    fn note_unseen(&self, rec: u64) -> bool {
+        !self
+            .unseen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec)
     }
 
     fn lock_touched(&self) -> std::sync::MutexGuard<'_, groups::Touched> {
@@ -505,10 +521,12 @@ impl SearchIndex {
 
     /// Notes a record about to be put or removed, and the group it was in, so its
     /// group and that one are worked out again at the commit.
-    fn touch(&self, key: IndexKey<'_>) -> Result<(), SearchError> {
+    /// Says whether searches see an entry of `key` now.
+    fn touch(&self, key: IndexKey<'_>) -> Result<bool, SearchError> {
         let searcher = self.reader.searcher();
         let query = TermQuery::new(key.term(self.fields.id), IndexRecordOption::Basic);
         let found = searcher.search(&query, &DocSetCollector)?;
+        let seen = !found.is_empty();
         let mut touched = self.lock_touched();
         touched
             .records
@@ -519,13 +537,22 @@ impl SearchIndex {
                 touched.groups.insert(group);
             }
         }
-        Ok(())
+        Ok(seen)
+    }
+
+    /// Whether the index may hold an entry of `key` (the writer held): one searches
+    /// see, or one put since. Deletes are asked only then: each is kept in memory until
+    /// the commit, and a node taking a catalog puts tens of thousands of new records.
+    fn may_hold(&self, key: IndexKey<'_>) -> Result<bool, SearchError> {
+        let seen = self.touch(key)?;
+        let put = self.note_unseen(groups::record_hash(&key.to_string()));
+        Ok(seen || put)
     }
 
     /// Notes a record whose "same" / "not the same" assertions changed (None: this
     /// library's): it is grouped again at the next commit.
     pub fn touch_record(&self, library: Option<&str>, record_id: &str) -> Result<(), SearchError> {
-        self.touch(IndexKey::of(library, record_id))
+        self.touch(IndexKey::of(library, record_id)).map(|_| ())
     }
 
     /// Replaces another library's record's entry (or removes it, for `None`).
@@ -536,9 +563,10 @@ impl SearchIndex {
         description: Option<&Description>,
     ) -> Result<(), SearchError> {
         let key = IndexKey::of(Some(library), record_id);
-        self.touch(key)?;
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.delete_term(key.term(self.fields.id));
+        if self.may_hold(key)? {
+            writer.delete_term(key.term(self.fields.id));
+        }
         match description {
             Some(d) => self.add_locked(&writer, Some(library), record_id, d, None),
             None => Ok(()),
@@ -678,12 +706,18 @@ impl SearchIndex {
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&seq.to_string());
         prepared.commit()?;
-        drop(writer);
         self.committed
             .store(seq, std::sync::atomic::Ordering::SeqCst);
         if visible {
+            // Still under the writer's hold: nothing is put between the reload and
+            // forgetting what searches had not seen.
             self.reader.reload()?;
+            self.unseen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         }
+        drop(writer);
         Ok(())
     }
 
@@ -1878,8 +1912,14 @@ mod grouping_tests {
             }
         }
         commit(&index, &live, &assertions);
-        // The index's groups.
+        // One entry per live record: a put that skipped its delete would leave two.
         let searcher = index.reader.searcher();
+        assert_eq!(
+            searcher.num_docs() as usize,
+            live.len(),
+            "one entry per record"
+        );
+        // The index's groups.
         let mut by_group: BTreeMap<u64, BTreeSet<(RecordKey, bool)>> = BTreeMap::new();
         for (ord, reader) in searcher.segment_readers().iter().enumerate() {
             for doc in reader.doc_ids_alive() {
