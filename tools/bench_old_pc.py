@@ -40,7 +40,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hostile import rss_parts  # noqa: E402
+from bench_hostile import rss_parts, rss_peak  # noqa: E402
 from bench_network import JALIN, ROOT, Node, consortium, jalin, own_id, wait  # noqa: E402
 
 QUERIES = ["history", "indonesia", "java", "islam", "law", "music", "children",
@@ -74,7 +74,7 @@ class Sampler:
             self.anon, self.file = 0.0, 0.0
 
     def note(self, out, name):
-        out[f"{name}_peak_mb"] = round(peak_mb(self.pid))
+        out[f"{name}_peak_mb"] = round(rss_peak(self.pid))
         out[f"{name}_anon_max_mb"] = round(self.anon)
         out[f"{name}_file_max_mb"] = round(self.file)
 
@@ -82,14 +82,6 @@ class Sampler:
 def clear_peak(pid):
     with open(f"/proc/{pid}/clear_refs", "w") as fh:
         fh.write("5")
-
-
-def peak_mb(pid):
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 def token(data):
