@@ -116,10 +116,10 @@ def _kill_running():
 
 
 class Node:
-    def __init__(self, data):
+    def __init__(self, data, wrap=()):
         self.data = data
         self.proc = subprocess.Popen(
-            [JALIN, "--data-dir", data, "start", "--listen", "127.0.0.1:0",
+            [*wrap, JALIN, "--data-dir", data, "start", "--listen", "127.0.0.1:0",
              "--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
             stdout=subprocess.PIPE, stderr=open(os.environ.get("BENCH_NODE_LOG", os.devnull), "a"), text=True,
         )

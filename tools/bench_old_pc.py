@@ -4,7 +4,8 @@
 Usage: cargo build --release -p jalin-cli && python3 tools/bench_old_pc.py [MARC_FILE] [MEMORY_MB]
 MARC_FILE: the records the five catalogs are made of (default: the 10,000 LC records of
 ../shared/data). MEMORY_MB: `[limits] memory_mb` of the library's node (default: what
-`jalin init` writes). JALIN_BIN: another build; KEEP=1 keeps the data dirs.
+`jalin init` writes). JALIN_BIN: another build; KEEP=1 keeps the data dirs; A_WRAP: a
+profiler A's node runs under while it takes the catalogs (then the bench ends there).
 
 A library (A) and four partners, one consortium, 50,000 records each, made with pymarc
 from MARC_FILE's records as 25 variants of each (a variant: its own 001, a word added to
@@ -21,8 +22,8 @@ with /proc/PID/clear_refs before each; the import is a process of its own):
    own, not beside what the sync left resident): 50 searches (`/api/search`) and 50 SRU
    searchRetrieve requests;
 4. OAI-PMH: a full ListRecords harvest of A's union catalog (every page);
-5. reports: the collection overlap, the conspectus, the needs report and the
-   evaluation report (the API's JSON, as the librarian's pages ask for them).
+5. reports, each on its own: the collection overlap, the conspectus, the needs report
+   and the evaluation report (the API's JSON, as the librarian's pages ask for them).
 
 Then `jalin status` of the running node (what each part of the budget holds).
 """
@@ -54,7 +55,7 @@ class Sampler:
     50 ms, since the last `reset`."""
 
     def __init__(self, pid):
-        self.pid, self.anon, self.file = pid, 0.0, 0.0
+        self.pid, self.anon, self.file, self.threads = pid, 0.0, 0.0, 0
         self.lock = threading.Lock()
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -62,21 +63,24 @@ class Sampler:
         while True:
             try:
                 anon, file = rss_parts(self.pid)
+                threads = len(os.listdir(f"/proc/{self.pid}/task"))
             except OSError:
                 return
             with self.lock:
                 self.anon, self.file = max(self.anon, anon), max(self.file, file)
+                self.threads = max(self.threads, threads)
             time.sleep(0.05)
 
     def reset(self):
         with self.lock:
             clear_peak(self.pid)
-            self.anon, self.file = 0.0, 0.0
+            self.anon, self.file, self.threads = 0.0, 0.0, 0
 
     def note(self, out, name):
         out[f"{name}_peak_mb"] = round(rss_peak(self.pid))
         out[f"{name}_anon_max_mb"] = round(self.anon)
         out[f"{name}_file_max_mb"] = round(self.file)
+        out[f"{name}_threads_max"] = self.threads
 
 
 def clear_peak(pid):
@@ -174,7 +178,9 @@ def main():
             jalin(d, "import", files[name])
         # 2. Four catalogs at once.
         partners = [Node(d) for d in dirs[1:]]
-        a = Node(dirs[0])
+        # A_WRAP: a command A's node runs under while it takes the catalogs (a profiler:
+        # `A_WRAP="heaptrack -o /tmp/a"` with a build of `--features system-allocator`).
+        a = Node(dirs[0], wrap=os.environ.get("A_WRAP", "").split())
         out["started_mb"] = round(a.rss_mb())
         sampler = Sampler(a.proc.pid)
         sampler.reset()
@@ -194,6 +200,10 @@ def main():
         sampler.note(out, "four_catalogs")
         for p in partners:
             p.stop()
+        if os.environ.get("A_WRAP"):
+            a.stop()
+            print("old pc:", json.dumps(out), flush=True)
+            return
         # The other operations on a node started afresh: what each costs on its own, not
         # what the sync left resident.
         a.stop()
@@ -221,8 +231,7 @@ def main():
                     if found else None)
         out["oai_pages"], out["oai_records"] = pages, records
         sampler.note(out, "oai")
-        # 5. Reports.
-        sampler.reset()
+        # 5. Reports, each on its own.
         bearer = token(dirs[0])
         reports = {}
         for name, path, body in [
@@ -231,12 +240,13 @@ def main():
             ("needs", "/api/needs", b'{"action": "report"}'),
             ("evaluation", "/api/evaluation", b'{"action": "report"}'),
         ]:
+            sampler.reset()
             try:
                 reports[name] = len(call(a, path, body, bearer))
             except urllib.error.HTTPError as e:
                 reports[name] = f"HTTP {e.code}: {e.read()[:200]!r}"
+            sampler.note(out, f"report_{name}")
         out["reports"] = reports
-        sampler.note(out, "reports")
         out["rss_now_mb"] = round(a.rss_mb())
         status = subprocess.run([JALIN, "--data-dir", dirs[0], "status"],
                                 capture_output=True, text=True).stdout

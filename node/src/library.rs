@@ -132,9 +132,6 @@ fn mark_out_on_loan(hit: &mut Hit, out: &std::collections::BTreeSet<(LibraryId, 
     }
 }
 
-/// Live records and tombstones of each catalog held.
-type CatalogCounts = BTreeMap<LibraryId, (u64, u64)>;
-
 /// Where an import reads from.
 pub enum Source {
     /// A file on disk.
@@ -434,8 +431,9 @@ pub struct Library {
     /// The "same" / "not the same" assertions the index's groups were last worked out
     /// with.
     assertions_seen: std::sync::Mutex<std::collections::BTreeSet<(RecordKey, RecordKey, bool)>>,
-    /// Records and tombstones per catalog, as of a store sequence number.
-    counts: std::sync::Mutex<(u64, CatalogCounts)>,
+    /// Per catalog not all here, the bytes a record of it takes here and when that was
+    /// worked out (a walk over its shard documents, so at most once a minute).
+    bytes_per_record: std::sync::Mutex<BTreeMap<LibraryId, (u64, std::time::Instant)>>,
 }
 
 /// How current another library's catalog is here.
@@ -616,7 +614,7 @@ impl Library {
             batch_now: Default::default(),
             catching_up: std::sync::Mutex::new(()),
             assertions_seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
-            counts: std::sync::Mutex::new((0, BTreeMap::new())),
+            bytes_per_record: Default::default(),
         };
         if index_seq == 0 && library.store.seq()? > 0 {
             tracing::info!("search index missing or damaged: rebuilding it from the catalog");
@@ -690,6 +688,32 @@ impl Library {
             return Ok(0);
         }
         let mut count = 0;
+        if let Some(queue) = self.store.index_queue(since)? {
+            // What was written since, from the store's queue: the records written, not a
+            // walk over every record held (which also leaves sled's tree resident).
+            let own = self.store.library();
+            for entry in queue {
+                let (library, record_id, seq) = entry?;
+                let stored = self.store.get_of(&library, &record_id)?;
+                let description = match &stored {
+                    // Written again since: the later entry indexes it.
+                    Some(stored) if stored.seq > seq => continue,
+                    Some(stored) if !stored.deleted => decode(stored).map(|r| r.description),
+                    // A tombstone, or a record no longer held (a catalog forgotten).
+                    _ => None,
+                };
+                if library == own {
+                    self.index.put(&record_id, description.as_ref())?;
+                } else {
+                    self.index
+                        .put_replica(&library.to_hex(), &record_id, description.as_ref())?;
+                }
+                count += 1;
+            }
+            self.commit_index(store_seq)?;
+            self.store.trim_index_queue(store_seq)?;
+            return Ok(count);
+        }
         for stored in self.store.changed_since(since) {
             let stored = stored?;
             let description = if stored.deleted {
@@ -713,6 +737,7 @@ impl Library {
             count += 1;
         }
         self.commit_index(store_seq)?;
+        self.store.trim_index_queue(store_seq)?;
         Ok(count)
     }
 
@@ -1087,7 +1112,7 @@ impl Library {
                     // This catalog's own bytes a record where enough of it is here, else
                     // what an LC record takes (BENCHMARKS.md: 632 on the wire).
                     let per_record = if records + deleted >= 100 {
-                        self.store.catalog_bytes(&library)? / (records + deleted)
+                        self.bytes_per_record(&library, records + deleted)?
                     } else {
                         650
                     };
@@ -1347,21 +1372,28 @@ impl Library {
         Ok(Some((stored, record, hit)))
     }
 
-    /// Records and tombstones of a catalog held here. Counting walks every record of a
-    /// catalog: done once per change of the store, not for every look (the status page, a
-    /// member's `Hello`).
+    /// Records and tombstones of a catalog held here (kept by the store with each write).
     pub fn held_counts(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
-        let seq = self.store.seq()?;
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if counts.0 != seq {
-            *counts = (seq, BTreeMap::new());
+        self.store.count_of(namespace)
+    }
+
+    /// The bytes a record of a catalog takes here (its shard documents over `held`
+    /// records and tombstones), worked out at most once a minute: it walks the documents,
+    /// and the sync page asks every few seconds while a catalog arrives.
+    fn bytes_per_record(&self, namespace: &LibraryId, held: u64) -> Result<u64, StoreError> {
+        let now = std::time::Instant::now();
+        let mut known = self
+            .bytes_per_record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((bytes, at)) = known.get(namespace) {
+            if now.duration_since(*at) < std::time::Duration::from_secs(60) {
+                return Ok(*bytes);
+            }
         }
-        if let Some(known) = counts.1.get(namespace) {
-            return Ok(*known);
-        }
-        let counted = self.store.count_of(namespace)?;
-        counts.1.insert(*namespace, counted);
-        Ok(counted)
+        let bytes = self.store.catalog_bytes(namespace)? / held.max(1);
+        known.insert(*namespace, (bytes, now));
+        Ok(bytes)
     }
 
     /// [`Library::held_counts`] as counted within the last minute, whatever was written

@@ -333,6 +333,36 @@ pub fn shard_of(record_id: &str) -> u16 {
     u16::from_be_bytes([digest[0], digest[1]]) % SHARD_COUNT
 }
 
+/// The lowest store sequence number the index queue starts after: every record written
+/// with a higher one has an entry (`q`, the write's sequence number, big-endian, then the
+/// record's key without its `r`).
+const INDEX_QUEUE_FLOOR: &[u8] = b"mindex-queue-floor";
+
+/// A namespace's kept counts (`n` keys): records, then tombstones, big-endian.
+fn encode_counts((live, deleted): (u64, u64)) -> Vec<u8> {
+    let mut v = live.to_be_bytes().to_vec();
+    v.extend_from_slice(&deleted.to_be_bytes());
+    v
+}
+
+fn decode_counts(v: &[u8]) -> Option<(u64, u64)> {
+    let live = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let deleted = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((live, deleted))
+}
+
+/// Queues a record written at `seq` for the index, in the batch that writes it (`k`: the
+/// written key; only records, `r` keys, are queued).
+fn queue_for_index(batch: &mut sled::Batch, seq: u64, k: &[u8]) {
+    if k.first() == Some(&b'r') && k.len() > 33 {
+        let mut q = Vec::with_capacity(9 + k.len() - 1);
+        q.push(b'q');
+        q.extend_from_slice(&seq.to_be_bytes());
+        q.extend_from_slice(&k[1..]);
+        batch.insert(q, &[] as &[u8]);
+    }
+}
+
 fn key(prefix: u8, namespace: &LibraryId, rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + 32 + rest.len());
     key.push(prefix);
@@ -570,6 +600,14 @@ impl Store {
         };
         let db = crate::durable::Db::new(db, path)?;
         let tree = db.open_tree("catalog")?;
+        if tree.get(INDEX_QUEUE_FLOOR)?.is_none() {
+            // A store older than the queue: it holds no entries for the writes so far, so
+            // it starts from here (an index behind this walks the whole store once).
+            let seq = tree
+                .get(b"mseq")?
+                .map_or([0; 8], |v| v.as_ref().try_into().unwrap_or([0; 8]));
+            tree.insert(INDEX_QUEUE_FLOOR, seq.to_vec())?;
+        }
         let library = LibraryId::from_key(&key.verifying_key());
         Ok(Store {
             db,
@@ -781,6 +819,67 @@ impl Store {
             })
     }
 
+    /// The records of every library written after store sequence number `since`, as
+    /// `(library, record id, the write's sequence number)` in write order, one entry per
+    /// write (a record written twice since has two; a record since forgotten has its
+    /// entries still): what an index committed at `since` has not seen. None when the
+    /// queue does not reach back that far (kept only from [`Store::trim_index_queue`]'s
+    /// last `seq` on, or from when the store first opened with a queue): walk the store.
+    #[allow(clippy::type_complexity)]
+    pub fn index_queue(
+        &self,
+        since: u64,
+    ) -> Result<
+        Option<impl Iterator<Item = Result<(LibraryId, String, u64), StoreError>> + '_>,
+        StoreError,
+    > {
+        let floor = self.tree.get(INDEX_QUEUE_FLOOR)?.map_or(u64::MAX, |v| {
+            u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 8]))
+        });
+        if since < floor {
+            return Ok(None);
+        }
+        let mut start = vec![b'q'];
+        start.extend_from_slice(&since.saturating_add(1).to_be_bytes());
+        Ok(Some(self.tree.range(start..[b'r'].to_vec()).map(|item| {
+            let (k, _) = item?;
+            let seq = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            let namespace = k
+                .get(8..)
+                .filter(|rest| rest.len() > 33)
+                .map(namespace_of_key)
+                .transpose()?;
+            match (seq, namespace) {
+                (Some(seq), Some(namespace)) => Ok((
+                    namespace,
+                    String::from_utf8_lossy(&k[41..]).into_owned(),
+                    seq,
+                )),
+                _ => Err(StoreError::Damaged {
+                    record_id: String::new(),
+                    reason: "an index queue entry is too short".into(),
+                }),
+            }
+        })))
+    }
+
+    /// Forgets the index queue's entries up to `seq` (an index committed there has seen
+    /// them), and so starts the queue after it.
+    pub fn trim_index_queue(&self, seq: u64) -> Result<(), StoreError> {
+        let mut end = vec![b'q'];
+        end.extend_from_slice(&seq.saturating_add(1).to_be_bytes());
+        let mut batch = sled::Batch::default();
+        for k in self.tree.range([b'q'].to_vec()..end).keys() {
+            batch.remove(k?);
+        }
+        batch.insert(INDEX_QUEUE_FLOOR, seq.to_be_bytes().to_vec());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Whether the library holds no records at all (not even tombstones).
     pub fn is_empty(&self) -> bool {
         self.tree
@@ -962,9 +1061,20 @@ impl Store {
             Some(error) => Err(error),
             None => (|| {
                 let mut batch = sled::Batch::default();
+                let counted = self.count_writes(
+                    writes
+                        .iter()
+                        .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_slice(), v.as_slice()))),
+                )?;
+                for (k, v) in counted {
+                    batch.insert(k, v);
+                }
                 for write in writes {
                     match write {
-                        (k, Some(v)) => batch.insert(k, v),
+                        (k, Some(v)) => {
+                            queue_for_index(&mut batch, seq, &k);
+                            batch.insert(k, v)
+                        }
                         (k, None) => batch.remove(k),
                     }
                 }
@@ -1127,7 +1237,7 @@ impl Store {
         let _writing = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
         let mut records = 0usize;
-        for prefix in [b'r', b's', b'c', b'h'] {
+        for prefix in [b'r', b's', b'c', b'h', b'n'] {
             for k in self.tree.scan_prefix(key(prefix, namespace, &[])).keys() {
                 let k = k?;
                 records += usize::from(prefix == b'r');
@@ -1212,8 +1322,76 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Records of a namespace held, and tombstones, counted from their flags alone.
+    /// Records of a namespace held, and tombstones: kept with every write, so asking does
+    /// not walk the catalog (a store from before counts once, by a walk, and keeps it).
     pub fn count_of(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
+        if let Some(counts) = self.tree.get(key(b'n', namespace, &[]))? {
+            if let Some(counts) = decode_counts(&counts) {
+                return Ok(counts);
+            }
+        }
+        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.counts_kept(namespace)
+    }
+
+    /// [`Store::count_of`] under the write lock: the counts kept, or counted now by a
+    /// walk and kept.
+    fn counts_kept(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
+        let k = key(b'n', namespace, &[]);
+        if let Some(counts) = self.tree.get(&k)?.as_deref().and_then(decode_counts) {
+            return Ok(counts);
+        }
+        let counts = self.walk_count(namespace)?;
+        self.tree.insert(k, encode_counts(counts))?;
+        Ok(counts)
+    }
+
+    /// The counts of each namespace after the record writes of a batch (`(key, value)`),
+    /// as writes to put in the same batch: the write lock held, before the batch is
+    /// applied (each record's flags before it are read from the store).
+    #[allow(clippy::type_complexity)]
+    fn count_writes<'a>(
+        &self,
+        writes: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut counts: HashMap<LibraryId, (u64, u64)> = HashMap::new();
+        // A record written twice in one batch: the first write is what the second replaces.
+        let mut written: HashMap<&[u8], bool> = HashMap::new();
+        for (k, v) in writes {
+            if k.first() != Some(&b'r') || k.len() <= 33 {
+                continue;
+            }
+            let namespace = namespace_of_key(k)?;
+            let deleted = StoredHeader(v).deleted();
+            let before = match written.insert(k, deleted) {
+                Some(before) => Some(before),
+                None => self.tree.get(k)?.map(|old| StoredHeader(&old).deleted()),
+            };
+            let count = match counts.entry(namespace) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.counts_kept(&namespace)?)
+                }
+            };
+            match before {
+                Some(true) => count.1 = count.1.saturating_sub(1),
+                Some(false) => count.0 = count.0.saturating_sub(1),
+                None => {}
+            }
+            if deleted {
+                count.1 += 1;
+            } else {
+                count.0 += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(namespace, counts)| (key(b'n', &namespace, &[]), encode_counts(counts)))
+            .collect())
+    }
+
+    /// Records of a namespace and tombstones, counted by a walk over them.
+    fn walk_count(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
         let (mut live, mut deleted) = (0, 0);
         for value in self.tree.scan_prefix(key(b'r', namespace, &[])).values() {
             if StoredHeader(&value?).deleted() {
@@ -1394,9 +1572,20 @@ impl Store {
         }
         let stored = (|| -> Result<(), StoreError> {
             let mut batch = sled::Batch::default();
+            let counted = self.count_writes(
+                writes
+                    .iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_slice(), v.as_slice()))),
+            )?;
+            for (k, v) in counted {
+                batch.insert(k, v);
+            }
             for (k, v) in writes {
                 match v {
-                    Some(v) => batch.insert(k, v),
+                    Some(v) => {
+                        queue_for_index(&mut batch, seq, &k);
+                        batch.insert(k, v)
+                    }
                     None => batch.remove(k),
                 }
             }
@@ -1641,6 +1830,111 @@ mod tests {
             .tree
             .scan_prefix(key(b's', &store.library, &[]))
             .count()
+    }
+
+    fn queued(store: &Store, since: u64) -> Option<Vec<(String, u64)>> {
+        let queue = store.index_queue(since).expect("reads")?;
+        Some(
+            queue
+                .map(|e| e.expect("an entry"))
+                .map(|(library, id, seq)| {
+                    assert_eq!(library, store.library());
+                    (id, seq)
+                })
+                .collect(),
+        )
+    }
+
+    /// The index queue names each record written after a sequence number, by the write,
+    /// without a walk over the records; once trimmed it does not reach back before the
+    /// trim, and a store older than the queue starts it where it stood.
+    #[test]
+    fn the_index_queue_names_what_was_written_since() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store(dir.path(), 4);
+        let first = store
+            .apply(&[put("a", 1), put("b", 1)], 1)
+            .expect("applies");
+        let second = store.apply(&[put("b", 2)], 2).expect("applies");
+        let third = store
+            .apply(
+                &[Change::Delete {
+                    record_id: "a".into(),
+                }],
+                3,
+            )
+            .expect("applies");
+        let mut all = queued(&store, 0).expect("a new store queues from its start");
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ("a".to_string(), first),
+                ("a".to_string(), third),
+                ("b".to_string(), first),
+                ("b".to_string(), second)
+            ]
+        );
+        assert_eq!(queued(&store, second), Some(vec![("a".to_string(), third)]));
+        store.trim_index_queue(second).expect("trims");
+        assert_eq!(queued(&store, first), None, "trimmed past: walk instead");
+        assert_eq!(queued(&store, second), Some(vec![("a".to_string(), third)]));
+        assert_eq!(store.tree.scan_prefix([b'q']).count(), 1);
+        // A store from before the queue (no floor kept) starts it at its sequence number.
+        store.tree.remove(INDEX_QUEUE_FLOOR).expect("removes");
+        drop(store);
+        let store = super::tests::store(dir.path(), 4);
+        assert_eq!(queued(&store, second), None);
+        assert_eq!(queued(&store, third), Some(vec![]));
+    }
+
+    /// The counts kept with each write agree with a walk over the records: puts,
+    /// replacements, deletes, a record put again after its delete, one written twice in a
+    /// batch; a store from before the counts counts once by a walk.
+    #[test]
+    fn counts_are_kept_with_each_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store(dir.path(), 4);
+        let own = store.library();
+        assert_eq!(store.count_of(&own).expect("counts"), (0, 0));
+        store
+            .apply(&[put("a", 1), put("b", 1), put("c", 1)], 1)
+            .expect("applies");
+        assert_eq!(store.count_of(&own).expect("counts"), (3, 0));
+        store.apply(&[put("b", 2)], 2).expect("applies");
+        assert_eq!(store.count_of(&own).expect("counts"), (3, 0));
+        store
+            .apply(
+                &[Change::Delete {
+                    record_id: "a".into(),
+                }],
+                3,
+            )
+            .expect("applies");
+        assert_eq!(store.count_of(&own).expect("counts"), (2, 1));
+        store
+            .apply(&[put("a", 4), put("d", 4), put("d", 5)], 4)
+            .expect("applies");
+        assert_eq!(store.count_of(&own).expect("counts"), (4, 0));
+        assert_eq!(store.walk_count(&own).expect("walks"), (4, 0));
+        // Counts lost (or never kept): counted again by a walk, and kept.
+        store.tree.remove(key(b'n', &own, &[])).expect("removes");
+        assert_eq!(store.count_of(&own).expect("counts"), (4, 0));
+        assert!(store
+            .tree
+            .get(key(b'n', &own, &[]))
+            .expect("reads")
+            .is_some());
+        store
+            .apply(
+                &[Change::Delete {
+                    record_id: "d".into(),
+                }],
+                5,
+            )
+            .expect("applies");
+        assert_eq!(store.count_of(&own).expect("counts"), (3, 1));
+        assert_eq!(store.walk_count(&own).expect("walks"), (3, 1));
     }
 
     /// A kill while sled writes its snapshot (it does so as it opens a store whose log has

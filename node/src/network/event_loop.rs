@@ -139,6 +139,8 @@ pub(super) enum Worked {
     },
     /// A push to a peer was answered and its outbox updated; `more`: push again.
     IllDelivered(PeerId, bool),
+    /// The index caught up with the store (started by [`NetLoop::index`]).
+    Indexed,
     /// Nothing left to do.
     Nothing,
 }
@@ -150,6 +152,8 @@ pub(super) struct NetLoop {
     state: NetState,
     own: LibraryId,
     workers: JoinSet<Worked>,
+    /// Whether an index catch-up runs now, and whether another is to follow it.
+    indexing: (bool, bool),
 }
 
 impl NetLoop {
@@ -160,7 +164,24 @@ impl NetLoop {
             library,
             state,
             workers: JoinSet::new(),
+            indexing: (false, false),
         }
+    }
+
+    /// Brings the index up to date with the store, off the loop: one catch-up at a time,
+    /// and one more after it when asked meanwhile (however many answers asked). A worker
+    /// per answer would wait, each on a thread of its own, for the catch-up under way.
+    fn index(&mut self) {
+        if self.indexing.0 {
+            self.indexing.1 = true;
+            return;
+        }
+        self.indexing = (true, false);
+        let library = self.library.clone();
+        self.off_loop(move || {
+            library.index_or_warn();
+            Worked::Indexed
+        });
     }
 
     /// Runs blocking work on a worker thread, in the span it was started from (a worker
@@ -333,11 +354,7 @@ impl NetLoop {
                     // What this node now holds, its other members may lack: tell them
                     // first, so they fetch while this node indexes.
                     self.announce(Some(namespace));
-                    let library = self.library.clone();
-                    self.off_loop(move || {
-                        library.index_or_warn();
-                        Worked::Nothing
-                    });
+                    self.index();
                 }
                 for request in follow_up.requests {
                     let next = self.state.rounds.request(peer, request);
@@ -392,6 +409,13 @@ impl NetLoop {
                 self.state.ill_pushing.remove(&peer);
                 if more {
                     self.push_ill(peer);
+                }
+            }
+            Worked::Indexed => {
+                let again = self.indexing.1;
+                self.indexing = (false, false);
+                if again {
+                    self.index();
                 }
             }
             Worked::Nothing => {}
@@ -1096,7 +1120,12 @@ pub(super) async fn run(
             () = &mut shutdown => break,
             Some(ended) = net.workers.join_next() => match ended {
                 Ok(worked) => net.handle_worked(worked),
-                Err(error) => tracing::error!(%error, "a network worker failed"),
+                Err(error) => {
+                    tracing::error!(%error, "a network worker failed");
+                    // It may have been the index's: the next change starts one again
+                    // (two at once would only wait for each other).
+                    net.indexing = (false, false);
+                }
             },
             Ok(()) = own_writes.changed() => net.announce(Some(net.own)),
             Ok(()) = ill_outbox.changed() => net.push_ill_all(),
