@@ -5,7 +5,9 @@ Usage: cargo build --release -p jalin-cli && python3 tools/bench_old_pc.py [MARC
 MARC_FILE: the records the five catalogs are made of (default: the 10,000 LC records of
 ../shared/data). MEMORY_MB: `[limits] memory_mb` of the library's node (default: what
 `jalin init` writes). JALIN_BIN: another build; KEEP=1 keeps the data dirs; A_WRAP: a
-profiler A's node runs under while it takes the catalogs (then the bench ends there).
+profiler A's node runs under while it takes the catalogs (then the bench ends there);
+TEMPLATE=DIR keeps a copy of the data dirs before the sync, REUSE=DIR starts from one
+(no import measured); SERIES=1 prints each phase's anonymous memory every 5 s.
 
 A library (A) and four partners, one consortium, 50,000 records each, made with pymarc
 from MARC_FILE's records as 25 variants of each (a variant: its own 001, a word added to
@@ -56,6 +58,7 @@ class Sampler:
 
     def __init__(self, pid):
         self.pid, self.anon, self.file, self.threads = pid, 0.0, 0.0, 0
+        self.series, self.started = [], time.time()
         self.lock = threading.Lock()
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -69,18 +72,25 @@ class Sampler:
             with self.lock:
                 self.anon, self.file = max(self.anon, anon), max(self.file, file)
                 self.threads = max(self.threads, threads)
+                if not self.series or time.time() - self.series[-1][0] >= 5:
+                    self.series.append((time.time(), anon))
             time.sleep(0.05)
 
     def reset(self):
         with self.lock:
             clear_peak(self.pid)
             self.anon, self.file, self.threads = 0.0, 0.0, 0
+            self.series, self.started = [], time.time()
 
     def note(self, out, name):
         out[f"{name}_peak_mb"] = round(rss_peak(self.pid))
         out[f"{name}_anon_max_mb"] = round(self.anon)
         out[f"{name}_file_max_mb"] = round(self.file)
         out[f"{name}_threads_max"] = self.threads
+        if os.environ.get("SERIES"):
+            print(f"{name}: anonymous MB every 5 s:",
+                  " ".join(f"{t - self.started:.0f}s:{a:.0f}" for t, a in self.series),
+                  flush=True)
 
 
 def clear_peak(pid):
@@ -151,6 +161,20 @@ def originals(path):
                    if r is not None)
 
 
+def import_catalogs(work, dirs, names, files, timing, out):
+    """A's import measured (a process of its own), then the partners' imports. TEMPLATE:
+    a copy of the data dirs made then, for REUSE (a later run starts from it, at 2)."""
+    start = time.time()
+    subprocess.run(["/usr/bin/time", "-o", timing, "-f", "%M", JALIN, "--data-dir",
+                    dirs[0], "import", files["DESA"]], check=True, capture_output=True)
+    out["import_s"] = round(time.time() - start, 1)
+    out["import_peak_mb"] = round(int(open(timing).read().split()[-1]) / 1024)
+    for d, name in zip(dirs[1:], names[1:]):
+        jalin(d, "import", files[name])
+    if os.environ.get("TEMPLATE"):
+        shutil.copytree(work, os.environ["TEMPLATE"])
+
+
 def main():
     default = os.path.join(ROOT, "..", "shared", "data", "marc", "loc", "loc-books-10k.mrc")
     marc = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else default)
@@ -160,22 +184,22 @@ def main():
         names = ["DESA", "P1", "P2", "P3", "P4"]
         dirs = [os.path.join(work, n) for n in names]
         files = {}
-        for name in names:
-            files[name] = os.path.join(work, f"{name}.mrc")
-            catalog_file(marc, VARIANTS[name], files[name])
-        consortium(dirs, names)
+        out = {}
+        reuse = os.environ.get("REUSE")
+        if reuse:
+            shutil.rmtree(work)
+            shutil.copytree(reuse, work)
+        else:
+            for name in names:
+                files[name] = os.path.join(work, f"{name}.mrc")
+                catalog_file(marc, VARIANTS[name], files[name])
+            consortium(dirs, names)
         if memory_mb:
             set_memory(dirs[0], memory_mb)
-        out = {}
         # 1. The import, a process of its own.
         timing = os.path.join(work, "time")
-        start = time.time()
-        subprocess.run(["/usr/bin/time", "-o", timing, "-f", "%M", JALIN, "--data-dir",
-                        dirs[0], "import", files["DESA"]], check=True, capture_output=True)
-        out["import_s"] = round(time.time() - start, 1)
-        out["import_peak_mb"] = round(int(open(timing).read().split()[-1]) / 1024)
-        for d, name in zip(dirs[1:], names[1:]):
-            jalin(d, "import", files[name])
+        if not reuse:
+            import_catalogs(work, dirs, names, files, timing, out)
         # 2. Four catalogs at once.
         partners = [Node(d) for d in dirs[1:]]
         # A_WRAP: a command A's node runs under while it takes the catalogs (a profiler:

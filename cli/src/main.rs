@@ -16,12 +16,70 @@ mod profile;
 mod staff;
 mod survey;
 
-// glibc's allocator kept over half of an import's peak memory in fragments across the
-// node's threads; mimalloc returns it (see BENCHMARKS.md).
-// (`--features system-allocator` leaves it out, for heap profilers such as heaptrack.)
-#[cfg(not(feature = "system-allocator"))]
+// The allocator. On Linux with glibc, glibc's, held to few arenas ([`limit_arenas`]);
+// elsewhere (Windows) mimalloc. Freed memory both keep for the thread that freed it: a
+// node taking four catalogs at once, its live heap at ~380 MB, was at ~900 MB resident
+// under mimalloc, ~400 MB under glibc with one arena (BENCHMARKS.md, issue 19).
+// (`--features system-allocator`: the system's allocator as it comes, for heap profilers
+// such as heaptrack.)
+#[cfg(not(any(
+    feature = "system-allocator",
+    all(target_os = "linux", target_env = "gnu")
+)))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Arenas glibc's allocator may use: by default it gives each thread that allocates
+/// while another does an arena of its own, up to eight a core, and memory freed in one
+/// serves only that arena. One: a node taking four catalogs held ~400 MB with one,
+/// ~530 MB with two; an import is slower by a fifth (BENCHMARKS.md).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(feature = "system-allocator")
+))]
+const MALLOC_ARENAS: libc::c_int = 1;
+
+/// Holds glibc's allocator to [`MALLOC_ARENAS`] arenas, before any other thread starts,
+/// and starts a thread that gives freed memory back every [`MALLOC_TRIM_EVERY_S`].
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(feature = "system-allocator")
+))]
+#[allow(unsafe_code)]
+fn limit_arenas() {
+    // SAFETY: `mallopt` sets one of the allocator's tunables and touches no Rust
+    // memory; called at the start of `main`, while this is the only thread.
+    let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
+    if set != 1 {
+        tracing::warn!("glibc did not take M_ARENA_MAX: the allocator keeps its arenas");
+    }
+    // glibc gives back on its own only what is free at the top of its heap; what a large
+    // piece of work freed below that (a sync's answers, a report, the store's recovery
+    // as it opens) stays resident until `malloc_trim` returns its pages: a node restarted
+    // on 250,000 records held ~350 MB so, against ~100 MB under mimalloc.
+    let spawned = std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(MALLOC_TRIM_EVERY_S));
+            // SAFETY: `malloc_trim` returns free pages of the allocator's heap to the
+            // system; it takes the arena's lock and touches no memory in use.
+            unsafe { libc::malloc_trim(0) };
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start the thread that returns freed memory");
+    }
+}
+
+/// How often freed memory is given back to the system (a walk over glibc's free chunks,
+/// a few milliseconds under its lock).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(feature = "system-allocator")
+))]
+const MALLOC_TRIM_EVERY_S: u64 = 5;
 
 use anyhow::{bail, Context};
 use backend::Backend;
@@ -1478,6 +1536,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        not(feature = "system-allocator")
+    ))]
+    limit_arenas();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {

@@ -428,6 +428,9 @@ pub struct Library {
     /// Records in the import batch being worked on now.
     batch_now: std::sync::atomic::AtomicUsize,
     catching_up: std::sync::Mutex<()>,
+    /// Set as the node stops: long work (an index catch-up) ends early, leaving the rest
+    /// for the next start, so that a stop does not wait for it.
+    stopping: std::sync::atomic::AtomicBool,
     /// The "same" / "not the same" assertions the index's groups were last worked out
     /// with.
     assertions_seen: std::sync::Mutex<std::collections::BTreeSet<(RecordKey, RecordKey, bool)>>,
@@ -613,6 +616,7 @@ impl Library {
             sync_in_air: Default::default(),
             batch_now: Default::default(),
             catching_up: std::sync::Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             assertions_seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             bytes_per_record: Default::default(),
         };
@@ -677,8 +681,20 @@ impl Library {
         Ok(forgotten)
     }
 
+    /// Tells long work to end early: the node is stopping (an index catch-up under way
+    /// stops without committing; the next start takes it up from the store).
+    pub fn stop_work(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Indexes what changed in the store since the index's last commit (everything, for
-    /// a new index). Returns how many records that was.
+    /// a new index). Returns how many records that was (none when the node began to
+    /// stop meanwhile: nothing is committed then).
     pub fn catch_up_index(&self) -> Result<usize, LibraryError> {
         // One catch-up at a time: two would index the same changes and commit out of order.
         let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
@@ -693,6 +709,9 @@ impl Library {
             // walk over every record held (which also leaves sled's tree resident).
             let own = self.store.library();
             for entry in queue {
+                if self.stopping() {
+                    return Ok(0);
+                }
                 let (library, record_id, seq) = entry?;
                 let stored = self.store.get_of(&library, &record_id)?;
                 let description = match &stored {
@@ -715,6 +734,9 @@ impl Library {
             return Ok(count);
         }
         for stored in self.store.changed_since(since) {
+            if self.stopping() {
+                return Ok(0);
+            }
             let stored = stored?;
             let description = if stored.deleted {
                 None
@@ -726,6 +748,9 @@ impl Library {
         }
         // Other members' catalogs held here: the union catalog.
         for item in self.store.replicas_changed_since(since) {
+            if self.stopping() {
+                return Ok(0);
+            }
             let (library, stored) = item?;
             let description = if stored.deleted {
                 None

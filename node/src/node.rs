@@ -439,6 +439,9 @@ impl NodeHandle {
     /// Stops the node in order (see the module's docs) and waits for every part.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.cancel.cancel();
+        // Work on blocking threads is not cancelled with its task; the runtime waits for
+        // it at the end. An index catch-up ends early instead.
+        self.library.stop_work();
         let mut outcome = Ok(());
         while let Some(ended) = self.tasks.join_next_with_id().await {
             if let Err(error) = self.settle(ended) {

@@ -867,17 +867,30 @@ impl Store {
     }
 
     /// Forgets the index queue's entries up to `seq` (an index committed there has seen
-    /// them), and so starts the queue after it.
+    /// them), and so starts the queue after it: the start first, then the entries a
+    /// thousand at a time (sled holds a copy of each node a batch touches until the
+    /// batch ends: one batch of a whole sync's entries held tens of MB).
     pub fn trim_index_queue(&self, seq: u64) -> Result<(), StoreError> {
+        self.tree
+            .insert(INDEX_QUEUE_FLOOR, seq.to_be_bytes().to_vec())?;
         let mut end = vec![b'q'];
         end.extend_from_slice(&seq.saturating_add(1).to_be_bytes());
-        let mut batch = sled::Batch::default();
-        for k in self.tree.range([b'q'].to_vec()..end).keys() {
-            batch.remove(k?);
+        loop {
+            let keys: Vec<sled::IVec> = self
+                .tree
+                .range([b'q'].to_vec()..end.clone())
+                .keys()
+                .take(1_000)
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut batch = sled::Batch::default();
+            for k in keys {
+                batch.remove(k);
+            }
+            self.tree.apply_batch(batch)?;
         }
-        batch.insert(INDEX_QUEUE_FLOOR, seq.to_be_bytes().to_vec());
-        self.tree.apply_batch(batch)?;
-        Ok(())
     }
 
     /// Whether the library holds no records at all (not even tombstones).

@@ -139,7 +139,7 @@ pub(super) enum Worked {
     },
     /// A push to a peer was answered and its outbox updated; `more`: push again.
     IllDelivered(PeerId, bool),
-    /// The index caught up with the store (started by [`NetLoop::index`]).
+    /// The index caught up with the store (started by [`NetLoop::start_indexing`]).
     Indexed,
     /// Nothing left to do.
     Nothing,
@@ -171,7 +171,7 @@ impl NetLoop {
     /// Brings the index up to date with the store, off the loop: one catch-up at a time,
     /// and one more after it when asked meanwhile (however many answers asked). A worker
     /// per answer would wait, each on a thread of its own, for the catch-up under way.
-    fn index(&mut self) {
+    fn start_indexing(&mut self) {
         if self.indexing.0 {
             self.indexing.1 = true;
             return;
@@ -354,7 +354,7 @@ impl NetLoop {
                     // What this node now holds, its other members may lack: tell them
                     // first, so they fetch while this node indexes.
                     self.announce(Some(namespace));
-                    self.index();
+                    self.start_indexing();
                 }
                 for request in follow_up.requests {
                     let next = self.state.rounds.request(peer, request);
@@ -415,7 +415,7 @@ impl NetLoop {
                 let again = self.indexing.1;
                 self.indexing = (false, false);
                 if again {
-                    self.index();
+                    self.start_indexing();
                 }
             }
             Worked::Nothing => {}
