@@ -139,6 +139,24 @@ fn compress_into(data: &[u8], out: &mut Vec<u8>) -> bool {
     })
 }
 
+/// Expands a record compressed by [`compress_into`] (at most [`MARC_MAX`] bytes). One
+/// decompressor per thread, as one compressor: each record read back no longer sets up
+/// its own.
+fn decompress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match cell.as_mut() {
+            Some(decompressor) => decompressor,
+            None => cell.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, MARC_MAX)
+    })
+}
+
 /// `StoredRecord`'s first byte: flags.
 const STORED_DELETED: u8 = 1;
 const STORED_COMPRESSED: u8 = 2;
@@ -222,7 +240,7 @@ impl StoredRecord {
             return Err(damaged(&format!("unknown flags {flags:#04x}")));
         }
         let marc = if flags & STORED_COMPRESSED != 0 {
-            zstd::bulk::decompress(record, MARC_MAX)
+            decompress(record)
                 .map_err(|e| damaged(&format!("the compressed record does not expand: {e}")))?
         } else {
             record.to_vec()
@@ -272,7 +290,7 @@ impl<'a> DocValue<'a> {
         }
         let marc = match bytes[0] {
             1 => Cow::Borrowed(&bytes[10..]),
-            2 => Cow::Owned(zstd::bulk::decompress(&bytes[10..], MARC_MAX).ok()?),
+            2 => Cow::Owned(decompress(&bytes[10..]).ok()?),
             _ => return None,
         };
         let updated_ms = u64::from_be_bytes(bytes[2..10].try_into().ok()?);
