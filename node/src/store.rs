@@ -1090,31 +1090,7 @@ impl Store {
         }
         let result = match failure {
             Some(error) => Err(error),
-            None => (|| {
-                let mut batch = sled::Batch::default();
-                let counted = self.count_writes(
-                    writes
-                        .iter()
-                        .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_slice(), v.as_slice()))),
-                )?;
-                for (k, v) in counted {
-                    batch.insert(k, v);
-                }
-                for write in writes {
-                    match write {
-                        (k, Some(v)) => {
-                            queue_for_index(&mut batch, seq, &k);
-                            batch.insert(k, v)
-                        }
-                        (k, None) => batch.remove(k),
-                    }
-                }
-                batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
-                self.stamp(&mut batch, seq, now_ms)?;
-                self.tree.apply_batch(batch)?;
-                self.db.flush()?;
-                Ok(seq)
-            })(),
+            None => self.write_batch(writes, seq, now_ms).map(|()| seq),
         };
         if result.is_ok() {
             self.touch(&self.library, work.iter().map(|(shard, _, _)| *shard));
@@ -1421,6 +1397,41 @@ impl Store {
             .collect())
     }
 
+    /// Writes one batch, write `seq` at `now_ms`, and flushes it: `writes` (`(key,
+    /// Some(value))` to insert, `(key, None)` to remove), with the catalogs' counts after
+    /// them, each record written queued for the index, and the store's sequence number
+    /// and write time. The write lock held.
+    fn write_batch(
+        &self,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let counted = self.count_writes(
+            writes
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_slice(), v.as_slice()))),
+        )?;
+        for (k, v) in counted {
+            batch.insert(k, v);
+        }
+        for (k, v) in writes {
+            match v {
+                Some(v) => {
+                    queue_for_index(&mut batch, seq, &k);
+                    batch.insert(k, v)
+                }
+                None => batch.remove(k),
+            }
+        }
+        batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
+        self.stamp(&mut batch, seq, now_ms)?;
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Records of a namespace and tombstones, counted by a walk over them.
     fn walk_count(&self, namespace: &LibraryId) -> Result<(u64, u64), StoreError> {
         let (mut live, mut deleted) = (0, 0);
@@ -1601,31 +1612,7 @@ impl Store {
             }
             return results;
         }
-        let stored = (|| -> Result<(), StoreError> {
-            let mut batch = sled::Batch::default();
-            let counted = self.count_writes(
-                writes
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_slice(), v.as_slice()))),
-            )?;
-            for (k, v) in counted {
-                batch.insert(k, v);
-            }
-            for (k, v) in writes {
-                match v {
-                    Some(v) => {
-                        queue_for_index(&mut batch, seq, &k);
-                        batch.insert(k, v)
-                    }
-                    None => batch.remove(k),
-                }
-            }
-            batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
-            self.stamp(&mut batch, seq, wall_clock_ms())?;
-            self.tree.apply_batch(batch)?;
-            self.db.flush()?;
-            Ok(())
-        })();
+        let stored = self.write_batch(writes, seq, wall_clock_ms());
         match stored {
             Ok(()) => {
                 self.touch(
