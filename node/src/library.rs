@@ -692,6 +692,14 @@ impl Library {
         self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Ends a catch-up cut short by a stop: commits what it put under the sequence number
+    /// it started from, so the next start takes up the rest, even if a local write
+    /// committed the index at a later number meanwhile.
+    fn stop_catching_up(&self, since: u64) -> Result<usize, LibraryError> {
+        self.commit_index(since)?;
+        Ok(0)
+    }
+
     /// Indexes what changed in the store since the index's last commit (everything, for
     /// a new index). Returns how many records that was (none when the node began to
     /// stop meanwhile: nothing is committed then).
@@ -704,13 +712,13 @@ impl Library {
             return Ok(0);
         }
         let mut count = 0;
-        if let Some(queue) = self.store.index_queue(since)? {
+        if let Some(queue) = self.store.index_queue(since, store_seq)? {
             // What was written since, from the store's queue: the records written, not a
             // walk over every record held (which also leaves sled's tree resident).
             let own = self.store.library();
             for entry in queue {
                 if self.stopping() {
-                    return Ok(0);
+                    return self.stop_catching_up(since);
                 }
                 let (library, record_id, seq) = entry?;
                 let stored = self.store.get_of(&library, &record_id)?;
@@ -735,7 +743,7 @@ impl Library {
         }
         for stored in self.store.changed_since(since) {
             if self.stopping() {
-                return Ok(0);
+                return self.stop_catching_up(since);
             }
             let stored = stored?;
             let description = if stored.deleted {
@@ -749,7 +757,7 @@ impl Library {
         // Other members' catalogs held here: the union catalog.
         for item in self.store.replicas_changed_since(since) {
             if self.stopping() {
-                return Ok(0);
+                return self.stop_catching_up(since);
             }
             let (library, stored) = item?;
             let description = if stored.deleted {

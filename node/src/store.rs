@@ -837,16 +837,17 @@ impl Store {
             })
     }
 
-    /// The records of every library written after store sequence number `since`, as
-    /// `(library, record id, the write's sequence number)` in write order, one entry per
-    /// write (a record written twice since has two; a record since forgotten has its
-    /// entries still): what an index committed at `since` has not seen. None when the
+    /// The records of every library written after store sequence number `since` and up to
+    /// `until`, as `(library, record id, the write's sequence number)` in write order, one
+    /// entry per write (a record written twice since has two; a record since forgotten
+    /// has its entries still): what an index committed at `since` has not seen. None when the
     /// queue does not reach back that far (kept only from [`Store::trim_index_queue`]'s
     /// last `seq` on, or from when the store first opened with a queue): walk the store.
     #[allow(clippy::type_complexity)]
     pub fn index_queue(
         &self,
         since: u64,
+        until: u64,
     ) -> Result<
         Option<impl Iterator<Item = Result<(LibraryId, String, u64), StoreError>> + '_>,
         StoreError,
@@ -859,7 +860,9 @@ impl Store {
         }
         let mut start = vec![b'q'];
         start.extend_from_slice(&since.saturating_add(1).to_be_bytes());
-        Ok(Some(self.tree.range(start..[b'r'].to_vec()).map(|item| {
+        let mut end = vec![b'q'];
+        end.extend_from_slice(&until.saturating_add(1).to_be_bytes());
+        Ok(Some(self.tree.range(start..end).map(|item| {
             let (k, _) = item?;
             let seq = k
                 .get(1..9)
@@ -1851,7 +1854,7 @@ mod tests {
     }
 
     fn queued(store: &Store, since: u64) -> Option<Vec<(String, u64)>> {
-        let queue = store.index_queue(since).expect("reads")?;
+        let queue = store.index_queue(since, u64::MAX).expect("reads")?;
         Some(
             queue
                 .map(|e| e.expect("an entry"))
@@ -1894,6 +1897,14 @@ mod tests {
             ]
         );
         assert_eq!(queued(&store, second), Some(vec![("a".to_string(), third)]));
+        let until_second: Vec<(String, u64)> = store
+            .index_queue(first, second)
+            .expect("reads")
+            .expect("reaches back")
+            .map(|e| e.expect("an entry"))
+            .map(|(_, id, seq)| (id, seq))
+            .collect();
+        assert_eq!(until_second, [("b".to_string(), second)], "bounded above");
         store.trim_index_queue(second).expect("trims");
         assert_eq!(queued(&store, first), None, "trimmed past: walk instead");
         assert_eq!(queued(&store, second), Some(vec![("a".to_string(), third)]));
