@@ -6,10 +6,12 @@ MARC_FILE: the records the five catalogs are made of (default: the 10,000 LC rec
 ../shared/data). MEMORY_MB: `[limits] memory_mb` of the library's node (default: what
 `jalin init` writes). JALIN_BIN: another build; KEEP=1 keeps the data dirs; A_WRAP: a
 profiler A's node runs under while it takes the catalogs (then the bench ends there);
-TEMPLATE=DIR keeps a copy of the data dirs before the sync, REUSE=DIR starts from one
-(no import measured); SERIES=1 prints each phase's anonymous memory every 5 s.
+TEMPLATE=DIR keeps a copy of the data dirs before the sync, SYNCED=DIR one after it;
+REUSE=DIR starts from either (no import measured; from a SYNCED copy, no sync either);
+SERIES=1 prints each phase's anonymous memory every 5 s.
 
-A library (A) and four partners, one consortium, 50,000 records each, made with pymarc
+A library (A) and four partners, one consortium under an agreement every member signed
+(with an evaluation period, so the evaluation report has one), 50,000 records each, made with pymarc
 from MARC_FILE's records as 25 variants of each (a variant: its own 001, a word added to
 the main title, no ISBN, LCCN or OCLC number, so each is a book of its own). A holds
 variants 0-4; P1 0, 1 and 5-7; P2 2, 3 and 8-10; P3 4 and 11-14; P4 15-19: each of the
@@ -161,6 +163,40 @@ def originals(path):
                    if r is not None)
 
 
+AGREEMENT = """+++
+title = "Perjanjian Kerja Sama Bench"
+interlibrary_loan = true
+staff_development = true
+evaluation_period_months = 6
++++
+Perpustakaan anggota berbagi katalog dan meminjamkan koleksi.
+"""
+
+
+def agree(work, dirs):
+    """Every member signs one agreement (documents carried by file, offline)."""
+    text = os.path.join(work, "perjanjian.md")
+    with open(text, "w") as fh:
+        fh.write(AGREEMENT)
+    jalin(dirs[0], "agreement", "draft", text)
+    jalin(dirs[0], "agreement", "sign")
+    docs = os.path.join(work, "docs.txt")
+    jalin(dirs[0], "consortium", "export", docs)
+    for d in dirs[1:]:
+        jalin(d, "consortium", "import", docs)
+        jalin(d, "agreement", "sign")
+        signed = os.path.join(work, "signed.txt")
+        jalin(d, "consortium", "export", signed)
+        jalin(dirs[0], "consortium", "import", signed)
+    jalin(dirs[0], "consortium", "export", docs)
+    for d in dirs[1:]:
+        jalin(d, "consortium", "import", docs)
+    shown = jalin(dirs[0], "agreement", "show")
+    if "in force" not in shown.lower() and "berlaku" not in shown.lower():
+        raise SystemExit(f"the bench's agreement is not in force:\n{shown}")
+    open(os.path.join(work, "agreed"), "w").close()
+
+
 def import_catalogs(work, dirs, names, files, timing, out):
     """A's import measured (a process of its own), then the partners' imports. TEMPLATE:
     a copy of the data dirs made then, for REUSE (a later run starts from it, at 2)."""
@@ -189,99 +225,114 @@ def main():
         if reuse:
             shutil.rmtree(work)
             shutil.copytree(reuse, work)
+            if not os.path.exists(os.path.join(work, "agreed")):
+                agree(work, dirs)
         else:
             for name in names:
                 files[name] = os.path.join(work, f"{name}.mrc")
                 catalog_file(marc, VARIANTS[name], files[name])
             consortium(dirs, names)
+            agree(work, dirs)
         if memory_mb:
             set_memory(dirs[0], memory_mb)
         # 1. The import, a process of its own.
         timing = os.path.join(work, "time")
         if not reuse:
             import_catalogs(work, dirs, names, files, timing, out)
-        # 2. Four catalogs at once.
-        partners = [Node(d) for d in dirs[1:]]
-        # A_WRAP: a command A's node runs under while it takes the catalogs (a profiler:
-        # `A_WRAP="heaptrack -o /tmp/a"` with a build of `--features system-allocator`).
-        a = Node(dirs[0], wrap=os.environ.get("A_WRAP", "").split())
-        out["started_mb"] = round(a.rss_mb())
-        sampler = Sampler(a.proc.pid)
-        sampler.reset()
-        start = time.time()
-        for p in partners:
-            jalin(dirs[0], "peers", "--dial", p.p2p)
-        ids = [own_id(d) for d in dirs[1:]]
-        for p, lid in zip(partners, ids):
-            target = p.catalog(lid)["digest"]
-            wait("every catalog at A",
-                 lambda: (a.catalog(lid) or {}).get("digest") == target, interval=1.0,
-                 seconds=3600)
-        total = sum(len(VARIANTS[n]) for n in names) * originals(marc)
-        wait("A's index", lambda: a.get("/api/status")["indexed"] >= total,
-             interval=1.0, seconds=3600)
-        out["four_catalogs_s"] = round(time.time() - start, 1)
-        sampler.note(out, "four_catalogs")
-        for p in partners:
-            p.stop()
-        if os.environ.get("A_WRAP"):
-            a.stop()
-            print("old pc:", json.dumps(out), flush=True)
-            return
-        # The other operations on a node started afresh: what each costs on its own, not
-        # what the sync left resident.
-        a.stop()
-        a = Node(dirs[0])
-        out["restarted_mb"] = round(a.rss_mb())
-        sampler = Sampler(a.proc.pid)
-        # 3. Search.
-        sampler.reset()
-        for i in range(50):
-            q = urllib.parse.quote(QUERIES[i % len(QUERIES)])
-            call(a, f"/api/search?q={q}&per_page=20&page={1 + i % 3}")
-            call(a, "/sru?version=2.0&operation=searchRetrieve&maximumRecords=20"
-                    f"&query=dc.title%3D{q}")
-        sampler.note(out, "search")
-        # 4. A full OAI-PMH harvest.
-        sampler.reset()
-        path = "/oai?verb=ListRecords&metadataPrefix=marcxml"
-        pages = records = 0
-        while path:
-            text = call(a, path).decode("utf-8")
-            pages += 1
-            records += text.count("<record>")
-            found = re.search(r"<resumptionToken[^>]*>([^<]+)</resumptionToken>", text)
-            path = (f"/oai?verb=ListRecords&resumptionToken={urllib.parse.quote(found.group(1))}"
-                    if found else None)
-        out["oai_pages"], out["oai_records"] = pages, records
-        sampler.note(out, "oai")
-        # 5. Reports, each on its own.
-        bearer = token(dirs[0])
-        reports = {}
-        for name, path, body in [
-            ("overlap", "/api/collection/overlap", None),
-            ("conspectus", "/api/collection/conspectus", b'{"action": "show"}'),
-            ("needs", "/api/needs", b'{"action": "report"}'),
-            ("evaluation", "/api/evaluation", b'{"action": "report"}'),
-        ]:
-            sampler.reset()
-            try:
-                reports[name] = len(call(a, path, body, bearer))
-            except urllib.error.HTTPError as e:
-                reports[name] = f"HTTP {e.code}: {e.read()[:200]!r}"
-            sampler.note(out, f"report_{name}")
-        out["reports"] = reports
-        out["rss_now_mb"] = round(a.rss_mb())
-        status = subprocess.run([JALIN, "--data-dir", dirs[0], "status"],
-                                capture_output=True, text=True).stdout
-        a.stop()
-        print(status, flush=True)
-        print("old pc:", json.dumps(out), flush=True)
+        synced = bool(reuse) and os.path.exists(os.path.join(reuse, "synced"))
+        if not synced:
+            sync_catalogs(work, dirs, names, marc, out)
+        reports(dirs, out)
     finally:
         if os.environ.get("KEEP"):
             print("kept:", work, flush=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def sync_catalogs(work, dirs, names, marc, out):
+    """2. Four catalogs at once (SYNCED: a copy of the data dirs after it)."""
+    partners = [Node(d) for d in dirs[1:]]
+    # A_WRAP: a command A's node runs under while it takes the catalogs (a profiler:
+    # `A_WRAP="heaptrack -o /tmp/a"` with a build of `--features system-allocator`).
+    a = Node(dirs[0], wrap=os.environ.get("A_WRAP", "").split())
+    out["started_mb"] = round(a.rss_mb())
+    sampler = Sampler(a.proc.pid)
+    sampler.reset()
+    start = time.time()
+    for p in partners:
+        jalin(dirs[0], "peers", "--dial", p.p2p)
+    ids = [own_id(d) for d in dirs[1:]]
+    for p, lid in zip(partners, ids):
+        target = p.catalog(lid)["digest"]
+        wait("every catalog at A",
+             lambda: (a.catalog(lid) or {}).get("digest") == target, interval=1.0,
+             seconds=3600)
+    total = sum(len(VARIANTS[n]) for n in names) * originals(marc)
+    wait("A's index", lambda: a.get("/api/status")["indexed"] >= total,
+         interval=1.0, seconds=3600)
+    out["four_catalogs_s"] = round(time.time() - start, 1)
+    sampler.note(out, "four_catalogs")
+    for p in partners:
+        p.stop()
+    a.stop()
+    if os.environ.get("A_WRAP"):
+        print("old pc:", json.dumps(out), flush=True)
+        raise SystemExit(0)
+    if os.environ.get("SYNCED"):
+        shutil.copytree(work, os.environ["SYNCED"])
+        open(os.path.join(os.environ["SYNCED"], "synced"), "w").close()
+
+
+def reports(dirs, out):
+    """3-5 on a node started afresh: what each costs on its own, not what the sync left
+    resident."""
+    a = Node(dirs[0])
+    out["restarted_mb"] = round(a.rss_mb())
+    sampler = Sampler(a.proc.pid)
+    # 3. Search.
+    sampler.reset()
+    for i in range(50):
+        q = urllib.parse.quote(QUERIES[i % len(QUERIES)])
+        call(a, f"/api/search?q={q}&per_page=20&page={1 + i % 3}")
+        call(a, "/sru?version=2.0&operation=searchRetrieve&maximumRecords=20"
+                f"&query=dc.title%3D{q}")
+    sampler.note(out, "search")
+    # 4. A full OAI-PMH harvest.
+    sampler.reset()
+    path = "/oai?verb=ListRecords&metadataPrefix=marcxml"
+    pages = records = 0
+    while path:
+        text = call(a, path).decode("utf-8")
+        pages += 1
+        records += text.count("<record>")
+        found = re.search(r"<resumptionToken[^>]*>([^<]+)</resumptionToken>", text)
+        path = (f"/oai?verb=ListRecords&resumptionToken={urllib.parse.quote(found.group(1))}"
+                if found else None)
+    out["oai_pages"], out["oai_records"] = pages, records
+    sampler.note(out, "oai")
+    # 5. Reports, each on its own.
+    bearer = token(dirs[0])
+    reports = {}
+    for name, path, body in [
+        ("overlap", "/api/collection/overlap", None),
+        ("conspectus", "/api/collection/conspectus", b'{"action": "show"}'),
+        ("needs", "/api/needs", b'{"action": "report"}'),
+        ("evaluation", "/api/evaluation", b'{"action": "report"}'),
+    ]:
+        sampler.reset()
+        try:
+            reports[name] = len(call(a, path, body, bearer))
+        except urllib.error.HTTPError as e:
+            reports[name] = f"HTTP {e.code}: {e.read()[:200]!r}"
+        sampler.note(out, f"report_{name}")
+    out["reports"] = reports
+    out["rss_now_mb"] = round(a.rss_mb())
+    status = subprocess.run([JALIN, "--data-dir", dirs[0], "status"],
+                            capture_output=True, text=True).stdout
+    a.stop()
+    print(status, flush=True)
+    print("old pc:", json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -1174,95 +1174,25 @@ impl Library {
     }
 
     /// The collection overlap of the union this node holds: its own catalog and every
-    /// other library's it keeps, each title counted once ([`dedup::cluster`] with the
-    /// members' standing assertions). The members counted are the libraries whose
-    /// records are here (this one first, then by key): "held by all" means by all of
-    /// those.
+    /// other library's it keeps, each title counted once, as the search index groups
+    /// them ([`dedup::cluster`]'s rule with the members' standing assertions; the index
+    /// caught up first). The members counted are the libraries whose records are here
+    /// (this one first, then by key): "held by all" means by all of those.
     pub fn collection_overlap(
         &self,
     ) -> Result<jalin_protocol::collection::OverlapReport, LibraryError> {
-        use jalin_protocol::collection::{division, overlap, Held};
-        use jalin_protocol::dedup::RecordRef;
-        let own = self.store.library().to_hex();
-        let held_of = |library: &str, stored: &StoredRecord| -> Option<Held> {
-            if stored.deleted {
-                return None;
-            }
-            let d = decode(stored)?.description;
-            Some(Held {
-                at: RecordRef {
-                    library: library.to_string(),
-                    record: stored.record_id.clone(),
-                },
-                keys: jalin_protocol::dedup::keys(&d),
-                division: division(&d.classification),
-                language: d.languages.first().cloned(),
-                year: d.year,
-                title: d.title,
-            })
-        };
-        // Decoded a chunk at a time, half of each on a second thread: the decoding is
-        // most of the work, and an old PC has two cores.
-        const CHUNK: usize = 4_096;
-        let decode_chunk = |chunk: &mut Vec<(String, StoredRecord)>, held: &mut Vec<Held>| {
-            let (first, second) = chunk.split_at(chunk.len() / 2);
-            let decode = |part: &[(String, StoredRecord)]| -> Vec<Held> {
-                part.iter().filter_map(|(l, r)| held_of(l, r)).collect()
-            };
-            let (a, b) = std::thread::scope(|scope| {
-                let other = scope.spawn(|| decode(first));
-                let b = decode(second);
-                match other.join() {
-                    Ok(a) => (a, b),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            });
-            held.extend(a);
-            held.extend(b);
-            chunk.clear();
-        };
-        let mut held = Vec::new();
-        let mut chunk: Vec<(String, StoredRecord)> = Vec::with_capacity(CHUNK);
-        for stored in self.store.records() {
-            chunk.push((own.clone(), stored?));
-            if chunk.len() == CHUNK {
-                decode_chunk(&mut chunk, &mut held);
+        self.catch_up_index()?;
+        let own = self.store.library();
+        let mut others = Vec::new();
+        for library in self.store.namespaces()? {
+            if library != own && self.held_counts(&library)?.0 > 0 {
+                others.push(library.to_hex());
             }
         }
-        for item in self.store.replicas_changed_since(0) {
-            let (library, stored) = item?;
-            chunk.push((library.to_hex(), stored));
-            if chunk.len() == CHUNK {
-                decode_chunk(&mut chunk, &mut held);
-            }
-        }
-        decode_chunk(&mut chunk, &mut held);
-        let others: std::collections::BTreeSet<String> = held
-            .iter()
-            .map(|h| h.at.library.clone())
-            .filter(|l| *l != own)
-            .collect();
-        let mut members = vec![own];
+        others.sort();
+        let mut members = vec![own.to_hex()];
         members.extend(others);
-        let asserted: Vec<(RecordRef, RecordRef, bool)> = self
-            .consortia
-            .standing_assertions()
-            .into_iter()
-            .map(|((a, b), same)| {
-                (
-                    RecordRef {
-                        library: a.library.to_hex(),
-                        record: a.record_id,
-                    },
-                    RecordRef {
-                        library: b.library.to_hex(),
-                        record: b.record_id,
-                    },
-                    same,
-                )
-            })
-            .collect();
-        let mut report = overlap(&held, &asserted, &members);
+        let mut report = self.index.overlap(&members)?;
         let names = self.library_names();
         for library in &mut report.libraries {
             library.name = LibraryId::from_hex(&library.library)

@@ -26,6 +26,7 @@ use tantivy::tokenizer::{
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 mod groups;
+mod overlap;
 
 /// What goes wrong in the index.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,8 @@ struct Fields {
     holding: Field,
     rec: Field,
     group: Field,
+    division: Field,
+    first_lang: Field,
 }
 
 const TOKENIZER: &str = "jalin";
@@ -186,6 +189,10 @@ fn schema() -> (Schema, Fields) {
                 .set_fast()
                 .set_stored(),
         ),
+        // What the collection overlap counts a record under (`overlap`): its division
+        // (an index into `collection::DIVISIONS`) and its first language.
+        division: builder.add_u64_field("division", NumericOptions::default().set_fast()),
+        first_lang: builder.add_text_field("first_lang", TextOptions::default().set_fast("raw")),
     };
     (builder.build(), fields)
 }
@@ -635,6 +642,16 @@ impl SearchIndex {
         }
         for lang in &d.languages {
             document.add_text(f.lang, lang);
+        }
+        if let Some(first) = d.languages.first() {
+            document.add_text(f.first_lang, first);
+        }
+        let division = jalin_protocol::collection::division(&d.classification);
+        if let Some(at) = jalin_protocol::collection::DIVISIONS
+            .iter()
+            .position(|(code, _, _)| Some(*code) == division)
+        {
+            document.add_u64(f.division, at as u64);
         }
         for class in d.classification.ddc.iter().chain(&d.classification.lcc) {
             document.add_text(f.class, class);
@@ -1794,6 +1811,7 @@ mod tests {
 #[cfg(test)]
 mod grouping_tests {
     use super::*;
+    use jalin_protocol::collection::{division, overlap, Held};
     use jalin_protocol::dedup::{cluster, Keyed, RecordRef};
     use jalin_protocol::record::{Name, NameKind};
     use proptest::prelude::*;
@@ -1817,6 +1835,17 @@ mod grouping_tests {
             }],
             year: Some(2005 + year as i32),
             isbns: isbn.map(|i| ISBNS[i].to_string()).into_iter().collect(),
+            // Counted by the collection overlap, not by grouping.
+            languages: vec![["ind", "eng"][author].to_string()],
+            classification: jalin_protocol::record::Classification {
+                ddc: [
+                    vec!["899.221".to_string()],
+                    vec![],
+                    vec!["959.8".to_string()],
+                ][title]
+                    .clone(),
+                lcc: vec!["PL5089".to_string()],
+            },
             ..Description::default()
         }
     }
@@ -1850,7 +1879,9 @@ mod grouping_tests {
     }
 
     /// Runs the operations on a new index; returns the groups it keeps, as sets of
-    /// records, and those clustering every live record at once gives.
+    /// records, and those clustering every live record at once gives. Checks the
+    /// collection overlap counted from the index against the one counted from every
+    /// record at once.
     fn run(ops: &[Op]) -> (BTreeSet<BTreeSet<RecordKey>>, BTreeSet<BTreeSet<RecordKey>>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let (index, _) = SearchIndex::open(dir.path()).expect("opens");
@@ -1973,6 +2004,30 @@ mod grouping_tests {
                 .or_default()
                 .insert((record.at.library.clone(), record.at.record.clone()));
         }
+        let mut members: Vec<String> = vec![own.clone()];
+        members.extend(
+            live.keys()
+                .map(|(l, _)| l.clone())
+                .filter(|l| *l != own)
+                .collect::<BTreeSet<_>>(),
+        );
+        let held: Vec<Held> = keyed
+            .iter()
+            .zip(live.values())
+            .map(|(k, d)| Held {
+                at: k.at.clone(),
+                keys: k.keys.clone(),
+                title: d.title.clone(),
+                division: division(&d.classification),
+                language: d.languages.first().cloned(),
+                year: d.year,
+            })
+            .collect();
+        assert_eq!(
+            index.overlap(&members).expect("counts"),
+            overlap(&held, &asserted, &members),
+            "the overlap from the index's groups is the overlap of every record at once"
+        );
         (kept, expected.into_values().collect())
     }
 
@@ -1985,6 +2040,65 @@ mod grouping_tests {
             let (kept, expected) = run(&ops);
             prop_assert_eq!(kept, expected);
         }
+    }
+
+    /// The lists (at most `LISTED_MAX` each) and their ties, over more titles than
+    /// they hold: the same from the index as from every record at once.
+    #[test]
+    fn the_overlap_lists_from_the_index_are_those_of_every_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (index, _) = SearchIndex::open(dir.path()).expect("opens");
+        let own = LIBRARIES[0].to_string();
+        let mut live: BTreeMap<RecordKey, Description> = BTreeMap::new();
+        for i in 0..400usize {
+            let d = Description {
+                // Titles out of record order, some the same text for different books.
+                title: format!("Judul {:03}", (i * 7919) % 300),
+                isbns: vec![format!("isbn-{i}")],
+                year: Some(1950 + (i % 70) as i32),
+                languages: vec![["ind", "jav", "eng"][i % 3].to_string()],
+                ..Description::default()
+            };
+            for (l, library) in LIBRARIES.iter().enumerate() {
+                // Held by one, two or three libraries, unevenly.
+                if l == 0 && i % 2 == 0 || l == 1 && i % 3 != 1 || l == 2 && i % 5 == 0 {
+                    let record = format!("r{}", (i * 31) % 1000);
+                    match l {
+                        0 => index.put(&record, Some(&d)),
+                        _ => index.put_replica(library, &record, Some(&d)),
+                    }
+                    .expect("puts");
+                    live.insert((library.to_string(), record), d.clone());
+                }
+            }
+        }
+        let fetch = |library: Option<&str>, record_id: &str| {
+            let k = (library.unwrap_or(&own).to_string(), record_id.to_string());
+            live.get(&k).cloned()
+        };
+        index
+            .commit(1, &Grouping::new(own.clone(), []), &fetch)
+            .expect("commits");
+        let held: Vec<Held> = live
+            .iter()
+            .map(|((library, record), d)| Held {
+                at: RecordRef {
+                    library: library.clone(),
+                    record: record.clone(),
+                },
+                keys: dedup::keys(d),
+                title: d.title.clone(),
+                division: division(&d.classification),
+                language: d.languages.first().cloned(),
+                year: d.year,
+            })
+            .collect();
+        let members: Vec<String> = LIBRARIES.iter().map(|l| l.to_string()).collect();
+        let expected = overlap(&held, &[], &members);
+        assert_eq!(expected.held_once_listed.len(), 100);
+        assert_eq!(expected.most_duplicated.len(), 100);
+        assert!(expected.held_by_all > 0 && expected.held_once > 100);
+        assert_eq!(index.overlap(&members).expect("counts"), expected);
     }
 
     #[test]

@@ -118,6 +118,17 @@ impl Share {
     pub fn total(&self) -> u64 {
         self.alone + self.some + self.all
     }
+
+    /// Counts one title held by `holders` of the `members`.
+    pub fn count(&mut self, holders: usize, members: usize) {
+        if holders <= 1 {
+            self.alone += 1;
+        } else if holders >= members {
+            self.all += 1;
+        } else {
+            self.some += 1;
+        }
+    }
 }
 
 /// One member's figures.
@@ -169,7 +180,8 @@ pub struct OverlapReport {
 /// Titles listed in a report's lists, at most.
 pub const LISTED_MAX: usize = 100;
 
-fn decade(year: Option<i32>) -> String {
+/// The decade a year falls in, as the report names it (`1990s`; `none` for no year).
+pub fn decade(year: Option<i32>) -> String {
     match year {
         Some(y) => format!("{}s", y.div_euclid(10) * 10),
         None => "none".into(),
@@ -177,22 +189,13 @@ fn decade(year: Option<i32>) -> String {
 }
 
 fn add(map: &mut BTreeMap<String, Share>, key: String, holders: usize, members: usize) {
-    let share = map.entry(key).or_default();
-    bump(share, holders, members);
-}
-
-fn bump(share: &mut Share, holders: usize, members: usize) {
-    if holders <= 1 {
-        share.alone += 1;
-    } else if holders >= members {
-        share.all += 1;
-    } else {
-        share.some += 1;
-    }
+    map.entry(key).or_default().count(holders, members);
 }
 
 /// The overlap of `held` (every member's records) among `members` (library keys, hex),
-/// with the members' standing "same" / "not the same" assertions.
+/// with the members' standing "same" / "not the same" assertions: every record in
+/// memory at once. A node counts from its search index's groups instead (the same rule,
+/// kept as records arrive, in a few bytes a title); this is what its tests compare with.
 pub fn overlap(
     held: &[Held],
     asserted: &[(RecordRef, RecordRef, bool)],
@@ -259,7 +262,7 @@ pub fn overlap(
             let Some(library) = per.get_mut(h.at.library.as_str()) else {
                 continue;
             };
-            bump(&mut library.titles, holders, count);
+            library.titles.count(holders, count);
             add(
                 &mut library.by_division,
                 h.division.unwrap_or("none").to_string(),
