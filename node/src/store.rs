@@ -896,6 +896,8 @@ impl Store {
             .insert(INDEX_QUEUE_FLOOR, seq.to_be_bytes().to_vec())?;
         let mut end = vec![b'q'];
         end.extend_from_slice(&seq.saturating_add(1).to_be_bytes());
+        // One key at a time: a batch of them would hold sled's copy of a node for each
+        // key until its end (113 MB of them at a thousand keys a batch, issue 19).
         loop {
             let keys: Vec<sled::IVec> = self
                 .tree
@@ -906,11 +908,9 @@ impl Store {
             if keys.is_empty() {
                 return Ok(());
             }
-            let mut batch = sled::Batch::default();
             for k in keys {
-                batch.remove(k);
+                self.tree.remove(k)?;
             }
-            self.tree.apply_batch(batch)?;
         }
     }
 
@@ -1410,6 +1410,18 @@ impl Store {
         seq: u64,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        self.write_unflushed(writes, seq, now_ms)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::write_batch`] with no flush: atomic, durable at the next flush.
+    fn write_unflushed(
+        &self,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let counted = self.count_writes(
             writes
@@ -1431,7 +1443,6 @@ impl Store {
         batch.insert(b"mseq".to_vec(), seq.to_be_bytes().to_vec());
         self.stamp(&mut batch, seq, now_ms)?;
         self.tree.apply_batch(batch)?;
-        self.db.flush()?;
         Ok(())
     }
 
@@ -1543,11 +1554,17 @@ impl Store {
     }
 
     /// Takes in changes of another library's shard documents, from any node that holds
-    /// them, several shards of one namespace in one durable write: one result per shard,
-    /// in order. Each change must carry the owner's valid envelope for this namespace and
-    /// shard over exactly its bytes, and each shard's batch must hold every change its
-    /// changes depend on; otherwise nothing of that shard is stored. A shard refused stores nothing; the others are
-    /// stored.
+    /// them, several shards of one namespace: one result per shard, in order, each shard
+    /// one durable write of its own (under its own sequence number). Each change must
+    /// carry the owner's valid envelope for this namespace and shard over exactly its
+    /// bytes, and each shard's batch must hold every change its changes depend on;
+    /// otherwise nothing of that shard is stored. A shard refused stores nothing; the
+    /// others are stored.
+    ///
+    /// One write a shard, not one for all: sled copies a tree node for each key a batch
+    /// writes and frees none of the copies before the batch ends, and a node holds up to
+    /// 16 values (records, a shard's changes): the copies of one write of a whole sync
+    /// answer held 60 MB and more (BENCHMARKS.md, "The old PC's memory").
     pub(crate) fn apply_remote_many(
         &self,
         namespace: &LibraryId,
@@ -1558,30 +1575,25 @@ impl Store {
             .map(|(shard, changes)| self.check_remote(namespace, *shard, changes))
             .collect();
         let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = match self.seq() {
-            Ok(seq) => seq + 1,
-            Err(error) => {
-                return shards
-                    .iter()
-                    .map(|_| {
-                        Err(ReplicaError::Store(StoreError::Damaged {
-                            record_id: String::new(),
-                            reason: error.to_string(),
-                        }))
-                    })
-                    .collect()
-            }
+        let write_failed = |error: StoreError| {
+            ReplicaError::Store(StoreError::Damaged {
+                record_id: String::new(),
+                reason: format!("writing replicated changes failed: {error}"),
+            })
         };
-        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut results = Vec::with_capacity(shards.len());
-        let mut docs = Vec::new();
-        // The documents kept in memory for the write, against the share with the cache's.
-        let mut held = 0u64;
+        let mut written = false;
         for ((shard, changes), parsed) in shards.iter().zip(checked) {
             let result = parsed.and_then(|parsed| {
+                let seq = self.seq().map_err(|error| {
+                    ReplicaError::Store(StoreError::Damaged {
+                        record_id: String::new(),
+                        reason: error.to_string(),
+                    })
+                })? + 1;
                 let mut doc = self.take_doc(namespace, *shard)?;
                 let mut staged = Vec::new();
-                let result = self.stage_remote(
+                let applied = self.stage_remote(
                     namespace,
                     *shard,
                     changes,
@@ -1589,60 +1601,43 @@ impl Store {
                     seq,
                     &mut doc.doc,
                     &mut staged,
-                );
-                if result.is_ok() {
-                    writes.extend(staged);
-                    doc.grew(changes.iter().map(|c| c.bytes.len()).sum());
-                    // Within the share, beside those in the cache (the least recently used
-                    // of which make room); past it the document is dropped (its writes are
-                    // staged) and read back when next needed.
-                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    if held.saturating_add(doc.bytes) <= cache.bytes_max {
-                        held += doc.bytes;
-                        cache.make_room(held);
-                        docs.push((*shard, doc));
-                    }
+                )?;
+                if staged.is_empty() {
+                    self.put_back(namespace, *shard, doc);
+                    return Ok(applied);
                 }
                 // After a failure the document in memory may be ahead of the disk: it is
                 // dropped, and read again next time.
-                result
+                self.write_unflushed(staged, seq, wall_clock_ms())
+                    .map_err(write_failed)?;
+                written = true;
+                doc.grew(changes.iter().map(|c| c.bytes.len()).sum());
+                if applied.changes > 0 {
+                    self.touch(namespace, [*shard]);
+                }
+                self.put_back(namespace, *shard, doc);
+                Ok(applied)
             });
             results.push(result);
         }
-        if writes.is_empty() {
-            for (shard, doc) in docs {
-                self.put_back(namespace, shard, doc);
-            }
-            return results;
-        }
-        let stored = self.write_batch(writes, seq, wall_clock_ms());
-        match stored {
-            Ok(()) => {
-                self.touch(
-                    namespace,
-                    shards
-                        .iter()
-                        .zip(&results)
-                        .filter(|(_, r)| r.as_ref().is_ok_and(|a| a.changes > 0))
-                        .map(|((shard, _), _)| *shard),
-                );
-                for (shard, doc) in docs {
-                    self.put_back(namespace, shard, doc);
-                }
-                results
-            }
-            Err(error) => results
-                .into_iter()
-                .map(|r| {
-                    r.and_then(|_| {
-                        Err(ReplicaError::Store(StoreError::Damaged {
-                            record_id: String::new(),
-                            reason: format!("writing replicated changes failed: {error}"),
-                        }))
+        // Durable before any is reported stored.
+        if written {
+            if let Err(error) = self.db.flush() {
+                let error = StoreError::from(error);
+                return results
+                    .into_iter()
+                    .map(|r| {
+                        r.and_then(|_| {
+                            Err(write_failed(StoreError::Damaged {
+                                record_id: String::new(),
+                                reason: error.to_string(),
+                            }))
+                        })
                     })
-                })
-                .collect(),
+                    .collect();
+            }
         }
+        results
     }
 
     /// Checks changes of another library's shard by themselves: envelopes, hashes, actor.
