@@ -321,10 +321,12 @@ def reports(dirs, out):
         ("evaluation", "/api/evaluation", b'{"action": "report"}'),
     ]:
         sampler.reset()
+        start = time.time()
         try:
             reports[name] = len(call(a, path, body, bearer))
         except urllib.error.HTTPError as e:
             reports[name] = f"HTTP {e.code}: {e.read()[:200]!r}"
+        out[f"report_{name}_s"] = round(time.time() - start, 1)
         sampler.note(out, f"report_{name}")
     out["reports"] = reports
     out["rss_now_mb"] = round(a.rss_mb())

@@ -1354,7 +1354,7 @@ impl Library {
                 return Ok(*bytes);
             }
         }
-        let bytes = self.store.catalog_bytes(namespace)? / held.max(1);
+        let bytes = self.store.catalog_bytes_estimate(namespace)? / held.max(1);
         known.insert(*namespace, (bytes, now));
         Ok(bytes)
     }
