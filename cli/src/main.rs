@@ -39,6 +39,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     not(feature = "system-allocator")
 ))]
 const MALLOC_ARENAS: libc::c_int = 1;
+/// The size from which glibc maps an allocation on its own (see [`limit_arenas`]).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(feature = "system-allocator")
+))]
+const MALLOC_MMAP_BYTES: libc::c_int = 256 << 10;
 
 /// Holds glibc's allocator to [`MALLOC_ARENAS`] arenas, before any other thread starts,
 /// and starts a thread that gives freed memory back every [`MALLOC_TRIM_EVERY_S`].
@@ -54,6 +61,15 @@ fn limit_arenas() {
     let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
     if set != 1 {
         tracing::warn!("glibc did not take M_ARENA_MAX: the allocator keeps its arenas");
+    }
+    // A piece of [`MALLOC_MMAP_BYTES`] or more (a sync answer, a shard document, sled's
+    // write buffers) is mapped on its own and unmapped when freed. glibc's default
+    // starts there too but raises the bar up to 32 MB each time such a piece is freed,
+    // after which they come from the heap, where what is freed between them stays.
+    // SAFETY: as above.
+    let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES) };
+    if set != 1 {
+        tracing::warn!("glibc did not take M_MMAP_THRESHOLD");
     }
     // glibc gives back on its own only what is free at the top of its heap; what a large
     // piece of work freed below that (a sync's answers, a report, the store's recovery

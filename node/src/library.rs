@@ -693,8 +693,8 @@ impl Library {
     }
 
     /// Ends a catch-up cut short by a stop: commits what it put under the sequence number
-    /// it started from, so the next start takes up the rest, even if a local write
-    /// committed the index at a later number meanwhile.
+    /// it started from (or last committed at), so the next start takes up the rest, even
+    /// if a local write committed the index at a later number meanwhile.
     fn stop_catching_up(&self, since: u64) -> Result<usize, LibraryError> {
         self.commit_index(since)?;
         Ok(0)
@@ -704,6 +704,11 @@ impl Library {
     /// a new index). Returns how many records that was (none when the node began to
     /// stop meanwhile: nothing is committed then).
     pub fn catch_up_index(&self) -> Result<usize, LibraryError> {
+        self.catch_up_index_every(INDEX_COMMIT_RECORDS)
+    }
+
+    /// [`Library::catch_up_index`], the index committed every `commit_every` records.
+    fn catch_up_index_every(&self, commit_every: usize) -> Result<usize, LibraryError> {
         // One catch-up at a time: two would index the same changes and commit out of order.
         let _one = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
         let since = self.index.committed_seq();
@@ -716,11 +721,20 @@ impl Library {
             // What was written since, from the store's queue: the records written, not a
             // walk over every record held (which also leaves sled's tree resident).
             let own = self.store.library();
+            // Committed every `commit_every` records, where the sequence
+            // number changes (every record written under a number is then indexed):
+            // grouping what a commit put costs memory in proportion to it.
+            let (mut committed, mut last, mut put) = (since, since, 0usize);
             for entry in queue {
                 if self.stopping() {
-                    return self.stop_catching_up(since);
+                    return self.stop_catching_up(committed);
                 }
                 let (library, record_id, seq) = entry?;
+                if put >= commit_every && seq != last {
+                    self.commit_index(last)?;
+                    (committed, put) = (last, 0);
+                }
+                last = seq;
                 let stored = self.store.get_of(&library, &record_id)?;
                 let description = match &stored {
                     // Written again since: the later entry indexes it.
@@ -736,6 +750,7 @@ impl Library {
                         .put_replica(&library.to_hex(), &record_id, description.as_ref())?;
                 }
                 count += 1;
+                put += 1;
             }
             self.commit_index(store_seq)?;
             self.store.trim_index_queue(store_seq)?;
@@ -1677,7 +1692,7 @@ impl Library {
 /// as a hit with every library holding the same book (None if the index lacks it).
 pub type RecordView = (StoredRecord, Option<Record>, Option<Hit>);
 
-/// Records an import puts in the index between two index commits.
+/// Records an import or a catch-up puts in the index between two index commits.
 const INDEX_COMMIT_RECORDS: usize = 25_000;
 
 /// The record a stored entry holds (`None` if its bytes do not read back, which would be
@@ -1685,4 +1700,56 @@ const INDEX_COMMIT_RECORDS: usize = 25_000;
 pub fn decode(stored: &StoredRecord) -> Option<Record> {
     let read = iso2709::Reader::new(stored.marc.as_slice()).next()?.ok()?;
     Some(Record::from_marc(read.record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn library(dir: &Path, code: &str) -> Library {
+        let data = DataDir::init(dir, &format!("Perpustakaan {code}"), code).expect("init");
+        Library::open(data).expect("opens")
+    }
+
+    #[test]
+    fn a_catch_up_committed_every_few_records_indexes_every_record() {
+        let (dir_a, dir_b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (a, b) = (library(dir_a.path(), "DESA"), library(dir_b.path(), "KOTA"));
+        let sample =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/demo/loc-indonesia-sample.mrc");
+        let added = b
+            .import(&Source::File(sample), &ImportOptions::default(), |_| {})
+            .expect("imports")
+            .added;
+        assert!(added > 20, "{added} records");
+        // B's catalog taken in a few shards a write (each write its own number), not
+        // indexed yet.
+        let namespace = b.id();
+        let shards: Vec<(u16, Vec<crate::store::SignedChange>)> = (0..crate::store::SHARD_COUNT)
+            .filter_map(|shard| {
+                let changes = b
+                    .store()
+                    .changes_since(&namespace, shard, &[])
+                    .expect("changes");
+                (!changes.is_empty()).then_some((shard, changes))
+            })
+            .collect();
+        for part in shards.chunks(5) {
+            for result in a.store_remote_many(&namespace, part) {
+                result.expect("applies");
+            }
+        }
+        assert_eq!(a.index().len(), 0);
+        assert_eq!(
+            a.catch_up_index_every(7).expect("catches up"),
+            added as usize
+        );
+        assert_eq!(a.index().len(), added);
+        assert_eq!(a.index.committed_seq(), a.store.seq().expect("seq"));
+        assert_eq!(a.catch_up_index().expect("nothing left"), 0);
+    }
 }
