@@ -115,7 +115,7 @@ fn a_library_from_init_to_stop() {
     // The memory budget, part by part: the import left shard documents loaded in the
     // node, within their share.
     assert!(
-        stdout.contains("memory:      budget 192 MB ([limits] memory_mb)\n"),
+        stdout.contains("memory:      budget 160 MB ([limits] memory_mb)\n"),
         "{stdout}"
     );
     let shards = stdout
