@@ -154,7 +154,16 @@ pub(super) struct NetLoop {
     workers: JoinSet<Worked>,
     /// Whether an index catch-up runs now, and whether another is to follow it.
     indexing: (bool, bool),
+    /// Members' sync requests answered at once ([`ANSWERS_AT_ONCE`]).
+    answering: Arc<tokio::sync::Semaphore>,
 }
+
+/// Members' sync requests answered at once: each answer loads shard documents and holds
+/// up to an answer's bytes of changes, and four members pulling a catalog of 50,000
+/// records kept dozens of workers at it on an old PC (issue 19). The rest wait their
+/// turn, well within the request timeout: an answer takes a fraction of a second to
+/// make, and its sending is not counted.
+const ANSWERS_AT_ONCE: usize = 2;
 
 impl NetLoop {
     pub(super) fn new(swarm: Swarm<Behaviour>, library: Arc<Library>, state: NetState) -> NetLoop {
@@ -165,6 +174,7 @@ impl NetLoop {
             state,
             workers: JoinSet::new(),
             indexing: (false, false),
+            answering: Arc::new(tokio::sync::Semaphore::new(ANSWERS_AT_ONCE)),
         }
     }
 
@@ -974,10 +984,17 @@ impl NetLoop {
             }
             request => {
                 let library = self.library.clone();
-                self.off_loop(move || Worked::Respond {
-                    response: answer(&library, &member, request),
-                    channel,
-                    members_changed: false,
+                let answering = self.answering.clone();
+                self.off_loop(move || {
+                    // (A worker thread may wait on the runtime's semaphore.)
+                    let _turn = tokio::runtime::Handle::current()
+                        .block_on(answering.acquire_owned())
+                        .ok();
+                    Worked::Respond {
+                        response: answer(&library, &member, request),
+                        channel,
+                        members_changed: false,
+                    }
                 });
             }
         }
