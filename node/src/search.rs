@@ -671,6 +671,17 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// A searcher over the last commit, from a reader of its own (the searches' reader
+    /// is reloaded only once a commit's records are grouped).
+    fn last_commit(&self) -> Result<tantivy::Searcher, SearchError> {
+        let reader: IndexReader = self
+            .index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(reader.searcher())
+    }
+
     /// Makes what was put searchable, groups it with the records of the same book
     /// (`groups`: `fetch` gives a record's description, `None` for the library meaning
     /// this one) and records the store sequence number it reflects.
@@ -689,12 +700,7 @@ impl SearchIndex {
         // are written finds these records again from the store at the next start. Read
         // through a reader of its own: searches see the records once they are grouped.
         self.commit_at(self.committed_seq().min(seq), false)?;
-        let reader: IndexReader = self
-            .index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        let searcher = reader.searcher();
+        let searcher = self.last_commit()?;
         let changes = groups::plan(&searcher, &self.fields, &touched, grouping)?;
         if !changes.is_empty() {
             tracing::debug!(records = changes.len(), "grouping: records change group");

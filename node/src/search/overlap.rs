@@ -17,9 +17,7 @@ use jalin_protocol::collection::{
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::schema::Value;
-use tantivy::{
-    DocAddress, DocId, IndexReader, ReloadPolicy, Searcher, SegmentReader, TantivyDocument,
-};
+use tantivy::{DocAddress, DocId, Searcher, SegmentReader, TantivyDocument};
 
 /// One title (a group of the index) as the first pass counts it.
 struct Title {
@@ -102,12 +100,7 @@ impl SearchIndex {
     /// library, whose records the index names with no library), as the index groups
     /// the records committed so far. A library not among `members` is not counted.
     pub(crate) fn overlap(&self, members: &[String]) -> Result<OverlapReport, SearchError> {
-        let reader: IndexReader = self
-            .index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        let searcher = reader.searcher();
+        let searcher = self.last_commit()?;
         let member_of: HashMap<&str, u16> = members
             .iter()
             .take(usize::from(u16::MAX))
