@@ -985,15 +985,24 @@ impl NetLoop {
             request => {
                 let library = self.library.clone();
                 let answering = self.answering.clone();
-                self.off_loop(move || {
-                    // (A worker thread may wait on the runtime's semaphore.)
-                    let _turn = tokio::runtime::Handle::current()
-                        .block_on(answering.acquire_owned())
-                        .ok();
-                    Worked::Respond {
-                        response: answer(&library, &member, request),
-                        channel,
-                        members_changed: false,
+                // The turn awaited before a worker thread is taken: requests waiting hold
+                // no thread (a member sending many would otherwise hold as many).
+                let span = tracing::Span::current();
+                self.workers.spawn(async move {
+                    let _turn = answering.acquire_owned().await.ok();
+                    let work = move || {
+                        span.in_scope(|| Worked::Respond {
+                            response: answer(&library, &member, request),
+                            channel,
+                            members_changed: false,
+                        })
+                    };
+                    match tokio::task::spawn_blocking(work).await {
+                        Ok(worked) => worked,
+                        Err(error) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        Err(_) => Worked::Nothing,
                     }
                 });
             }
